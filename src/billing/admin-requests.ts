@@ -1,0 +1,12 @@
+import { z } from "zod";
+
+/** `POST /admin/orgs/{orgId}/override`. `until` is an ISO time in the future. */
+export const OverrideBody = z.object({
+  action: z.enum(["exempt", "suspend", "unsuspend", "clear"]),
+  until: z.iso.datetime({ offset: true }).optional(),
+  note: z.string().trim().min(1, "a note is required: say who asked and why").max(2000),
+});
+export type OverrideBody = z.infer<typeof OverrideBody>;
+
+/** What the org's object receives once the worker has validated the request. */
+export type OverrideCommand = { action: OverrideBody["action"]; until: number | null; note: string };

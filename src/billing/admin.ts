@@ -1,0 +1,66 @@
+import { Router, type IRequest } from "itty-router";
+import { errorResponse, jsonResponse } from "../shared/http-error.ts";
+import { parseJsonBody } from "../shared/json-body.ts";
+import { log, logError, logWarn } from "../shared/log.ts";
+import { isValidOrgId, ORG_ID_RULE } from "../shared/org-id.ts";
+import { bearerToken, timingSafeEqualStrings } from "../shared/secrets.ts";
+import { OverrideBody } from "./admin-requests.ts";
+import { adminToken, ConfigError, ingestKeyPepper } from "./config.ts";
+import { orgBilling } from "./org-stub.ts";
+
+type AdminRequest = IRequest & { orgId: string };
+
+/** Bearer ADMIN_TOKEN, compared in constant time. Returns a refusal, or nothing when allowed. */
+async function authorize(request: IRequest, env: BillingEnv): Promise<Response | undefined> {
+  let expected: string;
+  try {
+    expected = adminToken(env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    logError({ event: "admin_rejected", code: "not_configured", variable: error.variable });
+    return errorResponse(503, "not_configured", error.message);
+  }
+  const presented = bearerToken(request.headers);
+  if (presented === null || !(await timingSafeEqualStrings(presented, expected))) {
+    logWarn({ event: "admin_rejected", code: "unauthorized", path: new URL(request.url).pathname });
+    return errorResponse(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>", {}, { "www-authenticate": 'Bearer realm="tollgate-admin"' });
+  }
+  return undefined;
+}
+
+function withOrg(request: IRequest): Response | undefined {
+  const orgId = decodeURIComponent(request.params.orgId ?? "");
+  if (!isValidOrgId(orgId)) return errorResponse(400, "invalid_org_id", `org id must be ${ORG_ID_RULE}`);
+  (request as AdminRequest).orgId = orgId;
+  return undefined;
+}
+
+export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>({ base: "/admin" })
+  .all("*", authorize)
+  .all("/orgs/:orgId/*", withOrg)
+  .all("/orgs/:orgId", withOrg)
+  .get("/orgs/:orgId", async ({ orgId }, env) => jsonResponse(await orgBilling(env, orgId).view(orgId)))
+  .post("/orgs/:orgId/resync", async ({ orgId }, env) => {
+    log({ event: "admin_resync", org_id: orgId });
+    return jsonResponse(await orgBilling(env, orgId).resync(orgId));
+  })
+  .post("/orgs/:orgId/override", async (request, env) => {
+    const body = await parseJsonBody(request, OverrideBody);
+    if (!body.ok) return body.response;
+    const until = body.value.until === undefined ? null : Date.parse(body.value.until);
+    if (until !== null && until <= Date.now()) return errorResponse(400, "invalid_request", "until must be in the future");
+    if (body.value.action === "clear" && until !== null) return errorResponse(400, "invalid_request", "clear takes no until");
+    const view = await orgBilling(env, request.orgId).override(request.orgId, { action: body.value.action, until, note: body.value.note });
+    return jsonResponse(view);
+  })
+  .post("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => {
+    const pepper = ingestKeyPepper(env);
+    return jsonResponse(await orgBilling(env, orgId).createIngestKey(orgId, pepper), 201);
+  })
+  .get("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => jsonResponse({ keys: await orgBilling(env, orgId).listIngestKeys(orgId) }))
+  .delete("/orgs/:orgId/ingest-keys/:keyId", async ({ orgId, params }, env) => {
+    const keyId = decodeURIComponent(params.keyId ?? "");
+    if (!(await orgBilling(env, orgId).revokeIngestKey(orgId, keyId))) return errorResponse(404, "key_not_found", `org ${orgId} has no active ingest key ${keyId}`);
+    return jsonResponse({ key_id: keyId, revoked: true });
+  })
+  .all("*", () => errorResponse(404, "not_found", "no such admin route"));

@@ -1,0 +1,116 @@
+import type { z } from "zod";
+import { AutumnCustomer, AutumnErrorBody, AutumnInvoicePage } from "./autumn-schemas.ts";
+
+/** Pinned: without it Autumn picks a version from the account's creation date. */
+export const AUTUMN_API_VERSION = "2.3.0";
+
+export type AutumnFailure = {
+  kind: "http" | "timeout" | "network" | "invalid_response";
+  message: string;
+  status?: number;
+  code?: string;
+  /** From `Retry-After` on 429/503: the earliest moment a retry is welcome. */
+  retryAfterMs?: number;
+};
+export type AutumnResult<T> = { ok: true; value: T } | { ok: false; failure: AutumnFailure };
+
+export type AutumnClientOptions = {
+  baseUrl: string;
+  secretKey: string;
+  timeoutMs: number;
+  now?: () => number;
+};
+
+export type AutumnClient = ReturnType<typeof createAutumnClient>;
+
+/**
+ * A thin, non-retrying Autumn client: every failure comes back classified so the caller
+ * (the org's Durable Object) can keep its state and retry through its alarm.
+ */
+export function createAutumnClient(options: AutumnClientOptions) {
+  const base = options.baseUrl.replace(/\/+$/, "");
+  const timeoutMs = options.timeoutMs;
+  const now = options.now ?? Date.now;
+
+  async function call<S extends z.ZodType>(
+    path: string,
+    body: unknown,
+    schema: S,
+    allowNotFound = false,
+  ): Promise<AutumnResult<z.infer<S> | null>> {
+    let response: Response;
+    try {
+      response = await fetch(`${base}${path}`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${options.secretKey}`,
+          "content-type": "application/json",
+          "x-api-version": AUTUMN_API_VERSION,
+        },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (error) {
+      const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
+      return {
+        ok: false,
+        failure: timedOut
+          ? { kind: "timeout", message: `${path} did not answer within ${timeoutMs} ms` }
+          : { kind: "network", message: `${path} unreachable: ${String(error)}` },
+      };
+    }
+
+    let json: unknown;
+    try {
+      json = await response.json();
+    } catch {
+      if (response.ok) return { ok: false, failure: { kind: "invalid_response", status: response.status, message: `${path} answered invalid JSON` } };
+      json = undefined;
+    }
+
+    if (!response.ok) {
+      const parsed = AutumnErrorBody.safeParse(json);
+      const code = parsed.success ? parsed.data.code : undefined;
+      if (allowNotFound && response.status === 404 && code === "customer_not_found") return { ok: true, value: null };
+      const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"), now());
+      return {
+        ok: false,
+        failure: {
+          kind: "http",
+          status: response.status,
+          message: `${path} answered ${response.status}${code ? ` ${code}` : ""}`,
+          ...(code === undefined ? {} : { code }),
+          ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+        },
+      };
+    }
+
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      return { ok: false, failure: { kind: "invalid_response", status: response.status, message: `${path} answered an unexpected shape: ${parsed.error.issues[0]?.path.join(".") ?? "?"} ${parsed.error.issues[0]?.message ?? ""}` } };
+    }
+    return { ok: true, value: parsed.data };
+  }
+
+  return {
+    /** `null` means Autumn has no such customer: no subscription, so nothing past due. */
+    getCustomer(customerId: string): Promise<AutumnResult<AutumnCustomer | null>> {
+      return call("/v1/customers.get", { customer_id: customerId, expand: ["invoices"] }, AutumnCustomer, true);
+    },
+    async listPaidInvoices(customerId: string, cursor: string, limit = 100): Promise<AutumnResult<AutumnInvoicePage>> {
+      const result = await call("/v1/invoices.list", { customer_id: customerId, status: ["paid"], limit, start_cursor: cursor }, AutumnInvoicePage);
+      if (result.ok && result.value === null) return { ok: false, failure: { kind: "invalid_response", message: "/v1/invoices.list answered empty" } };
+      return result as AutumnResult<AutumnInvoicePage>;
+    },
+  };
+}
+
+/** `Retry-After` is either delta-seconds or an HTTP date; both become milliseconds from now. */
+export function parseRetryAfter(value: string | null, now: number): number | undefined {
+  if (value === null || value.trim() === "") return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - now);
+}

@@ -1,0 +1,108 @@
+import { z } from "zod";
+import type { AutumnResult, AutumnClient } from "./autumn-client.ts";
+import type { AutumnCustomer, AutumnInvoice } from "./autumn-schemas.ts";
+
+const InvoiceRef = z.object({
+  stripe_id: z.string(),
+  total: z.number(),
+  currency: z.string(),
+  created_at: z.number(),
+  hosted_invoice_url: z.string().nullish(),
+});
+
+/** What Autumn showed at the last successful sync: kept with the state so anyone can see why. */
+export const Evidence = z.object({
+  customer_found: z.boolean(),
+  past_due_subscriptions: z.array(z.object({ id: z.string(), plan_id: z.string() })),
+  open_invoices: z.array(InvoiceRef),
+  /** The invoice proving the org has paid money before, if one was found. */
+  paid_invoice: InvoiceRef.nullable(),
+  /** Where "has paid" was decided: the 10 recent invoices, the full paid list, or not needed (not past due). */
+  paid_checked: z.enum(["recent_invoices", "invoices_list", "not_needed"]),
+  recent_invoice_count: z.number().int(),
+});
+export type Evidence = z.infer<typeof Evidence>;
+
+export type BillingFacts = {
+  pastDue: boolean;
+  hasPaid: boolean;
+  oldestOpenInvoiceAt: number | null;
+  evidence: Evidence;
+};
+
+/** Stripe marks $0 trial invoices paid: only an invoice with money proves the org ever paid. */
+export function isPaidWithMoney(invoice: Pick<AutumnInvoice, "status" | "total">): boolean {
+  return invoice.status === "paid" && invoice.total > 0;
+}
+
+function invoiceRef(invoice: AutumnInvoice): z.infer<typeof InvoiceRef> {
+  return {
+    stripe_id: invoice.stripe_id,
+    total: invoice.total,
+    currency: invoice.currency,
+    created_at: invoice.created_at,
+    hosted_invoice_url: invoice.hosted_invoice_url ?? null,
+  };
+}
+
+/**
+ * Facts from `customers.get` alone. `paidLookup` is what `invoices.list` found when the
+ * recent invoices showed no paid invoice with money (undefined when it was not needed).
+ */
+export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: AutumnInvoice | null): BillingFacts {
+  if (customer === null) {
+    return {
+      pastDue: false,
+      hasPaid: false,
+      oldestOpenInvoiceAt: null,
+      evidence: { customer_found: false, past_due_subscriptions: [], open_invoices: [], paid_invoice: null, paid_checked: "not_needed", recent_invoice_count: 0 },
+    };
+  }
+  const pastDueSubscriptions = customer.subscriptions.filter((s) => !s.add_on && s.past_due);
+  const recent = customer.invoices ?? [];
+  const open = recent.filter((invoice) => invoice.status === "open");
+  const paidRecent = recent.find(isPaidWithMoney) ?? null;
+  const paid = paidRecent ?? paidLookup ?? null;
+  const pastDue = pastDueSubscriptions.length > 0;
+  return {
+    pastDue,
+    hasPaid: paid !== null,
+    oldestOpenInvoiceAt: open.length === 0 ? null : Math.min(...open.map((invoice) => invoice.created_at)),
+    evidence: {
+      customer_found: true,
+      past_due_subscriptions: pastDueSubscriptions.map((s) => ({ id: s.id, plan_id: s.plan_id })),
+      open_invoices: open.map(invoiceRef),
+      paid_invoice: paid === null ? null : invoiceRef(paid),
+      paid_checked: !pastDue && paidLookup === undefined ? "not_needed" : paidRecent !== null ? "recent_invoices" : "invoices_list",
+      recent_invoice_count: recent.length,
+    },
+  };
+}
+
+/** Whether the 10 recent invoices already settle the question the policy asks. */
+export function needsPaidLookup(customer: AutumnCustomer | null): boolean {
+  if (customer === null) return false;
+  const pastDue = customer.subscriptions.some((s) => !s.add_on && s.past_due);
+  return pastDue && !(customer.invoices ?? []).some(isPaidWithMoney);
+}
+
+/** Enough pages for any real history of $0 trial invoices; more is treated as unreadable. */
+const MAX_PAID_PAGES = 20;
+
+/** One fresh read of Autumn: `customers.get`, then `invoices.list` (paid only) when needed. */
+export async function readBillingFacts(client: AutumnClient, orgId: string): Promise<AutumnResult<BillingFacts>> {
+  const customer = await client.getCustomer(orgId);
+  if (!customer.ok) return customer;
+  if (!needsPaidLookup(customer.value)) return { ok: true, value: factsFromCustomer(customer.value) };
+
+  let cursor = "";
+  for (let page = 0; page < MAX_PAID_PAGES; page++) {
+    const result = await client.listPaidInvoices(orgId, cursor);
+    if (!result.ok) return result;
+    const withMoney = result.value.list.find(isPaidWithMoney);
+    if (withMoney) return { ok: true, value: factsFromCustomer(customer.value, withMoney) };
+    if (!result.value.next_cursor) return { ok: true, value: factsFromCustomer(customer.value, null) };
+    cursor = result.value.next_cursor;
+  }
+  return { ok: false, failure: { kind: "invalid_response", message: `invoices.list did not end within ${MAX_PAID_PAGES} pages` } };
+}

@@ -1,0 +1,36 @@
+import { durationSetting, requiredSetting, urlSetting, type EnvVars } from "../shared/settings.ts";
+
+export { ConfigError } from "../shared/settings.ts";
+
+export const DEFAULT_GRACE_PERIOD = "3d";
+export const DEFAULT_RESYNC_INTERVAL = "6h";
+
+export type PolicySettings = { gracePeriodMs: number; resyncIntervalMs: number };
+
+export function policySettings(env: EnvVars): PolicySettings {
+  return {
+    gracePeriodMs: durationSetting(env, "GRACE_PERIOD", DEFAULT_GRACE_PERIOD),
+    resyncIntervalMs: durationSetting(env, "RESYNC_INTERVAL", DEFAULT_RESYNC_INTERVAL),
+  };
+}
+
+export function autumnSettings(env: EnvVars): { baseUrl: string; secretKey: string; timeoutMs: number } {
+  return {
+    baseUrl: urlSetting(env, "AUTUMN_API_URL", "https://api.useautumn.com"),
+    secretKey: requiredSetting(env, "AUTUMN_SECRET_KEY", "set it with `wrangler secret put AUTUMN_SECRET_KEY` (an am_sk_... key)"),
+    timeoutMs: durationSetting(env, "AUTUMN_TIMEOUT", "4s"),
+  };
+}
+
+/** Several space-separated secrets are allowed while a secret is being rotated. */
+export function webhookSecrets(env: EnvVars): string[] {
+  return requiredSetting(env, "AUTUMN_WEBHOOK_SECRET", "copy the endpoint's signing secret (whsec_...) from Autumn's dashboard").split(/\s+/);
+}
+
+export function adminToken(env: EnvVars): string {
+  return requiredSetting(env, "ADMIN_TOKEN", "set a long random token with `wrangler secret put ADMIN_TOKEN`");
+}
+
+export function ingestKeyPepper(env: EnvVars): string {
+  return requiredSetting(env, "INGEST_KEY_PEPPER", "set a long random secret with `wrangler secret put INGEST_KEY_PEPPER` (the same value on both Workers)");
+}

@@ -1,0 +1,95 @@
+import { z } from "zod";
+import { OrgState } from "../shared/billing-state.ts";
+import { Evidence } from "./billing-facts.ts";
+
+/** Why an org is in its state: stable codes for machines, explained by `reasonMessage`. */
+export const Reason = z.enum([
+  "never_synced",
+  "not_past_due",
+  "in_grace_period",
+  "grace_elapsed_awaiting_autumn",
+  "grace_elapsed_never_paid",
+  "lapsed_customer",
+  "exempt",
+  "manual_suspend",
+]);
+export type Reason = z.infer<typeof Reason>;
+
+/** One support override at a time: an exemption (also what `unsuspend` records) or a manual suspension. */
+export const Override = z.object({
+  action: z.enum(["exempt", "suspend"]),
+  /** Epoch ms; null = until cleared. */
+  until: z.number().nullable(),
+  note: z.string(),
+  at: z.number(),
+});
+export type Override = z.infer<typeof Override>;
+
+export const Source = z.enum(["webhook", "alarm", "admin"]);
+export type Source = z.infer<typeof Source>;
+
+/** The org's whole billing state, one document in the object's SQLite storage. */
+export const OrgRecord = z.object({
+  org_id: z.string(),
+  state: OrgState,
+  /** When the org entered `state`. */
+  since: z.number(),
+  reason: Reason,
+  /** Start of the overdue clock; non-null exactly while the last good read saw past due. */
+  anchor: z.number().nullable(),
+  /** anchor + grace period, unless the org is a lapsed customer (never suspended by policy). */
+  suspend_at: z.number().nullable(),
+  suspended_at: z.number().nullable(),
+  /** Past due but has paid money before: normal dunning, never suspended by this policy. */
+  lapsed: z.boolean(),
+  evidence: Evidence.nullable(),
+  last_sync: z.object({ at: z.number(), ok: z.boolean(), error: z.string().nullable() }).nullable(),
+  /** Consecutive failed Autumn reads, for backoff. */
+  failures: z.number().int().nonnegative(),
+  /** A fresh Autumn read is owed no later than this (webhook received, or retry after a failure). */
+  retry_at: z.number().nullable(),
+  override: Override.nullable(),
+  /** Increases on every change. */
+  version: z.number().int().nonnegative(),
+  /** The version at which the mirrored fields (state, since, deadlines) last changed. */
+  projection_version: z.number().int().nonnegative(),
+  mirror: z.object({ version: z.number().int().nonnegative(), retry_at: z.number().nullable(), failures: z.number().int().nonnegative() }),
+});
+export type OrgRecord = z.infer<typeof OrgRecord>;
+
+export function newOrgRecord(orgId: string, now: number): OrgRecord {
+  return {
+    org_id: orgId,
+    state: "ok",
+    since: now,
+    reason: "never_synced",
+    anchor: null,
+    suspend_at: null,
+    suspended_at: null,
+    lapsed: false,
+    evidence: null,
+    last_sync: null,
+    failures: 0,
+    retry_at: null,
+    override: null,
+    version: 0,
+    projection_version: 0,
+    mirror: { version: 0, retry_at: null, failures: 0 },
+  };
+}
+
+export const HistoryEntry = z.object({
+  at: z.number(),
+  kind: z.enum(["transition", "override"]),
+  from: OrgState,
+  to: OrgState,
+  reason: Reason,
+  source: Source,
+  /** The Svix message id that triggered it, for webhook-driven changes. */
+  message_id: z.string().nullable(),
+  /** The admin's note, for overrides and admin-driven changes. */
+  note: z.string().nullable(),
+  override: z.object({ action: z.enum(["exempt", "suspend", "unsuspend", "clear"]), until: z.number().nullable() }).nullable(),
+  evidence: Evidence.nullable(),
+});
+export type HistoryEntry = z.infer<typeof HistoryEntry>;

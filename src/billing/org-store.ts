@@ -1,0 +1,81 @@
+import { HistoryEntry, OrgRecord } from "./org-record.ts";
+
+export const HISTORY_LIMIT = 500;
+
+export type StoredIngestKey = { key_id: string; key_hash: string; created_at: number };
+export const DEDUPE_WINDOW_MS = 24 * 3_600_000;
+
+const SCHEMA_VERSION = 1;
+
+/**
+ * The org's SQLite storage: its record (one JSON document validated on read), its history
+ * (newest 500 kept) and the webhook message ids seen in the last 24 h. All methods are
+ * synchronous, so a caller can compose them inside `transactionSync`.
+ */
+export class OrgStore {
+  private readonly sql: SqlStorage;
+
+  constructor(sql: SqlStorage) {
+    this.sql = sql;
+    this.migrate();
+  }
+
+  private migrate(): void {
+    this.sql.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+    const row = this.sql.exec<{ version: number }>("SELECT version FROM schema_version").toArray()[0];
+    if (row && row.version >= SCHEMA_VERSION) return;
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS org (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS history (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS seen_messages (id TEXT PRIMARY KEY, at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS seen_messages_at ON seen_messages (at);
+      CREATE TABLE IF NOT EXISTS ingest_keys (key_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);
+    `);
+    this.sql.exec("DELETE FROM schema_version");
+    this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", SCHEMA_VERSION);
+  }
+
+  load(): OrgRecord | null {
+    const row = this.sql.exec<{ doc: string }>("SELECT doc FROM org WHERE id = 1").toArray()[0];
+    return row ? OrgRecord.parse(JSON.parse(row.doc)) : null;
+  }
+
+  save(record: OrgRecord): void {
+    this.sql.exec("INSERT INTO org (id, doc) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc", JSON.stringify(record));
+  }
+
+  appendHistory(entry: HistoryEntry): void {
+    this.sql.exec("INSERT INTO history (doc) VALUES (?)", JSON.stringify(entry));
+    this.sql.exec("DELETE FROM history WHERE seq <= (SELECT MAX(seq) FROM history) - ?", HISTORY_LIMIT);
+  }
+
+  /** Newest first. */
+  history(limit = HISTORY_LIMIT): HistoryEntry[] {
+    return this.sql
+      .exec<{ doc: string }>("SELECT doc FROM history ORDER BY seq DESC LIMIT ?", limit)
+      .toArray()
+      .map((row) => HistoryEntry.parse(JSON.parse(row.doc)));
+  }
+
+  addIngestKey(key: StoredIngestKey): void {
+    this.sql.exec("INSERT INTO ingest_keys (key_id, key_hash, created_at) VALUES (?, ?, ?)", key.key_id, key.key_hash, key.created_at);
+  }
+
+  /** Active keys, oldest first. */
+  ingestKeys(): StoredIngestKey[] {
+    return this.sql.exec<StoredIngestKey>("SELECT key_id, key_hash, created_at FROM ingest_keys WHERE revoked_at IS NULL ORDER BY created_at, key_id").toArray();
+  }
+
+  revokeIngestKey(keyId: string, now: number): void {
+    this.sql.exec("UPDATE ingest_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", now, keyId);
+  }
+
+  /** Records a webhook message id; false when it was already seen within the dedupe window. */
+  markMessageSeen(id: string, now: number): boolean {
+    this.sql.exec("DELETE FROM seen_messages WHERE at < ?", now - DEDUPE_WINDOW_MS);
+    const seen = this.sql.exec("SELECT 1 FROM seen_messages WHERE id = ?", id).toArray().length > 0;
+    if (seen) return false;
+    this.sql.exec("INSERT INTO seen_messages (id, at) VALUES (?, ?)", id, now);
+    return true;
+  }
+}

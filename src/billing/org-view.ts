@@ -1,0 +1,52 @@
+import { formatDuration } from "../shared/duration.ts";
+import type { Evidence } from "./billing-facts.ts";
+import type { PolicySettings } from "./config.ts";
+import type { HistoryEntry, OrgRecord } from "./org-record.ts";
+import { reasonMessage } from "./policy.ts";
+import { mirrorPending, nextAlarmAt } from "./schedule.ts";
+
+const iso = (ms: number | null | undefined): string | null => (ms == null ? null : new Date(ms).toISOString());
+
+function evidenceView(evidence: Evidence | null) {
+  if (evidence === null) return null;
+  const invoice = (i: Evidence["open_invoices"][number]) => ({ ...i, created_at: iso(i.created_at) });
+  return {
+    ...evidence,
+    open_invoices: evidence.open_invoices.map(invoice),
+    paid_invoice: evidence.paid_invoice === null ? null : invoice(evidence.paid_invoice),
+  };
+}
+
+function historyView(entry: HistoryEntry) {
+  return {
+    ...entry,
+    at: iso(entry.at),
+    override: entry.override === null ? null : { ...entry.override, until: iso(entry.override.until) },
+    evidence: evidenceView(entry.evidence),
+  };
+}
+
+/** The admin API's JSON for one org: times as ISO strings, history newest first. */
+export function orgView(record: OrgRecord, history: HistoryEntry[], now: number, settings: PolicySettings) {
+  return {
+    org_id: record.org_id,
+    state: record.state,
+    since: iso(record.since),
+    reason: record.reason,
+    reason_message: reasonMessage(record.reason, record),
+    anchor: iso(record.anchor),
+    suspend_at: iso(record.suspend_at),
+    suspended_at: iso(record.suspended_at),
+    lapsed_customer: record.lapsed,
+    grace_period: formatDuration(settings.gracePeriodMs),
+    evidence: evidenceView(record.evidence),
+    last_sync: record.last_sync === null ? null : { ...record.last_sync, at: iso(record.last_sync.at) },
+    consecutive_failures: record.failures,
+    next_check_at: iso(nextAlarmAt(record, now, settings)),
+    override: record.override === null ? null : { ...record.override, until: iso(record.override.until), at: iso(record.override.at) },
+    version: record.version,
+    mirror: { version: record.mirror.version, in_sync: !mirrorPending(record) },
+    history: history.map(historyView),
+  };
+}
+export type OrgView = ReturnType<typeof orgView>;

@@ -1,0 +1,99 @@
+import type { OrgState } from "../shared/billing-state.ts";
+import type { BillingFacts } from "./billing-facts.ts";
+import type { OrgRecord, Override, Reason } from "./org-record.ts";
+
+export type PolicyConfig = { gracePeriodMs: number };
+
+export type PolicyInput = Pick<OrgRecord, "state" | "since" | "reason" | "anchor" | "lapsed" | "suspended_at" | "override">;
+
+export type Decision = {
+  state: OrgState;
+  reason: Reason;
+  since: number;
+  anchor: number | null;
+  suspend_at: number | null;
+  suspended_at: number | null;
+  lapsed: boolean;
+};
+
+/** The override in force at `now`, if any. */
+export function activeOverride(override: Override | null, now: number): Override | null {
+  if (override === null) return null;
+  return override.until === null || now < override.until ? override : null;
+}
+
+/**
+ * The whole suspension policy, pure: from what is stored, what Autumn just said (or `null`
+ * when Autumn could not be read), the time and the configuration, the next state and why.
+ *
+ * - past due: a base (non add-on) subscription is past due;
+ * - the overdue clock starts at the earlier of the first sighting and the oldest open
+ *   invoice, and never moves later while the org stays past due;
+ * - suspended once `now >= anchor + grace`, still past due and never paid money, which only
+ *   a fresh read (`facts !== null`) can establish; without one an org can stay suspended
+ *   but never become suspended;
+ * - an org that has paid money before stays `overdue` (normal dunning);
+ * - a manual suspension wins over everything; an exemption prevents policy suspension.
+ */
+export function decide(prev: PolicyInput, facts: BillingFacts | null, now: number, config: PolicyConfig): Decision {
+  let anchor: number | null;
+  let lapsed: boolean;
+  if (facts === null) {
+    anchor = prev.anchor;
+    lapsed = prev.lapsed;
+  } else if (facts.pastDue) {
+    anchor = Math.min(prev.anchor ?? now, facts.oldestOpenInvoiceAt ?? now, now);
+    lapsed = facts.hasPaid;
+  } else {
+    anchor = null;
+    lapsed = false;
+  }
+  const pastDue = anchor !== null;
+  const suspendAt = anchor === null || lapsed ? null : anchor + config.gracePeriodMs;
+  const override = activeOverride(prev.override, now);
+
+  const [state, reason] = ((): [OrgState, Reason] => {
+    if (override?.action === "suspend") return ["suspended", "manual_suspend"];
+    if (!pastDue) return ["ok", "not_past_due"];
+    if (lapsed) return ["overdue", "lapsed_customer"];
+    if (override?.action === "exempt") return ["overdue", "exempt"];
+    if (suspendAt !== null && now >= suspendAt) {
+      const confirmed = facts !== null || (prev.state === "suspended" && prev.reason === "grace_elapsed_never_paid");
+      return confirmed ? ["suspended", "grace_elapsed_never_paid"] : ["overdue", "grace_elapsed_awaiting_autumn"];
+    }
+    return ["overdue", "in_grace_period"];
+  })();
+
+  return {
+    state,
+    reason,
+    since: state === prev.state ? prev.since : now,
+    anchor,
+    suspend_at: suspendAt,
+    suspended_at: state !== "suspended" ? null : prev.state === "suspended" ? prev.suspended_at ?? now : now,
+    lapsed,
+  };
+}
+
+/** A sentence a support person can read to a customer. */
+export function reasonMessage(reason: Reason, at: { suspend_at: number | null; override: Override | null }): string {
+  const iso = (ms: number | null) => (ms === null ? "no deadline" : new Date(ms).toISOString());
+  switch (reason) {
+    case "never_synced":
+      return "No billing event has been seen for this org yet.";
+    case "not_past_due":
+      return "No base subscription is past due.";
+    case "in_grace_period":
+      return `A base subscription is past due and the org has never paid; ingestion will be suspended at ${iso(at.suspend_at)} unless the overdue invoice is paid.`;
+    case "grace_elapsed_awaiting_autumn":
+      return "The grace period has elapsed; suspension waits for a fresh read from Autumn to confirm the org is still past due and never paid.";
+    case "grace_elapsed_never_paid":
+      return "Suspended: a base subscription has been past due for longer than the grace period and the org has never paid an invoice with money. Paying the overdue invoice restores ingestion immediately.";
+    case "lapsed_customer":
+      return "Past due, but the org has paid before: a lapsed customer is left to normal dunning and is never suspended by this policy.";
+    case "exempt":
+      return `Past due, but exempted by support ${at.override?.until == null ? "until cleared" : `until ${iso(at.override.until)}`}: not suspended meanwhile.`;
+    case "manual_suspend":
+      return `Suspended by support ${at.override?.until == null ? "until cleared" : `until ${iso(at.override.until)}`}.`;
+  }
+}

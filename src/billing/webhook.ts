@@ -1,0 +1,74 @@
+import { declaredLengthExceeds, readBounded, TooLargeError } from "../shared/bounded-read.ts";
+import { errorResponse, jsonResponse } from "../shared/http-error.ts";
+import { log, logError, logWarn } from "../shared/log.ts";
+import { isValidOrgId, ORG_ID_RULE } from "../shared/org-id.ts";
+import { ConfigError, webhookSecrets } from "./config.ts";
+import { orgBilling } from "./org-stub.ts";
+import { importSigningSecret, verifySignature } from "./signature.ts";
+import { customerOf, WebhookEnvelope } from "./webhook-events.ts";
+
+export const MAX_WEBHOOK_BYTES = 256 * 1024;
+
+/**
+ * `POST /api/billing/autumn/webhook`: verify, parse, route to the org's object, and answer
+ * 2xx only once the object has durably recorded the event. Refusals change no state.
+ */
+export async function handleWebhook(request: Request, env: BillingEnv): Promise<Response> {
+  let keys: CryptoKey[];
+  try {
+    keys = await Promise.all(webhookSecrets(env).map(importSigningSecret));
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    logError({ event: "webhook_rejected", code: "not_configured", variable: error.variable, message: error.message });
+    return errorResponse(503, "not_configured", error.message);
+  }
+
+  const reject = (status: number, code: string, message: string, fields: Record<string, unknown> = {}) => {
+    logWarn({ event: "webhook_rejected", status, code, message, ...fields });
+    return errorResponse(status, code, message);
+  };
+
+  const tooLarge = `the webhook body exceeds ${MAX_WEBHOOK_BYTES} bytes`;
+  if (declaredLengthExceeds(request.headers, MAX_WEBHOOK_BYTES)) return reject(413, "payload_too_large", tooLarge);
+  let body: Uint8Array;
+  try {
+    body = await readBounded(request.body, MAX_WEBHOOK_BYTES);
+  } catch (error) {
+    if (error instanceof TooLargeError) return reject(413, "payload_too_large", tooLarge);
+    throw error;
+  }
+
+  const verified = await verifySignature({ keys, headers: request.headers, body, nowMs: Date.now() });
+  if (!verified.ok) return reject(401, verified.code, verified.message);
+
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(body));
+  } catch {
+    return reject(400, "invalid_payload", "the body is not UTF-8 JSON", { message_id: verified.id });
+  }
+  const envelope = WebhookEnvelope.safeParse(json);
+  if (!envelope.success) return reject(400, "invalid_payload", 'expected {"type": string, "data": ...}', { message_id: verified.id });
+
+  const { type, data } = envelope.data;
+  const customer = customerOf(type, data);
+  if (!customer.routed) {
+    log({ event: "webhook_ignored", message_id: verified.id, type });
+    return jsonResponse({ status: "ignored", type });
+  }
+  if ("error" in customer) return reject(400, "invalid_payload", customer.error, { message_id: verified.id, type });
+  if (!isValidOrgId(customer.customerId)) {
+    return reject(400, "invalid_payload", `customer id is not a valid org id (${ORG_ID_RULE})`, { message_id: verified.id, type });
+  }
+
+  const orgId = customer.customerId;
+  try {
+    const result = await orgBilling(env, orgId).webhook(orgId, { id: verified.id, type });
+    log({ event: "webhook", message_id: verified.id, type, org_id: orgId, duplicate: result.duplicate, state: result.state });
+    return jsonResponse({ status: result.duplicate ? "duplicate" : "processed", org_id: orgId, state: result.state });
+  } catch (error) {
+    // Not recorded: a non-2xx makes Svix deliver it again.
+    logError({ event: "webhook_failed", message_id: verified.id, type, org_id: orgId, error: String(error) });
+    return errorResponse(503, "temporarily_unavailable", "the event could not be recorded; it will be retried", {}, { "retry-after": "5" });
+  }
+}

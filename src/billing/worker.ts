@@ -1,0 +1,27 @@
+import { Router } from "itty-router";
+import { errorResponse, jsonResponse } from "../shared/http-error.ts";
+import { logError } from "../shared/log.ts";
+import { adminRouter } from "./admin.ts";
+import { ConfigError } from "./config.ts";
+import { handleWebhook } from "./webhook.ts";
+
+export { OrgBilling } from "./org-billing.ts";
+
+const router = Router<Request & { params: Record<string, string> }, [BillingEnv, ExecutionContext]>({
+  catch: (error: unknown) => {
+    if (error instanceof ConfigError) {
+      logError({ event: "not_configured", variable: error.variable, message: error.message });
+      return errorResponse(503, "not_configured", error.message);
+    }
+    logError({ event: "unhandled_error", error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+    return errorResponse(500, "internal_error", "an unexpected error occurred; it has been logged");
+  },
+})
+  .get("/health", () => jsonResponse({ status: "ok", worker: "billing" }))
+  .post("/api/billing/autumn/webhook", (request, env) => handleWebhook(request, env))
+  .all("/admin/*", adminRouter.fetch)
+  .all("*", () => errorResponse(404, "not_found", "no such route"));
+
+export default {
+  fetch: (request, env, ctx) => router.fetch(request, env, ctx),
+} satisfies ExportedHandler<BillingEnv>;

@@ -1,0 +1,72 @@
+import { declaredLengthExceeds, readBounded, TooLargeError } from "../shared/bounded-read.ts";
+import { admit, refuse, settleForward } from "./admission.ts";
+import type { IngestSettings } from "./config.ts";
+import { gunzipBounded, InvalidGzipError } from "./decompress.ts";
+import type { BodyFormat } from "./responses.ts";
+import { forward } from "./upstream.ts";
+
+/** Missing → protobuf; contains "json" → JSON; protobuf or octet-stream → protobuf; anything else is unsupported. */
+export function otlpFormat(contentType: string | null): BodyFormat | null {
+  if (contentType === null || contentType.trim() === "") return "protobuf";
+  const type = contentType.toLowerCase();
+  if (type.includes("json")) return "json";
+  if (type.includes("protobuf") || type.startsWith("application/octet-stream")) return "protobuf";
+  return null;
+}
+
+/** `none`/`identity` or `gzip`; null for anything else. */
+export function otlpEncoding(header: string | null): "identity" | "gzip" | null {
+  const value = (header ?? "").trim().toLowerCase();
+  if (value === "" || value === "identity") return "identity";
+  return value === "gzip" ? "gzip" : null;
+}
+
+/**
+ * `POST /v1/{traces,metrics,logs}`. The body is checked (size, type, gzip integrity and
+ * decompressed size) but forwarded exactly as it came: no decode and re-encode.
+ */
+export async function handleOtlp(request: Request, env: IngestEnv, settings: IngestSettings, path: string): Promise<Response> {
+  const route = path;
+  const format = otlpFormat(request.headers.get("content-type"));
+  const errorFormat = format ?? "json";
+  const admitted = await admit(request, env, settings, route, errorFormat);
+  if (!admitted.ok) return admitted.response;
+  const ctx = { orgId: admitted.orgId, keyId: admitted.keyId };
+
+  const tooLarge = (what: string, limit: number) => refuse(env, route, errorFormat, 413, "payload_too_large", `the ${what} exceeds ${limit} bytes; send smaller batches`, ctx).response;
+  if (declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return tooLarge("body", settings.maxBodyBytes);
+  if (format === null) {
+    return refuse(env, route, "json", 415, "unsupported_media_type", "send OTLP as application/x-protobuf or application/json", ctx).response;
+  }
+  const encoding = otlpEncoding(request.headers.get("content-encoding"));
+  if (encoding === null) return refuse(env, route, format, 415, "unsupported_encoding", "Content-Encoding must be gzip or absent", ctx).response;
+
+  let body: Uint8Array;
+  try {
+    body = await readBounded(request.body, settings.maxBodyBytes);
+  } catch (error) {
+    if (error instanceof TooLargeError) return tooLarge("body", settings.maxBodyBytes);
+    throw error;
+  }
+  if (encoding === "gzip") {
+    try {
+      await gunzipBounded(body, settings.maxDecompressedBytes, false);
+    } catch (error) {
+      if (error instanceof TooLargeError) return tooLarge("decompressed body", settings.maxDecompressedBytes);
+      if (error instanceof InvalidGzipError) return refuse(env, route, format, 400, "invalid_gzip", "the body is declared gzip but does not decompress", ctx).response;
+      throw error;
+    }
+  }
+
+  const result = await forward({
+    url: `${settings.upstreamUrl}${path}`,
+    body,
+    contentType: request.headers.get("content-type") ?? "application/x-protobuf",
+    contentEncoding: encoding === "gzip" ? "gzip" : null,
+    tenantHeader: settings.tenantHeader,
+    orgId: admitted.orgId,
+    timeoutMs: settings.upstreamTimeoutMs,
+    format,
+  });
+  return settleForward(env, settings, { ...ctx, route, bytes: body.byteLength }, result);
+}

@@ -1,0 +1,36 @@
+/**
+ * A bounded isolate-memory cache. Entries expire for `get` but stay readable through
+ * `peek` (the last value seen, for failing open) until capacity evicts the oldest.
+ */
+export class TtlCache<V> {
+  private readonly entries = new Map<string, { value: V; expires: number }>();
+
+  private readonly capacity: number;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+  }
+
+  get(key: string, now: number): V | undefined {
+    const entry = this.entries.get(key);
+    return entry !== undefined && entry.expires > now ? entry.value : undefined;
+  }
+
+  peek(key: string): V | undefined {
+    return this.entries.get(key)?.value;
+  }
+
+  set(key: string, value: V, expires: number): void {
+    this.entries.delete(key);
+    this.entries.set(key, { value, expires });
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}

@@ -1,0 +1,18 @@
+import { z } from "zod";
+
+/** The three states of an org's billing state machine. */
+export const OrgState = z.enum(["ok", "overdue", "suspended"]);
+export type OrgState = z.infer<typeof OrgState>;
+
+/**
+ * What the OrgBilling object mirrors to KV (`BILLING_STATE`) after every committed change,
+ * and what the ingest Worker reads on its hot path. Times are epoch milliseconds.
+ */
+export const MirrorEntry = z.object({
+  state: OrgState,
+  since: z.number(),
+  version: z.number().int().nonnegative(),
+  suspend_at: z.number().nullable(),
+  suspended_at: z.number().nullable(),
+});
+export type MirrorEntry = z.infer<typeof MirrorEntry>;

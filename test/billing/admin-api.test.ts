@@ -1,0 +1,128 @@
+import { runDurableObjectAlarm } from "cloudflare:test";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { autumn } from "../support/autumn.ts";
+import { admin, deleteAllAlarms, deliver, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+
+const DAY = 86_400_000;
+const GRACE = 3 * DAY;
+
+let now = 0;
+function setClock(ms: number) {
+  now = ms;
+  vi.setSystemTime(ms);
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ["Date"] });
+  setClock(Math.ceil(Date.now() / 1000) * 1000 + 1000);
+});
+
+afterEach(async () => {
+  vi.useRealTimers();
+  await deleteAllAlarms();
+});
+
+function post(path: string, body: unknown) {
+  return admin(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+}
+
+async function suspendedOrg(): Promise<string> {
+  const org = uniqueOrg("admin");
+  await autumn.createCustomer(org);
+  await deliver((await autumn.pastDue(org, now - GRACE)).webhook);
+  expect((await orgState(org)).state).toBe("suspended");
+  return org;
+}
+
+describe("admin authentication", () => {
+  it.each([
+    ["no header", {}],
+    ["a wrong token", { authorization: "Bearer nope" }],
+    ["another scheme", { authorization: "Basic dGVzdA==" }],
+  ])("refuses %s with 401", async (_name, headers) => {
+    const response = await admin("/orgs/org_a", { headers });
+    expect(response.status).toBe(401);
+    expect(await response.json()).toMatchObject({ error: "unauthorized" });
+  });
+});
+
+describe("GET /admin/orgs/{orgId}", () => {
+  it("shows an org never seen as ok", async () => {
+    const response = await admin(`/orgs/${uniqueOrg("never")}`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ state: "ok", reason: "never_synced", history: [], override: null });
+  });
+
+  it("refuses an invalid org id with 400 before touching any object", async () => {
+    const response = await admin(`/orgs/${encodeURIComponent("bad id!")}`);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: "invalid_org_id" });
+  });
+
+  it("answers 404 not_found for unknown routes", async () => {
+    expect((await admin("/nothing-here")).status).toBe(404);
+  });
+});
+
+describe("POST /admin/orgs/{orgId}/resync", () => {
+  it("reads Autumn now and returns the resulting state", async () => {
+    const org = uniqueOrg("resync");
+    await autumn.createCustomer(org);
+    await autumn.pastDue(org, now);
+    const response = await post(`/orgs/${org}/resync`, {});
+    expect(await response.json()).toMatchObject({ state: "overdue", history: [{ source: "admin", to: "overdue" }] });
+  });
+});
+
+describe("POST /admin/orgs/{orgId}/override", () => {
+  it("exempts a suspended org until a date, with the note in history", async () => {
+    const org = await suspendedOrg();
+    const until = new Date(now + 2 * DAY).toISOString();
+    const response = await post(`/orgs/${org}/override`, { action: "exempt", until, note: "ticket 1234: paying by wire" });
+    expect(response.status).toBe(200);
+    const state = (await response.json()) as Awaited<ReturnType<typeof orgState>>;
+    expect(state).toMatchObject({ state: "overdue", reason: "exempt", override: { action: "exempt", until, note: "ticket 1234: paying by wire" } });
+    expect(state.history.slice(0, 2)).toMatchObject([
+      { kind: "transition", from: "suspended", to: "overdue", source: "admin", note: "ticket 1234: paying by wire" },
+      { kind: "override", override: { action: "exempt", until }, note: "ticket 1234: paying by wire" },
+    ]);
+
+    // The exemption ends: the alarm re-reads Autumn and suspends again.
+    setClock(now + 2 * DAY);
+    await runDurableObjectAlarm(orgStub(org));
+    expect(await orgState(org)).toMatchObject({ state: "suspended", reason: "grace_elapsed_never_paid" });
+  });
+
+  it("unsuspend grants one more grace period", async () => {
+    const org = await suspendedOrg();
+    const state = await (await post(`/orgs/${org}/override`, { action: "unsuspend", note: "goodwill" })).json();
+    expect(state).toMatchObject({ state: "overdue", reason: "exempt", override: { action: "exempt", until: new Date(now + GRACE).toISOString() } });
+  });
+
+  it("suspends by hand, even a paying org, and clear lets the policy decide again", async () => {
+    const org = uniqueOrg("manual");
+    await autumn.createCustomer(org);
+    expect(await (await post(`/orgs/${org}/override`, { action: "suspend", note: "abuse report 77" })).json()).toMatchObject({ state: "suspended", reason: "manual_suspend" });
+    expect(await (await post(`/orgs/${org}/override`, { action: "clear", note: "resolved" })).json()).toMatchObject({ state: "ok", override: null });
+  });
+
+  it.each([
+    ["no note", { action: "exempt" }],
+    ["an empty note", { action: "exempt", note: "  " }],
+    ["an unknown action", { action: "forgive", note: "x" }],
+    ["a malformed until", { action: "exempt", until: "tomorrow", note: "x" }],
+    ["an until in the past", { action: "exempt", until: "2020-01-01T00:00:00Z", note: "x" }],
+  ])("refuses %s with 400 and changes nothing", async (_name, body) => {
+    const org = await suspendedOrg();
+    const before = await orgState(org);
+    const response = await post(`/orgs/${org}/override`, body);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: "invalid_request", message: expect.any(String) });
+    expect(await orgState(org)).toEqual(before);
+  });
+
+  it("refuses a body that is not JSON with 400 invalid_json", async () => {
+    const response = await admin(`/orgs/${uniqueOrg()}/override`, { method: "POST", body: "{" });
+    expect(await response.json()).toMatchObject({ error: "invalid_json" });
+  });
+});

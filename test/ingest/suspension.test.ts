@@ -1,0 +1,154 @@
+import { env } from "cloudflare:workers";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { billingStateKey } from "../../src/shared/storage-keys.ts";
+import { gate } from "../../src/ingest/admission.ts";
+import { GATE_TIMINGS } from "../../src/ingest/gate.ts";
+import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
+import { ingest, mintKey, override, sink } from "../support/ingest.ts";
+import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
+import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
+
+let now = 0;
+function setClock(ms: number) {
+  now = ms;
+  vi.setSystemTime(ms);
+}
+
+beforeEach(() => {
+  gate.reset();
+  vi.useFakeTimers({ toFake: ["Date"] });
+  setClock(Math.ceil(Date.now() / 1000) * 1000 + 1000);
+});
+
+afterEach(async () => {
+  vi.useRealTimers();
+  await deleteAllAlarms();
+});
+
+const sendJson = (key: string) => ingest("/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] });
+const sendProto = (key: string) => ingest("/v1/traces", { key, headers: { "content-type": "application/x-protobuf" }, body: OTLP_PROTOBUF["/v1/traces"] });
+
+async function orgWithKey(prefix: string) {
+  const org = uniqueOrg(prefix);
+  return { org, key: (await mintKey(org)).key };
+}
+
+/** Writes the KV mirror directly, as if it still held an older decision. */
+async function staleMirror(org: string, state: "ok" | "suspended") {
+  await env.BILLING_STATE.put(billingStateKey(org), JSON.stringify({ state, since: now, version: 999, suspend_at: null, suspended_at: state === "suspended" ? now : null }));
+}
+
+describe("a suspended org", () => {
+  it("gets a final 402 with a machine-readable code in JSON", async () => {
+    const { org, key } = await orgWithKey("susp_json");
+    await override(org, "suspend");
+    const response = await sendJson(key);
+    expect(response.status).toBe(402);
+    expect(response.headers.get("retry-after")).toBeNull();
+    expect(await response.json()).toEqual({
+      error: "billing_suspended",
+      message: expect.stringMatching(/pay the overdue invoice/i),
+      org_id: org,
+      suspended_at: new Date(now).toISOString(),
+    });
+    expect(await sink.requests(org)).toHaveLength(0);
+  });
+
+  it("gets a google.rpc.Status in protobuf", async () => {
+    const { org, key } = await orgWithKey("susp_proto");
+    await override(org, "suspend");
+    const response = await sendProto(key);
+    expect(response.status).toBe(402);
+    expect(response.headers.get("content-type")).toBe("application/x-protobuf");
+    const status = decodeRpcStatus(new Uint8Array(await response.arrayBuffer()));
+    expect(status).toEqual({
+      code: 7,
+      message: expect.stringMatching(/pay the overdue invoice/i),
+      details: [{ typeUrl: "type.googleapis.com/google.rpc.ErrorInfo", reason: "billing_suspended", domain: "tollgate", metadata: { org_id: org, suspended_at: new Date(now).toISOString() } }],
+    });
+  });
+
+  it("is refused before the body is even looked at", async () => {
+    const { org, key } = await orgWithKey("susp_first");
+    await override(org, "suspend");
+    const response = await ingest("/v1/traces", { key, headers: { "content-type": "text/plain", "content-encoding": "gzip" }, body: "garbage" });
+    expect(response.status).toBe(402);
+  });
+
+  it("is accepted the moment the object says it paid, even while the mirror still says suspended", async () => {
+    const { org, key } = await orgWithKey("just_paid");
+    await staleMirror(org, "suspended");
+    expect((await sendJson(key)).status).toBe(200);
+    expect(gate.counters.objectCalls).toBe(1);
+  });
+
+  it("is lifted within the confirmation window once the object restores it", async () => {
+    const { org, key } = await orgWithKey("lifted");
+    await override(org, "suspend");
+    expect((await sendJson(key)).status).toBe(402);
+    await override(org, "clear");
+    await staleMirror(org, "suspended");
+    setClock(now + GATE_TIMINGS.confirmTtlMs);
+    expect((await sendJson(key)).status).toBe(200);
+  });
+});
+
+describe("a new suspension reaches the edge", () => {
+  it("after the isolate's short TTL: a stale ok is accepted until then", async () => {
+    const { org, key } = await orgWithKey("stale_ok");
+    expect((await sendJson(key)).status).toBe(200);
+    await override(org, "suspend");
+    expect((await sendJson(key)).status).toBe(200);
+    setClock(now + GATE_TIMINGS.stateTtlMs - 1);
+    expect((await sendJson(key)).status).toBe(200);
+    setClock(now + 1);
+    expect((await sendJson(key)).status).toBe(402);
+  });
+});
+
+describe("the gate's cost for paying orgs", () => {
+  it("1,000 requests of one paying org: one KV read per TTL window, no object call", async () => {
+    const { key } = await orgWithKey("steady");
+    for (let i = 0; i < 1_000; i++) expect((await sendJson(key)).status).toBe(200);
+    expect(gate.counters).toMatchObject({ keyLookups: 1, mirrorReads: 1, objectCalls: 0 });
+
+    setClock(now + GATE_TIMINGS.stateTtlMs);
+    for (let i = 0; i < 10; i++) await sendJson(key);
+    expect(gate.counters).toMatchObject({ mirrorReads: 2, objectCalls: 0 });
+  });
+});
+
+describe("failing open", () => {
+  function brokenEnv(parts: { kv?: boolean; object?: boolean }) {
+    const fail = () => Promise.reject(new Error("simulated outage"));
+    return {
+      ...env,
+      BILLING_STATE: parts.kv ? { ...env.BILLING_STATE, get: fail } : env.BILLING_STATE,
+      ORG_BILLING: parts.object ? { getByName: () => ({ verdict: fail }) } : env.ORG_BILLING,
+    } as unknown as IngestEnv;
+  }
+
+  async function sendWith(brokenParts: { kv?: boolean; object?: boolean }, key: string) {
+    const { default: worker } = await import("../../src/ingest/worker.ts");
+    const request = new Request("http://ingest.test/v1/traces", { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] });
+    return worker.fetch(request, brokenEnv(brokenParts), {} as ExecutionContext);
+  }
+
+  it.each([
+    ["KV is down", { kv: true }],
+    ["the object is down while the mirror says suspended", { object: true }],
+    ["both are down", { kv: true, object: true }],
+  ])("accepts when %s, and logs it with the last verdict", async (_name, parts) => {
+    const { org, key } = await orgWithKey("fail_open");
+    await override(org, "suspend");
+    expect((await sendJson(key)).status).toBe(402);
+    setClock(now + GATE_TIMINGS.confirmTtlMs);
+
+    const warnings: unknown[] = [];
+    const spy = vi.spyOn(console, "warn").mockImplementation((entry) => void warnings.push(entry));
+    const response = await sendWith(parts, key);
+    spy.mockRestore();
+    expect(response.status).toBe(200);
+    expect(warnings).toContainEqual(expect.objectContaining({ event: "ingest_fail_open", org_id: org, dependency: parts.kv ? "kv" : "object", last_verdict: "suspended" }));
+  });
+});

@@ -1,0 +1,62 @@
+import { listDurableObjectIds, runInDurableObject } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
+import { Webhook } from "standardwebhooks";
+import type { OrgView } from "../../src/billing/org-view.ts";
+import { TEST_ADMIN_TOKEN, TEST_WEBHOOK_SECRET } from "./secrets.ts";
+
+export const BILLING = "http://billing.test";
+
+export function uniqueOrg(prefix = "org"): string {
+  return `${prefix}_${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** POSTs a webhook exactly as received (raw body and Svix headers) to the billing Worker. */
+export function deliver(webhook: { headers: Record<string, string>; body: string }): Promise<Response> {
+  return exports.default.fetch(`${BILLING}/api/billing/autumn/webhook`, { method: "POST", headers: webhook.headers, body: webhook.body });
+}
+
+/**
+ * Signs with the `standardwebhooks` package (independent of the code under test), at the
+ * current (possibly faked) clock so timestamps stay within tolerance after time travel.
+ */
+export function signWebhook(payload: unknown, options: { id?: string; secret?: string; at?: number } = {}): { headers: Record<string, string>; body: string } {
+  const body = typeof payload === "string" ? payload : JSON.stringify(payload);
+  const id = options.id ?? `msg_${crypto.randomUUID().replaceAll("-", "")}`;
+  const at = new Date(options.at ?? Date.now());
+  const signature = new Webhook(options.secret ?? TEST_WEBHOOK_SECRET).sign(id, at, body);
+  return {
+    headers: { "content-type": "application/json", "svix-id": id, "svix-timestamp": String(Math.floor(at.getTime() / 1000)), "svix-signature": signature },
+    body,
+  };
+}
+
+export function billingUpdated(customerId: string): unknown {
+  return { type: "billing.updated", data: { object: "billing.updated", customer_id: customerId, entity_id: null, plan_changes: [], tags: [] } };
+}
+
+export function admin(path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (!headers.has("authorization")) headers.set("authorization", `Bearer ${TEST_ADMIN_TOKEN}`);
+  return exports.default.fetch(`${BILLING}/admin${path}`, { ...init, headers });
+}
+
+export async function orgState(orgId: string): Promise<OrgView> {
+  const response = await admin(`/orgs/${orgId}`);
+  if (!response.ok) throw new Error(`GET /admin/orgs/${orgId} answered ${response.status}`);
+  return (await response.json()) as OrgView;
+}
+
+export function orgStub(orgId: string) {
+  return env.ORG_BILLING.getByName(orgId);
+}
+
+export function alarmOf(orgId: string): Promise<number | null> {
+  return runInDurableObject(orgStub(orgId), (_instance, state) => state.storage.getAlarm());
+}
+
+/** Alarms survive between tests and ignore storage isolation: delete every one a test left behind. */
+export async function deleteAllAlarms(): Promise<void> {
+  for (const id of await listDurableObjectIds(env.ORG_BILLING)) {
+    await runInDurableObject(env.ORG_BILLING.get(id), (_instance, state) => state.storage.deleteAlarm());
+  }
+}

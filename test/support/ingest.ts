@@ -1,0 +1,77 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
+import { inject } from "vitest";
+import billingWorker from "../../src/billing/worker.ts";
+import { TEST_ADMIN_TOKEN } from "./secrets.ts";
+
+export const INGEST = "http://ingest.test";
+
+/** The billing Worker's admin API, driven in this test Worker with the same bindings. */
+export async function billingAdmin(path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set("authorization", `Bearer ${TEST_ADMIN_TOKEN}`);
+  if (init.body !== undefined) headers.set("content-type", "application/json");
+  const ctx = createExecutionContext();
+  const response = await billingWorker.fetch(new Request(`http://billing.test/admin${path}`, { ...init, headers }), env as unknown as BillingEnv, ctx);
+  await waitOnExecutionContext(ctx);
+  return response;
+}
+
+export async function mintKey(orgId: string): Promise<{ key_id: string; key: string }> {
+  const response = await billingAdmin(`/orgs/${orgId}/ingest-keys`, { method: "POST" });
+  if (response.status !== 201) throw new Error(`minting a key answered ${response.status}: ${await response.text()}`);
+  return response.json();
+}
+
+export async function override(orgId: string, action: "suspend" | "clear" | "exempt" | "unsuspend", note = "test"): Promise<void> {
+  const response = await billingAdmin(`/orgs/${orgId}/override`, { method: "POST", body: JSON.stringify({ action, note }) });
+  if (!response.ok) throw new Error(`override answered ${response.status}: ${await response.text()}`);
+}
+
+export function ingest(path: string, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (init.key) headers.set("authorization", `Bearer ${init.key}`);
+  return exports.default.fetch(`${INGEST}${path}`, { method: "POST", ...init, headers });
+}
+
+export type SinkRecord = {
+  path: string;
+  tenant: string | null;
+  content_type: string | null;
+  content_encoding: string | null;
+  bytes: number;
+  sha256: string;
+  headers: Record<string, string>;
+  body_base64: string;
+};
+
+async function sinkControl<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${inject("sinkUrl")}/_control${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  if (!response.ok) throw new Error(`sink ${method} ${path} answered ${response.status}`);
+  return (await response.json()) as T;
+}
+
+export const sink = {
+  requests: async (tenant: string) => (await sinkControl<{ requests: SinkRecord[] }>("GET", `/requests?tenant=${encodeURIComponent(tenant)}`)).requests,
+  fault: (fault: { mode: "status" | "slow" | "reset"; status?: number; retry_after?: number; delay_ms?: number; count?: number; tenant?: string }) =>
+    sinkControl("POST", "/faults", fault),
+  clearFaults: () => sinkControl("DELETE", "/faults"),
+};
+
+export function bodyOf(record: SinkRecord): Uint8Array {
+  return Uint8Array.from(atob(record.body_base64), (c) => c.charCodeAt(0));
+}
+
+export async function sha256Hex(bytes: Uint8Array | string): Promise<string> {
+  const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+  return [...new Uint8Array(await crypto.subtle.digest("SHA-256", data))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export async function gzip(data: Uint8Array | string): Promise<Uint8Array> {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  return new Uint8Array(await new Response(new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip"))).arrayBuffer());
+}

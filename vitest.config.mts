@@ -1,0 +1,40 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+import { TEST_ADMIN_TOKEN, TEST_AUTUMN_SECRET_KEY, TEST_INGEST_KEY_PEPPER, TEST_WEBHOOK_SECRET } from "./test/support/secrets.ts";
+
+const secrets = {
+  AUTUMN_SECRET_KEY: TEST_AUTUMN_SECRET_KEY,
+  AUTUMN_WEBHOOK_SECRET: TEST_WEBHOOK_SECRET,
+  ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+  INGEST_KEY_PEPPER: TEST_INGEST_KEY_PEPPER,
+};
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: "./wrangler.jsonc" },
+            miniflare: { bindings: { ...secrets, AUTUMN_API_URL: inject<string>("autumnUrl"), AUTUMN_TIMEOUT: "1s" } },
+          })),
+        ],
+        test: { name: "billing", include: ["test/billing/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"] },
+      },
+      {
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: "./test/ingest/wrangler.jsonc" },
+            miniflare: {
+              bindings: { ...secrets, AUTUMN_API_URL: inject<string>("autumnUrl"), UPSTREAM_OTLP_URL: inject<string>("sinkUrl") },
+            },
+          })),
+        ],
+        test: { name: "ingest", include: ["test/ingest/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"] },
+      },
+      {
+        test: { name: "tools", environment: "node", include: ["test/tools/**/*.test.ts"] },
+      },
+    ],
+  },
+});
