@@ -1,0 +1,148 @@
+import { Command, Option } from "commander";
+import { Webhook } from "standardwebhooks";
+import type { OrgView } from "../../src/billing/org-view.ts";
+import { formatOrg } from "./format.ts";
+
+/** `npm run tollgate -- <command>`: the admin API for operators and demos. */
+class CliError extends Error {}
+
+type Globals = { url: string; token?: string; json?: boolean };
+
+const program = new Command().name("tollgate").description("Operate Tollgate through the billing Worker's admin API.").showHelpAfterError();
+
+let current: Globals = { url: "" };
+
+/** Every admin command takes --url, --token and --json. */
+function adminCommand(parent: Command, spec: string): Command {
+  return parent
+    .command(spec)
+    .addOption(new Option("--url <url>", "billing Worker URL").env("TOLLGATE_URL").default("http://127.0.0.1:8787"))
+    .addOption(new Option("--token <token>", "admin token (ADMIN_TOKEN)").env("TOLLGATE_ADMIN_TOKEN"))
+    .option("--json", "print the raw JSON answer")
+    .hook("preAction", (_parent, action) => {
+      const options = action.opts<Globals>();
+      current = { ...options, token: options.token ?? process.env.ADMIN_TOKEN ?? (isLocal(options.url) ? "local-admin-token" : undefined) };
+    });
+}
+
+function globals(): Globals {
+  return current;
+}
+
+function isLocal(url: string): boolean {
+  return /^https?:\/\/(127\.0\.0\.1|localhost)(:|\/|$)/.test(url);
+}
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const { url, token } = globals();
+  if (!token) throw new CliError("no admin token: pass --token or set TOLLGATE_ADMIN_TOKEN");
+  let response: Response;
+  try {
+    response = await fetch(`${url.replace(/\/+$/, "")}/admin${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (error) {
+    throw new CliError(`cannot reach ${url}: ${(error as Error).message} (is \`npm start\` running, or is --url right?)`);
+  }
+  const text = await response.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
+  if (!response.ok) {
+    const err = parsed as { error?: string; message?: string };
+    throw new CliError(`${method} ${path} answered ${response.status}${err.error ? ` ${err.error}` : ""}: ${err.message ?? text}`);
+  }
+  return parsed as T;
+}
+
+function print(value: unknown, human: () => string): void {
+  console.log(globals().json ? JSON.stringify(value, null, 2) : human());
+}
+
+adminCommand(program, "org <orgId>")
+  .description("an org's state, deadline, evidence and history as a timeline")
+  .action(async (orgId: string) => {
+    const org = await call<OrgView>("GET", `/orgs/${encodeURIComponent(orgId)}`);
+    print(org, () => formatOrg(org));
+  });
+
+adminCommand(program, "resync <orgId>")
+  .description("read Autumn now and apply the policy")
+  .action(async (orgId: string) => {
+    const org = await call<OrgView>("POST", `/orgs/${encodeURIComponent(orgId)}/resync`);
+    print(org, () => formatOrg(org));
+  });
+
+adminCommand(program, "override <orgId> <action>")
+  .description("exempt | suspend | unsuspend | clear, with a note for the history")
+  .requiredOption("--note <text>", "who asked and why")
+  .option("--until <iso>", "end of the override (ISO 8601)")
+  .action(async (orgId: string, action: string, options: { note: string; until?: string }) => {
+    if (!["exempt", "suspend", "unsuspend", "clear"].includes(action)) throw new CliError(`unknown action "${action}": use exempt, suspend, unsuspend or clear`);
+    const org = await call<OrgView>("POST", `/orgs/${encodeURIComponent(orgId)}/override`, { action, note: options.note, ...(options.until ? { until: options.until } : {}) });
+    print(org, () => formatOrg(org));
+  });
+
+const keys = program.command("keys").description("ingest keys");
+adminCommand(keys, "create <orgId>")
+  .description("mint an ingest key (shown once)")
+  .action(async (orgId: string) => {
+    const key = await call<{ key_id: string; key: string; created_at: string }>("POST", `/orgs/${encodeURIComponent(orgId)}/ingest-keys`);
+    print(key, () => `key id: ${key.key_id}\nkey:    ${key.key}\n(store it now: it is not shown again)`);
+  });
+adminCommand(keys, "list <orgId>")
+  .action(async (orgId: string) => {
+    const listed = await call<{ keys: { key_id: string; created_at: string }[] }>("GET", `/orgs/${encodeURIComponent(orgId)}/ingest-keys`);
+    print(listed, () => (listed.keys.length === 0 ? "no active keys" : listed.keys.map((k) => `${k.key_id}  created ${k.created_at}`).join("\n")));
+  });
+adminCommand(keys, "revoke <orgId> <keyId>")
+  .action(async (orgId: string, keyId: string) => {
+    const revoked = await call<{ key_id: string }>("DELETE", `/orgs/${encodeURIComponent(orgId)}/ingest-keys/${encodeURIComponent(keyId)}`);
+    print(revoked, () => `revoked ${revoked.key_id} (refused everywhere within about a minute)`);
+  });
+
+program
+  .command("webhook")
+  .description("send a signed Autumn webhook")
+  .command("send")
+  .description("sign billing.updated for a customer the way Svix does and POST it")
+  .requiredOption("--customer <id>", "Autumn customer id (the org id)")
+  .requiredOption("--url <url>", "the webhook endpoint, e.g. https://billing.example.com/api/billing/autumn/webhook")
+  .requiredOption("--secret <whsec>", "the endpoint's signing secret (whsec_...)")
+  .option("--type <type>", "event type", "billing.updated")
+  .option("--json", "print the raw JSON answer")
+  .action(async (options: { customer: string; url: string; secret: string; type: string; json?: boolean }) => {
+    current = { url: options.url, json: options.json };
+    const id = `msg_${crypto.randomUUID().replaceAll("-", "")}`;
+    const now = new Date();
+    const data = options.type === "customer.products.updated" ? { scenario: "renew", customer: { id: options.customer } } : { object: options.type, customer_id: options.customer, entity_id: null, plan_changes: [], tags: [] };
+    const body = JSON.stringify({ type: options.type, data });
+    let signature: string;
+    try {
+      signature = new Webhook(options.secret).sign(id, now, body);
+    } catch (error) {
+      throw new CliError(`--secret is not a whsec_ secret: ${(error as Error).message}`);
+    }
+    const response = await fetch(options.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", "svix-id": id, "svix-timestamp": String(Math.floor(now.getTime() / 1000)), "svix-signature": signature },
+      body,
+    }).catch((error: Error) => {
+      throw new CliError(`cannot reach ${options.url}: ${error.message}`);
+    });
+    const answer = await response.text();
+    if (!response.ok) throw new CliError(`the endpoint answered ${response.status}: ${answer}`);
+    print({ message_id: id, status: response.status, answer: JSON.parse(answer) }, () => `sent ${options.type} ${id} → ${response.status} ${answer}`);
+  });
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  console.error(`tollgate: ${error instanceof CliError ? error.message : (error as Error).stack}`);
+  process.exit(1);
+}

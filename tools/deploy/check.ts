@@ -1,0 +1,55 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { REPO_ROOT, WRANGLER_BIN } from "../paths.ts";
+
+/**
+ * What can be checked offline before a deploy: both Workers bundle (`wrangler deploy
+ * --dry-run`), their size stays far below the Workers limit, and the generated binding
+ * types are current. Exits non-zero on any failure.
+ */
+const WORKERS = [
+  { name: "billing", config: "wrangler.jsonc", types: ["src/billing/worker-configuration.d.ts", "--env-interface", "BillingEnv", "--strict-vars", "false"] },
+  {
+    name: "ingest",
+    config: "src/ingest/wrangler.jsonc",
+    types: ["src/ingest/worker-configuration.d.ts", "--env-interface", "IngestEnv", "--strict-vars", "false", "--include-runtime", "false", "--include-main-module", "false"],
+  },
+];
+/** Cloudflare's compressed script limit on the Free plan is 3 MiB (10 MiB on paid plans). */
+const LIMIT_GZIP_BYTES = 3 * 1024 * 1024;
+/** Our own budget: a tenth of the smallest limit. */
+const BUDGET_GZIP_BYTES = LIMIT_GZIP_BYTES / 10;
+
+const run = (args: string[]) => execFileSync(process.execPath, [WRANGLER_BIN, ...args], { cwd: REPO_ROOT, stdio: "pipe", env: { ...process.env, WRANGLER_SEND_METRICS: "false" } }).toString();
+
+let failed = false;
+const rows: string[] = ["| Worker | bundle | gzip | share of the 3 MiB limit |", "|---|---:|---:|---:|"];
+for (const worker of WORKERS) {
+  const outdir = join(REPO_ROOT, "dist", worker.name);
+  rmSync(outdir, { recursive: true, force: true });
+  try {
+    run(["deploy", "--dry-run", "--config", worker.config, "--outdir", outdir]);
+  } catch (error) {
+    console.error(`✘ ${worker.name}: wrangler deploy --dry-run failed\n${(error as { stderr?: Buffer }).stderr?.toString() ?? error}`);
+    failed = true;
+    continue;
+  }
+  const bundle = readFileSync(join(outdir, "worker.js"));
+  const gzip = gzipSync(bundle).byteLength;
+  rows.push(`| ${worker.name} | ${(bundle.byteLength / 1024).toFixed(1)} KiB | ${(gzip / 1024).toFixed(1)} KiB | ${((100 * gzip) / LIMIT_GZIP_BYTES).toFixed(1)} % |`);
+  if (gzip > BUDGET_GZIP_BYTES) {
+    console.error(`✘ ${worker.name}: ${gzip} bytes gzipped is over the ${BUDGET_GZIP_BYTES}-byte budget`);
+    failed = true;
+  }
+  try {
+    run(["types", ...worker.types, "--config", worker.config, "--check"]);
+    console.log(`✔ ${worker.name}: generated binding types are current`);
+  } catch (error) {
+    console.error(`✘ ${worker.name}: binding types are stale; run \`npm run types\` and commit the result\n${(error as { stdout?: Buffer }).stdout?.toString() ?? ""}`);
+    failed = true;
+  }
+}
+console.log(`\nBundle sizes (wrangler deploy --dry-run):\n${rows.join("\n")}`);
+process.exit(failed ? 1 : 0);
