@@ -11,6 +11,8 @@ const secrets = {
 
 export default defineConfig({
   test: {
+    // Every decision logs a JSON line; show them only for tests that fail.
+    silent: "passed-only",
     projects: [
       {
         plugins: [

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { MirrorEntry } from "../../src/shared/billing-state.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { autumn } from "../support/autumn.ts";
-import { alarmOf, deleteAllAlarms, deliver, orgState, orgStub, uniqueOrg, admin } from "../support/billing.ts";
+import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 
 const SECOND = 1_000;
 const HOUR = 3_600_000;
@@ -79,8 +79,8 @@ describe("a past-due org that never paid", () => {
     await runDurableObjectAlarm(orgStub(org));
     expect((await orgState(org)).state).toBe("suspended");
 
-    const { webhook } = await autumn.pay(org, now);
-    expect(await (await deliver(webhook)).json()).toMatchObject({ status: "processed", org_id: org, state: "ok" });
+    await autumn.pay(org, now);
+    expect(await (await deliverNow(org)).json()).toMatchObject({ status: "processed", org_id: org, state: "ok" });
     const state = await orgState(org);
     expect(state).toMatchObject({ state: "ok", reason: "not_past_due", anchor: null, suspended_at: null });
     expect(state.history.map((h) => `${h.from}->${h.to}`)).toEqual(["suspended->ok", "overdue->suspended", "ok->overdue"]);
@@ -175,7 +175,8 @@ describe("Autumn faults never cause a wrong transition", () => {
     setClock(now + GRACE);
     await runDurableObjectAlarm(orgStub(org));
     await autumn.fault({ mode: "http_500", count: 1, customer_id: org });
-    const response = await deliver((await autumn.pay(org, now)).webhook);
+    await autumn.pay(org, now);
+    const response = await deliverNow(org);
     expect(response.status).toBe(200);
     expect((await orgState(org)).state).toBe("suspended");
     setClock(now + 5 * SECOND);

@@ -10,6 +10,11 @@ export function uniqueOrg(prefix = "org"): string {
   return `${prefix}_${crypto.randomUUID().slice(0, 8)}`;
 }
 
+/** A billing.updated for the org, signed now: what Autumn sends after any change to the customer. */
+export function deliverNow(orgId: string): Promise<Response> {
+  return deliver(signWebhook(billingUpdated(orgId)));
+}
+
 /** POSTs a webhook exactly as received (raw body and Svix headers) to the billing Worker. */
 export function deliver(webhook: { headers: Record<string, string>; body: string }): Promise<Response> {
   return exports.default.fetch(`${BILLING}/api/billing/autumn/webhook`, { method: "POST", headers: webhook.headers, body: webhook.body });
@@ -34,9 +39,11 @@ export function billingUpdated(customerId: string): unknown {
   return { type: "billing.updated", data: { object: "billing.updated", customer_id: customerId, entity_id: null, plan_changes: [], tags: [] } };
 }
 
-export function admin(path: string, init: RequestInit = {}): Promise<Response> {
+/** The admin API with the test token, unless the caller passes its own Authorization (or null for none). */
+export function admin(path: string, init: RequestInit & { authorization?: string | null } = {}): Promise<Response> {
   const headers = new Headers(init.headers);
-  if (!headers.has("authorization")) headers.set("authorization", `Bearer ${TEST_ADMIN_TOKEN}`);
+  const authorization = init.authorization === undefined ? `Bearer ${TEST_ADMIN_TOKEN}` : init.authorization;
+  if (authorization !== null) headers.set("authorization", authorization);
   return exports.default.fetch(`${BILLING}/admin${path}`, { ...init, headers });
 }
 
