@@ -2,7 +2,7 @@ import { declaredLengthExceeds, readBounded, TooLargeError } from "../shared/bou
 import { admit, refuse, settleForward } from "./admission.ts";
 import type { IngestSettings } from "./config.ts";
 import { gunzipBounded, InvalidGzipError, isGzip } from "./decompress.ts";
-import { isValidationRequest, parseLogpushBody, toOtlpLogs } from "./logpush.ts";
+import { isValidationRequest, parseLogpushBody, toOtlpLogs } from "./logpush-records.ts";
 import { forward } from "./upstream.ts";
 
 const DATASET = /^[a-z0-9_]{1,64}$/;

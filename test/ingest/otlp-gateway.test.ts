@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { gate } from "../../src/ingest/admission.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
-import { bodyOf, gzip, ingest, mintKey, sha256Hex, sink } from "../support/ingest.ts";
+import { bodyOf, gzip, ingest, ingestWithEnv, mintKey, sha256Hex, sink } from "../support/ingest.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 
@@ -119,7 +119,9 @@ describe("bad input is a 4xx and reaches nobody", () => {
   it("413 for a gzip bomb, stopped at the decompressed cap", async () => {
     const bomb = await gzip(new Uint8Array(MAX_DECOMPRESSED * 4));
     expect(bomb.byteLength).toBeLessThan(MAX_BODY);
-    await expectError(await ingest("/v1/traces", { key, headers: { "content-type": "application/x-protobuf", "content-encoding": "gzip" }, body: bomb }), 413, "payload_too_large");
+    const response = await ingest("/v1/traces", { key, headers: { "content-type": "application/x-protobuf", "content-encoding": "gzip" }, body: bomb });
+    expect(response.status).toBe(413);
+    expect(decodeRpcStatus(new Uint8Array(await response.arrayBuffer())).details[0]?.reason).toBe("payload_too_large");
   });
 
   it("protobuf clients get their errors as google.rpc.Status", async () => {
@@ -175,11 +177,9 @@ describe("observability", () => {
   it("writes per-org counters to Analytics Engine when the binding is configured", async () => {
     const points: AnalyticsEngineDataPoint[] = [];
     const withAnalytics = { ...env, INGEST_ANALYTICS: { writeDataPoint: (p: AnalyticsEngineDataPoint) => points.push(p) } };
-    const { default: worker } = await import("../../src/ingest/worker.ts");
     const body = OTLP_JSON["/v1/traces"];
-    const request = () => new Request("http://ingest.test/v1/traces", { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body });
-    expect((await worker.fetch(request(), withAnalytics as IngestEnv, {} as ExecutionContext)).status).toBe(200);
-    await worker.fetch(new Request("http://ingest.test/v1/traces", { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "text/plain" }, body: "x" }), withAnalytics as IngestEnv, {} as ExecutionContext);
+    expect((await ingestWithEnv(withAnalytics, "/v1/traces", { key, headers: { "content-type": "application/json" }, body })).status).toBe(200);
+    await ingestWithEnv(withAnalytics, "/v1/traces", { key, headers: { "content-type": "text/plain" }, body: "x" });
     expect(points).toEqual([
       { indexes: [org], blobs: ["/v1/traces", "accepted", "200"], doubles: [1, body.length] },
       { indexes: [org], blobs: ["/v1/traces", "refused", "unsupported_media_type"], doubles: [1, 0] },

@@ -4,7 +4,7 @@ import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { gate } from "../../src/ingest/admission.ts";
 import { GATE_TIMINGS } from "../../src/ingest/gate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
-import { ingest, mintKey, override, sink } from "../support/ingest.ts";
+import { ingest, ingestWithEnv, mintKey, override, sink } from "../support/ingest.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 
@@ -119,24 +119,21 @@ describe("the gate's cost for paying orgs", () => {
 });
 
 describe("failing open", () => {
-  function brokenEnv(parts: { kv?: boolean; object?: boolean }) {
+  type Outage = { kv: boolean; object: boolean };
+  function brokenEnv(parts: Outage) {
     const fail = () => Promise.reject(new Error("simulated outage"));
     return {
       ...env,
-      BILLING_STATE: parts.kv ? { ...env.BILLING_STATE, get: fail } : env.BILLING_STATE,
+      BILLING_STATE: parts.kv ? { get: fail } : env.BILLING_STATE,
       ORG_BILLING: parts.object ? { getByName: () => ({ verdict: fail }) } : env.ORG_BILLING,
-    } as unknown as IngestEnv;
+    };
   }
 
-  async function sendWith(brokenParts: { kv?: boolean; object?: boolean }, key: string) {
-    const { default: worker } = await import("../../src/ingest/worker.ts");
-    const request = new Request("http://ingest.test/v1/traces", { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] });
-    return worker.fetch(request, brokenEnv(brokenParts), {} as ExecutionContext);
-  }
+  const sendWith = (parts: Outage, key: string) => ingestWithEnv(brokenEnv(parts), "/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] });
 
-  it.each([
-    ["KV is down", { kv: true }],
-    ["the object is down while the mirror says suspended", { object: true }],
+  it.each<[string, Outage]>([
+    ["KV is down", { kv: true, object: false }],
+    ["the object is down while the mirror says suspended", { kv: false, object: true }],
     ["both are down", { kv: true, object: true }],
   ])("accepts when %s, and logs it with the last verdict", async (_name, parts) => {
     const { org, key } = await orgWithKey("fail_open");

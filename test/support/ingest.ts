@@ -12,7 +12,8 @@ export async function billingAdmin(path: string, init: RequestInit = {}): Promis
   headers.set("authorization", `Bearer ${TEST_ADMIN_TOKEN}`);
   if (init.body !== undefined) headers.set("content-type", "application/json");
   const ctx = createExecutionContext();
-  const response = await billingWorker.fetch(new Request(`http://billing.test/admin${path}`, { ...init, headers }), env as unknown as BillingEnv, ctx);
+  const request = new Request(`http://billing.test/admin${path}`, { ...init, headers }) as Request<unknown, IncomingRequestCfProperties>;
+  const response = await billingWorker.fetch(request, env as unknown as BillingEnv, ctx);
   await waitOnExecutionContext(ctx);
   return response;
 }
@@ -26,6 +27,15 @@ export async function mintKey(orgId: string): Promise<{ key_id: string; key: str
 export async function override(orgId: string, action: "suspend" | "clear" | "exempt" | "unsuspend", note = "test"): Promise<void> {
   const response = await billingAdmin(`/orgs/${orgId}/override`, { method: "POST", body: JSON.stringify({ action, note }) });
   if (!response.ok) throw new Error(`override answered ${response.status}: ${await response.text()}`);
+}
+
+/** The ingest Worker called directly with a different env (an outage, an optional binding). */
+export async function ingestWithEnv(workerEnv: object, path: string, init: RequestInit & { key?: string } = {}): Promise<Response> {
+  const { default: worker } = await import("../../src/ingest/worker.ts");
+  const headers = new Headers(init.headers);
+  if (init.key) headers.set("authorization", `Bearer ${init.key}`);
+  const request = new Request(`${INGEST}${path}`, { method: "POST", ...init, headers }) as Request<unknown, IncomingRequestCfProperties>;
+  return worker.fetch(request, workerEnv as IngestEnv, createExecutionContext());
 }
 
 export function ingest(path: string, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
