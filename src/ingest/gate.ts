@@ -20,8 +20,12 @@ export const GATE_TIMINGS = {
   unknownKeyTtlMs: 10_000,
   /** A paying org costs at most one KV read per isolate per this window, and no object call. */
   stateTtlMs: 5_000,
-  /** A suspension confirmed by the object is re-asked this often, so a payment lifts it within seconds. */
-  confirmTtlMs: 2_000,
+  /**
+   * A suspension confirmed by the object is re-asked at most this often per isolate: a
+   * payment lifts it within a second (no KV propagation involved), and a suspended org's
+   * exporters cost at most one object call per isolate per second.
+   */
+  confirmTtlMs: 1_000,
   /** After a failed lookup, the fail-open verdict is kept this long before trying again. */
   failOpenTtlMs: 2_000,
 };

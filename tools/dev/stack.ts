@@ -51,7 +51,6 @@ function startWorker(name: "billing" | "ingest", config: string, port: string, e
       // One registry per stack: the ingest Worker finds this stack's OrgBilling through it.
       WRANGLER_REGISTRY_PATH: join(options.persistDir, "registry"),
       WRANGLER_SEND_METRICS: "false",
-      CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV: "false",
     },
   });
   for (const stream of [child.stdout, child.stderr]) {

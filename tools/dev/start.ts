@@ -35,7 +35,14 @@ async function demoKey(): Promise<string> {
   return ((await minted.json()) as { key: string }).key;
 }
 
-const key = await demoKey();
+let key: string;
+try {
+  key = await demoKey();
+} catch (error) {
+  console.error(`Could not seed the demo org: ${(error as Error).message}`);
+  await stack.stop();
+  process.exit(1);
+}
 const otlp = JSON.stringify({ resourceLogs: [{ resource: { attributes: [{ key: "service.name", value: { stringValue: "demo" } }] }, scopeLogs: [{ logRecords: [{ body: { stringValue: "hello from the demo" } }] }] }] });
 
 console.log(`
