@@ -37,6 +37,18 @@ export default defineConfig({
       {
         test: { name: "tools", environment: "node", include: ["test/tools/**/*.test.ts"] },
       },
+      {
+        // `npm run test:e2e`: the whole local stack (both Workers under wrangler dev) with real clients.
+        test: {
+          name: "e2e",
+          environment: "node",
+          include: ["test/e2e/**/*.test.ts"],
+          globalSetup: ["./test/e2e/global-setup.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

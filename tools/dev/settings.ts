@@ -31,9 +31,10 @@ export type LocalSettings = Record<keyof typeof LOCAL_DEFAULTS, string> & { AUTU
 export const BILLING_VARS = ["AUTUMN_API_URL", "AUTUMN_SECRET_KEY", "AUTUMN_WEBHOOK_SECRET", "ADMIN_TOKEN", "INGEST_KEY_PEPPER", "GRACE_PERIOD", "RESYNC_INTERVAL", "AUTUMN_TIMEOUT"] as const;
 export const INGEST_VARS = ["UPSTREAM_OTLP_URL", "INGEST_KEY_PEPPER", "TENANT_HEADER", "MAX_BODY_BYTES", "MAX_DECOMPRESSED_BYTES", "UPSTREAM_TIMEOUT", "LOG_SAMPLE_RATE"] as const;
 
-export function loadLocalSettings(options: { root: string; env?: NodeJS.ProcessEnv; overrides?: Partial<LocalSettings> }): LocalSettings {
-  const envFile = `${options.root}/.env`;
-  const fromFile = existsSync(envFile) ? parseEnv(readFileSync(envFile, "utf8")) : {};
+/** `root: null` skips the `.env` file (tests want the embedded defaults only). */
+export function loadLocalSettings(options: { root: string | null; env?: NodeJS.ProcessEnv; overrides?: Partial<LocalSettings> }): LocalSettings {
+  const envFile = options.root === null ? null : `${options.root}/.env`;
+  const fromFile = envFile !== null && existsSync(envFile) ? parseEnv(readFileSync(envFile, "utf8")) : {};
   const fromProcess = options.env ?? process.env;
   const pick = (name: string, fallback: string) => options.overrides?.[name as keyof LocalSettings] ?? fromProcess[name] ?? fromFile[name] ?? fallback;
   const merged = Object.fromEntries(Object.entries(LOCAL_DEFAULTS).map(([name, fallback]) => [name, pick(name, fallback)])) as Record<keyof typeof LOCAL_DEFAULTS, string>;
