@@ -17,7 +17,8 @@ export const gate = new IngestGate({ onFailOpen: (event) => logWarn({ event: "in
 
 const sourcesByEnv = new WeakMap<object, GateSources>();
 
-function sourcesFor(env: IngestEnv, settings: IngestSettings): GateSources {
+/** The gate's real sources: INGEST_KEYS and BILLING_STATE in KV (edge-cached), and the org's object. */
+export function gateSources(env: IngestEnv, settings: Pick<IngestSettings, "pepper">): GateSources {
   let sources = sourcesByEnv.get(env);
   if (!sources) {
     const objects = env.ORG_BILLING as unknown as DurableObjectNamespace<OrgBilling>;
@@ -71,7 +72,7 @@ export async function admit(request: Request, env: IngestEnv, settings: IngestSe
   const now = Date.now();
   let admission = gate.cached(key, now);
   if (!admission) {
-    const sources = sourcesFor(env, settings);
+    const sources = gateSources(env, settings);
     const check = await gate.checkKey(key, sources, now);
     if (!check.ok) {
       return check.code === "unknown_ingest_key"

@@ -1,8 +1,8 @@
-import { declaredLengthExceeds, readBounded, TooLargeError } from "../shared/bounded-read.ts";
+import { declaredLengthExceeds, readRequestBody, TooLargeError } from "../shared/bounded-read.ts";
 import { admit, refuse, settleForward } from "./admission.ts";
 import type { IngestSettings } from "./config.ts";
 import { gunzipBounded, InvalidGzipError, isGzip } from "./decompress.ts";
-import { isValidationRequest, parseLogpushBody, toOtlpLogs } from "./logpush-records.ts";
+import { isValidationRequest, parseLogpushBody, toOtlpLogs } from "./logpush.ts";
 import { forward } from "./upstream.ts";
 
 const DATASET = /^[a-z0-9_]{1,64}$/;
@@ -29,7 +29,7 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
 
   let bytes: Uint8Array;
   try {
-    bytes = await readBounded(request.body, settings.maxBodyBytes);
+    bytes = await readRequestBody(request, settings.maxBodyBytes);
     // Logpush always gzips; some senders omit the header, so the magic bytes decide too.
     if (encoding === "gzip" || isGzip(bytes)) bytes = await gunzipBounded(bytes, settings.maxDecompressedBytes, true);
     else if (bytes.byteLength > settings.maxDecompressedBytes) throw new TooLargeError(settings.maxDecompressedBytes);

@@ -1,4 +1,4 @@
-import { declaredLengthExceeds, readBounded, TooLargeError } from "../shared/bounded-read.ts";
+import { declaredLengthExceeds, readRequestBody, TooLargeError } from "../shared/bounded-read.ts";
 import { admit, refuse, settleForward } from "./admission.ts";
 import type { IngestSettings } from "./config.ts";
 import { gunzipBounded, InvalidGzipError } from "./decompress.ts";
@@ -43,7 +43,7 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
 
   let body: Uint8Array;
   try {
-    body = await readBounded(request.body, settings.maxBodyBytes);
+    body = await readRequestBody(request, settings.maxBodyBytes);
   } catch (error) {
     if (error instanceof TooLargeError) return tooLarge("body", settings.maxBodyBytes);
     throw error;

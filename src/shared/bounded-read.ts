@@ -42,3 +42,17 @@ export function declaredLengthExceeds(headers: Headers, limit: number): boolean 
   const declared = headers.get("content-length");
   return declared !== null && /^\d+$/.test(declared) && Number(declared) > limit;
 }
+
+/**
+ * A request body of at most `limit` bytes. With a declared length within the limit the
+ * runtime enforces that length, so the body is read natively in one call; otherwise it is
+ * streamed and cut off at the limit.
+ */
+export async function readRequestBody(request: Request, limit: number): Promise<Uint8Array> {
+  const declared = request.headers.get("content-length");
+  if (declared !== null && /^\d+$/.test(declared)) {
+    if (Number(declared) > limit) throw new TooLargeError(limit);
+    return new Uint8Array(await request.arrayBuffer());
+  }
+  return readBounded(request.body, limit);
+}

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { bearerToken } from "./secrets.ts";
+import { bearerToken } from "./bearer.ts";
 
 /**
  * Ingest keys: a recognisable prefix (so leaked keys are easy to spot and scan for) and

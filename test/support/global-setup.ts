@@ -1,6 +1,6 @@
 import type { TestProject } from "vitest/node";
 import { startAutumnStandIn } from "../../tools/fake-autumn/server.ts";
-import { startUpstreamSink } from "../../tools/fake-upstream/server.ts";
+import { startUpstreamSink } from "../../tools/upstream-sink/server.ts";
 import { TEST_AUTUMN_SECRET_KEY, TEST_WEBHOOK_SECRET } from "./secrets.ts";
 
 declare module "vitest" {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startAutumnStandIn, type AutumnStandIn } from "../fake-autumn/server.ts";
-import { startUpstreamSink, type UpstreamSink } from "../fake-upstream/server.ts";
+import { startUpstreamSink, type UpstreamSink } from "../upstream-sink/server.ts";
 import { REPO_ROOT, WRANGLER_BIN } from "../paths.ts";
 import { BILLING_VARS, envFileText, INGEST_VARS, type LocalSettings } from "./settings.ts";
 
@@ -22,7 +22,14 @@ export type StackOptions = {
   onOutput?: (worker: "billing" | "ingest", line: string) => void;
 };
 
-function startWorker(name: "billing" | "ingest", config: string, port: string, envFile: string, options: StackOptions): ChildProcess {
+/** One `wrangler dev` process; its registry lets Workers of the same stack find each other's Durable Objects. */
+export function startWranglerDev<N extends string>(
+  name: N,
+  config: string,
+  port: string,
+  envFile: string,
+  options: { persistDir: string; onOutput?: (worker: N, line: string) => void },
+): ChildProcess {
   const args = [
     WRANGLER_BIN,
     "dev",
@@ -66,7 +73,7 @@ function startWorker(name: "billing" | "ingest", config: string, port: string, e
   return child;
 }
 
-async function waitHealthy(url: string, child: ChildProcess, timeoutMs = 90_000): Promise<void> {
+export async function waitHealthy(url: string, child: ChildProcess, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${url} exited with code ${child.exitCode} before it was ready`);
@@ -81,7 +88,7 @@ async function waitHealthy(url: string, child: ChildProcess, timeoutMs = 90_000)
   throw new Error(`${url} was not healthy within ${timeoutMs / 1000} s`);
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
+export function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.pid === undefined) return Promise.resolve();
   return new Promise((resolveStop) => {
     const kill = setTimeout(() => {
@@ -133,10 +140,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     writeFileSync(billingEnv, envFileText(settings, BILLING_VARS), { mode: 0o600 });
     writeFileSync(ingestEnv, envFileText(settings, INGEST_VARS), { mode: 0o600 });
 
-    const billing = startWorker("billing", "wrangler.jsonc", settings.BILLING_PORT, billingEnv, options);
+    const billing = startWranglerDev("billing", "wrangler.jsonc", settings.BILLING_PORT, billingEnv, options);
     started.workers.push(billing);
     await waitHealthy(billingUrl, billing);
-    const ingest = startWorker("ingest", "src/ingest/wrangler.jsonc", settings.INGEST_PORT, ingestEnv, options);
+    const ingest = startWranglerDev("ingest", "src/ingest/wrangler.jsonc", settings.INGEST_PORT, ingestEnv, options);
     started.workers.push(ingest);
     await waitHealthy(ingestUrl, ingest);
   } catch (error) {

@@ -4,9 +4,3 @@ export async function timingSafeEqualStrings(a: string, b: string): Promise<bool
   const [x, y] = await Promise.all([crypto.subtle.digest("SHA-256", encoder.encode(a)), crypto.subtle.digest("SHA-256", encoder.encode(b))]);
   return crypto.subtle.timingSafeEqual(x, y);
 }
-
-/** The token of an `Authorization: Bearer <token>` header ("Bearer" case-insensitive), or null. */
-export function bearerToken(headers: Headers): string | null {
-  const match = /^\s*bearer\s+(\S+)\s*$/i.exec(headers.get("authorization") ?? "");
-  return match ? match[1]! : null;
-}

@@ -1,0 +1,37 @@
+import autocannon from "autocannon";
+import { readFileSync } from "node:fs";
+
+/**
+ * The load generator, in its own process so it never shares an event loop (or a core's
+ * scheduling) with the sink it measures. Input: a JSON spec on argv; output: JSON on stdout.
+ */
+type Spec = { url: string; connections: number; duration: number; warmup: number; headers: Record<string, string>; bodyFile: string; keysFile?: string };
+
+const spec = JSON.parse(process.argv[2]!) as Spec;
+const body = readFileSync(spec.bodyFile);
+const keys = spec.keysFile ? (JSON.parse(readFileSync(spec.keysFile, "utf8")) as string[]) : null;
+let turn = 0;
+
+const run = (duration: number) =>
+  autocannon({
+    url: spec.url,
+    method: "POST",
+    connections: spec.connections,
+    duration,
+    headers: spec.headers,
+    body,
+    ...(keys
+      ? {
+          requests: [
+            {
+              // Each request as another org: the key rotates through every minted key.
+              setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...spec.headers, authorization: `Bearer ${keys[turn++ % keys.length]}` } }),
+            },
+          ],
+        }
+      : {}),
+  });
+
+if (spec.warmup > 0) await run(spec.warmup);
+const result = await run(spec.duration);
+process.stdout.write(JSON.stringify(result));

@@ -1,0 +1,114 @@
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { convertV4MiniflareOptions, Miniflare } from "miniflare";
+import { startAutumnStandIn } from "../tools/fake-autumn/server.ts";
+import { startUpstreamSink } from "../tools/upstream-sink/server.ts";
+import type { LocalSettings } from "../tools/dev/settings.ts";
+import { REPO_ROOT, WRANGLER_BIN } from "../tools/paths.ts";
+
+/**
+ * The benchmark's runtime: both Workers (plus two bench-only Workers) bundled exactly as
+ * `wrangler deploy` would, composed in one Miniflare so they share Durable Objects and KV,
+ * with the Autumn stand-in and the upstream sink on loopback. `wrangler dev` adds a proxy
+ * and a log line per request, which would measure the tooling rather than the Workers.
+ */
+export type BenchRuntime = { billingUrl: string; ingestUrl: string; passthroughUrl: string; gateBenchUrl: string; autumnUrl: string; sinkUrl: string; stop(): Promise<void> };
+
+function bundle(config: string, outdir: string): string {
+  execFileSync(process.execPath, [WRANGLER_BIN, "deploy", "--dry-run", "--config", config, "--outdir", outdir], { cwd: REPO_ROOT, stdio: "pipe", env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
+  return join(outdir, "worker.js");
+}
+
+export async function startBenchRuntime(settings: LocalSettings, workDir: string): Promise<BenchRuntime> {
+  const port = (name: keyof LocalSettings) => Number(settings[name]);
+  const autumn = await startAutumnStandIn({ port: port("AUTUMN_PORT"), secretKey: settings.AUTUMN_SECRET_KEY, webhook: null });
+  const sink = await startUpstreamSink({ port: port("SINK_PORT"), keepRequests: 0 });
+
+  const built = (name: string, config: string) => ({ scriptPath: bundle(config, join(workDir, "dist", name)), modulesRoot: join(workDir, "dist", name), modules: true });
+  const kv = { BILLING_STATE: "billing-state", INGEST_KEYS: "ingest-keys" };
+  const billingVars = {
+    AUTUMN_API_URL: settings.AUTUMN_API_URL,
+    AUTUMN_SECRET_KEY: settings.AUTUMN_SECRET_KEY,
+    AUTUMN_WEBHOOK_SECRET: settings.AUTUMN_WEBHOOK_SECRET,
+    ADMIN_TOKEN: settings.ADMIN_TOKEN,
+    INGEST_KEY_PEPPER: settings.INGEST_KEY_PEPPER,
+    GRACE_PERIOD: settings.GRACE_PERIOD,
+    RESYNC_INTERVAL: settings.RESYNC_INTERVAL,
+    AUTUMN_TIMEOUT: settings.AUTUMN_TIMEOUT,
+  };
+  const ingestPort = port("INGEST_PORT");
+  const billingPort = port("BILLING_PORT");
+  const passthroughPort = ingestPort + 3;
+  const gateBenchPort = ingestPort + 4;
+  const objects = { className: "OrgBilling", scriptName: "tollgate-billing", useSQLite: true };
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      // Miniflare's own entry port adds a routing worker in front; every Worker under test
+      // is reached on a direct socket instead, as the pass-through reference is.
+      host: "127.0.0.1",
+      port: 0,
+      // Workers log every decision; under load those lines would be measured too. Dropped here.
+      handleStructuredLogs: () => {},
+      kvPersist: join(workDir, "kv"),
+      durableObjectsPersist: join(workDir, "do"),
+      workers: [
+        {
+          name: "tollgate-ingest",
+          ...built("ingest", "src/ingest/wrangler.jsonc"),
+          unsafeDirectSockets: [{ host: "127.0.0.1", port: ingestPort }],
+          compatibilityDate: "2026-11-01",
+          durableObjects: { ORG_BILLING: objects },
+          kvNamespaces: kv,
+          bindings: {
+            UPSTREAM_OTLP_URL: settings.UPSTREAM_OTLP_URL,
+            INGEST_KEY_PEPPER: settings.INGEST_KEY_PEPPER,
+            TENANT_HEADER: settings.TENANT_HEADER,
+            MAX_BODY_BYTES: settings.MAX_BODY_BYTES,
+            MAX_DECOMPRESSED_BYTES: settings.MAX_DECOMPRESSED_BYTES,
+            UPSTREAM_TIMEOUT: settings.UPSTREAM_TIMEOUT,
+            LOG_SAMPLE_RATE: "0",
+          },
+        },
+        {
+          name: "tollgate-billing",
+          ...built("billing", "wrangler.jsonc"),
+          compatibilityDate: "2026-11-01",
+          durableObjects: { ORG_BILLING: { className: "OrgBilling", useSQLite: true } },
+          kvNamespaces: kv,
+          bindings: billingVars,
+          unsafeDirectSockets: [{ host: "127.0.0.1", port: billingPort }],
+        },
+        {
+          name: "tollgate-passthrough-bench",
+          ...built("passthrough", "bench/passthrough/wrangler.jsonc"),
+          compatibilityDate: "2026-11-01",
+          bindings: { UPSTREAM_OTLP_URL: settings.UPSTREAM_OTLP_URL },
+          unsafeDirectSockets: [{ host: "127.0.0.1", port: passthroughPort }],
+        },
+        {
+          name: "tollgate-gate-bench",
+          ...built("gate-bench", "bench/gate-worker/wrangler.jsonc"),
+          compatibilityDate: "2026-11-01",
+          durableObjects: { ORG_BILLING: objects },
+          kvNamespaces: kv,
+          bindings: billingVars,
+          unsafeDirectSockets: [{ host: "127.0.0.1", port: gateBenchPort }],
+        },
+      ],
+    } as Parameters<typeof convertV4MiniflareOptions>[0]),
+  );
+  await mf.ready;
+  const url = (p: number) => `http://127.0.0.1:${p}`;
+  return {
+    billingUrl: url(billingPort),
+    ingestUrl: url(ingestPort),
+    passthroughUrl: url(passthroughPort),
+    gateBenchUrl: url(gateBenchPort),
+    autumnUrl: autumn.url,
+    sinkUrl: sink.url,
+    stop: async () => {
+      await mf.dispose();
+      await Promise.all([autumn.close(), sink.close()]);
+    },
+  };
+}
