@@ -67,9 +67,14 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     return { duplicate: false, state: after.state };
   }
 
-  /** A fresh Autumn read now, on an operator's request. */
+  /** A fresh Autumn read now, on an operator's request; it also rewrites the mirror entry, replacing a wrong or missing one. */
   async resync(orgId: string): Promise<OrgView> {
     await this.sync(orgId, { source: "admin", note: "resync" });
+    this.ctx.storage.transactionSync(() => {
+      const record = this.load(orgId);
+      this.store.save({ ...record, projection_version: record.version, mirror: { ...record.mirror, version: Math.min(record.mirror.version, record.version - 1) } });
+    });
+    await this.flushMirror();
     return this.view(orgId);
   }
 

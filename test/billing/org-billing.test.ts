@@ -265,4 +265,11 @@ describe("the KV mirror", () => {
     expect(await mirrorOf(org)).toMatchObject({ state: "overdue", version: expect.any(Number) });
     expect((await orgState(org)).mirror.in_sync).toBe(true);
   });
+
+  it("is rewritten by an operator's resync, replacing a wrong entry", async () => {
+    const org = await overdueOrg("rewrite");
+    await env.BILLING_STATE.put(billingStateKey(org), JSON.stringify({ state: "suspended", since: 0, version: 999, suspend_at: null, suspended_at: 0 }));
+    await admin(`/orgs/${org}/resync`, { method: "POST" });
+    expect(await mirrorOf(org)).toMatchObject({ state: "overdue", since: now, suspend_at: now + GRACE });
+  });
 });
