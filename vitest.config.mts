@@ -1,6 +1,6 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
-import { TEST_ADMIN_TOKEN, TEST_AUTUMN_SECRET_KEY, TEST_INGEST_KEY_PEPPER, TEST_WEBHOOK_SECRET } from "./test/support/secrets.ts";
+import { TEST_ADMIN_TOKEN, TEST_AUTUMN_SECRET_KEY, TEST_INGEST_KEY_PEPPER, TEST_NOTIFY_SECRET, TEST_WEBHOOK_SECRET } from "./test/support/secrets.ts";
 
 const secrets = {
   AUTUMN_SECRET_KEY: TEST_AUTUMN_SECRET_KEY,
@@ -18,7 +18,15 @@ export default defineConfig({
         plugins: [
           cloudflareTest(({ inject }) => ({
             wrangler: { configPath: "./wrangler.jsonc" },
-            miniflare: { bindings: { ...secrets, AUTUMN_API_URL: inject<string>("autumnUrl"), AUTUMN_TIMEOUT: "1s" } },
+            miniflare: {
+              bindings: {
+                ...secrets,
+                AUTUMN_API_URL: inject<string>("autumnUrl"),
+                AUTUMN_TIMEOUT: "1s",
+                NOTIFY_URL: `${inject<string>("receiverUrl")}/tollgate-events`,
+                NOTIFY_SECRET: TEST_NOTIFY_SECRET,
+              },
+            },
           })),
         ],
         test: { name: "billing", include: ["test/billing/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"] },

@@ -73,7 +73,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
           name: "tollgate-billing",
           ...built("billing", "wrangler.jsonc"),
           compatibilityDate: "2026-11-01",
-          durableObjects: { ORG_BILLING: { className: "OrgBilling", useSQLite: true } },
+          durableObjects: { ORG_BILLING: { className: "OrgBilling", useSQLite: true }, ORG_INDEX: { className: "OrgIndex", useSQLite: true } },
           kvNamespaces: kv,
           bindings: billingVars,
           unsafeDirectSockets: [{ host: "127.0.0.1", port: billingPort }],

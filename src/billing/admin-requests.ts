@@ -10,3 +10,14 @@ export type OverrideBody = z.infer<typeof OverrideBody>;
 
 /** What the org's object receives once the worker has validated the request. */
 export type OverrideCommand = { action: OverrideBody["action"]; until: number | null; note: string };
+
+/** `GET /admin/orgs?state=...&limit=...&cursor=...`: a page of the index. */
+export const ListQuery = z.object({
+  state: z.enum(["overdue", "suspended", "ok"]),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z
+    .string()
+    .regex(/^\d{1,9}$/, "cursor must be a next_cursor from a previous page")
+    .transform(Number)
+    .default(0),
+});

@@ -5,9 +5,10 @@ import { log, logError, logWarn } from "../shared/log.ts";
 import { isValidOrgId, ORG_ID_RULE } from "../shared/org-id.ts";
 import { bearerToken } from "../shared/bearer.ts";
 import { timingSafeEqualStrings } from "./constant-time.ts";
-import { OverrideBody } from "./admin-requests.ts";
+import { ListQuery, OverrideBody } from "./admin-requests.ts";
 import { adminToken, ConfigError, ingestKeyPepper } from "./config.ts";
-import { orgBilling } from "./org-stub.ts";
+import { orgBilling, orgIndex } from "./org-stub.ts";
+import { indexEntryView } from "./org-view.ts";
 
 type AdminRequest = IRequest & { orgId: string };
 
@@ -38,6 +39,15 @@ function withOrg(request: IRequest): Response | undefined {
 
 export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>({ base: "/admin" })
   .all("*", authorize)
+  .get("/orgs", async (request, env) => {
+    const query = ListQuery.safeParse(Object.fromEntries(new URL(request.url).searchParams));
+    if (!query.success) {
+      const issue = query.error.issues[0];
+      return errorResponse(400, "invalid_request", `${issue?.path.join(".") || "query"}: ${issue?.message ?? "invalid"} (state must be overdue, suspended or ok)`);
+    }
+    const page = await orgIndex(env).list({ state: query.data.state, offset: query.data.cursor, limit: query.data.limit });
+    return jsonResponse({ orgs: page.orgs.map(indexEntryView), next_cursor: page.next_offset === null ? null : String(page.next_offset) });
+  })
   .all("/orgs/:orgId/*", withOrg)
   .all("/orgs/:orgId", withOrg)
   .get("/orgs/:orgId", async ({ orgId }, env) => jsonResponse(await orgBilling(env, orgId).view(orgId)))

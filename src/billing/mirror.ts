@@ -1,9 +1,12 @@
 import type { MirrorEntry } from "../shared/billing-state.ts";
+import type { IndexEntry } from "./org-index.ts";
 import type { OrgRecord } from "./org-record.ts";
 
 /**
- * The KV mirror's view of a record. The deadline is published only while it can still
- * fire (in grace, or elapsed and awaiting confirmation), not for exempt or lapsed orgs.
+ * What the world sees of an org: its KV mirror entry (read by the ingest Worker) and its
+ * index entry (read by the console). Both are published after every change to them.
+ * The deadline is published only while it can still fire (in grace, or elapsed and
+ * awaiting confirmation), not for exempt or lapsed orgs.
  */
 export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
   const deadlineLive = record.reason === "in_grace_period" || record.reason === "grace_elapsed_awaiting_autumn";
@@ -16,9 +19,17 @@ export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
   };
 }
 
-/** Whether two records would publish the same mirror entry (versions aside). */
+export function indexEntryOf(record: OrgRecord): IndexEntry {
+  return { org_id: record.org_id, reason: record.reason, ...mirrorEntryOf(record) };
+}
+
+/**
+ * Whether two records publish the same thing (versions aside). Among `ok` records the reason
+ * does not matter, so an org that is first seen in good standing publishes nothing at all.
+ */
 export function sameProjection(a: OrgRecord, b: OrgRecord): boolean {
-  const x = mirrorEntryOf(a);
-  const y = mirrorEntryOf(b);
-  return x.state === y.state && x.since === y.since && x.suspend_at === y.suspend_at && x.suspended_at === y.suspended_at;
+  const x = indexEntryOf(a);
+  const y = indexEntryOf(b);
+  const sameReason = x.reason === y.reason || (x.state === "ok" && y.state === "ok");
+  return sameReason && x.state === y.state && x.since === y.since && x.suspend_at === y.suspend_at && x.suspended_at === y.suspended_at;
 }

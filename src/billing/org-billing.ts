@@ -8,28 +8,35 @@ import type { OverrideCommand } from "./admin-requests.ts";
 import { createAutumnClient, type AutumnFailure } from "./autumn-client.ts";
 import { readBillingFacts, type BillingFacts } from "./billing-facts.ts";
 import { autumnSettings, ConfigError, DEFAULT_GRACE_PERIOD, DEFAULT_RESYNC_INTERVAL, policySettings, type PolicySettings } from "./config.ts";
-import { mirrorEntryOf, sameProjection } from "./mirror.ts";
+import { indexEntryOf, mirrorEntryOf, sameProjection } from "./mirror.ts";
 import { newOrgRecord, type OrgRecord, type Source } from "./org-record.ts";
 import { OrgStore } from "./org-store.ts";
+import { orgIndex } from "./org-stub.ts";
 import { orgView, type OrgView } from "./org-view.ts";
 import { decide } from "./policy.ts";
 import { mirrorPending, nextAlarmAt, nextSyncAt, retryDelay } from "./schedule.ts";
 import { parseDuration } from "../shared/duration.ts";
+import { eventsFor, warningDueAt } from "./notifications.ts";
+import { deliver, notifySettings, type NotifySettings } from "./notifier.ts";
 
 /** A webhook is acknowledged before its Autumn read finishes; this alarm re-reads if that read never lands. */
 const WEBHOOK_SAFETY_NET_MS = 30_000;
+/** Notifications are tried inline once; a slow receiver is retried by the alarm instead of delaying the caller. */
+const NOTIFY_TIMEOUT_MS = 3_000;
 
 type Trigger = { source: Source; message_id?: string; note?: string };
 
 /**
  * One per org (`idFromName(orgId)`): the single writer of the org's billing state, its
- * history and its KV mirror entry. Every decision is a fresh Autumn read fed to the pure
- * policy; the object's one alarm is always set to the earliest thing it owes.
+ * history, its KV mirror and index entries, and its outbound events. Every decision is a
+ * fresh Autumn read fed to the pure policy; the object's one alarm is always set to the
+ * earliest thing it owes (a read, a publication, an event to deliver or a warning).
  */
 export class OrgBilling extends DurableObject<BillingEnv> {
   private readonly store: OrgStore;
   private readonly syncs = new Serialized<OrgRecord>();
   private readonly mirrorWrites = new Serialized<void>();
+  private readonly deliveries = new Serialized<void>();
 
   constructor(ctx: DurableObjectState, env: BillingEnv) {
     super(ctx, env);
@@ -62,7 +69,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       log({ event: "webhook_duplicate", org_id: orgId, message_id: message.id, type: message.type, state });
       return { duplicate: true, state };
     }
-    this.arm(recorded);
+    this.arm();
     const after = await this.sync(orgId, { source: "webhook", message_id: message.id });
     return { duplicate: false, state: after.state };
   }
@@ -140,10 +147,11 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     if (record === null) return;
     const now = Date.now();
     if (mirrorPending(record) && (record.mirror.retry_at ?? 0) <= now) await this.flushMirror();
-    const current = this.store.load() ?? record;
-    const due = nextSyncAt(current, now, this.settingsOrDefaults());
-    if (due !== null && due <= now) await this.sync(current.org_id, { source: "alarm" });
-    else this.arm(current);
+    this.queueWarningIfDue(now);
+    if ((this.store.outboxHead()?.next_at ?? Infinity) <= now) await this.flushOutbox();
+    const due = nextSyncAt(this.store.load() ?? record, now, this.settingsOrDefaults());
+    if (due !== null && due <= now) await this.sync(record.org_id, { source: "alarm" });
+    this.arm();
   }
 
   private load(orgId: string): OrgRecord {
@@ -180,6 +188,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       }
       const record = this.commit(orgId, trigger, facts, failure, settings);
       await this.flushMirror();
+      await this.flushOutbox();
       return record;
     });
   }
@@ -187,11 +196,12 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   /** Applies the policy to the stored record and whatever the read produced, atomically. */
   private commit(orgId: string, trigger: Trigger, facts: BillingFacts | null, failure: AutumnFailure | null, settings: PolicySettings): OrgRecord {
     const now = Date.now();
+    const notify = this.notifySettings();
     const { prev, next } = this.ctx.storage.transactionSync(() => {
       const prev = this.load(orgId);
       const decision = decide(prev, facts, now, settings);
       const failures = facts === null ? prev.failures + 1 : 0;
-      const next: OrgRecord = {
+      let next: OrgRecord = {
         ...prev,
         ...decision,
         evidence: facts?.evidence ?? prev.evidence,
@@ -215,10 +225,15 @@ export class OrgBilling extends DurableObject<BillingEnv> {
           evidence: next.evidence,
         });
       }
+      if (notify) {
+        const owed = eventsFor(prev, next, now, notify.warningMs);
+        for (const event of owed.events) this.store.enqueue(event, now);
+        next = owed.record;
+      }
       this.store.save(next);
       return { prev, next };
     });
-    this.arm(next, settings);
+    this.arm();
 
     if (failure) {
       logWarn({ event: "sync_failed", org_id: orgId, source: trigger.source, kind: failure.kind, status: failure.status, code: failure.code, error: failure.message, failures: next.failures, retry_at: next.retry_at, state: next.state });
@@ -231,7 +246,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     return next;
   }
 
-  /** Writes the mirror entry until KV matches the record; on failure the alarm retries with backoff. */
+  /** Publishes the record to the KV mirror and the index until both match it; on failure the alarm retries with backoff. */
   private flushMirror(): Promise<void> {
     return this.mirrorWrites.run(async () => {
       for (;;) {
@@ -239,7 +254,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
         if (record === null || !mirrorPending(record)) return;
         const entry = mirrorEntryOf(record);
         try {
-          await this.env.BILLING_STATE.put(billingStateKey(record.org_id), JSON.stringify(entry));
+          await Promise.all([this.env.BILLING_STATE.put(billingStateKey(record.org_id), JSON.stringify(entry)), orgIndex(this.env).upsert(indexEntryOf(record))]);
         } catch (error) {
           const now = Date.now();
           const failed = this.ctx.storage.transactionSync(() => {
@@ -250,23 +265,84 @@ export class OrgBilling extends DurableObject<BillingEnv> {
             return next;
           });
           logWarn({ event: "mirror_write_failed", org_id: record.org_id, version: entry.version, error: String(error), retry_at: failed.mirror.retry_at });
-          this.arm(failed);
+          this.arm();
           return;
         }
-        const written = this.ctx.storage.transactionSync(() => {
+        this.ctx.storage.transactionSync(() => {
           const current = this.store.load()!;
-          const next = { ...current, mirror: { version: Math.max(current.mirror.version, entry.version), retry_at: null, failures: 0 } };
-          this.store.save(next);
-          return next;
+          this.store.save({ ...current, mirror: { version: Math.max(current.mirror.version, entry.version), retry_at: null, failures: 0 } });
         });
         log({ event: "mirror_written", org_id: record.org_id, state: entry.state, version: entry.version });
-        this.arm(written);
+        this.arm();
       }
     });
   }
 
-  private arm(record: OrgRecord, settings = this.settingsOrDefaults()): void {
-    const at = nextAlarmAt(record, Date.now(), settings);
+  /** The warning owed once per overdue period, SUSPENSION_WARNING before its deadline. */
+  private queueWarningIfDue(now: number): void {
+    const notify = this.notifySettings();
+    if (!notify) return;
+    this.ctx.storage.transactionSync(() => {
+      const record = this.store.load();
+      if (record === null || (warningDueAt(record, notify.warningMs) ?? Infinity) > now) return;
+      const owed = eventsFor(record, record, now, notify.warningMs);
+      for (const event of owed.events) this.store.enqueue(event, now);
+      this.store.save({ ...owed.record, version: record.version + 1 });
+    });
+  }
+
+  /** Delivers queued events strictly in order; a failure stops the queue until the alarm retries it. */
+  private flushOutbox(): Promise<void> {
+    return this.deliveries.run(async () => {
+      const notify = this.notifySettings();
+      if (!notify) return;
+      for (;;) {
+        const now = Date.now();
+        const head = this.store.outboxHead();
+        if (head === null || head.next_at > now) break;
+        let result: Awaited<ReturnType<typeof deliver>>;
+        try {
+          result = await deliver(this.env, notify.url, head.event, now, NOTIFY_TIMEOUT_MS);
+        } catch (error) {
+          if (!(error instanceof ConfigError)) throw error;
+          result = { ok: false, error: error.message };
+        }
+        const fields = { org_id: head.event.org_id, event_id: head.event.id, type: head.event.type, attempts: head.attempts + 1 };
+        if (result.ok) {
+          this.store.delivered(head.seq);
+          log({ event: "notify_delivered", ...fields, status: result.status });
+          continue;
+        }
+        const retryAt = now + retryDelay(head.attempts + 1);
+        this.store.retryLater(head.seq, head.attempts + 1, retryAt);
+        logWarn({ event: "notify_failed", ...fields, error: result.error, retry_at: retryAt });
+        break;
+      }
+      this.arm();
+    });
+  }
+
+  private notifySettings(): NotifySettings | null {
+    try {
+      return notifySettings(this.env);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      logError({ event: "not_configured", variable: error.variable, message: error.message });
+      return null;
+    }
+  }
+
+  /** Sets the object's single alarm to the earliest thing it owes, from what is stored. */
+  private arm(): void {
+    const record = this.store.load();
+    const notify = this.notifySettings();
+    const at =
+      record === null
+        ? null
+        : nextAlarmAt(record, Date.now(), this.settingsOrDefaults(), {
+            outboxAt: this.store.outboxHead()?.next_at ?? null,
+            warningAt: notify ? warningDueAt(record, notify.warningMs) : null,
+          });
     if (at === null) void this.ctx.storage.deleteAlarm();
     else void this.ctx.storage.setAlarm(at);
   }

@@ -49,6 +49,8 @@ export const OrgRecord = z.object({
   /** A fresh Autumn read is owed no later than this (webhook received, or retry after a failure). */
   retry_at: z.number().nullable(),
   override: Override.nullable(),
+  /** The overdue period (by its anchor) whose suspension warning was queued. */
+  warned_anchor: z.number().nullable().default(null),
   /** Increases on every change. */
   version: z.number().int().nonnegative(),
   /** The version at which the mirrored fields (state, since, deadlines) last changed. */
@@ -72,6 +74,7 @@ export function newOrgRecord(orgId: string, now: number): OrgRecord {
     failures: 0,
     retry_at: null,
     override: null,
+    warned_anchor: null,
     version: 0,
     projection_version: 0,
     mirror: { version: 0, retry_at: null, failures: 0 },

@@ -1,3 +1,4 @@
+import { NotifyEvent } from "./notifications.ts";
 import { HistoryEntry, OrgRecord } from "./org-record.ts";
 
 export const HISTORY_LIMIT = 500;
@@ -29,6 +30,7 @@ export class OrgStore {
       CREATE TABLE IF NOT EXISTS history (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS seen_messages (id TEXT PRIMARY KEY, at INTEGER NOT NULL);
       CREATE INDEX IF NOT EXISTS seen_messages_at ON seen_messages (at);
+      CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS ingest_keys (key_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);
     `);
     this.sql.exec("DELETE FROM schema_version");
@@ -68,6 +70,24 @@ export class OrgStore {
 
   revokeIngestKey(keyId: string, now: number): void {
     this.sql.exec("UPDATE ingest_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", now, keyId);
+  }
+
+  enqueue(event: NotifyEvent, now: number): void {
+    this.sql.exec("INSERT INTO outbox (event, next_at) VALUES (?, ?)", JSON.stringify(event), now);
+  }
+
+  /** The oldest undelivered event: events go out strictly in order. */
+  outboxHead(): { seq: number; event: NotifyEvent; attempts: number; next_at: number } | null {
+    const row = this.sql.exec<{ seq: number; event: string; attempts: number; next_at: number }>("SELECT * FROM outbox ORDER BY seq LIMIT 1").toArray()[0];
+    return row ? { ...row, event: NotifyEvent.parse(JSON.parse(row.event)) } : null;
+  }
+
+  delivered(seq: number): void {
+    this.sql.exec("DELETE FROM outbox WHERE seq = ?", seq);
+  }
+
+  retryLater(seq: number, attempts: number, nextAt: number): void {
+    this.sql.exec("UPDATE outbox SET attempts = ?, next_at = ? WHERE seq = ?", attempts, nextAt, seq);
   }
 
   /** Records a webhook message id; false when it was already seen within the dedupe window. */

@@ -1,4 +1,5 @@
 import type { OrgBilling } from "./org-billing.ts";
+import type { OrgIndex } from "./org-index.ts";
 
 /** The org's object. Callers must have validated `orgId` (see shared/org-id.ts) first. */
 export function orgBilling(env: { ORG_BILLING?: DurableObjectNamespace<OrgBilling> }, orgId: string): DurableObjectStub<OrgBilling> {
@@ -6,4 +7,12 @@ export function orgBilling(env: { ORG_BILLING?: DurableObjectNamespace<OrgBillin
     throw new Error("The ORG_BILLING Durable Object binding is missing: did you forget to add it to durable_objects.bindings in your wrangler.jsonc?");
   }
   return env.ORG_BILLING.getByName(orgId);
+}
+
+/** The single index of orgs that are not ok. */
+export function orgIndex(env: { ORG_INDEX?: DurableObjectNamespace<OrgIndex> }): DurableObjectStub<OrgIndex> {
+  if (!env.ORG_INDEX) {
+    throw new Error("The ORG_INDEX Durable Object binding is missing: did you forget to add it (class OrgIndex, migration v2) to your wrangler.jsonc?");
+  }
+  return env.ORG_INDEX.getByName("index");
 }

@@ -1,6 +1,7 @@
 import { formatDuration } from "../shared/duration.ts";
 import type { Evidence } from "./billing-facts.ts";
 import type { PolicySettings } from "./config.ts";
+import type { IndexEntry } from "./org-index.ts";
 import type { HistoryEntry, OrgRecord } from "./org-record.ts";
 import { reasonMessage } from "./policy.ts";
 import { mirrorPending, nextAlarmAt } from "./schedule.ts";
@@ -50,3 +51,9 @@ export function orgView(record: OrgRecord, history: HistoryEntry[], now: number,
   };
 }
 export type OrgView = ReturnType<typeof orgView>;
+
+/** An index entry for the admin API and the console: times as ISO strings. */
+export function indexEntryView(entry: IndexEntry) {
+  return { ...entry, since: iso(entry.since), suspend_at: iso(entry.suspend_at), suspended_at: iso(entry.suspended_at) };
+}
+export type IndexEntryView = ReturnType<typeof indexEntryView>;

@@ -38,8 +38,12 @@ export function mirrorPending(record: OrgRecord): boolean {
   return record.mirror.version < record.projection_version;
 }
 
-/** The single alarm of the object: the earliest of everything it owes. */
-export function nextAlarmAt(record: OrgRecord, now: number, config: ScheduleConfig): number | null {
+/**
+ * The single alarm of the object: the earliest of everything it owes, including the next
+ * queued event's delivery and the suspension warning (both passed in, as they live outside
+ * the record or depend on optional configuration).
+ */
+export function nextAlarmAt(record: OrgRecord, now: number, config: ScheduleConfig, also: { outboxAt: number | null; warningAt: number | null } = { outboxAt: null, warningAt: null }): number | null {
   const mirror = mirrorPending(record) ? (record.mirror.retry_at ?? now) : null;
-  return earliest(nextSyncAt(record, now, config), mirror);
+  return earliest(nextSyncAt(record, now, config), mirror, also.outboxAt, also.warningAt);
 }

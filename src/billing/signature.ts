@@ -21,12 +21,12 @@ function decodeBase64(text: string): Uint8Array | null {
 }
 
 /** `whsec_<base64>`: the decoded bytes are the HMAC-SHA256 key. Imported once per isolate. */
-export function importSigningSecret(secret: string): Promise<CryptoKey> {
+export function importSigningSecret(secret: string, variable = "AUTUMN_WEBHOOK_SECRET"): Promise<CryptoKey> {
   let key = keyCache.get(secret);
   if (!key) {
     const bytes = secret.startsWith("whsec_") ? decodeBase64(secret.slice("whsec_".length)) : null;
     if (bytes === null || bytes.length === 0) {
-      return Promise.reject(new ConfigError("AUTUMN_WEBHOOK_SECRET", "AUTUMN_WEBHOOK_SECRET must hold whsec_<base64> secrets separated by spaces"));
+      return Promise.reject(new ConfigError(variable, `${variable} must hold whsec_<base64> secrets separated by spaces`));
     }
     key = crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
     keyCache.set(secret, key);
@@ -51,6 +51,12 @@ function signedContent(id: string, timestamp: string, body: Uint8Array): Uint8Ar
   content.set(prefix);
   content.set(body, prefix.length);
   return content;
+}
+
+/** The `webhook-signature` value for a delivery: `v1,` and the base64 HMAC of `id.timestamp.body`. */
+export async function signPayload(key: CryptoKey, id: string, timestamp: string, body: string): Promise<string> {
+  const mac = await crypto.subtle.sign("HMAC", key, signedContent(id, timestamp, new TextEncoder().encode(body)));
+  return `v1,${btoa(String.fromCharCode(...new Uint8Array(mac)))}`;
 }
 
 /**

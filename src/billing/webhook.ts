@@ -16,7 +16,7 @@ export const MAX_WEBHOOK_BYTES = 256 * 1024;
 export async function handleWebhook(request: Request, env: BillingEnv): Promise<Response> {
   let keys: CryptoKey[];
   try {
-    keys = await Promise.all(webhookSecrets(env).map(importSigningSecret));
+    keys = await Promise.all(webhookSecrets(env).map((secret) => importSigningSecret(secret)));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     logError({ event: "webhook_rejected", code: "not_configured", variable: error.variable, message: error.message });

@@ -6,6 +6,7 @@ import { ConfigError } from "./config.ts";
 import { handleWebhook } from "./webhook.ts";
 
 export { OrgBilling } from "./org-billing.ts";
+export { OrgIndex } from "./org-index.ts";
 
 const router = Router<Request & { params: Record<string, string> }, [BillingEnv, ExecutionContext]>({
   catch: (error: unknown) => {

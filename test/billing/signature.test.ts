@@ -48,7 +48,7 @@ function headers(v: Vector, overrides: Record<string, string | null> = {}, prefi
 }
 
 async function verify(v: Vector, options: { headers?: Headers; payload?: string; secrets?: string[]; nowMs?: number } = {}) {
-  const keys = await Promise.all((options.secrets ?? [v.secret]).map(importSigningSecret));
+  const keys = await Promise.all((options.secrets ?? [v.secret]).map((secret) => importSigningSecret(secret)));
   return verifySignature({
     keys,
     headers: options.headers ?? headers(v),

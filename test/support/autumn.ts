@@ -29,6 +29,7 @@ export const autumn = {
   addInvoice: (id: string, invoice: { status: string; total: number; created_at?: number }) => control("POST", `/customers/${id}/invoices`, invoice),
   trialInvoice: (id: string, at?: number) => control("POST", `/customers/${id}/trial-invoice`, { at }),
   expire: (id: string, at?: number) => control("POST", `/customers/${id}/expire`, { at }),
+  voidInvoices: (id: string, at?: number) => control("POST", `/customers/${id}/void-invoices`, { at }),
   addSubscription: (id: string, sub: { plan_id: string; add_on: boolean; past_due?: boolean }) => control("POST", `/customers/${id}/subscriptions`, sub),
   fault: (fault: Fault) => control<unknown>("POST", "/faults", fault),
   clearFaults: () => control<unknown>("DELETE", "/faults"),

@@ -193,6 +193,9 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
         case "expire":
           changes = store.expire(customerId, at);
           break;
+        case "void-invoices":
+          changes = store.voidOpenInvoices(customerId, at);
+          break;
         case "invoices": {
           const input = parse(z.object({ status: z.string(), total: z.number().nonnegative(), currency: z.string().optional(), created_at: z.number().optional(), plan_ids: z.array(z.string()).optional() }), body);
           store.addInvoice(customerId, input, now());

@@ -145,6 +145,18 @@ export class AutumnStore {
       });
   }
 
+  /** The merchant voids the open invoices (a write-off): past-due subscriptions recover without any payment. */
+  voidOpenInvoices(id: string, at: number): PlanChange[] {
+    const customer = this.get(id);
+    for (const invoice of customer.invoices) if (invoice.status === "open") invoice.status = "void";
+    return customer.subscriptions
+      .filter((sub) => sub.past_due)
+      .map((sub) => {
+        sub.past_due = false;
+        return planChange("updated", sub, { past_due: true }, at);
+      });
+  }
+
   /** The base subscription ends and drops out of `subscriptions`, as expired ones do. */
   expire(id: string, at: number): PlanChange[] {
     const customer = this.get(id);

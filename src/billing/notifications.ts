@@ -1,0 +1,70 @@
+import { z } from "zod";
+import { OrgState } from "../shared/billing-state.ts";
+import type { OrgRecord } from "./org-record.ts";
+import { Reason } from "./org-record.ts";
+
+/**
+ * Outbound events, so the product can tell its customer (`NOTIFY_URL`): one per transition,
+ * named after the state entered, and one warning per overdue period, SUSPENSION_WARNING
+ * before its deadline. Pure: what to send; the object queues and delivers it.
+ */
+export const NotifyEvent = z.object({
+  id: z.string(),
+  type: z.enum(["org.overdue", "org.suspension_warning", "org.suspended", "org.restored"]),
+  org_id: z.string(),
+  state: OrgState,
+  previous_state: OrgState.nullable(),
+  reason: Reason,
+  deadline: z.string().nullable(),
+  suspended_at: z.string().nullable(),
+  at: z.string(),
+});
+export type NotifyEvent = z.infer<typeof NotifyEvent>;
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** The deadline that can still fire: in grace, or elapsed and awaiting Autumn's confirmation. */
+export function liveDeadline(record: Pick<OrgRecord, "state" | "reason" | "suspend_at">): number | null {
+  return record.state === "overdue" && (record.reason === "in_grace_period" || record.reason === "grace_elapsed_awaiting_autumn") ? record.suspend_at : null;
+}
+
+/** When this org's warning is due, or null when there is nothing (more) to warn about. */
+export function warningDueAt(record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "anchor" | "warned_anchor">, warningMs: number): number | null {
+  const deadline = liveDeadline(record);
+  if (deadline === null || record.warned_anchor === record.anchor) return null;
+  return deadline - warningMs;
+}
+
+function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord["state"] | null, now: number): NotifyEvent {
+  return {
+    id: `evt_${crypto.randomUUID().replaceAll("-", "")}`,
+    type,
+    org_id: record.org_id,
+    state: record.state,
+    previous_state: previous,
+    reason: record.reason,
+    deadline: iso(liveDeadline(record)),
+    suspended_at: iso(record.suspended_at),
+    at: new Date(now).toISOString(),
+  };
+}
+
+const TYPE_FOR_STATE = { ok: "org.restored", overdue: "org.overdue", suspended: "org.suspended" } as const;
+
+/**
+ * The events a committed change owes, in order, and the record with its warning marked.
+ * A warning is owed once per overdue period (keyed by its anchor), as soon as the deadline
+ * is within `warningMs`, including at the moment the org turns overdue.
+ */
+export function eventsFor(prev: OrgRecord, next: OrgRecord, now: number, warningMs: number): { events: NotifyEvent[]; record: OrgRecord } {
+  const events: NotifyEvent[] = [];
+  if (next.state !== prev.state) events.push(event(TYPE_FOR_STATE[next.state], next, prev.state, now));
+  // Back in good standing: the next overdue period gets its own warning, whatever its anchor.
+  if (next.state === "ok") return { events, record: { ...next, warned_anchor: null } };
+  const warnAt = warningDueAt(next, warningMs);
+  if (warnAt !== null && now >= warnAt) {
+    events.push(event("org.suspension_warning", next, null, now));
+    return { events, record: { ...next, warned_anchor: next.anchor } };
+  }
+  return { events, record: next };
+}

@@ -1,0 +1,84 @@
+import { DurableObject } from "cloudflare:workers";
+import { z } from "zod";
+import { OrgState } from "../shared/billing-state.ts";
+import { Reason } from "./org-record.ts";
+
+/** One org as the index knows it: its published state, why, and its deadlines (epoch ms). */
+export const IndexEntry = z.object({
+  org_id: z.string(),
+  state: OrgState,
+  reason: Reason,
+  since: z.number(),
+  version: z.number().int(),
+  suspend_at: z.number().nullable(),
+  suspended_at: z.number().nullable(),
+});
+export type IndexEntry = z.infer<typeof IndexEntry>;
+
+/** Restored orgs stay listed this long, for "recently restored". */
+const RESTORED_RETENTION_MS = 30 * 86_400_000;
+const LISTED_STATES = ["overdue", "suspended", "ok"] as const;
+
+type Row = Omit<IndexEntry, "state" | "reason"> & { state: string; reason: string };
+
+/**
+ * Durable Objects cannot be listed, so every org that ever left `ok` is registered here by
+ * its own object, after each published change (and again by that object's alarm until it
+ * lands). One instance, addressed by name; versions make every write idempotent and
+ * order-proof.
+ */
+export class OrgIndex extends DurableObject<BillingEnv> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: BillingEnv) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS orgs (
+        org_id TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT NOT NULL, since INTEGER NOT NULL,
+        version INTEGER NOT NULL, suspend_at INTEGER, suspended_at INTEGER
+      );
+      CREATE INDEX IF NOT EXISTS orgs_by_state ON orgs (state, suspend_at, suspended_at, since);
+    `);
+  }
+
+  async upsert(entry: IndexEntry): Promise<void> {
+    this.sql.exec(
+      `INSERT INTO orgs (org_id, state, reason, since, version, suspend_at, suspended_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (org_id) DO UPDATE SET state = excluded.state, reason = excluded.reason, since = excluded.since,
+         version = excluded.version, suspend_at = excluded.suspend_at, suspended_at = excluded.suspended_at
+       WHERE excluded.version >= orgs.version`,
+      entry.org_id,
+      entry.state,
+      entry.reason,
+      entry.since,
+      entry.version,
+      entry.suspend_at,
+      entry.suspended_at,
+    );
+    this.sql.exec("DELETE FROM orgs WHERE state = 'ok' AND since < ?", Date.now() - RESTORED_RETENTION_MS);
+  }
+
+  /** One page of orgs in a state: overdue by deadline (soonest first), suspended and ok most recent first. */
+  async list(query: { state: (typeof LISTED_STATES)[number]; offset: number; limit: number }): Promise<{ orgs: IndexEntry[]; next_offset: number | null }> {
+    const order =
+      query.state === "overdue" ? "suspend_at IS NULL, suspend_at, org_id" : query.state === "suspended" ? "suspended_at DESC, org_id" : "since DESC, org_id";
+    const rows = this.sql.exec<Row>(`SELECT * FROM orgs WHERE state = ? ORDER BY ${order} LIMIT ? OFFSET ?`, query.state, query.limit + 1, query.offset).toArray();
+    const orgs = rows.slice(0, query.limit).map((row) => IndexEntry.parse(row));
+    return { orgs, next_offset: rows.length > query.limit ? query.offset + query.limit : null };
+  }
+
+  /** What the console's overview shows. */
+  async overview(now: number, horizonMs: number): Promise<{ counts: Record<string, number>; due_soon: IndexEntry[]; recently_suspended: IndexEntry[]; recently_restored: IndexEntry[] }> {
+    const counts = Object.fromEntries(LISTED_STATES.map((state) => [state, 0]));
+    for (const row of this.sql.exec<{ state: string; n: number }>("SELECT state, COUNT(*) AS n FROM orgs GROUP BY state")) counts[row.state] = row.n;
+    const select = (where: string, order: string, ...params: (string | number)[]) =>
+      this.sql.exec<Row>(`SELECT * FROM orgs WHERE ${where} ORDER BY ${order} LIMIT 20`, ...params).toArray().map((row) => IndexEntry.parse(row));
+    return {
+      counts,
+      due_soon: select("state = 'overdue' AND suspend_at IS NOT NULL AND suspend_at <= ?", "suspend_at, org_id", now + horizonMs),
+      recently_suspended: select("state = 'suspended'", "suspended_at DESC, org_id"),
+      recently_restored: select("state = 'ok'", "since DESC, org_id"),
+    };
+  }
+}

@@ -1,0 +1,99 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { autumn } from "../support/autumn.ts";
+import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgStub, uniqueOrg } from "../support/billing.ts";
+
+const DAY = 86_400_000;
+const GRACE = 3 * DAY;
+
+let now = 0;
+function setClock(ms: number) {
+  now = ms;
+  vi.setSystemTime(ms);
+}
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ["Date"] });
+  setClock(Math.ceil(Date.now() / 1000) * 1000 + 1000);
+});
+afterEach(async () => {
+  vi.useRealTimers();
+  await deleteAllAlarms();
+});
+
+type Page = { orgs: { org_id: string; state: string; reason: string; suspend_at: string | null; suspended_at: string | null }[]; next_cursor: string | null };
+
+async function list(query: string): Promise<Page> {
+  const response = await admin(`/orgs?${query}`);
+  expect(response.status).toBe(200);
+  return (await response.json()) as Page;
+}
+
+/** Every page of a state, for the orgs this test made. */
+async function all(state: string, mine: Set<string>): Promise<Page["orgs"]> {
+  const found: Page["orgs"] = [];
+  let cursor: string | null = "0";
+  while (cursor !== null) {
+    const page: Page = await list(`state=${state}&limit=2&cursor=${cursor}`);
+    found.push(...page.orgs.filter((o) => mine.has(o.org_id)));
+    cursor = page.next_cursor;
+  }
+  return found;
+}
+
+async function pastDue(prefix: string, invoiceAt: number): Promise<string> {
+  const org = uniqueOrg(prefix);
+  await autumn.createCustomer(org);
+  await deliver((await autumn.pastDue(org, invoiceAt)).webhook);
+  return org;
+}
+
+describe("GET /admin/orgs?state=...", () => {
+  it("lists orgs that are not ok, overdue by deadline, through pages", async () => {
+    const late = await pastDue("idx_late", now - 2 * DAY);
+    const early = await pastDue("idx_early", now);
+    const gone = await pastDue("idx_susp", now - GRACE);
+    const paying = uniqueOrg("idx_ok");
+    await autumn.createCustomer(paying);
+    await deliverNow(paying);
+    const mine = new Set([late, early, gone, paying]);
+
+    const overdue = await all("overdue", mine);
+    expect(overdue.map((o) => o.org_id)).toEqual([late, early]);
+    expect(overdue[0]).toMatchObject({ state: "overdue", reason: "in_grace_period", suspend_at: new Date(now + DAY).toISOString() });
+    expect(await all("suspended", mine)).toMatchObject([{ org_id: gone, state: "suspended", reason: "grace_elapsed_never_paid" }]);
+    // Orgs only ever seen in good standing are not indexed at all.
+    expect(await all("ok", mine)).toEqual([]);
+  });
+
+  it("follows every transition, including back to ok (recently restored)", async () => {
+    const org = await pastDue("idx_follow", now);
+    setClock(now + GRACE);
+    await runDurableObjectAlarm(orgStub(org));
+    expect(await all("suspended", new Set([org]))).toHaveLength(1);
+    expect(await all("overdue", new Set([org]))).toHaveLength(0);
+    await autumn.pay(org, now);
+    await deliverNow(org);
+    expect(await all("suspended", new Set([org]))).toHaveLength(0);
+    expect(await all("ok", new Set([org]))).toMatchObject([{ org_id: org, reason: "not_past_due" }]);
+  });
+
+  it("is repaired by the org's alarm when the index could not be written", async () => {
+    const org = uniqueOrg("idx_repair");
+    await autumn.createCustomer(org);
+    await runInDurableObject(orgStub(org), (instance) => {
+      const namespace = (instance as unknown as { env: BillingEnv }).env.ORG_INDEX;
+      vi.spyOn(namespace, "getByName").mockReturnValueOnce({ upsert: () => Promise.reject(new Error("index unavailable")) } as never);
+    });
+    await deliver((await autumn.pastDue(org, now)).webhook);
+    expect(await all("overdue", new Set([org]))).toHaveLength(0);
+    setClock((await alarmOf(org))!);
+    await runDurableObjectAlarm(orgStub(org));
+    expect(await all("overdue", new Set([org]))).toHaveLength(1);
+  });
+
+  it.each(["", "state=everything", "state=overdue&limit=0", "state=overdue&cursor=abc"])("refuses %j with 400", async (query) => {
+    const response = await admin(`/orgs?${query}`);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: "invalid_request" });
+  });
+});
