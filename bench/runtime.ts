@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
-import { startAutumnStandIn } from "../tools/fake-autumn/server.ts";
+import { startAutumnStandIn } from "../tools/autumn-standin/server.ts";
 import { startUpstreamSink } from "../tools/upstream-sink/server.ts";
 import type { LocalSettings } from "../tools/dev/settings.ts";
 import { REPO_ROOT, WRANGLER_BIN } from "../tools/paths.ts";

@@ -1,5 +1,5 @@
 import type { MirrorEntry } from "../shared/billing-state.ts";
-import type { IndexEntry } from "./org-index.ts";
+import type { IndexEntry } from "./index-entry.ts";
 import type { OrgRecord } from "./org-record.ts";
 
 /**

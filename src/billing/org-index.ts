@@ -1,19 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { z } from "zod";
-import { OrgState } from "../shared/billing-state.ts";
-import { Reason } from "./org-record.ts";
-
-/** One org as the index knows it: its published state, why, and its deadlines (epoch ms). */
-export const IndexEntry = z.object({
-  org_id: z.string(),
-  state: OrgState,
-  reason: Reason,
-  since: z.number(),
-  version: z.number().int(),
-  suspend_at: z.number().nullable(),
-  suspended_at: z.number().nullable(),
-});
-export type IndexEntry = z.infer<typeof IndexEntry>;
+import { IndexEntry } from "./index-entry.ts";
 
 /** Restored orgs stay listed this long, for "recently restored". */
 const RESTORED_RETENTION_MS = 30 * 86_400_000;

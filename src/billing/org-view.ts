@@ -1,7 +1,7 @@
 import { formatDuration } from "../shared/duration.ts";
 import type { Evidence } from "./billing-facts.ts";
 import type { PolicySettings } from "./config.ts";
-import type { IndexEntry } from "./org-index.ts";
+import type { IndexEntry } from "./index-entry.ts";
 import type { HistoryEntry, OrgRecord } from "./org-record.ts";
 import { reasonMessage } from "./policy.ts";
 import { mirrorPending, nextAlarmAt } from "./schedule.ts";

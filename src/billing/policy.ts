@@ -97,3 +97,15 @@ export function reasonMessage(reason: Reason, at: { suspend_at: number | null; o
       return `Suspended by support ${at.override?.until == null ? "until cleared" : `until ${iso(at.override.until)}`}.`;
   }
 }
+
+/** A few words for lists, where the full message would not fit. */
+export const REASON_LABELS: Record<Reason, string> = {
+  never_synced: "not seen yet",
+  not_past_due: "in good standing",
+  in_grace_period: "past due, in its grace period, never paid",
+  grace_elapsed_awaiting_autumn: "grace period over, waiting for Autumn to confirm",
+  grace_elapsed_never_paid: "past due beyond the grace period and never paid",
+  lapsed_customer: "past due but paid before (normal dunning)",
+  exempt: "past due, exempted by support",
+  manual_suspend: "suspended by support",
+};

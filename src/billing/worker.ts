@@ -2,6 +2,7 @@ import { Router } from "itty-router";
 import { errorResponse, jsonResponse } from "../shared/http-error.ts";
 import { logError } from "../shared/log.ts";
 import { adminRouter } from "./admin.ts";
+import { consoleRouter } from "./console/routes.ts";
 import { ConfigError } from "./config.ts";
 import { handleWebhook } from "./webhook.ts";
 
@@ -20,7 +21,10 @@ const router = Router<Request & { params: Record<string, string> }, [BillingEnv,
 })
   .get("/health", () => jsonResponse({ status: "ok", worker: "billing" }))
   .post("/api/billing/autumn/webhook", (request, env) => handleWebhook(request, env))
-  .all("/admin/*", adminRouter.fetch)
+  .all("/admin/orgs", adminRouter.fetch)
+  .all("/admin/orgs/*", adminRouter.fetch)
+  .all("/admin", consoleRouter.fetch)
+  .all("/admin/*", consoleRouter.fetch)
   .all("*", () => errorResponse(404, "not_found", "no such route"));
 
 export default {

@@ -60,7 +60,9 @@ describe("GET /admin/orgs/{orgId}", () => {
   });
 
   it("answers 404 not_found for unknown routes", async () => {
-    expect((await admin("/nothing-here")).status).toBe(404);
+    const response = await admin("/orgs/org_a/nothing-here");
+    expect(response.status).toBe(404);
+    expect(await response.json()).toMatchObject({ error: "not_found" });
   });
 });
 

@@ -1,5 +1,5 @@
 import type { TestProject } from "vitest/node";
-import { startAutumnStandIn } from "../../tools/fake-autumn/server.ts";
+import { startAutumnStandIn } from "../../tools/autumn-standin/server.ts";
 import { startNotifyReceiver } from "../../tools/notify-receiver/server.ts";
 import { startUpstreamSink } from "../../tools/upstream-sink/server.ts";
 import { TEST_AUTUMN_SECRET_KEY, TEST_WEBHOOK_SECRET } from "./secrets.ts";

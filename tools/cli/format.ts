@@ -1,12 +1,8 @@
 import type { OrgView } from "../../src/billing/org-view.ts";
+import { relativeTime } from "../../src/shared/relative-time.ts";
 
 function ago(iso: string | null, now: number): string {
-  if (iso === null) return "—";
-  const delta = Date.parse(iso) - now;
-  const abs = Math.abs(delta);
-  const unit = abs >= 86_400_000 ? [86_400_000, "d"] : abs >= 3_600_000 ? [3_600_000, "h"] : abs >= 60_000 ? [60_000, "m"] : [1_000, "s"];
-  const amount = Math.round(abs / (unit[0] as number));
-  return `${iso} (${delta >= 0 ? `in ${amount}${unit[1]}` : `${amount}${unit[1]} ago`})`;
+  return iso === null ? "—" : `${iso} (${relativeTime(iso, now)})`;
 }
 
 /** An org as a support person reads it: state, why, what happens next, and the timeline. */

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startAutumnStandIn, type AutumnStandIn } from "../fake-autumn/server.ts";
+import { startAutumnStandIn, type AutumnStandIn } from "../autumn-standin/server.ts";
 import { startUpstreamSink, type UpstreamSink } from "../upstream-sink/server.ts";
 import { REPO_ROOT, WRANGLER_BIN } from "../paths.ts";
 import { BILLING_VARS, envFileText, INGEST_VARS, type LocalSettings } from "./settings.ts";

@@ -1,0 +1,111 @@
+import { Router, type IRequest } from "itty-router";
+import { logWarn } from "../../shared/log.ts";
+import { isValidOrgId, ORG_ID_RULE } from "../../shared/org-id.ts";
+import { OverrideBody } from "../admin-requests.ts";
+import { adminToken } from "../config.ts";
+import { timingSafeEqualStrings } from "../constant-time.ts";
+import { orgBilling, orgIndex } from "../org-stub.ts";
+import { indexEntryView } from "../org-view.ts";
+import { REASON_LABELS } from "../policy.ts";
+import { html, page } from "./html.ts";
+import { listPage, loginPage, orgPage, overviewPage } from "./pages.ts";
+import { CLEARED_SESSION_COOKIE, hasValidSession, sameOrigin, sessionCookie } from "./session.ts";
+
+/**
+ * The operator console at /admin: server-rendered pages behind a login form that sets a
+ * Secure, HttpOnly, SameSite=Strict session cookie. Writes are plain form posts, checked
+ * to come from our own origin, answered with a redirect back (post/redirect/get).
+ */
+type ConsoleRequest = IRequest & { orgId: string };
+
+const DONE_MESSAGES: Record<string, string> = { resync: "Read Autumn again and applied the policy.", override: "Override applied and recorded in the timeline." };
+
+function redirect(location: string, headers: Record<string, string> = {}): Response {
+  return new Response(null, { status: 303, headers: { location, "cache-control": "no-store", ...headers } });
+}
+
+function notFound(message: string): Response {
+  return page(404, html`<html lang="en"><head><meta charset="utf-8" /><title>Not found · Tollgate</title><link rel="stylesheet" href="/admin/assets/console.css" /></head>
+    <body><main><section class="card narrow"><h1>Not found</h1><p>${message}</p><p><a href="/admin">Back to the overview</a></p></section></main></body></html>`);
+}
+
+async function requireSession(request: IRequest, env: BillingEnv): Promise<Response | undefined> {
+  const path = new URL(request.url).pathname;
+  if (path === "/admin/login") return undefined;
+  if (!(await hasValidSession(request.headers, adminToken(env), Date.now()))) return redirect("/admin/login");
+  if (request.method !== "GET" && !sameOrigin(request)) {
+    logWarn({ event: "admin_rejected", code: "csrf_rejected", path });
+    return page(403, html`<p>Refused: this form was not sent from the console itself.</p>`);
+  }
+  return undefined;
+}
+
+function withOrg(request: IRequest): Response | undefined {
+  const orgId = decodeURIComponent(request.params.orgId ?? "");
+  if (!isValidOrgId(orgId)) return notFound(`"${orgId}" is not an org id (${ORG_ID_RULE}).`);
+  (request as ConsoleRequest).orgId = orgId;
+  return undefined;
+}
+
+async function renderOrg(env: BillingEnv, orgId: string, flash: { error?: string; done?: string }, status = 200): Promise<Response> {
+  const stub = orgBilling(env, orgId);
+  const [view, keys] = await Promise.all([stub.view(orgId), stub.listIngestKeys(orgId)]);
+  return page(status, orgPage(view, keys, Date.now(), flash));
+}
+
+export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContext]>({ base: "/admin" })
+  .all("*", requireSession)
+  .get("/login", () => page(200, loginPage(null)))
+  .post("/login", async (request, env) => {
+    const form = await request.formData().catch(() => null);
+    const token = form?.get("token");
+    if (typeof token !== "string" || !(await timingSafeEqualStrings(token, adminToken(env)))) {
+      logWarn({ event: "admin_rejected", code: "unauthorized", path: "/admin/login" });
+      return page(401, loginPage("That is not the admin token."));
+    }
+    return redirect("/admin", { "set-cookie": await sessionCookie(adminToken(env), Date.now()) });
+  })
+  .post("/logout", () => redirect("/admin/login", { "set-cookie": CLEARED_SESSION_COOKIE }))
+  .get("", async (_request, env) => {
+    const now = Date.now();
+    const overview = await orgIndex(env).overview(now, 24 * 3_600_000);
+    const view = {
+      counts: overview.counts,
+      due_soon: overview.due_soon.map(indexEntryView),
+      recently_suspended: overview.recently_suspended.map(indexEntryView),
+      recently_restored: overview.recently_restored.map(indexEntryView),
+    };
+    return page(200, overviewPage(view, REASON_LABELS, now));
+  })
+  .get("/list/:state", async (request, env) => {
+    const state = request.params.state;
+    if (state !== "ok" && state !== "overdue" && state !== "suspended") return notFound("Lists exist for ok, overdue and suspended.");
+    const cursor = Number(new URL(request.url).searchParams.get("cursor") ?? 0);
+    const list = await orgIndex(env).list({ state, offset: Number.isInteger(cursor) && cursor >= 0 ? cursor : 0, limit: 50 });
+    return page(200, listPage(state, list.orgs.map(indexEntryView), list.next_offset === null ? null : String(list.next_offset), Date.now()));
+  })
+  .get("/org", (request) => {
+    const id = new URL(request.url).searchParams.get("id")?.trim() ?? "";
+    return isValidOrgId(id) ? redirect(`/admin/org/${encodeURIComponent(id)}`) : notFound(`"${id}" is not an org id (${ORG_ID_RULE}).`);
+  })
+  .all("/org/:orgId", withOrg)
+  .all("/org/:orgId/*", withOrg)
+  .get("/org/:orgId", (request, env) => renderOrg(env, request.orgId, { done: DONE_MESSAGES[new URL(request.url).searchParams.get("done") ?? ""] }))
+  .post("/org/:orgId/resync", async (request, env) => {
+    await orgBilling(env, request.orgId).resync(request.orgId);
+    return redirect(`/admin/org/${encodeURIComponent(request.orgId)}?done=resync`);
+  })
+  .post("/org/:orgId/override", async (request, env) => {
+    const form = await request.formData().catch(() => null);
+    const until = form?.get("until");
+    // <input type=datetime-local> sends "2026-12-31T12:00": read as UTC, as the form says.
+    const untilIso = typeof until === "string" && until !== "" ? `${until.length === 16 ? `${until}:00` : until}Z` : undefined;
+    const parsed = OverrideBody.safeParse({ action: form?.get("action"), note: form?.get("note") ?? "", ...(untilIso ? { until: untilIso } : {}) });
+    if (!parsed.success) return renderOrg(env, request.orgId, { error: parsed.error.issues[0]?.message ?? "invalid override" }, 400);
+    const untilMs = parsed.data.until === undefined ? null : Date.parse(parsed.data.until);
+    if (untilMs !== null && untilMs <= Date.now()) return renderOrg(env, request.orgId, { error: "The end of an override must be in the future." }, 400);
+    if (parsed.data.action === "clear" && untilMs !== null) return renderOrg(env, request.orgId, { error: "Clear takes no end date." }, 400);
+    await orgBilling(env, request.orgId).override(request.orgId, { action: parsed.data.action, until: untilMs, note: parsed.data.note });
+    return redirect(`/admin/org/${encodeURIComponent(request.orgId)}?done=override`);
+  })
+  .all("*", () => notFound("No such page."));

@@ -1,0 +1,135 @@
+import { exports } from "cloudflare:workers";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { autumn } from "../support/autumn.ts";
+import { BILLING, deleteAllAlarms, deliver, orgState, uniqueOrg } from "../support/billing.ts";
+import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
+
+afterEach(deleteAllAlarms);
+
+const GRACE = 3 * 86_400_000;
+
+function get(path: string, cookie?: string): Promise<Response> {
+  return exports.default.fetch(`${BILLING}${path}`, { redirect: "manual", headers: cookie ? { cookie } : {} });
+}
+
+function postForm(path: string, fields: Record<string, string>, options: { cookie?: string; origin?: string | null } = {}): Promise<Response> {
+  const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded" };
+  if (options.cookie) headers.cookie = options.cookie;
+  if (options.origin !== null) headers.origin = options.origin ?? BILLING;
+  return exports.default.fetch(`${BILLING}${path}`, { method: "POST", redirect: "manual", headers, body: new URLSearchParams(fields).toString() });
+}
+
+async function login(): Promise<string> {
+  const response = await postForm("/admin/login", { token: TEST_ADMIN_TOKEN });
+  expect(response.status).toBe(303);
+  return response.headers.get("set-cookie")!.split(";")[0]!;
+}
+
+let suspended: string;
+beforeAll(async () => {
+  suspended = uniqueOrg("console");
+  await autumn.createCustomer(suspended);
+  await deliver((await autumn.pastDue(suspended, Date.now() - GRACE - 60_000)).webhook);
+});
+
+describe("signing in", () => {
+  it("sends a visitor without a session to the login form", async () => {
+    const response = await get("/admin");
+    expect(response.status).toBe(303);
+    expect(response.headers.get("location")).toBe("/admin/login");
+    const form = await get("/admin/login");
+    expect(form.status).toBe(200);
+    expect(form.headers.get("content-security-policy")).toContain("default-src 'none'");
+    expect(await form.text()).toContain('<form method="post" action="/admin/login">');
+  });
+
+  it("refuses a wrong token", async () => {
+    const response = await postForm("/admin/login", { token: "guess" });
+    expect(response.status).toBe(401);
+    expect(response.headers.get("set-cookie")).toBeNull();
+    expect(await response.text()).toContain("That is not the admin token.");
+  });
+
+  it("sets a Secure, HttpOnly, SameSite=Strict session cookie that does not contain the token", async () => {
+    const response = await postForm("/admin/login", { token: TEST_ADMIN_TOKEN });
+    const cookie = response.headers.get("set-cookie")!;
+    expect(cookie).toMatch(/^tollgate_session=\d{13}\.[A-Za-z0-9_-]{43}; Path=\/admin; Max-Age=43200; Secure; HttpOnly; SameSite=Strict$/);
+    expect(cookie).not.toContain(TEST_ADMIN_TOKEN);
+    expect(response.headers.get("location")).toBe("/admin");
+  });
+
+  it.each([
+    ["a forged signature", `tollgate_session=${Date.now() + 3_600_000}.${"A".repeat(43)}`],
+    ["an expired session", `tollgate_session=${Date.now() - 1}.${"A".repeat(43)}`],
+    ["garbage", "tollgate_session=yes"],
+  ])("does not accept %s", async (_name, cookie) => {
+    expect((await get("/admin", cookie)).status).toBe(303);
+  });
+
+  it("signs out by clearing the cookie", async () => {
+    const response = await postForm("/admin/logout", {}, { cookie: await login() });
+    expect(response.headers.get("set-cookie")).toContain("Max-Age=0");
+  });
+});
+
+describe("reading", () => {
+  it("the overview lists the suspended org with why, and links to it", async () => {
+    const page = await (await get("/admin", await login())).text();
+    expect(page).toContain(`href="/admin/org/${suspended}"`);
+    expect(page).toContain("past due beyond the grace period and never paid");
+    expect(page).toMatch(/<strong>\d+<\/strong> suspended/);
+  });
+
+  it("the org page explains the state with Autumn's evidence and the timeline", async () => {
+    const page = await (await get(`/admin/org/${suspended}`, await login())).text();
+    expect(page).toContain('<span class="badge suspended">Suspended</span>');
+    expect(page).toContain("grace_elapsed_never_paid");
+    expect(page).toContain("never (no paid invoice with money)");
+    expect(page).toContain("https://invoice.stripe.com/i/acct_standin/");
+    expect(page).toMatch(/<ol class="timeline">[\s\S]*Ok<\/span> → <span class="badge suspended">/i);
+  });
+
+  it("finds an org by id from the search box", async () => {
+    const response = await get(`/admin/org?id=${suspended}`, await login());
+    expect(response.headers.get("location")).toBe(`/admin/org/${suspended}`);
+  });
+
+  it("the lists page through the index", async () => {
+    expect(await (await get("/admin/list/suspended", await login())).text()).toContain(suspended);
+  });
+});
+
+describe("acting", () => {
+  it("refuses a form posted from another origin", async () => {
+    const cookie = await login();
+    const response = await postForm(`/admin/org/${suspended}/resync`, {}, { cookie, origin: "https://evil.example" });
+    expect(response.status).toBe(403);
+    const noOrigin = await postForm(`/admin/org/${suspended}/resync`, {}, { cookie, origin: null });
+    expect(noOrigin.status).toBe(403);
+  });
+
+  it("requires a note for an override, and changes nothing without one", async () => {
+    const cookie = await login();
+    const before = await orgState(suspended);
+    const response = await postForm(`/admin/org/${suspended}/override`, { action: "exempt", note: "  " }, { cookie });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain("a note is required");
+    expect((await orgState(suspended)).version).toBe(before.version);
+  });
+
+  it("exempts with a note: restored at once, the note escaped in the timeline", async () => {
+    const org = uniqueOrg("console_exempt");
+    await autumn.createCustomer(org);
+    await deliver((await autumn.pastDue(org, Date.now() - GRACE - 60_000)).webhook);
+    const cookie = await login();
+    const until = new Date(Date.now() + 86_400_000).toISOString().slice(0, 16);
+    const response = await postForm(`/admin/org/${org}/override`, { action: "exempt", until, note: "ticket <b>42</b>: wire pending" }, { cookie });
+    expect(response.status).toBe(303);
+    expect(response.headers.get("location")).toBe(`/admin/org/${org}?done=override`);
+    expect(await orgState(org)).toMatchObject({ state: "overdue", reason: "exempt", override: { until: `${until}:00.000Z` } });
+    const page = await (await get(`/admin/org/${org}?done=override`, cookie)).text();
+    expect(page).toContain("Override applied and recorded in the timeline.");
+    expect(page).toContain("ticket &lt;b&gt;42&lt;/b&gt;: wire pending");
+    expect(page).not.toContain("<b>42</b>");
+  });
+});

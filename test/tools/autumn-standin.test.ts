@@ -1,0 +1,708 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { Webhook } from "standardwebhooks";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { startAutumnStandIn, type AutumnStandIn } from "../../tools/autumn-standin/server.ts";
+
+const SECRET_KEY = "am_sk_test_standin_suite";
+const WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const DAY = 86_400_000;
+/** Near the real time, so `Webhook.verify` (which checks the timestamp against Date.now) accepts it. */
+const T0 = Math.floor(Date.now() / 1000) * 1000;
+
+const CUSTOMER_REQUIRED = ["id", "name", "email", "created_at", "fingerprint", "stripe_id", "env", "metadata", "send_email_receipts", "billing_controls", "subscriptions", "purchases", "licenses", "balances", "flags"];
+const SUBSCRIPTION_REQUIRED = ["id", "plan_id", "auto_enable", "add_on", "status", "past_due", "canceled_at", "expires_at", "trial_ends_at", "started_at", "current_period_start", "current_period_end", "quantity", "scope"];
+const CUSTOMER_INVOICE_FIELDS = ["plan_ids", "stripe_id", "processor_type", "status", "total", "currency", "created_at", "hosted_invoice_url"];
+const LIST_INVOICE_REQUIRED = ["plan_ids", "stripe_id", "status", "total", "currency", "created_at", "id", "customer_id", "entity_id", "amount_paid", "refunded_amount", "processor_type", "hosted_invoice_url"];
+const PLAN_CHANGE_SUBSCRIPTION_KEYS = ["plan_id", "status", "past_due", "started_at", "canceled_at", "expires_at", "trial_ends_at", "current_period_start", "current_period_end"];
+
+type Json = Record<string, any>;
+type WebhookRecord = { id: string; url: string | null; headers: Record<string, string>; body: string; delivered: null | { status: number } | { error: string } };
+type ControlResult = { customer: Json; webhook: WebhookRecord };
+
+let clock = T0;
+let standIn: AutumnStandIn;
+
+beforeAll(async () => {
+  standIn = await startAutumnStandIn({ secretKey: SECRET_KEY, webhook: { url: null, secret: WEBHOOK_SECRET }, now: () => clock });
+});
+afterAll(async () => {
+  await standIn.close();
+});
+beforeEach(async () => {
+  clock = T0;
+  await control("POST", "/reset");
+});
+
+async function call(base: string, path: string, init: { method?: string; body?: string; headers?: Record<string, string> } = {}) {
+  const response = await fetch(`${base}${path}`, { method: init.method ?? "POST", headers: init.headers ?? {}, ...(init.body === undefined ? {} : { body: init.body }) });
+  const text = await response.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, headers: response.headers, text, json };
+}
+
+/** An Autumn API call as a correct client makes it. */
+function api(path: string, body: unknown = {}, headers: Record<string, string> = { authorization: `Bearer ${SECRET_KEY}`, "x-api-version": "2.3.0" }, base = standIn.url) {
+  return call(base, path, { body: typeof body === "string" ? body : JSON.stringify(body), headers: { "content-type": "application/json", ...headers } });
+}
+
+async function control<T = ControlResult>(method: string, path: string, body?: unknown, base = standIn.url): Promise<T> {
+  const result = await call(base, `/_control${path}`, { method, headers: { "content-type": "application/json" }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  if (result.status !== 200) throw new Error(`control ${method} ${path} answered ${result.status}: ${result.text}`);
+  return result.json as T;
+}
+
+const getCustomer = async (id: string, expand?: string[]) => {
+  const result = await api("/v1/customers.get", { customer_id: id, ...(expand ? { expand } : {}) });
+  expect(result.status).toBe(200);
+  return result.json as Json;
+};
+const payload = (webhook: WebhookRecord) => JSON.parse(webhook.body) as { type: string; data: Json };
+const calls = async () => (await control<{ calls: { path: string; body: unknown; status: number; at: number; fault?: string }[] }>("GET", "/calls")).calls;
+
+/** Standard Webhooks' verifier reads webhook-* headers; Svix (Autumn) sends the same values as svix-*. */
+function verify(webhook: { headers: Record<string, string>; body: string }, secret = WEBHOOK_SECRET): unknown {
+  const h = webhook.headers;
+  return new Webhook(secret).verify(webhook.body, { "webhook-id": h["svix-id"] ?? "", "webhook-timestamp": h["svix-timestamp"] ?? "", "webhook-signature": h["svix-signature"] ?? "" });
+}
+
+describe("auth, version pinning and errors", () => {
+  it("answers 401 no_secret_key without Authorization and 401 invalid_secret_key with a wrong key", async () => {
+    const missing = await api("/v1/customers.list", {}, { "x-api-version": "2.3.0" });
+    expect(missing.status).toBe(401);
+    expect(missing.json).toEqual({ message: expect.any(String), code: "no_secret_key", env: "sandbox" });
+    const wrong = await api("/v1/customers.list", {}, { authorization: "Bearer am_sk_test_wrong", "x-api-version": "2.3.0" });
+    expect(wrong.status).toBe(401);
+    expect(wrong.json).toEqual({ message: expect.any(String), code: "invalid_secret_key", env: "sandbox" });
+    const notBearer = await api("/v1/customers.list", {}, { authorization: SECRET_KEY, "x-api-version": "2.3.0" });
+    expect(notBearer.json.code).toBe("invalid_secret_key");
+  });
+
+  it("requires x-api-version 2.3.0 exactly", async () => {
+    for (const headers of [{}, { "x-api-version": "2.2.0" }, { "x-api-version": "2.3" }, { "x-api-version": "" }] as Record<string, string>[]) {
+      const result = await api("/v1/customers.list", {}, { authorization: `Bearer ${SECRET_KEY}`, ...headers });
+      expect(result.status).toBe(400);
+      expect(result.json).toEqual({ message: expect.any(String), code: "invalid_api_version", env: "sandbox" });
+    }
+    expect((await api("/v1/customers.list", {})).status).toBe(200);
+  });
+
+  it("checks auth before the version, and both before the path", async () => {
+    expect((await api("/v1/nope", {}, {})).json.code).toBe("no_secret_key");
+    expect((await api("/v1/nope", {}, { authorization: `Bearer ${SECRET_KEY}` })).json.code).toBe("invalid_api_version");
+  });
+
+  it("answers 404 not_found for unknown paths and methods, 400 invalid_request for bad bodies", async () => {
+    const unknown = await api("/v1/customers.delete", { customer_id: "x" });
+    expect(unknown.status).toBe(404);
+    expect(unknown.json).toEqual({ message: expect.any(String), code: "not_found", env: "sandbox" });
+    const get = await call(standIn.url, "/v1/customers.get", { method: "GET", headers: { authorization: `Bearer ${SECRET_KEY}`, "x-api-version": "2.3.0" } });
+    expect(get.status).toBe(404);
+    expect((await call(standIn.url, "/elsewhere", { method: "GET" })).json.code).toBe("not_found");
+
+    for (const body of ["{not json", "{}", JSON.stringify({ customer_id: 42 }), JSON.stringify({ customer_id: "" }), JSON.stringify({ customer_id: "a", expand: "invoices" })]) {
+      const result = await api("/v1/customers.get", body);
+      expect(result.status, body).toBe(400);
+      expect(result.json).toEqual({ message: expect.any(String), code: "invalid_request", env: "sandbox" });
+    }
+    for (const body of [{ limit: 0 }, { limit: 5001 }, { limit: 1.5 }, { status: ["pending"] }, { status: "paid" }, { start_cursor: "garbage" }]) {
+      expect((await api("/v1/invoices.list", body)).json.code, JSON.stringify(body)).toBe("invalid_request");
+    }
+    expect((await api("/v1/customers.list", { limit: 0 })).json.code).toBe("invalid_request");
+  });
+
+  it("answers 404 customer_not_found for an unknown customer", async () => {
+    const result = await api("/v1/customers.get", { customer_id: "org_missing" });
+    expect(result.status).toBe(404);
+    expect(result.json).toEqual({ message: expect.any(String), code: "customer_not_found", env: "sandbox" });
+  });
+
+  it("reports env live for a live key", async () => {
+    const live = await startAutumnStandIn({ secretKey: "am_sk_live_x" });
+    try {
+      const result = await api("/v1/customers.get", { customer_id: "nobody" }, { authorization: "Bearer am_sk_live_x", "x-api-version": "2.3.0" }, live.url);
+      expect(result.json).toMatchObject({ code: "customer_not_found", env: "live" });
+    } finally {
+      await live.close();
+    }
+  });
+});
+
+describe("customers.get", () => {
+  it("returns every required field of the 2.3 schema, snake_case, without invoices unless expanded", async () => {
+    await control("POST", "/customers", { id: "org_a", name: "Acme", email: "billing@acme.test" });
+    const customer = await getCustomer("org_a");
+    for (const key of CUSTOMER_REQUIRED) expect(customer, key).toHaveProperty(key);
+    expect(customer).not.toHaveProperty("invoices");
+    expect(customer).not.toHaveProperty("createdAt");
+    expect(customer).toMatchObject({
+      id: "org_a",
+      name: "Acme",
+      email: "billing@acme.test",
+      created_at: T0,
+      fingerprint: null,
+      env: "sandbox",
+      metadata: {},
+      send_email_receipts: false,
+      purchases: [],
+      licenses: [],
+      balances: {},
+      flags: {},
+    });
+    expect(customer.stripe_id).toMatch(/^cus_/);
+    expect(customer.subscriptions).toHaveLength(1);
+    const [sub] = customer.subscriptions;
+    expect(Object.keys(sub).sort()).toEqual([...SUBSCRIPTION_REQUIRED].sort());
+    expect(sub).toMatchObject({
+      plan_id: "pro",
+      auto_enable: false,
+      add_on: false,
+      status: "active",
+      past_due: false,
+      canceled_at: null,
+      expires_at: null,
+      trial_ends_at: null,
+      started_at: T0,
+      current_period_start: T0,
+      quantity: 1,
+      scope: "customer",
+    });
+    expect(sub.current_period_end).toBeGreaterThan(T0);
+
+    expect((await getCustomer("org_a", ["entities"])).invoices).toBeUndefined();
+    const expanded = await getCustomer("org_a", ["invoices"]);
+    expect(expanded.invoices).toEqual([]);
+  });
+
+  it("expands invoices to the 10 most recent, newest first, with the invoice fields", async () => {
+    await control("POST", "/customers", { id: "org_inv" });
+    const createdAt = [5, 1, 12, 3, 9, 7, 11, 2, 8, 4, 10, 6].map((d) => T0 - d * DAY);
+    for (const [i, at] of createdAt.entries()) await control("POST", "/customers/org_inv/invoices", { status: i % 2 ? "paid" : "open", total: 10 + i, created_at: at });
+    const { invoices } = await getCustomer("org_inv", ["invoices", "entities"]);
+    expect(invoices).toHaveLength(10);
+    expect(invoices.map((i: Json) => i.created_at)).toEqual([...createdAt].sort((a, b) => b - a).slice(0, 10));
+    for (const invoice of invoices) {
+      expect(Object.keys(invoice).sort()).toEqual([...CUSTOMER_INVOICE_FIELDS].sort());
+      expect(invoice.stripe_id).toMatch(/^in_/);
+      expect(invoice.processor_type).toBe("stripe");
+      expect(invoice.currency).toBe("usd");
+      expect(invoice.plan_ids).toEqual(["pro"]);
+      expect(invoice.hosted_invoice_url).toMatch(/^https:\/\//);
+    }
+    // The oldest two (11 and 12 days ago) are left out.
+    expect(invoices.some((i: Json) => i.created_at === T0 - 12 * DAY || i.created_at === T0 - 11 * DAY)).toBe(false);
+  });
+
+  it("keeps amounts in major units", async () => {
+    await control("POST", "/customers", { id: "org_units" });
+    await control("POST", "/customers/org_units/past-due", { total: 29.99 });
+    expect((await getCustomer("org_units", ["invoices"])).invoices[0]).toMatchObject({ total: 29.99, status: "open" });
+  });
+});
+
+describe("invoices.list", () => {
+  beforeEach(async () => {
+    await control("POST", "/customers", { id: "org_x" });
+    await control("POST", "/customers", { id: "org_y" });
+    // org_x: 7 invoices, one a day, alternating statuses; org_y: 2.
+    const statuses = ["paid", "open", "void", "paid", "uncollectible", "draft", ""];
+    for (const [i, status] of statuses.entries()) await control("POST", "/customers/org_x/invoices", { status, total: i + 0.5, created_at: T0 - (i + 1) * DAY });
+    await control("POST", "/customers/org_y/invoices", { status: "paid", total: 99, created_at: T0 - 100 * DAY, plan_ids: ["team", "seats"], currency: "eur" });
+    await control("POST", "/customers/org_y/invoices", { status: "open", total: 5, created_at: T0 });
+  });
+
+  it("lists every invoice newest first with every required field", async () => {
+    const { status, json } = await api("/v1/invoices.list", {});
+    expect(status).toBe(200);
+    expect(Object.keys(json).sort()).toEqual(["list", "next_cursor"]);
+    expect(json.next_cursor).toBeNull();
+    expect(json.list).toHaveLength(9);
+    const times = json.list.map((i: Json) => i.created_at);
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+    for (const invoice of json.list) {
+      expect(Object.keys(invoice).sort()).toEqual([...LIST_INVOICE_REQUIRED].sort());
+      expect(invoice.id).toMatch(/^inv_/);
+      expect(invoice.stripe_id).toMatch(/^in_/);
+      expect(invoice.entity_id).toBeNull();
+      expect(invoice.refunded_amount).toBe(0);
+      expect(invoice.amount_paid).toBe(invoice.status === "paid" ? invoice.total : 0);
+    }
+    expect(json.list.at(-1)).toMatchObject({ customer_id: "org_y", plan_ids: ["team", "seats"], currency: "eur", total: 99, amount_paid: 99 });
+  });
+
+  it("filters by customer and by status", async () => {
+    const mine = (await api("/v1/invoices.list", { customer_id: "org_x" })).json;
+    expect(mine.list).toHaveLength(7);
+    expect(mine.list.every((i: Json) => i.customer_id === "org_x")).toBe(true);
+
+    const paid = (await api("/v1/invoices.list", { customer_id: "org_x", status: ["paid"] })).json;
+    expect(paid.list.map((i: Json) => [i.status, i.total])).toEqual([
+      ["paid", 0.5],
+      ["paid", 3.5],
+    ]);
+    const openOrVoid = (await api("/v1/invoices.list", { status: ["open", "void"] })).json;
+    expect(openOrVoid.list.map((i: Json) => `${i.customer_id}:${i.status}`)).toEqual(["org_y:open", "org_x:open", "org_x:void"]);
+    expect((await api("/v1/invoices.list", { customer_id: "org_nobody" })).json).toEqual({ list: [], next_cursor: null });
+    expect((await api("/v1/invoices.list", { customer_id: "org_x", status: ["paid"], limit: 1, start_cursor: "" })).json.list[0].total).toBe(0.5);
+  });
+
+  it("pages with an opaque cursor until next_cursor is null", async () => {
+    const seen: Json[] = [];
+    let cursor = "";
+    let pages = 0;
+    do {
+      const { status, json } = await api("/v1/invoices.list", { customer_id: "org_x", limit: 3, start_cursor: cursor });
+      expect(status).toBe(200);
+      expect(json.list.length).toBeLessThanOrEqual(3);
+      seen.push(...json.list);
+      cursor = json.next_cursor;
+      if (cursor !== null) expect(typeof cursor).toBe("string");
+      pages += 1;
+    } while (cursor !== null && pages < 10);
+    expect(pages).toBe(3);
+    expect(seen.map((i) => i.total)).toEqual([0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5]);
+    expect(new Set(seen.map((i) => i.id)).size).toBe(7);
+  });
+
+  it("defaults to 50 per page and accepts up to 5000", async () => {
+    await control("POST", "/customers", { id: "org_many" });
+    for (let i = 0; i < 55; i++) await control("POST", "/customers/org_many/invoices?deliver=0", { status: "open", total: 1, created_at: T0 - i });
+    const first = (await api("/v1/invoices.list", { customer_id: "org_many" })).json;
+    expect(first.list).toHaveLength(50);
+    expect(first.next_cursor).toEqual(expect.any(String));
+    const rest = (await api("/v1/invoices.list", { customer_id: "org_many", start_cursor: first.next_cursor })).json;
+    expect(rest.list).toHaveLength(5);
+    expect(rest.next_cursor).toBeNull();
+    expect((await api("/v1/invoices.list", { customer_id: "org_many", limit: 5000 })).json.list).toHaveLength(55);
+  });
+});
+
+describe("customers.list", () => {
+  it("pages through every customer, newest first, in the customer shape without invoices", async () => {
+    for (let i = 0; i < 5; i++) {
+      clock = T0 + i * 1000;
+      await control("POST", "/customers", { id: `org_${i}` });
+      await control("POST", `/customers/org_${i}/past-due`);
+    }
+    const ids: string[] = [];
+    let cursor: string | null = "";
+    while (cursor !== null) {
+      const { json }: { json: Json } = await api("/v1/customers.list", { limit: 2, start_cursor: cursor });
+      expect(Object.keys(json).sort()).toEqual(["list", "next_cursor"]);
+      for (const customer of json.list) {
+        for (const key of CUSTOMER_REQUIRED) expect(customer).toHaveProperty(key);
+        expect(customer).not.toHaveProperty("invoices");
+        expect(customer.subscriptions[0].past_due).toBe(true);
+      }
+      ids.push(...json.list.map((c: Json) => c.id));
+      cursor = json.next_cursor;
+    }
+    expect(ids).toEqual(["org_4", "org_3", "org_2", "org_1", "org_0"]);
+    expect((await api("/v1/customers.list", {})).json.list).toHaveLength(5);
+    // A cursor from another list is refused.
+    const invoiceCursor = (await api("/v1/invoices.list", { limit: 1 })).json.next_cursor;
+    expect((await api("/v1/customers.list", { start_cursor: invoiceCursor })).status).toBe(400);
+  });
+});
+
+describe("control API", () => {
+  it("creates customers once, with the plan asked for", async () => {
+    const created = await control("POST", "/customers", { id: "org_c", plan_id: "team" });
+    expect(created.customer.subscriptions).toMatchObject([{ plan_id: "team", add_on: false, past_due: false, status: "active" }]);
+    expect(created.customer.invoices).toEqual([]);
+    expect(payload(created.webhook).data.plan_changes).toMatchObject([{ action: "activated", subscription: { plan_id: "team", status: "active", past_due: false }, previous_attributes: null }]);
+    const again = await call(standIn.url, "/_control/customers", { body: JSON.stringify({ id: "org_c" }) });
+    expect(again.status).toBe(409);
+    expect((await call(standIn.url, "/_control/customers", { body: JSON.stringify({}) })).status).toBe(400);
+    expect((await call(standIn.url, "/_control/customers/org_unknown/pay", { body: "{}" })).json.code).toBe("customer_not_found");
+    expect((await call(standIn.url, "/_control/customers/org_c/whatever", { body: "{}" })).status).toBe(404);
+  });
+
+  it("past-due: the base subscription goes past due and an open invoice appears at `at`", async () => {
+    await control("POST", "/customers", { id: "org_pd" });
+    const at = T0 - 3 * DAY;
+    const result = await control("POST", "/customers/org_pd/past-due", { at, total: 49.5 });
+    expect(result.customer.subscriptions[0].past_due).toBe(true);
+    expect(result.customer.invoices).toMatchObject([{ status: "open", total: 49.5, created_at: at, plan_ids: ["pro"] }]);
+    const body = payload(result.webhook);
+    expect(body).toEqual({
+      type: "billing.updated",
+      data: { object: "billing.updated", customer_id: "org_pd", entity_id: null, plan_changes: [expect.any(Object)], tags: [] },
+    });
+    const [change] = body.data.plan_changes;
+    expect(Object.keys(change).sort()).toEqual(["action", "item_changes", "previous_attributes", "subscription"]);
+    expect(change).toMatchObject({ action: "updated", subscription: { plan_id: "pro", status: "active", past_due: true }, previous_attributes: { past_due: false }, item_changes: [] });
+    expect(Object.keys(change.subscription).sort()).toEqual([...PLAN_CHANGE_SUBSCRIPTION_KEYS].sort());
+    expect((await getCustomer("org_pd")).subscriptions[0].past_due).toBe(true);
+
+    // Default total and created_at = now().
+    clock = T0 + 5000;
+    const second = await control("POST", "/customers/org_pd/past-due");
+    expect(second.customer.invoices[0]).toMatchObject({ status: "open", total: 29.99, created_at: T0 + 5000 });
+  });
+
+  it("pay: every open invoice is paid and the subscription recovers", async () => {
+    await control("POST", "/customers", { id: "org_pay" });
+    await control("POST", "/customers/org_pay/past-due", { at: T0 - 2 * DAY });
+    await control("POST", "/customers/org_pay/invoices", { status: "open", total: 12, created_at: T0 - DAY });
+    await control("POST", "/customers/org_pay/invoices", { status: "void", total: 7, created_at: T0 - 3 * DAY });
+    const result = await control("POST", "/customers/org_pay/pay", { at: T0 });
+    expect(result.customer.subscriptions[0].past_due).toBe(false);
+    expect(result.customer.invoices.map((i: Json) => i.status)).toEqual(["paid", "paid", "void"]);
+    expect(payload(result.webhook).data.plan_changes).toMatchObject([{ action: "updated", subscription: { past_due: false }, previous_attributes: { past_due: true } }]);
+    const listed = (await api("/v1/invoices.list", { customer_id: "org_pay", status: ["paid"] })).json.list;
+    expect(listed.map((i: Json) => [i.total, i.amount_paid])).toEqual([
+      [12, 12],
+      [29.99, 29.99],
+    ]);
+  });
+
+  it("invoices: adds any invoice, with tag invoice_created and no plan changes", async () => {
+    await control("POST", "/customers", { id: "org_add" });
+    const result = await control("POST", "/customers/org_add/invoices", { status: "", total: 3, created_at: T0 - 9 * DAY, plan_ids: ["legacy"] });
+    expect(result.customer.invoices).toMatchObject([{ status: "", total: 3, created_at: T0 - 9 * DAY, plan_ids: ["legacy"], currency: "usd" }]);
+    expect(payload(result.webhook).data).toMatchObject({ plan_changes: [], tags: ["invoice_created"] });
+    const draft = await control("POST", "/customers/org_add/invoices", { status: "draft", total: 1 });
+    expect(draft.customer.invoices[0]).toMatchObject({ status: "draft", created_at: T0, hosted_invoice_url: null });
+    expect((await call(standIn.url, "/_control/customers/org_add/invoices", { body: JSON.stringify({ status: "pending", total: 1 }) })).status).toBe(400);
+    expect((await call(standIn.url, "/_control/customers/org_add/invoices", { body: JSON.stringify({ status: "paid" }) })).status).toBe(400);
+  });
+
+  it("trial-invoice: a $0 paid invoice, tagged trial_started", async () => {
+    await control("POST", "/customers", { id: "org_trial" });
+    const result = await control("POST", "/customers/org_trial/trial-invoice", { at: T0 - 20 * DAY });
+    expect(result.customer.invoices).toMatchObject([{ status: "paid", total: 0, created_at: T0 - 20 * DAY }]);
+    expect(payload(result.webhook).data).toMatchObject({ plan_changes: [], tags: ["trial_started"] });
+    expect((await api("/v1/invoices.list", { customer_id: "org_trial" })).json.list[0]).toMatchObject({ status: "paid", total: 0, amount_paid: 0 });
+  });
+
+  it("expire: the base subscription drops out of subscriptions", async () => {
+    await control("POST", "/customers", { id: "org_exp" });
+    await control("POST", "/customers/org_exp/subscriptions", { plan_id: "extra_seats", add_on: true });
+    const at = T0 - DAY;
+    const result = await control("POST", "/customers/org_exp/expire", { at });
+    expect(result.customer.subscriptions.map((s: Json) => s.plan_id)).toEqual(["extra_seats"]);
+    expect((await getCustomer("org_exp")).subscriptions).toHaveLength(1);
+    expect(payload(result.webhook).data.plan_changes).toEqual([
+      {
+        action: "expired",
+        subscription: { plan_id: "pro", status: "expired", past_due: false, started_at: T0, canceled_at: at, expires_at: at, trial_ends_at: null, current_period_start: null, current_period_end: null },
+        previous_attributes: { status: "active" },
+        item_changes: [],
+      },
+    ]);
+    // Nothing left to expire or to put past due.
+    expect((await call(standIn.url, "/_control/customers/org_exp/expire", { body: "{}" })).status).toBe(409);
+  });
+
+  it("subscriptions: adds e.g. an add-on that is past due, leaving the base subscription alone", async () => {
+    await control("POST", "/customers", { id: "org_addon" });
+    const result = await control("POST", "/customers/org_addon/subscriptions", { plan_id: "support", add_on: true, past_due: true });
+    expect(result.customer.subscriptions).toMatchObject([
+      { plan_id: "pro", add_on: false, past_due: false },
+      { plan_id: "support", add_on: true, past_due: true, status: "active" },
+    ]);
+    expect(payload(result.webhook).data.plan_changes).toMatchObject([{ action: "activated", subscription: { plan_id: "support", past_due: true }, previous_attributes: null }]);
+    // pay clears base subscriptions only.
+    const paid = await control("POST", "/customers/org_addon/pay");
+    expect(payload(paid.webhook).data.plan_changes).toEqual([]);
+    expect(paid.customer.subscriptions[1].past_due).toBe(true);
+  });
+
+  it("void-invoices: open invoices are voided and past due clears", async () => {
+    await control("POST", "/customers", { id: "org_void" });
+    await control("POST", "/customers/org_void/past-due");
+    const result = await control("POST", "/customers/org_void/void-invoices");
+    expect(result.customer.invoices[0].status).toBe("void");
+    expect(result.customer.subscriptions[0].past_due).toBe(false);
+  });
+
+  it("GET /_control/customers/:id shows the customer with invoices", async () => {
+    await control("POST", "/customers", { id: "org/slash" });
+    await control("POST", `/customers/${encodeURIComponent("org/slash")}/trial-invoice`);
+    const { customer } = await control("GET", `/customers/${encodeURIComponent("org/slash")}`);
+    expect(customer.id).toBe("org/slash");
+    expect(customer.invoices).toHaveLength(1);
+  });
+
+  it("reset clears customers, faults and calls", async () => {
+    await control("POST", "/customers", { id: "org_r" });
+    await control("POST", "/faults", { mode: "http_500" });
+    await api("/v1/customers.list", {});
+    await control("POST", "/reset");
+    expect(await calls()).toEqual([]);
+    expect((await control<{ faults: unknown[] }>("GET", "/faults")).faults).toEqual([]);
+    expect((await api("/v1/customers.get", { customer_id: "org_r" })).status).toBe(404);
+  });
+});
+
+describe("faults", () => {
+  beforeEach(async () => {
+    await control("POST", "/customers", { id: "org_f" });
+  });
+  const get = (customerId = "org_f") => api("/v1/customers.get", { customer_id: customerId });
+
+  it("http_500", async () => {
+    await control("POST", "/faults", { mode: "http_500" });
+    const result = await get();
+    expect(result.status).toBe(500);
+    expect(result.json).toEqual({ message: "Internal error", code: "internal_error", env: "sandbox" });
+    expect((await get()).status).toBe(200);
+  });
+
+  it("http_429 and http_503 with Retry-After", async () => {
+    await control("POST", "/faults", { mode: "http_429", retry_after: 120 });
+    await control("POST", "/faults", { mode: "http_503", retry_after: 7 });
+    await control("POST", "/faults", { mode: "http_429" });
+    const limited = await get();
+    expect(limited.status).toBe(429);
+    expect(limited.json).toEqual({ message: "Rate limit exceeded.", code: "rate_limit_exceeded", env: "sandbox" });
+    expect(limited.headers.get("retry-after")).toBe("120");
+    const unavailable = await get();
+    expect(unavailable.status).toBe(503);
+    expect(unavailable.json).toMatchObject({ code: "service_unavailable", env: "sandbox" });
+    expect(unavailable.headers.get("retry-after")).toBe("7");
+    const bare = await get();
+    expect(bare.status).toBe(429);
+    expect(bare.headers.get("retry-after")).toBeNull();
+    expect((await get()).status).toBe(200);
+  });
+
+  it("invalid_json: 200 with a body that is not JSON", async () => {
+    await control("POST", "/faults", { mode: "invalid_json" });
+    const result = await get();
+    expect(result.status).toBe(200);
+    expect(result.text).toBe("{not json");
+    expect(result.json).toBeUndefined();
+  });
+
+  it("http_404_unknown_code", async () => {
+    await control("POST", "/faults", { mode: "http_404_unknown_code" });
+    const result = await get();
+    expect(result.status).toBe(404);
+    expect(result.json).toMatchObject({ code: "something_else", env: "sandbox" });
+  });
+
+  it("slow: waits delay_ms, then answers normally", async () => {
+    await control("POST", "/faults", { mode: "slow", delay_ms: 400 });
+    const started = performance.now();
+    const result = await get();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(380);
+    expect(result.status).toBe(200);
+    expect(result.json.id).toBe("org_f");
+    const fast = performance.now();
+    await get();
+    expect(performance.now() - fast).toBeLessThan(300);
+  });
+
+  it("each matching request consumes one of count; entries run in order", async () => {
+    await control("POST", "/faults", { mode: "http_500", count: 2 });
+    await control("POST", "/faults", { mode: "http_503", count: 1 });
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push((await get()).status);
+    expect(statuses).toEqual([500, 500, 503, 200, 200]);
+  });
+
+  it("matches only the given paths and customer", async () => {
+    await control("POST", "/customers", { id: "org_other" });
+    await control("POST", "/faults", { mode: "http_500", paths: ["/v1/invoices.list"] });
+    await control("POST", "/faults", { mode: "http_503", customer_id: "org_other" });
+    expect((await get()).status).toBe(200);
+    expect((await api("/v1/customers.list", {})).status).toBe(200);
+    expect((await api("/v1/invoices.list", {})).status).toBe(500);
+    expect((await api("/v1/invoices.list", {})).status).toBe(200);
+    expect((await get()).status).toBe(200);
+    expect((await get("org_other")).status).toBe(503);
+    expect((await get("org_other")).status).toBe(200);
+  });
+
+  it("does not fire on requests that fail auth, and DELETE clears them", async () => {
+    await control("POST", "/faults", { mode: "http_500" });
+    expect((await api("/v1/customers.get", { customer_id: "org_f" }, { "x-api-version": "2.3.0" })).status).toBe(401);
+    expect((await get()).status).toBe(500);
+    await control("POST", "/faults", { mode: "http_500", count: 3 });
+    expect((await control<{ faults: Json[] }>("GET", "/faults")).faults).toMatchObject([{ mode: "http_500", count: 3 }]);
+    await control("DELETE", "/faults");
+    expect((await get()).status).toBe(200);
+    expect((await call(standIn.url, "/_control/faults", { body: JSON.stringify({ mode: "http_418" }) })).status).toBe(400);
+  });
+});
+
+describe("call log", () => {
+  it("records every /v1 call with its body, status and time, faulted ones included", async () => {
+    await control("POST", "/customers", { id: "org_log" });
+    await control("POST", "/faults", { mode: "http_429" });
+    clock = T0 + 1;
+    await api("/v1/customers.get", { customer_id: "org_log" });
+    clock = T0 + 2;
+    await api("/v1/customers.get", { customer_id: "org_log", expand: ["invoices"] });
+    clock = T0 + 3;
+    await api("/v1/invoices.list", { customer_id: "org_log", status: ["open"] }, {});
+    await api("/v1/customers.get", "{broken");
+    expect(await calls()).toEqual([
+      { path: "/v1/customers.get", body: { customer_id: "org_log" }, status: 429, at: T0 + 1, fault: "http_429" },
+      { path: "/v1/customers.get", body: { customer_id: "org_log", expand: ["invoices"] }, status: 200, at: T0 + 2 },
+      { path: "/v1/invoices.list", body: { customer_id: "org_log", status: ["open"] }, status: 401, at: T0 + 3 },
+      { path: "/v1/customers.get", body: "{broken", status: 400, at: T0 + 3 },
+    ]);
+    await control("DELETE", "/calls");
+    expect(await calls()).toEqual([]);
+  });
+});
+
+describe("webhooks", () => {
+  it("are signed the Svix way and verify with standardwebhooks", async () => {
+    const { webhook } = await control("POST", "/customers", { id: "org_sig" });
+    expect(Object.keys(webhook.headers).sort()).toEqual(["content-type", "svix-id", "svix-signature", "svix-timestamp"]);
+    expect(webhook.id).toMatch(/^msg_[A-Za-z0-9]+$/);
+    expect(webhook.headers["svix-id"]).toBe(webhook.id);
+    expect(webhook.headers["svix-timestamp"]).toBe(String(Math.floor(T0 / 1000)));
+    expect(webhook.headers["svix-signature"]).toMatch(/^v1,[A-Za-z0-9+/]+=*$/);
+    expect(webhook.headers["content-type"]).toBe("application/json");
+    expect(webhook.url).toBeNull();
+    expect(webhook.delivered).toBeNull();
+    expect(verify(webhook)).toEqual(JSON.parse(webhook.body));
+
+    expect(() => verify({ ...webhook, body: webhook.body.replace("org_sig", "org_evil") })).toThrow();
+    expect(() => verify(webhook, "whsec_plJ3nmyCDGBKInavdOK15jsl")).toThrow();
+    const other = await control("POST", "/customers/org_sig/past-due");
+    expect(other.webhook.id).not.toBe(webhook.id);
+    expect(verify(other.webhook)).toMatchObject({ type: "billing.updated", data: { customer_id: "org_sig" } });
+  });
+
+  it("carry no signature when no secret is configured", async () => {
+    const unsigned = await startAutumnStandIn({ secretKey: SECRET_KEY });
+    try {
+      const { webhook } = await control("POST", "/customers", { id: "org_u" }, unsigned.url);
+      expect(webhook.headers["svix-signature"]).toBeUndefined();
+      expect(webhook.headers["svix-id"]).toBe(webhook.id);
+      expect(webhook.delivered).toBeNull();
+    } finally {
+      await unsigned.close();
+    }
+  });
+
+  describe("delivery", () => {
+    type Received = { method: string; url: string; headers: IncomingHttpHeaders; body: string };
+    let receiver: Server;
+    let receiverUrl: string;
+    let received: Received[] = [];
+    let answerStatus = 204;
+    let delivering: AutumnStandIn;
+
+    beforeAll(async () => {
+      receiver = createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on("data", (chunk: Buffer) => chunks.push(chunk));
+        req.on("end", () => {
+          received.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
+          res.writeHead(answerStatus).end();
+        });
+      });
+      receiver.listen(0, "127.0.0.1");
+      await once(receiver, "listening");
+      receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+      delivering = await startAutumnStandIn({ secretKey: SECRET_KEY, webhook: { url: `${receiverUrl}/api/billing/autumn/webhook`, secret: WEBHOOK_SECRET } });
+    });
+    afterAll(async () => {
+      await delivering.close();
+      receiver.closeAllConnections();
+      await new Promise((resolve) => receiver.close(resolve));
+    });
+    afterEach(() => {
+      received = [];
+      answerStatus = 204;
+    });
+
+    it("POSTs the signed body to the webhook URL and records the answer", async () => {
+      const { webhook } = await control("POST", "/customers", { id: "org_d" }, delivering.url);
+      expect(webhook.url).toBe(`${receiverUrl}/api/billing/autumn/webhook`);
+      expect(webhook.delivered).toEqual({ status: 204 });
+      expect(received).toHaveLength(1);
+      const [request] = received;
+      expect(request).toMatchObject({ method: "POST", url: "/api/billing/autumn/webhook", body: webhook.body });
+      for (const [name, value] of Object.entries(webhook.headers)) expect(request!.headers[name]).toBe(value);
+      const asReceived = { headers: { "svix-id": String(request!.headers["svix-id"]), "svix-timestamp": String(request!.headers["svix-timestamp"]), "svix-signature": String(request!.headers["svix-signature"]) }, body: request!.body };
+      expect(verify(asReceived)).toMatchObject({ type: "billing.updated", data: { customer_id: "org_d", plan_changes: [{ action: "activated" }] } });
+
+      answerStatus = 500;
+      const failed = await control("POST", "/customers/org_d/past-due", {}, delivering.url);
+      expect(failed.webhook.delivered).toEqual({ status: 500 });
+      expect(received).toHaveLength(2);
+    });
+
+    it("skips delivery with ?deliver=0 but still returns the signed message", async () => {
+      await control("POST", "/customers?deliver=0", { id: "org_nd" }, delivering.url);
+      const { webhook } = await control("POST", "/customers/org_nd/past-due?deliver=0", {}, delivering.url);
+      expect(webhook.delivered).toBeNull();
+      expect(webhook.url).toBe(`${receiverUrl}/api/billing/autumn/webhook`);
+      expect(verify(webhook)).toMatchObject({ data: { customer_id: "org_nd" } });
+      expect(received).toEqual([]);
+    });
+
+    it("records a delivery error when nothing listens", async () => {
+      const closedPort = await new Promise<number>((resolve) => {
+        const probe = createServer().listen(0, "127.0.0.1", () => {
+          const { port } = probe.address() as AddressInfo;
+          probe.close(() => resolve(port));
+        });
+      });
+      const broken = await startAutumnStandIn({ secretKey: SECRET_KEY, webhook: { url: `http://127.0.0.1:${closedPort}/hook`, secret: WEBHOOK_SECRET } });
+      try {
+        const { webhook } = await control("POST", "/customers", { id: "org_e" }, broken.url);
+        expect(webhook.delivered).toEqual({ error: expect.any(String) });
+      } finally {
+        await broken.close();
+      }
+    });
+  });
+});
+
+describe("CLI", () => {
+  it("starts from the environment, prints its URL and stops on SIGTERM", async () => {
+    const main = fileURLToPath(new URL("../../tools/autumn-standin/main.ts", import.meta.url));
+    const child = spawn(process.execPath, [main], {
+      env: { ...process.env, AUTUMN_STANDIN_PORT: "0", AUTUMN_SECRET_KEY: "", AUTUMN_WEBHOOK_TARGET: "", AUTUMN_WEBHOOK_SECRET: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    try {
+      let output = "";
+      child.stdout.setEncoding("utf8");
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on("data", (chunk: string) => {
+          output += chunk;
+          const match = /http:\/\/127\.0\.0\.1:\d+/.exec(output);
+          if (match) resolve(match[0]);
+        });
+        child.once("exit", (code) => reject(new Error(`exited with ${code}: ${output}`)));
+      });
+      expect(output.trim().split("\n")).toHaveLength(1);
+      const result = await api("/v1/customers.list", {}, { authorization: "Bearer am_sk_test_local_demo", "x-api-version": "2.3.0" }, url);
+      expect(result.json).toEqual({ list: [], next_cursor: null });
+      const exited = once(child, "exit");
+      child.kill("SIGTERM");
+      const [code] = await exited;
+      expect(code).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  });
+
+  it("refuses a webhook target without a secret", async () => {
+    const main = fileURLToPath(new URL("../../tools/autumn-standin/main.ts", import.meta.url));
+    const child = spawn(process.execPath, [main], {
+      env: { ...process.env, AUTUMN_STANDIN_PORT: "0", AUTUMN_WEBHOOK_TARGET: "http://127.0.0.1:1/hook", AUTUMN_WEBHOOK_SECRET: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const [code] = await once(child, "exit");
+    expect(code).toBe(2);
+  });
+});

@@ -1,0 +1,451 @@
+/**
+ * The Autumn stand-in's in-memory model: customers, their subscriptions and invoices, and
+ * the billing changes a test or demo can make to them. No HTTP here.
+ *
+ * Views follow Autumn API 2.3.0 exactly (shared/reference/autumn-openapi-2.3-excerpt.yml:
+ * snake_case properties, every field the schema marks required); timestamps are epoch
+ * milliseconds, amounts are in major currency units (29.99).
+ */
+
+export type Env = "sandbox" | "live";
+export type InvoiceStatus = "draft" | "open" | "void" | "paid" | "uncollectible" | "";
+export const INVOICE_STATUSES = ["draft", "open", "void", "paid", "uncollectible", ""] as const;
+
+export type Subscription = {
+  id: string;
+  plan_id: string;
+  add_on: boolean;
+  status: "active" | "expired";
+  past_due: boolean;
+  started_at: number;
+  canceled_at: number | null;
+  expires_at: number | null;
+  current_period_start: number;
+  current_period_end: number;
+};
+
+export type Invoice = {
+  id: string;
+  stripe_id: string;
+  customer_id: string;
+  plan_ids: string[];
+  status: InvoiceStatus;
+  total: number;
+  amount_paid: number;
+  currency: string;
+  created_at: number;
+  hosted_invoice_url: string | null;
+  /** Insertion order, to keep invoices with equal `created_at` in a stable newest-first order. */
+  seq: number;
+};
+
+export type Customer = {
+  id: string;
+  name: string | null;
+  email: string | null;
+  created_at: number;
+  stripe_id: string;
+  /** Expired subscriptions stay here (for the record) but drop out of every view. */
+  subscriptions: Subscription[];
+  invoices: Invoice[];
+  seq: number;
+};
+
+/** One entry of the `billing.updated` webhook's `data.plan_changes` (autumn-webhook-billing-updated-2.3.yml). */
+export type PlanChange = {
+  action: "activated" | "scheduled" | "updated" | "expired";
+  subscription: {
+    plan_id: string;
+    status: "active" | "scheduled" | "expired";
+    past_due: boolean;
+    started_at: number | null;
+    canceled_at: number | null;
+    expires_at: number | null;
+    trial_ends_at: number | null;
+    current_period_start: number | null;
+    current_period_end: number | null;
+  };
+  previous_attributes: { status?: "active" | "scheduled" | "expired"; past_due?: boolean } | null;
+  item_changes: never[];
+};
+
+/** What a billing change produces: the `plan_changes` and `tags` of its `billing.updated` webhook. */
+export type Change = { customerId: string; planChanges: PlanChange[]; tags: string[] };
+
+/** `customers.get`'s subscription item (required fields of 2.3, plus `scope`). */
+export type SubscriptionView = {
+  id: string;
+  plan_id: string;
+  auto_enable: boolean;
+  add_on: boolean;
+  status: "active" | "scheduled";
+  past_due: boolean;
+  canceled_at: number | null;
+  expires_at: number | null;
+  trial_ends_at: number | null;
+  started_at: number;
+  current_period_start: number | null;
+  current_period_end: number | null;
+  quantity: number;
+  scope: "customer" | "entity";
+};
+
+/** `customers.get`'s `invoices` item (with `expand: ["invoices"]`). */
+export type CustomerInvoiceView = {
+  plan_ids: string[];
+  stripe_id: string;
+  processor_type: "stripe";
+  status: string;
+  total: number;
+  currency: string;
+  created_at: number;
+  hosted_invoice_url: string | null;
+};
+
+/** `invoices.list`'s item. */
+export type InvoiceView = CustomerInvoiceView & {
+  id: string;
+  customer_id: string | null;
+  entity_id: string | null;
+  amount_paid: number | null;
+  refunded_amount: number;
+};
+
+export type CustomerView = {
+  id: string | null;
+  name: string | null;
+  email: string | null;
+  created_at: number;
+  fingerprint: string | null;
+  stripe_id: string | null;
+  processors: { stripe: { id: string } };
+  env: Env;
+  metadata: Record<string, unknown>;
+  send_email_receipts: boolean;
+  billing_controls: { auto_topups: never[] };
+  subscriptions: SubscriptionView[];
+  purchases: never[];
+  licenses: never[];
+  balances: Record<string, never>;
+  flags: Record<string, never>;
+  invoices?: CustomerInvoiceView[];
+};
+
+export type Page<T> = { list: T[]; next_cursor: string | null };
+
+/** A failure with Autumn's error shape: HTTP status and `code`. */
+export class StandInError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const PERIOD_MS = 30 * 86_400_000;
+const ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/** `prefix` + 24 random alphanumerics, like Stripe's and Svix's ids. */
+export function randomId(prefix: string, length = 24): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(length));
+  let out = prefix;
+  for (const byte of bytes) out += ID_ALPHABET[byte % ID_ALPHABET.length];
+  return out;
+}
+
+/** Stripe leaves `hosted_invoice_url` null until an invoice is finalized. */
+function hostedUrl(status: InvoiceStatus): string | null {
+  return status === "draft" ? null : `https://invoice.stripe.com/i/acct_standin/test_${randomId("", 32)}`;
+}
+
+function snapshot(sub: Subscription): PlanChange["subscription"] {
+  const expired = sub.status === "expired";
+  return {
+    plan_id: sub.plan_id,
+    status: sub.status,
+    past_due: sub.past_due,
+    started_at: sub.started_at,
+    canceled_at: sub.canceled_at,
+    expires_at: sub.expires_at,
+    trial_ends_at: null,
+    current_period_start: expired ? null : sub.current_period_start,
+    current_period_end: expired ? null : sub.current_period_end,
+  };
+}
+
+function planChange(action: PlanChange["action"], sub: Subscription, previous: PlanChange["previous_attributes"]): PlanChange {
+  return { action, subscription: snapshot(sub), previous_attributes: previous, item_changes: [] };
+}
+
+function encodeCursor(kind: string, offset: number): string {
+  return Buffer.from(`${kind}:${offset}`).toString("base64url");
+}
+
+function decodeCursor(kind: string, cursor: string): number {
+  if (cursor === "") return 0;
+  const match = /^([a-z]+):(\d{1,9})$/.exec(Buffer.from(cursor, "base64url").toString("utf8"));
+  if (!match || match[1] !== kind) throw new StandInError(400, "invalid_request", "start_cursor is not a cursor this endpoint issued");
+  return Number(match[2]);
+}
+
+function paginate<T, V>(kind: string, items: T[], limit: number, startCursor: string, view: (item: T) => V): Page<V> {
+  const offset = decodeCursor(kind, startCursor);
+  const end = offset + limit;
+  return { list: items.slice(offset, end).map(view), next_cursor: end < items.length ? encodeCursor(kind, end) : null };
+}
+
+const newestFirst = (a: { created_at: number; seq: number }, b: { created_at: number; seq: number }) => b.created_at - a.created_at || b.seq - a.seq;
+
+export class AutumnStore {
+  readonly env: Env;
+  private readonly customers = new Map<string, Customer>();
+  private seq = 0;
+
+  constructor(env: Env = "sandbox") {
+    this.env = env;
+  }
+
+  reset(): void {
+    this.customers.clear();
+  }
+
+  has(id: string): boolean {
+    return this.customers.has(id);
+  }
+
+  get(id: string): Customer {
+    const customer = this.customers.get(id);
+    if (!customer) throw new StandInError(404, "customer_not_found", `Customer ${id} not found`);
+    return customer;
+  }
+
+  /** A new customer with one active base subscription to `plan_id` (default "pro"). */
+  createCustomer(input: { id: string; name?: string | null; email?: string | null; plan_id?: string }, now: number): Change {
+    if (this.customers.has(input.id)) throw new StandInError(409, "customer_already_exists", `Customer ${input.id} already exists`);
+    const customer: Customer = {
+      id: input.id,
+      name: input.name ?? null,
+      email: input.email ?? null,
+      created_at: now,
+      stripe_id: randomId("cus_", 14),
+      subscriptions: [],
+      invoices: [],
+      seq: ++this.seq,
+    };
+    const sub = this.newSubscription(input.plan_id ?? "pro", false, false, now);
+    customer.subscriptions.push(sub);
+    this.customers.set(input.id, customer);
+    return { customerId: input.id, planChanges: [planChange("activated", sub, null)], tags: [] };
+  }
+
+  /** Any subscription, e.g. an add-on that is past due (which a correct client must not act on). */
+  addSubscription(id: string, input: { plan_id: string; add_on: boolean; past_due?: boolean }, now: number): Change {
+    const customer = this.get(id);
+    const sub = this.newSubscription(input.plan_id, input.add_on, input.past_due ?? false, now);
+    customer.subscriptions.push(sub);
+    return { customerId: id, planChanges: [planChange("activated", sub, null)], tags: [] };
+  }
+
+  /** A failed renewal: a new `open` invoice, and the base subscription goes past due. */
+  pastDue(id: string, input: { at: number; total: number }): Change {
+    const customer = this.get(id);
+    const base = this.baseSubscriptions(customer);
+    if (base.length === 0) throw new StandInError(409, "no_active_subscription", `Customer ${id} has no active base subscription`);
+    this.insertInvoice(customer, { status: "open", total: input.total, created_at: input.at });
+    const planChanges = base.map((sub) => {
+      const previous = sub.past_due ? null : { past_due: false };
+      sub.past_due = true;
+      return planChange("updated", sub, previous);
+    });
+    return { customerId: id, planChanges, tags: [] };
+  }
+
+  /** Every open invoice is paid in full; past-due base subscriptions recover. */
+  pay(id: string): Change {
+    const customer = this.get(id);
+    for (const invoice of customer.invoices) {
+      if (invoice.status === "open") {
+        invoice.status = "paid";
+        invoice.amount_paid = invoice.total;
+      }
+    }
+    const planChanges = this.baseSubscriptions(customer)
+      .filter((sub) => sub.past_due)
+      .map((sub) => {
+        sub.past_due = false;
+        return planChange("updated", sub, { past_due: true });
+      });
+    return { customerId: id, planChanges, tags: [] };
+  }
+
+  /** The merchant voids every open invoice (a write-off): past-due base subscriptions recover without a payment. */
+  voidOpenInvoices(id: string): Change {
+    const customer = this.get(id);
+    for (const invoice of customer.invoices) if (invoice.status === "open") invoice.status = "void";
+    const planChanges = this.baseSubscriptions(customer)
+      .filter((sub) => sub.past_due)
+      .map((sub) => {
+        sub.past_due = false;
+        return planChange("updated", sub, { past_due: true });
+      });
+    return { customerId: id, planChanges, tags: [] };
+  }
+
+  /** The base subscription ends (Stripe: canceled / incomplete_expired) and drops out of `subscriptions`. */
+  expire(id: string, at: number): Change {
+    const customer = this.get(id);
+    const base = this.baseSubscriptions(customer);
+    if (base.length === 0) throw new StandInError(409, "no_active_subscription", `Customer ${id} has no active base subscription`);
+    const planChanges = base.map((sub) => {
+      sub.status = "expired";
+      sub.canceled_at = at;
+      sub.expires_at = at;
+      return planChange("expired", sub, { status: "active" });
+    });
+    return { customerId: id, planChanges, tags: [] };
+  }
+
+  /** Any invoice, e.g. a $0 trial invoice, an old paid one, or many unpaid ones. */
+  addInvoice(id: string, input: { status: InvoiceStatus; total: number; currency?: string; created_at: number; plan_ids?: string[] }, tag = "invoice_created"): Change {
+    const customer = this.get(id);
+    this.insertInvoice(customer, input);
+    return { customerId: id, planChanges: [], tags: [tag] };
+  }
+
+  /** The $0 invoice Stripe creates, and marks paid at once, when a trial starts. */
+  trialInvoice(id: string, at: number): Change {
+    return this.addInvoice(id, { status: "paid", total: 0, created_at: at }, "trial_started");
+  }
+
+  /** `customers.get`: every field 2.3 marks required; `invoices` (10 newest first) only when asked for. */
+  customerView(customer: Customer, withInvoices: boolean): CustomerView {
+    const view: CustomerView = {
+      id: customer.id,
+      name: customer.name,
+      email: customer.email,
+      created_at: customer.created_at,
+      fingerprint: null,
+      stripe_id: customer.stripe_id,
+      processors: { stripe: { id: customer.stripe_id } },
+      env: this.env,
+      metadata: {},
+      send_email_receipts: false,
+      billing_controls: { auto_topups: [] },
+      subscriptions: customer.subscriptions.filter((sub) => sub.status !== "expired").map(subscriptionView),
+      purchases: [],
+      licenses: [],
+      balances: {},
+      flags: {},
+    };
+    if (withInvoices) view.invoices = [...customer.invoices].sort(newestFirst).slice(0, 10).map(customerInvoiceView);
+    return view;
+  }
+
+  /** `invoices.list`: newest first, filtered, paged with an opaque cursor. */
+  listInvoices(filter: { customer_id?: string; entity_id?: string; status?: string[]; processor_types?: string[]; limit: number; start_cursor: string }): Page<InvoiceView> {
+    const matching = [...this.customers.values()]
+      .flatMap((customer) => customer.invoices)
+      .filter(
+        (invoice) =>
+          (filter.customer_id === undefined || invoice.customer_id === filter.customer_id) &&
+          // Every invoice here is customer-level (entity_id null).
+          filter.entity_id === undefined &&
+          (filter.status === undefined || filter.status.includes(invoice.status)) &&
+          (filter.processor_types === undefined || filter.processor_types.includes("stripe")),
+      )
+      .sort(newestFirst);
+    return paginate("invoices", matching, filter.limit, filter.start_cursor, invoiceView);
+  }
+
+  /** `customers.list`: newest first by default, paged with an opaque cursor. */
+  listCustomers(filter: { limit: number; start_cursor: string; sort_order?: "asc" | "desc"; search?: string }): Page<CustomerView> {
+    const search = filter.search?.toLowerCase();
+    const matching = [...this.customers.values()]
+      .filter((c) => search === undefined || search === "" || [c.id, c.name, c.email].some((field) => field?.toLowerCase().includes(search)))
+      .sort(newestFirst);
+    if (filter.sort_order === "asc") matching.reverse();
+    return paginate("customers", matching, filter.limit, filter.start_cursor, (customer) => this.customerView(customer, false));
+  }
+
+  private baseSubscriptions(customer: Customer): Subscription[] {
+    return customer.subscriptions.filter((sub) => !sub.add_on && sub.status === "active");
+  }
+
+  private newSubscription(planId: string, addOn: boolean, pastDue: boolean, now: number): Subscription {
+    return {
+      id: randomId("sub_", 14),
+      plan_id: planId,
+      add_on: addOn,
+      status: "active",
+      past_due: pastDue,
+      started_at: now,
+      canceled_at: null,
+      expires_at: null,
+      current_period_start: now,
+      current_period_end: now + PERIOD_MS,
+    };
+  }
+
+  private insertInvoice(customer: Customer, input: { status: InvoiceStatus; total: number; currency?: string; created_at: number; plan_ids?: string[] }): Invoice {
+    const invoice: Invoice = {
+      id: randomId("inv_", 14),
+      stripe_id: randomId("in_"),
+      customer_id: customer.id,
+      plan_ids: input.plan_ids ?? this.baseSubscriptions(customer).map((sub) => sub.plan_id),
+      status: input.status,
+      total: input.total,
+      amount_paid: input.status === "paid" ? input.total : 0,
+      currency: input.currency ?? "usd",
+      created_at: input.created_at,
+      hosted_invoice_url: hostedUrl(input.status),
+      seq: ++this.seq,
+    };
+    customer.invoices.push(invoice);
+    return invoice;
+  }
+}
+
+function subscriptionView(sub: Subscription): SubscriptionView {
+  return {
+    id: sub.id,
+    plan_id: sub.plan_id,
+    auto_enable: false,
+    add_on: sub.add_on,
+    status: "active",
+    past_due: sub.past_due,
+    canceled_at: sub.canceled_at,
+    expires_at: sub.expires_at,
+    trial_ends_at: null,
+    started_at: sub.started_at,
+    current_period_start: sub.current_period_start,
+    current_period_end: sub.current_period_end,
+    quantity: 1,
+    scope: "customer",
+  };
+}
+
+function customerInvoiceView(invoice: Invoice): CustomerInvoiceView {
+  return {
+    plan_ids: [...invoice.plan_ids],
+    stripe_id: invoice.stripe_id,
+    processor_type: "stripe",
+    status: invoice.status,
+    total: invoice.total,
+    currency: invoice.currency,
+    created_at: invoice.created_at,
+    hosted_invoice_url: invoice.hosted_invoice_url,
+  };
+}
+
+function invoiceView(invoice: Invoice): InvoiceView {
+  return {
+    id: invoice.id,
+    customer_id: invoice.customer_id,
+    entity_id: null,
+    ...customerInvoiceView(invoice),
+    amount_paid: invoice.amount_paid,
+    refunded_amount: 0,
+  };
+}
