@@ -1,26 +1,15 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { autumn } from "../support/autumn.ts";
 import { admin, deleteAllAlarms, deliver, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { fakeClock } from "../support/clock.ts";
+
+const clock = fakeClock();
 
 const DAY = 86_400_000;
 const GRACE = 3 * DAY;
 
-let now = 0;
-function setClock(ms: number) {
-  now = ms;
-  vi.setSystemTime(ms);
-}
-
-beforeEach(() => {
-  vi.useFakeTimers({ toFake: ["Date"] });
-  setClock(Math.ceil(Date.now() / 1000) * 1000 + 1000);
-});
-
-afterEach(async () => {
-  vi.useRealTimers();
-  await deleteAllAlarms();
-});
+afterEach(deleteAllAlarms);
 
 function post(path: string, body: unknown) {
   return admin(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
@@ -29,7 +18,7 @@ function post(path: string, body: unknown) {
 async function suspendedOrg(): Promise<string> {
   const org = uniqueOrg("admin");
   await autumn.createCustomer(org);
-  await deliver((await autumn.pastDue(org, now - GRACE)).webhook);
+  await deliver((await autumn.pastDue(org, clock.now - GRACE)).webhook);
   expect((await orgState(org)).state).toBe("suspended");
   return org;
 }
@@ -67,10 +56,10 @@ describe("GET /admin/orgs/{orgId}", () => {
 });
 
 describe("POST /admin/orgs/{orgId}/resync", () => {
-  it("reads Autumn now and returns the resulting state", async () => {
+  it("reads Autumn clock.now and returns the resulting state", async () => {
     const org = uniqueOrg("resync");
     await autumn.createCustomer(org);
-    await autumn.pastDue(org, now);
+    await autumn.pastDue(org, clock.now);
     const response = await post(`/orgs/${org}/resync`, {});
     expect(await response.json()).toMatchObject({ state: "overdue", history: [{ source: "admin", to: "overdue" }] });
   });
@@ -79,7 +68,7 @@ describe("POST /admin/orgs/{orgId}/resync", () => {
 describe("POST /admin/orgs/{orgId}/override", () => {
   it("exempts a suspended org until a date, with the note in history", async () => {
     const org = await suspendedOrg();
-    const until = new Date(now + 2 * DAY).toISOString();
+    const until = new Date(clock.now + 2 * DAY).toISOString();
     const response = await post(`/orgs/${org}/override`, { action: "exempt", until, note: "ticket 1234: paying by wire" });
     expect(response.status).toBe(200);
     const state = (await response.json()) as Awaited<ReturnType<typeof orgState>>;
@@ -90,7 +79,7 @@ describe("POST /admin/orgs/{orgId}/override", () => {
     ]);
 
     // The exemption ends: the alarm re-reads Autumn and suspends again.
-    setClock(now + 2 * DAY);
+    clock.set(clock.now + 2 * DAY);
     await runDurableObjectAlarm(orgStub(org));
     expect(await orgState(org)).toMatchObject({ state: "suspended", reason: "grace_elapsed_never_paid" });
   });
@@ -98,7 +87,7 @@ describe("POST /admin/orgs/{orgId}/override", () => {
   it("unsuspend grants one more grace period", async () => {
     const org = await suspendedOrg();
     const state = await (await post(`/orgs/${org}/override`, { action: "unsuspend", note: "goodwill" })).json();
-    expect(state).toMatchObject({ state: "overdue", reason: "exempt", override: { action: "exempt", until: new Date(now + GRACE).toISOString() } });
+    expect(state).toMatchObject({ state: "overdue", reason: "exempt", override: { action: "exempt", until: new Date(clock.now + GRACE).toISOString() } });
   });
 
   it("suspends by hand, even a paying org, and clear lets the policy decide again", async () => {

@@ -1,30 +1,20 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { MirrorEntry } from "../../src/shared/billing-state.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { autumn } from "../support/autumn.ts";
 import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { fakeClock } from "../support/clock.ts";
+
+const clock = fakeClock();
 
 const SECOND = 1_000;
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const GRACE = 3 * DAY;
 
-let now = 0;
-function setClock(ms: number) {
-  now = ms;
-  vi.setSystemTime(ms);
-}
-
-beforeEach(() => {
-  vi.useFakeTimers({ toFake: ["Date"] });
-  // Start from the real time and only move forward, so every alarm stays in the real future.
-  setClock(Math.ceil(Date.now() / SECOND) * SECOND + SECOND);
-});
-
 afterEach(async () => {
-  vi.useRealTimers();
   await autumn.clearFaults();
   await deleteAllAlarms();
 });
@@ -38,7 +28,7 @@ async function mirrorOf(orgId: string): Promise<MirrorEntry | null> {
 async function overdueOrg(prefix = "never_paid"): Promise<string> {
   const org = uniqueOrg(prefix);
   await autumn.createCustomer(org);
-  const { webhook } = await autumn.pastDue(org, now);
+  const { webhook } = await autumn.pastDue(org, clock.now);
   expect((await deliver(webhook)).status).toBe(200);
   return org;
 }
@@ -47,24 +37,24 @@ describe("a past-due org that never paid", () => {
   it("turns overdue on the webhook, with history and a mirror entry", async () => {
     const org = await overdueOrg();
     const state = await orgState(org);
-    expect(state).toMatchObject({ state: "overdue", reason: "in_grace_period", anchor: new Date(now).toISOString(), suspend_at: new Date(now + GRACE).toISOString() });
+    expect(state).toMatchObject({ state: "overdue", reason: "in_grace_period", anchor: new Date(clock.now).toISOString(), suspend_at: new Date(clock.now + GRACE).toISOString() });
     expect(state.history).toHaveLength(1);
     expect(state.history[0]).toMatchObject({ kind: "transition", from: "ok", to: "overdue", source: "webhook", message_id: expect.stringMatching(/^msg_/) });
-    expect(await mirrorOf(org)).toEqual({ state: "overdue", since: now, version: expect.any(Number), suspend_at: now + GRACE, suspended_at: null });
+    expect(await mirrorOf(org)).toEqual({ state: "overdue", since: clock.now, version: expect.any(Number), suspend_at: clock.now + GRACE, suspended_at: null });
     // The periodic resync (6 h) comes before the deadline (3 d).
-    expect(await alarmOf(org)).toBe(now + 6 * HOUR);
+    expect(await alarmOf(org)).toBe(clock.now + 6 * HOUR);
   });
 
   it("is suspended by the alarm exactly at the deadline, after a fresh Autumn read", async () => {
     const org = await overdueOrg();
-    const start = now;
-    setClock(start + GRACE - 1);
+    const start = clock.now;
+    clock.set(start + GRACE - 1);
     expect(await runDurableObjectAlarm(orgStub(org))).toBe(true);
     expect((await orgState(org)).state).toBe("overdue");
     expect(await alarmOf(org)).toBe(start + GRACE);
 
     const readsBefore = (await autumn.calls(org)).length;
-    setClock(start + GRACE);
+    clock.set(start + GRACE);
     expect(await runDurableObjectAlarm(orgStub(org))).toBe(true);
     const state = await orgState(org);
     expect(state).toMatchObject({ state: "suspended", reason: "grace_elapsed_never_paid", suspended_at: new Date(start + GRACE).toISOString() });
@@ -75,11 +65,11 @@ describe("a past-due org that never paid", () => {
 
   it("gets ingestion back on the payment webhook", async () => {
     const org = await overdueOrg();
-    setClock(now + GRACE);
+    clock.set(clock.now + GRACE);
     await runDurableObjectAlarm(orgStub(org));
     expect((await orgState(org)).state).toBe("suspended");
 
-    await autumn.pay(org, now);
+    await autumn.pay(org, clock.now);
     expect(await (await deliverNow(org)).json()).toMatchObject({ status: "processed", org_id: org, state: "ok" });
     const state = await orgState(org);
     expect(state).toMatchObject({ state: "ok", reason: "not_past_due", anchor: null, suspended_at: null });
@@ -93,9 +83,9 @@ describe("who is never suspended", () => {
   it("a lapsed customer who paid money before stays overdue with no deadline", async () => {
     const org = uniqueOrg("lapsed");
     await autumn.createCustomer(org);
-    await autumn.addInvoice(org, { status: "paid", total: 49, created_at: now - 60 * DAY });
-    await deliver((await autumn.pastDue(org, now)).webhook);
-    setClock(now + 10 * GRACE);
+    await autumn.addInvoice(org, { status: "paid", total: 49, created_at: clock.now - 60 * DAY });
+    await deliver((await autumn.pastDue(org, clock.now)).webhook);
+    clock.set(clock.now + 10 * GRACE);
     await runDurableObjectAlarm(orgStub(org));
     expect(await orgState(org)).toMatchObject({ state: "overdue", reason: "lapsed_customer", lapsed_customer: true, suspend_at: null });
   });
@@ -103,9 +93,9 @@ describe("who is never suspended", () => {
   it("an org whose paid invoice is older than the 10 recent unpaid ones", async () => {
     const org = uniqueOrg("old_payer");
     await autumn.createCustomer(org);
-    await autumn.addInvoice(org, { status: "paid", total: 29.99, created_at: now - 400 * DAY });
-    for (let i = 1; i <= 10; i++) await autumn.addInvoice(org, { status: "uncollectible", total: 29.99, created_at: now - i * DAY });
-    await deliver((await autumn.pastDue(org, now)).webhook);
+    await autumn.addInvoice(org, { status: "paid", total: 29.99, created_at: clock.now - 400 * DAY });
+    for (let i = 1; i <= 10; i++) await autumn.addInvoice(org, { status: "uncollectible", total: 29.99, created_at: clock.now - i * DAY });
+    await deliver((await autumn.pastDue(org, clock.now)).webhook);
     const state = await orgState(org);
     expect(state).toMatchObject({ state: "overdue", reason: "lapsed_customer", evidence: { paid_checked: "invoices_list" } });
     expect((await autumn.calls(org)).map((c) => c.path)).toContain("/v1/invoices.list");
@@ -114,8 +104,8 @@ describe("who is never suspended", () => {
   it("but a $0 trial invoice does not count as payment", async () => {
     const org = uniqueOrg("trial");
     await autumn.createCustomer(org);
-    await autumn.trialInvoice(org, now - 20 * DAY);
-    await deliver((await autumn.pastDue(org, now - GRACE)).webhook);
+    await autumn.trialInvoice(org, clock.now - 20 * DAY);
+    await deliver((await autumn.pastDue(org, clock.now - GRACE)).webhook);
     expect(await orgState(org)).toMatchObject({ state: "suspended", reason: "grace_elapsed_never_paid" });
   });
 
@@ -131,16 +121,16 @@ describe("who is never suspended", () => {
 describe("while not ok, the object resyncs on its own", () => {
   it("reads Autumn again after RESYNC_INTERVAL and restores an org whose payment webhook was lost", async () => {
     const org = await overdueOrg();
-    await autumn.pay(org, now); // the webhook is never delivered
-    setClock(now + 6 * HOUR);
-    expect(await alarmOf(org)).toBe(now);
+    await autumn.pay(org, clock.now); // the webhook is never delivered
+    clock.set(clock.now + 6 * HOUR);
+    expect(await alarmOf(org)).toBe(clock.now);
     await runDurableObjectAlarm(orgStub(org));
     expect(await orgState(org)).toMatchObject({ state: "ok" });
   });
 
   it("an expired subscription drops out and the org returns to ok", async () => {
     const org = await overdueOrg();
-    await deliver((await autumn.expire(org, now)).webhook);
+    await deliver((await autumn.expire(org, clock.now)).webhook);
     expect((await orgState(org)).state).toBe("ok");
   });
 });
@@ -155,8 +145,8 @@ describe("Autumn faults never cause a wrong transition", () => {
     ["a timeout", { mode: "slow" as const, delay_ms: 1_500 }],
   ])("%s at the deadline keeps the org overdue and retries through the alarm", async (_name, fault) => {
     const org = await overdueOrg();
-    const deadline = now + GRACE;
-    setClock(deadline);
+    const deadline = clock.now + GRACE;
+    clock.set(deadline);
     await autumn.fault({ ...fault, count: 1, customer_id: org });
     await runDurableObjectAlarm(orgStub(org));
     const failed = await orgState(org);
@@ -165,21 +155,21 @@ describe("Autumn faults never cause a wrong transition", () => {
     const retryAfter = "retry_after" in fault ? fault.retry_after * SECOND : 0;
     expect(retryAt).toBe(deadline + Math.max(5 * SECOND, retryAfter));
 
-    setClock(retryAt!);
+    clock.set(retryAt!);
     await runDurableObjectAlarm(orgStub(org));
     expect(await orgState(org)).toMatchObject({ state: "suspended", consecutive_failures: 0, last_sync: { ok: true } });
   });
 
   it("a failing Autumn on a payment webhook keeps the suspension until a read succeeds", async () => {
     const org = await overdueOrg();
-    setClock(now + GRACE);
+    clock.set(clock.now + GRACE);
     await runDurableObjectAlarm(orgStub(org));
     await autumn.fault({ mode: "http_500", count: 1, customer_id: org });
-    await autumn.pay(org, now);
+    await autumn.pay(org, clock.now);
     const response = await deliverNow(org);
     expect(response.status).toBe(200);
     expect((await orgState(org)).state).toBe("suspended");
-    setClock(now + 5 * SECOND);
+    clock.set(clock.now + 5 * SECOND);
     await runDurableObjectAlarm(orgStub(org));
     expect((await orgState(org)).state).toBe("ok");
   });
@@ -191,8 +181,8 @@ describe("Autumn faults never cause a wrong transition", () => {
     await admin(`/orgs/${org}/resync`, { method: "POST" });
     for (let i = 0; i < 3; i++) {
       const at = (await alarmOf(org))!;
-      delays.push(at - now);
-      setClock(at);
+      delays.push(at - clock.now);
+      clock.set(at);
       await runDurableObjectAlarm(orgStub(org));
     }
     expect(delays).toEqual([5 * SECOND, 10 * SECOND, 20 * SECOND]);
@@ -210,7 +200,7 @@ describe("webhook delivery semantics", () => {
   it("acknowledges a redelivered message id without processing it again", async () => {
     const org = uniqueOrg("dup");
     await autumn.createCustomer(org);
-    const { webhook } = await autumn.pastDue(org, now);
+    const { webhook } = await autumn.pastDue(org, clock.now);
     expect(await (await deliver(webhook)).json()).toMatchObject({ status: "processed" });
     const reads = (await autumn.calls(org)).length;
     const again = await deliver(webhook);
@@ -222,8 +212,8 @@ describe("webhook delivery semantics", () => {
   it("does not trust delivery order: a stale past-due event after the payment leaves the org ok", async () => {
     const org = uniqueOrg("order");
     await autumn.createCustomer(org);
-    const pastDue = (await autumn.pastDue(org, now)).webhook;
-    const paid = (await autumn.pay(org, now)).webhook;
+    const pastDue = (await autumn.pastDue(org, clock.now)).webhook;
+    const paid = (await autumn.pay(org, clock.now)).webhook;
     await deliver(paid);
     await deliver(pastDue);
     const state = await orgState(org);
@@ -234,8 +224,8 @@ describe("webhook delivery semantics", () => {
   it("handles concurrent webhooks for one org with a single transition", async () => {
     const org = uniqueOrg("burst");
     await autumn.createCustomer(org);
-    await autumn.pastDue(org, now);
-    const webhooks = await Promise.all(Array.from({ length: 8 }, () => autumn.addInvoice(org, { status: "void", total: 1, created_at: now })));
+    await autumn.pastDue(org, clock.now);
+    const webhooks = await Promise.all(Array.from({ length: 8 }, () => autumn.addInvoice(org, { status: "void", total: 1, created_at: clock.now })));
     const responses = await Promise.all(webhooks.map(({ webhook }) => deliver(webhook)));
     expect(responses.map((r) => r.status)).toEqual(Array(8).fill(200));
     const state = await orgState(org);
@@ -254,13 +244,13 @@ describe("the KV mirror", () => {
       const kv = (instance as unknown as { env: BillingEnv }).env.BILLING_STATE;
       vi.spyOn(kv, "put").mockRejectedValueOnce(new Error("KV unavailable"));
     });
-    await deliver((await autumn.pastDue(org, now)).webhook);
+    await deliver((await autumn.pastDue(org, clock.now)).webhook);
     const state = await orgState(org);
     expect(state).toMatchObject({ state: "overdue", mirror: { in_sync: false } });
     expect(await mirrorOf(org)).toBeNull();
-    expect(await alarmOf(org)).toBe(now + 5 * SECOND);
+    expect(await alarmOf(org)).toBe(clock.now + 5 * SECOND);
 
-    setClock(now + 5 * SECOND);
+    clock.set(clock.now + 5 * SECOND);
     await runDurableObjectAlarm(orgStub(org));
     expect(await mirrorOf(org)).toMatchObject({ state: "overdue", version: expect.any(Number) });
     expect((await orgState(org)).mirror.in_sync).toBe(true);
@@ -270,6 +260,6 @@ describe("the KV mirror", () => {
     const org = await overdueOrg("rewrite");
     await env.BILLING_STATE.put(billingStateKey(org), JSON.stringify({ state: "suspended", since: 0, version: 999, suspend_at: null, suspended_at: 0 }));
     await admin(`/orgs/${org}/resync`, { method: "POST" });
-    expect(await mirrorOf(org)).toMatchObject({ state: "overdue", since: now, suspend_at: now + GRACE });
+    expect(await mirrorOf(org)).toMatchObject({ state: "overdue", since: clock.now, suspend_at: clock.now + GRACE });
   });
 });

@@ -1,24 +1,15 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { autumn } from "../support/autumn.ts";
 import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgStub, uniqueOrg } from "../support/billing.ts";
+import { fakeClock } from "../support/clock.ts";
+
+const clock = fakeClock();
 
 const DAY = 86_400_000;
 const GRACE = 3 * DAY;
 
-let now = 0;
-function setClock(ms: number) {
-  now = ms;
-  vi.setSystemTime(ms);
-}
-beforeEach(() => {
-  vi.useFakeTimers({ toFake: ["Date"] });
-  setClock(Math.ceil(Date.now() / 1000) * 1000 + 1000);
-});
-afterEach(async () => {
-  vi.useRealTimers();
-  await deleteAllAlarms();
-});
+afterEach(deleteAllAlarms);
 
 type Page = { orgs: { org_id: string; state: string; reason: string; suspend_at: string | null; suspended_at: string | null }[]; next_cursor: string | null };
 
@@ -49,9 +40,9 @@ async function pastDue(prefix: string, invoiceAt: number): Promise<string> {
 
 describe("GET /admin/orgs?state=...", () => {
   it("lists orgs that are not ok, overdue by deadline, through pages", async () => {
-    const late = await pastDue("idx_late", now - 2 * DAY);
-    const early = await pastDue("idx_early", now);
-    const gone = await pastDue("idx_susp", now - GRACE);
+    const late = await pastDue("idx_late", clock.now - 2 * DAY);
+    const early = await pastDue("idx_early", clock.now);
+    const gone = await pastDue("idx_susp", clock.now - GRACE);
     const paying = uniqueOrg("idx_ok");
     await autumn.createCustomer(paying);
     await deliverNow(paying);
@@ -59,19 +50,19 @@ describe("GET /admin/orgs?state=...", () => {
 
     const overdue = await all("overdue", mine);
     expect(overdue.map((o) => o.org_id)).toEqual([late, early]);
-    expect(overdue[0]).toMatchObject({ state: "overdue", reason: "in_grace_period", suspend_at: new Date(now + DAY).toISOString() });
+    expect(overdue[0]).toMatchObject({ state: "overdue", reason: "in_grace_period", suspend_at: new Date(clock.now + DAY).toISOString() });
     expect(await all("suspended", mine)).toMatchObject([{ org_id: gone, state: "suspended", reason: "grace_elapsed_never_paid" }]);
     // Orgs only ever seen in good standing are not indexed at all.
     expect(await all("ok", mine)).toEqual([]);
   });
 
   it("follows every transition, including back to ok (recently restored)", async () => {
-    const org = await pastDue("idx_follow", now);
-    setClock(now + GRACE);
+    const org = await pastDue("idx_follow", clock.now);
+    clock.set(clock.now + GRACE);
     await runDurableObjectAlarm(orgStub(org));
     expect(await all("suspended", new Set([org]))).toHaveLength(1);
     expect(await all("overdue", new Set([org]))).toHaveLength(0);
-    await autumn.pay(org, now);
+    await autumn.pay(org, clock.now);
     await deliverNow(org);
     expect(await all("suspended", new Set([org]))).toHaveLength(0);
     expect(await all("ok", new Set([org]))).toMatchObject([{ org_id: org, reason: "not_past_due" }]);
@@ -84,9 +75,9 @@ describe("GET /admin/orgs?state=...", () => {
       const namespace = (instance as unknown as { env: BillingEnv }).env.ORG_INDEX;
       vi.spyOn(namespace, "getByName").mockReturnValueOnce({ upsert: () => Promise.reject(new Error("index unavailable")) } as never);
     });
-    await deliver((await autumn.pastDue(org, now)).webhook);
+    await deliver((await autumn.pastDue(org, clock.now)).webhook);
     expect(await all("overdue", new Set([org]))).toHaveLength(0);
-    setClock((await alarmOf(org))!);
+    clock.set((await alarmOf(org))!);
     await runDurableObjectAlarm(orgStub(org));
     expect(await all("overdue", new Set([org]))).toHaveLength(1);
   });

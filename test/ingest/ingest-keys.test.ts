@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { gate } from "../../src/ingest/admission.ts";
 import { GATE_TIMINGS } from "../../src/ingest/gate.ts";
 import { hashIngestKey } from "../../src/shared/ingest-key.ts";
@@ -8,18 +8,14 @@ import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { billingAdmin, ingest, mintKey } from "../support/ingest.ts";
 import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
+import { fakeClock } from "../support/clock.ts";
 
-let now = 0;
+const clock = fakeClock();
+
 beforeEach(() => {
   gate.reset();
-  vi.useFakeTimers({ toFake: ["Date"] });
-  now = Math.ceil(Date.now() / 1000) * 1000 + 1000;
-  vi.setSystemTime(now);
 });
-afterEach(async () => {
-  vi.useRealTimers();
-  await deleteAllAlarms();
-});
+afterEach(deleteAllAlarms);
 
 const send = (init: { key?: string | null; headers?: Record<string, string> }) =>
   ingest("/v1/logs", { ...init, headers: { "content-type": "application/json", ...init.headers }, body: OTLP_JSON["/v1/logs"] });
@@ -32,12 +28,12 @@ describe("minting, listing and revoking keys (billing admin API)", () => {
     expect(minted.key_id).toMatch(/^ik_[0-9a-f]{16}$/);
 
     const stored = await env.INGEST_KEYS.get(ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, minted.key)), "json");
-    expect(stored).toEqual({ org_id: org, key_id: minted.key_id, created_at: now });
+    expect(stored).toEqual({ org_id: org, key_id: minted.key_id, created_at: clock.now });
     const { keys } = await env.INGEST_KEYS.list();
     expect(JSON.stringify(keys)).not.toContain(minted.key.slice(6));
 
     const listed = await (await billingAdmin(`/orgs/${org}/ingest-keys`)).json();
-    expect(listed).toEqual({ keys: [{ key_id: minted.key_id, created_at: new Date(now).toISOString() }] });
+    expect(listed).toEqual({ keys: [{ key_id: minted.key_id, created_at: new Date(clock.now).toISOString() }] });
   });
 
   it("revokes: 404 for an unknown key id", async () => {
@@ -79,7 +75,7 @@ describe("authentication on the ingest path", () => {
     expect((await send({ key })).status).toBe(200);
     expect((await billingAdmin(`/orgs/${org}/ingest-keys/${key_id}`, { method: "DELETE" })).status).toBe(200);
     expect((await send({ key })).status).toBe(200);
-    vi.setSystemTime(now + GATE_TIMINGS.keyTtlMs);
+    clock.set(clock.now + GATE_TIMINGS.keyTtlMs);
     expect((await send({ key })).status).toBe(401);
     expect(await (await billingAdmin(`/orgs/${org}/ingest-keys`)).json()).toEqual({ keys: [] });
   });

@@ -7,23 +7,15 @@ import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { ingest, ingestWithEnv, mintKey, override, sink } from "../support/ingest.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
+import { fakeClock } from "../support/clock.ts";
 
-let now = 0;
-function setClock(ms: number) {
-  now = ms;
-  vi.setSystemTime(ms);
-}
+const clock = fakeClock();
 
 beforeEach(() => {
   gate.reset();
-  vi.useFakeTimers({ toFake: ["Date"] });
-  setClock(Math.ceil(Date.now() / 1000) * 1000 + 1000);
 });
 
-afterEach(async () => {
-  vi.useRealTimers();
-  await deleteAllAlarms();
-});
+afterEach(deleteAllAlarms);
 
 const sendJson = (key: string) => ingest("/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] });
 const sendProto = (key: string) => ingest("/v1/traces", { key, headers: { "content-type": "application/x-protobuf" }, body: OTLP_PROTOBUF["/v1/traces"] });
@@ -35,7 +27,7 @@ async function orgWithKey(prefix: string) {
 
 /** Writes the KV mirror directly, as if it still held an older decision. */
 async function staleMirror(org: string, state: "ok" | "suspended") {
-  await env.BILLING_STATE.put(billingStateKey(org), JSON.stringify({ state, since: now, version: 999, suspend_at: null, suspended_at: state === "suspended" ? now : null }));
+  await env.BILLING_STATE.put(billingStateKey(org), JSON.stringify({ state, since: clock.now, version: 999, suspend_at: null, suspended_at: state === "suspended" ? clock.now : null }));
 }
 
 describe("a suspended org", () => {
@@ -49,7 +41,7 @@ describe("a suspended org", () => {
       error: "billing_suspended",
       message: expect.stringMatching(/pay the overdue invoice/i),
       org_id: org,
-      suspended_at: new Date(now).toISOString(),
+      suspended_at: new Date(clock.now).toISOString(),
     });
     expect(await sink.requests(org)).toHaveLength(0);
   });
@@ -64,7 +56,7 @@ describe("a suspended org", () => {
     expect(status).toEqual({
       code: 7,
       message: expect.stringMatching(/pay the overdue invoice/i),
-      details: [{ typeUrl: "type.googleapis.com/google.rpc.ErrorInfo", reason: "billing_suspended", domain: "tollgate", metadata: { org_id: org, suspended_at: new Date(now).toISOString() } }],
+      details: [{ typeUrl: "type.googleapis.com/google.rpc.ErrorInfo", reason: "billing_suspended", domain: "tollgate", metadata: { org_id: org, suspended_at: new Date(clock.now).toISOString() } }],
     });
   });
 
@@ -88,7 +80,7 @@ describe("a suspended org", () => {
     expect((await sendJson(key)).status).toBe(402);
     await override(org, "clear");
     await staleMirror(org, "suspended");
-    setClock(now + GATE_TIMINGS.confirmTtlMs);
+    clock.set(clock.now + GATE_TIMINGS.confirmTtlMs);
     expect((await sendJson(key)).status).toBe(200);
   });
 });
@@ -99,9 +91,9 @@ describe("a new suspension reaches the edge", () => {
     expect((await sendJson(key)).status).toBe(200);
     await override(org, "suspend");
     expect((await sendJson(key)).status).toBe(200);
-    setClock(now + GATE_TIMINGS.stateTtlMs - 1);
+    clock.set(clock.now + GATE_TIMINGS.stateTtlMs - 1);
     expect((await sendJson(key)).status).toBe(200);
-    setClock(now + 1);
+    clock.set(clock.now + 1);
     expect((await sendJson(key)).status).toBe(402);
   });
 });
@@ -112,7 +104,7 @@ describe("the gate's cost for paying orgs", () => {
     for (let i = 0; i < 1_000; i++) expect((await sendJson(key)).status).toBe(200);
     expect(gate.counters).toMatchObject({ keyLookups: 1, mirrorReads: 1, objectCalls: 0 });
 
-    setClock(now + GATE_TIMINGS.stateTtlMs);
+    clock.set(clock.now + GATE_TIMINGS.stateTtlMs);
     for (let i = 0; i < 10; i++) await sendJson(key);
     expect(gate.counters).toMatchObject({ mirrorReads: 2, objectCalls: 0 });
   });
@@ -139,7 +131,7 @@ describe("failing open", () => {
     const { org, key } = await orgWithKey("fail_open");
     await override(org, "suspend");
     expect((await sendJson(key)).status).toBe(402);
-    setClock(now + GATE_TIMINGS.confirmTtlMs);
+    clock.set(clock.now + GATE_TIMINGS.confirmTtlMs);
 
     const warnings: unknown[] = [];
     const spy = vi.spyOn(console, "warn").mockImplementation((entry) => void warnings.push(entry));

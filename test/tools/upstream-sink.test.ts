@@ -3,6 +3,7 @@ import { Agent, request } from "node:http";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startUpstreamSink, type UpstreamSink } from "../../tools/upstream-sink/server.ts";
+import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
 
 type SinkRecord = {
   path: string;
@@ -58,23 +59,6 @@ function post(path: string, body: Uint8Array<ArrayBuffer> | string, headers: Rec
 const proto = (path: string, tenant: string | null, body: Uint8Array<ArrayBuffer> = PROTO_BODY) =>
   post(path, body, { "content-type": "application/x-protobuf", ...(tenant === null ? {} : { "X-Scope-OrgID": tenant }) });
 const json = (path: string, tenant: string, body = JSON_BODY) => post(path, body, { "content-type": "application/json", "X-Scope-OrgID": tenant });
-
-/** Decodes `google.rpc.Status { int32 code = 1; string message = 2; }` (single-byte varints suffice here). */
-function decodeStatus(bytes: Uint8Array): { code: number; message: string } {
-  let i = 0;
-  let code = 0;
-  let message = "";
-  while (i < bytes.length) {
-    const tag = bytes[i++]!;
-    if (tag === 0x08) code = bytes[i++]!;
-    else if (tag === 0x12) {
-      const length = bytes[i++]!;
-      message = new TextDecoder().decode(bytes.subarray(i, i + length));
-      i += length;
-    } else throw new Error(`unexpected tag ${tag}`);
-  }
-  return { code, message };
-}
 
 describe("accepting OTLP", () => {
   it("answers protobuf with an empty protobuf message and records the raw bytes", async () => {
@@ -266,7 +250,7 @@ describe("fault injection", () => {
     expect(response.status).toBe(status);
     expect(response.headers.get("retry-after")).toBe("7");
     expect(response.headers.get("content-type")).toBe("application/x-protobuf");
-    const rpc = decodeStatus(new Uint8Array(await response.arrayBuffer()));
+    const rpc = decodeRpcStatus(new Uint8Array(await response.arrayBuffer()));
     expect(rpc.code).toBeGreaterThan(0);
     expect(rpc.message).toContain(String(status));
 

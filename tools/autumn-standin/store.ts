@@ -271,26 +271,25 @@ export class AutumnStore {
         invoice.amount_paid = invoice.total;
       }
     }
-    const planChanges = this.baseSubscriptions(customer)
-      .filter((sub) => sub.past_due)
-      .map((sub) => {
-        sub.past_due = false;
-        return planChange("updated", sub, { past_due: true });
-      });
-    return { customerId: id, planChanges, tags: [] };
+    return this.recover(customer);
   }
 
   /** The merchant voids every open invoice (a write-off): past-due base subscriptions recover without a payment. */
   voidOpenInvoices(id: string): Change {
     const customer = this.get(id);
     for (const invoice of customer.invoices) if (invoice.status === "open") invoice.status = "void";
+    return this.recover(customer);
+  }
+
+  /** Past-due base subscriptions are no longer past due. */
+  private recover(customer: Customer): Change {
     const planChanges = this.baseSubscriptions(customer)
       .filter((sub) => sub.past_due)
       .map((sub) => {
         sub.past_due = false;
         return planChange("updated", sub, { past_due: true });
       });
-    return { customerId: id, planChanges, tags: [] };
+    return { customerId: customer.id, planChanges, tags: [] };
   }
 
   /** The base subscription ends (Stripe: canceled / incomplete_expired) and drops out of `subscriptions`. */

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { z } from "zod";
+import { encodeRpcStatus } from "../../src/ingest/rpc-status.ts";
 
 /**
  * A local OTLP/HTTP upstream (the "sink"): accepts `POST /v1/traces`, `/v1/metrics` and
@@ -92,23 +93,6 @@ function grpcCode(status: number): number {
   if (status === 504) return 4; // DEADLINE_EXCEEDED
   if (status >= 500) return 13; // INTERNAL
   return 2; // UNKNOWN
-}
-
-function varint(value: number): number[] {
-  const out: number[] = [];
-  let v = value >>> 0;
-  while (v > 0x7f) {
-    out.push((v & 0x7f) | 0x80);
-    v >>>= 7;
-  }
-  out.push(v);
-  return out;
-}
-
-/** `google.rpc.Status { int32 code = 1; string message = 2; }` in protobuf binary. */
-function encodeRpcStatus(code: number, message: string): Buffer {
-  const text = Buffer.from(message, "utf8");
-  return Buffer.concat([Buffer.from([0x08, ...varint(code), 0x12, ...varint(text.length)]), text]);
 }
 
 function flattenHeaders(headers: IncomingHttpHeaders): Record<string, string> {
@@ -289,7 +273,7 @@ export async function startUpstreamSink(options: UpstreamSinkOptions = {}): Prom
     const extra: Record<string, string> = fault.retry_after === undefined ? {} : { "retry-after": String(fault.retry_after) };
     const message = `injected fault: upstream answered ${fault.status}`;
     if (isJson) sendJson(res, fault.status, { code: grpcCode(fault.status), message }, extra);
-    else send(res, fault.status, "application/x-protobuf", encodeRpcStatus(grpcCode(fault.status), message), extra);
+    else send(res, fault.status, "application/x-protobuf", Buffer.from(encodeRpcStatus({ code: grpcCode(fault.status), message, reason: "injected_fault" })), extra);
   }
 
   function statsJson(): unknown {
