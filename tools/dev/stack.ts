@@ -23,7 +23,7 @@ export type StackOptions = {
 };
 
 /** One `wrangler dev` process; its registry lets Workers of the same stack find each other's Durable Objects. */
-export function startWranglerDev<N extends string>(
+function startWranglerDev<N extends string>(
   name: N,
   config: string,
   port: string,
@@ -73,7 +73,7 @@ export function startWranglerDev<N extends string>(
   return child;
 }
 
-export async function waitHealthy(url: string, child: ChildProcess, timeoutMs = 90_000): Promise<void> {
+async function waitHealthy(url: string, child: ChildProcess, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${url} exited with code ${child.exitCode} before it was ready`);
@@ -88,7 +88,7 @@ export async function waitHealthy(url: string, child: ChildProcess, timeoutMs = 
   throw new Error(`${url} was not healthy within ${timeoutMs / 1000} s`);
 }
 
-export function stopChild(child: ChildProcess): Promise<void> {
+function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.pid === undefined) return Promise.resolve();
   return new Promise((resolveStop) => {
     const kill = setTimeout(() => {
