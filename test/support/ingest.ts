@@ -44,6 +44,7 @@ export function ingest(path: string, init: RequestInit & { key?: string | null }
   return exports.default.fetch(`${INGEST}${path}`, { method: "POST", ...init, headers });
 }
 
+/** The sink's request record (tools/upstream-sink RequestRecordJson), restated: that module is Node code. */
 export type SinkRecord = {
   path: string;
   tenant: string | null;

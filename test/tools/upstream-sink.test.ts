@@ -2,22 +2,10 @@ import { createHash } from "node:crypto";
 import { Agent, request } from "node:http";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startUpstreamSink, type UpstreamSink } from "../../tools/upstream-sink/server.ts";
+import { startUpstreamSink, type RequestRecordJson, type UpstreamSink } from "../../tools/upstream-sink/server.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
 
-type SinkRecord = {
-  path: string;
-  tenant: string | null;
-  content_type: string | null;
-  content_encoding: string | null;
-  bytes: number;
-  sha256: string;
-  headers: Record<string, string>;
-  body_base64: string;
-  at: number;
-  status: number | null;
-  fault?: string;
-};
+type SinkRecord = RequestRecordJson;
 type Counter = { requests: number; bytes: number };
 type Stats = { total: Counter; tenants: Record<string, Counter & { paths: Record<string, Counter> }> };
 
