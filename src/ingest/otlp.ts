@@ -26,20 +26,19 @@ export function otlpEncoding(header: string | null): "identity" | "gzip" | null 
  * decompressed size) but forwarded exactly as it came: no decode and re-encode.
  */
 export async function handleOtlp(request: Request, env: IngestEnv, settings: IngestSettings, path: string): Promise<Response> {
-  const route = path;
   const format = otlpFormat(request.headers.get("content-type"));
   const errorFormat = format ?? "json";
-  const admitted = await admit(request, env, settings, route, errorFormat);
+  const admitted = await admit(request, env, settings, path, errorFormat);
   if (!admitted.ok) return admitted.response;
   const ctx = { orgId: admitted.orgId, keyId: admitted.keyId };
 
-  const tooLarge = (what: string, limit: number) => refuse(env, route, errorFormat, 413, "payload_too_large", `the ${what} exceeds ${limit} bytes; send smaller batches`, ctx).response;
+  const tooLarge = (what: string, limit: number) => refuse(env, path, errorFormat, 413, "payload_too_large", `the ${what} exceeds ${limit} bytes; send smaller batches`, ctx).response;
   if (declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return tooLarge("body", settings.maxBodyBytes);
   if (format === null) {
-    return refuse(env, route, "json", 415, "unsupported_media_type", "send OTLP as application/x-protobuf or application/json", ctx).response;
+    return refuse(env, path, "json", 415, "unsupported_media_type", "send OTLP as application/x-protobuf or application/json", ctx).response;
   }
   const encoding = otlpEncoding(request.headers.get("content-encoding"));
-  if (encoding === null) return refuse(env, route, format, 415, "unsupported_encoding", "Content-Encoding must be gzip or absent", ctx).response;
+  if (encoding === null) return refuse(env, path, format, 415, "unsupported_encoding", "Content-Encoding must be gzip or absent", ctx).response;
 
   let body: Uint8Array;
   try {
@@ -53,7 +52,7 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
       await gunzipBounded(body, settings.maxDecompressedBytes, false);
     } catch (error) {
       if (error instanceof TooLargeError) return tooLarge("decompressed body", settings.maxDecompressedBytes);
-      if (error instanceof InvalidGzipError) return refuse(env, route, format, 400, "invalid_gzip", "the body is declared gzip but does not decompress", ctx).response;
+      if (error instanceof InvalidGzipError) return refuse(env, path, format, 400, "invalid_gzip", "the body is declared gzip but does not decompress", ctx).response;
       throw error;
     }
   }
@@ -68,5 +67,5 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
     timeoutMs: settings.upstreamTimeoutMs,
     format,
   });
-  return settleForward(env, settings, { ...ctx, route, bytes: body.byteLength }, result);
+  return settleForward(env, settings, { ...ctx, route: path, bytes: body.byteLength }, result);
 }

@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
 import { z } from "zod";
 import { AutumnStore, INVOICE_STATUSES, randomId, StandInError, type Change, type Env } from "./store.ts";
+import { listen } from "../listen.ts";
 
 /**
  * A local stand-in for Autumn's API, version 2.3.0, on loopback (`node:http` only).
@@ -351,17 +351,10 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
   });
   server.keepAliveTimeout = 60_000;
   const host = options.host ?? "127.0.0.1";
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const { url, port } = await listen(server, options.port ?? 0, host);
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    url,
     port,
     close: () =>
       (closing ??= new Promise<void>((resolve) => {

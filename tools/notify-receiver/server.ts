@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { listen } from "../listen.ts";
 
 /**
  * A local receiver for Tollgate's outbound events (NOTIFY_URL): records every delivery
@@ -56,13 +56,9 @@ export async function startNotifyReceiver(options: { port?: number; host?: strin
       json(res, status, status === 200 ? { received: true } : { error: "down" });
     })().catch((error: unknown) => json(res, 500, { error: String(error) }));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  const { url, port } = await listen(server, options.port ?? 0, options.host ?? "127.0.0.1");
   return {
-    url: `http://${options.host ?? "127.0.0.1"}:${port}`,
+    url,
     port,
     close: () =>
       new Promise<void>((resolve) => {

@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
 import { z } from "zod";
 import { encodeRpcStatus } from "../../src/ingest/rpc-status.ts";
+import { listen } from "../listen.ts";
 
 /**
  * A local OTLP/HTTP upstream (the "sink"): accepts `POST /v1/traces`, `/v1/metrics` and
@@ -374,19 +375,11 @@ export async function startUpstreamSink(options: UpstreamSinkOptions = {}): Prom
     socket.once("close", () => sockets.delete(socket));
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const urlHost = host.includes(":") ? `[${host}]` : host;
+  const { url, port } = await listen(server, options.port ?? 0, host);
 
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${urlHost}:${port}`,
+    url,
     port,
     close: () =>
       (closing ??= new Promise<void>((resolve) => {
