@@ -2,7 +2,7 @@ import { Router, type IRequest } from "itty-router";
 import { errorResponse, jsonResponse } from "../shared/http-error.ts";
 import { parseJsonBody } from "../shared/json-body.ts";
 import { log, logError, logWarn } from "../shared/log.ts";
-import { isValidOrgId, ORG_ID_RULE } from "../shared/org-id.ts";
+import { decodePathSegment, ORG_ID_RULE, orgIdFromPath } from "../shared/org-id.ts";
 import { bearerToken } from "../shared/bearer.ts";
 import { timingSafeEqualStrings } from "./constant-time.ts";
 import { ListQuery, OverrideBody } from "./admin-requests.ts";
@@ -30,9 +30,12 @@ async function authorize(request: IRequest, env: BillingEnv): Promise<Response |
   return undefined;
 }
 
+/** Key ids are minted as `ik_` + 16 hex digits; anything far from that shape cannot name a key. */
+const KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
 function withOrg(request: IRequest): Response | undefined {
-  const orgId = decodeURIComponent(request.params.orgId ?? "");
-  if (!isValidOrgId(orgId)) return errorResponse(400, "invalid_org_id", `org id must be ${ORG_ID_RULE}`);
+  const orgId = orgIdFromPath(request.params.orgId);
+  if (orgId === null) return errorResponse(400, "invalid_org_id", `org id must be ${ORG_ID_RULE}, percent-encoded in the path`);
   (request as AdminRequest).orgId = orgId;
   return undefined;
 }
@@ -70,7 +73,8 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
   })
   .get("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => jsonResponse({ keys: await orgBilling(env, orgId).listIngestKeys(orgId) }))
   .delete("/orgs/:orgId/ingest-keys/:keyId", async ({ orgId, params }, env) => {
-    const keyId = decodeURIComponent(params.keyId ?? "");
+    const keyId = decodePathSegment(params.keyId);
+    if (keyId === null || !KEY_ID_PATTERN.test(keyId)) return errorResponse(400, "invalid_key_id", "a key id is what POST .../ingest-keys returned (ik_ and 16 hex digits)");
     if (!(await orgBilling(env, orgId).revokeIngestKey(orgId, keyId))) return errorResponse(404, "key_not_found", `org ${orgId} has no active ingest key ${keyId}`);
     return jsonResponse({ key_id: keyId, revoked: true });
   })

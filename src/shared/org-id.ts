@@ -11,3 +11,23 @@ export const OrgId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, `org
 export function isValidOrgId(value: unknown): value is string {
   return OrgId.safeParse(value).success;
 }
+
+/**
+ * One path segment, percent-decoded, or null when it cannot be decoded (`%E0`, a bare `%`,
+ * `%zz`, overlong or surrogate UTF-8). `decodeURIComponent` throws on those, and a throw
+ * inside a route would be a 500 for what is a client's mistake; callers answer 400 or 404.
+ */
+export function decodePathSegment(raw: string | undefined): string | null {
+  if (raw === undefined) return null;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
+}
+
+/** The org id named by a path segment, or null when it is undecodable or not a valid org id. */
+export function orgIdFromPath(raw: string | undefined): string | null {
+  const decoded = decodePathSegment(raw);
+  return decoded !== null && isValidOrgId(decoded) ? decoded : null;
+}

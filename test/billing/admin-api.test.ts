@@ -1,8 +1,11 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
+import { sessionCookie } from "../../src/billing/console/session.ts";
 import { autumn } from "../support/autumn.ts";
-import { admin, deleteAllAlarms, deliver, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { admin, BILLING, deleteAllAlarms, deliver, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
+import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 
 const clock = fakeClock();
 
@@ -115,5 +118,48 @@ describe("POST /admin/orgs/{orgId}/override", () => {
   it("refuses a body that is not JSON with 400 invalid_json", async () => {
     const response = await admin(`/orgs/${uniqueOrg()}/override`, { method: "POST", body: "{" });
     expect(await response.json()).toMatchObject({ error: "invalid_json" });
+  });
+});
+
+describe("malformed percent-encoding in paths", () => {
+  // `%E0` alone, a truncated `%`, an overlong UTF-8 sequence and a lone surrogate: decodeURIComponent throws on all of them.
+  const MALFORMED = ["%E0", "%", "%zz", "org%C0%AF", "%ED%A0%80"];
+
+  it.each(MALFORMED)("GET /admin/orgs/%s answers 400 invalid_org_id", async (segment) => {
+    const response = await admin(`/orgs/${segment}`);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: "invalid_org_id" });
+  });
+
+  it.each(MALFORMED)("POST /admin/orgs/%s/resync answers 400 invalid_org_id", async (segment) => {
+    const response = await admin(`/orgs/${segment}/resync`, { method: "POST" });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: "invalid_org_id" });
+  });
+
+  it.each(MALFORMED)("DELETE /admin/orgs/{org}/ingest-keys/%s answers 400 invalid_key_id and revokes nothing", async (segment) => {
+    const org = uniqueOrg("keys");
+    const minted = await admin(`/orgs/${org}/ingest-keys`, { method: "POST" });
+    expect(minted.status).toBe(201);
+    const response = await admin(`/orgs/${org}/ingest-keys/${segment}`, { method: "DELETE" });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: "invalid_key_id" });
+    const keys = (await (await admin(`/orgs/${org}/ingest-keys`)).json()) as { keys: unknown[] };
+    expect(keys.keys).toHaveLength(1);
+  });
+
+  it("DELETE of a well-encoded but unknown key id is still 404 key_not_found", async () => {
+    const response = await admin(`/orgs/${uniqueOrg("keys")}/ingest-keys/ik_0000000000000000`, { method: "DELETE" });
+    expect(response.status).toBe(404);
+    expect(await response.json()).toMatchObject({ error: "key_not_found" });
+  });
+
+  it.each(MALFORMED)("the console's /admin/org/%s answers 404 with a page, signed in", async (segment) => {
+    const cookie = (await sessionCookie(TEST_ADMIN_TOKEN, Date.now())).split(";")[0]!;
+    for (const [method, path] of [["GET", `/admin/org/${segment}`], ["POST", `/admin/org/${segment}/resync`]] as const) {
+      const response = await exports.default.fetch(`${BILLING}${path}`, { method, redirect: "manual", headers: { cookie, origin: BILLING } });
+      expect(response.status).toBe(404);
+      expect(await response.text()).toContain("is not an org id");
+    }
   });
 });

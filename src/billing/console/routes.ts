@@ -1,6 +1,6 @@
 import { Router, type IRequest } from "itty-router";
 import { logWarn } from "../../shared/log.ts";
-import { isValidOrgId, ORG_ID_RULE } from "../../shared/org-id.ts";
+import { isValidOrgId, ORG_ID_RULE, orgIdFromPath } from "../../shared/org-id.ts";
 import { OverrideBody } from "../admin-requests.ts";
 import { adminToken } from "../config.ts";
 import { timingSafeEqualStrings } from "../constant-time.ts";
@@ -41,8 +41,8 @@ async function requireSession(request: IRequest, env: BillingEnv): Promise<Respo
 }
 
 function withOrg(request: IRequest): Response | undefined {
-  const orgId = decodeURIComponent(request.params.orgId ?? "");
-  if (!isValidOrgId(orgId)) return notFound(`"${orgId}" is not an org id (${ORG_ID_RULE}).`);
+  const orgId = orgIdFromPath(request.params.orgId);
+  if (orgId === null) return notFound(`That is not an org id (${ORG_ID_RULE}).`);
   (request as ConsoleRequest).orgId = orgId;
   return undefined;
 }
