@@ -1,11 +1,12 @@
 import type { OrgBilling } from "../billing/org-billing.ts";
 import { MirrorEntry } from "../shared/billing-state.ts";
 import { hashIngestKey, IngestKeyRecord, isWellFormedIngestKey, presentedIngestKey } from "../shared/ingest-key.ts";
-import { log, logWarn } from "../shared/log.ts";
+import { log, logError, logWarn } from "../shared/log.ts";
 import { billingStateKey, ingestKeyHashKey } from "../shared/storage-keys.ts";
 import { recordUsage } from "./analytics.ts";
 import type { IngestSettings } from "./config.ts";
 import { IngestGate, type GateSources } from "./gate.ts";
+import { LogThrottle } from "./log-throttle.ts";
 import { ingestError, type BodyFormat } from "./responses.ts";
 import type { ForwardResult } from "./upstream.ts";
 
@@ -14,6 +15,15 @@ export const KV_CACHE_TTL_SECONDS = 30;
 
 /** One gate per isolate: its caches are what make the hot path free. */
 export const gate = new IngestGate({ onFailOpen: (event) => logWarn({ event: "ingest_fail_open", ...event }) });
+
+/** How often one kind of refusal or upstream trouble of one org is logged per isolate. */
+export const DECISION_LOG_WINDOW_MS = 10_000;
+
+/**
+ * Per-isolate throttle of refusal and upstream lines: the first per org and code in a
+ * 10 s window, then one line with the count. 10,000 keys at most (a few hundred KiB).
+ */
+export const logThrottle = new LogThrottle({ windowMs: DECISION_LOG_WINDOW_MS, capacity: 10_000 });
 
 const sourcesByEnv = new WeakMap<object, GateSources>();
 
@@ -42,7 +52,10 @@ export function gateSources(env: IngestEnv, settings: Pick<IngestSettings, "pepp
 export type Admitted = { ok: true; orgId: string; keyId: string };
 export type Refused = { ok: false; response: Response };
 
-/** A refusal: one log line and one counter, never the key. */
+/**
+ * A refusal: one exact counter, and a log line for the first refusal of this org and code in
+ * the window (then one with `refused: N`, the refusals since the last line); never the key.
+ */
 export function refuse(
   env: IngestEnv,
   route: string,
@@ -52,7 +65,10 @@ export function refuse(
   message: string,
   context: { orgId?: string; keyId?: string; extra?: Record<string, string>; headers?: Record<string, string>; bytes?: number } = {},
 ): Refused {
-  logWarn({ event: "ingest_refused", org_id: context.orgId ?? null, key_id: context.keyId ?? null, route, status, code, reason: message });
+  const refused = logThrottle.hit(`${context.orgId ?? "-"} ${code}`, Date.now());
+  if (refused !== null) {
+    logWarn({ event: "ingest_refused", org_id: context.orgId ?? null, key_id: context.keyId ?? null, route, status, code, reason: message, refused, window_s: DECISION_LOG_WINDOW_MS / 1000 });
+  }
   if (context.orgId) recordUsage(env, { orgId: context.orgId, route, outcome: "refused", code, bytes: context.bytes ?? 0 });
   return { ok: false, response: ingestError(format, status, code, message, context.extra, context.headers) };
 }
@@ -90,8 +106,12 @@ export async function admit(request: Request, env: IngestEnv, settings: IngestSe
 }
 
 /**
- * Accounts for a forwarded request: upstream trouble is logged (the client got a
- * retryable answer), accepted data is counted and, when LOG_SAMPLE_RATE allows, logged.
+ * Accounts for a forwarded request. Upstream trouble is logged, throttled like refusals:
+ * `ingest_upstream_failed` at error level when the client got a retryable answer
+ * (misconfigured, unavailable, unreachable) and at warn level for 429;
+ * `ingest_upstream_refused` when the backend refused the data itself (400, 413), so the
+ * operator can match MAX_BODY_BYTES to the backend. Accepted data is counted and, when
+ * LOG_SAMPLE_RATE allows, logged.
  */
 export function settleForward(
   env: IngestEnv,
@@ -100,9 +120,28 @@ export function settleForward(
   result: ForwardResult,
 ): Response {
   const { orgId, keyId, route, bytes } = context;
-  if (result.failure) {
-    logWarn({ event: "ingest_upstream_failed", org_id: orgId, key_id: keyId, route, status: result.response.status, reason: result.failure });
-    recordUsage(env, { orgId, route, outcome: "refused", code: "upstream_unavailable", bytes });
+  if (result.outcome !== "accepted") {
+    const code = result.code ?? "upstream_unavailable";
+    recordUsage(env, { orgId, route, outcome: "refused", code, bytes });
+    const count = logThrottle.hit(`${orgId} upstream_${result.upstreamStatus ?? "none"}`, Date.now());
+    if (count !== null) {
+      const line = {
+        event: result.outcome === "data_refused" ? "ingest_upstream_refused" : "ingest_upstream_failed",
+        org_id: orgId,
+        key_id: keyId,
+        route,
+        status: result.response.status,
+        upstream_status: result.upstreamStatus,
+        code,
+        reason: result.failure,
+        upstream_body: result.upstreamBody,
+        bytes,
+        count,
+        window_s: DECISION_LOG_WINDOW_MS / 1000,
+      };
+      if (result.outcome === "data_refused" || result.outcome === "rate_limited") logWarn(line);
+      else logError(line);
+    }
     return result.response;
   }
   recordUsage(env, { orgId, route, outcome: "accepted", code: String(result.upstreamStatus), bytes });

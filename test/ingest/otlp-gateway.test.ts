@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { gate } from "../../src/ingest/admission.ts";
+import { gate, logThrottle } from "../../src/ingest/admission.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { bodyOf, gzip, ingest, ingestWithEnv, mintKey, sha256Hex, sink } from "../support/ingest.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
@@ -15,6 +15,7 @@ let key: string;
 
 beforeEach(async () => {
   gate.reset();
+  logThrottle.reset();
   org = uniqueOrg("otlp");
   key = (await mintKey(org)).key;
 });
@@ -167,7 +168,7 @@ describe("upstream trouble is retryable, so nothing accepted is lost", () => {
     expect((await send()).status).toBe(503);
   });
 
-  it("an upstream 400 is the client's problem and passes through", async () => {
+  it("an upstream 400 is about the data and stays final for the client", async () => {
     await sink.fault({ mode: "status", status: 400, tenant: org });
     expect((await send()).status).toBe(400);
   });
@@ -181,8 +182,8 @@ describe("observability", () => {
     expect((await ingestWithEnv(withAnalytics, "/v1/traces", { key, headers: { "content-type": "application/json" }, body })).status).toBe(200);
     await ingestWithEnv(withAnalytics, "/v1/traces", { key, headers: { "content-type": "text/plain" }, body: "x" });
     expect(points).toEqual([
-      { indexes: [org], blobs: ["/v1/traces", "accepted", "200"], doubles: [1, body.length] },
-      { indexes: [org], blobs: ["/v1/traces", "refused", "unsupported_media_type"], doubles: [1, 0] },
+      { indexes: [org], blobs: ["/v1/traces", "accepted", "200", org], doubles: [1, body.length] },
+      { indexes: [org], blobs: ["/v1/traces", "refused", "unsupported_media_type", org], doubles: [1, 0] },
     ]);
   });
 
