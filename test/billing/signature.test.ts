@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
-import { importSigningSecret, verifySignature } from "../../src/billing/signature.ts";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { importSigningSecret, MAX_SIGNATURE_ENTRIES, verifySignature } from "../../src/billing/signature.ts";
 
 const encoder = new TextEncoder();
 
@@ -159,5 +159,60 @@ describe("webhook signatures", () => {
   it("rejects secrets that are not whsec_<base64>", async () => {
     await expect(importSigningSecret("not-a-secret")).rejects.toThrow(/AUTUMN_WEBHOOK_SECRET/);
     await expect(importSigningSecret("whsec_***")).rejects.toThrow(/AUTUMN_WEBHOOK_SECRET/);
+  });
+});
+
+describe("signature cost: one HMAC per configured secret, however many entries", () => {
+  /** Counts every HMAC over the body, whichever WebCrypto call computes it. */
+  function countHmacs() {
+    const sign = vi.spyOn(crypto.subtle, "sign");
+    const verify = vi.spyOn(crypto.subtle, "verify");
+    return () => sign.mock.calls.filter(([algorithm]) => hmacCall(algorithm)).length + verify.mock.calls.filter(([algorithm]) => hmacCall(algorithm)).length;
+  }
+  function hmacCall(algorithm: unknown): boolean {
+    return (typeof algorithm === "string" ? algorithm : (algorithm as { name?: string }).name) === "HMAC";
+  }
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  const v = VECTORS.quarterMebibyte!;
+  const entries = (count: number) => Array.from({ length: count }, () => KNOWN_INVALID);
+
+  it("refuses 1,000 v1 entries on a 256 KiB body with 401, before computing any HMAC", async () => {
+    const keys = [await importSigningSecret(v.secret)];
+    const hmacs = countHmacs();
+    const result = await verifySignature({ keys, headers: headers(v, { "svix-signature": [...entries(999), v.signature].join(" ") }), body: encoder.encode(v.payload), nowMs: v.timestamp * 1000 });
+    expect(result).toMatchObject({ ok: false, code: "too_many_signatures" });
+    expect(hmacs()).toBe(0);
+  });
+
+  it(`accepts ${MAX_SIGNATURE_ENTRIES} entries (the last one valid) with one HMAC per secret`, async () => {
+    const keys = await Promise.all([VECTORS.standard!.secret, v.secret].map((secret) => importSigningSecret(secret)));
+    const hmacs = countHmacs();
+    const signature = [...entries(MAX_SIGNATURE_ENTRIES - 1), v.signature].join(" ");
+    expect((await verifySignature({ keys, headers: headers(v, { "svix-signature": signature }), body: encoder.encode(v.payload), nowMs: v.timestamp * 1000 })).ok).toBe(true);
+    expect(hmacs()).toBe(2);
+  });
+
+  it(`refuses ${MAX_SIGNATURE_ENTRIES} invalid entries after exactly one HMAC per secret`, async () => {
+    const keys = await Promise.all([VECTORS.standard!.secret, v.secret].map((secret) => importSigningSecret(secret)));
+    const hmacs = countHmacs();
+    const result = await verifySignature({ keys, headers: headers(v, { "svix-signature": entries(MAX_SIGNATURE_ENTRIES).join(" ") }), body: encoder.encode(v.payload), nowMs: v.timestamp * 1000 });
+    expect(result).toMatchObject({ ok: false, code: "invalid_signature" });
+    expect(hmacs()).toBe(2);
+  });
+
+  it(`counts every entry, not only v1 ones, toward the ${MAX_SIGNATURE_ENTRIES}-entry cap`, async () => {
+    const mixed = [...Array.from({ length: MAX_SIGNATURE_ENTRIES }, () => "v1a,AAAA"), v.signature].join(" ");
+    expect(await verify(v, { headers: headers(v, { "svix-signature": mixed }) })).toMatchObject({ ok: false, code: "too_many_signatures" });
+  });
+
+  it("computes no HMAC when no entry is a well-formed v1 signature", async () => {
+    const keys = [await importSigningSecret(v.secret)];
+    const hmacs = countHmacs();
+    const result = await verifySignature({ keys, headers: headers(v, { "svix-signature": "v1, v1a,xyz v1,!!!" }), body: encoder.encode(v.payload), nowMs: v.timestamp * 1000 });
+    expect(result).toMatchObject({ ok: false, code: "invalid_signature" });
+    expect(hmacs()).toBe(0);
   });
 });

@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { handleWebhook } from "../../src/billing/webhook.ts";
 import { autumn } from "../support/autumn.ts";
 import { BILLING, billingUpdated, deleteAllAlarms, deliver, orgState, signWebhook, uniqueOrg } from "../support/billing.ts";
@@ -122,6 +122,21 @@ describe("POST /api/billing/autumn/webhook", () => {
       await expectRefusal(await deliver(signWebhook("a".repeat(256 * 1024 + 1))), 413, "payload_too_large");
       // The public 256 KiB vector's size passes the cap; its body is not JSON.
       await expectRefusal(await deliver(signWebhook("a".repeat(256 * 1024))), 400, "invalid_payload");
+    });
+
+    it("1,000 v1 entries on a 256 KiB body: 401 too_many_signatures, with no HMAC computed", async () => {
+      const org = await pastDueCustomer();
+      const signed = signWebhook(JSON.stringify({ ...(billingUpdated(org) as object), padding: "a".repeat(250_000) }));
+      const flood = [...Array.from({ length: 999 }, () => "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc="), signed.headers["svix-signature"]].join(" ");
+      const sign = vi.spyOn(crypto.subtle, "sign");
+      const verify = vi.spyOn(crypto.subtle, "verify");
+      try {
+        await expectRefusal(await deliver({ headers: { ...signed.headers, "svix-signature": flood }, body: signed.body }), 401, "too_many_signatures");
+        expect(sign.mock.calls.length + verify.mock.calls.length).toBe(0);
+      } finally {
+        vi.restoreAllMocks();
+      }
+      await expectUntouched(org);
     });
 
     it("an unset secret: 503 not_configured, naming the variable", async () => {
