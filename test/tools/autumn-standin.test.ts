@@ -100,7 +100,7 @@ describe("auth, version pinning and errors", () => {
     expect((await api("/v1/nope", {}, { authorization: `Bearer ${SECRET_KEY}` })).json.code).toBe("invalid_api_version");
   });
 
-  it("answers 404 not_found for unknown paths and methods, 400 invalid_request for bad bodies", async () => {
+  it("answers 404 not_found for unknown paths and methods, 400 invalid_inputs for bodies the schema refuses", async () => {
     const unknown = await api("/v1/customers.delete", { customer_id: "x" });
     expect(unknown.status).toBe(404);
     expect(unknown.json).toEqual({ message: expect.any(String), code: "not_found", env: "sandbox" });
@@ -108,15 +108,21 @@ describe("auth, version pinning and errors", () => {
     expect(get.status).toBe(404);
     expect((await call(standIn.url, "/elsewhere", { method: "GET" })).json.code).toBe("not_found");
 
-    for (const body of ["{not json", "{}", JSON.stringify({ customer_id: 42 }), JSON.stringify({ customer_id: "" }), JSON.stringify({ customer_id: "a", expand: "invoices" })]) {
+    // Autumn reads a body that is not JSON as {} (validatorMiddleware), so "{not json" lacks customer_id.
+    for (const body of ["{not json", "{}", "null", JSON.stringify({ customer_id: 42 }), JSON.stringify({ customer_id: "" }), JSON.stringify({ customer_id: "a", expand: "invoices" })]) {
       const result = await api("/v1/customers.get", body);
       expect(result.status, body).toBe(400);
-      expect(result.json).toEqual({ message: expect.any(String), code: "invalid_request", env: "sandbox" });
+      expect(result.json).toEqual({ message: expect.any(String), code: "invalid_inputs", env: "sandbox" });
     }
-    for (const body of [{ limit: 0 }, { limit: 5001 }, { limit: 1.5 }, { status: ["pending"] }, { status: "paid" }, { start_cursor: "garbage" }]) {
-      expect((await api("/v1/invoices.list", body)).json.code, JSON.stringify(body)).toBe("invalid_request");
+    for (const body of [{ limit: 0 }, { limit: 5001 }, { limit: 1.5 }, { limit: "many" }, { status: ["pending"] }, { status: "paid" }]) {
+      const result = await api("/v1/invoices.list", body);
+      expect(result.status, JSON.stringify(body)).toBe(400);
+      expect(result.json.code, JSON.stringify(body)).toBe("invalid_inputs");
     }
-    expect((await api("/v1/customers.list", { limit: 0 })).json.code).toBe("invalid_request");
+    expect((await api("/v1/invoices.list", { start_cursor: "garbage" })).json).toEqual({ message: expect.any(String), code: "invalid_cursor", env: "sandbox" });
+    // Within the schema's 5000 but above the per-org maximum of 1000.
+    expect((await api("/v1/invoices.list", { limit: 1001 })).json).toEqual({ message: "limit 1001 exceeds max of 1000 for this org", code: "invalid_request", env: "sandbox" });
+    expect((await api("/v1/customers.list", { limit: 0 })).json.code).toBe("invalid_inputs");
   });
 
   it("answers 404 customer_not_found for an unknown customer", async () => {
@@ -272,7 +278,7 @@ describe("invoices.list", () => {
     expect(new Set(seen.map((i) => i.id)).size).toBe(7);
   });
 
-  it("defaults to 50 per page and accepts up to 5000", async () => {
+  it("defaults to 50 per page and accepts up to 1000", async () => {
     await control("POST", "/customers", { id: "org_many" });
     for (let i = 0; i < 55; i++) await control("POST", "/customers/org_many/invoices?deliver=0", { status: "open", total: 1, created_at: T0 - i });
     const first = (await api("/v1/invoices.list", { customer_id: "org_many" })).json;
@@ -281,7 +287,7 @@ describe("invoices.list", () => {
     const rest = (await api("/v1/invoices.list", { customer_id: "org_many", start_cursor: first.next_cursor })).json;
     expect(rest.list).toHaveLength(5);
     expect(rest.next_cursor).toBeNull();
-    expect((await api("/v1/invoices.list", { customer_id: "org_many", limit: 5000 })).json.list).toHaveLength(55);
+    expect((await api("/v1/invoices.list", { customer_id: "org_many", limit: 1000 })).json.list).toHaveLength(55);
   });
 });
 
@@ -310,6 +316,145 @@ describe("customers.list", () => {
     // A cursor from another list is refused.
     const invoiceCursor = (await api("/v1/invoices.list", { limit: 1 })).json.next_cursor;
     expect((await api("/v1/customers.list", { start_cursor: invoiceCursor })).status).toBe(400);
+  });
+
+  /** Every customer of a walk, page by page; `between` runs after each page but the last. */
+  async function walk(body: Json, between?: (page: number, ids: string[]) => Promise<void>) {
+    const ids: string[] = [];
+    let cursor: string | null = "";
+    for (let page = 1; cursor !== null; page++) {
+      const result: { status: number; json: Json } = await api("/v1/customers.list", { ...body, start_cursor: cursor });
+      expect(result.status).toBe(200);
+      ids.push(...result.json.list.map((c: Json) => c.id));
+      cursor = result.json.next_cursor;
+      if (cursor !== null && between) await between(page, ids);
+      if (page > 500) throw new Error("walk does not end");
+    }
+    return ids;
+  }
+  const decodeCursor = (cursor: string) => JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+
+  it("returns each customer exactly as customers.get does, subscriptions with past_due and add_on included", async () => {
+    await control("POST", "/customers", { id: "org_full", name: "Full", email: "f@full.test" });
+    await control("POST", "/customers/org_full/subscriptions", { plan_id: "support", add_on: true, past_due: true });
+    await control("POST", "/customers/org_full/past-due");
+    await control("POST", "/customers", { id: "org_plain" });
+    const { json } = await api("/v1/customers.list", {});
+    expect(json.next_cursor).toBeNull();
+    const listed = json.list.find((c: Json) => c.id === "org_full");
+    expect(listed).toEqual(await getCustomer("org_full"));
+    expect(listed.subscriptions).toMatchObject([
+      { plan_id: "pro", add_on: false, past_due: true, status: "active" },
+      { plan_id: "support", add_on: true, past_due: true, status: "active" },
+    ]);
+    expect(json.list.find((c: Json) => c.id === "org_plain")).toEqual(await getCustomer("org_plain"));
+  });
+
+  it("issues Autumn's cursor (base64url JSON of the page's last created_at and id) and refuses one that does not decode", async () => {
+    for (let i = 0; i < 3; i++) await control("POST", "/customers", { id: `org_c${i}`, created_at: T0 + i });
+    const first = (await api("/v1/customers.list", { limit: 2 })).json;
+    expect(first.list.map((c: Json) => c.id)).toEqual(["org_c2", "org_c1"]);
+    expect(first.next_cursor).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect(decodeCursor(first.next_cursor)).toEqual({ v: 0, id: "org_c1", t: T0 + 1 });
+    const last = (await api("/v1/customers.list", { limit: 2, start_cursor: first.next_cursor })).json;
+    expect(last).toMatchObject({ list: [{ id: "org_c0" }], next_cursor: null });
+    // A full last page says so with next_cursor null, not with an empty page after it.
+    expect((await api("/v1/customers.list", { limit: 3 })).json.next_cursor).toBeNull();
+
+    const encode = (value: unknown) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+    for (const cursor of ["garbage", encode("not json"), encode({ v: 1, id: "org_c1", t: T0 }), encode({ v: 0, id: "", t: T0 }), encode({ v: 0, id: "org_c1", t: -1 }), encode({ v: 0, id: "org_c1" }), encode(null)]) {
+      const result = await api("/v1/customers.list", { start_cursor: cursor });
+      expect(result.status, cursor).toBe(400);
+      expect(result.json).toEqual({ message: expect.any(String), code: "invalid_cursor", env: "sandbox" });
+    }
+  });
+
+  it("pages 50 by default and up to 1000; 1001 to 5000 is over the per-org maximum, beyond is a schema error", async () => {
+    await control("POST", "/seed", { count: 1001, prefix: "lim-" });
+    const first = (await api("/v1/customers.list", {})).json;
+    expect(first.list).toHaveLength(50);
+    expect((await api("/v1/customers.list", { limit: 1000 })).json.list).toHaveLength(1000);
+    expect((await api("/v1/customers.list", { limit: "7" })).json.list).toHaveLength(7);
+    for (const limit of [1001, 5000]) {
+      const result = await api("/v1/customers.list", { limit });
+      expect(result.status).toBe(400);
+      expect(result.json).toEqual({ message: `limit ${limit} exceeds max of 1000 for this org`, code: "invalid_request", env: "sandbox" });
+    }
+    for (const body of [{ limit: 5001 }, { limit: 0 }, { limit: -1 }, { limit: 2.5 }, { limit: "lots" }, { start_cursor: 7 }, { sort_order: "newest" }, { subscription_status: "past_due" }, { processors: ["paypal"] }, { plans: [{ versions: [1] }] }, { created_at_range: { start: 2, end: 1 } }]) {
+      const result = await api("/v1/customers.list", body);
+      expect(result.status, JSON.stringify(body)).toBe(400);
+      expect(result.json, JSON.stringify(body)).toEqual({ message: expect.any(String), code: "invalid_inputs", env: "sandbox" });
+    }
+    // A body that is not JSON is read as {} (the first page), as Autumn's validator does.
+    expect((await api("/v1/customers.list", "{broken")).json.list).toHaveLength(50);
+  });
+
+  it("a walk over a store that changes mid-walk sees every customer that existed throughout exactly once", async () => {
+    // Clashing creation times on purpose: the order falls back to the id.
+    const original: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const id = `org_w${String(i).padStart(2, "0")}`;
+      await control("POST", "/customers", { id, created_at: T0 + Math.floor(i / 3) * 1000 });
+      original.push(id);
+    }
+    for (const sortOrder of ["desc", "asc"] as const) {
+      await control("POST", "/reset");
+      for (const [i, id] of original.entries()) await control("POST", "/customers", { id, created_at: T0 + Math.floor(i / 3) * 1000 });
+      const deleted = new Set<string>();
+      let added = 0;
+      const ids = await walk({ limit: 4, sort_order: sortOrder }, async (page, seen) => {
+        const [last] = seen.slice(-1);
+        const lastAt = (await getCustomer(last!)).created_at as number;
+        // New customers before, at and after the cursor's position, and a few deleted on either side of it.
+        for (const at of [T0 - 1000, lastAt, T0 + 100_000]) await control("POST", "/customers", { id: `org_new_${sortOrder}_${page}_${added++}`, created_at: at });
+        const unseen = original.filter((id) => !seen.includes(id) && !deleted.has(id));
+        const seenBefore = original.filter((id) => seen.includes(id) && !deleted.has(id));
+        for (const id of [unseen.at(-1), seenBefore[0]]) {
+          if (id === undefined) continue;
+          await control("DELETE", `/customers/${id}`);
+          deleted.add(id);
+        }
+      });
+      expect(new Set(ids).size, sortOrder).toBe(ids.length);
+      const throughout = original.filter((id) => !deleted.has(id));
+      for (const id of throughout) expect(ids, `${sortOrder}: ${id}`).toContain(id);
+      expect(deleted.size).toBeGreaterThan(10);
+      // Order of the survivors is the (created_at, id) order asked for.
+      const survivors = ids.filter((id) => throughout.includes(id));
+      expect(survivors).toEqual(sortOrder === "desc" ? [...throughout].reverse() : throughout);
+    }
+  });
+
+  it("sorts oldest first on request and filters by search, creation time, plan, processor and subscription status", async () => {
+    await control("POST", "/customers", { id: "org_a1", name: "Alpha Corp", email: "ops@alpha.test", created_at: T0 });
+    await control("POST", "/customers", { id: "org_b2", name: "Beta", email: "billing@BETA.test", plan_id: "team", created_at: T0 + 10 });
+    await control("POST", "/customers", { id: "org_c3", created_at: T0 + 20 });
+    await control("POST", "/customers/org_c3/subscriptions", { plan_id: "team", add_on: true });
+    await control("POST", "/customers/org_b2/past-due");
+    const ids = async (body: Json) => (await api("/v1/customers.list", body)).json.list.map((c: Json) => c.id);
+
+    expect(await ids({})).toEqual(["org_c3", "org_b2", "org_a1"]);
+    expect(await ids({ sort_order: "asc" })).toEqual(["org_a1", "org_b2", "org_c3"]);
+    expect(await ids({ search: "  beta " })).toEqual(["org_b2"]);
+    expect(await ids({ search: "ALPHA" })).toEqual(["org_a1"]);
+    expect(await ids({ search: "c3" })).toEqual(["org_c3"]);
+    expect(await ids({ created_at_range: { start: T0 + 10 } })).toEqual(["org_c3", "org_b2"]);
+    expect(await ids({ created_at_range: { start: T0, end: T0 + 10 } })).toEqual(["org_b2", "org_a1"]);
+    expect(await ids({ plans: [{ id: "team" }] })).toEqual(["org_c3", "org_b2"]);
+    expect(await ids({ plans: [{ id: "team", versions: [2] }] })).toEqual([]);
+    expect(await ids({ plans: [{ id: "team", versions: [1] }, { id: "pro" }] })).toEqual(["org_c3", "org_b2", "org_a1"]);
+    expect(await ids({ processors: ["stripe"] })).toHaveLength(3);
+    expect(await ids({ processors: ["revenuecat", "vercel"] })).toEqual([]);
+
+    // Autumn keeps a past-due subscription in status past_due: "active" leaves it out of subscriptions
+    // (and out of a plans filter), so a reconciliation must not pass subscription_status.
+    const activeOnly = (await api("/v1/customers.list", { subscription_status: "active" })).json.list;
+    expect(activeOnly.map((c: Json) => c.id)).toEqual(["org_c3", "org_b2", "org_a1"]);
+    expect(activeOnly.find((c: Json) => c.id === "org_b2").subscriptions).toEqual([]);
+    expect(await ids({ subscription_status: "active", plans: [{ id: "team" }] })).toEqual(["org_c3"]);
+    const scheduled = (await api("/v1/customers.list", { subscription_status: "scheduled" })).json.list;
+    expect(scheduled.every((c: Json) => c.subscriptions.length === 0)).toBe(true);
+    expect((await api("/v1/customers.list", {})).json.list.find((c: Json) => c.id === "org_b2").subscriptions).toMatchObject([{ plan_id: "team", past_due: true }]);
   });
 });
 

@@ -133,6 +133,34 @@ export type CustomerView = {
 
 export type Page<T> = { list: T[]; next_cursor: string | null };
 
+/** `customers.list`'s request body after validation (ListCustomersV2_3Params). */
+export type ListCustomersFilter = {
+  limit: number;
+  start_cursor: string;
+  plans?: { id: string; versions?: number[] }[];
+  subscription_status?: "active" | "scheduled";
+  search?: string;
+  processors?: ("stripe" | "revenuecat" | "vercel")[];
+  sort_order?: "asc" | "desc";
+  created_at_range?: { start?: number; end?: number };
+};
+
+/** `invoice.finalized`'s `data`: the `invoices.list` row with `items` (autumn-usage-and-webhooks-2.3.md). */
+export type InvoiceFinalizedData = InvoiceView & {
+  items: {
+    id: string;
+    description: string;
+    period_start: number | null;
+    period_end: number | null;
+    plan_id: string | null;
+    feature_id: string | null;
+    feature_name: string | null;
+    quantity: number | null;
+    amount: number;
+    entities: never[];
+  }[];
+};
+
 /** A failure with Autumn's error shape: HTTP status and `code`. */
 export class StandInError extends Error {
   readonly status: number;
@@ -179,6 +207,7 @@ function planChange(action: PlanChange["action"], sub: Subscription, previous: P
   return { action, subscription: snapshot(sub), previous_attributes: previous, item_changes: [] };
 }
 
+/** `invoices.list`'s cursor: an offset into the filtered, newest-first list (the billing side reads one customer's paid invoices). */
 function encodeCursor(kind: string, offset: number): string {
   return Buffer.from(`${kind}:${offset}`).toString("base64url");
 }
@@ -186,7 +215,7 @@ function encodeCursor(kind: string, offset: number): string {
 function decodeCursor(kind: string, cursor: string): number {
   if (cursor === "") return 0;
   const match = /^([a-z]+):(\d{1,9})$/.exec(Buffer.from(cursor, "base64url").toString("utf8"));
-  if (!match || match[1] !== kind) throw new StandInError(400, "invalid_request", "start_cursor is not a cursor this endpoint issued");
+  if (!match || match[1] !== kind) throw new StandInError(400, "invalid_cursor", "start_cursor is not a cursor this endpoint issued");
   return Number(match[2]);
 }
 
@@ -194,6 +223,49 @@ function paginate<T, V>(kind: string, items: T[], limit: number, startCursor: st
   const offset = decodeCursor(kind, startCursor);
   const end = offset + limit;
   return { list: items.slice(offset, end).map(view), next_cursor: end < items.length ? encodeCursor(kind, end) : null };
+}
+
+/**
+ * `customers.list`'s cursor, as Autumn 2.3 makes it (shared/api/common/cursorPaginationSchemas.ts,
+ * StandardCursor): base64url of `{"v":0,"id":<customer id>,"t":<created_at>}`, the last customer
+ * of the page. The next page is every customer strictly after that key in (created_at, id) order,
+ * so customers that exist throughout a walk are neither skipped nor repeated, whatever is created
+ * or deleted meanwhile. Clients must treat it as opaque.
+ */
+type CustomerCursor = { v: 0; id: string; t: number };
+
+function encodeCustomerCursor(customer: Customer): string {
+  const fields: CustomerCursor = { v: 0, id: customer.id, t: customer.created_at };
+  return Buffer.from(JSON.stringify(fields), "utf8").toString("base64url");
+}
+
+function decodeCustomerCursor(cursor: string): CustomerCursor | null {
+  if (cursor === "") return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+  } catch {
+    throw new StandInError(400, "invalid_cursor", "cursor payload is not valid JSON");
+  }
+  const fields = parsed as Partial<CustomerCursor> | null;
+  if (
+    typeof fields !== "object" ||
+    fields === null ||
+    fields.v !== 0 ||
+    typeof fields.id !== "string" ||
+    fields.id === "" ||
+    typeof fields.t !== "number" ||
+    !Number.isInteger(fields.t) ||
+    fields.t < 0
+  ) {
+    throw new StandInError(400, "invalid_cursor", "cursor shape mismatch");
+  }
+  return { v: 0, id: fields.id, t: fields.t };
+}
+
+/** Autumn orders customers by (created_at, id), both in the requested direction. */
+function compareCustomers(a: { created_at: number; id: string }, b: { created_at: number; id: string }): number {
+  return a.created_at - b.created_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 const newestFirst = (a: { created_at: number; seq: number }, b: { created_at: number; seq: number }) => b.created_at - a.created_at || b.seq - a.seq;
@@ -221,39 +293,84 @@ export class AutumnStore {
     return customer;
   }
 
-  /** A new customer with one active base subscription to `plan_id` (default "pro"). */
-  createCustomer(input: { id: string; name?: string | null; email?: string | null; plan_id?: string }, now: number): Change {
+  /** A new customer with one active base subscription to `plan_id` (default "pro"), created at `created_at` (default now). */
+  createCustomer(input: { id: string; name?: string | null; email?: string | null; plan_id?: string; created_at?: number | null }, now: number): Change {
     if (this.customers.has(input.id)) throw new StandInError(409, "customer_already_exists", `Customer ${input.id} already exists`);
+    const createdAt = input.created_at ?? now;
     const customer: Customer = {
       id: input.id,
       name: input.name ?? null,
       email: input.email ?? null,
-      created_at: now,
+      created_at: createdAt,
       stripe_id: randomId("cus_", 14),
       subscriptions: [],
       invoices: [],
       seq: ++this.seq,
     };
-    const sub = this.newSubscription(input.plan_id ?? "pro", false, false, now);
+    const sub = this.newSubscription(input.plan_id ?? "pro", false, false, createdAt);
     customer.subscriptions.push(sub);
     this.customers.set(input.id, customer);
     return { customerId: input.id, planChanges: [planChange("activated", sub, null)], tags: [] };
   }
 
-  /** Any subscription, e.g. an add-on that is past due (which a correct client must not act on). */
-  addSubscription(id: string, input: { plan_id: string; add_on: boolean; past_due?: boolean }, now: number): Change {
+  /** The customer is gone from Autumn (customers.get answers 404, customers.list leaves it out). */
+  deleteCustomer(id: string): void {
+    this.get(id);
+    this.customers.delete(id);
+  }
+
+  /**
+   * Many customers at once, for the benchmark: `${prefix}${i}` (i zero-padded), each with a
+   * "pro" base subscription; `past_due` of them, spread evenly, past due on an open invoice
+   * created at `past_due_at`. All or nothing: any id that exists already refuses the lot.
+   */
+  seed(input: { count: number; past_due: number; prefix: string; plan_id: string; created_at: number; past_due_at: number; total: number }): { ids: { first: string; last: string }; past_due_ids: string[] } {
+    const width = String(Math.max(input.count - 1, 0)).length;
+    const idOf = (i: number) => `${input.prefix}${String(i).padStart(width, "0")}`;
+    for (let i = 0; i < input.count; i++) {
+      if (this.customers.has(idOf(i))) throw new StandInError(409, "customer_already_exists", `Customer ${idOf(i)} already exists`);
+    }
+    const pastDue = new Set<number>();
+    for (let j = 0; j < input.past_due; j++) pastDue.add(Math.floor((j * input.count) / input.past_due));
+    const pastDueIds: string[] = [];
+    for (let i = 0; i < input.count; i++) {
+      const id = idOf(i);
+      this.createCustomer({ id, plan_id: input.plan_id, created_at: input.created_at }, input.created_at);
+      if (pastDue.has(i)) {
+        this.pastDue(id, { at: input.past_due_at, total: input.total });
+        pastDueIds.push(id);
+      }
+    }
+    return { ids: { first: idOf(0), last: idOf(input.count - 1) }, past_due_ids: pastDueIds };
+  }
+
+  /**
+   * Any subscription, e.g. an add-on that is past due (which a correct client must not act on),
+   * optionally with an invoice of its own (`plan_ids` = this plan only), e.g. an add-on's open
+   * invoice from 20 days ago. The subscription starts at `started_at` (default now).
+   */
+  addSubscription(
+    id: string,
+    input: { plan_id: string; add_on: boolean; past_due?: boolean; started_at?: number | null; invoice?: { status: InvoiceStatus; total: number; created_at: number } },
+    now: number,
+  ): Change {
     const customer = this.get(id);
-    const sub = this.newSubscription(input.plan_id, input.add_on, input.past_due ?? false, now);
+    const sub = this.newSubscription(input.plan_id, input.add_on, input.past_due ?? false, input.started_at ?? now);
     customer.subscriptions.push(sub);
+    if (input.invoice) this.insertInvoice(customer, { ...input.invoice, plan_ids: [input.plan_id] });
     return { customerId: id, planChanges: [planChange("activated", sub, null)], tags: [] };
   }
 
-  /** A failed renewal: a new `open` invoice, and the base subscription goes past due. */
-  pastDue(id: string, input: { at: number; total: number }): Change {
+  /**
+   * A failed renewal: a new `open` invoice naming the base plans, and the base subscription goes
+   * past due. With `newInvoice: false` no invoice is added: a net-terms invoice that has been open
+   * for a while (added with `addInvoice`) is now overdue.
+   */
+  pastDue(id: string, input: { at: number; total: number; newInvoice?: boolean }): Change {
     const customer = this.get(id);
     const base = this.baseSubscriptions(customer);
     if (base.length === 0) throw new StandInError(409, "no_active_subscription", `Customer ${id} has no active base subscription`);
-    this.insertInvoice(customer, { status: "open", total: input.total, created_at: input.at });
+    if (input.newInvoice !== false) this.insertInvoice(customer, { status: "open", total: input.total, created_at: input.at });
     const planChanges = base.map((sub) => {
       const previous = sub.past_due ? null : { past_due: false };
       sub.past_due = true;
@@ -318,8 +435,39 @@ export class AutumnStore {
     return this.addInvoice(id, { status: "paid", total: 0, created_at: at }, "trial_started");
   }
 
+  /**
+   * `invoice.finalized`'s `data` for one of the customer's invoices (by Stripe id, default the
+   * newest): the invoices.list row plus one line item per plan. `customer_id` is null when
+   * `nullCustomerId` (Autumn: a customer created without an id).
+   */
+  invoiceFinalized(id: string, input: { stripe_id?: string; nullCustomerId?: boolean }): InvoiceFinalizedData {
+    const customer = this.get(id);
+    const invoice =
+      input.stripe_id === undefined ? [...customer.invoices].sort(newestFirst)[0] : customer.invoices.find((candidate) => candidate.stripe_id === input.stripe_id);
+    if (!invoice) throw new StandInError(404, "invoice_not_found", input.stripe_id === undefined ? `Customer ${id} has no invoice` : `Invoice ${input.stripe_id} not found`);
+    const planIds = invoice.plan_ids.length > 0 ? invoice.plan_ids : [null];
+    const share = Math.round((invoice.total / planIds.length) * 100) / 100;
+    return {
+      ...invoiceView(invoice),
+      customer_id: input.nullCustomerId ? null : invoice.customer_id,
+      items: planIds.map((planId, i) => ({
+        id: randomId("invoice_li_"),
+        description: planId === null ? "Invoice item" : `1 × ${planId}`,
+        period_start: invoice.created_at,
+        period_end: invoice.created_at + PERIOD_MS,
+        plan_id: planId,
+        feature_id: null,
+        feature_name: null,
+        quantity: null,
+        // The last line takes the rounding remainder so the lines add up to the total.
+        amount: i === planIds.length - 1 ? Math.round((invoice.total - share * (planIds.length - 1)) * 100) / 100 : share,
+        entities: [],
+      })),
+    };
+  }
+
   /** `customers.get`: every field 2.3 marks required; `invoices` (10 newest first) only when asked for. */
-  customerView(customer: Customer, withInvoices: boolean): CustomerView {
+  customerView(customer: Customer, withInvoices: boolean, subscriptionStatus?: "active" | "scheduled"): CustomerView {
     const view: CustomerView = {
       id: customer.id,
       name: customer.name,
@@ -332,7 +480,7 @@ export class AutumnStore {
       metadata: {},
       send_email_receipts: false,
       billing_controls: { auto_topups: [] },
-      subscriptions: customer.subscriptions.filter((sub) => sub.status !== "expired").map(subscriptionView),
+      subscriptions: customer.subscriptions.filter((sub) => sub.status !== "expired" && inStatus(sub, subscriptionStatus)).map(subscriptionView),
       purchases: [],
       licenses: [],
       balances: {},
@@ -358,14 +506,39 @@ export class AutumnStore {
     return paginate("invoices", matching, filter.limit, filter.start_cursor, invoiceView);
   }
 
-  /** `customers.list`: newest first by default, paged with an opaque cursor. */
-  listCustomers(filter: { limit: number; start_cursor: string; sort_order?: "asc" | "desc"; search?: string }): Page<CustomerView> {
-    const search = filter.search?.toLowerCase();
-    const matching = [...this.customers.values()]
-      .filter((c) => search === undefined || search === "" || [c.id, c.name, c.email].some((field) => field?.toLowerCase().includes(search)))
-      .sort(newestFirst);
-    if (filter.sort_order === "asc") matching.reverse();
-    return paginate("customers", matching, filter.limit, filter.start_cursor, (customer) => this.customerView(customer, false));
+  /**
+   * `customers.list` as 2.3 answers it: full customer objects (no invoices), newest first unless
+   * `sort_order: "asc"`, keyset-paged on (created_at, id) with Autumn's cursor. `subscription_status`
+   * narrows the subscriptions shown (Autumn keeps a past-due subscription in status `past_due`, so
+   * "active" leaves it out); it filters customers only together with `plans`.
+   */
+  listCustomers(filter: ListCustomersFilter): Page<CustomerView> {
+    const cursor = decodeCustomerCursor(filter.start_cursor);
+    const direction = filter.sort_order === "asc" ? 1 : -1;
+    const search = filter.search?.trim().toLowerCase();
+    const range = filter.created_at_range;
+    const plans = filter.plans?.length ? filter.plans : undefined;
+    const processors = filter.processors?.length ? filter.processors : undefined;
+    const matching = [...this.customers.values()].filter(
+      (c) =>
+        (cursor === null || direction * compareCustomers(c, { created_at: cursor.t, id: cursor.id }) > 0) &&
+        (range?.start === undefined || c.created_at >= range.start) &&
+        (range?.end === undefined || c.created_at <= range.end) &&
+        (!search || [c.id, c.name, c.email].some((field) => field?.toLowerCase().includes(search))) &&
+        // Every stand-in customer exists in Stripe only; every plan is version 1.
+        (processors === undefined || processors.includes("stripe")) &&
+        (plans === undefined ||
+          c.subscriptions.some(
+            (sub) => sub.status !== "expired" && inStatus(sub, filter.subscription_status) && plans.some((plan) => plan.id === sub.plan_id && (!plan.versions?.length || plan.versions.includes(1))),
+          )),
+    );
+    matching.sort((a, b) => direction * compareCustomers(a, b));
+    const page = matching.slice(0, filter.limit);
+    const last = page.at(-1);
+    return {
+      list: page.map((customer) => this.customerView(customer, false, filter.subscription_status)),
+      next_cursor: matching.length > filter.limit && last ? encodeCustomerCursor(last) : null,
+    };
   }
 
   private baseSubscriptions(customer: Customer): Subscription[] {
@@ -404,6 +577,12 @@ export class AutumnStore {
     customer.invoices.push(invoice);
     return invoice;
   }
+}
+
+/** Autumn's customer-product status: `past_due` for a past-due subscription, shown as status "active" with `past_due: true`. */
+function inStatus(sub: Subscription, wanted: "active" | "scheduled" | undefined): boolean {
+  if (wanted === undefined) return true;
+  return wanted === "active" && !sub.past_due;
 }
 
 function subscriptionView(sub: Subscription): SubscriptionView {
