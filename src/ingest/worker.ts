@@ -7,6 +7,8 @@ import { handleLogpush } from "./logpush-route.ts";
 import { handleOtlp } from "./otlp.ts";
 
 const methodNotAllowed = () => errorResponse(405, "method_not_allowed", "OTLP and Logpush routes accept POST only", {}, { allow: "POST" });
+const health = () => jsonResponse({ status: "ok", worker: "ingest" });
+const ROUTES_HINT = "use /v1/traces, /v1/metrics, /v1/logs or /v1/logpush/{dataset}";
 
 const router = Router<Request & { params: Record<string, string> }, [IngestEnv, ExecutionContext]>({
   catch: (error: unknown) => {
@@ -19,15 +21,35 @@ const router = Router<Request & { params: Record<string, string> }, [IngestEnv, 
     return errorResponse(503, "internal_error", "an unexpected error occurred; retry later", {}, { "retry-after": "5" });
   },
 })
-  .get("/health", () => jsonResponse({ status: "ok", worker: "ingest" }))
+  .get("/health", health)
+  .head("/health", health)
   .post("/v1/traces", (request, env) => handleOtlp(request, env, ingestSettings(env), "/v1/traces"))
   .post("/v1/metrics", (request, env) => handleOtlp(request, env, ingestSettings(env), "/v1/metrics"))
   .post("/v1/logs", (request, env) => handleOtlp(request, env, ingestSettings(env), "/v1/logs"))
   .post("/v1/logpush/:dataset", (request, env) => handleLogpush(request, env, ingestSettings(env), decodeURIComponent(request.params.dataset ?? "")))
-  .all("/v1/:signal", methodNotAllowed)
+  // 405 only where POST would have been served; any other path is 404, whatever the method.
+  .all("/v1/traces", methodNotAllowed)
+  .all("/v1/metrics", methodNotAllowed)
+  .all("/v1/logs", methodNotAllowed)
   .all("/v1/logpush/:dataset", methodNotAllowed)
-  .all("*", () => errorResponse(404, "not_found", "no such route: use /v1/traces, /v1/metrics, /v1/logs or /v1/logpush/{dataset}"));
+  .all("*", () => errorResponse(404, "not_found", `no such route: ${ROUTES_HINT}`));
+
+/**
+ * A path that does not percent-decode (`/v1/logpush/%E0`) is the client's mistake: it is
+ * answered 400 before routing, authentication or anything else, so no route can throw on it.
+ */
+function decodablePath(request: Request): boolean {
+  try {
+    decodeURIComponent(new URL(request.url).pathname);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export default {
-  fetch: (request, env, ctx) => router.fetch(request, env, ctx),
+  fetch: (request, env, ctx) =>
+    decodablePath(request)
+      ? router.fetch(request, env, ctx)
+      : errorResponse(400, "invalid_path", `the request path has malformed percent-encoding; ${ROUTES_HINT}`),
 } satisfies ExportedHandler<IngestEnv>;
