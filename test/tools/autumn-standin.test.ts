@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { Webhook } from "standardwebhooks";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startAutumnStandIn, type AutumnStandIn } from "../../tools/autumn-standin/server.ts";
+import { autumnControls } from "../support/autumn.ts";
 
 const SECRET_KEY = "am_sk_test_standin_suite";
 const WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -578,6 +579,123 @@ describe("control API", () => {
     expect(customer.invoices).toHaveLength(1);
   });
 
+  it("past-due with invoice: false: a net-terms invoice open for weeks becomes overdue, no new invoice", async () => {
+    await control("POST", "/customers", { id: "org_net" });
+    const opened = await control("POST", "/customers/org_net/invoices", { status: "open", total: 500, created_at: T0 - 20 * DAY });
+    // Open but not past due yet: net terms.
+    expect(opened.customer.subscriptions[0].past_due).toBe(false);
+    expect(opened.customer.invoices).toMatchObject([{ status: "open", plan_ids: ["pro"], created_at: T0 - 20 * DAY }]);
+    const overdue = await control("POST", "/customers/org_net/past-due", { invoice: false });
+    expect(overdue.customer.subscriptions[0].past_due).toBe(true);
+    expect(overdue.customer.invoices).toEqual(opened.customer.invoices);
+    expect(payload(overdue.webhook).data.plan_changes).toMatchObject([{ action: "updated", subscription: { plan_id: "pro", past_due: true }, previous_attributes: { past_due: false } }]);
+    expect((await call(standIn.url, "/_control/customers/org_net/past-due", { body: JSON.stringify({ invoice: "no" }) })).status).toBe(400);
+  });
+
+  it("subscriptions with an invoice: an add-on's own old invoice names the add-on; the base plan's past-due invoice names the base plan", async () => {
+    await control("POST", "/customers", { id: "org_addinv" });
+    const added = await control("POST", "/customers/org_addinv/subscriptions", {
+      plan_id: "support",
+      add_on: true,
+      started_at: T0 - 40 * DAY,
+      invoice: { total: 9, created_at: T0 - 20 * DAY },
+    });
+    expect(added.customer.subscriptions[1]).toMatchObject({ plan_id: "support", add_on: true, past_due: false, started_at: T0 - 40 * DAY });
+    expect(added.customer.invoices).toMatchObject([{ status: "open", total: 9, plan_ids: ["support"], created_at: T0 - 20 * DAY }]);
+    const pastDue = await control("POST", "/customers/org_addinv/past-due", { at: T0 - DAY });
+    expect(pastDue.customer.invoices).toMatchObject([
+      { status: "open", plan_ids: ["pro"], created_at: T0 - DAY },
+      { status: "open", plan_ids: ["support"], created_at: T0 - 20 * DAY },
+    ]);
+    expect(pastDue.customer.subscriptions.map((s: Json) => [s.plan_id, s.past_due])).toEqual([
+      ["pro", true],
+      ["support", false],
+    ]);
+    const listed = (await api("/v1/invoices.list", { customer_id: "org_addinv", status: ["open"] })).json.list;
+    expect(listed.map((i: Json) => i.plan_ids)).toEqual([["pro"], ["support"]]);
+    // Any status; created_at defaults to now.
+    const paidOne = await control("POST", "/customers/org_addinv/subscriptions", { plan_id: "seats", add_on: true, invoice: { status: "paid", total: 3 } });
+    expect(paidOne.customer.invoices[0]).toMatchObject({ status: "paid", total: 3, plan_ids: ["seats"], created_at: T0 });
+    expect((await call(standIn.url, "/_control/customers/org_addinv/subscriptions", { body: JSON.stringify({ plan_id: "x", add_on: true, invoice: {} }) })).status).toBe(400);
+  });
+
+  it("invoice-finalized: Autumn's signed invoice.finalized, data the invoices.list row with items; customer_id null on request", async () => {
+    await control("POST", "/customers", { id: "org_fin" });
+    await control("POST", "/customers/org_fin/subscriptions", { plan_id: "support", add_on: true, invoice: { total: 10, created_at: T0 - 5 * DAY } });
+    await control("POST", "/customers/org_fin/past-due", { at: T0 - DAY, total: 29.99 });
+    const result = await control("POST", "/customers/org_fin/invoice-finalized");
+    expect(verify(result.webhook)).toEqual(JSON.parse(result.webhook.body));
+    const { type, data } = payload(result.webhook);
+    expect(type).toBe("invoice.finalized");
+    expect(Object.keys(payload(result.webhook)).sort()).toEqual(["data", "type"]);
+    const row = (await api("/v1/invoices.list", { customer_id: "org_fin" })).json.list[0];
+    const { items, ...rest } = data;
+    expect(rest).toEqual(row);
+    expect(rest).not.toHaveProperty("object");
+    expect(data).toMatchObject({ customer_id: "org_fin", plan_ids: ["pro"], status: "open", total: 29.99, created_at: T0 - DAY });
+    expect(items).toEqual([
+      { id: expect.stringMatching(/^invoice_li_/), description: expect.any(String), period_start: T0 - DAY, period_end: expect.any(Number), plan_id: "pro", feature_id: null, feature_name: null, quantity: null, amount: 29.99, entities: [] },
+    ]);
+
+    const older = (await api("/v1/invoices.list", { customer_id: "org_fin" })).json.list[1];
+    const chosen = await control("POST", "/customers/org_fin/invoice-finalized", { stripe_id: older.stripe_id, null_customer_id: true });
+    expect(payload(chosen.webhook).data).toMatchObject({ id: older.id, stripe_id: older.stripe_id, customer_id: null, plan_ids: ["support"], items: [{ plan_id: "support", amount: 10 }] });
+    expect((await call(standIn.url, "/_control/customers/org_fin/invoice-finalized", { body: JSON.stringify({ stripe_id: "in_nope" }) })).json.code).toBe("invoice_not_found");
+    await control("POST", "/customers", { id: "org_noinv" });
+    const none = await call(standIn.url, "/_control/customers/org_noinv/invoice-finalized", { body: "{}" });
+    expect(none.status).toBe(404);
+    expect(none.json.code).toBe("invoice_not_found");
+  });
+
+  it("DELETE /_control/customers/:id: gone from customers.get and customers.list", async () => {
+    await control("POST", "/customers", { id: "org_gone" });
+    await control("POST", "/customers", { id: "org_stays" });
+    expect(await control<Json>("DELETE", "/customers/org_gone")).toEqual({ deleted: "org_gone" });
+    expect((await api("/v1/customers.get", { customer_id: "org_gone" })).json.code).toBe("customer_not_found");
+    expect((await api("/v1/customers.list", {})).json.list.map((c: Json) => c.id)).toEqual(["org_stays"]);
+    expect((await call(standIn.url, "/_control/customers/org_gone", { method: "DELETE" })).status).toBe(404);
+  });
+
+  it("seed: many customers in one call, some past due, all or nothing", async () => {
+    const seeded = await control<Json>("POST", "/seed", { count: 20_000, past_due: 300, prefix: "bench-" });
+    expect(seeded.created).toBe(20_000);
+    expect(seeded.ids).toEqual({ first: "bench-00000", last: "bench-19999" });
+    expect(seeded.past_due_ids).toHaveLength(300);
+    expect(new Set(seeded.past_due_ids).size).toBe(300);
+    // A full walk in pages of 1000 sees all of them once, exactly the seeded ones past due.
+    const pastDue: string[] = [];
+    const seen = new Set<string>();
+    let cursor: string | null = "";
+    let pages = 0;
+    while (cursor !== null) {
+      const { json }: { json: Json } = await api("/v1/customers.list", { limit: 1000, start_cursor: cursor });
+      for (const customer of json.list) {
+        seen.add(customer.id);
+        if (customer.subscriptions.some((s: Json) => !s.add_on && s.past_due)) pastDue.push(customer.id);
+      }
+      cursor = json.next_cursor;
+      pages += 1;
+    }
+    expect(pages).toBe(20);
+    expect(seen.size).toBe(20_000);
+    expect(pastDue.sort()).toEqual([...seeded.past_due_ids].sort());
+    const one = await getCustomer(seeded.past_due_ids[0], ["invoices"]);
+    expect(one).toMatchObject({ created_at: T0, subscriptions: [{ plan_id: "pro", past_due: true }], invoices: [{ status: "open", plan_ids: ["pro"], total: 29.99, created_at: T0 }] });
+
+    // Overlapping ids refuse the whole seed and change nothing.
+    await control("POST", "/reset");
+    await control("POST", "/customers", { id: "s-2" });
+    const clash = await call(standIn.url, "/_control/seed", { body: JSON.stringify({ count: 5, prefix: "s-" }) });
+    expect(clash.status).toBe(409);
+    expect((await api("/v1/customers.list", {})).json.list.map((c: Json) => c.id)).toEqual(["s-2"]);
+    for (const body of [{}, { count: 0 }, { count: 3, past_due: 4 }, { count: 100_001 }]) {
+      expect((await call(standIn.url, "/_control/seed", { body: JSON.stringify(body) })).status, JSON.stringify(body)).toBe(400);
+    }
+    const options = await control<Json>("POST", "/seed", { count: 3, past_due: 3, prefix: "o-", plan_id: "team", created_at: T0 - DAY, past_due_at: T0 - 2 * DAY, total: 5 });
+    expect(options.past_due_ids).toEqual(["o-0", "o-1", "o-2"]);
+    expect(await getCustomer("o-1", ["invoices"])).toMatchObject({ created_at: T0 - DAY, subscriptions: [{ plan_id: "team", past_due: true }], invoices: [{ total: 5, created_at: T0 - 2 * DAY, plan_ids: ["team"] }] });
+  });
+
   it("reset clears customers, faults and calls", async () => {
     await control("POST", "/customers", { id: "org_r" });
     await control("POST", "/faults", { mode: "http_500" });
@@ -669,6 +787,40 @@ describe("faults", () => {
     expect((await get("org_other")).status).toBe(200);
   });
 
+  it("skip lets that many matching calls through first: page 2 of a walk fails once, then the walk resumes from its cursor", async () => {
+    for (let i = 0; i < 5; i++) await control("POST", "/customers", { id: `org_p${i}`, created_at: T0 + i });
+    await control("POST", "/faults", { mode: "http_503", retry_after: 2, paths: ["/v1/customers.list"], skip: 1 });
+    // Calls to other paths do not count against skip.
+    expect((await get()).status).toBe(200);
+    const page1 = await api("/v1/customers.list", { limit: 2 });
+    expect(page1.status).toBe(200);
+    const failed = await api("/v1/customers.list", { limit: 2, start_cursor: page1.json.next_cursor });
+    expect(failed.status).toBe(503);
+    expect(failed.headers.get("retry-after")).toBe("2");
+    expect(failed.json).toEqual({ message: expect.any(String), code: "service_unavailable", env: "sandbox" });
+    const retried = await api("/v1/customers.list", { limit: 2, start_cursor: page1.json.next_cursor });
+    expect(retried.json.list.map((c: Json) => c.id)).toEqual(["org_p2", "org_p1"]);
+    expect((await control<{ faults: unknown[] }>("GET", "/faults")).faults).toEqual([]);
+    expect((await calls()).filter((c) => c.path === "/v1/customers.list").map((c) => c.status)).toEqual([200, 503, 200]);
+  });
+
+  it("every mode applies to customers.list; skip counts per entry while an earlier entry fires", async () => {
+    await control("POST", "/faults", { mode: "http_429", retry_after: 30, paths: ["/v1/customers.list"] });
+    await control("POST", "/faults", { mode: "invalid_json", paths: ["/v1/customers.list"], skip: 1 });
+    await control("POST", "/faults", { mode: "http_500", paths: ["/v1/customers.list"], skip: 2, count: 2 });
+    const limited = await api("/v1/customers.list", {});
+    expect([limited.status, limited.headers.get("retry-after"), limited.json.code]).toEqual([429, "30", "rate_limit_exceeded"]);
+    expect((await api("/v1/customers.list", {})).text).toBe("{not json");
+    expect((await api("/v1/customers.list", {})).status).toBe(500);
+    expect((await api("/v1/customers.list", {})).status).toBe(500);
+    expect((await api("/v1/customers.list", {})).status).toBe(200);
+    await control("POST", "/faults", { mode: "slow", delay_ms: 300, paths: ["/v1/customers.list"] });
+    const started = performance.now();
+    expect((await api("/v1/customers.list", {})).json.list).toHaveLength(1);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(280);
+    expect((await call(standIn.url, "/_control/faults", { body: JSON.stringify({ mode: "http_500", skip: -1 }) })).status).toBe(400);
+  });
+
   it("does not fire on requests that fail auth, and DELETE clears them", async () => {
     await control("POST", "/faults", { mode: "http_500" });
     expect((await api("/v1/customers.get", { customer_id: "org_f" }, { "x-api-version": "2.3.0" })).status).toBe(401);
@@ -678,6 +830,30 @@ describe("faults", () => {
     await control("DELETE", "/faults");
     expect((await get()).status).toBe(200);
     expect((await call(standIn.url, "/_control/faults", { body: JSON.stringify({ mode: "http_418" }) })).status).toBe(400);
+  });
+});
+
+describe("stats", () => {
+  it("counts /v1 calls per path and status, faulted ones apart; DELETE and reset clear them", async () => {
+    await control("POST", "/customers", { id: "org_st" });
+    clock = T0 + 50;
+    expect(await control<Json>("DELETE", "/stats")).toEqual({ since: T0 + 50, total: 0, paths: {} });
+    await control("POST", "/faults", { mode: "http_503", paths: ["/v1/customers.list"] });
+    await api("/v1/customers.list", {});
+    await api("/v1/customers.list", {});
+    await api("/v1/customers.get", { customer_id: "org_st" });
+    await api("/v1/customers.get", { customer_id: "nobody" });
+    await api("/v1/customers.list", {}, {});
+    expect(await control<Json>("GET", "/stats")).toEqual({
+      since: T0 + 50,
+      total: 5,
+      paths: {
+        "/v1/customers.list": { total: 3, status: { "200": 1, "401": 1, "503": 1 }, faults: 1 },
+        "/v1/customers.get": { total: 2, status: { "200": 1, "404": 1 }, faults: 0 },
+      },
+    });
+    await control("POST", "/reset");
+    expect((await control<Json>("GET", "/stats")).total).toBe(0);
   });
 });
 
@@ -700,6 +876,60 @@ describe("call log", () => {
     ]);
     await control("DELETE", "/calls");
     expect(await calls()).toEqual([]);
+  });
+});
+
+describe("test helpers (test/support/autumn.ts)", () => {
+  const helpers = () => autumnControls(() => standIn.url, SECRET_KEY);
+
+  it("drive every control the workerd tests use", async () => {
+    const autumn = helpers();
+    await autumn.createCustomer("org_h");
+    await autumn.createCustomer("org_h2", { name: "H2", plan_id: "team", created_at: T0 - DAY, webhook: false });
+    expect((await autumn.customer("org_h2")).subscriptions[0].plan_id).toBe("team");
+
+    // Old signatures still work: pastDue(id, at), pay(id, at).
+    const pastDue = await autumn.pastDue("org_h", T0 - 2 * DAY);
+    expect(pastDue.customer.invoices[0]).toMatchObject({ status: "open", created_at: T0 - 2 * DAY, plan_ids: ["pro"] });
+    expect(payload(pastDue.webhook).type).toBe("billing.updated");
+    expect((await autumn.pay("org_h", T0)).customer.subscriptions[0].past_due).toBe(false);
+
+    const silent = await autumn.pastDue("org_h", { at: T0 - DAY, total: 12, webhook: false });
+    expect(silent.customer.invoices[0]).toMatchObject({ total: 12, created_at: T0 - DAY });
+    expect((await autumn.pay("org_h", { webhook: false })).customer.subscriptions[0].past_due).toBe(false);
+
+    await autumn.netTermsInvoice("org_h2", { created_at: T0 - 30 * DAY, total: 100 });
+    expect((await autumn.customer("org_h2")).subscriptions[0].past_due).toBe(false);
+    const netTerms = await autumn.pastDue("org_h2", { invoice: false });
+    expect(netTerms.customer.invoices).toMatchObject([{ status: "open", total: 100, plan_ids: ["team"], created_at: T0 - 30 * DAY }]);
+    expect(netTerms.customer.subscriptions[0].past_due).toBe(true);
+
+    const addOn = await autumn.addOnWithOpenInvoice("org_h", { plan_id: "support", created_at: T0 - 20 * DAY });
+    expect(addOn.customer.invoices.find((i: Json) => i.plan_ids[0] === "support")).toMatchObject({ status: "open", created_at: T0 - 20 * DAY });
+    expect(addOn.customer.subscriptions[1]).toMatchObject({ plan_id: "support", add_on: true, past_due: false });
+    await autumn.addSubscription("org_h", { plan_id: "seats", add_on: true, past_due: true, invoice: { total: 1, created_at: T0 } });
+
+    const finalized = await autumn.invoiceFinalized("org_h2", { null_customer_id: true });
+    expect(payload(finalized.webhook)).toMatchObject({ type: "invoice.finalized", data: { customer_id: null, plan_ids: ["team"] } });
+
+    await autumn.resetStats();
+    const seeded = await autumn.seed({ count: 10, past_due: 2, prefix: "h-" });
+    expect(seeded.past_due_ids).toEqual(["h-0", "h-5"]);
+    const page = await autumn.listCustomers({ limit: 5, search: "h-" });
+    expect(page.list).toHaveLength(5);
+    expect(page.next_cursor).toEqual(expect.any(String));
+    expect((await autumn.stats()).paths["/v1/customers.list"]).toEqual({ total: 1, status: { "200": 1 }, faults: 0 });
+
+    await autumn.setFaults([{ mode: "http_503", retry_after: 1, paths: ["/v1/customers.list"], skip: 1 }]);
+    await autumn.listCustomers({ limit: 5 });
+    await expect(autumn.listCustomers({ limit: 5, start_cursor: page.next_cursor! })).rejects.toThrow(/503/);
+    expect((await autumn.listCustomers({ limit: 5, start_cursor: page.next_cursor! })).list).toHaveLength(5);
+    await autumn.fault({ mode: "http_500", customer_id: "org_h" });
+    await autumn.clearFaults();
+    expect(await autumn.calls("org_h")).toEqual([]);
+
+    expect(await autumn.deleteCustomer("org_h")).toEqual({ deleted: "org_h" });
+    await expect(autumn.customer("org_h")).rejects.toThrow(/404/);
   });
 });
 
@@ -791,6 +1021,24 @@ describe("webhooks", () => {
       expect(webhook.url).toBe(`${receiverUrl}/api/billing/autumn/webhook`);
       expect(verify(webhook)).toMatchObject({ data: { customer_id: "org_nd" } });
       expect(received).toEqual([]);
+      // A lost payment webhook: the customer pays, Autumn's webhook never arrives.
+      const paid = await control("POST", "/customers/org_nd/pay?deliver=false", {}, delivering.url);
+      expect(paid.webhook.delivered).toBeNull();
+      expect(paid.customer.subscriptions[0].past_due).toBe(false);
+      await control("POST", "/customers/org_nd/invoice-finalized?deliver=0", {}, delivering.url);
+      expect(received).toEqual([]);
+    });
+
+    it("delivers invoice.finalized like billing.updated", async () => {
+      await control("POST", "/customers?deliver=0", { id: "org_fd" }, delivering.url);
+      await control("POST", "/customers/org_fd/past-due?deliver=0", {}, delivering.url);
+      const { webhook } = await control("POST", "/customers/org_fd/invoice-finalized", { null_customer_id: true }, delivering.url);
+      expect(webhook.delivered).toEqual({ status: 204 });
+      expect(received).toHaveLength(1);
+      const [request] = received;
+      expect(request!.body).toBe(webhook.body);
+      const asReceived = { headers: { "svix-id": String(request!.headers["svix-id"]), "svix-timestamp": String(request!.headers["svix-timestamp"]), "svix-signature": String(request!.headers["svix-signature"]) }, body: request!.body };
+      expect(verify(asReceived)).toMatchObject({ type: "invoice.finalized", data: { customer_id: null, status: "open" } });
     });
 
     it("records a delivery error when nothing listens", async () => {
