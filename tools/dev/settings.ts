@@ -1,5 +1,40 @@
 import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseEnv } from "node:util";
+import { REPO_ROOT } from "../paths.ts";
+
+/** Each Worker's wrangler config, relative to the repo root. */
+export const WORKER_CONFIGS = { billing: "wrangler.jsonc", ingest: "src/ingest/wrangler.jsonc" } as const;
+
+/** JSONC as wrangler accepts it: `//` and block comments, trailing commas. Strings are copied untouched. */
+function parseJsonc(text: string): unknown {
+  let out = "";
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '"') {
+      const end = /"(?:[^"\\]|\\.)*"/y;
+      end.lastIndex = i;
+      const match = end.exec(text);
+      if (!match) throw new Error("unterminated string");
+      out += match[0];
+      i += match[0].length - 1;
+    } else if (c === "/" && text[i + 1] === "/") {
+      while (i < text.length && text[i] !== "\n") i++;
+      out += "\n";
+    } else if (c === "/" && text[i + 1] === "*") {
+      const close = text.indexOf("*/", i + 2);
+      i = close < 0 ? text.length : close + 1;
+    } else out += c;
+  }
+  // Trailing commas go; strings are matched first so a comma inside one stays.
+  return JSON.parse(out.replace(/"(?:[^"\\]|\\.)*"|,(\s*[}\]])/g, (match, tail: string | undefined) => tail ?? match));
+}
+
+/** The settings a Worker declares: the names in its config's `vars` and `secrets.required`. */
+export function readWorkerSettingNames(configPath: string): string[] {
+  const config = parseJsonc(readFileSync(configPath, "utf8")) as { vars?: Record<string, unknown>; secrets?: { required?: string[] } };
+  return [...Object.keys(config.vars ?? {}), ...(config.secrets?.required ?? [])];
+}
 
 /**
  * The local stack's configuration: embedded demo defaults, overridden by a `.env` file at
@@ -23,29 +58,67 @@ export const LOCAL_DEFAULTS = {
   MAX_DECOMPRESSED_BYTES: "64MiB",
   UPSTREAM_TIMEOUT: "10s",
   LOG_SAMPLE_RATE: "0",
+  // The demo's grace period is seconds long, so its minimum notice must be shorter still
+  // (the e2e stack runs a 4 s grace period on these defaults).
+  MIN_NOTICE: "1s",
+  // Outbound events are off unless .env sets NOTIFY_URL; http://127.0.0.1:8791/events makes
+  // `npm start` run the local event receiver there and print every event it gets.
+  NOTIFY_URL: "",
+  // base64("tollgate-local-demo-notify-secret")
+  NOTIFY_SECRET: "whsec_dG9sbGdhdGUtbG9jYWwtZGVtby1ub3RpZnktc2VjcmV0",
+  // Warned 10 s before the demo's 20 s deadline.
+  SUSPENSION_WARNING: "10s",
 } as const;
 
-export type LocalSettings = Record<keyof typeof LOCAL_DEFAULTS, string> & { AUTUMN_API_URL: string; UPSTREAM_OTLP_URL: string };
+/** Demo defaults and ports by name, plus any Worker setting that `.env` or the environment gives. */
+export type LocalSettings = Record<keyof typeof LOCAL_DEFAULTS, string> & { AUTUMN_API_URL: string; UPSTREAM_OTLP_URL: string } & Partial<Record<string, string>>;
 
-/** Variables each Worker receives (the rest configure the stand-ins and ports). */
-export const BILLING_VARS = ["AUTUMN_API_URL", "AUTUMN_SECRET_KEY", "AUTUMN_WEBHOOK_SECRET", "ADMIN_TOKEN", "INGEST_KEY_PEPPER", "GRACE_PERIOD", "RESYNC_INTERVAL", "AUTUMN_TIMEOUT"] as const;
-export const INGEST_VARS = ["UPSTREAM_OTLP_URL", "INGEST_KEY_PEPPER", "TENANT_HEADER", "MAX_BODY_BYTES", "MAX_DECOMPRESSED_BYTES", "UPSTREAM_TIMEOUT", "LOG_SAMPLE_RATE"] as const;
+/**
+ * The settings each Worker receives from `npm start`: every name its wrangler config declares
+ * (`vars` and `secrets.required`), read from the config itself so a setting added there is
+ * passed on without a change here. The rest of LocalSettings configures stand-ins and ports.
+ */
+export const BILLING_VARS: readonly string[] = readWorkerSettingNames(join(REPO_ROOT, WORKER_CONFIGS.billing));
+export const INGEST_VARS: readonly string[] = readWorkerSettingNames(join(REPO_ROOT, WORKER_CONFIGS.ingest));
 
 /** `root: null` skips the `.env` file (tests want the embedded defaults only). */
 export function loadLocalSettings(options: { root: string | null; env?: NodeJS.ProcessEnv; overrides?: Partial<LocalSettings> }): LocalSettings {
   const envFile = options.root === null ? null : `${options.root}/.env`;
   const fromFile = envFile !== null && existsSync(envFile) ? parseEnv(readFileSync(envFile, "utf8")) : {};
   const fromProcess = options.env ?? process.env;
-  const pick = (name: string, fallback: string) => options.overrides?.[name as keyof LocalSettings] ?? fromProcess[name] ?? fromFile[name] ?? fallback;
-  const merged = Object.fromEntries(Object.entries(LOCAL_DEFAULTS).map(([name, fallback]) => [name, pick(name, fallback)])) as Record<keyof typeof LOCAL_DEFAULTS, string>;
+  const given = (name: string): string | undefined => options.overrides?.[name] ?? fromProcess[name] ?? fromFile[name];
+  const merged = Object.fromEntries(Object.entries(LOCAL_DEFAULTS).map(([name, fallback]) => [name, given(name) ?? fallback])) as Record<keyof typeof LOCAL_DEFAULTS, string>;
+  // A Worker setting without a demo default is passed only when given; otherwise its config's default applies.
+  const extra = Object.fromEntries([...BILLING_VARS, ...INGEST_VARS].flatMap((name) => (name in merged || given(name) === undefined ? [] : [[name, given(name)!]])));
   return {
+    ...extra,
     ...merged,
-    AUTUMN_API_URL: pick("AUTUMN_API_URL", `http://127.0.0.1:${merged.AUTUMN_PORT}`),
-    UPSTREAM_OTLP_URL: pick("UPSTREAM_OTLP_URL", `http://127.0.0.1:${merged.SINK_PORT}`),
+    AUTUMN_API_URL: given("AUTUMN_API_URL") ?? `http://127.0.0.1:${merged.AUTUMN_PORT}`,
+    UPSTREAM_OTLP_URL: given("UPSTREAM_OTLP_URL") ?? `http://127.0.0.1:${merged.SINK_PORT}`,
   };
 }
 
-/** A dotenv file for `wrangler dev --env-file`, quoting every value. */
-export function envFileText(settings: LocalSettings, names: readonly (keyof LocalSettings)[]): string {
-  return names.map((name) => `${name}=${JSON.stringify(settings[name])}`).join("\n") + "\n";
+/** A dotenv file for `wrangler dev --env-file`, quoting every value; names with no value are left out. */
+export function envFileText(settings: LocalSettings, names: readonly string[]): string {
+  return names.flatMap((name) => (settings[name] === undefined ? [] : [`${name}=${JSON.stringify(settings[name])}`])).join("\n") + "\n";
+}
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+/**
+ * The port of a NOTIFY_URL on this machine (http, loopback, explicit port), where `npm start`
+ * runs the local event receiver; null when events are off or go elsewhere.
+ */
+export function localNotifyPort(settings: LocalSettings): number | null {
+  let url: URL;
+  try {
+    url = new URL(settings.NOTIFY_URL);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== "http:" || !LOOPBACK_HOSTS.has(url.hostname) || url.port === "") return null;
+  const port = Number(url.port);
+  const taken = (["BILLING_PORT", "INGEST_PORT", "AUTUMN_PORT", "SINK_PORT"] as const).find((name) => Number(settings[name]) === port);
+  if (taken) throw new Error(`NOTIFY_URL=${settings.NOTIFY_URL} uses port ${port}, which is ${taken}; pick another port (8791 is free)`);
+  return port;
 }

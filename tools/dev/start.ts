@@ -1,5 +1,6 @@
 import { join } from "node:path";
-import { loadLocalSettings } from "./settings.ts";
+import { startNotifyReceiver, type NotifyReceiver, type Received } from "../notify-receiver/server.ts";
+import { loadLocalSettings, localNotifyPort } from "./settings.ts";
 import { REPO_ROOT } from "../paths.ts";
 import { startStack } from "./stack.ts";
 
@@ -10,18 +11,52 @@ const settings = loadLocalSettings({ root: REPO_ROOT });
 const persistDir = join(REPO_ROOT, ".wrangler", "state");
 console.log("Starting Tollgate locally (state in .wrangler/state) ...");
 
-const stack = await startStack({
-  settings,
-  persistDir,
-  onOutput: (worker, line) => console.log(`[${worker}] ${line}`),
-});
+/** One line per event the local receiver accepts: what a product would email its customer about. */
+function printEvent(received: Received): void {
+  try {
+    const event = JSON.parse(received.body) as { type?: string; org_id?: string; previous_state?: string; state?: string; reason?: string; deadline?: string | null };
+    const signature = received.verified === null ? "" : received.verified ? "  (signature ok)" : "  (SIGNATURE INVALID: NOTIFY_SECRET differs)";
+    const deadline = event.deadline ? `  deadline ${event.deadline}` : "";
+    console.log(`[events] ${event.type} ${event.org_id}: ${event.previous_state} -> ${event.state} (${event.reason})${deadline}${signature}`);
+  } catch {
+    console.log(`[events] ${received.body}`);
+  }
+}
+
+// With NOTIFY_URL on this machine, run the event receiver there before the Workers start sending.
+let receiver: NotifyReceiver | undefined;
+const notifyPort = localNotifyPort(settings);
+if (notifyPort !== null) {
+  try {
+    receiver = await startNotifyReceiver({ port: notifyPort, secret: settings.NOTIFY_SECRET, onEvent: printEvent });
+  } catch (error) {
+    console.warn(`NOTIFY_URL names port ${notifyPort}, where the local event receiver could not start (${(error as Error).message}); events go to whatever listens there.`);
+  }
+}
+
+let stack: Awaited<ReturnType<typeof startStack>>;
+try {
+  stack = await startStack({
+    settings,
+    persistDir,
+    onOutput: (worker, line) => console.log(`[${worker}] ${line}`),
+  });
+} catch (error) {
+  await receiver?.close();
+  throw error;
+}
+
+async function stopAll(): Promise<void> {
+  await stack.stop();
+  await receiver?.close();
+}
 
 let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
   console.log(`\n${signal}: stopping the Workers and the stand-ins ...`);
-  await stack.stop();
+  await stopAll();
   process.exit(0);
 }
 process.on("SIGINT", () => void shutdown("SIGINT"));
@@ -40,9 +75,15 @@ try {
   key = await demoKey();
 } catch (error) {
   console.error(`Could not seed the demo org: ${(error as Error).message}`);
-  await stack.stop();
+  await stopAll();
   process.exit(1);
 }
+function eventsLine(): string {
+  if (receiver) return `  event receiver   ${receiver.url}   (NOTIFY_URL ${settings.NOTIFY_URL}; events print as [events] lines; GET ${receiver.url}/_control/received)`;
+  if (settings.NOTIFY_URL !== "") return `  events           sent to ${settings.NOTIFY_URL}`;
+  return "  events           off (set NOTIFY_URL=http://127.0.0.1:8791/events in .env to see them here)";
+}
+
 const otlp = JSON.stringify({ resourceLogs: [{ resource: { attributes: [{ key: "service.name", value: { stringValue: "demo" } }] }, scopeLogs: [{ logRecords: [{ body: { stringValue: "hello from the demo" } }] }] }] });
 
 console.log(`
@@ -51,6 +92,7 @@ Tollgate is running:
   ingest Worker    ${stack.ingestUrl}
   Autumn stand-in  ${stack.autumnUrl}
   upstream sink    ${stack.sinkUrl}   (GET ${stack.sinkUrl}/_control/stats)
+${eventsLine()}
 Grace period: ${settings.GRACE_PERIOD}. Demo org "${DEMO_ORG}" has a fresh ingest key.
 
 Try it:

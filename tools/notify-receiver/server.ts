@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { Webhook } from "standardwebhooks";
 import { listen } from "../listen.ts";
 
 /**
@@ -7,7 +8,18 @@ import { listen } from "../listen.ts";
  * delivery in order. Control: GET/DELETE /_control/received, POST/DELETE /_control/down.
  */
 export type NotifyReceiver = { url: string; port: number; close(): Promise<void> };
-type Received = { path: string; headers: Record<string, string>; body: string; org_id: string | null; status: number; at: number };
+/** `verified`: whether the Standard Webhooks signature checks out under `secret` (null when no secret was given). */
+export type Received = { path: string; headers: Record<string, string>; body: string; org_id: string | null; status: number; at: number; verified: boolean | null };
+
+/** Checks a delivery as a product's receiver would: signature under NOTIFY_SECRET, timestamp within 5 minutes. */
+function verifies(secret: string, headers: Record<string, string>, body: string): boolean {
+  try {
+    new Webhook(secret).verify(body, headers);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
@@ -21,7 +33,7 @@ function json(res: ServerResponse, status: number, value: unknown): void {
   res.end(body);
 }
 
-export async function startNotifyReceiver(options: { port?: number; host?: string; onEvent?: (event: Received) => void } = {}): Promise<NotifyReceiver> {
+export async function startNotifyReceiver(options: { port?: number; host?: string; secret?: string; onEvent?: (event: Received) => void } = {}): Promise<NotifyReceiver> {
   let received: Received[] = [];
   /** Orgs whose deliveries are refused with 503 (`"*"`: everyone's). */
   const down = new Set<string>();
@@ -50,7 +62,8 @@ export async function startNotifyReceiver(options: { port?: number; host?: strin
       }
       const status = down.has("*") || (orgId !== null && down.has(orgId)) ? 503 : 200;
       const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(", ") : (v ?? "")]));
-      const entry = { path: url.pathname, headers, body, org_id: orgId, status, at: Date.now() };
+      const verified = options.secret === undefined ? null : verifies(options.secret, headers, body);
+      const entry = { path: url.pathname, headers, body, org_id: orgId, status, at: Date.now(), verified };
       received.push(entry);
       if (status === 200) options.onEvent?.(entry);
       json(res, status, status === 200 ? { received: true } : { error: "down" });
