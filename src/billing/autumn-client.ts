@@ -1,11 +1,11 @@
 import type { z } from "zod";
-import { AutumnCustomer, AutumnErrorBody, AutumnInvoicePage } from "./autumn-schemas.ts";
+import { AutumnCustomer, AutumnCustomerPage, AutumnErrorBody, AutumnInvoicePage } from "./autumn-schemas.ts";
 
 /** Pinned: without it Autumn picks a version from the account's creation date. */
 export const AUTUMN_API_VERSION = "2.3.0";
 
 export type AutumnFailure = {
-  kind: "http" | "timeout" | "network" | "invalid_response";
+  kind: "http" | "timeout" | "network" | "invalid_response" | "not_configured";
   message: string;
   status?: number;
   code?: string;
@@ -97,10 +97,12 @@ export function createAutumnClient(options: AutumnClientOptions) {
     getCustomer(customerId: string): Promise<AutumnResult<AutumnCustomer | null>> {
       return call("/v1/customers.get", { customer_id: customerId, expand: ["invoices"] }, AutumnCustomer, true);
     },
-    async listPaidInvoices(customerId: string, cursor: string, limit = 100): Promise<AutumnResult<AutumnInvoicePage>> {
-      const result = await call("/v1/invoices.list", { customer_id: customerId, status: ["paid"], limit, start_cursor: cursor }, AutumnInvoicePage);
-      if (result.ok && result.value === null) return { ok: false, failure: { kind: "invalid_response", message: "/v1/invoices.list answered empty" } };
-      return result as AutumnResult<AutumnInvoicePage>;
+    listPaidInvoices(customerId: string, cursor: string, limit = 100): Promise<AutumnResult<AutumnInvoicePage>> {
+      return call("/v1/invoices.list", { customer_id: customerId, status: ["paid"], limit, start_cursor: cursor }, AutumnInvoicePage) as Promise<AutumnResult<AutumnInvoicePage>>;
+    },
+    /** One page of every customer, with their subscriptions; `cursor` is "" for the first page. */
+    listCustomers(cursor: string, limit: number): Promise<AutumnResult<AutumnCustomerPage>> {
+      return call("/v1/customers.list", { start_cursor: cursor, limit }, AutumnCustomerPage) as Promise<AutumnResult<AutumnCustomerPage>>;
     },
   };
 }

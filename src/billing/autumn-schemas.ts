@@ -36,6 +36,13 @@ export const AutumnCustomer = z.object({
 });
 export type AutumnCustomer = z.infer<typeof AutumnCustomer>;
 
+/** `customers.list`: full customer objects (subscriptions included, invoices not), cursor-paginated. */
+export const AutumnCustomerPage = z.object({
+  list: z.array(AutumnCustomer),
+  next_cursor: z.string().nullable(),
+});
+export type AutumnCustomerPage = z.infer<typeof AutumnCustomerPage>;
+
 export const AutumnInvoicePage = z.object({
   list: z.array(AutumnInvoice),
   next_cursor: z.string().nullable(),

@@ -14,6 +14,7 @@ const InvoiceRef = z.object({
 export const Evidence = z.object({
   customer_found: z.boolean(),
   past_due_subscriptions: z.array(z.object({ id: z.string(), plan_id: z.string() })),
+  /** The open invoices of the past-due base plans, the only ones that can start the overdue clock. */
   open_invoices: z.array(InvoiceRef),
   /** The invoice proving the org has paid money before, if one was found. */
   paid_invoice: InvoiceRef.nullable(),
@@ -26,6 +27,7 @@ export type Evidence = z.infer<typeof Evidence>;
 export type BillingFacts = {
   pastDue: boolean;
   hasPaid: boolean;
+  /** The oldest open invoice of a past-due base plan: an add-on's or another plan's invoice never counts. */
   oldestOpenInvoiceAt: number | null;
   evidence: Evidence;
 };
@@ -60,7 +62,9 @@ export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: 
   }
   const pastDueSubscriptions = customer.subscriptions.filter((s) => !s.add_on && s.past_due);
   const recent = customer.invoices ?? [];
-  const open = recent.filter((invoice) => invoice.status === "open");
+  // Only the past-due base plans' invoices can start the overdue clock (matched by plan id).
+  const pastDuePlans = new Set(pastDueSubscriptions.map((s) => s.plan_id));
+  const open = recent.filter((invoice) => invoice.status === "open" && invoice.plan_ids.some((plan) => pastDuePlans.has(plan)));
   const paidRecent = recent.find(isPaidWithMoney) ?? null;
   const paid = paidRecent ?? paidLookup ?? null;
   const pastDue = pastDueSubscriptions.length > 0;

@@ -1,20 +1,32 @@
-import { durationSetting, requiredSetting, urlSetting, type EnvVars } from "../shared/settings.ts";
+import { ConfigError, durationSetting, requiredSetting, urlSetting, type EnvVars } from "../shared/settings.ts";
+import { parseDuration } from "../shared/duration.ts";
 
 export { ConfigError } from "../shared/settings.ts";
 
 export const DEFAULT_GRACE_PERIOD = "3d";
 export const DEFAULT_RESYNC_INTERVAL = "6h";
+export const DEFAULT_MIN_NOTICE = "24h";
 
-export type PolicySettings = { gracePeriodMs: number; resyncIntervalMs: number };
+export type PolicySettings = { gracePeriodMs: number; resyncIntervalMs: number; minNoticeMs: number };
 
 export function policySettings(env: EnvVars): PolicySettings {
   return {
     gracePeriodMs: durationSetting(env, "GRACE_PERIOD", DEFAULT_GRACE_PERIOD),
     resyncIntervalMs: durationSetting(env, "RESYNC_INTERVAL", DEFAULT_RESYNC_INTERVAL),
+    minNoticeMs: durationSetting(env, "MIN_NOTICE", DEFAULT_MIN_NOTICE),
   };
 }
 
-export function autumnSettings(env: EnvVars): { baseUrl: string; secretKey: string; timeoutMs: number } {
+/** The embedded defaults, used (and the error reported) when a policy setting is invalid. */
+export const DEFAULT_POLICY: PolicySettings = {
+  gracePeriodMs: parseDuration(DEFAULT_GRACE_PERIOD)!,
+  resyncIntervalMs: parseDuration(DEFAULT_RESYNC_INTERVAL)!,
+  minNoticeMs: parseDuration(DEFAULT_MIN_NOTICE)!,
+};
+
+export type AutumnSettings = { baseUrl: string; secretKey: string; timeoutMs: number };
+
+export function autumnSettings(env: EnvVars): AutumnSettings {
   return {
     baseUrl: urlSetting(env, "AUTUMN_API_URL", "https://api.useautumn.com"),
     secretKey: requiredSetting(env, "AUTUMN_SECRET_KEY", "set it with `wrangler secret put AUTUMN_SECRET_KEY` (an am_sk_... key)"),
@@ -33,4 +45,14 @@ export function adminToken(env: EnvVars): string {
 
 export function ingestKeyPepper(env: EnvVars): string {
   return requiredSetting(env, "INGEST_KEY_PEPPER", "set a long random secret with `wrangler secret put INGEST_KEY_PEPPER` (the same value on both Workers)");
+}
+
+/** Reads a setting, or returns the ConfigError that names what to fix: for callers that go on without it. */
+export function settingOrError<T>(read: () => T): T | ConfigError {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
 }

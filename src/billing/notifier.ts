@@ -2,27 +2,35 @@ import { durationSetting, optionalSetting, requiredSetting, type EnvVars } from 
 import type { NotifyEvent } from "./notifications.ts";
 import { importSigningSecret, signPayload } from "./signature.ts";
 
-export type NotifySettings = { url: string; warningMs: number };
+export type NotifySettings = { url: string; secret: string; warningMs: number };
 
-/** Null when `NOTIFY_URL` is unset: then no event is queued at all. */
+/**
+ * Null when `NOTIFY_URL` is unset: then no event is queued at all. With `NOTIFY_URL` set,
+ * a missing `NOTIFY_SECRET` or an invalid `SUSPENSION_WARNING` throws a ConfigError.
+ */
 export function notifySettings(env: EnvVars): NotifySettings | null {
   const url = optionalSetting(env, "NOTIFY_URL", "");
   if (url === "") return null;
-  return { url, warningMs: durationSetting(env, "SUSPENSION_WARNING", "24h") };
+  return {
+    url,
+    secret: requiredSetting(env, "NOTIFY_SECRET", "set a whsec_ secret with `wrangler secret put NOTIFY_SECRET` and give it to the receiver"),
+    warningMs: durationSetting(env, "SUSPENSION_WARNING", "24h"),
+  };
 }
 
 export type Delivery = { ok: true; status: number } | { ok: false; error: string; status?: number };
 
 /** One delivery, signed with the Standard Webhooks scheme (`webhook-*` headers) under NOTIFY_SECRET. */
-export async function deliver(env: EnvVars, url: string, event: NotifyEvent, now: number, timeoutMs: number): Promise<Delivery> {
-  const key = await importSigningSecret(requiredSetting(env, "NOTIFY_SECRET", "set a whsec_ secret with `wrangler secret put NOTIFY_SECRET` and give it to the receiver"), "NOTIFY_SECRET");
+export async function deliver(settings: NotifySettings, event: NotifyEvent, now: number, timeoutMs: number): Promise<Delivery> {
+  const key = await importSigningSecret(settings.secret, "NOTIFY_SECRET");
   const body = JSON.stringify(event);
   const timestamp = String(Math.floor(now / 1000));
   try {
-    const response = await fetch(url, {
+    const response = await fetch(settings.url, {
       method: "POST",
       headers: { "content-type": "application/json", "webhook-id": event.id, "webhook-timestamp": timestamp, "webhook-signature": await signPayload(key, event.id, timestamp, body) },
       body,
+      redirect: "manual",
       signal: AbortSignal.timeout(timeoutMs),
     });
     await response.body?.cancel();

@@ -1,51 +1,65 @@
 import { DurableObject } from "cloudflare:workers";
 import type { MirrorEntry, OrgState } from "../shared/billing-state.ts";
+import { generateIngestKey, hashIngestKey, type IngestKeyRecord } from "../shared/ingest-key.ts";
 import { log, logError, logWarn } from "../shared/log.ts";
 import { Serialized } from "../shared/serialized.ts";
-import { generateIngestKey, hashIngestKey, type IngestKeyRecord } from "../shared/ingest-key.ts";
-import { billingStateKey, ingestKeyHashKey } from "../shared/storage-keys.ts";
+import { ingestKeyHashKey } from "../shared/storage-keys.ts";
 import type { OverrideCommand } from "./admin-requests.ts";
 import { createAutumnClient, type AutumnFailure } from "./autumn-client.ts";
 import { readBillingFacts, type BillingFacts } from "./billing-facts.ts";
-import { autumnSettings, ConfigError, DEFAULT_GRACE_PERIOD, DEFAULT_RESYNC_INTERVAL, policySettings, type PolicySettings } from "./config.ts";
-import { indexEntryOf, mirrorEntryOf, sameProjection } from "./mirror.ts";
+import { autumnSettings, ConfigError, DEFAULT_POLICY, policySettings, settingOrError, type AutumnSettings, type PolicySettings } from "./config.ts";
+import { sameProjection, mirrorEntryOf } from "./mirror.ts";
+import { notifySettings, type NotifySettings } from "./notifier.ts";
 import { newOrgRecord, type OrgRecord, type Source } from "./org-record.ts";
 import { OrgStore } from "./org-store.ts";
-import { orgIndex } from "./org-stub.ts";
 import { orgView, type OrgView } from "./org-view.ts";
+import { Outbox } from "./outbox.ts";
 import { decide } from "./policy.ts";
-import { mirrorPending, nextAlarmAt, nextSyncAt, retryDelay } from "./schedule.ts";
-import { parseDuration } from "../shared/duration.ts";
-import { eventsFor, warningDueAt } from "./notifications.ts";
-import { deliver, notifySettings, type NotifySettings } from "./notifier.ts";
+import { Publisher } from "./publisher.ts";
+import type { Disagreement } from "./reconcile/compare.ts";
+import { AWAITING_AUTUMN_CAP_MS, mirrorPending, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay } from "./schedule.ts";
 
 /** A webhook is acknowledged before its Autumn read finishes; this alarm re-reads if that read never lands. */
 const WEBHOOK_SAFETY_NET_MS = 30_000;
-/** Notifications are tried inline once; a slow receiver is retried by the alarm instead of delaying the caller. */
-const NOTIFY_TIMEOUT_MS = 3_000;
+/** A configuration error is logged at most this often per object and variable, however often the alarm runs. */
+const CONFIG_REPORT_INTERVAL_MS = 3_600_000;
 
 type Trigger = { source: Source; message_id?: string; note?: string };
+type Settings = { policy: PolicySettings; autumn: AutumnSettings | ConfigError; notify: NotifySettings | null; problem: ConfigError | null };
 
 /**
- * One per org (`idFromName(orgId)`): the single writer of the org's billing state, its
- * history, its KV mirror and index entries, and its outbound events. Every decision is a
- * fresh Autumn read fed to the pure policy; the object's one alarm is always set to the
- * earliest thing it owes (a read, a publication, an event to deliver or a warning).
+ * One per org, reached with `getByName(orgId)`: the single writer of the org's billing state,
+ * its history, its publication (KV mirror and index) and its outbound events. Every decision is
+ * a fresh Autumn read fed to the pure policy; every committed change re-arms the object's one
+ * alarm to the earliest thing it owes (a read, a publication, an event or a warning).
  */
 export class OrgBilling extends DurableObject<BillingEnv> {
   private readonly store: OrgStore;
+  private readonly publisher: Publisher;
+  private readonly outbox: Outbox;
   private readonly syncs = new Serialized<OrgRecord>();
-  private readonly mirrorWrites = new Serialized<void>();
-  private readonly deliveries = new Serialized<void>();
+  private readonly configReported = new Map<string, number>();
+  /** Runs a storage change atomically, then re-arms the alarm: the one place the alarm is set after a change. */
+  private readonly transact: <T>(change: () => T) => T;
 
   constructor(ctx: DurableObjectState, env: BillingEnv) {
     super(ctx, env);
     this.store = new OrgStore(ctx.storage.sql);
+    const transact = <T>(change: () => T): T => {
+      const result = ctx.storage.transactionSync(change);
+      this.arm();
+      return result;
+    };
+    this.publisher = new Publisher(env, this.store, transact);
+    this.outbox = new Outbox(this.store, transact, (error) => this.reportConfig(error));
+    this.transact = transact;
   }
 
-  /** The admin view: state, reason, deadlines, evidence and history. */
+  /** The admin view: state, reason, deadlines, evidence, history and undeliverable events. */
   async view(orgId: string): Promise<OrgView> {
-    return orgView(this.load(orgId), this.store.history(), Date.now(), this.settingsOrDefaults());
+    const settings = this.settings();
+    const record = this.load(orgId);
+    return orgView(record, this.store.history(), this.store.deadLetters(), Date.now(), settings.policy, this.outbox.dueAt(record, settings.notify));
   }
 
   /** The ingest Worker's question, answered from storage without calling Autumn. */
@@ -56,42 +70,43 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   /** A verified webhook for this org: recorded (deduplicated by message id), then a fresh read. */
   async webhook(orgId: string, message: { id: string; type: string }): Promise<{ duplicate: boolean; state: OrgState }> {
     const now = Date.now();
-    const recorded = this.ctx.storage.transactionSync(() => {
-      if (!this.store.markMessageSeen(message.id, now)) return null;
+    const recorded = this.transact(() => {
+      if (!this.store.markMessageSeen(message.id, now)) return false;
       const record = this.load(orgId);
-      const owed = Math.min(record.retry_at ?? Infinity, now + WEBHOOK_SAFETY_NET_MS);
-      const next = { ...record, retry_at: owed, version: record.version + 1 };
-      this.store.save(next);
-      return next;
+      this.store.save({ ...record, retry_at: Math.min(record.retry_at ?? Infinity, now + WEBHOOK_SAFETY_NET_MS), version: record.version + 1 });
+      return true;
     });
-    if (recorded === null) {
+    if (!recorded) {
       const state = this.load(orgId).state;
       log({ event: "webhook_duplicate", org_id: orgId, message_id: message.id, type: message.type, state });
       return { duplicate: true, state };
     }
-    this.arm();
-    const after = await this.sync(orgId, { source: "webhook", message_id: message.id });
+    const after = await this.sync({ source: "webhook", message_id: message.id });
     return { duplicate: false, state: after.state };
+  }
+
+  /** The reconciliation sweep saw Autumn disagree with this org's state: read Autumn now and decide. */
+  async reconcile(orgId: string, disagreement: Disagreement): Promise<OrgState> {
+    this.load(orgId);
+    return (await this.sync({ source: "reconcile", note: disagreement })).state;
   }
 
   /** A fresh Autumn read now, on an operator's request; it also rewrites the mirror entry, replacing a wrong or missing one. */
   async resync(orgId: string): Promise<OrgView> {
-    await this.sync(orgId, { source: "admin", note: "resync" });
-    this.ctx.storage.transactionSync(() => {
-      const record = this.load(orgId);
-      this.store.save({ ...record, projection_version: record.version, mirror: { ...record.mirror, version: Math.min(record.mirror.version, record.version - 1) } });
-    });
-    await this.flushMirror();
+    this.load(orgId);
+    await this.sync({ source: "admin", note: "resync" });
+    this.publisher.republish();
+    await this.publisher.flush();
     return this.view(orgId);
   }
 
   /** Support overrides: recorded in history with the note, then applied with a fresh read. */
   async override(orgId: string, command: OverrideCommand): Promise<OrgView> {
     const now = Date.now();
-    const settings = this.settingsOrDefaults();
-    this.ctx.storage.transactionSync(() => {
+    const settings = this.settings();
+    this.transact(() => {
       const record = this.load(orgId);
-      const until = command.until ?? (command.action === "unsuspend" ? now + settings.gracePeriodMs : null);
+      const until = command.until ?? (command.action === "unsuspend" ? now + settings.policy.gracePeriodMs : null);
       const override =
         command.action === "clear" ? null : { action: command.action === "suspend" ? ("suspend" as const) : ("exempt" as const), until, note: command.note, at: now };
       this.store.save({ ...record, override, version: record.version + 1 });
@@ -109,7 +124,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       });
     });
     log({ event: "override", org_id: orgId, action: command.action, until: command.until, note: command.note });
-    await this.sync(orgId, { source: "admin", note: command.note });
+    await this.sync({ source: "admin", note: command.note });
     return this.view(orgId);
   }
 
@@ -146,68 +161,100 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     const record = this.store.load();
     if (record === null) return;
     const now = Date.now();
-    if (mirrorPending(record) && (record.mirror.retry_at ?? 0) <= now) await this.flushMirror();
-    this.queueWarningIfDue(now);
-    if ((this.store.outboxHead()?.next_at ?? Infinity) <= now) await this.flushOutbox();
-    const due = nextSyncAt(this.store.load() ?? record, now, this.settingsOrDefaults());
-    if (due !== null && due <= now) await this.sync(record.org_id, { source: "alarm" });
+    const settings = this.settings();
+    if (mirrorPending(record) && (record.mirror.retry_at ?? 0) <= now) await this.publisher.flush();
+    this.outbox.queueWarningIfDue(now, settings.notify);
+    if ((this.outbox.dueAt(this.store.load(), settings.notify) ?? Infinity) <= now) await this.outbox.flush(settings.notify);
+    const due = nextSyncAt(this.store.load() ?? record, now, settings.policy);
+    if (due !== null && due <= now) await this.sync({ source: "alarm" });
+    // The alarm that woke us is spent: owe the next one even when nothing changed.
     this.arm();
   }
 
-  private load(orgId: string): OrgRecord {
-    const record = this.store.load();
-    if (record === null) return newOrgRecord(orgId, Date.now());
-    if (record.org_id !== orgId) throw new Error(`OrgBilling for ${record.org_id} was asked about ${orgId}: address objects with idFromName(orgId)`);
-    return record;
-  }
-
-  private settingsOrDefaults(): PolicySettings {
-    try {
-      return policySettings(this.env);
-    } catch {
-      return { gracePeriodMs: parseDuration(DEFAULT_GRACE_PERIOD)!, resyncIntervalMs: parseDuration(DEFAULT_RESYNC_INTERVAL)! };
+  /** The org this object serves: its name, as given to `getByName`. */
+  private get orgId(): string {
+    const name = this.ctx.id.name ?? this.store.load()?.org_id;
+    if (!name) {
+      throw new Error(
+        "OrgBilling has no org id: reach it with env.ORG_BILLING.getByName(orgId) (see org-stub.ts), not with newUniqueId() or idFromString(), which carry no name",
+      );
     }
+    return name;
   }
 
-  /** Serialized: concurrent callers share one fresh read that started after they asked. */
-  private sync(orgId: string, trigger: Trigger): Promise<OrgRecord> {
+  private load(orgId: string = this.orgId): OrgRecord {
+    if (orgId !== this.orgId) throw new Error(`OrgBilling for ${this.orgId} was asked about ${orgId}: reach objects with getByName(orgId)`);
+    return this.store.load() ?? newOrgRecord(orgId, Date.now());
+  }
+
+  /**
+   * Every setting the object uses, read in one place. An invalid policy setting falls back to
+   * the defaults for scheduling but blocks decisions (see `sync`); invalid notifications are off.
+   * Each problem is logged at most once an hour per object, however often the alarm runs.
+   */
+  private settings(): Settings {
+    const policy = settingOrError(() => policySettings(this.env));
+    const autumn = settingOrError(() => autumnSettings(this.env));
+    const notify = settingOrError(() => notifySettings(this.env));
+    const problems = [policy, autumn, notify].filter((value): value is ConfigError => value instanceof ConfigError);
+    for (const problem of problems) this.reportConfig(problem);
+    return {
+      policy: policy instanceof ConfigError ? DEFAULT_POLICY : policy,
+      autumn,
+      notify: notify instanceof ConfigError ? null : notify,
+      problem: policy instanceof ConfigError ? policy : autumn instanceof ConfigError ? autumn : null,
+    };
+  }
+
+  private reportConfig(error: ConfigError): void {
+    const now = Date.now();
+    const last = this.configReported.get(error.variable);
+    if (last !== undefined && now - last < CONFIG_REPORT_INTERVAL_MS) return;
+    this.configReported.set(error.variable, now);
+    logError({ event: "not_configured", org_id: this.ctx.id.name ?? null, variable: error.variable, message: error.message });
+  }
+
+  /**
+   * One fresh read, decided and committed, then published and announced. Concurrent callers
+   * with the same trigger share one read that started after they asked; different triggers
+   * get reads of their own, so history names what caused each change.
+   */
+  private sync(trigger: Trigger): Promise<OrgRecord> {
+    const key = trigger.source === "admin" ? `admin:${trigger.note ?? ""}` : trigger.source;
     return this.syncs.run(async () => {
-      let facts: BillingFacts | null = null;
-      let failure: AutumnFailure | null = null;
-      let settings: PolicySettings;
-      try {
-        settings = policySettings(this.env);
-        const result = await readBillingFacts(createAutumnClient(autumnSettings(this.env)), orgId);
-        if (result.ok) facts = result.value;
-        else failure = result.failure;
-      } catch (error) {
-        if (!(error instanceof ConfigError)) throw error;
-        logError({ event: "not_configured", org_id: orgId, variable: error.variable, message: error.message });
-        settings = this.settingsOrDefaults();
-        failure = { kind: "invalid_response", message: error.message };
+      const settings = this.settings();
+      let read: { facts: BillingFacts; failure: null } | { facts: null; failure: AutumnFailure };
+      if (settings.problem !== null) {
+        read = { facts: null, failure: { kind: "not_configured", message: settings.problem.message } };
+      } else {
+        const result = await readBillingFacts(createAutumnClient(settings.autumn as AutumnSettings), this.orgId);
+        read = result.ok ? { facts: result.value, failure: null } : { facts: null, failure: result.failure };
       }
-      const record = this.commit(orgId, trigger, facts, failure, settings);
-      await this.flushMirror();
-      await this.flushOutbox();
+      const record = this.commit(trigger, read.facts, read.failure, settings);
+      await this.publisher.flush();
+      await this.outbox.flush(settings.notify);
       return record;
-    });
+    }, key);
   }
 
   /** Applies the policy to the stored record and whatever the read produced, atomically. */
-  private commit(orgId: string, trigger: Trigger, facts: BillingFacts | null, failure: AutumnFailure | null, settings: PolicySettings): OrgRecord {
+  private commit(trigger: Trigger, facts: BillingFacts | null, failure: AutumnFailure | null, settings: Settings): OrgRecord {
     const now = Date.now();
-    const notify = this.notifySettings();
-    const { prev, next } = this.ctx.storage.transactionSync(() => {
-      const prev = this.load(orgId);
-      const decision = decide(prev, facts, now, settings);
+    const orgId = this.orgId;
+    const { prev, next } = this.transact(() => {
+      const prev = this.load();
+      const decision = decide(prev, facts, now, settings.policy);
       const failures = facts === null ? prev.failures + 1 : 0;
+      // While a suspension waits only for Autumn, retry often: it then follows Autumn's recovery within a minute.
+      const retryCap = decision.reason === "grace_elapsed_awaiting_autumn" ? AWAITING_AUTUMN_CAP_MS : undefined;
       let next: OrgRecord = {
         ...prev,
         ...decision,
         evidence: facts?.evidence ?? prev.evidence,
         last_sync: { at: now, ok: facts !== null, error: failure?.message ?? null },
         failures,
-        retry_at: facts === null ? now + retryDelay(failures, failure?.retryAfterMs) : null,
+        retry_at: facts === null ? now + retryDelay(failures, failure?.retryAfterMs, retryCap) : null,
+        follow_up: nextFollowUp(prev.follow_up, { source: trigger.source, ok: facts !== null, state: decision.state }, now),
         version: prev.version + 1,
       };
       if (!sameProjection(prev, next)) next.projection_version = next.version;
@@ -225,15 +272,10 @@ export class OrgBilling extends DurableObject<BillingEnv> {
           evidence: next.evidence,
         });
       }
-      if (notify) {
-        const owed = eventsFor(prev, next, now, notify.warningMs);
-        for (const event of owed.events) this.store.enqueue(event, now);
-        next = owed.record;
-      }
+      next = this.outbox.queueFor(prev, next, now, settings.notify);
       this.store.save(next);
       return { prev, next };
     });
-    this.arm();
 
     if (failure) {
       logWarn({ event: "sync_failed", org_id: orgId, source: trigger.source, kind: failure.kind, status: failure.status, code: failure.code, error: failure.message, failures: next.failures, retry_at: next.retry_at, state: next.state });
@@ -241,108 +283,16 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       log({ event: "sync", org_id: orgId, source: trigger.source, message_id: trigger.message_id, past_due: facts?.pastDue, has_paid: facts?.hasPaid, state: next.state, reason: next.reason, suspend_at: next.suspend_at });
     }
     if (next.state !== prev.state) {
-      log({ event: "transition", org_id: orgId, from: prev.state, to: next.state, reason: next.reason, source: trigger.source, message_id: trigger.message_id, note: trigger.note, anchor: next.anchor, suspend_at: next.suspend_at, version: next.version });
+      log({ event: "transition", org_id: orgId, from: prev.state, to: next.state, reason: next.reason, source: trigger.source, message_id: trigger.message_id, note: trigger.note, anchor: next.anchor, noticed_at: next.noticed_at, suspend_at: next.suspend_at, version: next.version });
     }
     return next;
-  }
-
-  /** Publishes the record to the KV mirror and the index until both match it; on failure the alarm retries with backoff. */
-  private flushMirror(): Promise<void> {
-    return this.mirrorWrites.run(async () => {
-      for (;;) {
-        const record = this.store.load();
-        if (record === null || !mirrorPending(record)) return;
-        const entry = mirrorEntryOf(record);
-        try {
-          await Promise.all([this.env.BILLING_STATE.put(billingStateKey(record.org_id), JSON.stringify(entry)), orgIndex(this.env).upsert(indexEntryOf(record))]);
-        } catch (error) {
-          const now = Date.now();
-          const failed = this.ctx.storage.transactionSync(() => {
-            const current = this.store.load()!;
-            const failures = current.mirror.failures + 1;
-            const next = { ...current, mirror: { ...current.mirror, failures, retry_at: now + retryDelay(failures) } };
-            this.store.save(next);
-            return next;
-          });
-          logWarn({ event: "mirror_write_failed", org_id: record.org_id, version: entry.version, error: String(error), retry_at: failed.mirror.retry_at });
-          this.arm();
-          return;
-        }
-        this.ctx.storage.transactionSync(() => {
-          const current = this.store.load()!;
-          this.store.save({ ...current, mirror: { version: Math.max(current.mirror.version, entry.version), retry_at: null, failures: 0 } });
-        });
-        log({ event: "mirror_written", org_id: record.org_id, state: entry.state, version: entry.version });
-        this.arm();
-      }
-    });
-  }
-
-  /** The warning owed once per overdue period, SUSPENSION_WARNING before its deadline. */
-  private queueWarningIfDue(now: number): void {
-    const notify = this.notifySettings();
-    if (!notify) return;
-    this.ctx.storage.transactionSync(() => {
-      const record = this.store.load();
-      if (record === null || (warningDueAt(record, notify.warningMs) ?? Infinity) > now) return;
-      const owed = eventsFor(record, record, now, notify.warningMs);
-      for (const event of owed.events) this.store.enqueue(event, now);
-      this.store.save({ ...owed.record, version: record.version + 1 });
-    });
-  }
-
-  /** Delivers queued events strictly in order; a failure stops the queue until the alarm retries it. */
-  private flushOutbox(): Promise<void> {
-    return this.deliveries.run(async () => {
-      const notify = this.notifySettings();
-      if (!notify) return;
-      for (;;) {
-        const now = Date.now();
-        const head = this.store.outboxHead();
-        if (head === null || head.next_at > now) break;
-        let result: Awaited<ReturnType<typeof deliver>>;
-        try {
-          result = await deliver(this.env, notify.url, head.event, now, NOTIFY_TIMEOUT_MS);
-        } catch (error) {
-          if (!(error instanceof ConfigError)) throw error;
-          result = { ok: false, error: error.message };
-        }
-        const fields = { org_id: head.event.org_id, event_id: head.event.id, type: head.event.type, attempts: head.attempts + 1 };
-        if (result.ok) {
-          this.store.delivered(head.seq);
-          log({ event: "notify_delivered", ...fields, status: result.status });
-          continue;
-        }
-        const retryAt = now + retryDelay(head.attempts + 1);
-        this.store.retryLater(head.seq, head.attempts + 1, retryAt);
-        logWarn({ event: "notify_failed", ...fields, error: result.error, retry_at: retryAt });
-        break;
-      }
-      this.arm();
-    });
-  }
-
-  private notifySettings(): NotifySettings | null {
-    try {
-      return notifySettings(this.env);
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      logError({ event: "not_configured", variable: error.variable, message: error.message });
-      return null;
-    }
   }
 
   /** Sets the object's single alarm to the earliest thing it owes, from what is stored. */
   private arm(): void {
     const record = this.store.load();
-    const notify = this.notifySettings();
-    const at =
-      record === null
-        ? null
-        : nextAlarmAt(record, Date.now(), this.settingsOrDefaults(), {
-            outboxAt: this.store.outboxHead()?.next_at ?? null,
-            warningAt: notify ? warningDueAt(record, notify.warningMs) : null,
-          });
+    const settings = this.settings();
+    const at = record === null ? null : nextAlarmAt(record, Date.now(), settings.policy, this.outbox.dueAt(record, settings.notify));
     if (at === null) void this.ctx.storage.deleteAlarm();
     else void this.ctx.storage.setAlarm(at);
   }

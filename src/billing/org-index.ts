@@ -54,6 +54,23 @@ export class OrgIndex extends DurableObject<BillingEnv> {
     return { orgs, next_offset: rows.length > query.limit ? query.offset + query.limit : null };
   }
 
+  /** The orgs among `ids` that are not ok, for the sweep's comparison (one call per customers.list page). */
+  async notOkAmong(ids: string[]): Promise<Pick<IndexEntry, "org_id" | "state" | "reason">[]> {
+    // One JSON parameter rather than one per id: SQL statements take at most 100 bound parameters.
+    return this.sql
+      .exec<Row>("SELECT org_id, state, reason FROM orgs WHERE state != 'ok' AND org_id IN (SELECT value FROM json_each(?))", JSON.stringify(ids))
+      .toArray()
+      .map((row) => IndexEntry.pick({ org_id: true, state: true, reason: true }).parse(row));
+  }
+
+  /** Every org that is not ok, for the sweep's last step (orgs the listing never showed). */
+  async notOk(): Promise<Pick<IndexEntry, "org_id" | "state" | "reason">[]> {
+    return this.sql
+      .exec<Row>("SELECT org_id, state, reason FROM orgs WHERE state != 'ok' ORDER BY org_id")
+      .toArray()
+      .map((row) => IndexEntry.pick({ org_id: true, state: true, reason: true }).parse(row));
+  }
+
   /** What the console's overview shows. */
   async overview(now: number, horizonMs: number): Promise<{ counts: Record<string, number>; due_soon: IndexEntry[]; recently_suspended: IndexEntry[]; recently_restored: IndexEntry[] }> {
     const counts = Object.fromEntries(LISTED_STATES.map((state) => [state, 0]));

@@ -25,7 +25,8 @@ export const Override = z.object({
 });
 export type Override = z.infer<typeof Override>;
 
-export const Source = z.enum(["webhook", "alarm", "admin"]);
+/** What caused a read: a webhook, the object's own alarm, an operator, or the reconciliation sweep. */
+export const Source = z.enum(["webhook", "alarm", "admin", "reconcile"]);
 export type Source = z.infer<typeof Source>;
 
 /** The org's whole billing state, one document in the object's SQLite storage. */
@@ -37,7 +38,12 @@ export const OrgRecord = z.object({
   reason: Reason,
   /** Start of the overdue clock; non-null exactly while the last good read saw past due. */
   anchor: z.number().nullable(),
-  /** anchor + grace period, unless the org is a lapsed customer (never suspended by policy). */
+  /**
+   * When Tollgate first saw this overdue period (its first read showing past due): the start of
+   * the minimum notice. Null exactly when `anchor` is.
+   */
+  noticed_at: z.number().nullable().default(null),
+  /** max(anchor + grace period, noticed_at + minimum notice), unless the org is a lapsed customer (never suspended by policy). */
   suspend_at: z.number().nullable(),
   suspended_at: z.number().nullable(),
   /** Past due but has paid money before: normal dunning, never suspended by this policy. */
@@ -48,6 +54,11 @@ export const OrgRecord = z.object({
   failures: z.number().int().nonnegative(),
   /** A fresh Autumn read is owed no later than this (webhook received, or retry after a failure). */
   retry_at: z.number().nullable(),
+  /**
+   * Short follow-up reads after a webhook that left the org not ok: Autumn and Stripe settle in
+   * steps, so a payment may show a little after its webhook. `step` indexes FOLLOW_UP_STEPS_MS from `from`.
+   */
+  follow_up: z.object({ from: z.number(), step: z.number().int().nonnegative() }).nullable().default(null),
   override: Override.nullable(),
   /** The overdue period (by its anchor) whose suspension warning was queued. */
   warned_anchor: z.number().nullable().default(null),
@@ -66,6 +77,7 @@ export function newOrgRecord(orgId: string, now: number): OrgRecord {
     since: now,
     reason: "never_synced",
     anchor: null,
+    noticed_at: null,
     suspend_at: null,
     suspended_at: null,
     lapsed: false,
@@ -73,6 +85,7 @@ export function newOrgRecord(orgId: string, now: number): OrgRecord {
     last_sync: null,
     failures: 0,
     retry_at: null,
+    follow_up: null,
     override: null,
     warned_anchor: null,
     version: 0,

@@ -6,11 +6,17 @@ export const HISTORY_LIMIT = 500;
 export type StoredIngestKey = { key_id: string; key_hash: string; created_at: number };
 export const DEDUPE_WINDOW_MS = 24 * 3_600_000;
 
-const SCHEMA_VERSION = 1;
+/** Raised with every table change; `migrate` brings any older object up to it (see docs/storage.md). */
+const SCHEMA_VERSION = 2;
+/** Dead letters kept per org, newest first. */
+export const DEAD_LETTER_LIMIT = 100;
+
+export type DeadLetter = { event: NotifyEvent; attempts: number; error: string; at: number };
 
 /**
  * The org's SQLite storage: its record (one JSON document validated on read), its history
- * (newest 500 kept) and the webhook message ids seen in the last 24 h. All methods are
+ * (newest 500 kept), the webhook message ids seen in the last 24 h, its ingest keys, and its
+ * outbound events (queued and dead letters). Every table is listed in docs/storage.md. All methods are
  * synchronous, so a caller can compose them inside `transactionSync`.
  */
 export class OrgStore {
@@ -25,6 +31,7 @@ export class OrgStore {
     this.sql.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
     const row = this.sql.exec<{ version: number }>("SELECT version FROM schema_version").toArray()[0];
     if (row && row.version >= SCHEMA_VERSION) return;
+    // Version 1: org, history, seen_messages, outbox, ingest_keys. Version 2: dead_letters.
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS org (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS history (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
@@ -32,6 +39,7 @@ export class OrgStore {
       CREATE INDEX IF NOT EXISTS seen_messages_at ON seen_messages (at);
       CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS ingest_keys (key_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);
+      CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, attempts INTEGER NOT NULL, error TEXT NOT NULL, at INTEGER NOT NULL);
     `);
     this.sql.exec("DELETE FROM schema_version");
     this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", SCHEMA_VERSION);
@@ -88,6 +96,21 @@ export class OrgStore {
 
   retryLater(seq: number, attempts: number, nextAt: number): void {
     this.sql.exec("UPDATE outbox SET attempts = ?, next_at = ? WHERE seq = ?", attempts, nextAt, seq);
+  }
+
+  /** Sets an undeliverable event aside, so the events after it can go out. */
+  deadLetter(seq: number, attempts: number, error: string, now: number): void {
+    this.sql.exec("INSERT INTO dead_letters (seq, event, attempts, error, at) SELECT seq, event, ?, ?, ? FROM outbox WHERE seq = ?", attempts, error, now, seq);
+    this.sql.exec("DELETE FROM outbox WHERE seq = ?", seq);
+    this.sql.exec("DELETE FROM dead_letters WHERE seq NOT IN (SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT ?)", DEAD_LETTER_LIMIT);
+  }
+
+  /** Newest first. */
+  deadLetters(): DeadLetter[] {
+    return this.sql
+      .exec<{ event: string; attempts: number; error: string; at: number }>("SELECT event, attempts, error, at FROM dead_letters ORDER BY seq DESC")
+      .toArray()
+      .map((row) => ({ ...row, event: NotifyEvent.parse(JSON.parse(row.event)) }));
   }
 
   /** Records a webhook message id; false when it was already seen within the dedupe window. */

@@ -3,8 +3,9 @@ import type { Evidence } from "./billing-facts.ts";
 import type { PolicySettings } from "./config.ts";
 import type { IndexEntry } from "./index-entry.ts";
 import type { HistoryEntry, OrgRecord } from "./org-record.ts";
-import { reasonMessage } from "./policy.ts";
-import { mirrorPending, nextAlarmAt } from "./schedule.ts";
+import type { DeadLetter } from "./org-store.ts";
+import { deadlineTerms, reasonMessage } from "./policy.ts";
+import { followUpAt, mirrorPending, nextAlarmAt } from "./schedule.ts";
 
 const iso = (ms: number | null | undefined): string | null => (ms == null ? null : new Date(ms).toISOString());
 
@@ -27,8 +28,9 @@ function historyView(entry: HistoryEntry) {
   };
 }
 
-/** The admin API's JSON for one org: times as ISO strings, history newest first. */
-export function orgView(record: OrgRecord, history: HistoryEntry[], now: number, settings: PolicySettings) {
+/** The admin API's JSON for one org: times as ISO strings, history and dead letters newest first. */
+export function orgView(record: OrgRecord, history: HistoryEntry[], deadLetters: DeadLetter[], now: number, settings: PolicySettings, outboxAt: number | null = null) {
+  const terms = record.anchor === null ? null : deadlineTerms(record.anchor, record.noticed_at ?? record.anchor, settings);
   return {
     org_id: record.org_id,
     state: record.state,
@@ -36,18 +38,24 @@ export function orgView(record: OrgRecord, history: HistoryEntry[], now: number,
     reason: record.reason,
     reason_message: reasonMessage(record.reason, record),
     anchor: iso(record.anchor),
+    noticed_at: iso(record.noticed_at),
     suspend_at: iso(record.suspend_at),
+    /** The deadline is the later of these: the grace period from the anchor, the minimum notice from the first sighting. */
+    deadline_terms: terms === null || record.lapsed ? null : { grace_ends_at: iso(terms.grace_ends_at), notice_ends_at: iso(terms.notice_ends_at) },
     suspended_at: iso(record.suspended_at),
     lapsed_customer: record.lapsed,
     grace_period: formatDuration(settings.gracePeriodMs),
+    min_notice: formatDuration(settings.minNoticeMs),
     evidence: evidenceView(record.evidence),
     last_sync: record.last_sync === null ? null : { ...record.last_sync, at: iso(record.last_sync.at) },
     consecutive_failures: record.failures,
-    next_check_at: iso(nextAlarmAt(record, now, settings)),
+    next_check_at: iso(nextAlarmAt(record, now, settings, outboxAt)),
+    follow_up_at: iso(followUpAt(record.follow_up)),
     override: record.override === null ? null : { ...record.override, until: iso(record.override.until), at: iso(record.override.at) },
     version: record.version,
     mirror: { version: record.mirror.version, in_sync: !mirrorPending(record) },
     history: history.map(historyView),
+    dead_letters: deadLetters.map((letter) => ({ ...letter, at: iso(letter.at) })),
   };
 }
 export type OrgView = ReturnType<typeof orgView>;

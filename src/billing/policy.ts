@@ -2,15 +2,16 @@ import type { OrgState } from "../shared/billing-state.ts";
 import type { BillingFacts } from "./billing-facts.ts";
 import type { OrgRecord, Override, Reason } from "./org-record.ts";
 
-export type PolicyConfig = { gracePeriodMs: number };
+export type PolicyConfig = { gracePeriodMs: number; minNoticeMs: number };
 
-export type PolicyInput = Pick<OrgRecord, "state" | "since" | "reason" | "anchor" | "lapsed" | "suspended_at" | "override">;
+export type PolicyInput = Pick<OrgRecord, "state" | "since" | "reason" | "anchor" | "noticed_at" | "lapsed" | "suspended_at" | "override">;
 
 export type Decision = {
   state: OrgState;
   reason: Reason;
   since: number;
   anchor: number | null;
+  noticed_at: number | null;
   suspend_at: number | null;
   suspended_at: number | null;
   lapsed: boolean;
@@ -28,8 +29,10 @@ export function activeOverride(override: Override | null, now: number): Override
  *
  * - past due: a base (non add-on) subscription is past due;
  * - the overdue clock starts at the earlier of the first sighting and the oldest open
- *   invoice, and never moves later while the org stays past due;
- * - suspended once `now >= anchor + grace`, still past due and never paid money, which only
+ *   invoice of a past-due base plan, and never moves later while the org stays past due;
+ * - the deadline is max(anchor + grace, first sighting + minimum notice): an invoice's
+ *   creation is not its due date (Autumn gives none), so no org is suspended without notice;
+ * - suspended once `now >= deadline`, still past due and never paid money, which only
  *   a fresh read (`facts !== null`) can establish; without one an org can stay suspended
  *   but never become suspended;
  * - an org that has paid money before stays `overdue` (normal dunning);
@@ -37,19 +40,24 @@ export function activeOverride(override: Override | null, now: number): Override
  */
 export function decide(prev: PolicyInput, facts: BillingFacts | null, now: number, config: PolicyConfig): Decision {
   let anchor: number | null;
+  let noticedAt: number | null;
   let lapsed: boolean;
   if (facts === null) {
     anchor = prev.anchor;
+    noticedAt = prev.noticed_at;
     lapsed = prev.lapsed;
   } else if (facts.pastDue) {
     anchor = Math.min(prev.anchor ?? now, facts.oldestOpenInvoiceAt ?? now, now);
+    // Records from before the minimum notice existed have only their anchor.
+    noticedAt = prev.noticed_at ?? prev.anchor ?? now;
     lapsed = facts.hasPaid;
   } else {
     anchor = null;
+    noticedAt = null;
     lapsed = false;
   }
   const pastDue = anchor !== null;
-  const suspendAt = anchor === null || lapsed ? null : anchor + config.gracePeriodMs;
+  const suspendAt = anchor === null || lapsed ? null : deadlineOf(anchor, noticedAt ?? anchor, config);
   const override = activeOverride(prev.override, now);
 
   const [state, reason] = ((): [OrgState, Reason] => {
@@ -69,10 +77,21 @@ export function decide(prev: PolicyInput, facts: BillingFacts | null, now: numbe
     reason,
     since: state === prev.state ? prev.since : now,
     anchor,
+    noticed_at: noticedAt,
     suspend_at: suspendAt,
     suspended_at: state !== "suspended" ? null : prev.state === "suspended" ? prev.suspended_at ?? now : now,
     lapsed,
   };
+}
+
+/** The two terms of the deadline: the grace period from the anchor, and the minimum notice from the first sighting. */
+export function deadlineTerms(anchor: number, noticedAt: number, config: PolicyConfig): { grace_ends_at: number; notice_ends_at: number } {
+  return { grace_ends_at: anchor + config.gracePeriodMs, notice_ends_at: noticedAt + config.minNoticeMs };
+}
+
+function deadlineOf(anchor: number, noticedAt: number, config: PolicyConfig): number {
+  const terms = deadlineTerms(anchor, noticedAt, config);
+  return Math.max(terms.grace_ends_at, terms.notice_ends_at);
 }
 
 /** A sentence a support person can read to a customer. */

@@ -1,15 +1,41 @@
 import { activeOverride } from "./policy.ts";
-import type { OrgRecord } from "./org-record.ts";
+import type { OrgRecord, Source } from "./org-record.ts";
 
 export type ScheduleConfig = { resyncIntervalMs: number };
 
 const BACKOFF_BASE_MS = 5_000;
-const BACKOFF_CAP_MS = 15 * 60_000;
+/** No retry waits longer, whatever `Retry-After` says: a day-long Retry-After must not strand an org. */
+export const BACKOFF_CAP_MS = 15 * 60_000;
+/** While a suspension waits only for Autumn to answer, it is retried at least this often. */
+export const AWAITING_AUTUMN_CAP_MS = 60_000;
+/** Reads after a webhook that left the org not ok, measured from that webhook's read. */
+export const FOLLOW_UP_STEPS_MS = [60_000, 5 * 60_000, 15 * 60_000] as const;
 
-/** Exponential backoff after `failures` consecutive failures, never sooner than the server asked. */
-export function retryDelay(failures: number, retryAfterMs?: number): number {
-  const exponential = Math.min(BACKOFF_BASE_MS * 2 ** Math.max(0, failures - 1), BACKOFF_CAP_MS);
-  return Math.max(exponential, retryAfterMs ?? 0);
+/**
+ * Exponential backoff after `failures` consecutive failures, capped at `backoffCapMs`, never
+ * sooner than the server's `Retry-After`, and never longer than BACKOFF_CAP_MS whatever it says.
+ */
+export function retryDelay(failures: number, retryAfterMs?: number, backoffCapMs = BACKOFF_CAP_MS): number {
+  const exponential = Math.min(BACKOFF_BASE_MS * 2 ** Math.min(Math.max(0, failures - 1), 30), backoffCapMs);
+  return Math.min(Math.max(exponential, retryAfterMs ?? 0), BACKOFF_CAP_MS);
+}
+
+/**
+ * The follow-up reads owed after a read. A webhook whose read leaves the org not ok starts
+ * them; each successful read at or after a step moves to the next step still ahead; an org
+ * back to ok needs none. A failed read changes nothing (its retry is owed anyway).
+ */
+export function nextFollowUp(prev: OrgRecord["follow_up"], read: { source: Source; ok: boolean; state: OrgRecord["state"] }, now: number): OrgRecord["follow_up"] {
+  if (!read.ok) return prev;
+  if (read.state === "ok") return null;
+  if (read.source === "webhook") return { from: now, step: 0 };
+  if (prev === null) return null;
+  const step = FOLLOW_UP_STEPS_MS.findIndex((offset) => prev.from + offset > now);
+  return step === -1 ? null : { from: prev.from, step: Math.max(step, prev.step) };
+}
+
+export function followUpAt(followUp: OrgRecord["follow_up"]): number | null {
+  return followUp === null ? null : followUp.from + FOLLOW_UP_STEPS_MS[followUp.step]!;
 }
 
 function earliest(...times: (number | null | undefined)[]): number | null {
@@ -19,9 +45,9 @@ function earliest(...times: (number | null | undefined)[]): number | null {
 }
 
 /**
- * When the object next owes a fresh Autumn read: a pending webhook or retry, the
- * suspension deadline, the end of an override, or the periodic resync while not `ok`
- * (so a missed webhook cannot leave an org blocked or unblocked for long).
+ * When the object next owes a fresh Autumn read: a pending webhook or retry, a follow-up
+ * after a webhook, the suspension deadline, the end of an override, or the periodic resync
+ * while not `ok` (so a missed webhook cannot leave an org blocked or unblocked for long).
  */
 export function nextSyncAt(record: OrgRecord, now: number, config: ScheduleConfig): number | null {
   // The deadline and the end of an override are each owed one read at or after them;
@@ -31,7 +57,7 @@ export function nextSyncAt(record: OrgRecord, now: number, config: ScheduleConfi
   const deadline = record.state === "overdue" && !exempt ? owedOnce(record.suspend_at) : null;
   const overrideEnd = owedOnce(record.override?.until);
   const resync = record.state === "ok" ? null : (record.last_sync?.at ?? now) + config.resyncIntervalMs;
-  return earliest(record.retry_at, deadline, overrideEnd, resync);
+  return earliest(record.retry_at, owedOnce(followUpAt(record.follow_up)), deadline, overrideEnd, resync);
 }
 
 export function mirrorPending(record: OrgRecord): boolean {
@@ -39,11 +65,11 @@ export function mirrorPending(record: OrgRecord): boolean {
 }
 
 /**
- * The single alarm of the object: the earliest of everything it owes, including the next
- * queued event's delivery and the suspension warning (both passed in, as they live outside
- * the record or depend on optional configuration).
+ * The single alarm of the object: the earliest of everything it owes, including what its
+ * outbox owes (the next delivery or the suspension warning; passed in, as it lives outside
+ * the record and depends on optional configuration).
  */
-export function nextAlarmAt(record: OrgRecord, now: number, config: ScheduleConfig, also: { outboxAt: number | null; warningAt: number | null } = { outboxAt: null, warningAt: null }): number | null {
+export function nextAlarmAt(record: OrgRecord, now: number, config: ScheduleConfig, outboxAt: number | null = null): number | null {
   const mirror = mirrorPending(record) ? (record.mirror.retry_at ?? now) : null;
-  return earliest(nextSyncAt(record, now, config), mirror, also.outboxAt, also.warningAt);
+  return earliest(nextSyncAt(record, now, config), mirror, outboxAt);
 }

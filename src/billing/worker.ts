@@ -1,13 +1,15 @@
 import { Router } from "itty-router";
 import { errorResponse, jsonResponse } from "../shared/http-error.ts";
-import { logError } from "../shared/log.ts";
+import { log, logError } from "../shared/log.ts";
 import { adminRouter } from "./admin.ts";
 import { consoleRouter } from "./console/routes.ts";
 import { ConfigError } from "./config.ts";
+import { reconciler } from "./org-stub.ts";
 import { handleWebhook } from "./webhook.ts";
 
 export { OrgBilling } from "./org-billing.ts";
 export { OrgIndex } from "./org-index.ts";
+export { Reconciler } from "./reconcile/sweeper.ts";
 
 const router = Router<Request & { params: Record<string, string> }, [BillingEnv, ExecutionContext]>({
   catch: (error: unknown) => {
@@ -29,4 +31,9 @@ const router = Router<Request & { params: Record<string, string> }, [BillingEnv,
 
 export default {
   fetch: (request, env, ctx) => router.fetch(request, env, ctx),
+  /** The Cron Trigger in wrangler.jsonc starts a reconciliation sweep (or finds one still running). */
+  scheduled: async (controller, env) => {
+    const { started, sweep } = await reconciler(env).start("cron");
+    log({ event: "reconcile_cron", cron: controller.cron, started, sweep_id: sweep.id, status: sweep.status });
+  },
 } satisfies ExportedHandler<BillingEnv>;

@@ -1,32 +1,26 @@
 /**
- * Runs a task one at a time. Callers arriving while it runs share a single follow-up run
- * that starts after it finishes, so every caller gets a result that began after it asked
- * (a fresh read), without piling up one run per caller.
+ * Runs tasks one at a time. A caller arriving while a run is under way joins the run queued
+ * after it when that run has the same key, or queues a new one: every caller gets a result
+ * that began after it asked (a fresh read), without piling up one run per caller, and runs
+ * with different keys (say, an override and a webhook) are never merged, so each result is
+ * attributed to what actually caused it.
  */
 export class Serialized<T> {
-  private running: Promise<T> | null = null;
-  private queued: Promise<T> | null = null;
+  private last: { key: string; started: boolean; promise: Promise<T> } | null = null;
 
-  run(task: () => Promise<T>): Promise<T> {
-    if (this.running === null) return this.start(task);
-    if (this.queued === null) {
-      const after = this.running.then(
-        () => {},
-        () => {},
-      );
-      this.queued = after.then(() => {
-        this.queued = null;
-        return this.start(task);
-      });
-    }
-    return this.queued;
-  }
-
-  private start(task: () => Promise<T>): Promise<T> {
-    const promise = task().finally(() => {
-      if (this.running === promise) this.running = null;
+  run(task: () => Promise<T>, key = ""): Promise<T> {
+    const last = this.last;
+    if (last !== null && !last.started && last.key === key) return last.promise;
+    const before: Promise<unknown> = last?.promise.catch(() => {}) ?? Promise.resolve();
+    const entry = { key, started: false, promise: null as unknown as Promise<T> };
+    entry.promise = before.then(() => {
+      entry.started = true;
+      return task();
     });
-    this.running = promise;
-    return promise;
+    this.last = entry;
+    void entry.promise.finally(() => {
+      if (this.last === entry) this.last = null;
+    }).catch(() => {});
+    return entry.promise;
   }
 }

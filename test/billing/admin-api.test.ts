@@ -3,7 +3,7 @@ import { exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { sessionCookie } from "../../src/billing/console/session.ts";
 import { autumn } from "../support/autumn.ts";
-import { admin, BILLING, deleteAllAlarms, deliver, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { admin, BILLING, deleteAllAlarms, deliver, orgState, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 
@@ -22,6 +22,7 @@ async function suspendedOrg(): Promise<string> {
   const org = uniqueOrg("admin");
   await autumn.createCustomer(org);
   await deliver((await autumn.pastDue(org, clock.now - GRACE)).webhook);
+  await sitOutMinimumNotice(org, clock);
   expect((await orgState(org)).state).toBe("suspended");
   return org;
 }

@@ -1,7 +1,8 @@
 import { exports } from "cloudflare:workers";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { runDurableObjectAlarm } from "cloudflare:test";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { autumn } from "../support/autumn.ts";
-import { BILLING, deleteAllAlarms, deliver, orgState, uniqueOrg } from "../support/billing.ts";
+import { BILLING, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 
 afterEach(deleteAllAlarms);
@@ -29,7 +30,14 @@ let suspended: string;
 beforeAll(async () => {
   suspended = uniqueOrg("console");
   await autumn.createCustomer(suspended);
-  await deliver((await autumn.pastDue(suspended, Date.now() - GRACE - 60_000)).webhook);
+  // First seen overdue longer ago than the minimum notice (the Date alone is faked), then read again now.
+  const now = Date.now();
+  vi.useFakeTimers({ toFake: ["Date"] });
+  vi.setSystemTime(now - MIN_NOTICE_MS - 60_000);
+  await autumn.pastDue(suspended, Date.now() - GRACE);
+  await deliverNow(suspended);
+  vi.useRealTimers();
+  await runDurableObjectAlarm(orgStub(suspended));
 });
 
 describe("signing in", () => {
@@ -86,7 +94,7 @@ describe("reading", () => {
     expect(page).toContain("grace_elapsed_never_paid");
     expect(page).toContain("never (no paid invoice with money)");
     expect(page).toContain("https://invoice.stripe.com/i/acct_standin/");
-    expect(page).toMatch(/<ol class="timeline">[\s\S]*Ok<\/span> → <span class="badge suspended">/i);
+    expect(page).toMatch(/<ol class="timeline">[\s\S]*Overdue<\/span> → <span class="badge suspended">/i);
   });
 
   it("finds an org by id from the search box", async () => {

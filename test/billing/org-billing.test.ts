@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { MirrorEntry } from "../../src/shared/billing-state.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { autumn } from "../support/autumn.ts";
-import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgState, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 
 const clock = fakeClock();
@@ -41,8 +41,8 @@ describe("a past-due org that never paid", () => {
     expect(state.history).toHaveLength(1);
     expect(state.history[0]).toMatchObject({ kind: "transition", from: "ok", to: "overdue", source: "webhook", message_id: expect.stringMatching(/^msg_/) });
     expect(await mirrorOf(org)).toEqual({ state: "overdue", since: clock.now, version: expect.any(Number), suspend_at: clock.now + GRACE, suspended_at: null });
-    // The periodic resync (6 h) comes before the deadline (3 d).
-    expect(await alarmOf(org)).toBe(clock.now + 6 * HOUR);
+    // The first follow-up read after the webhook (1 min) comes before the resync (6 h) and the deadline (3 d).
+    expect(await alarmOf(org)).toBe(clock.now + 60 * SECOND);
   });
 
   it("is suspended by the alarm exactly at the deadline, after a fresh Autumn read", async () => {
@@ -106,6 +106,7 @@ describe("who is never suspended", () => {
     await autumn.createCustomer(org);
     await autumn.trialInvoice(org, clock.now - 20 * DAY);
     await deliver((await autumn.pastDue(org, clock.now - GRACE)).webhook);
+    await sitOutMinimumNotice(org, clock);
     expect(await orgState(org)).toMatchObject({ state: "suspended", reason: "grace_elapsed_never_paid" });
   });
 
@@ -121,6 +122,14 @@ describe("who is never suspended", () => {
 describe("while not ok, the object resyncs on its own", () => {
   it("reads Autumn again after RESYNC_INTERVAL and restores an org whose payment webhook was lost", async () => {
     const org = await overdueOrg();
+    const webhookAt = clock.now;
+    // The follow-up reads after the webhook (1, 5 and 15 min) find it still past due; then only the resync is left.
+    for (const minutes of [1, 5, 15]) {
+      expect(await alarmOf(org)).toBe(webhookAt + minutes * 60 * SECOND);
+      clock.set(webhookAt + minutes * 60 * SECOND);
+      await runDurableObjectAlarm(orgStub(org));
+    }
+    expect((await orgState(org)).follow_up_at).toBeNull();
     await autumn.pay(org, clock.now); // the webhook is never delivered
     clock.set(clock.now + 6 * HOUR);
     expect(await alarmOf(org)).toBe(clock.now);

@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { autumn } from "../support/autumn.ts";
-import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgStub, uniqueOrg } from "../support/billing.ts";
+import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 
 const clock = fakeClock();
@@ -34,15 +34,18 @@ async function all(state: string, mine: Set<string>): Promise<Page["orgs"]> {
 async function pastDue(prefix: string, invoiceAt: number): Promise<string> {
   const org = uniqueOrg(prefix);
   await autumn.createCustomer(org);
-  await deliver((await autumn.pastDue(org, invoiceAt)).webhook);
+  await autumn.pastDue(org, invoiceAt);
+  // Signed at the test's clock, which may have moved past the stand-in's.
+  await deliverNow(org);
   return org;
 }
 
 describe("GET /admin/orgs?state=...", () => {
   it("lists orgs that are not ok, overdue by deadline, through pages", async () => {
-    const late = await pastDue("idx_late", clock.now - 2 * DAY);
-    const early = await pastDue("idx_early", clock.now);
     const gone = await pastDue("idx_susp", clock.now - GRACE);
+    await sitOutMinimumNotice(gone, clock);
+    const late = await pastDue("idx_late", clock.now - 2 * DAY - 3_600_000);
+    const early = await pastDue("idx_early", clock.now);
     const paying = uniqueOrg("idx_ok");
     await autumn.createCustomer(paying);
     await deliverNow(paying);
@@ -51,6 +54,7 @@ describe("GET /admin/orgs?state=...", () => {
     const overdue = await all("overdue", mine);
     expect(overdue.map((o) => o.org_id)).toEqual([late, early]);
     expect(overdue[0]).toMatchObject({ state: "overdue", reason: "in_grace_period", suspend_at: new Date(clock.now + DAY).toISOString() });
+    // Past due for 2 days and an hour when first seen: the minimum notice (24 h), not the grace period (23 h left), sets the deadline.
     expect(await all("suspended", mine)).toMatchObject([{ org_id: gone, state: "suspended", reason: "grace_elapsed_never_paid" }]);
     // Orgs only ever seen in good standing are not indexed at all.
     expect(await all("ok", mine)).toEqual([]);

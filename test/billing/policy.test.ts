@@ -6,7 +6,8 @@ import { decide, type PolicyInput } from "../../src/billing/policy.ts";
 
 const DAY = 86_400_000;
 const GRACE = 3 * DAY;
-const config = { gracePeriodMs: GRACE };
+// The grace period alone; the minimum notice has tests of its own below.
+const config = { gracePeriodMs: GRACE, minNoticeMs: 0 };
 const T0 = Date.UTC(2026, 10, 1);
 
 function invoice(status: string, total: number, created_at: number, stripe_id = `in_${status}_${total}_${created_at}`): AutumnInvoice {
@@ -93,8 +94,8 @@ describe("the suspension policy", () => {
       expect(decide(overdue, pastDueNeverPaid, T0 + GRACE, config)).toMatchObject({ state: "suspended", reason: "grace_elapsed_never_paid", suspended_at: T0 + GRACE, since: T0 + GRACE });
     });
     it("follows the configured grace period", () => {
-      expect(decide(overdue, pastDueNeverPaid, T0 + 5_000, { gracePeriodMs: 5_000 }).state).toBe("suspended");
-      expect(decide(overdue, pastDueNeverPaid, T0 + 4_999, { gracePeriodMs: 5_000 }).state).toBe("overdue");
+      expect(decide(overdue, pastDueNeverPaid, T0 + 5_000, { gracePeriodMs: 5_000, minNoticeMs: 0 }).state).toBe("suspended");
+      expect(decide(overdue, pastDueNeverPaid, T0 + 4_999, { gracePeriodMs: 5_000, minNoticeMs: 0 }).state).toBe("overdue");
     });
     it("does not suspend without a fresh read, and says it is waiting for one", () => {
       expect(decide(overdue, null, T0 + GRACE + 1, config)).toMatchObject({ state: "overdue", reason: "grace_elapsed_awaiting_autumn" });

@@ -1,4 +1,4 @@
-import { listDurableObjectIds, runInDurableObject } from "cloudflare:test";
+import { listDurableObjectIds, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import type { OrgView } from "../../src/billing/org-view.ts";
@@ -66,4 +66,16 @@ export async function deleteAllAlarms(): Promise<void> {
   for (const id of await listDurableObjectIds(env.ORG_BILLING)) {
     await runInDurableObject(env.ORG_BILLING.get(id), (_instance, state) => state.storage.deleteAlarm());
   }
+}
+
+/** MIN_NOTICE in wrangler.jsonc: no org is suspended sooner after Tollgate first saw it overdue. */
+export const MIN_NOTICE_MS = 24 * 3_600_000;
+
+/**
+ * An org long past due is first seen overdue and suspended only after the minimum notice:
+ * move the (fake) clock past it and let the org's alarm read Autumn.
+ */
+export async function sitOutMinimumNotice(orgId: string, clock: { now: number; set(ms: number): void }): Promise<void> {
+  clock.set(clock.now + MIN_NOTICE_MS);
+  await runDurableObjectAlarm(orgStub(orgId));
 }

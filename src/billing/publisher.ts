@@ -1,0 +1,72 @@
+import { log, logWarn } from "../shared/log.ts";
+import { Serialized } from "../shared/serialized.ts";
+import { billingStateKey } from "../shared/storage-keys.ts";
+import { indexEntryOf, mirrorEntryOf } from "./mirror.ts";
+import type { OrgStore } from "./org-store.ts";
+import { orgIndex } from "./org-stub.ts";
+import { mirrorPending, retryDelay } from "./schedule.ts";
+
+/** Runs a change to the org's storage atomically, then re-arms the object's alarm. */
+export type Transact = <T>(change: () => T) => T;
+
+/**
+ * Publishes the org's record where others read it: the KV mirror entry (the ingest Worker's
+ * gate) and the index entry (the console and the sweep). Writes are serialized and versioned;
+ * a failed publication is retried by the object's alarm with backoff.
+ */
+export class Publisher {
+  private readonly writes = new Serialized<void>();
+  private readonly env: BillingEnv;
+  private readonly store: OrgStore;
+  private readonly transact: Transact;
+
+  constructor(env: BillingEnv, store: OrgStore, transact: Transact) {
+    this.env = env;
+    this.store = store;
+    this.transact = transact;
+  }
+
+  /** Publishes until both places hold the record's current projection, or one write fails. */
+  flush(): Promise<void> {
+    return this.writes.run(async () => {
+      for (;;) {
+        const record = this.store.load();
+        if (record === null || !mirrorPending(record)) return;
+        const entry = mirrorEntryOf(record);
+        // Both writes settle before deciding: a write still in flight could otherwise land after
+        // a later flush's, leaving an older value in place while the record says it is current.
+        const results = await Promise.allSettled([
+          this.env.BILLING_STATE.put(billingStateKey(record.org_id), JSON.stringify(entry)),
+          orgIndex(this.env).upsert(indexEntryOf(record)),
+        ]);
+        const failure = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
+        if (failure) {
+          const now = Date.now();
+          const failed = this.transact(() => {
+            const current = this.store.load()!;
+            const failures = current.mirror.failures + 1;
+            const next = { ...current, mirror: { ...current.mirror, failures, retry_at: now + retryDelay(failures) } };
+            this.store.save(next);
+            return next;
+          });
+          logWarn({ event: "mirror_write_failed", org_id: record.org_id, version: entry.version, error: String(failure.reason), retry_at: failed.mirror.retry_at });
+          return;
+        }
+        this.transact(() => {
+          const current = this.store.load()!;
+          this.store.save({ ...current, mirror: { version: Math.max(current.mirror.version, entry.version), retry_at: null, failures: 0 } });
+        });
+        log({ event: "mirror_written", org_id: record.org_id, state: entry.state, version: entry.version });
+      }
+    });
+  }
+
+  /** Marks the current projection unpublished, so the next flush rewrites a wrong or missing entry. */
+  republish(): void {
+    this.transact(() => {
+      const record = this.store.load();
+      if (record === null) return;
+      this.store.save({ ...record, projection_version: record.version, mirror: { ...record.mirror, version: Math.min(record.mirror.version, record.version - 1) } });
+    });
+  }
+}
