@@ -14,7 +14,9 @@ import type { ForwardResult } from "./upstream.ts";
 export const KV_CACHE_TTL_SECONDS = 30;
 
 /** One gate per isolate: its caches are what make the hot path free. */
-export const gate = new IngestGate({ onFailOpen: (event) => logWarn({ event: "ingest_fail_open", ...event }) });
+export const gate = new IngestGate({
+  onDependencyFailure: (event) => logWarn({ event: event.decision === "accept" ? "ingest_fail_open" : "ingest_refusal_unconfirmed", ...event }),
+});
 
 /** How often one kind of refusal or upstream trouble of one org is logged per isolate. */
 export const DECISION_LOG_WINDOW_MS = 10_000;

@@ -26,39 +26,59 @@ export const GATE_TIMINGS = {
    * exporters cost at most one object call per isolate per second.
    */
   confirmTtlMs: 1_000,
-  /** After a failed lookup, the fail-open verdict is kept this long before trying again. */
+  /** After a failed lookup, its answer (fail open, or the mirror's refusal) is kept this long before trying again. */
   failOpenTtlMs: 2_000,
 };
 
 export type Verdict = {
   suspended: boolean;
   suspended_at: number | null;
-  /** Where the answer came from: memory, the KV mirror, the object, or a failed lookup. */
-  source: "memory" | "mirror" | "object" | "fail_open";
+  /**
+   * Where the answer came from: memory, the KV mirror, the object, a failed lookup with
+   * nothing known (accepted), or a suspension the object could not confirm (kept).
+   */
+  source: "memory" | "mirror" | "object" | "fail_open" | "unconfirmed";
 };
 
 export type KeyCheck = { ok: true; org_id: string; key_id: string } | { ok: false; code: "unknown_ingest_key" | "auth_unavailable" };
 
-export type FailOpen = { org_id: string; dependency: "kv" | "object"; error: string; last_verdict: "ok" | "suspended" | "none" };
+/** A lookup that failed, and what the gate decided without it. */
+export type DependencyFailure = {
+  org_id: string;
+  dependency: "kv" | "object" | "kv_and_object";
+  error: string;
+  last_verdict: "ok" | "suspended" | "none";
+  decision: "accept" | "refuse";
+};
 
-export type GateCounters = { keyLookups: number; mirrorReads: number; objectCalls: number; failOpens: number };
+export type GateCounters = { keyLookups: number; mirrorReads: number; objectCalls: number; failOpens: number; unconfirmedRefusals: number };
+
+const ZERO_COUNTERS: GateCounters = { keyLookups: 0, mirrorReads: 0, objectCalls: 0, failOpens: 0, unconfirmedRefusals: 0 };
+
+type Held = Omit<Verdict, "source">;
 
 /**
  * The ingest hot path's two questions, cheapest source first: which org does this key
  * belong to, and is that org suspended? Memory → KV mirror → (only if the mirror says
- * suspended) the org's object. A failed lookup never refuses data: it accepts (fails open)
- * and reports what was last known.
+ * suspended) the org's object. Concurrent misses for one org share one lookup.
+ *
+ * When a lookup fails, what is known decides: a suspension the mirror (or, with KV down,
+ * this isolate) has seen keeps being refused while the object cannot confirm or lift it;
+ * with nothing known, or an org last seen paying, the gate fails open (accepts). Either way
+ * the failure is reported with the last verdict.
  */
 export class IngestGate {
-  readonly counters: GateCounters = { keyLookups: 0, mirrorReads: 0, objectCalls: 0, failOpens: 0 };
+  readonly counters: GateCounters = { ...ZERO_COUNTERS };
   private readonly keys: TtlCache<IngestKeyRecord | null>;
-  private readonly verdicts: TtlCache<Omit<Verdict, "source">>;
-  private readonly onFailOpen: (event: FailOpen) => void;
+  private readonly verdicts: TtlCache<Held>;
+  /** One pending lookup per org; bounded by the requests in flight. */
+  private readonly inflight = new Map<string, Promise<Verdict>>();
+  private readonly onDependencyFailure: (event: DependencyFailure) => void;
 
-  constructor(options: { capacity?: number; onFailOpen?: (event: FailOpen) => void } = {}) {
+  constructor(options: { capacity?: number; onDependencyFailure?: (event: DependencyFailure) => void } = {}) {
     this.keys = new TtlCache(options.capacity ?? 50_000);
     this.verdicts = new TtlCache(options.capacity ?? 50_000);
-    this.onFailOpen = options.onFailOpen ?? (() => {});
+    this.onDependencyFailure = options.onDependencyFailure ?? (() => {});
   }
 
   /** The warm path, synchronous: the cached key and verdict, or undefined when I/O is needed. */
@@ -89,26 +109,43 @@ export class IngestGate {
   async verdict(orgId: string, sources: GateSources, now: number): Promise<Verdict> {
     const cached = this.verdicts.get(orgId, now);
     if (cached) return { ...cached, source: "memory" };
+    // Single flight: a flood from one org while its entry is cold is one KV read and at
+    // most one object call, not one per request.
+    const pending = this.inflight.get(orgId);
+    if (pending) return pending;
+    const lookup = this.lookup(orgId, sources, now).finally(() => this.inflight.delete(orgId));
+    this.inflight.set(orgId, lookup);
+    return lookup;
+  }
 
+  private async lookup(orgId: string, sources: GateSources, now: number): Promise<Verdict> {
     let mirror: MirrorEntry | null;
     try {
       this.counters.mirrorReads++;
       mirror = await sources.readMirror(orgId);
     } catch (error) {
-      return this.failOpen(orgId, "kv", error, now);
+      // No mirror: a suspension this isolate saw is put to the object, the truth; anything
+      // else (a paying org, or nothing known) is accepted without bothering the object.
+      const last = this.verdicts.peek(orgId);
+      if (!last?.suspended) return this.degraded(orgId, "kv", error, now, null);
+      return this.confirm(orgId, sources, now, last.suspended_at, "kv_and_object");
     }
     if (mirror === null || mirror.state !== "suspended") {
       const verdict = { suspended: false, suspended_at: null };
       this.verdicts.set(orgId, verdict, now + GATE_TIMINGS.stateTtlMs);
       return { ...verdict, source: "mirror" };
     }
+    return this.confirm(orgId, sources, now, mirror.suspended_at, "object");
+  }
 
+  /** Asks the object about a suspension; when it cannot answer, the suspension stands. */
+  private async confirm(orgId: string, sources: GateSources, now: number, suspendedAt: number | null, dependency: DependencyFailure["dependency"]): Promise<Verdict> {
     let truth: MirrorEntry;
     try {
       this.counters.objectCalls++;
       truth = await sources.askObject(orgId);
     } catch (error) {
-      return this.failOpen(orgId, "object", error, now);
+      return this.degraded(orgId, dependency, error, now, { suspended: true, suspended_at: suspendedAt });
     }
     const suspended = truth.state === "suspended";
     const verdict = { suspended, suspended_at: suspended ? truth.suspended_at : null };
@@ -116,25 +153,32 @@ export class IngestGate {
     return { ...verdict, source: "object" };
   }
 
-  /** Accept: a dependency's outage must never cut off an org. The log says what was last known. */
-  private failOpen(orgId: string, dependency: FailOpen["dependency"], error: unknown, now: number): Verdict {
-    this.counters.failOpens++;
+  /**
+   * A lookup failed. `held` is the suspension that stands (refuse), or null to accept: a
+   * dependency's outage must never cut off an org that nothing says is suspended. The answer
+   * is held briefly instead of hammering a dependency that is down or overloaded.
+   */
+  private degraded(orgId: string, dependency: DependencyFailure["dependency"], error: unknown, now: number, held: Held | null): Verdict {
     const last = this.verdicts.peek(orgId);
-    const verdict = { suspended: false, suspended_at: null };
+    const verdict = held ?? { suspended: false, suspended_at: null };
+    if (held) this.counters.unconfirmedRefusals++;
+    else this.counters.failOpens++;
     this.verdicts.set(orgId, verdict, now + GATE_TIMINGS.failOpenTtlMs);
-    this.onFailOpen({
+    this.onDependencyFailure({
       org_id: orgId,
       dependency,
       error: error instanceof Error ? error.message : String(error),
       last_verdict: last === undefined ? "none" : last.suspended ? "suspended" : "ok",
+      decision: held ? "refuse" : "accept",
     });
-    return { ...verdict, source: "fail_open" };
+    return { ...verdict, source: held ? "unconfirmed" : "fail_open" };
   }
 
   /** For tests and the benchmark: forget everything this isolate has cached. */
   reset(): void {
     this.keys.clear();
     this.verdicts.clear();
-    Object.assign(this.counters, { keyLookups: 0, mirrorReads: 0, objectCalls: 0, failOpens: 0 });
+    this.inflight.clear();
+    Object.assign(this.counters, ZERO_COUNTERS);
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GATE_TIMINGS, IngestGate, type FailOpen, type GateSources } from "../../src/ingest/gate.ts";
+import { GATE_TIMINGS, IngestGate, type DependencyFailure, type GateSources } from "../../src/ingest/gate.ts";
 import type { MirrorEntry } from "../../src/shared/billing-state.ts";
 
 const T = 1_800_000_000_000;
@@ -63,26 +63,99 @@ describe("the ingest gate", () => {
     expect(await gate.verdict("org_b", sources, T + GATE_TIMINGS.confirmTtlMs)).toMatchObject({ suspended: false, source: "object" });
   });
 
-  it.each([
-    ["KV", { kvDown: true }, "kv"],
-    ["the object", { objectDown: true }, "object"],
-  ] as const)("fails open when %s is unreachable, reporting the last verdict", async (_name, outage, dependency) => {
-    const events: FailOpen[] = [];
-    const gate = new IngestGate({ onFailOpen: (event) => events.push(event) });
+  it("fails open when KV is unreachable and nothing is known about the org", async () => {
+    const events: DependencyFailure[] = [];
+    const gate = new IngestGate({ onDependencyFailure: (event) => events.push(event) });
+    const { state, sources } = memorySources();
+    state.kvDown = true;
+    expect(await gate.verdict("org_b", sources, T)).toMatchObject({ suspended: false, source: "fail_open" });
+    expect(events).toEqual([{ org_id: "org_b", dependency: "kv", error: expect.stringContaining("down"), last_verdict: "none", decision: "accept" }]);
+    expect(state.calls.object).toBe(0);
+  });
+
+  it("keeps accepting an org last seen paying while KV is unreachable, without asking its object", async () => {
+    const events: DependencyFailure[] = [];
+    const gate = new IngestGate({ onDependencyFailure: (event) => events.push(event) });
+    const { state, sources } = memorySources();
+    await gate.verdict("org_a", sources, T);
+    state.kvDown = true;
+    expect(await gate.verdict("org_a", sources, T + GATE_TIMINGS.stateTtlMs)).toMatchObject({ suspended: false, source: "fail_open" });
+    expect(events).toEqual([expect.objectContaining({ dependency: "kv", last_verdict: "ok", decision: "accept" })]);
+    expect(state.calls.object).toBe(0);
+  });
+
+  it("keeps refusing with the mirror's verdict when the object cannot be reached (issue 10, item 4)", async () => {
+    const events: DependencyFailure[] = [];
+    const gate = new IngestGate({ onDependencyFailure: (event) => events.push(event) });
+    const { state, sources } = memorySources();
+    state.mirror.set("org_b", entry("suspended"));
+    state.objectDown = true;
+    expect(await gate.verdict("org_b", sources, T)).toEqual({ suspended: true, suspended_at: T, source: "unconfirmed" });
+    expect(events).toEqual([{ org_id: "org_b", dependency: "object", error: expect.stringContaining("down"), last_verdict: "none", decision: "refuse" }]);
+
+    // Held briefly instead of hammering an object that is down or overloaded.
+    const calls = { ...state.calls };
+    expect(await gate.verdict("org_b", sources, T + GATE_TIMINGS.failOpenTtlMs - 1)).toMatchObject({ suspended: true, source: "memory" });
+    expect(state.calls).toEqual(calls);
+
+    // Once the object answers again, it decides.
+    state.objectDown = false;
+    state.object.set("org_b", entry("ok"));
+    expect(await gate.verdict("org_b", sources, T + GATE_TIMINGS.failOpenTtlMs)).toMatchObject({ suspended: false, source: "object" });
+  });
+
+  it("with KV down, puts a suspension it saw to the object, and keeps it when the object is down too", async () => {
+    const events: DependencyFailure[] = [];
+    const gate = new IngestGate({ onDependencyFailure: (event) => events.push(event) });
     const { state, sources } = memorySources();
     state.mirror.set("org_b", entry("suspended"));
     state.object.set("org_b", entry("suspended"));
-    expect((await gate.verdict("org_b", sources, T)).suspended).toBe(true);
+    await gate.verdict("org_b", sources, T);
 
-    Object.assign(state, outage);
+    state.kvDown = true;
     const later = T + GATE_TIMINGS.confirmTtlMs;
-    expect(await gate.verdict("org_b", sources, later)).toMatchObject({ suspended: false, source: "fail_open" });
-    expect(events).toEqual([{ org_id: "org_b", dependency, error: expect.stringContaining("down"), last_verdict: "suspended" }]);
+    expect(await gate.verdict("org_b", sources, later)).toMatchObject({ suspended: true, source: "object" });
+    expect(events).toEqual([]);
 
-    // The fail-open answer is held briefly instead of hammering a dependency that is down.
-    const calls = { ...state.calls };
-    await gate.verdict("org_b", sources, later + GATE_TIMINGS.failOpenTtlMs - 1);
-    expect(state.calls).toEqual(calls);
+    state.objectDown = true;
+    expect(await gate.verdict("org_b", sources, later + GATE_TIMINGS.confirmTtlMs)).toEqual({ suspended: true, suspended_at: T, source: "unconfirmed" });
+    expect(events).toEqual([expect.objectContaining({ dependency: "kv_and_object", last_verdict: "suspended", decision: "refuse" })]);
+  });
+
+  it("concurrent misses for one org share one mirror read and one object call (issue 10, item 4)", async () => {
+    const gate = new IngestGate();
+    const { state, sources } = memorySources();
+    state.mirror.set("org_b", entry("suspended"));
+    state.object.set("org_b", entry("suspended"));
+    let release!: () => void;
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const ask = sources.askObject;
+    sources.askObject = async (orgId) => {
+      await slow;
+      return ask(orgId);
+    };
+    const verdicts = Array.from({ length: 64 }, () => gate.verdict("org_b", sources, T));
+    release();
+    expect(await Promise.all(verdicts)).toEqual(Array(64).fill(expect.objectContaining({ suspended: true })));
+    expect(state.calls).toEqual({ kv: 1, object: 1 });
+    expect(gate.counters).toMatchObject({ mirrorReads: 1, objectCalls: 1 });
+
+    // After the confirmation window, the next burst is again one call.
+    await Promise.all(Array.from({ length: 64 }, () => gate.verdict("org_b", sources, T + GATE_TIMINGS.confirmTtlMs)));
+    expect(state.calls).toEqual({ kv: 2, object: 2 });
+  });
+
+  it("a failed shared lookup does not stick: the next miss tries again", async () => {
+    const gate = new IngestGate();
+    const { state, sources } = memorySources();
+    state.mirror.set("org_b", entry("suspended"));
+    state.objectDown = true;
+    await Promise.all([gate.verdict("org_b", sources, T), gate.verdict("org_b", sources, T)]);
+    expect(state.calls.object).toBe(1);
+    state.objectDown = false;
+    state.object.set("org_b", entry("suspended"));
+    expect(await gate.verdict("org_b", sources, T + GATE_TIMINGS.failOpenTtlMs)).toMatchObject({ suspended: true, source: "object" });
+    expect(state.calls.object).toBe(2);
   });
 
   it("keeps a known key working through a key-store outage, but refuses unknown ones as unavailable", async () => {
