@@ -27,11 +27,12 @@ function records(text: string): LogpushRecord[] {
   return parsed.records;
 }
 
-function failure(text: string): string {
+function refusal(text: string): { code: string; message: string } {
   const parsed = parseLogpushBody(text);
   if (parsed.ok) throw new Error(`expected a parse failure, got ${parsed.records.length} records`);
-  return parsed.message;
+  return { code: parsed.code, message: parsed.message };
 }
+const failure = (text: string): string => refusal(text).message;
 
 function logRecords(dataset: string, input: LogpushRecord[]): LogRecordJson[] {
   return toOtlpLogs(input, { dataset, ...CONTEXT }).resourceLogs[0]!.scopeLogs[0]!.logRecords;
@@ -75,7 +76,8 @@ describe("parseLogpushBody", () => {
       { Datetime: 1741964966535897932n, Action: "block" },
       { Datetime: 1741964966535897933n, Action: "log" },
     ]);
-    expect(records("[]")).toEqual([]);
+    // An empty batch is nothing Logpush sends: refused, not forwarded as nothing.
+    expect(refusal("[]").code).toBe("no_records");
   });
 
   it("reads a single object, one line or pretty-printed", () => {
@@ -95,34 +97,35 @@ describe("parseLogpushBody", () => {
 
   it("names the line of a malformed NDJSON line", () => {
     const lines = httpUnixNano.trim().split("\n");
-    expect(failure(`${lines[0]}\n${lines[1]}\n{"EdgeStartTimestamp":17419649\n${lines[2]}`)).toMatch(/^line 3 is not valid JSON/);
+    expect(failure(`${lines[0]}\n${lines[1]}\n{"EdgeStartTimestamp":17419649\n${lines[2]}`)).toMatch(/^line 3: a JSON object starts here but never ends/);
+    expect(failure(`${lines[0]}\n{"EdgeStartTimestamp":17419649,}\n${lines[2]}`)).toMatch(/^line 2 is not valid JSON/);
     // Physical line numbers: blank lines and CRLF count as lines.
-    expect(failure(`${lines[0]}\r\n\r\n${lines[1]}\r\nnot json\r\n`)).toMatch(/^line 4 is not valid JSON/);
+    expect(failure(`${lines[0]}\r\n\r\n${lines[1]}\r\nnot json\r\n`)).toMatch(/^line 4: text after the last record is not JSON/);
   });
 
   it.each([
-    ["a number", "42", /line 2 is a number, not a JSON object/],
-    ["an array", "[1,2]", /line 2 is an array, not a JSON object/],
-    ["null", "null", /line 2 is null, not a JSON object/],
-    ["a string", '"hello"', /line 2 is a string, not a JSON object/],
-  ])("refuses an NDJSON line that is %s, naming the line", (_name, line, message) => {
-    expect(failure(`{"a":1}\n${line}\n{"b":2}`)).toMatch(message);
+    ["a number", "42", "invalid_payload", /^line 2: text between records is not JSON: "42"/],
+    ["an array", "[1,2]", "unrecognised_batch", /^line 2 is an array, not a record/],
+    ["null", "null", "invalid_payload", /^line 2: text between records is not JSON: "null"/],
+    ["a string", '"hello"', "invalid_payload", /^line 2: text between records is not JSON/],
+  ])("refuses an NDJSON line that is %s, naming the line", (_name, line, code, message) => {
+    expect(refusal(`{"a":1}\n${line}\n{"b":2}`)).toEqual({ code, message: expect.stringMatching(message) });
   });
 
-  it("refuses bodies that are a lone non-object", () => {
-    expect(failure('"hello"')).toMatch(/line 1 is a string, not a JSON object/);
-    expect(failure("\n\n42\n")).toMatch(/line 3 is a number, not a JSON object/);
+  it("refuses bodies that are a lone non-object, naming output_type", () => {
+    expect(refusal('"hello"')).toEqual({ code: "unrecognised_batch", message: expect.stringMatching(/the body is a string, not Logpush records; check the job's output_options.output_type/) });
+    expect(refusal("\n\n42\n")).toEqual({ code: "unrecognised_batch", message: expect.stringMatching(/the body is a number/) });
   });
 
   it("refuses a JSON array holding non-objects, naming the element", () => {
-    expect(failure('[{"a":1},{"b":2},3]')).toMatch(/element 2 of the JSON array is a number, not a JSON object/);
+    expect(failure('[{"a":1},{"b":2},3]')).toMatch(/element 2 of the JSON array is a number, not a record \(a JSON object\)/);
     expect(failure('[{"a":1},[]]')).toMatch(/element 1 of the JSON array is an array/);
-    expect(failure('[{"a":1},')).toMatch(/not a valid JSON array/);
+    expect(failure('[{"a":1},')).toMatch(/a JSON array starts here but never ends/);
   });
 
   it("refuses a broken pretty-printed object and plain text", () => {
-    expect(failure('{\n  "a": 1,\n  "b": \n}')).toMatch(/neither NDJSON \(line 1 is not valid JSON\) nor one JSON object/);
-    expect(failure("hello world")).toMatch(/line 1 is not valid JSON/);
+    expect(failure('{\n  "a": 1,\n  "b": \n}')).toMatch(/^line 1 is not valid JSON/);
+    expect(refusal("hello world")).toEqual({ code: "invalid_payload", message: expect.stringMatching(/^line 1 is not JSON; if the job's output_options.output_type is csv, add format=csv/) });
   });
 
   it("parses a typical batch quickly, and without quadratic blow-up", () => {
@@ -332,7 +335,9 @@ describe("toOtlpLogs", () => {
 
   it.each([
     [200, 9, "INFO"],
-    [399, 9, "INFO"],
+    [299, 9, "INFO"],
+    [300, 10, "INFO2"],
+    [399, 10, "INFO2"],
     [400, 13, "WARN"],
     [499, 13, "WARN"],
     [500, 17, "ERROR"],
@@ -359,7 +364,7 @@ describe("toOtlpLogs", () => {
     expect(one("http_requests", {}).body.stringValue).toBe("http_requests record");
   });
 
-  it("types attributes and skips nulls and the time field", () => {
+  it("types attributes, skips nulls and keeps the time field", () => {
     const log = one("http_requests", {
       EdgeStartTimestamp: INSTANT_NS,
       EdgeEndTimestamp: 1741964966587123456n,
@@ -378,6 +383,7 @@ describe("toOtlpLogs", () => {
       Missing: undefined,
     });
     expect(log.attributes).toEqual([
+      { key: "EdgeStartTimestamp", value: { intValue: "1741964966535897932" } },
       { key: "EdgeEndTimestamp", value: { intValue: "1741964966587123456" } },
       { key: "ClientRequestHost", value: { stringValue: "example.com" } },
       { key: "EdgeResponseStatus", value: { intValue: "200" } },
@@ -393,10 +399,30 @@ describe("toOtlpLogs", () => {
     ]);
   });
 
-  it("keeps the time field as an attribute when it did not supply the time", () => {
+  it("keeps every time field as an attribute, the one that supplied the time included", () => {
     const log = one("http_requests", { EdgeStartTimestamp: "garbage", EdgeEndTimestamp: 1741964966 });
+    expect(log.timeUnixNano).toBe("1741964966000000000");
     expect(attribute(log, "EdgeStartTimestamp")).toEqual({ stringValue: "garbage" });
-    expect(attribute(log, "EdgeEndTimestamp")).toBeUndefined();
+    expect(attribute(log, "EdgeEndTimestamp")).toEqual({ intValue: "1741964966" });
+  });
+
+  it("reads the time from the configured time_field first, exactly", () => {
+    const record = { timestamp: INSTANT_NS, EdgeStartTimestamp: 1741964000 };
+    const configured = toOtlpLogs([record], { dataset: "http_requests", ...CONTEXT, timeField: "timestamp" }).resourceLogs[0]!.scopeLogs[0]!.logRecords[0]!;
+    expect(configured.timeUnixNano).toBe("1741964966535897932");
+    expect(attribute(configured, "timestamp")).toEqual({ intValue: "1741964966535897932" });
+    // Unset, the dataset's own field wins; a configured field that is missing falls back to it.
+    expect(one("http_requests", record).timeUnixNano).toBe("1741964000000000000");
+    const missing = toOtlpLogs([{ EdgeStartTimestamp: 1741964000 }], { dataset: "http_requests", ...CONTEXT, timeField: "ts" }).resourceLogs[0]!.scopeLogs[0]!.logRecords[0]!;
+    expect(missing.timeUnixNano).toBe("1741964000000000000");
+    // A configured name ending in Ms is milliseconds, like Cloudflare's own.
+    const ms = toOtlpLogs([{ StartMs: 86_400_000 }], { dataset: "x", ...CONTEXT, timeField: "StartMs" }).resourceLogs[0]!.scopeLogs[0]!.logRecords[0]!;
+    expect(ms.timeUnixNano).toBe("86400000000000");
+  });
+
+  it("falls back to a commonly renamed time field when none is configured", () => {
+    expect(one("http_requests", { "client-ip": "192.0.2.1", timestamp: INSTANT_NS }).timeUnixNano).toBe("1741964966535897932");
+    expect(one("firewall_events", { "@timestamp": "2025-03-14T15:09:26.535897932Z" }).timeUnixNano).toBe("1741964966535897932");
   });
 
   it("maps workers_trace_events: millisecond time, body and outcome severity", () => {
@@ -411,7 +437,7 @@ describe("toOtlpLogs", () => {
     expect(logs.map((l) => l.severityText)).toEqual(["ERROR", "INFO", "WARN", "INFO"]);
     expect(logs.map((l) => l.severityNumber)).toEqual([17, 9, 13, 9]);
     const first = logs[0]!;
-    expect(attribute(first, "EventTimestampMs")).toBeUndefined();
+    expect(attribute(first, "EventTimestampMs")).toEqual({ intValue: "1741964966535" });
     expect(attribute(first, "CPUTimeMs")).toEqual({ intValue: "3" });
     expect(attribute(first, "Outcome")).toEqual({ stringValue: "exception" });
     expect(attribute(first, "ScriptTags")).toEqual({ stringValue: '["api","prod"]' });
@@ -463,7 +489,7 @@ describe("toOtlpLogs", () => {
       "firewall_events: Action=managed_challenge Source=securityLevel ClientIP=198.51.100.77 ClientRequestMethod=GET ClientRequestHost=api.example.com ClientRequestPath=/v1/search",
     );
     const first = logs[0]!;
-    expect(attribute(first, "Datetime")).toBeUndefined();
+    expect(attribute(first, "Datetime")).toEqual({ intValue: "1741964966535897932" });
     expect(attribute(first, "ContentScanObjResults")).toBeUndefined();
     expect(attribute(first, "WAFAttackScore")).toEqual({ doubleValue: 12.5 });
     expect(attribute(first, "Verified")).toEqual({ boolValue: false });
