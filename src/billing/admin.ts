@@ -7,7 +7,7 @@ import { bearerToken } from "../shared/bearer.ts";
 import { timingSafeEqualStrings } from "./constant-time.ts";
 import { ListQuery, OverrideBody } from "./admin-requests.ts";
 import { adminToken, ConfigError, ingestKeyPepper } from "./config.ts";
-import { orgBilling, orgIndex } from "./org-stub.ts";
+import { orgBilling, orgIndex, reconciler } from "./org-stub.ts";
 import { indexEntryView } from "./org-view.ts";
 
 type AdminRequest = IRequest & { orgId: string };
@@ -50,6 +50,16 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
     }
     const page = await orgIndex(env).list({ state: query.data.state, offset: query.data.cursor, limit: query.data.limit });
     return jsonResponse({ orgs: page.orgs.map(indexEntryView), next_cursor: page.next_offset === null ? null : String(page.next_offset) });
+  })
+  // The reconciliation sweep: start one now (or get the one already running), or read the current or last one.
+  .post("/reconcile", async (_request, env) => {
+    const { started, sweep } = await reconciler(env).start("admin");
+    log({ event: "admin_reconcile", started, sweep_id: sweep.id });
+    return jsonResponse({ ...sweep, started }, started ? 202 : 200);
+  })
+  .get("/reconcile", async (_request, env) => {
+    const sweep = await reconciler(env).status();
+    return sweep === null ? errorResponse(404, "no_sweep", "no reconciliation sweep has run yet: POST /admin/reconcile starts one") : jsonResponse(sweep);
   })
   .all("/orgs/:orgId/*", withOrg)
   .all("/orgs/:orgId", withOrg)
