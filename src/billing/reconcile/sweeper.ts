@@ -31,7 +31,7 @@ export class Reconciler extends DurableObject<BillingEnv> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec(`
-      CREATE TABLE IF NOT EXISTS sweeps (started_at INTEGER NOT NULL, id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS sweeps (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS sweep_listed (org_id TEXT PRIMARY KEY);
     `);
   }
@@ -49,7 +49,7 @@ export class Reconciler extends DurableObject<BillingEnv> {
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("DELETE FROM sweep_listed");
       this.save(sweep);
-      this.sql.exec("DELETE FROM sweeps WHERE id NOT IN (SELECT id FROM sweeps ORDER BY started_at DESC LIMIT ?)", KEPT_SWEEPS);
+      this.sql.exec("DELETE FROM sweeps WHERE seq NOT IN (SELECT seq FROM sweeps ORDER BY seq DESC LIMIT ?)", KEPT_SWEEPS);
     });
     await this.ctx.storage.setAlarm(now);
     log({ event: "reconcile_started", sweep_id: sweep.id, trigger });
@@ -65,7 +65,7 @@ export class Reconciler extends DurableObject<BillingEnv> {
   /** Recent sweeps, newest first. */
   async recent(limit = 5): Promise<SweepView[]> {
     return this.sql
-      .exec<{ doc: string }>("SELECT doc FROM sweeps ORDER BY started_at DESC LIMIT ?", limit)
+      .exec<{ doc: string }>("SELECT doc FROM sweeps ORDER BY seq DESC LIMIT ?", limit)
       .toArray()
       .map((row) => sweepView(SweepRecord.parse(JSON.parse(row.doc))));
   }
@@ -179,12 +179,12 @@ export class Reconciler extends DurableObject<BillingEnv> {
   }
 
   private current(): SweepRecord | null {
-    const row = this.sql.exec<{ doc: string }>("SELECT doc FROM sweeps ORDER BY started_at DESC LIMIT 1").toArray()[0];
+    const row = this.sql.exec<{ doc: string }>("SELECT doc FROM sweeps ORDER BY seq DESC LIMIT 1").toArray()[0];
     return row ? SweepRecord.parse(JSON.parse(row.doc)) : null;
   }
 
   private save(sweep: SweepRecord): void {
-    this.sql.exec("INSERT INTO sweeps (started_at, id, doc) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc", sweep.started_at, sweep.id, JSON.stringify(sweep));
+    this.sql.exec("INSERT INTO sweeps (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc", sweep.id, JSON.stringify(sweep));
   }
 }
 
