@@ -72,17 +72,18 @@ function headerOf(line: string, fields: string[] | null): { names: string[]; del
 
 /** The delimiter that splits the first row into `count` fields. */
 function inferDelimiter(text: string, pos: number, count: number): string | ParseFailure {
-  let commaCells = 0;
+  let comma: { cells: unknown[] } | ParseFailure | null = null;
   for (const delimiter of DELIMITERS) {
     const row = parseRow(text, pos, delimiter);
+    if (delimiter === ",") comma = row;
     if ("code" in row) {
       if (row.code === "nesting_too_deep") return row;
       continue;
     }
-    if (delimiter === ",") commaCells = row.cells.length;
     if (row.cells.length === count) return delimiter;
   }
-  return mismatch(text, pos, commaCells, count, ",");
+  // Nothing fits: report the row as read with the default delimiter.
+  return comma !== null && "code" in comma ? comma : mismatch(text, pos, comma?.cells.length ?? 0, count, ",");
 }
 
 function mismatch(text: string, pos: number, got: number, expected: number, delimiter: string): ParseFailure {

@@ -48,7 +48,8 @@ export function parseJsonBatch(text: string): ParseResult {
       break;
     }
     if (gap !== "") {
-      if (values.length === 0) return notJson(text);
+      // Before the first record only a record_prefix of punctuation may stand (`\u001e{`, `,{`).
+      if (values.length === 0 && !DELIMITER.test(gap)) return notJson(text);
       if (!DELIMITER.test(gap)) return fail("invalid_payload", `line ${lineOf(text, visible(text, pos))}: text between records is not JSON: ${preview(gap)}`);
       if (delimiter === null) delimiter = gap;
       else if (gap !== delimiter) {
