@@ -60,7 +60,9 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
   const result = await forward({
     url: `${settings.upstreamUrl}${path}`,
     body,
-    contentType: request.headers.get("content-type") ?? "application/x-protobuf",
+    // The canonical type, not the client's header: whatever parameters or padding a client
+    // sent are not the backend's problem (a 20 KiB content type drew a 431 from it).
+    contentType: format === "json" ? "application/json" : "application/x-protobuf",
     contentEncoding: encoding === "gzip" ? "gzip" : null,
     tenantHeader: settings.tenantHeader,
     orgId: admitted.orgId,

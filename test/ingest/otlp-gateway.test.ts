@@ -66,6 +66,17 @@ describe("what is forwarded", () => {
     expect(await sink.requests("someone-else")).toHaveLength(0);
   });
 
+  it("forwards the canonical content type, not the client's parameters", async () => {
+    for (const [sent, forwarded] of [
+      [`application/json; charset=utf-8; ${"p=v; ".repeat(4_000)}`, "application/json"],
+      ["application/octet-stream", "application/x-protobuf"],
+    ] as const) {
+      const response = await ingest("/v1/logs", { key, headers: { "content-type": sent }, body: OTLP_JSON["/v1/logs"] });
+      expect(response.status).toBe(200);
+      expect((await sink.requests(org)).at(-1)!.content_type).toBe(forwarded);
+    }
+  });
+
   it("treats a missing content type as protobuf", async () => {
     const response = await ingest("/v1/traces", { key, body: OTLP_PROTOBUF["/v1/traces"] });
     expect(response.status).toBe(200);

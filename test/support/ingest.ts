@@ -71,6 +71,8 @@ export const sink = {
   fault: (fault: { mode: "status" | "slow" | "reset"; status?: number; retry_after?: number; delay_ms?: number; count?: number; tenant?: string }) =>
     sinkControl("POST", "/faults", fault),
   clearFaults: () => sinkControl("DELETE", "/faults"),
+  /** Requests the sink accepted from one tenant, counted without bound (the request records keep only the last 1,000). */
+  accepted: async (tenant: string) => (await sinkControl<{ tenants: Record<string, { requests: number }> }>("GET", "/stats")).tenants[tenant]?.requests ?? 0,
 };
 
 export function bodyOf(record: SinkRecord): Uint8Array {
