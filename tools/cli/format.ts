@@ -1,8 +1,25 @@
+import { DISAGREEMENT_LABELS, disagreementLabel } from "../../src/billing/console/words.ts";
 import type { OrgView } from "../../src/billing/org-view.ts";
+import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
+import { formatDuration } from "../../src/shared/duration.ts";
 import { relativeTime } from "../../src/shared/relative-time.ts";
 
 function ago(iso: string | null, now: number): string {
   return iso === null ? "—" : `${iso} (${relativeTime(iso, now)})`;
+}
+
+/** The deadline and the two terms it is the later of; "(the deadline)" marks the one that decides. */
+function deadlineLines(org: OrgView, now: number): string[] {
+  const lines: string[] = [];
+  if (org.suspend_at && org.state === "overdue") lines.push(`  deadline:   ${ago(org.suspend_at, now)}, the later of:`);
+  else if (org.deadline_terms) lines.push("  deadline terms:");
+  if (org.deadline_terms) {
+    const { grace_ends_at, notice_ends_at } = org.deadline_terms;
+    const later = Date.parse(grace_ends_at) >= Date.parse(notice_ends_at) ? "grace" : "notice";
+    lines.push(`    grace period ends    ${ago(grace_ends_at, now)}${later === "grace" ? "  ← the deadline" : ""}`);
+    lines.push(`    minimum notice ends  ${ago(notice_ends_at, now)}${later === "notice" ? "  ← the deadline" : ""}`);
+  }
+  return lines;
 }
 
 /** An org as a support person reads it: state, why, what happens next, and the timeline. */
@@ -12,7 +29,8 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
     `  why:        ${org.reason} — ${org.reason_message}`,
   ];
   if (org.anchor) lines.push(`  overdue:    since ${ago(org.anchor, now)} (grace period ${org.grace_period})`);
-  if (org.suspend_at && org.state === "overdue") lines.push(`  deadline:   ${ago(org.suspend_at, now)}`);
+  if (org.noticed_at) lines.push(`  first seen: overdue by Tollgate ${ago(org.noticed_at, now)} (minimum notice ${org.min_notice})`);
+  lines.push(...deadlineLines(org, now));
   if (org.suspended_at) lines.push(`  suspended:  ${ago(org.suspended_at, now)}`);
   if (org.override) lines.push(`  override:   ${org.override.action} until ${org.override.until ?? "cleared"} — "${org.override.note}"`);
   if (org.evidence) {
@@ -22,14 +40,61 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
     lines.push(`              has paid: ${e.paid_invoice ? `yes (${e.paid_invoice.stripe_id}, ${e.paid_invoice.total} ${e.paid_invoice.currency})` : "never"} [checked via ${e.paid_checked}]`);
   }
   if (org.last_sync) lines.push(`  last sync:  ${ago(org.last_sync.at, now)} ${org.last_sync.ok ? "ok" : `FAILED: ${org.last_sync.error}`}`);
+  if (org.follow_up_at) lines.push(`  follow-up:  ${ago(org.follow_up_at, now)} (a short re-read after a webhook, in case a payment shows late)`);
   lines.push(`  next check: ${ago(org.next_check_at, now)}`);
   lines.push(`  mirror:     version ${org.mirror.version}${org.mirror.in_sync ? "" : " (behind, being repaired)"}`);
   lines.push("", "History (newest first):");
   if (org.history.length === 0) lines.push("  (no transitions yet)");
   for (const h of org.history) {
     const what = h.kind === "override" ? `override ${h.override?.action}${h.override?.until ? ` until ${h.override.until}` : ""}` : `${h.from} → ${h.to} (${h.reason})`;
-    const ref = h.note ? ` — "${h.note}"` : h.message_id ? ` [${h.message_id}]` : "";
-    lines.push(`  ${h.at}  ${h.source.padEnd(7)} ${what}${ref}`);
+    // The sweep's note is the kind of disagreement that made it hand the org over, not a person's words.
+    const ref = h.source === "reconcile" ? ` — sweep: ${disagreementLabel(h.note)}` : h.note ? ` — "${h.note}"` : h.message_id ? ` [${h.message_id}]` : "";
+    lines.push(`  ${h.at}  ${h.source.padEnd(9)} ${what}${ref}`);
+  }
+  if (org.dead_letters.length > 0) {
+    lines.push("", "Undelivered events (given up after 3 days; the receiver never got them):");
+    for (const letter of org.dead_letters) {
+      lines.push(`  ${letter.at}  ${letter.event.type} ${letter.event.id} after ${letter.attempts} attempts: ${letter.error}`);
+    }
   }
   return lines.join("\n");
+}
+
+function handedOver(sweep: SweepView): string {
+  const counts = sweep.orgs_handed_over;
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  if (total === 0) return "none";
+  const kinds = (Object.keys(DISAGREEMENT_LABELS) as (keyof typeof counts)[]).filter((kind) => counts[kind] > 0).map((kind) => `${counts[kind]} ${DISAGREEMENT_LABELS[kind]}`);
+  return `${total} (${kinds.join("; ")})`;
+}
+
+function duration(fromIso: string, toIso: string): string {
+  return formatDuration(Math.max(0, Date.parse(toIso) - Date.parse(fromIso)));
+}
+
+/** A reconciliation sweep, the way `tollgate reconcile` prints it. */
+export function formatSweep(sweep: SweepView, now = Date.now()): string {
+  const lines = [`sweep ${sweep.id} (${sweep.trigger}): ${sweep.status.toUpperCase()}`];
+  lines.push(`  started:      ${ago(sweep.started_at, now)}`);
+  if (sweep.finished_at) lines.push(`  finished:     ${ago(sweep.finished_at, now)}, after ${duration(sweep.started_at, sweep.finished_at)}`);
+  else if (sweep.status === "running") lines.push(`  now:          ${sweep.phase === "missing" ? "checking orgs missing from the listing" : `page ${sweep.pages + 1} next`}${retrying(sweep, now)}`);
+  lines.push(`  pages:        ${sweep.pages}`);
+  lines.push(`  customers:    ${sweep.customers_seen} seen`);
+  lines.push(`  handed over:  ${handedOver(sweep)}${sweep.hand_over_failures > 0 ? `; ${sweep.hand_over_failures} could not be handed over` : ""}`);
+  lines.push(`  calls:        ${sweep.autumn_calls} to Autumn, ${sweep.object_calls} to org objects`);
+  lines.push(`  errors:       ${sweep.error_count}${sweep.error_count > sweep.errors.length ? ` (newest ${sweep.errors.length} below)` : ""}`);
+  for (const error of sweep.errors) lines.push(`    ${error.at}  page ${error.page}${error.org_id ? ` ${error.org_id}` : ""}: ${error.message}`);
+  return lines.join("\n");
+}
+
+function retrying(sweep: SweepView, now: number): string {
+  if (sweep.page_attempts === 0 || sweep.next_page_at === null) return "";
+  return `, retrying ${relativeTime(sweep.next_page_at, now)} (failed ${sweep.page_attempts}× so far)`;
+}
+
+/** One line of progress while `tollgate reconcile --wait` polls. */
+export function formatSweepProgress(sweep: SweepView, now = Date.now()): string {
+  const total = Object.values(sweep.orgs_handed_over).reduce((a, b) => a + b, 0);
+  const errors = sweep.error_count === 0 ? "" : ` · ${sweep.error_count} error${sweep.error_count === 1 ? "" : "s"}`;
+  return `  ${sweep.pages} page${sweep.pages === 1 ? "" : "s"} · ${sweep.customers_seen} customers seen · ${total} handed over${errors}${retrying(sweep, now)}`;
 }

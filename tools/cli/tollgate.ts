@@ -1,10 +1,18 @@
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { Webhook } from "standardwebhooks";
 import type { OrgView } from "../../src/billing/org-view.ts";
-import { formatOrg } from "./format.ts";
+import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
+import { formatOrg, formatSweep, formatSweepProgress } from "./format.ts";
 
 /** `npm run tollgate -- <command>`: the admin API for operators and demos. */
-class CliError extends Error {}
+class CliError extends Error {
+  /** The HTTP status when the admin API answered with an error. */
+  readonly status: number | undefined;
+  constructor(message: string, status?: number) {
+    super(message);
+    this.status = status;
+  }
+}
 
 type Globals = { url: string; token?: string; json?: boolean };
 
@@ -55,7 +63,7 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   }
   if (!response.ok) {
     const err = parsed as { error?: string; message?: string };
-    throw new CliError(`${method} ${path} answered ${response.status}${err.error ? ` ${err.error}` : ""}: ${err.message ?? text}`);
+    throw new CliError(`${method} ${path} answered ${response.status}${err.error ? ` ${err.error}` : ""}: ${err.message ?? text}`, response.status);
   }
   return parsed as T;
 }
@@ -86,6 +94,78 @@ adminCommand(program, "override <orgId> <action>")
     if (!["exempt", "suspend", "unsuspend", "clear"].includes(action)) throw new CliError(`unknown action "${action}": use exempt, suspend, unsuspend or clear`);
     const org = await call<OrgView>("POST", `/orgs/${encodeURIComponent(orgId)}/override`, { action, note: options.note, ...(options.until ? { until: options.until } : {}) });
     print(org, () => formatOrg(org));
+  });
+
+/** The current or last sweep; null before the first one. */
+async function sweepStatus(): Promise<SweepView | null> {
+  try {
+    return await call<SweepView>("GET", "/reconcile");
+  } catch (error) {
+    if (error instanceof CliError && error.status === 404) return null;
+    throw error;
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Polls until the sweep is no longer running, printing a progress line whenever it moves.
+ * Progress goes to stderr with --json, so stdout stays one JSON document.
+ */
+async function waitFor(sweep: SweepView, intervalMs: number): Promise<SweepView> {
+  const say = globals().json ? (line: string) => console.error(line) : (line: string) => console.log(line);
+  say(`waiting for ${sweep.id} (Ctrl-C stops waiting; the sweep goes on)`);
+  let last = "";
+  let current = sweep;
+  for (;;) {
+    const line = formatSweepProgress(current);
+    if (line !== last) say(line);
+    last = line;
+    if (current.status !== "running") return current;
+    await sleep(intervalMs);
+    const next = await sweepStatus();
+    if (next === null) throw new CliError(`${sweep.id} is gone: the billing Worker reports no sweep`);
+    if (next.id !== sweep.id) {
+      // Ours finished and another (the cron's) started between two polls: report the newest.
+      say(`${sweep.id} is over; a newer sweep ${next.id} is running now`);
+      return next;
+    }
+    current = next;
+  }
+}
+
+adminCommand(program, "reconcile")
+  .description("start a reconciliation sweep with Autumn (or show the one already running); --status only shows the current or last one")
+  .option("--status", "do not start a sweep: show the current or last one")
+  .option("--wait", "poll until the sweep is no longer running, printing progress; exit 1 if it failed")
+  .addOption(
+    new Option("--interval <seconds>", "seconds between polls with --wait").default(1).argParser((value) => {
+      const seconds = Number(value);
+      if (!Number.isFinite(seconds) || seconds <= 0) throw new InvalidArgumentError("a positive number of seconds, e.g. 1 or 0.5");
+      return seconds;
+    }),
+  )
+  .action(async (options: { status?: boolean; wait?: boolean; interval: number }) => {
+    let sweep: SweepView | null;
+    let answer: unknown;
+    if (options.status) {
+      answer = sweep = await sweepStatus();
+      if (sweep === null) {
+        print(null, () => "No reconciliation sweep has run yet (`tollgate reconcile` starts one).");
+        return;
+      }
+    } else {
+      const started = await call<SweepView & { started: boolean }>("POST", "/reconcile");
+      answer = started;
+      sweep = started;
+      const note = started.started ? `started ${sweep.id}` : `a sweep is already running: ${sweep.id}`;
+      if (globals().json) console.error(note);
+      else console.log(note);
+    }
+    if (options.wait && sweep.status === "running") answer = sweep = await waitFor(sweep, options.interval * 1_000);
+    const shown = sweep;
+    print(answer, () => formatSweep(shown));
+    if (shown.status === "failed") process.exitCode = 1;
   });
 
 const keys = program.command("keys").description("ingest keys");

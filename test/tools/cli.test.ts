@@ -1,0 +1,191 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createServer, type Server } from "node:http";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { DEFAULT_POLICY } from "../../src/billing/config.ts";
+import { newOrgRecord, type HistoryEntry } from "../../src/billing/org-record.ts";
+import { orgView } from "../../src/billing/org-view.ts";
+import { newSweep, sweepView, type SweepRecord, type SweepView } from "../../src/billing/reconcile/sweep-record.ts";
+import { listen } from "../../tools/listen.ts";
+import { formatOrg, formatSweep, formatSweepProgress } from "../../tools/cli/format.ts";
+
+const CLI = fileURLToPath(new URL("../../tools/cli/tollgate.ts", import.meta.url));
+const TOKEN = "cli-test-token";
+const T0 = Date.parse("2026-03-01T12:00:00.000Z");
+
+/** A sweep as the admin API shows it, built by the real record and view code. */
+function sweep(changes: Partial<SweepRecord> = {}): SweepView {
+  return sweepView({ ...newSweep("sweep_test", "admin", T0), ...changes });
+}
+
+type Call = { method: string; path: string; authorization: string | undefined };
+
+/** A stand-in for the billing Worker's admin API: POST answers `started`, each GET the next scripted sweep. */
+async function fakeAdmin(script: { post?: { status: number; body: unknown }; gets: { status: number; body: unknown }[] }) {
+  const calls: Call[] = [];
+  let next = 0;
+  const server: Server = createServer((request, response) => {
+    calls.push({ method: request.method!, path: request.url!, authorization: request.headers.authorization });
+    const answer = request.method === "POST" ? script.post! : script.gets[Math.min(next++, script.gets.length - 1)]!;
+    response.writeHead(answer.status, { "content-type": "application/json" }).end(JSON.stringify(answer.body));
+  });
+  const { url } = await listen(server);
+  servers.push(server);
+  return { url, calls };
+}
+
+const servers: Server[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
+});
+
+async function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TOLLGATE_ADMIN_TOKEN: "", ADMIN_TOKEN: "" } });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const [code] = (await once(child, "exit")) as [number | null];
+  return { code, stdout, stderr };
+}
+
+const handedOver = { unknown_past_due: 2, no_longer_past_due: 1, missing_from_autumn: 0 };
+
+describe("tollgate reconcile", () => {
+  it("--help lists the command and its options", async () => {
+    const top = await run(["--help"]);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toMatch(/reconcile \[options\]\s+start a reconciliation sweep/);
+    const own = await run(["reconcile", "--help"]);
+    expect(own.stdout).toContain("--wait");
+    expect(own.stdout).toContain("--status");
+  });
+
+  it("starts a sweep and prints it", async () => {
+    const admin = await fakeAdmin({ post: { status: 202, body: { ...sweep(), started: true } }, gets: [] });
+    const result = await run(["reconcile", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(admin.calls).toEqual([{ method: "POST", path: "/admin/reconcile", authorization: `Bearer ${TOKEN}` }]);
+    expect(result.stdout).toContain("started sweep_test");
+    expect(result.stdout).toContain("sweep sweep_test (admin): RUNNING");
+  });
+
+  it("reports the sweep already running instead of starting another", async () => {
+    const admin = await fakeAdmin({ post: { status: 200, body: { ...sweep({ pages: 4 }), started: false } }, gets: [] });
+    const result = await run(["reconcile", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("a sweep is already running: sweep_test");
+    expect(result.stdout).toMatch(/pages:\s+4/);
+  });
+
+  it("--wait polls until the sweep ends, printing progress and the summary", async () => {
+    const admin = await fakeAdmin({
+      post: { status: 202, body: { ...sweep(), started: true } },
+      gets: [
+        { status: 200, body: sweep({ pages: 1, customers_seen: 1000, orgs_handed_over: { unknown_past_due: 1, no_longer_past_due: 0, missing_from_autumn: 0 } }) },
+        { status: 200, body: sweep({ pages: 1, customers_seen: 1000, orgs_handed_over: { unknown_past_due: 1, no_longer_past_due: 0, missing_from_autumn: 0 } }) },
+        { status: 200, body: sweep({ pages: 2, customers_seen: 1500, orgs_handed_over: handedOver, phase: "missing" }) },
+        { status: 200, body: sweep({ pages: 2, customers_seen: 1500, orgs_handed_over: handedOver, status: "finished", phase: "done", finished_at: T0 + 4_000, autumn_calls: 2, object_calls: 3 }) },
+      ],
+    });
+    const result = await run(["reconcile", "--wait", "--interval", "0.01", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(admin.calls.map((c) => c.method)).toEqual(["POST", "GET", "GET", "GET", "GET"]);
+    const lines = result.stdout.split("\n");
+    // One progress line per change, not per poll.
+    expect(lines.filter((line) => line.includes("1 page · 1000 customers seen · 1 handed over"))).toHaveLength(1);
+    expect(result.stdout).toContain("2 pages · 1500 customers seen · 3 handed over");
+    expect(result.stdout).toContain("sweep sweep_test (admin): FINISHED");
+    expect(result.stdout).toMatch(/finished: .* after 4s/);
+    expect(result.stdout).toContain("handed over:  3 (2 past due in Autumn, ok or unknown here; 1 no longer past due in Autumn)");
+    expect(result.stdout).toContain("calls:        2 to Autumn, 3 to org objects");
+  });
+
+  it("--wait exits 1 when the sweep failed, showing its errors", async () => {
+    const failed = sweep({
+      status: "failed",
+      phase: "done",
+      finished_at: T0 + 60_000,
+      pages: 1,
+      attempts: 8,
+      error_count: 1,
+      errors: [{ at: T0 + 59_000, page: 2, message: "Autumn answered 503", org_id: null }],
+    });
+    const admin = await fakeAdmin({ post: { status: 202, body: { ...sweep(), started: true } }, gets: [{ status: 200, body: failed }] });
+    const result = await run(["reconcile", "--wait", "--interval", "0.01", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain("FAILED");
+    expect(result.stdout).toContain("page 2: Autumn answered 503");
+  });
+
+  it("--json --wait prints only the final sweep on stdout, progress on stderr", async () => {
+    const done = sweep({ status: "finished", phase: "done", finished_at: T0 + 1_000, pages: 1 });
+    const admin = await fakeAdmin({ post: { status: 202, body: { ...sweep(), started: true } }, gets: [{ status: 200, body: done }] });
+    const result = await run(["reconcile", "--wait", "--json", "--interval", "0.01", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual(done);
+    expect(result.stderr).toContain("started sweep_test");
+  });
+
+  it("--status shows the last sweep without starting one", async () => {
+    const done = sweep({ status: "finished", phase: "done", finished_at: T0 + 1_000, customers_seen: 20_000 });
+    const admin = await fakeAdmin({ gets: [{ status: 200, body: done }] });
+    const result = await run(["reconcile", "--status", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(admin.calls.map((c) => `${c.method} ${c.path}`)).toEqual(["GET /admin/reconcile"]);
+    expect(result.stdout).toContain("customers:    20000 seen");
+  });
+
+  it("--status before any sweep says so, and succeeds", async () => {
+    const admin = await fakeAdmin({ gets: [{ status: 404, body: { error: "no_sweep", message: "no reconciliation sweep has run yet" } }] });
+    const result = await run(["reconcile", "--status", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("No reconciliation sweep has run yet");
+  });
+
+  it("names the admin API's error and exits 1", async () => {
+    const admin = await fakeAdmin({ post: { status: 401, body: { error: "unauthorized", message: "wrong admin token" } }, gets: [] });
+    const result = await run(["reconcile", "--url", admin.url, "--token", "wrong"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("POST /reconcile answered 401 unauthorized: wrong admin token");
+  });
+
+  it("refuses a non-positive --interval", async () => {
+    const result = await run(["reconcile", "--wait", "--interval", "0"]);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("--interval");
+  });
+});
+
+describe("formatting", () => {
+  it("a sweep retrying a page says when", () => {
+    const retrying = sweep({ pages: 3, attempts: 2, next_at: T0 + 90_000, error_count: 2 });
+    expect(formatSweepProgress(retrying, T0)).toBe("  3 pages · 0 customers seen · 0 handed over · 2 errors, retrying in 1m 30s (failed 2× so far)");
+    expect(formatSweep(retrying, T0)).toContain("now:          page 4 next, retrying in 1m 30s (failed 2× so far)");
+  });
+
+  function overdueOrg(history: HistoryEntry[] = []) {
+    const anchor = T0 - 3 * 86_400_000 + 3_600_000;
+    const record = { ...newOrgRecord("org_cli", T0), state: "overdue" as const, reason: "in_grace_period" as const, anchor, noticed_at: T0, suspend_at: T0 + 86_400_000 };
+    return orgView(record, history, [], T0, DEFAULT_POLICY);
+  }
+
+  it("an org shows both terms of its deadline and marks the later one", () => {
+    const text = formatOrg(overdueOrg(), T0);
+    expect(text).toContain("first seen: overdue by Tollgate 2026-03-01T12:00:00.000Z (in 0s) (minimum notice 1d)");
+    expect(text).toContain("deadline:   2026-03-02T12:00:00.000Z (in 1d), the later of:");
+    expect(text).toMatch(/grace period ends {4}2026-03-01T13:00:00.000Z \(in 1h\)\n/);
+    expect(text).toMatch(/minimum notice ends {2}2026-03-02T12:00:00.000Z \(in 1d\) {2}← the deadline/);
+  });
+
+  it("an org's history names the sweep's finding, and its dead letters are listed", () => {
+    const entry: HistoryEntry = { at: T0, kind: "transition", from: "ok", to: "overdue", reason: "in_grace_period", source: "reconcile", message_id: null, note: "unknown_past_due", override: null, evidence: null };
+    const view = overdueOrg([entry]);
+    const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_cli", state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, at: new Date(T0).toISOString() };
+    const text = formatOrg({ ...view, follow_up_at: new Date(T0 + 60_000).toISOString(), dead_letters: [{ event, attempts: 40, error: "receiver answered 500", at: new Date(T0).toISOString() }] }, T0);
+    expect(text).toContain("reconcile ok → overdue (in_grace_period) — sweep: past due in Autumn, ok or unknown here");
+    expect(text).toContain("follow-up:  2026-03-01T12:01:00.000Z (in 1m)");
+    expect(text).toContain("org.overdue evt_1 after 40 attempts: receiver answered 500");
+  });
+});
