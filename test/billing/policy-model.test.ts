@@ -8,10 +8,12 @@ import { autumn, type Fault } from "../support/autumn.ts";
 import { billingUpdated, deleteAllAlarms, deliver, orgState, orgStub, signWebhook, uniqueOrg } from "../support/billing.ts";
 
 const GRACE = 3 * 86_400_000;
+const MIN_NOTICE = 86_400_000;
 
 /** What happens to the org and its world, one step at a time. */
 type Step =
   | { kind: "pastDue"; invoiceAgeMs: number }
+  | { kind: "addOnInvoice"; invoiceAgeMs: number }
   | { kind: "pay" }
   | { kind: "paidInvoice"; total: 0 | 19 }
   | { kind: "expire" }
@@ -22,6 +24,7 @@ type Step =
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ kind: fc.constant("pastDue" as const), invoiceAgeMs: fc.constantFrom(0, 86_400_000, GRACE, 10 * 86_400_000) }),
+  fc.record({ kind: fc.constant("addOnInvoice" as const), invoiceAgeMs: fc.constantFrom(0, 20 * 86_400_000) }),
   fc.constant({ kind: "pay" as const }),
   fc.record({ kind: fc.constant("paidInvoice" as const), total: fc.constantFrom(0 as const, 19 as const) }),
   fc.constant({ kind: "expire" as const }),
@@ -32,7 +35,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
 );
 
 /** The reference model: what Autumn holds, which is all the policy may depend on. */
-type Model = { subscribed: boolean; pastDue: boolean; openInvoices: number; paidWithMoney: boolean };
+type Model = { subscribed: boolean; pastDue: boolean; openInvoices: number; paidWithMoney: boolean; oldestBaseInvoiceAt: number | null };
 
 afterEach(async () => {
   vi.useRealTimers();
@@ -48,9 +51,12 @@ it("holds the policy's invariants under random billing histories, deliveries, al
       vi.setSystemTime(now);
       const org = uniqueOrg("model");
       await autumn.createCustomer(org);
-      const model: Model = { subscribed: true, pastDue: false, openInvoices: 0, paidWithMoney: false };
+      const model: Model = { subscribed: true, pastDue: false, openInvoices: 0, paidWithMoney: false, oldestBaseInvoiceAt: null };
       const messageIds: string[] = [];
       let version = 0;
+      let addOns = 0;
+      /** When this overdue period was first observed from outside (the view left ok). */
+      let firstSeenOverdueAt: number | null = null;
 
       for (const s of steps) {
         switch (s.kind) {
@@ -59,12 +65,18 @@ it("holds the policy's invariants under random billing histories, deliveries, al
             await autumn.pastDue(org, now - s.invoiceAgeMs);
             model.pastDue = true;
             model.openInvoices++;
+            model.oldestBaseInvoiceAt = Math.min(model.oldestBaseInvoiceAt ?? Infinity, now - s.invoiceAgeMs);
+            break;
+          case "addOnInvoice":
+            await autumn.addOnWithOpenInvoice(org, { plan_id: `addon_${++addOns}`, created_at: now - s.invoiceAgeMs });
+            model.openInvoices++;
             break;
           case "pay":
             await autumn.pay(org, now);
             model.pastDue = false;
             if (model.openInvoices > 0) model.paidWithMoney = true;
             model.openInvoices = 0;
+            model.oldestBaseInvoiceAt = null;
             break;
           case "paidInvoice":
             await autumn.addInvoice(org, { status: "paid", total: s.total, created_at: now });
@@ -100,8 +112,16 @@ it("holds the policy's invariants under random billing histories, deliveries, al
         const freshRead = view.version > version && view.last_sync?.ok === true && Date.parse(view.last_sync.at!) === now;
         version = view.version;
 
-        // Never suspended before anchor + grace.
-        if (view.state === "suspended") expect(Date.parse(view.suspended_at!)).toBeGreaterThanOrEqual(Date.parse(view.anchor!) + GRACE);
+        if (view.state === "ok") firstSeenOverdueAt = null;
+        else firstSeenOverdueAt ??= now;
+        if (view.state === "suspended") {
+          // Never suspended before anchor + grace.
+          expect(Date.parse(view.suspended_at!)).toBeGreaterThanOrEqual(Date.parse(view.anchor!) + GRACE);
+          // Never suspended less than MIN_NOTICE after the first overdue observation: no suspension on sight.
+          expect(Date.parse(view.suspended_at!)).toBeGreaterThanOrEqual(firstSeenOverdueAt! + MIN_NOTICE);
+        }
+        // An add-on's invoices never move the clock (so never the deadline): only base invoices or the first sighting can anchor it.
+        if (view.anchor !== null && model.oldestBaseInvoiceAt !== null) expect(Date.parse(view.anchor)).toBeGreaterThanOrEqual(model.oldestBaseInvoiceAt);
         if (freshRead) {
           // Never suspended while a paid invoice with money exists.
           if (model.paidWithMoney) expect(view.state).not.toBe("suspended");
