@@ -77,6 +77,17 @@ describe("what is forwarded", () => {
     }
   });
 
+  it("forwards deeply nested OTLP JSON as it came: nothing on this path parses it, so nothing can overflow", async () => {
+    const open = '{"kvlistValue":{"values":[{"key":"k","value":'.repeat(15_000);
+    const body = `{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":${open}{"stringValue":"x"}${"}]}}".repeat(15_000)}}]}]}]}`;
+    for (const gzipped of [false, true]) {
+      const payload = gzipped ? await gzip(body) : body;
+      const headers: Record<string, string> = { "content-type": "application/json", ...(gzipped ? { "content-encoding": "gzip" } : {}) };
+      expect((await ingest("/v1/logs", { key, headers, body: payload })).status).toBe(200);
+      expect((await sink.requests(org)).at(-1)!.sha256).toBe(await sha256Hex(payload));
+    }
+  });
+
   it("treats a missing content type as protobuf", async () => {
     const response = await ingest("/v1/traces", { key, body: OTLP_PROTOBUF["/v1/traces"] });
     expect(response.status).toBe(200);
