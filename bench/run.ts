@@ -24,6 +24,14 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const DISTINCT_ORGS = Number(process.env.BENCH_ORGS ?? 10_000);
 const BASE_PORT = Number(process.env.BENCH_BASE_PORT ?? 28787);
+/** BENCH_WRITE=0: print the tables, leave bench/results and README.md as they are (for trial runs). */
+const WRITE = process.env.BENCH_WRITE !== "0";
+/** The reconciliation sweep (issue 9): customers in Autumn, how many past due, how many of those Tollgate knows beforehand. */
+const SWEEP_CUSTOMERS = 20_000;
+const SWEEP_PAST_DUE = 300;
+const SWEEP_KNOWN = 200;
+/** Long enough for any sweep this bench can produce; a sweep still running then is a failure, not a result. */
+const SWEEP_TIMEOUT_MS = 10 * 60_000;
 
 const persistDir = join(REPO_ROOT, ".wrangler", "bench");
 rmSync(persistDir, { recursive: true, force: true });
@@ -31,7 +39,7 @@ mkdirSync(persistDir, { recursive: true });
 const settings = loadLocalSettings({
   root: null,
   env: {},
-  overrides: { BILLING_PORT: String(BASE_PORT), INGEST_PORT: String(BASE_PORT + 1), AUTUMN_PORT: String(BASE_PORT + 2), SINK_PORT: String(BASE_PORT + 3), GRACE_PERIOD: "3d", RESYNC_INTERVAL: "6h" },
+  overrides: { BILLING_PORT: String(BASE_PORT), INGEST_PORT: String(BASE_PORT + 1), AUTUMN_PORT: String(BASE_PORT + 2), SINK_PORT: String(BASE_PORT + 3), GRACE_PERIOD: "3d", RESYNC_INTERVAL: "6h", MIN_NOTICE: "24h" },
 });
 const run = promisify(execFile);
 const log = (message: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
@@ -50,6 +58,12 @@ async function admin(method: string, path: string, body?: unknown): Promise<Resp
 async function control(path: string, body: unknown = {}): Promise<void> {
   const response = await fetch(`${stack.autumnUrl}/_control${path}${path.includes("?") ? "&" : "?"}deliver=0`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   if (!response.ok) throw new Error(`stand-in ${path}: ${response.status} ${await response.text()}`);
+}
+/** A stand-in control call whose answer is wanted (control() above only checks it). */
+async function standIn<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${stack.autumnUrl}/_control${path}`, { method, ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }) });
+  if (!response.ok) throw new Error(`stand-in ${method} ${path}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as T;
 }
 async function mint(orgId: string): Promise<string> {
   const response = await admin("POST", `/orgs/${orgId}/ingest-keys`);
@@ -99,6 +113,170 @@ async function load(name: string, url: string, options: { headers: Record<string
   const scenario = { name, rps: result.requests.average, p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests: result.requests.total, errors: result.errors + result.timeouts, unexpected_status: unexpected, statuses };
   log(`${name}: ${scenario.rps.toFixed(0)} req/s, p50 ${scenario.p50_ms} ms, p99 ${scenario.p99_ms} ms, errors ${scenario.errors}, unexpected ${unexpected}`);
   return scenario;
+}
+
+const signer = new Webhook(settings.AUTUMN_WEBHOOK_SECRET);
+/** One `billing.updated` for the org, signed as Svix signs Autumn's; the billing Worker's answer status ("processed", "duplicate", ...) or "failed". */
+async function deliverWebhook(org: string, messageId = `msg_${crypto.randomUUID().replaceAll("-", "")}`): Promise<string> {
+  const payload = JSON.stringify({ type: "billing.updated", data: { object: "billing.updated", customer_id: org, entity_id: null, plan_changes: [], tags: [] } });
+  const at = new Date();
+  const response = await fetch(`${stack.billingUrl}/api/billing/autumn/webhook`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "svix-id": messageId, "svix-timestamp": String(Math.floor(at.getTime() / 1000)), "svix-signature": signer.sign(messageId, at, payload) },
+    body: payload,
+  }).catch(() => null);
+  return response?.ok ? ((await response.json()) as { status: string }).status : "failed";
+}
+
+type SweepView = {
+  id: string;
+  trigger: string;
+  status: "running" | "finished" | "failed";
+  started_at: string;
+  finished_at: string | null;
+  pages: number;
+  customers_seen: number;
+  orgs_handed_over: { unknown_past_due: number; no_longer_past_due: number; missing_from_autumn: number };
+  hand_over_failures: number;
+  autumn_calls: number;
+  object_calls: number;
+  error_count: number;
+  errors: unknown[];
+};
+type StandInStats = { since: number; total: number; paths: Record<string, { total: number; status: Record<string, number> }> };
+type StandInCall = { path: string; body: unknown; status: number; at: number };
+
+/**
+ * 7. The reconciliation sweep at scale (issue 9): Autumn holds SWEEP_CUSTOMERS customers,
+ * SWEEP_PAST_DUE of them past due; Tollgate was told about SWEEP_KNOWN of those by signed
+ * webhooks, the rest it has never seen. One sweep must find every unknown one and make no
+ * per-customer call for a customer it agrees with. Autumn's calls are counted by the stand-in
+ * and attributed by customer id: the objects of orgs Tollgate already holds keep their own
+ * alarms (follow-up reads after a webhook), which are not the sweep's and are reported apart.
+ */
+async function reconciliationSweep() {
+  log("reconciliation sweep: seeding Autumn ...");
+  // No sweep may exist yet: the bench's Miniflare runs no Cron Trigger (see runtime.ts), and this proves it.
+  const before = await admin("GET", "/reconcile");
+  if (before.status !== 404) throw new Error(`a sweep exists before the bench started one (cron?): ${before.status} ${await before.text()}`);
+  const seeded = await standIn<{ created: number; past_due_ids: string[] }>("POST", "/seed", { count: SWEEP_CUSTOMERS, past_due: SWEEP_PAST_DUE, prefix: "bench-" });
+  if (seeded.created !== SWEEP_CUSTOMERS || seeded.past_due_ids.length !== SWEEP_PAST_DUE) throw new Error(`seed: ${JSON.stringify({ created: seeded.created, past_due: seeded.past_due_ids.length })}`);
+  // Spread the unknown ones over the whole listing: every third past-due customer.
+  const known = seeded.past_due_ids.filter((_, i) => i % 3 !== 2).slice(0, SWEEP_KNOWN);
+  const knownSet = new Set(known);
+  const unknown = seeded.past_due_ids.filter((id) => !knownSet.has(id));
+  const unknownSet = new Set(unknown);
+  const notProcessed: string[] = [];
+  /** When each known org's webhook was sent: its object owes follow-up reads from a minute after (FOLLOW_UP_STEPS_MS). */
+  const webhookSentAt = new Map<string, number>();
+  await pool(known, 16, async (org) => {
+    webhookSentAt.set(org, Date.now());
+    const answer = await deliverWebhook(org);
+    if (answer !== "processed") notProcessed.push(`${org}: ${answer}`);
+  });
+  if (notProcessed.length > 0) throw new Error(`setup webhooks not processed: ${notProcessed.slice(0, 5).join(", ")}`);
+
+  await standIn("DELETE", "/stats");
+  await standIn("DELETE", "/calls");
+  log(`reconciliation sweep: ${known.length} past-due orgs known, ${unknown.length} unknown; sweeping ${SWEEP_CUSTOMERS.toLocaleString("en")} customers ...`);
+  const started = performance.now();
+  const start = await admin("POST", "/reconcile");
+  const startView = (await start.json()) as SweepView & { started: boolean };
+  if (start.status !== 202 || !startView.started) throw new Error(`POST /admin/reconcile did not start a sweep: ${start.status} ${JSON.stringify(startView)}`);
+  let view: SweepView = startView;
+  while (view.status === "running") {
+    if (performance.now() - started > SWEEP_TIMEOUT_MS) throw new Error(`the sweep still runs after ${SWEEP_TIMEOUT_MS / 1000} s: ${JSON.stringify(view)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    view = (await (await admin("GET", "/reconcile")).json()) as SweepView;
+  }
+  const wallMs = performance.now() - started;
+  const stats = await standIn<StandInStats>("GET", "/stats");
+  const { calls } = await standIn<{ calls: StandInCall[] }>("GET", "/calls");
+  // The stand-in keeps the last 10,000 calls; attribution by customer needs all of them.
+  if (calls.length >= 10_000) throw new Error(`the stand-in's call log overflowed during the sweep (${stats.total} calls): attribution would be incomplete`);
+  if (view.id !== startView.id || view.trigger !== "admin") throw new Error(`another sweep ran meanwhile: ${view.id} (${view.trigger}), started ${startView.id}`);
+
+  // Every per-customer call during the sweep, by whose customer it was. A known org's read a
+  // minute or more after its webhook is that object's own follow-up, not the sweep's.
+  const perCustomer = { handed_over: 0, known_beforehand: 0, agreeing_never_known: 0, other: 0 };
+  const sweepReads = { customers_get: 0, invoices_list: 0 };
+  for (const call of calls) {
+    if (call.path === "/v1/customers.list") continue;
+    const customer = (call.body as { customer_id?: unknown } | null)?.customer_id;
+    if (typeof customer !== "string") perCustomer.other++;
+    else if (unknownSet.has(customer)) {
+      perCustomer.handed_over++;
+      if (call.path === "/v1/customers.get") sweepReads.customers_get++;
+      if (call.path === "/v1/invoices.list") sweepReads.invoices_list++;
+    } else if (knownSet.has(customer)) {
+      if (call.at >= webhookSentAt.get(customer)! + 60_000) perCustomer.other++;
+      else perCustomer.known_beforehand++;
+    } else if (customer.startsWith("bench-")) perCustomer.agreeing_never_known++;
+    else perCustomer.other++;
+  }
+  const pathTotal = (path: string) => stats.paths[path]?.total ?? 0;
+
+  let notOverdue = 0;
+  let notByReconcile = 0;
+  await pool(unknown, 16, async (org) => {
+    const state = (await (await admin("GET", `/orgs/${org}`)).json()) as { state: string; history: { kind: string; to: string; source: string }[] };
+    if (state.state !== "overdue") notOverdue++;
+    if (!state.history.some((h) => h.kind === "transition" && h.to === "overdue" && h.source === "reconcile")) notByReconcile++;
+  });
+
+  const result = {
+    name: `7. reconciliation sweep: ${SWEEP_CUSTOMERS.toLocaleString("en")} customers, ${SWEEP_PAST_DUE} past due, ${unknown.length} unknown to Tollgate`,
+    customers_seeded: SWEEP_CUSTOMERS,
+    past_due: SWEEP_PAST_DUE,
+    known_beforehand: known.length,
+    unknown: unknown.length,
+    sweep_id: view.id,
+    status: view.status,
+    /** From POST /admin/reconcile to the first GET that saw it finished (polled every 100 ms). */
+    wall_s: wallMs / 1000,
+    /** The sweep's own started_at to finished_at. */
+    sweep_s: view.finished_at === null ? null : (Date.parse(view.finished_at) - Date.parse(view.started_at)) / 1000,
+    pages: view.pages,
+    customers_seen: view.customers_seen,
+    orgs_handed_over: view.orgs_handed_over,
+    hand_over_failures: view.hand_over_failures,
+    error_count: view.error_count,
+    /** Autumn calls the sweep caused: its customers.list pages plus the handed-over objects' fresh reads. */
+    autumn_calls: {
+      total: pathTotal("/v1/customers.list") + sweepReads.customers_get + sweepReads.invoices_list,
+      customers_list: pathTotal("/v1/customers.list"),
+      customers_get: sweepReads.customers_get,
+      invoices_list: sweepReads.invoices_list,
+      sweeper_counted: view.autumn_calls,
+    },
+    /** Object calls: one per org handed over (OrgBilling.reconcile) and, by construction, one index lookup per page plus one at the end. */
+    object_calls: { org_objects: view.object_calls, index_lookups: view.pages + 1 },
+    /** Every /v1 call the stand-in answered while the sweep ran, whoever made it. */
+    standin_stats: Object.fromEntries(Object.entries(stats.paths).map(([path, s]) => [path, s.total])),
+    per_customer_calls: perCustomer,
+    unknown_found: view.orgs_handed_over.unknown_past_due,
+    unknown_not_overdue_after: notOverdue,
+    unknown_without_reconcile_transition: notByReconcile,
+    checks_passed: false,
+  };
+  result.checks_passed =
+    result.status === "finished" &&
+    result.unknown_found === unknown.length &&
+    result.orgs_handed_over.no_longer_past_due === 0 &&
+    result.orgs_handed_over.missing_from_autumn === 0 &&
+    notOverdue === 0 &&
+    notByReconcile === 0 &&
+    perCustomer.agreeing_never_known === 0 &&
+    perCustomer.known_beforehand === 0 &&
+    // Each org handed over once, and read once by its object.
+    view.object_calls === unknown.length &&
+    sweepReads.customers_get === unknown.length;
+  log(
+    `${result.name}: ${result.status} in ${result.wall_s.toFixed(1)} s, ${result.pages} pages, ${result.customers_seen} customers, handed over ${JSON.stringify(result.orgs_handed_over)}, ` +
+      `Autumn calls ${result.autumn_calls.total} (${result.autumn_calls.customers_list} list, ${result.autumn_calls.customers_get} get, ${result.autumn_calls.invoices_list} invoices), object calls ${result.object_calls.org_objects} (+${result.object_calls.index_lookups} index), ` +
+      `per-customer calls ${JSON.stringify(perCustomer)}, not overdue after ${notOverdue}`,
+  );
+  return result;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -160,7 +338,8 @@ try {
   const expected: Record<(typeof situations)[number], { state: string; transitions: number }> = {
     paying: { state: "ok", transitions: 0 },
     in_grace: { state: "overdue", transitions: 1 },
-    never_paid: { state: "suspended", transitions: 1 },
+    // Past due for 10 days, but Tollgate sees it for the first time now: MIN_NOTICE (24h) keeps it overdue.
+    never_paid: { state: "overdue", transitions: 1 },
     lapsed: { state: "overdue", transitions: 1 },
   };
   const burstOrgs = Array.from({ length: 200 }, (_, i) => ({ id: `burst_${i}`, situation: situations[i % 4]! }));
@@ -170,7 +349,6 @@ try {
     if (situation === "in_grace") await control(`/customers/${id}/past-due`, { at: now });
     if (situation === "never_paid" || situation === "lapsed") await control(`/customers/${id}/past-due`, { at: now - 10 * 86_400_000 });
   });
-  const signer = new Webhook(settings.AUTUMN_WEBHOOK_SECRET);
   const deliveries = burstOrgs.flatMap(({ id }) => {
     const ids = Array.from({ length: 8 }, () => `msg_${crypto.randomUUID().replaceAll("-", "")}`);
     return [...ids, ids[0]!, ids[3]!].map((messageId) => ({ org: id, messageId }));
@@ -183,16 +361,9 @@ try {
   const outcomes = { processed: 0, duplicate: 0, failed: 0 };
   const burstStarted = performance.now();
   await pool(deliveries, 64, async ({ org, messageId }) => {
-    const payload = JSON.stringify({ type: "billing.updated", data: { object: "billing.updated", customer_id: org, entity_id: null, plan_changes: [], tags: [] } });
-    const at = new Date();
     const started = performance.now();
-    const response = await fetch(`${stack.billingUrl}/api/billing/autumn/webhook`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "svix-id": messageId, "svix-timestamp": String(Math.floor(at.getTime() / 1000)), "svix-signature": signer.sign(messageId, at, payload) },
-      body: payload,
-    }).catch(() => null);
+    const answer = await deliverWebhook(org, messageId);
     latencies.push(performance.now() - started);
-    const answer = response?.ok ? ((await response.json()) as { status: string }).status : "failed";
     if (answer === "processed") outcomes.processed++;
     else if (answer === "duplicate") outcomes.duplicate++;
     else outcomes.failed++;
@@ -248,14 +419,18 @@ try {
   const gateDecision = { warm_memory_ns: warmNs, kv_path: await timed("kv"), object_confirm_path: await timed("object") };
   log(`gate: warm ${warmNs.toFixed(0)} ns/call, KV mean ${gateDecision.kv_path.mean_ms.toFixed(3)} ms, object mean ${gateDecision.object_confirm_path.mean_ms.toFixed(3)} ms`);
 
+  const sweep = await reconciliationSweep();
+
   const ceiling = scenarios[0]!;
   const hop = scenarios[1]!;
   const withRatios = scenarios.map((s) => ({ ...s, rps_ratio: s.rps / ceiling.rps, rps_ratio_to_hop: s.rps / hop.rps, p50_added_ms: s.p50_ms - ceiling.p50_ms }));
   const machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version, date: new Date().toISOString() };
-  const results = { machine, settings: { duration_s: DURATION_S, rounds: ROUNDS, connections: CONNECTIONS, body_bytes: body.byteLength, distinct_orgs: DISTINCT_ORGS }, scenarios: withRatios, webhooks: burst, gate: gateDecision };
+  const results = { machine, settings: { duration_s: DURATION_S, rounds: ROUNDS, connections: CONNECTIONS, body_bytes: body.byteLength, distinct_orgs: DISTINCT_ORGS }, scenarios: withRatios, webhooks: burst, gate: gateDecision, reconcile: sweep };
   const outDir = join(REPO_ROOT, "bench", "results");
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+  if (WRITE) {
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+  }
 
   const f = (n: number, digits = 1) => n.toFixed(digits);
   const table = [
@@ -273,13 +448,29 @@ try {
     `| warm (isolate memory, Node on the same V8) | ${f(warmNs, 0)} ns |`,
     `| KV path (mirror read, inside workerd, mean of ${gateDecision.kv_path.calls}) | ${f(gateDecision.kv_path.mean_ms * 1000, 0)} µs |`,
     `| object-confirm path (mirror says suspended, object asked; mean of ${gateDecision.object_confirm_path.calls}) | ${f(gateDecision.object_confirm_path.mean_ms * 1000, 0)} µs |`,
+    "",
+    `| ${sweep.name.replace(/^7\. /, "")} | measured |`,
+    "|---|---:|",
+    `| wall time (POST /admin/reconcile until finished) | ${f(sweep.wall_s)} s |`,
+    `| customers.list pages (customers seen) | ${sweep.pages} (${sweep.customers_seen.toLocaleString("en")}) |`,
+    `| orgs handed over: unknown past due / no longer past due / missing from Autumn | ${sweep.orgs_handed_over.unknown_past_due} / ${sweep.orgs_handed_over.no_longer_past_due} / ${sweep.orgs_handed_over.missing_from_autumn} |`,
+    `| Autumn calls per sweep: pages + customers.get + invoices.list | ${sweep.autumn_calls.total} = ${sweep.autumn_calls.customers_list} + ${sweep.autumn_calls.customers_get} + ${sweep.autumn_calls.invoices_list} |`,
+    `| object calls per sweep: org objects (+ index lookups) | ${sweep.object_calls.org_objects} (+ ${sweep.object_calls.index_lookups}) |`,
+    `| per-customer calls for customers Tollgate agreed with | ${sweep.per_customer_calls.agreeing_never_known + sweep.per_customer_calls.known_beforehand} |`,
+    `| unknown orgs found / now overdue | ${sweep.unknown_found} / ${sweep.unknown - sweep.unknown_not_overdue_after} of ${sweep.unknown} |`,
+    "",
+    `Reconciliation sweep: Autumn listed ${sweep.customers_seen.toLocaleString("en")} customers (${sweep.customers_seeded.toLocaleString("en")} seeded for it, ${sweep.past_due} past due, ${sweep.known_beforehand} of those made known to Tollgate by signed webhooks first; the rest are the scenarios above), pages of 1,000, one per alarm run; ` +
+      `${sweep.per_customer_calls.other} per-customer reads made meanwhile by other orgs' own alarms (follow-up reads after earlier webhooks) are not the sweep's and not counted; checks ${sweep.checks_passed ? "passed" : "FAILED"}.`,
   ].join("\n");
-  writeFileSync(join(outDir, "latest.md"), `${table}\n`);
   const readmePath = join(REPO_ROOT, "README.md");
   const readme = readFileSync(readmePath, "utf8");
   const marked = /<!-- bench:start -->[\s\S]*<!-- bench:end -->/;
-  if (marked.test(readme)) writeFileSync(readmePath, readme.replace(marked, `<!-- bench:start -->\n${table}\n<!-- bench:end -->`));
-  console.log(`\n${table}\n\nWritten to bench/results/latest.json and latest.md${marked.test(readme) ? " and README.md" : ""}.`);
+  if (WRITE) {
+    writeFileSync(join(outDir, "latest.md"), `${table}\n`);
+    if (marked.test(readme)) writeFileSync(readmePath, readme.replace(marked, `<!-- bench:start -->\n${table}\n<!-- bench:end -->`));
+  }
+  console.log(`\n${table}\n\n${WRITE ? `Written to bench/results/latest.json and latest.md${marked.test(readme) ? " and README.md" : ""}.` : "BENCH_WRITE=0: nothing written."}`);
+  if (!sweep.checks_passed) console.log("The reconciliation sweep's checks FAILED: see its line above and reconcile in the results.");
 } finally {
   await stack.stop();
 }

@@ -34,6 +34,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
     INGEST_KEY_PEPPER: settings.INGEST_KEY_PEPPER,
     GRACE_PERIOD: settings.GRACE_PERIOD,
     RESYNC_INTERVAL: settings.RESYNC_INTERVAL,
+    MIN_NOTICE: settings.MIN_NOTICE,
     AUTUMN_TIMEOUT: settings.AUTUMN_TIMEOUT,
   };
   const ingestPort = port("INGEST_PORT");
@@ -73,7 +74,13 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
           name: "tollgate-billing",
           ...built("billing", "wrangler.jsonc"),
           compatibilityDate: "2026-11-01",
-          durableObjects: { ORG_BILLING: { className: "OrgBilling", useSQLite: true }, ORG_INDEX: { className: "OrgIndex", useSQLite: true } },
+          durableObjects: {
+            ORG_BILLING: { className: "OrgBilling", useSQLite: true },
+            ORG_INDEX: { className: "OrgIndex", useSQLite: true },
+            RECONCILER: { className: "Reconciler", useSQLite: true },
+          },
+          // No cronTriggers here, and Miniflare schedules none by itself: the scheduled handler
+          // never runs during a bench, so no cron sweep competes with the one the bench starts.
           kvNamespaces: kv,
           bindings: billingVars,
           unsafeDirectSockets: [{ host: "127.0.0.1", port: billingPort }],
