@@ -4,6 +4,12 @@ import { errorResponse } from "./http-error.ts";
 
 /** Parses a small JSON request body against a schema; any problem is a 4xx the client can act on. */
 export async function parseJsonBody<S extends z.ZodType>(request: Request, schema: S, limit = 64 * 1024): Promise<{ ok: true; value: z.infer<S> } | { ok: false; response: Response }> {
+  // Bodies are read as sent, never decompressed: one declared compressed is refused rather
+  // than read as if it were plain (which would make its meaning depend on the intermediaries).
+  const encoding = request.headers.get("content-encoding")?.trim().toLowerCase() ?? "";
+  if (encoding !== "" && encoding !== "identity") {
+    return { ok: false, response: errorResponse(415, "unsupported_encoding", "send the JSON body uncompressed, without Content-Encoding") };
+  }
   let text: string;
   try {
     text = new TextDecoder().decode(await readBounded(request.body, limit));

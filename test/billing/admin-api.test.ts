@@ -116,6 +116,19 @@ describe("POST /admin/orgs/{orgId}/override", () => {
     expect(await orgState(org)).toEqual(before);
   });
 
+  it.each(["gzip", "br", "deflate, gzip"])("refuses a body declared as %s with 415 unsupported_encoding and changes nothing (found by the fuzz test)", async (encoding) => {
+    const org = await suspendedOrg();
+    const before = await orgState(org);
+    const response = await admin(`/orgs/${org}/override`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": encoding },
+      body: JSON.stringify({ action: "unsuspend", note: "not really gzip" }),
+    });
+    expect(response.status).toBe(415);
+    expect(await response.json()).toMatchObject({ error: "unsupported_encoding" });
+    expect(await orgState(org)).toEqual(before);
+  });
+
   it("refuses a body that is not JSON with 400 invalid_json", async () => {
     const response = await admin(`/orgs/${uniqueOrg()}/override`, { method: "POST", body: "{" });
     expect(await response.json()).toMatchObject({ error: "invalid_json" });
@@ -162,5 +175,12 @@ describe("malformed percent-encoding in paths", () => {
       expect(response.status).toBe(404);
       expect(await response.text()).toContain("is not an org id");
     }
+  });
+
+  it.each(["1e99", "9007199254740993", "-1", "%E0", "abc"])("the console's list page treats cursor=%s as the first page (found by the fuzz test: 1e99 was a 500)", async (cursor) => {
+    const cookie = (await sessionCookie(TEST_ADMIN_TOKEN, Date.now())).split(";")[0]!;
+    const response = await exports.default.fetch(`${BILLING}/admin/list/overdue?cursor=${cursor}`, { redirect: "manual", headers: { cookie } });
+    expect(response.status).toBe(200);
+    await response.body?.cancel();
   });
 });

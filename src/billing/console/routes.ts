@@ -1,10 +1,10 @@
 import { Router, type IRequest } from "itty-router";
-import { logWarn } from "../../shared/log.ts";
+import { log, logWarn } from "../../shared/log.ts";
 import { isValidOrgId, ORG_ID_RULE, orgIdFromPath } from "../../shared/org-id.ts";
 import { OverrideBody } from "../admin-requests.ts";
 import { adminToken } from "../config.ts";
 import { timingSafeEqualStrings } from "../constant-time.ts";
-import { orgBilling, orgIndex } from "../org-stub.ts";
+import { orgBilling, orgIndex, reconciler } from "../org-stub.ts";
 import { indexEntryView } from "../org-view.ts";
 import { REASON_LABELS } from "../policy.ts";
 import { html, page } from "./html.ts";
@@ -18,7 +18,16 @@ import { CLEARED_SESSION_COOKIE, hasValidSession, sameOrigin, sessionCookie } fr
  */
 type ConsoleRequest = IRequest & { orgId: string };
 
-const DONE_MESSAGES: Record<string, string> = { resync: "Read Autumn again and applied the policy.", override: "Override applied and recorded in the timeline." };
+const DONE_MESSAGES: Record<string, string> = {
+  resync: "Read Autumn again and applied the policy.",
+  override: "Override applied and recorded in the timeline.",
+  sweep_started: "Started a reconciliation sweep: reload to follow it.",
+  sweep_running: "A sweep is already running: reload to follow it.",
+};
+
+function doneMessage(request: IRequest): string | undefined {
+  return DONE_MESSAGES[new URL(request.url).searchParams.get("done") ?? ""];
+}
 
 function redirect(location: string, headers: Record<string, string> = {}): Response {
   return new Response(null, { status: 303, headers: { location, "cache-control": "no-store", ...headers } });
@@ -66,22 +75,39 @@ export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContex
     return redirect("/admin", { "set-cookie": await sessionCookie(adminToken(env), Date.now()) });
   })
   .post("/logout", () => redirect("/admin/login", { "set-cookie": CLEARED_SESSION_COOKIE }))
-  .get("", async (_request, env) => {
+  .get("", async (request, env) => {
     const now = Date.now();
-    const overview = await orgIndex(env).overview(now, 24 * 3_600_000);
+    // The sweep's status is a second object's answer: when it fails, the overview still shows the orgs.
+    const [overview, sweep] = await Promise.all([
+      orgIndex(env).overview(now, 24 * 3_600_000),
+      reconciler(env)
+        .status()
+        .catch((error: unknown) => {
+          logWarn({ event: "console_sweep_status_failed", error: String(error) });
+          return "unavailable" as const;
+        }),
+    ]);
     const view = {
       counts: overview.counts,
       due_soon: overview.due_soon.map(indexEntryView),
       recently_suspended: overview.recently_suspended.map(indexEntryView),
       recently_restored: overview.recently_restored.map(indexEntryView),
     };
-    return page(200, overviewPage(view, REASON_LABELS, now));
+    return page(200, overviewPage(view, REASON_LABELS, sweep, now, { done: doneMessage(request) }));
+  })
+  // Not /admin/reconcile: the Worker routes that path to the admin API (Bearer token).
+  .post("/sweep", async (_request, env) => {
+    const { started, sweep } = await reconciler(env).start("admin");
+    log({ event: "admin_reconcile", started, sweep_id: sweep.id, via: "console" });
+    return redirect(`/admin?done=${started ? "sweep_started" : "sweep_running"}#sweep`);
   })
   .get("/list/:state", async (request, env) => {
     const state = request.params.state;
     if (state !== "ok" && state !== "overdue" && state !== "suspended") return notFound("Lists exist for ok, overdue and suspended.");
-    const cursor = Number(new URL(request.url).searchParams.get("cursor") ?? 0);
-    const list = await orgIndex(env).list({ state, offset: Number.isInteger(cursor) && cursor >= 0 ? cursor : 0, limit: 50 });
+    // The admin API's cursor rule (ListQuery): up to 9 digits. "1e99" is an integer to Number()
+    // but not to SQLite; anything else shows the first page.
+    const cursor = new URL(request.url).searchParams.get("cursor") ?? "";
+    const list = await orgIndex(env).list({ state, offset: /^\d{1,9}$/.test(cursor) ? Number(cursor) : 0, limit: 50 });
     return page(200, listPage(state, list.orgs.map(indexEntryView), list.next_offset === null ? null : String(list.next_offset), Date.now()));
   })
   .get("/org", (request) => {
@@ -90,7 +116,7 @@ export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContex
   })
   .all("/org/:orgId", withOrg)
   .all("/org/:orgId/*", withOrg)
-  .get("/org/:orgId", (request, env) => renderOrg(env, request.orgId, { done: DONE_MESSAGES[new URL(request.url).searchParams.get("done") ?? ""] }))
+  .get("/org/:orgId", (request, env) => renderOrg(env, request.orgId, { done: doneMessage(request) }))
   .post("/org/:orgId/resync", async (request, env) => {
     await orgBilling(env, request.orgId).resync(request.orgId);
     return redirect(`/admin/org/${encodeURIComponent(request.orgId)}?done=resync`);
