@@ -20,7 +20,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const settings = loadLocalSettings({
     root: null,
     env: {},
-    overrides: { BILLING_PORT: String(base), INGEST_PORT: String(base + 1), AUTUMN_PORT: String(base + 2), SINK_PORT: String(base + 3), GRACE_PERIOD: "4s", RESYNC_INTERVAL: "1m" },
+    overrides: { BILLING_PORT: String(base), INGEST_PORT: String(base + 1), AUTUMN_PORT: String(base + 2), SINK_PORT: String(base + 3), GRACE_PERIOD: "4s", MIN_NOTICE: "1s", RESYNC_INTERVAL: "1m" },
   });
   const stack = await startStack({ settings, persistDir, onOutput: (worker, line) => appendFileSync(workerLog, `[${worker}] ${line}\n`) });
   project.provide("e2e", {

@@ -58,9 +58,9 @@ export const LOCAL_DEFAULTS = {
   MAX_DECOMPRESSED_BYTES: "64MiB",
   UPSTREAM_TIMEOUT: "10s",
   LOG_SAMPLE_RATE: "0",
-  // The demo's grace period is seconds long, so its minimum notice must be shorter still
-  // (the e2e stack runs a 4 s grace period on these defaults).
-  MIN_NOTICE: "1s",
+  // A few seconds, so the demo shows it: an org first seen long past due (the reconcile walkthrough)
+  // is suspended 10 s after it turns overdue, not on sight.
+  MIN_NOTICE: "10s",
   // Outbound events are off unless .env sets NOTIFY_URL; http://127.0.0.1:8791/events makes
   // `npm start` run the local event receiver there and print every event it gets.
   NOTIFY_URL: "",

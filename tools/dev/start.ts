@@ -105,6 +105,12 @@ Try it:
   # 3. wait ${settings.GRACE_PERIOD}: the org is suspended and step 1 answers 402
   # 4. pay: ingestion resumes at once
   curl -sS -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/pay
+  # 5. a lost webhook: another org goes past due (an invoice 10 days old) and Autumn never tells Tollgate;
+  #    the reconciliation sweep finds it: overdue now, suspended only after MIN_NOTICE (${settings.MIN_NOTICE})
+  curl -sS -X POST ${stack.autumnUrl}/_control/customers -H 'content-type: application/json' -d '{"id": "quiet-org"}'
+  curl -sS -X POST '${stack.autumnUrl}/_control/customers/quiet-org/past-due?deliver=0' -H 'content-type: application/json' -d '{"at": '$(( $(date +%s) * 1000 - 864000000 ))'}'
+  npm run tollgate -- reconcile --wait
+  npm run tollgate -- org quiet-org
 
 Ctrl-C stops everything.
 `);
