@@ -1,9 +1,13 @@
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { autumn } from "../support/autumn.ts";
 import { BILLING, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
+import { orgPage, sweepCard } from "../../src/billing/console/pages.ts";
+import { DEFAULT_POLICY } from "../../src/billing/config.ts";
+import { newOrgRecord } from "../../src/billing/org-record.ts";
+import { orgView } from "../../src/billing/org-view.ts";
 
 afterEach(deleteAllAlarms);
 
@@ -139,5 +143,101 @@ describe("acting", () => {
     expect(page).toContain("Override applied and recorded in the timeline.");
     expect(page).toContain("ticket &lt;b&gt;42&lt;/b&gt;: wire pending");
     expect(page).not.toContain("<b>42</b>");
+  });
+});
+
+describe("reconciliation", () => {
+  const sweeper = () => env.RECONCILER.getByName("sweeper");
+
+  /** Runs the sweeper's alarm (one page each) until the sweep is over: alarms are not reset between tests. */
+  async function runSweepToEnd() {
+    for (let i = 0; i < 1_000; i++) {
+      const sweep = await sweeper().status();
+      if (sweep === null || sweep.status !== "running") return sweep;
+      await runDurableObjectAlarm(sweeper());
+    }
+    throw new Error("the sweep did not end within 1,000 alarms");
+  }
+
+  /** The <dd> that follows a <dt> on a page. */
+  function fact(page: string, term: string): string {
+    return new RegExp(`<dt>${term}</dt>\\s*<dd>([\\s\\S]*?)</dd>`).exec(page)?.[1] ?? "";
+  }
+
+  it("the overview shows the last sweep, and the org page the org it found with both deadline terms", async () => {
+    // Past due in Autumn with the webhook lost; its invoice is old enough that the minimum notice decides the deadline.
+    const org = uniqueOrg("console_lost");
+    await autumn.createCustomer(org, { webhook: false });
+    await autumn.pastDue(org, { at: Date.now() - GRACE + 3_600_000, webhook: false });
+    expect((await sweeper().start("admin")).started).toBe(true);
+    const sweep = await runSweepToEnd();
+    expect(sweep).toMatchObject({ status: "finished", orgs_handed_over: { unknown_past_due: expect.any(Number) } });
+    expect(sweep!.orgs_handed_over.unknown_past_due).toBeGreaterThanOrEqual(1);
+
+    const cookie = await login();
+    const overview = await (await get("/admin", cookie)).text();
+    expect(overview).toContain("<h2>Last reconciliation sweep</h2>");
+    expect(fact(overview, "Status")).toContain('<span class="sweep-status finished">Finished</span>');
+    expect(fact(overview, "Finished")).toContain(`datetime="${sweep!.finished_at}"`);
+    expect(fact(overview, "Customers seen")).toContain(`${sweep!.customers_seen} <span`);
+    expect(fact(overview, "Orgs handed over")).toContain(`<strong>${sweep!.orgs_handed_over.unknown_past_due}</strong> past due in Autumn, ok or unknown here`);
+    expect(overview).toContain('<form method="post" action="/admin/sweep" class="inline">');
+
+    const state = await orgState(org);
+    expect(state).toMatchObject({ state: "overdue", history: [{ source: "reconcile", note: "unknown_past_due" }] });
+    const page = await (await get(`/admin/org/${org}`, cookie)).text();
+    expect(fact(page, "First seen overdue")).toContain(`datetime="${state.noticed_at}"`);
+    expect(fact(page, "Grace period ends")).toContain(`datetime="${state.deadline_terms!.grace_ends_at}"`);
+    expect(fact(page, "Grace period ends")).not.toContain("the deadline");
+    expect(fact(page, "Minimum notice ends")).toContain(`datetime="${state.deadline_terms!.notice_ends_at}"`);
+    expect(fact(page, "Minimum notice ends")).toContain('<span class="decides">the deadline</span>');
+    expect(state.suspend_at).toBe(state.deadline_terms!.notice_ends_at);
+    expect(page).toMatch(/<span class="source">reconcile<\/span>[\s\S]*?<span class="muted">sweep: past due in Autumn, ok or unknown here<\/span>/);
+  });
+
+  it("“Run a sweep now” starts one, or points at the one already running", async () => {
+    const cookie = await login();
+    const before = await sweeper().status();
+    const response = await postForm("/admin/sweep", {}, { cookie });
+    expect(response.status).toBe(303);
+    expect(response.headers.get("location")).toBe("/admin?done=sweep_started#sweep");
+    const started = await sweeper().status();
+    expect(started).toMatchObject({ status: "running", trigger: "admin" });
+    expect(started!.id).not.toBe(before?.id);
+
+    const page = await (await get("/admin?done=sweep_started", cookie)).text();
+    expect(page).toContain("Started a reconciliation sweep");
+    expect(fact(page, "Status")).toContain('<span class="sweep-status running">Running</span>');
+
+    const again = await postForm("/admin/sweep", {}, { cookie });
+    expect(again.headers.get("location")).toBe("/admin?done=sweep_running#sweep");
+    expect((await sweeper().status())!.id).toBe(started!.id);
+    expect((await runSweepToEnd())!.status).toBe("finished");
+  });
+
+  it("refuses “Run a sweep now” from another origin, and starts nothing", async () => {
+    const cookie = await login();
+    const before = await sweeper().status();
+    expect((await postForm("/admin/sweep", {}, { cookie, origin: "https://evil.example" })).status).toBe(403);
+    expect((await postForm("/admin/sweep", {}, { cookie, origin: null })).status).toBe(403);
+    expect((await postForm("/admin/sweep", {})).status).toBe(303); // no session: to the login form
+    expect(await sweeper().status()).toEqual(before);
+  });
+
+  it("says so before the first sweep, and when the sweeper cannot be asked", () => {
+    expect(sweepCard(null, Date.now()).value).toContain("No sweep has run yet");
+    expect(sweepCard("unavailable", Date.now()).value).toContain("could not be asked");
+  });
+
+  it("the org page lists undelivered events, escaped", () => {
+    const now = Date.now();
+    const record = { ...newOrgRecord("org_letters", now), state: "overdue" as const, reason: "in_grace_period" as const, anchor: now, noticed_at: now, suspend_at: now + GRACE };
+    const view = orgView(record, [], [], now, DEFAULT_POLICY);
+    const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_letters", state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, at: new Date(now).toISOString() };
+    const page = orgPage({ ...view, dead_letters: [{ event, attempts: 40, error: "receiver answered 500 <html>", at: new Date(now).toISOString() }] }, [], now, {}).value;
+    expect(page).toContain("<h2>Undelivered events</h2>");
+    expect(page).toContain("<td><code>org.overdue</code></td><td><code>evt_1</code></td>");
+    expect(page).toContain("<td>40</td><td>receiver answered 500 &lt;html&gt;</td>");
+    expect(orgPage(view, [], now, {}).value).not.toContain("Undelivered events");
   });
 });

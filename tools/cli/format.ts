@@ -15,7 +15,7 @@ function deadlineLines(org: OrgView, now: number): string[] {
   else if (org.deadline_terms) lines.push("  deadline terms:");
   if (org.deadline_terms) {
     const { grace_ends_at, notice_ends_at } = org.deadline_terms;
-    const later = Date.parse(grace_ends_at) >= Date.parse(notice_ends_at) ? "grace" : "notice";
+    const later = Date.parse(notice_ends_at ?? "") > Date.parse(grace_ends_at ?? "") ? "notice" : "grace";
     lines.push(`    grace period ends    ${ago(grace_ends_at, now)}${later === "grace" ? "  ← the deadline" : ""}`);
     lines.push(`    minimum notice ends  ${ago(notice_ends_at, now)}${later === "notice" ? "  ← the deadline" : ""}`);
   }
@@ -68,8 +68,9 @@ function handedOver(sweep: SweepView): string {
   return `${total} (${kinds.join("; ")})`;
 }
 
-function duration(fromIso: string, toIso: string): string {
-  return formatDuration(Math.max(0, Date.parse(toIso) - Date.parse(fromIso)));
+function duration(fromIso: string | null, toIso: string): string {
+  const ms = Math.max(0, Date.parse(toIso) - Date.parse(fromIso ?? toIso));
+  return formatDuration(ms >= 1_000 ? Math.round(ms / 1_000) * 1_000 : ms);
 }
 
 /** A reconciliation sweep, the way `tollgate reconcile` prints it. */

@@ -1,6 +1,8 @@
 import { relativeTime } from "../../shared/relative-time.ts";
 import type { IndexEntryView, OrgView } from "../org-view.ts";
+import type { SweepView } from "../reconcile/sweep-record.ts";
 import { html, type Html } from "./html.ts";
+import { DISAGREEMENT_LABELS, disagreementLabel } from "./words.ts";
 
 /**
  * The console's pages, rendered on the server so everything reads without JavaScript;
@@ -43,6 +45,12 @@ function badge(state: keyof typeof STATE_LABEL): Html {
   return html`<span class="badge ${state}">${STATE_LABEL[state]}</span>`;
 }
 
+function flashes(flash: Flash): Html {
+  return html`${flash.error ? html`<p class="error" role="alert">${flash.error}</p>` : ""}${flash.done ? html`<p class="done" role="status">${flash.done}</p>` : ""}`;
+}
+
+export type Flash = { error?: string; done?: string };
+
 function orgLink(orgId: string): Html {
   return html`<a href="/admin/org/${encodeURIComponent(orgId)}">${orgId}</a>`;
 }
@@ -74,10 +82,65 @@ function table(rows: IndexEntryView[], columns: [string, (row: IndexEntryView) =
   </table>`;
 }
 
-export function overviewPage(overview: Overview, reasons: Record<string, string>, now: number): Html {
+const SWEEP_STATUS_LABEL = { running: "Running", finished: "Finished", failed: "Failed" } as const;
+/** How many of a sweep's newest errors the overview shows; the admin API has the rest. */
+const SWEEP_ERRORS_SHOWN = 3;
+
+/**
+ * The last reconciliation sweep: what it found and whether it is healthy. `unavailable` when
+ * the sweeper could not be asked (the rest of the overview still renders).
+ */
+export function sweepCard(sweep: SweepView | null | "unavailable", now: number): Html {
+  const body =
+    sweep === "unavailable"
+      ? html`<p class="error">The sweeper could not be asked for its status; the overview is otherwise complete.</p>`
+      : sweep === null
+        ? html`<p class="muted">No sweep has run yet. The Cron Trigger starts one on its schedule, or start one now.</p>`
+        : html`<dl class="facts">
+            <dt>Status</dt>
+            <dd><span class="sweep-status ${sweep.status}">${SWEEP_STATUS_LABEL[sweep.status]}</span> <span class="muted">(${sweep.trigger === "cron" ? "scheduled" : "started by an operator"})</span>
+              ${sweep.status === "running" && sweep.page_attempts > 0 && sweep.next_page_at
+                ? html` · page ${sweep.pages + 1} failed ${sweep.page_attempts}×, retrying ${when(sweep.next_page_at, now)}`
+                : ""}</dd>
+            <dt>Started</dt><dd>${when(sweep.started_at, now)}</dd>
+            <dt>Finished</dt><dd>${sweep.finished_at ? when(sweep.finished_at, now) : html`<span class="muted">not yet (${sweep.pages} page${sweep.pages === 1 ? "" : "s"} so far)</span>`}</dd>
+            <dt>Customers seen</dt><dd>${sweep.customers_seen} <span class="muted">on ${sweep.pages} page${sweep.pages === 1 ? "" : "s"} of Autumn's list</span></dd>
+            <dt>Orgs handed over</dt>
+            <dd>
+              <ul class="plain">
+                ${(Object.keys(DISAGREEMENT_LABELS) as (keyof typeof DISAGREEMENT_LABELS)[]).map(
+                  (kind) => html`<li><strong>${sweep.orgs_handed_over[kind]}</strong> ${DISAGREEMENT_LABELS[kind]}</li>`,
+                )}
+                ${sweep.hand_over_failures > 0 ? html`<li class="error">${sweep.hand_over_failures} could not be handed over (the next sweep tries again)</li>` : ""}
+              </ul>
+            </dd>
+            <dt>Errors</dt>
+            <dd>
+              ${sweep.error_count === 0
+                ? "none"
+                : html`${sweep.error_count}
+                    <ul class="plain sweep-errors">
+                      ${sweep.errors.slice(0, SWEEP_ERRORS_SHOWN).map(
+                        (e) => html`<li>${when(e.at, now)} · page ${e.page}${e.org_id ? html` · ${orgLink(e.org_id)}` : ""}: ${e.message}</li>`,
+                      )}
+                    </ul>`}
+            </dd>
+          </dl>`;
+  return html`<section class="card" id="sweep">
+    <h2>Last reconciliation sweep</h2>
+    <p class="muted">The sweep walks Autumn's customer list and hands every org Autumn and Tollgate disagree about to that org's object, which reads Autumn again and decides.</p>
+    ${body}
+    <form method="post" action="/admin/sweep" class="inline">
+      <button type="submit">Run a sweep now</button>
+    </form>
+  </section>`;
+}
+
+export function overviewPage(overview: Overview, reasons: Record<string, string>, sweep: SweepView | null | "unavailable", now: number, flash: Flash = {}): Html {
   return layout(
     "Overview",
     html`<h1>Overview</h1>
+      ${flashes(flash)}
       <section class="counts">
         <a class="count suspended" href="/admin/list/suspended"><strong>${overview.counts.suspended ?? 0}</strong> suspended</a>
         <a class="count overdue" href="/admin/list/overdue"><strong>${overview.counts.overdue ?? 0}</strong> overdue</a>
@@ -117,7 +180,8 @@ export function overviewPage(overview: Overview, reasons: Record<string, string>
           ],
           "No org was restored in the last 30 days.",
         )}
-      </section>`,
+      </section>
+      ${sweepCard(sweep, now)}`,
   );
 }
 
@@ -143,14 +207,29 @@ export function listPage(state: "ok" | "overdue" | "suspended", orgs: IndexEntry
   );
 }
 
-export function orgPage(org: OrgView, keys: { key_id: string; created_at: string }[], now: number, flash: { error?: string; done?: string }): Html {
+/** Both terms of the deadline: the later one is the deadline, so an org is never suspended without notice. */
+function deadlineTerms(org: OrgView, now: number): Html {
+  const terms = org.deadline_terms;
+  if (terms === null) return html``;
+  const graceDecides = !(Date.parse(terms.notice_ends_at ?? "") > Date.parse(terms.grace_ends_at ?? ""));
+  const decides = html` <span class="decides">the deadline</span>`;
+  return html`<dt>Grace period ends</dt><dd>${when(terms.grace_ends_at, now)} <span class="muted">(${org.grace_period} after overdue since)</span>${graceDecides ? decides : ""}</dd>
+    <dt>Minimum notice ends</dt><dd>${when(terms.notice_ends_at, now)} <span class="muted">(${org.min_notice} after Tollgate first saw it overdue)</span>${graceDecides ? "" : decides}</dd>`;
+}
+
+function historyNote(h: OrgView["history"][number]): Html {
+  // The sweep's note is the kind of disagreement that made it hand the org over, not a person's words.
+  if (h.source === "reconcile") return html`<span class="muted">sweep: ${disagreementLabel(h.note)}</span>`;
+  return html`${h.note ? html`<q>${h.note}</q>` : ""} ${h.message_id ? html`<span class="muted">${h.message_id}</span>` : ""}`;
+}
+
+export function orgPage(org: OrgView, keys: { key_id: string; created_at: string }[], now: number, flash: Flash): Html {
   const evidence = org.evidence;
   const liveDeadline = org.state === "overdue" && (org.reason === "in_grace_period" || org.reason === "grace_elapsed_awaiting_autumn");
   return layout(
     org.org_id,
     html`<h1>${org.org_id} ${badge(org.state)}</h1>
-      ${flash.error ? html`<p class="error" role="alert">${flash.error}</p>` : ""}
-      ${flash.done ? html`<p class="done" role="status">${flash.done}</p>` : ""}
+      ${flashes(flash)}
       <section class="card">
         <h2>Why</h2>
         <p class="reason"><code>${org.reason}</code> ${org.reason_message}</p>
@@ -159,13 +238,32 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
           ${liveDeadline ? html`<dt>Suspension deadline</dt><dd class="deadline">${when(org.suspend_at, now, true)}</dd>` : ""}
           ${org.suspended_at ? html`<dt>Suspended at</dt><dd>${when(org.suspended_at, now)}</dd>` : ""}
           ${org.anchor ? html`<dt>Overdue since</dt><dd>${when(org.anchor, now)} (grace period ${org.grace_period})</dd>` : ""}
+          ${org.noticed_at ? html`<dt>First seen overdue</dt><dd>${when(org.noticed_at, now)} <span class="muted">(by Tollgate; minimum notice ${org.min_notice})</span></dd>` : ""}
+          ${deadlineTerms(org, now)}
           ${org.override
             ? html`<dt>Override</dt><dd>${org.override.action} until ${org.override.until ? when(org.override.until, now) : "cleared"}: “${org.override.note}”</dd>`
             : ""}
           <dt>Last read from Autumn</dt><dd>${org.last_sync ? html`${when(org.last_sync.at, now)} ${org.last_sync.ok ? "ok" : html`<span class="error">failed: ${org.last_sync.error}</span>`}` : "never"}</dd>
+          ${org.follow_up_at
+            ? html`<dt>Follow-up read</dt><dd>${when(org.follow_up_at, now)} <span class="muted">(a short re-read after a webhook, in case a payment shows late)</span></dd>`
+            : ""}
           <dt>Next check</dt><dd>${when(org.next_check_at, now)}</dd>
         </dl>
       </section>
+      ${org.dead_letters.length === 0
+        ? ""
+        : html`<section class="card" id="dead-letters">
+            <h2>Undelivered events</h2>
+            <p>These events were given up after 3 days of failed deliveries: the receiver never got them, so the customer may not have been told.</p>
+            <table>
+              <thead><tr><th scope="col">Event</th><th scope="col">Id</th><th scope="col">Given up</th><th scope="col">Attempts</th><th scope="col">Last error</th></tr></thead>
+              <tbody>
+                ${org.dead_letters.map(
+                  (d) => html`<tr><td><code>${d.event.type}</code></td><td><code>${d.event.id}</code></td><td>${when(d.at, now)}</td><td>${d.attempts}</td><td>${d.error}</td></tr>`,
+                )}
+              </tbody>
+            </table>
+          </section>`}
       <section class="card">
         <h2>Evidence from Autumn</h2>
         ${evidence === null
@@ -221,7 +319,7 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
                   ${h.kind === "override"
                     ? html`<strong>override ${h.override?.action}</strong>${h.override?.until ? html` until ${h.override.until}` : ""}`
                     : html`${badge(h.from)} → ${badge(h.to)} <code>${h.reason}</code>`}
-                  ${h.note ? html`<q>${h.note}</q>` : ""} ${h.message_id ? html`<span class="muted">${h.message_id}</span>` : ""}
+                  ${historyNote(h)}
                 </li>`,
               )}
             </ol>`}
