@@ -164,14 +164,17 @@ async function targetOrg(prefix: string): Promise<{ org: string; snapshot: () =>
     autumnCalls: (await autumn.calls(org)).length,
     mirror: (await env.BILLING_STATE.list()).keys.map((k) => k.name),
     ingestKeys: (await env.INGEST_KEYS.list()).keys.map((k) => k.name),
+    // No reconciliation sweep was started (it would read Autumn and find the org past due).
+    sweep: (await admin("/reconcile")).status,
   });
   return { org, snapshot };
 }
 
 async function expectUnchanged(target: { org: string; snapshot: () => Promise<unknown> }, before: unknown) {
-  const after = (await target.snapshot()) as { autumnCalls: number; view: { state: string; history: unknown[] } };
+  const after = (await target.snapshot()) as { autumnCalls: number; sweep: number; view: { state: string; history: unknown[] } };
   expect(after).toEqual(before);
   expect(after.autumnCalls).toBe(0);
+  expect(after).toMatchObject({ sweep: 404 });
   expect(after.view).toMatchObject({ state: "ok", history: [] });
 }
 
@@ -190,15 +193,30 @@ function adminAuthorization(rng: Rng): { headers: Record<string, string>; valid:
   }
 }
 
-type AdminRoute = { method: string; path: (org: string, rng: Rng) => string; mutates: boolean };
+/**
+ * Whether a request, if authorized, is a real write: the only well-formed requests the fuzzer
+ * can produce by chance (an override or key revocation always has a bad body or unknown key).
+ * Routes match with trailing slashes and any query, as itty-router matches them.
+ */
+function writes(method: string, path: string): boolean {
+  if (method !== "POST") return false;
+  const route = path.split("?")[0]!.replace(/\/+$/, "");
+  if (route === "/admin/reconcile" || route === "/admin/sweep") return true;
+  const org = /^\/admin\/orgs?\/([^/]+)\/(?:resync|ingest-keys)$/.exec(route)?.[1];
+  return org !== undefined && orgIdFromPath(org) !== null;
+}
+
+type AdminRoute = { method: string; path: (org: string, rng: Rng) => string };
 const ADMIN_ROUTES: Record<string, AdminRoute> = {
-  "GET /admin/orgs": { method: "GET", path: (_org, rng) => `/admin/orgs${rng.pick(["", "?state=", "?state=%E0", "?state=overdue&limit=0", "?state=ok&limit=201", "?state=ok&cursor=-1", "?state=ok&cursor=%", "?state=suspended&cursor=1e9999", "?state=ok&state=overdue"])}`, mutates: false },
-  "GET /admin/orgs/{orgId}": { method: "GET", path: (org) => `/admin/orgs/${org}`, mutates: false },
-  "POST /admin/orgs/{orgId}/resync": { method: "POST", path: (org) => `/admin/orgs/${org}/resync`, mutates: true },
-  "POST /admin/orgs/{orgId}/override": { method: "POST", path: (org) => `/admin/orgs/${org}/override`, mutates: false },
-  "POST /admin/orgs/{orgId}/ingest-keys": { method: "POST", path: (org) => `/admin/orgs/${org}/ingest-keys`, mutates: true },
-  "GET /admin/orgs/{orgId}/ingest-keys": { method: "GET", path: (org) => `/admin/orgs/${org}/ingest-keys`, mutates: false },
-  "DELETE /admin/orgs/{orgId}/ingest-keys/{keyId}": { method: "DELETE", path: (org, rng) => `/admin/orgs/${org}/ingest-keys/${rng.chance(0.5) ? randomSegment(rng) : "ik_0123456789abcdef"}`, mutates: false },
+  "POST /admin/reconcile": { method: "POST", path: (_org, rng) => `/admin/reconcile${rng.pick(["", "?%E0", "/", "/%E0"])}` },
+  "GET /admin/reconcile": { method: "GET", path: (_org, rng) => `/admin/reconcile${rng.pick(["", "?id=%", "/x"])}` },
+  "GET /admin/orgs": { method: "GET", path: (_org, rng) => `/admin/orgs${rng.pick(["", "?state=", "?state=%E0", "?state=overdue&limit=0", "?state=ok&limit=201", "?state=ok&cursor=-1", "?state=ok&cursor=%", "?state=suspended&cursor=1e9999", "?state=ok&state=overdue"])}` },
+  "GET /admin/orgs/{orgId}": { method: "GET", path: (org) => `/admin/orgs/${org}` },
+  "POST /admin/orgs/{orgId}/resync": { method: "POST", path: (org) => `/admin/orgs/${org}/resync` },
+  "POST /admin/orgs/{orgId}/override": { method: "POST", path: (org) => `/admin/orgs/${org}/override` },
+  "POST /admin/orgs/{orgId}/ingest-keys": { method: "POST", path: (org) => `/admin/orgs/${org}/ingest-keys` },
+  "GET /admin/orgs/{orgId}/ingest-keys": { method: "GET", path: (org) => `/admin/orgs/${org}/ingest-keys` },
+  "DELETE /admin/orgs/{orgId}/ingest-keys/{keyId}": { method: "DELETE", path: (org, rng) => `/admin/orgs/${org}/ingest-keys/${rng.chance(0.5) ? randomSegment(rng) : "ik_0123456789abcdef"}` },
 };
 
 describe("fuzzing the billing Worker: no 5xx but not_configured, no state change", () => {
@@ -261,12 +279,12 @@ describe("fuzzing the billing Worker: no 5xx but not_configured, no state change
     for (let i = 0; i < REQUESTS_PER_ROUTE; i++) {
       const auth = adminAuthorization(rng);
       const method = rng.chance(0.7) ? route.method : rng.pick(METHODS);
-      let org = rng.chance(0.4) ? target.org : randomSegment(rng);
-      // A well-formed, authorized call of a writing route is not malformed: spoil its org id
-      // (random bytes can decode to a valid id such as "A").
-      if (route.mutates && auth.valid && method === route.method && orgIdFromPath(org) !== null) org = "%E0";
+      const org = rng.chance(0.4) ? target.org : randomSegment(rng);
+      const path = route.path(org, rng);
+      // An authorized write is not malformed: send it with a wrong token instead.
+      const authorization = auth.valid && writes(method, path) ? { authorization: "Bearer wrong-token" } : auth.headers;
       const { body, headers } = await malformedBody(rng, target.org);
-      outcomes.push(await send(rng, method, route.path(org, rng), { headers: { ...headers, ...auth.headers, ...hugeHeaders(rng) }, body }));
+      outcomes.push(await send(rng, method, path, { headers: { ...headers, ...authorization, ...hugeHeaders(rng) }, body }));
     }
     expect(unexpected(outcomes)).toEqual([]);
     // Every refusal carries a stable code (HEAD answers have no body to carry it).
@@ -274,17 +292,18 @@ describe("fuzzing the billing Worker: no 5xx but not_configured, no state change
     await expectUnchanged(target, before);
   }, FUZZ_TIMEOUT_MS);
 
-  const CONSOLE_PAGES: Record<string, { method: string; path: (org: string, rng: Rng) => string; mutates: boolean }> = {
-    "GET /admin/login": { method: "GET", path: () => "/admin/login", mutates: false },
-    "POST /admin/login": { method: "POST", path: () => "/admin/login", mutates: false },
-    "POST /admin/logout": { method: "POST", path: () => "/admin/logout", mutates: false },
-    "GET /admin": { method: "GET", path: () => "/admin", mutates: false },
-    "GET /admin/list/{state}": { method: "GET", path: (_org, rng) => `/admin/list/${rng.pick(["ok", "overdue", "suspended", "%E0", "nope", "ok%00"])}?cursor=${rng.pick(["", "-1", "%", "1e99", "abc", "99999999999"])}`, mutates: false },
-    "GET /admin/org?id=": { method: "GET", path: (org) => `/admin/org?id=${org}`, mutates: false },
-    "GET /admin/org/{orgId}": { method: "GET", path: (org) => `/admin/org/${org}`, mutates: false },
-    "POST /admin/org/{orgId}/resync": { method: "POST", path: (org) => `/admin/org/${org}/resync`, mutates: true },
-    "POST /admin/org/{orgId}/override": { method: "POST", path: (org) => `/admin/org/${org}/override`, mutates: false },
-    "unknown console pages": { method: "GET", path: (_org, rng) => `/admin/${randomSegment(rng)}/${randomSegment(rng)}`, mutates: false },
+  const CONSOLE_PAGES: Record<string, { method: string; path: (org: string, rng: Rng) => string }> = {
+    "GET /admin/login": { method: "GET", path: () => "/admin/login" },
+    "POST /admin/login": { method: "POST", path: () => "/admin/login" },
+    "POST /admin/logout": { method: "POST", path: () => "/admin/logout" },
+    "GET /admin": { method: "GET", path: () => "/admin" },
+    "POST /admin/sweep": { method: "POST", path: (_org, rng) => `/admin/sweep${rng.pick(["", "?%E0", "/%E0"])}` },
+    "GET /admin/list/{state}": { method: "GET", path: (_org, rng) => `/admin/list/${rng.pick(["ok", "overdue", "suspended", "%E0", "nope", "ok%00"])}?cursor=${rng.pick(["", "-1", "%", "1e99", "abc", "99999999999"])}` },
+    "GET /admin/org?id=": { method: "GET", path: (org) => `/admin/org?id=${org}` },
+    "GET /admin/org/{orgId}": { method: "GET", path: (org) => `/admin/org/${org}` },
+    "POST /admin/org/{orgId}/resync": { method: "POST", path: (org) => `/admin/org/${org}/resync` },
+    "POST /admin/org/{orgId}/override": { method: "POST", path: (org) => `/admin/org/${org}/override` },
+    "unknown console pages": { method: "GET", path: (_org, rng) => `/admin/${randomSegment(rng)}/${randomSegment(rng)}` },
   };
 
   it.each(Object.keys(CONSOLE_PAGES))(`the console's %s, ${REQUESTS_PER_ROUTE} malformed requests`, async (name) => {
@@ -303,14 +322,15 @@ describe("fuzzing the billing Worker: no 5xx but not_configured, no state change
         expired: `tollgate_session=1000000000000.${"A".repeat(43)}`,
         valid,
       }[session];
-      const origin = rng.pick([BILLING, "https://evil.example", null, "null", "%E0"]);
       const method = rng.chance(0.7) ? page.method : rng.pick(METHODS);
-      let org = rng.chance(0.4) ? target.org : randomSegment(rng);
-      // A signed-in same-origin resync of a valid org is a real write: spoil its org id.
-      if (page.mutates && session === "valid" && origin === BILLING && method === page.method && orgIdFromPath(org) !== null) org = "%E0";
+      const org = rng.chance(0.4) ? target.org : randomSegment(rng);
+      const path = page.path(org, rng);
+      let origin = rng.pick([BILLING, "https://evil.example", null, "null", "%E0"]);
+      // A signed-in same-origin write is real: send it from another origin instead.
+      if (session === "valid" && origin === BILLING && writes(method, path)) origin = "https://evil.example";
       const { body, headers } = await malformedBody(rng, target.org);
       outcomes.push(
-        await send(rng, method, page.path(org, rng), {
+        await send(rng, method, path, {
           headers: { ...headers, ...(cookie ? { cookie } : {}), ...(origin ? { origin } : {}), ...hugeHeaders(rng) },
           body,
         }),
@@ -328,7 +348,9 @@ describe("fuzzing the billing Worker: no 5xx but not_configured, no state change
     for (let i = 0; i < REQUESTS_PER_ROUTE; i++) {
       const path = rng.pick([`/health`, `/${randomSegment(rng)}`, `/api/${randomSegment(rng)}`, `/admin/orgs/${target.org}/${randomSegment(rng)}`, `/admin/orgs/${randomSegment(rng)}/${randomSegment(rng)}/${randomSegment(rng)}`, `/admin/orgs?${randomSegment(rng)}=${randomSegment(rng)}`]);
       const { body, headers } = await malformedBody(rng, target.org);
-      outcomes.push(await send(rng, rng.pick(METHODS), path, { headers: { ...headers, ...adminAuthorization(rng).headers, ...hugeHeaders(rng) }, body }));
+      const method = rng.pick(METHODS);
+      const auth = adminAuthorization(rng);
+      outcomes.push(await send(rng, method, path, { headers: { ...headers, ...(auth.valid && writes(method, path) ? {} : auth.headers), ...hugeHeaders(rng) }, body }));
     }
     expect(unexpected(outcomes)).toEqual([]);
     await expectUnchanged(target, before);
