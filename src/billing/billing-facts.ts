@@ -18,6 +18,8 @@ export const Evidence = z.object({
   open_invoices: z.array(InvoiceRef),
   /** The invoice proving the org has paid money before, if one was found. */
   paid_invoice: InvoiceRef.nullable(),
+  /** Where the customer pays: the hosted page of the oldest open invoice of a past-due base plan, https only. */
+  pay_url: z.string().nullable().default(null),
   /** Where "has paid" was decided: the 10 recent invoices, the full paid list, or not needed (not past due). */
   paid_checked: z.enum(["recent_invoices", "invoices_list", "not_needed"]),
   recent_invoice_count: z.number().int(),
@@ -57,7 +59,7 @@ export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: 
       pastDue: false,
       hasPaid: false,
       oldestOpenInvoiceAt: null,
-      evidence: { customer_found: false, past_due_subscriptions: [], open_invoices: [], paid_invoice: null, paid_checked: "not_needed", recent_invoice_count: 0 },
+      evidence: { customer_found: false, past_due_subscriptions: [], open_invoices: [], pay_url: null, paid_invoice: null, paid_checked: "not_needed", recent_invoice_count: 0 },
     };
   }
   const pastDueSubscriptions = customer.subscriptions.filter((s) => !s.add_on && s.past_due);
@@ -76,11 +78,25 @@ export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: 
       customer_found: true,
       past_due_subscriptions: pastDueSubscriptions.map((s) => ({ id: s.id, plan_id: s.plan_id })),
       open_invoices: open.map(invoiceRef),
+      pay_url: payUrlOf(open),
       paid_invoice: paid === null ? null : invoiceRef(paid),
       paid_checked: !pastDue && paidLookup === undefined ? "not_needed" : paidRecent !== null ? "recent_invoices" : "invoices_list",
       recent_invoice_count: recent.length,
     },
   };
+}
+
+/**
+ * The oldest open invoice's hosted page, if it is an https URL: it is shown to customers in refusals and
+ * events and linked from the console, so anything else (javascript:, http:) is dropped.
+ */
+export function payUrlOf(open: Pick<AutumnInvoice, "created_at" | "hosted_invoice_url">[]): string | null {
+  const oldest = [...open].sort((a, b) => a.created_at - b.created_at).find((invoice) => invoice.hosted_invoice_url);
+  return oldest ? httpsUrl(oldest.hosted_invoice_url!) : null;
+}
+
+export function httpsUrl(value: string): string | null {
+  return URL.canParse(value) && new URL(value).protocol === "https:" ? value : null;
 }
 
 /** Whether the 10 recent invoices already settle the question the policy asks. */

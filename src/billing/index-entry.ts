@@ -11,5 +11,6 @@ export const IndexEntry = z.object({
   version: z.number().int(),
   suspend_at: z.number().nullable(),
   suspended_at: z.number().nullable(),
+  pay_url: z.string().nullable().default(null),
 });
 export type IndexEntry = z.infer<typeof IndexEntry>;

@@ -16,6 +16,7 @@ export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
     version: record.version,
     suspend_at: deadlineLive ? record.suspend_at : null,
     suspended_at: record.suspended_at,
+    pay_url: record.state === "ok" ? null : (record.evidence?.pay_url ?? null),
   };
 }
 
@@ -31,5 +32,5 @@ export function sameProjection(a: OrgRecord, b: OrgRecord): boolean {
   const x = indexEntryOf(a);
   const y = indexEntryOf(b);
   const sameReason = x.reason === y.reason || (x.state === "ok" && y.state === "ok");
-  return sameReason && x.state === y.state && x.since === y.since && x.suspend_at === y.suspend_at && x.suspended_at === y.suspended_at;
+  return sameReason && x.state === y.state && x.since === y.since && x.suspend_at === y.suspend_at && x.suspended_at === y.suspended_at && x.pay_url === y.pay_url;
 }

@@ -17,6 +17,8 @@ export const NotifyEvent = z.object({
   reason: Reason,
   deadline: z.string().nullable(),
   suspended_at: z.string().nullable(),
+  /** Where the customer pays (https only), while the org is not ok. */
+  pay_url: z.string().nullable().default(null),
   at: z.string(),
 });
 export type NotifyEvent = z.infer<typeof NotifyEvent>;
@@ -45,6 +47,7 @@ function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord
     reason: record.reason,
     deadline: iso(liveDeadline(record)),
     suspended_at: iso(record.suspended_at),
+    pay_url: record.state === "ok" ? null : (record.evidence?.pay_url ?? null),
     at: new Date(now).toISOString(),
   };
 }

@@ -134,7 +134,8 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     const { key, keyId } = generateIngestKey();
     const keyHash = await hashIngestKey(pepper, key);
     const createdAt = Date.now();
-    const record: IngestKeyRecord = { org_id: orgId, key_id: keyId, created_at: createdAt };
+    // The key carries the org's current verdict from the start; every later publication rewrites it.
+    const record: IngestKeyRecord = { org_id: orgId, key_id: keyId, created_at: createdAt, verdict: mirrorEntryOf(this.load(orgId)) };
     await this.env.INGEST_KEYS.put(ingestKeyHashKey(keyHash), JSON.stringify(record));
     this.store.addIngestKey({ key_id: keyId, key_hash: keyHash, created_at: createdAt });
     log({ event: "ingest_key_created", org_id: orgId, key_id: keyId });

@@ -1,6 +1,7 @@
 import { log, logWarn } from "../shared/log.ts";
 import { Serialized } from "../shared/serialized.ts";
-import { billingStateKey } from "../shared/storage-keys.ts";
+import type { IngestKeyRecord } from "../shared/ingest-key.ts";
+import { billingStateKey, ingestKeyHashKey } from "../shared/storage-keys.ts";
 import { indexEntryOf, mirrorEntryOf } from "./mirror.ts";
 import type { OrgStore } from "./org-store.ts";
 import { orgIndex } from "./org-stub.ts";
@@ -10,8 +11,9 @@ import { mirrorPending, retryDelay } from "./schedule.ts";
 export type Transact = <T>(change: () => T) => T;
 
 /**
- * Publishes the org's record where others read it: the KV mirror entry (the ingest Worker's
- * gate) and the index entry (the console and the sweep). Writes are serialized and versioned;
+ * Publishes the org's record where others read it: the KV mirror entry and a copy of it in each
+ * active ingest key's entry (the ingest Worker's gate: one read for a cold key), and the index
+ * entry (the console and the sweep). Writes are serialized and versioned;
  * a failed publication is retried by the object's alarm with backoff.
  */
 export class Publisher {
@@ -37,6 +39,10 @@ export class Publisher {
         // a later flush's, leaving an older value in place while the record says it is current.
         const results = await Promise.allSettled([
           this.env.BILLING_STATE.put(billingStateKey(record.org_id), JSON.stringify(entry)),
+          ...this.store.ingestKeys().map((key) => {
+            const value: IngestKeyRecord = { org_id: record.org_id, key_id: key.key_id, created_at: key.created_at, verdict: entry };
+            return this.env.INGEST_KEYS.put(ingestKeyHashKey(key.key_hash), JSON.stringify(value));
+          }),
           orgIndex(this.env).upsert(indexEntryOf(record)),
         ]);
         const failure = results.find((result): result is PromiseRejectedResult => result.status === "rejected");

@@ -33,7 +33,7 @@ const router = Router<Request & { params: Record<string, string> }, [BillingEnv,
 export default {
   fetch: (request, env, ctx) => router.fetch(request, env, ctx),
   /** The Cron Trigger in wrangler.jsonc starts a reconciliation sweep (or finds one still running). */
-  scheduled: async (controller, env) => {
+  scheduled: async (controller, env, _ctx) => {
     const { started, sweep } = await reconciler(env).start("cron");
     log({ event: "reconcile_cron", cron: controller.cron, started, sweep_id: sweep.id, status: sweep.status });
   },

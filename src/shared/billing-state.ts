@@ -14,5 +14,7 @@ export const MirrorEntry = z.object({
   version: z.number().int().nonnegative(),
   suspend_at: z.number().nullable(),
   suspended_at: z.number().nullable(),
+  /** Where the customer pays: the hosted page of the oldest open invoice of the past-due base plan (https only), while not ok. */
+  pay_url: z.string().nullable().default(null),
 });
 export type MirrorEntry = z.infer<typeof MirrorEntry>;

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { bearerToken } from "./bearer.ts";
+import { MirrorEntry } from "./billing-state.ts";
 
 /**
  * Ingest keys: a recognisable prefix (so leaked keys are easy to spot and scan for) and
@@ -8,8 +9,12 @@ import { bearerToken } from "./bearer.ts";
 export const INGEST_KEY_PREFIX = "tg_ik_";
 const KEY_PATTERN = /^tg_ik_[A-Za-z0-9_-]{43}$/;
 
-/** What INGEST_KEYS holds under each key hash. */
-export const IngestKeyRecord = z.object({ org_id: z.string(), key_id: z.string(), created_at: z.number() });
+/**
+ * What INGEST_KEYS holds under each key hash. `verdict` is the org's mirror entry, rewritten by the org's
+ * object with every publication, so a cold key costs one KV read for both who is sending and may they;
+ * null (or absent, in entries written before it existed) means: read the org's mirror entry instead.
+ */
+export const IngestKeyRecord = z.object({ org_id: z.string(), key_id: z.string(), created_at: z.number(), verdict: MirrorEntry.nullable().optional() });
 export type IngestKeyRecord = z.infer<typeof IngestKeyRecord>;
 
 export function isWellFormedIngestKey(key: string): boolean {
