@@ -3,8 +3,8 @@ import { ConfigError } from "../shared/settings.ts";
 import { errorResponse, jsonResponse } from "../shared/http-error.ts";
 import { logError } from "../shared/log.ts";
 import { ingestSettings } from "./config.ts";
-import { handleLogpush } from "./logpush-route.ts";
-import { handleOtlp } from "./otlp.ts";
+import { handleLogpush } from "./logpush/route.ts";
+import { handleOtlp } from "./otlp/route.ts";
 
 const methodNotAllowed = () => errorResponse(405, "method_not_allowed", "OTLP and Logpush routes accept POST only", {}, { allow: "POST" });
 const health = () => jsonResponse({ status: "ok", worker: "ingest" });

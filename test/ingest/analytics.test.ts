@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { gate, logThrottle } from "../../src/ingest/admission.ts";
+import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms } from "../support/billing.ts";
 import { ingestWithEnv, mintKey, sink } from "../support/ingest.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { gate, logThrottle } from "../../src/ingest/admission.ts";
+import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { gzip, ingest, mintKey, override, sink } from "../support/ingest.ts";

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { GATE_TIMINGS, IngestGate, type DependencyFailure, type GateSources } from "../../src/ingest/gate.ts";
+import { GATE_TIMINGS, IngestGate, type DependencyFailure, type GateSources } from "../../src/ingest/request/gate.ts";
 import type { MirrorEntry } from "../../src/shared/billing-state.ts";
 
 const T = 1_800_000_000_000;
-const entry = (state: MirrorEntry["state"]): MirrorEntry => ({ state, since: T, version: 1, suspend_at: null, suspended_at: state === "suspended" ? T : null });
+const entry = (state: MirrorEntry["state"]): MirrorEntry => ({ state, since: T, version: 1, suspend_at: null, suspended_at: state === "suspended" ? T : null, pay_url: null });
 
 /** In-memory sources with switchable outages, counting every call. */
 function memorySources() {

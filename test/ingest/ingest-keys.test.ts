@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { gate } from "../../src/ingest/admission.ts";
-import { GATE_TIMINGS } from "../../src/ingest/gate.ts";
+import { gate } from "../../src/ingest/request/isolate.ts";
+import { GATE_TIMINGS } from "../../src/ingest/request/gate.ts";
 import { hashIngestKey } from "../../src/shared/ingest-key.ts";
 import { ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
@@ -28,7 +28,8 @@ describe("minting, listing and revoking keys (billing admin API)", () => {
     expect(minted.key_id).toMatch(/^ik_[0-9a-f]{16}$/);
 
     const stored = await env.INGEST_KEYS.get(ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, minted.key)), "json");
-    expect(stored).toEqual({ org_id: org, key_id: minted.key_id, created_at: clock.now });
+    // The key's entry carries the org's current verdict (a never-seen org: ok), so a cold key costs one KV read.
+    expect(stored).toEqual({ org_id: org, key_id: minted.key_id, created_at: clock.now, verdict: expect.objectContaining({ state: "ok", suspended_at: null }) });
     const { keys } = await env.INGEST_KEYS.list();
     expect(JSON.stringify(keys)).not.toContain(minted.key.slice(6));
 

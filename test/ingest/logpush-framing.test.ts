@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { MAX_DEPTH, parseLogpushBody, readLogpushOptions, toJson, type LogpushOptions, type LogpushRecord } from "../../src/ingest/logpush.ts";
-import { isValidationBody } from "../../src/ingest/logpush.ts";
+import { MAX_DEPTH, parseLogpushBody, readLogpushOptions, toJson, type LogpushOptions, type LogpushRecord } from "../../src/ingest/logpush/index.ts";
+import { isValidationBody } from "../../src/ingest/logpush/index.ts";
 
 // The pieces behind every output shape: framing, CSV, query options and the depth bound.
 

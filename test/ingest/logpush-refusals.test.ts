@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { gate } from "../../src/ingest/admission.ts";
+import { gate } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { gzip, ingest, mintKey, sink } from "../support/ingest.ts";
 import { deeplyNested, DOCS_OUTPUTS, HTTP_REQUESTS_NDJSON } from "./fixtures/logpush-samples.ts";

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { gate } from "../../src/ingest/admission.ts";
-import { toAnyValue } from "../../src/ingest/logpush.ts";
+import { gate } from "../../src/ingest/request/isolate.ts";
+import { toAnyValue } from "../../src/ingest/logpush/index.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { bodyOf, gzip, ingest, mintKey, sink } from "../support/ingest.ts";
 import { DATASET_SAMPLES, DOCS_EXPECTED_NS, DOCS_FIELDS, DOCS_OUTPUTS, DOCUMENTED_SHAPES, renderBatch } from "./fixtures/logpush-samples.ts";

@@ -8,7 +8,7 @@ import {
   unitByMagnitude,
   type LogpushRecord,
   type LogRecordJson,
-} from "../../src/ingest/logpush.ts";
+} from "../../src/ingest/logpush/index.ts";
 import firewallEvents from "./fixtures/logpush/firewall_events.ndjson?raw";
 import httpRfc3339 from "./fixtures/logpush/http_requests.rfc3339.ndjson?raw";
 import httpUnix from "./fixtures/logpush/http_requests.unix.ndjson?raw";

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { gate, logThrottle } from "../../src/ingest/admission.ts";
+import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { bodyOf, gzip, ingest, ingestWithEnv, mintKey, sha256Hex, sink } from "../support/ingest.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";

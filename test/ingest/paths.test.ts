@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { gate, logThrottle } from "../../src/ingest/admission.ts";
+import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { ingest, mintKey, sink } from "../support/ingest.ts";
 

@@ -1,8 +1,8 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
-import { gate } from "../../src/ingest/admission.ts";
-import { GATE_TIMINGS } from "../../src/ingest/gate.ts";
+import { gate } from "../../src/ingest/request/isolate.ts";
+import { GATE_TIMINGS } from "../../src/ingest/request/gate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { ingest, ingestWithEnv, mintKey, override, sink } from "../support/ingest.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";

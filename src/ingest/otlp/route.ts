@@ -1,9 +1,10 @@
-import { declaredLengthExceeds, readRequestBody, TooLargeError } from "../shared/bounded-read.ts";
-import { admit, refuse, settleForward } from "./admission.ts";
-import type { IngestSettings } from "./config.ts";
-import { gunzipBounded, InvalidGzipError } from "./decompress.ts";
-import type { BodyFormat } from "./responses.ts";
-import { forward } from "./upstream.ts";
+import { declaredLengthExceeds, readRequestBody, TooLargeError } from "../../shared/bounded-read.ts";
+import type { BodyFormat } from "../../shared/http-error.ts";
+import type { IngestSettings } from "../config.ts";
+import { refuse, settleForward } from "../request/account.ts";
+import { admit } from "../request/admit.ts";
+import { gunzipBounded, InvalidGzipError } from "../request/body.ts";
+import { forward } from "../request/forward.ts";
 
 /** Missing → protobuf; contains "json" → JSON; protobuf or octet-stream → protobuf; anything else is unsupported. */
 export function otlpFormat(contentType: string | null): BodyFormat | null {

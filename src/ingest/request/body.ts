@@ -1,4 +1,4 @@
-import { readBounded, TooLargeError } from "../shared/bounded-read.ts";
+import { readBounded, TooLargeError } from "../../shared/bounded-read.ts";
 
 export class InvalidGzipError extends Error {
   constructor() {

@@ -1,4 +1,4 @@
-import { logError } from "../shared/log.ts";
+import { logError } from "../../shared/log.ts";
 import { LogThrottle } from "./log-throttle.ts";
 
 /** Per-org counters in Workers Analytics Engine, when the optional INGEST_ANALYTICS binding is configured. */

@@ -1,5 +1,4 @@
-import type { BodyFormat } from "./responses.ts";
-import { ingestError } from "./responses.ts";
+import { errorResponse, type BodyFormat } from "../../shared/http-error.ts";
 
 /** Retry-After for transient upstream trouble (5xx, timeouts, connection errors, 408). */
 export const UNAVAILABLE_RETRY_AFTER = "5";
@@ -87,28 +86,21 @@ export async function forward(request: Forward): Promise<ForwardResult> {
   switch (outcome) {
     case "rate_limited":
       return result(
-        ingestError(request.format, 429, "upstream_rate_limited", "the telemetry backend is rate limiting; retry later", {}, {
+        errorResponse(429, "upstream_rate_limited", "the telemetry backend is rate limiting; retry later", {}, {
           "retry-after": retryAfter(upstream.headers.get("retry-after")),
-        }),
+        }, request.format),
         "upstream_rate_limited",
       );
     case "data_refused":
       return result(
         status === 413
-          ? ingestError(request.format, 413, "payload_too_large", "the telemetry backend refused this batch as too large (upstream answered 413); send smaller batches")
-          : ingestError(request.format, 400, "upstream_rejected_payload", "the telemetry backend refused this batch as invalid (upstream answered 400); do not resend it unchanged"),
+          ? errorResponse(413, "payload_too_large", "the telemetry backend refused this batch as too large (upstream answered 413); send smaller batches", {}, {}, request.format)
+          : errorResponse(400, "upstream_rejected_payload", "the telemetry backend refused this batch as invalid (upstream answered 400); do not resend it unchanged", {}, {}, request.format),
         status === 413 ? "upstream_payload_too_large" : "upstream_rejected_payload",
       );
     case "misconfigured":
       return result(
-        ingestError(
-          request.format,
-          503,
-          "upstream_misconfigured",
-          `the telemetry backend refused Tollgate's request (upstream answered ${status}); the operator has been alerted, retry later`,
-          {},
-          { "retry-after": MISCONFIGURED_RETRY_AFTER },
-        ),
+        errorResponse(503, "upstream_misconfigured", `the telemetry backend refused Tollgate's request (upstream answered ${status}); the operator has been alerted, retry later`, {}, { "retry-after": MISCONFIGURED_RETRY_AFTER }, request.format),
         "upstream_misconfigured",
       );
     default:
@@ -117,7 +109,7 @@ export async function forward(request: Forward): Promise<ForwardResult> {
 }
 
 function unavailable(format: BodyFormat, failure: string): Response {
-  return ingestError(format, 503, "upstream_unavailable", `the telemetry backend is unavailable (${failure}); retry later`, {}, { "retry-after": UNAVAILABLE_RETRY_AFTER });
+  return errorResponse(503, "upstream_unavailable", `the telemetry backend is unavailable (${failure}); retry later`, {}, { "retry-after": UNAVAILABLE_RETRY_AFTER }, format);
 }
 
 /** The upstream's Retry-After when it is delta-seconds or an HTTP date; ours otherwise. */

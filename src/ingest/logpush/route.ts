@@ -1,9 +1,10 @@
-import { declaredLengthExceeds, readRequestBody, TooLargeError } from "../shared/bounded-read.ts";
-import { admit, refuse, settleForward } from "./admission.ts";
-import type { IngestSettings } from "./config.ts";
-import { gunzipBounded, InvalidGzipError, isGzip } from "./decompress.ts";
-import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs } from "./logpush.ts";
-import { forward } from "./upstream.ts";
+import { declaredLengthExceeds, readRequestBody, TooLargeError } from "../../shared/bounded-read.ts";
+import type { IngestSettings } from "../config.ts";
+import { refuse, settleForward } from "../request/account.ts";
+import { admit } from "../request/admit.ts";
+import { gunzipBounded, InvalidGzipError, isGzip } from "../request/body.ts";
+import { forward } from "../request/forward.ts";
+import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs } from "./index.ts";
 
 const DATASET = /^[a-z0-9_]{1,64}$/;
 

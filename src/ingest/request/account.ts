@@ -1,0 +1,75 @@
+import { errorResponse, type BodyFormat } from "../../shared/http-error.ts";
+import { log, logError, logWarn } from "../../shared/log.ts";
+import type { IngestSettings } from "../config.ts";
+import { recordUsage } from "./analytics.ts";
+import type { ForwardResult } from "./forward.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle } from "./isolate.ts";
+
+export type Refused = { ok: false; response: Response };
+
+/**
+ * A refusal: one exact counter, and a log line for the first refusal of this org and code in
+ * the window (then one with `refused: N`, the refusals since the last line); never the key.
+ */
+export function refuse(
+  env: IngestEnv,
+  route: string,
+  format: BodyFormat,
+  status: number,
+  code: string,
+  message: string,
+  context: { orgId?: string; keyId?: string; extra?: Record<string, string>; headers?: Record<string, string>; bytes?: number } = {},
+): Refused {
+  const refused = logThrottle.hit(`${context.orgId ?? "-"} ${code}`, Date.now());
+  if (refused !== null) {
+    logWarn({ event: "ingest_refused", org_id: context.orgId ?? null, key_id: context.keyId ?? null, route, status, code, reason: message, refused, window_s: DECISION_LOG_WINDOW_MS / 1000 });
+  }
+  if (context.orgId) recordUsage(env, { orgId: context.orgId, route, outcome: "refused", code, bytes: context.bytes ?? 0 });
+  return { ok: false, response: errorResponse(status, code, message, context.extra, context.headers, format) };
+}
+
+/**
+ * Accounts for a forwarded request. Upstream trouble is logged, throttled like refusals:
+ * `ingest_upstream_failed` at error level when the client got a retryable answer
+ * (misconfigured, unavailable, unreachable) and at warn level for 429;
+ * `ingest_upstream_refused` when the backend refused the data itself (400, 413), so the
+ * operator can match MAX_BODY_BYTES to the backend. Accepted data is counted and, when
+ * LOG_SAMPLE_RATE allows, logged.
+ */
+export function settleForward(
+  env: IngestEnv,
+  settings: IngestSettings,
+  context: { orgId: string; keyId: string; route: string; bytes: number },
+  result: ForwardResult,
+): Response {
+  const { orgId, keyId, route, bytes } = context;
+  if (result.outcome !== "accepted") {
+    const code = result.code ?? "upstream_unavailable";
+    recordUsage(env, { orgId, route, outcome: "refused", code, bytes });
+    const count = logThrottle.hit(`${orgId} upstream_${result.upstreamStatus ?? "none"}`, Date.now());
+    if (count !== null) {
+      const line = {
+        event: result.outcome === "data_refused" ? "ingest_upstream_refused" : "ingest_upstream_failed",
+        org_id: orgId,
+        key_id: keyId,
+        route,
+        status: result.response.status,
+        upstream_status: result.upstreamStatus,
+        code,
+        reason: result.failure,
+        upstream_body: result.upstreamBody,
+        bytes,
+        count,
+        window_s: DECISION_LOG_WINDOW_MS / 1000,
+      };
+      if (result.outcome === "data_refused" || result.outcome === "rate_limited") logWarn(line);
+      else logError(line);
+    }
+    return result.response;
+  }
+  recordUsage(env, { orgId, route, outcome: "accepted", code: String(result.upstreamStatus), bytes });
+  if (settings.logSampleRate > 0 && Math.random() < settings.logSampleRate) {
+    log({ event: "ingest_accepted", org_id: orgId, key_id: keyId, route, bytes, upstream_status: result.upstreamStatus });
+  }
+  return result.response;
+}

@@ -1,0 +1,184 @@
+import type { MirrorEntry } from "../../shared/billing-state.ts";
+import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
+import { TtlCache } from "./ttl-cache.ts";
+
+/** Where the gate looks things up; injected so the same gate runs against KV/DO or in-memory fakes. */
+export type GateSources = {
+  hashKey(key: string): Promise<string>;
+  /** INGEST_KEYS by key hash. */
+  lookupKey(hash: string): Promise<IngestKeyRecord | null>;
+  /** The org's BILLING_STATE mirror entry (null: never mirrored, i.e. ok). */
+  readMirror(orgId: string): Promise<MirrorEntry | null>;
+  /** The org's OrgBilling object: the truth, asked only when the mirror says suspended. */
+  askObject(orgId: string): Promise<MirrorEntry>;
+};
+
+export const GATE_TIMINGS = {
+  /** Key → org in isolate memory. With the 30 s KV cacheTtl, a revocation lands within a minute. */
+  keyTtlMs: 30_000,
+  /** Unknown keys are remembered briefly so a misconfigured exporter cannot hammer KV. */
+  unknownKeyTtlMs: 10_000,
+  /** A paying org costs at most one KV read per isolate per this window, and no object call. */
+  stateTtlMs: 5_000,
+  /**
+   * A suspension confirmed by the object is re-asked at most this often per isolate: a
+   * payment lifts it within a second (no KV propagation involved), and a suspended org's
+   * exporters cost at most one object call per isolate per second.
+   */
+  confirmTtlMs: 1_000,
+  /** After a failed lookup, its answer (fail open, or the mirror's refusal) is kept this long before trying again. */
+  failOpenTtlMs: 2_000,
+};
+
+export type Verdict = {
+  suspended: boolean;
+  suspended_at: number | null;
+  /**
+   * Where the answer came from: memory, the KV mirror, the object, a failed lookup with
+   * nothing known (accepted), or a suspension the object could not confirm (kept).
+   */
+  source: "memory" | "mirror" | "object" | "fail_open" | "unconfirmed";
+};
+
+export type KeyCheck = { ok: true; org_id: string; key_id: string } | { ok: false; code: "unknown_ingest_key" | "auth_unavailable" };
+
+/** A lookup that failed, and what the gate decided without it. */
+export type DependencyFailure = {
+  org_id: string;
+  dependency: "kv" | "object" | "kv_and_object";
+  error: string;
+  last_verdict: "ok" | "suspended" | "none";
+  decision: "accept" | "refuse";
+};
+
+export type GateCounters = { keyLookups: number; mirrorReads: number; objectCalls: number; failOpens: number; unconfirmedRefusals: number };
+
+const ZERO_COUNTERS: GateCounters = { keyLookups: 0, mirrorReads: 0, objectCalls: 0, failOpens: 0, unconfirmedRefusals: 0 };
+
+type Held = Omit<Verdict, "source">;
+
+/**
+ * The ingest hot path's two questions, cheapest source first: which org does this key
+ * belong to, and is that org suspended? Memory → KV mirror → (only if the mirror says
+ * suspended) the org's object. Concurrent misses for one org share one lookup.
+ *
+ * When a lookup fails, what is known decides: a suspension the mirror (or, with KV down,
+ * this isolate) has seen keeps being refused while the object cannot confirm or lift it;
+ * with nothing known, or an org last seen paying, the gate fails open (accepts). Either way
+ * the failure is reported with the last verdict.
+ */
+export class IngestGate {
+  readonly counters: GateCounters = { ...ZERO_COUNTERS };
+  private readonly keys: TtlCache<IngestKeyRecord | null>;
+  private readonly verdicts: TtlCache<Held>;
+  /** One pending lookup per org; bounded by the requests in flight. */
+  private readonly inflight = new Map<string, Promise<Verdict>>();
+  private readonly onDependencyFailure: (event: DependencyFailure) => void;
+
+  constructor(options: { capacity?: number; onDependencyFailure?: (event: DependencyFailure) => void } = {}) {
+    this.keys = new TtlCache(options.capacity ?? 50_000);
+    this.verdicts = new TtlCache(options.capacity ?? 50_000);
+    this.onDependencyFailure = options.onDependencyFailure ?? (() => {});
+  }
+
+  /** The warm path, synchronous: the cached key and verdict, or undefined when I/O is needed. */
+  cached(key: string, now: number): { org_id: string; key_id: string; verdict: Verdict } | undefined {
+    const record = this.keys.get(key, now);
+    if (!record) return undefined;
+    const verdict = this.verdicts.get(record.org_id, now);
+    if (!verdict) return undefined;
+    return { org_id: record.org_id, key_id: record.key_id, verdict: { ...verdict, source: "memory" } };
+  }
+
+  async checkKey(key: string, sources: GateSources, now: number): Promise<KeyCheck> {
+    const cached = this.keys.get(key, now);
+    if (cached !== undefined) return cached === null ? { ok: false, code: "unknown_ingest_key" } : { ok: true, org_id: cached.org_id, key_id: cached.key_id };
+    let record: IngestKeyRecord | null;
+    try {
+      this.counters.keyLookups++;
+      record = await sources.lookupKey(await sources.hashKey(key));
+    } catch {
+      // A key seen before keeps working through a KV outage; an unseen one cannot be trusted.
+      const last = this.keys.peek(key);
+      return last ? { ok: true, org_id: last.org_id, key_id: last.key_id } : { ok: false, code: "auth_unavailable" };
+    }
+    this.keys.set(key, record, now + (record ? GATE_TIMINGS.keyTtlMs : GATE_TIMINGS.unknownKeyTtlMs));
+    return record ? { ok: true, org_id: record.org_id, key_id: record.key_id } : { ok: false, code: "unknown_ingest_key" };
+  }
+
+  async verdict(orgId: string, sources: GateSources, now: number): Promise<Verdict> {
+    const cached = this.verdicts.get(orgId, now);
+    if (cached) return { ...cached, source: "memory" };
+    // Single flight: a flood from one org while its entry is cold is one KV read and at
+    // most one object call, not one per request.
+    const pending = this.inflight.get(orgId);
+    if (pending) return pending;
+    const lookup = this.lookup(orgId, sources, now).finally(() => this.inflight.delete(orgId));
+    this.inflight.set(orgId, lookup);
+    return lookup;
+  }
+
+  private async lookup(orgId: string, sources: GateSources, now: number): Promise<Verdict> {
+    let mirror: MirrorEntry | null;
+    try {
+      this.counters.mirrorReads++;
+      mirror = await sources.readMirror(orgId);
+    } catch (error) {
+      // No mirror: a suspension this isolate saw is put to the object, the truth; anything
+      // else (a paying org, or nothing known) is accepted without bothering the object.
+      const last = this.verdicts.peek(orgId);
+      if (!last?.suspended) return this.degraded(orgId, "kv", error, now, null);
+      return this.confirm(orgId, sources, now, last.suspended_at, "kv_and_object");
+    }
+    if (mirror === null || mirror.state !== "suspended") {
+      const verdict = { suspended: false, suspended_at: null };
+      this.verdicts.set(orgId, verdict, now + GATE_TIMINGS.stateTtlMs);
+      return { ...verdict, source: "mirror" };
+    }
+    return this.confirm(orgId, sources, now, mirror.suspended_at, "object");
+  }
+
+  /** Asks the object about a suspension; when it cannot answer, the suspension stands. */
+  private async confirm(orgId: string, sources: GateSources, now: number, suspendedAt: number | null, dependency: DependencyFailure["dependency"]): Promise<Verdict> {
+    let truth: MirrorEntry;
+    try {
+      this.counters.objectCalls++;
+      truth = await sources.askObject(orgId);
+    } catch (error) {
+      return this.degraded(orgId, dependency, error, now, { suspended: true, suspended_at: suspendedAt });
+    }
+    const suspended = truth.state === "suspended";
+    const verdict = { suspended, suspended_at: suspended ? truth.suspended_at : null };
+    this.verdicts.set(orgId, verdict, now + (suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs));
+    return { ...verdict, source: "object" };
+  }
+
+  /**
+   * A lookup failed. `held` is the suspension that stands (refuse), or null to accept: a
+   * dependency's outage must never cut off an org that nothing says is suspended. The answer
+   * is held briefly instead of hammering a dependency that is down or overloaded.
+   */
+  private degraded(orgId: string, dependency: DependencyFailure["dependency"], error: unknown, now: number, held: Held | null): Verdict {
+    const last = this.verdicts.peek(orgId);
+    const verdict = held ?? { suspended: false, suspended_at: null };
+    if (held) this.counters.unconfirmedRefusals++;
+    else this.counters.failOpens++;
+    this.verdicts.set(orgId, verdict, now + GATE_TIMINGS.failOpenTtlMs);
+    this.onDependencyFailure({
+      org_id: orgId,
+      dependency,
+      error: error instanceof Error ? error.message : String(error),
+      last_verdict: last === undefined ? "none" : last.suspended ? "suspended" : "ok",
+      decision: held ? "refuse" : "accept",
+    });
+    return { ...verdict, source: held ? "unconfirmed" : "fail_open" };
+  }
+
+  /** For tests and the benchmark: forget everything this isolate has cached. */
+  reset(): void {
+    this.keys.clear();
+    this.verdicts.clear();
+    this.inflight.clear();
+    Object.assign(this.counters, ZERO_COUNTERS);
+  }
+}
