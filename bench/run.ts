@@ -258,19 +258,19 @@ async function reconciliationSweep() {
     unknown_not_overdue_after: notOverdue,
     unknown_without_reconcile_transition: notByReconcile,
     checks_passed: false,
+    failed_checks: [] as string[],
   };
-  result.checks_passed =
-    result.status === "finished" &&
-    result.unknown_found === unknown.length &&
-    result.orgs_handed_over.no_longer_past_due === 0 &&
-    result.orgs_handed_over.missing_from_autumn === 0 &&
-    notOverdue === 0 &&
-    notByReconcile === 0 &&
-    perCustomer.agreeing_never_known === 0 &&
-    perCustomer.known_beforehand === 0 &&
+  const checks: [string, boolean][] = [
+    ["the sweep finished", result.status === "finished"],
+    [`all ${unknown.length} unknown orgs handed over`, result.unknown_found === unknown.length],
+    ["no other disagreement (no_longer_past_due, missing_from_autumn)", result.orgs_handed_over.no_longer_past_due === 0 && result.orgs_handed_over.missing_from_autumn === 0],
+    ["every unknown org overdue, by a reconcile transition", notOverdue === 0 && notByReconcile === 0],
+    ["no per-customer call for agreeing customers", perCustomer.agreeing_never_known === 0 && perCustomer.known_beforehand === 0],
     // Each org handed over once, and read once by its object.
-    view.object_calls === unknown.length &&
-    sweepReads.customers_get === unknown.length;
+    ["one object call and one customers.get per unknown org", view.object_calls === unknown.length && sweepReads.customers_get === unknown.length],
+  ];
+  result.failed_checks = checks.filter(([, ok]) => !ok).map(([name]) => name);
+  result.checks_passed = result.failed_checks.length === 0;
   log(
     `${result.name}: ${result.status} in ${result.wall_s.toFixed(1)} s, ${result.pages} pages, ${result.customers_seen} customers, handed over ${JSON.stringify(result.orgs_handed_over)}, ` +
       `Autumn calls ${result.autumn_calls.total} (${result.autumn_calls.customers_list} list, ${result.autumn_calls.customers_get} get, ${result.autumn_calls.invoices_list} invoices), object calls ${result.object_calls.org_objects} (+${result.object_calls.index_lookups} index), ` +
@@ -460,7 +460,7 @@ try {
     `| unknown orgs found / now overdue | ${sweep.unknown_found} / ${sweep.unknown - sweep.unknown_not_overdue_after} of ${sweep.unknown} |`,
     "",
     `Reconciliation sweep: Autumn listed ${sweep.customers_seen.toLocaleString("en")} customers (${sweep.customers_seeded.toLocaleString("en")} seeded for it, ${sweep.past_due} past due, ${sweep.known_beforehand} of those made known to Tollgate by signed webhooks first; the rest are the scenarios above), pages of 1,000, one per alarm run; ` +
-      `${sweep.per_customer_calls.other} per-customer reads made meanwhile by other orgs' own alarms (follow-up reads after earlier webhooks) are not the sweep's and not counted; checks ${sweep.checks_passed ? "passed" : "FAILED"}.`,
+      `reads made meanwhile by other orgs' own alarms (follow-ups after earlier webhooks: ${sweep.per_customer_calls.other}) are not the sweep's and not counted; checks ${sweep.checks_passed ? "passed" : `FAILED: ${sweep.failed_checks.join("; ")}`}.`,
   ].join("\n");
   const readmePath = join(REPO_ROOT, "README.md");
   const readme = readFileSync(readmePath, "utf8");
