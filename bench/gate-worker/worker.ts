@@ -21,7 +21,7 @@ export default {
       for (let i = 0; i < ORGS; i++) {
         await env.BILLING_STATE.put(billingStateKey(orgId("kv", i)), JSON.stringify({ state: "ok", since: now, version: 1, suspend_at: null, suspended_at: null }));
         const suspended = orgId("object", i);
-        await env.ORG_BILLING.getByName(suspended).override(suspended, { action: "suspend", until: null, note: "gate benchmark" });
+        await env.ORG_BILLING.getByName(suspended).override({ action: "suspend", until: null, note: "gate benchmark" });
         await env.BILLING_STATE.put(billingStateKey(suspended), JSON.stringify({ state: "suspended", since: now, version: 1, suspend_at: null, suspended_at: now }));
       }
       return Response.json({ orgs: ORGS });

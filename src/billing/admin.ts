@@ -63,10 +63,10 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
   })
   .all("/orgs/:orgId/*", withOrg)
   .all("/orgs/:orgId", withOrg)
-  .get("/orgs/:orgId", async ({ orgId }, env) => jsonResponse(await orgBilling(env, orgId).view(orgId)))
+  .get("/orgs/:orgId", async ({ orgId }, env) => jsonResponse(await orgBilling(env, orgId).view()))
   .post("/orgs/:orgId/resync", async ({ orgId }, env) => {
     log({ event: "admin_resync", org_id: orgId });
-    return jsonResponse(await orgBilling(env, orgId).resync(orgId));
+    return jsonResponse(await orgBilling(env, orgId).resync());
   })
   .post("/orgs/:orgId/override", async (request, env) => {
     const body = await parseJsonBody(request, OverrideBody);
@@ -74,18 +74,18 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
     const until = body.value.until === undefined ? null : Date.parse(body.value.until);
     if (until !== null && until <= Date.now()) return errorResponse(400, "invalid_request", "until must be in the future");
     if (body.value.action === "clear" && until !== null) return errorResponse(400, "invalid_request", "clear takes no until");
-    const view = await orgBilling(env, request.orgId).override(request.orgId, { action: body.value.action, until, note: body.value.note });
+    const view = await orgBilling(env, request.orgId).override({ action: body.value.action, until, note: body.value.note });
     return jsonResponse(view);
   })
   .post("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => {
     const pepper = ingestKeyPepper(env);
-    return jsonResponse(await orgBilling(env, orgId).createIngestKey(orgId, pepper), 201);
+    return jsonResponse(await orgBilling(env, orgId).createIngestKey(pepper), 201);
   })
-  .get("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => jsonResponse({ keys: await orgBilling(env, orgId).listIngestKeys(orgId) }))
+  .get("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => jsonResponse({ keys: await orgBilling(env, orgId).listIngestKeys() }))
   .delete("/orgs/:orgId/ingest-keys/:keyId", async ({ orgId, params }, env) => {
     const keyId = decodePathSegment(params.keyId);
     if (keyId === null || !KEY_ID_PATTERN.test(keyId)) return errorResponse(400, "invalid_key_id", "a key id is what POST .../ingest-keys returned (ik_ and 16 hex digits)");
-    if (!(await orgBilling(env, orgId).revokeIngestKey(orgId, keyId))) return errorResponse(404, "key_not_found", `org ${orgId} has no active ingest key ${keyId}`);
+    if (!(await orgBilling(env, orgId).revokeIngestKey(keyId))) return errorResponse(404, "key_not_found", `org ${orgId} has no active ingest key ${keyId}`);
     return jsonResponse({ key_id: keyId, revoked: true });
   })
   .all("*", () => errorResponse(404, "not_found", "no such admin route"));

@@ -56,29 +56,29 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   }
 
   /** The admin view: state, reason, deadlines, evidence, history and undeliverable events. */
-  async view(orgId: string): Promise<OrgView> {
+  async view(): Promise<OrgView> {
     const settings = this.settings();
-    const record = this.load(orgId);
+    const record = this.load();
     return orgView(record, this.store.history(), this.store.deadLetters(), Date.now(), settings.policy, this.outbox.dueAt(record, settings.notify));
   }
 
   /** The ingest Worker's question, answered from storage without calling Autumn. */
-  async verdict(orgId: string): Promise<MirrorEntry> {
-    return mirrorEntryOf(this.load(orgId));
+  async verdict(): Promise<MirrorEntry> {
+    return mirrorEntryOf(this.load());
   }
 
   /** A verified webhook for this org: recorded (deduplicated by message id), then a fresh read. */
-  async webhook(orgId: string, message: { id: string; type: string }): Promise<{ duplicate: boolean; state: OrgState }> {
+  async webhook(message: { id: string; type: string }): Promise<{ duplicate: boolean; state: OrgState }> {
     const now = Date.now();
     const recorded = this.transact(() => {
       if (!this.store.markMessageSeen(message.id, now)) return false;
-      const record = this.load(orgId);
+      const record = this.load();
       this.store.save({ ...record, retry_at: Math.min(record.retry_at ?? Infinity, now + WEBHOOK_SAFETY_NET_MS), version: record.version + 1 });
       return true;
     });
     if (!recorded) {
-      const state = this.load(orgId).state;
-      log({ event: "webhook_duplicate", org_id: orgId, message_id: message.id, type: message.type, state });
+      const state = this.load().state;
+      log({ event: "webhook_duplicate", org_id: this.orgId, message_id: message.id, type: message.type, state });
       return { duplicate: true, state };
     }
     const after = await this.sync({ source: "webhook", message_id: message.id });
@@ -86,26 +86,24 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   }
 
   /** The reconciliation sweep saw Autumn disagree with this org's state: read Autumn now and decide. */
-  async reconcile(orgId: string, disagreement: Disagreement): Promise<OrgState> {
-    this.load(orgId);
+  async reconcile(disagreement: Disagreement): Promise<OrgState> {
     return (await this.sync({ source: "reconcile", note: disagreement })).state;
   }
 
   /** A fresh Autumn read now, on an operator's request; it also rewrites the mirror entry, replacing a wrong or missing one. */
-  async resync(orgId: string): Promise<OrgView> {
-    this.load(orgId);
+  async resync(): Promise<OrgView> {
     await this.sync({ source: "admin", note: "resync" });
     this.publisher.republish();
     await this.publisher.flush();
-    return this.view(orgId);
+    return this.view();
   }
 
   /** Support overrides: recorded in history with the note, then applied with a fresh read. */
-  async override(orgId: string, command: OverrideCommand): Promise<OrgView> {
+  async override(command: OverrideCommand): Promise<OrgView> {
     const now = Date.now();
     const settings = this.settings();
     this.transact(() => {
-      const record = this.load(orgId);
+      const record = this.load();
       const until = command.until ?? (command.action === "unsuspend" ? now + settings.policy.gracePeriodMs : null);
       const override =
         command.action === "clear" ? null : { action: command.action === "suspend" ? ("suspend" as const) : ("exempt" as const), until, note: command.note, at: now };
@@ -123,38 +121,36 @@ export class OrgBilling extends DurableObject<BillingEnv> {
         evidence: null,
       });
     });
-    log({ event: "override", org_id: orgId, action: command.action, until: command.until, note: command.note });
+    log({ event: "override", org_id: this.orgId, action: command.action, until: command.until, note: command.note });
     await this.sync({ source: "admin", note: command.note });
-    return this.view(orgId);
+    return this.view();
   }
 
   /** Mints a key: its hash goes to INGEST_KEYS (read by the ingest Worker), the key itself only to the caller. */
-  async createIngestKey(orgId: string, pepper: string): Promise<{ key_id: string; key: string; created_at: string }> {
-    this.load(orgId);
+  async createIngestKey(pepper: string): Promise<{ key_id: string; key: string; created_at: string }> {
+    const orgId = this.orgId;
     const { key, keyId } = generateIngestKey();
     const keyHash = await hashIngestKey(pepper, key);
     const createdAt = Date.now();
     // The key carries the org's current verdict from the start; every later publication rewrites it.
-    const record: IngestKeyRecord = { org_id: orgId, key_id: keyId, created_at: createdAt, verdict: mirrorEntryOf(this.load(orgId)) };
+    const record: IngestKeyRecord = { org_id: orgId, key_id: keyId, created_at: createdAt, verdict: mirrorEntryOf(this.load()) };
     await this.env.INGEST_KEYS.put(ingestKeyHashKey(keyHash), JSON.stringify(record));
     this.store.addIngestKey({ key_id: keyId, key_hash: keyHash, created_at: createdAt });
     log({ event: "ingest_key_created", org_id: orgId, key_id: keyId });
     return { key_id: keyId, key, created_at: new Date(createdAt).toISOString() };
   }
 
-  async listIngestKeys(orgId: string): Promise<{ key_id: string; created_at: string }[]> {
-    this.load(orgId);
+  async listIngestKeys(): Promise<{ key_id: string; created_at: string }[]> {
     return this.store.ingestKeys().map((k) => ({ key_id: k.key_id, created_at: new Date(k.created_at).toISOString() }));
   }
 
   /** False when the org has no such active key. The KV entry goes first, so a revoked key never lingers there. */
-  async revokeIngestKey(orgId: string, keyId: string): Promise<boolean> {
-    this.load(orgId);
+  async revokeIngestKey(keyId: string): Promise<boolean> {
     const key = this.store.ingestKeys().find((k) => k.key_id === keyId);
     if (!key) return false;
     await this.env.INGEST_KEYS.delete(ingestKeyHashKey(key.key_hash));
     this.store.revokeIngestKey(keyId, Date.now());
-    log({ event: "ingest_key_revoked", org_id: orgId, key_id: keyId });
+    log({ event: "ingest_key_revoked", org_id: this.orgId, key_id: keyId });
     return true;
   }
 
@@ -183,9 +179,9 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     return name;
   }
 
-  private load(orgId: string = this.orgId): OrgRecord {
-    if (orgId !== this.orgId) throw new Error(`OrgBilling for ${this.orgId} was asked about ${orgId}: reach objects with getByName(orgId)`);
-    return this.store.load() ?? newOrgRecord(orgId, Date.now());
+  /** The stored record, or a new one for an org never seen (nothing is stored until something changes). */
+  private load(): OrgRecord {
+    return this.store.load() ?? newOrgRecord(this.orgId, Date.now());
   }
 
   /**

@@ -63,7 +63,7 @@ export async function handleWebhook(request: Request, env: BillingEnv): Promise<
 
   const orgId = customer.customerId;
   try {
-    const result = await orgBilling(env, orgId).webhook(orgId, { id: verified.id, type });
+    const result = await orgBilling(env, orgId).webhook({ id: verified.id, type });
     log({ event: "webhook", message_id: verified.id, type, org_id: orgId, duplicate: result.duplicate, state: result.state });
     return jsonResponse({ status: result.duplicate ? "duplicate" : "processed", org_id: orgId, state: result.state });
   } catch (error) {

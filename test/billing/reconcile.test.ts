@@ -46,7 +46,7 @@ describe("the reconciliation sweep", () => {
     expect((await deliver((await autumn.pastDue(known, clock.now)).webhook)).status).toBe(200);
     const paying = uniqueOrg("paying");
     await autumn.createCustomer(paying);
-    const readsBefore = { known: (await autumn.calls(known)).length, paying: (await autumn.calls(paying)).length };
+    const readsBefore = { lost: (await autumn.calls(lost)).length, known: (await autumn.calls(known)).length, paying: (await autumn.calls(paying)).length };
 
     const sweep = await reconcileNow();
     expect(sweep).toMatchObject({ status: "finished", trigger: "admin", phase: "done", error_count: 0 });
@@ -58,6 +58,9 @@ describe("the reconciliation sweep", () => {
     const state = await orgState(lost);
     expect(state).toMatchObject({ state: "overdue", reason: "in_grace_period", noticed_at: new Date(clock.now).toISOString(), suspend_at: new Date(clock.now + MIN_NOTICE_MS).toISOString() });
     expect(state.history[0]).toMatchObject({ from: "ok", to: "overdue", source: "reconcile", note: "unknown_past_due" });
+    // Handed over once: one fresh read (customers.get, then invoices.list as it never paid), not again as "missing".
+    expect((await autumn.calls(lost)).slice(readsBefore.lost).map((c) => c.path)).toEqual(["/v1/customers.get", "/v1/invoices.list"]);
+    expect(sweep.orgs_handed_over.missing_from_autumn).toBe(0);
     // Agreeing customers cost no per-customer call and no object call.
     expect((await autumn.calls(known)).length).toBe(readsBefore.known);
     expect((await autumn.calls(paying)).length).toBe(readsBefore.paying);

@@ -58,7 +58,7 @@ function withOrg(request: IRequest): Response | undefined {
 
 async function renderOrg(env: BillingEnv, orgId: string, flash: { error?: string; done?: string }, status = 200): Promise<Response> {
   const stub = orgBilling(env, orgId);
-  const [view, keys] = await Promise.all([stub.view(orgId), stub.listIngestKeys(orgId)]);
+  const [view, keys] = await Promise.all([stub.view(), stub.listIngestKeys()]);
   return page(status, orgPage(view, keys, Date.now(), flash));
 }
 
@@ -118,7 +118,7 @@ export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContex
   .all("/org/:orgId/*", withOrg)
   .get("/org/:orgId", (request, env) => renderOrg(env, request.orgId, { done: doneMessage(request) }))
   .post("/org/:orgId/resync", async (request, env) => {
-    await orgBilling(env, request.orgId).resync(request.orgId);
+    await orgBilling(env, request.orgId).resync();
     return redirect(`/admin/org/${encodeURIComponent(request.orgId)}?done=resync`);
   })
   .post("/org/:orgId/override", async (request, env) => {
@@ -131,7 +131,7 @@ export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContex
     const untilMs = parsed.data.until === undefined ? null : Date.parse(parsed.data.until);
     if (untilMs !== null && untilMs <= Date.now()) return renderOrg(env, request.orgId, { error: "The end of an override must be in the future." }, 400);
     if (parsed.data.action === "clear" && untilMs !== null) return renderOrg(env, request.orgId, { error: "Clear takes no end date." }, 400);
-    await orgBilling(env, request.orgId).override(request.orgId, { action: parsed.data.action, until: untilMs, note: parsed.data.note });
+    await orgBilling(env, request.orgId).override({ action: parsed.data.action, until: untilMs, note: parsed.data.note });
     return redirect(`/admin/org/${encodeURIComponent(request.orgId)}?done=override`);
   })
   .all("*", () => notFound("No such page."));

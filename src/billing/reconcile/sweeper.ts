@@ -101,8 +101,9 @@ export class Reconciler extends DurableObject<BillingEnv> {
     const page = result.value;
     const handOvers = disagreements(page.list, held);
     const outcome = await this.handOver(handOvers);
+    // Listed orgs that are (or are now, once handed over) not ok: the last step must not take them for missing.
     this.ctx.storage.transactionSync(() => {
-      for (const orgId of held.keys()) this.sql.exec("INSERT OR IGNORE INTO sweep_listed (org_id) VALUES (?)", orgId);
+      for (const orgId of [...held.keys(), ...handOvers.map((h) => h.org_id)]) this.sql.exec("INSERT OR IGNORE INTO sweep_listed (org_id) VALUES (?)", orgId);
     });
     const next: SweepRecord = {
       ...withErrors(called, outcome.errors.map((e) => ({ ...e, page: sweep.pages + 1 }))),
@@ -144,7 +145,7 @@ export class Reconciler extends DurableObject<BillingEnv> {
 
   /** Hands each org to its object (bounded concurrency); an unreachable object is counted, not retried: the next sweep finds it again. */
   private async handOver(handOvers: HandOver[]) {
-    const results = await fanOut(handOvers, HAND_OVER_CONCURRENCY, ({ org_id, kind }) => orgBilling(this.env, org_id).reconcile(org_id, kind));
+    const results = await fanOut(handOvers, HAND_OVER_CONCURRENCY, ({ org_id, kind }) => orgBilling(this.env, org_id).reconcile(kind));
     const errors: { at: number; message: string; org_id: string }[] = [];
     results.forEach((result, i) => {
       if (result.status === "rejected") errors.push({ at: Date.now(), message: `hand-over failed: ${String(result.reason)}`, org_id: handOvers[i]!.org_id });
