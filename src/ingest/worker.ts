@@ -2,7 +2,7 @@ import { Router } from "itty-router";
 import { ConfigError } from "../shared/settings.ts";
 import { errorResponse, jsonResponse } from "../shared/http-error.ts";
 import { logError } from "../shared/log.ts";
-import { ingestSettings } from "./config.ts";
+import { ingestSettings, type IngestSettings } from "./config.ts";
 import { handleLogpush } from "./logpush/route.ts";
 import { handleOtlp } from "./otlp/route.ts";
 
@@ -10,7 +10,16 @@ const methodNotAllowed = () => errorResponse(405, "method_not_allowed", "OTLP an
 const health = () => jsonResponse({ status: "ok", worker: "ingest" });
 const ROUTES_HINT = "use /v1/traces, /v1/metrics, /v1/logs or /v1/logpush/{dataset}";
 
-const router = Router<Request & { params: Record<string, string> }, [IngestEnv, ExecutionContext]>({
+type IngestRequest = Request & { params: Record<string, string>; settings: IngestSettings };
+
+const router = Router<IngestRequest, [IngestEnv, ExecutionContext]>({
+  // Settings are parsed once per environment (cached by env object) and handed to every route;
+  // a missing or invalid one throws ConfigError here, answered 503 not_configured below.
+  before: [
+    (request: IngestRequest, env: IngestEnv) => {
+      request.settings = ingestSettings(env);
+    },
+  ],
   catch: (error: unknown) => {
     if (error instanceof ConfigError) {
       logError({ event: "not_configured", variable: error.variable, message: error.message });
@@ -23,10 +32,10 @@ const router = Router<Request & { params: Record<string, string> }, [IngestEnv, 
 })
   .get("/health", health)
   .head("/health", health)
-  .post("/v1/traces", (request, env) => handleOtlp(request, env, ingestSettings(env), "/v1/traces"))
-  .post("/v1/metrics", (request, env) => handleOtlp(request, env, ingestSettings(env), "/v1/metrics"))
-  .post("/v1/logs", (request, env) => handleOtlp(request, env, ingestSettings(env), "/v1/logs"))
-  .post("/v1/logpush/:dataset", (request, env) => handleLogpush(request, env, ingestSettings(env), decodeURIComponent(request.params.dataset ?? "")))
+  .post("/v1/traces", (request, env) => handleOtlp(request, env, request.settings, "/v1/traces"))
+  .post("/v1/metrics", (request, env) => handleOtlp(request, env, request.settings, "/v1/metrics"))
+  .post("/v1/logs", (request, env) => handleOtlp(request, env, request.settings, "/v1/logs"))
+  .post("/v1/logpush/:dataset", (request, env) => handleLogpush(request, env, request.settings, decodeURIComponent(request.params.dataset ?? "")))
   // 405 only where POST would have been served; any other path is 404, whatever the method.
   .all("/v1/traces", methodNotAllowed)
   .all("/v1/metrics", methodNotAllowed)

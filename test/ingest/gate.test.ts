@@ -39,6 +39,19 @@ describe("the ingest gate", () => {
     expect(gate.cached("k1", T + GATE_TIMINGS.stateTtlMs)).toBeUndefined();
   });
 
+  it("takes a cold key's carried verdict as the mirror read: no KV read for ok, the object still confirms a suspension", async () => {
+    const gate = new IngestGate();
+    const { state, sources } = memorySources();
+    expect(await gate.verdict("org_a", sources, T, entry("overdue"))).toMatchObject({ suspended: false, source: "mirror" });
+    expect(gate.cached("k1", T)).toBeUndefined(); // the key itself was not looked up here
+    expect(state.calls).toEqual({ kv: 0, object: 0 });
+
+    state.object.set("org_b", entry("ok")); // paid: the object knows before KV does
+    expect(await gate.verdict("org_b", sources, T, entry("suspended"))).toMatchObject({ suspended: false, source: "object" });
+    expect(state.calls).toEqual({ kv: 0, object: 1 });
+    expect(gate.counters).toMatchObject({ mirrorReads: 0, carriedVerdicts: 2, objectCalls: 1 });
+  });
+
   it("asks the object only when the mirror says suspended", async () => {
     const gate = new IngestGate();
     const { state, sources } = memorySources();

@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { billingStateKey } from "../../src/shared/storage-keys.ts";
+import { hashIngestKey } from "../../src/shared/ingest-key.ts";
+import { billingStateKey, ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { GATE_TIMINGS } from "../../src/ingest/request/gate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
@@ -8,6 +9,7 @@ import { ingest, ingestWithEnv, mintKey, override, sink } from "../support/inges
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 import { fakeClock } from "../support/clock.ts";
+import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
 
 const clock = fakeClock();
 
@@ -25,9 +27,21 @@ async function orgWithKey(prefix: string) {
   return { org, key: (await mintKey(org)).key };
 }
 
-/** Writes the KV mirror directly, as if it still held an older decision. */
-async function staleMirror(org: string, state: "ok" | "suspended") {
-  await env.BILLING_STATE.put(billingStateKey(org), JSON.stringify({ state, since: clock.now, version: 999, suspend_at: null, suspended_at: state === "suspended" ? clock.now : null }));
+/**
+ * Writes the KV mirror directly, as if it still held an older decision; with `key`, that key's
+ * entry carries the same stale verdict (the object writes both in one publication).
+ */
+async function staleMirror(org: string, state: "ok" | "suspended", key?: string) {
+  const entry = { state, since: clock.now, version: 999, suspend_at: null, suspended_at: state === "suspended" ? clock.now : null, pay_url: null };
+  await env.BILLING_STATE.put(billingStateKey(org), JSON.stringify(entry));
+  if (key !== undefined) await setCarriedVerdict(key, entry);
+}
+
+/** Rewrites the verdict a key's KV entry carries; `undefined` makes it an entry from before verdicts existed. */
+async function setCarriedVerdict(key: string, verdict: object | undefined) {
+  const hashKey = ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key));
+  const { verdict: _, ...record } = (await env.INGEST_KEYS.get(hashKey, "json")) as Record<string, unknown>;
+  await env.INGEST_KEYS.put(hashKey, JSON.stringify(verdict === undefined ? record : { ...record, verdict }));
 }
 
 describe("a suspended org", () => {
@@ -69,7 +83,7 @@ describe("a suspended org", () => {
 
   it("is accepted the moment the object says it paid, even while the mirror still says suspended", async () => {
     const { org, key } = await orgWithKey("just_paid");
-    await staleMirror(org, "suspended");
+    await staleMirror(org, "suspended", key);
     expect((await sendJson(key)).status).toBe(200);
     expect(gate.counters.objectCalls).toBe(1);
   });
@@ -79,7 +93,7 @@ describe("a suspended org", () => {
     await override(org, "suspend");
     expect((await sendJson(key)).status).toBe(402);
     await override(org, "clear");
-    await staleMirror(org, "suspended");
+    await staleMirror(org, "suspended", key);
     clock.set(clock.now + GATE_TIMINGS.confirmTtlMs);
     expect((await sendJson(key)).status).toBe(200);
   });
@@ -103,11 +117,12 @@ describe("the gate's cost for paying orgs", () => {
   it("1,000 requests of one paying org: one KV read per TTL window, no object call", { timeout: 60_000 }, async () => {
     const { key } = await orgWithKey("steady");
     for (let i = 0; i < 1_000; i++) expect((await sendJson(key)).status).toBe(200);
-    expect(gate.counters).toMatchObject({ keyLookups: 1, mirrorReads: 1, objectCalls: 0 });
+    // One KV read in all: the key's entry carried the verdict, so no mirror read.
+    expect(gate.counters).toMatchObject({ keyLookups: 1, mirrorReads: 0, carriedVerdicts: 1, objectCalls: 0 });
 
     clock.set(clock.now + GATE_TIMINGS.stateTtlMs);
     for (let i = 0; i < 10; i++) await sendJson(key);
-    expect(gate.counters).toMatchObject({ mirrorReads: 2, objectCalls: 0 });
+    expect(gate.counters).toMatchObject({ keyLookups: 1, mirrorReads: 1, objectCalls: 0 });
   });
 });
 
@@ -117,7 +132,7 @@ describe("a flood from one suspended org (issue 10, item 4)", () => {
     await override(org, "suspend");
     const responses = await Promise.all(Array.from({ length: 64 }, () => sendJson(key)));
     expect(responses.map((r) => r.status)).toEqual(Array(64).fill(402));
-    expect(gate.counters).toMatchObject({ mirrorReads: 1, objectCalls: 1 });
+    expect(gate.counters).toMatchObject({ mirrorReads: 0, carriedVerdicts: 1, objectCalls: 1 });
   });
 });
 
@@ -172,6 +187,7 @@ describe("when a dependency is down", () => {
   ])("fails open when %s and nothing is known about the org, and logs it", async (_name, parts) => {
     const { org, key } = await orgWithKey("fail_open");
     await override(org, "suspend");
+    await setCarriedVerdict(key, undefined); // so the mirror read (the part that is down) is needed
     const { result: response, lines } = await warnings(() => sendWith(parts, key));
     expect(response.status).toBe(200);
     expect(lines).toContainEqual(expect.objectContaining({ event: "ingest_fail_open", org_id: org, dependency: "kv", last_verdict: "none", decision: "accept" }));

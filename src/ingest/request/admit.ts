@@ -27,7 +27,7 @@ export async function admit(request: Request, env: IngestEnv, settings: IngestSe
         ? refuse(env, route, format, 401, "unknown_ingest_key", "the ingest key is unknown or has been revoked; mint a new one")
         : refuse(env, route, format, 503, "auth_unavailable", "the key store is unreachable; retry later", { headers: { "retry-after": "5" } });
     }
-    admission = { org_id: check.org_id, key_id: check.key_id, verdict: await gate.verdict(check.org_id, sources, now) };
+    admission = { org_id: check.org_id, key_id: check.key_id, verdict: await gate.verdict(check.org_id, sources, now, check.verdict) };
   }
   const { org_id: orgId, key_id: keyId, verdict } = admission;
   if (verdict.suspended) {

@@ -5,7 +5,7 @@ import { TtlCache } from "./ttl-cache.ts";
 /** Where the gate looks things up; injected so the same gate runs against KV/DO or in-memory fakes. */
 export type GateSources = {
   hashKey(key: string): Promise<string>;
-  /** INGEST_KEYS by key hash. */
+  /** INGEST_KEYS by key hash; the entry may carry its org's verdict (the mirror entry, written with it). */
   lookupKey(hash: string): Promise<IngestKeyRecord | null>;
   /** The org's BILLING_STATE mirror entry (null: never mirrored, i.e. ok). */
   readMirror(orgId: string): Promise<MirrorEntry | null>;
@@ -40,7 +40,12 @@ export type Verdict = {
   source: "memory" | "mirror" | "object" | "fail_open" | "unconfirmed";
 };
 
-export type KeyCheck = { ok: true; org_id: string; key_id: string } | { ok: false; code: "unknown_ingest_key" | "auth_unavailable" };
+/**
+ * `verdict`: the org's mirror entry as the key's KV entry carried it, when the key was just read
+ * from KV (a cold key); `gate.verdict` then needs no mirror read. Absent when the key came from
+ * memory or its entry predates verdicts.
+ */
+export type KeyCheck = { ok: true; org_id: string; key_id: string; verdict?: MirrorEntry } | { ok: false; code: "unknown_ingest_key" | "auth_unavailable" };
 
 /** A lookup that failed, and what the gate decided without it. */
 export type DependencyFailure = {
@@ -51,16 +56,18 @@ export type DependencyFailure = {
   decision: "accept" | "refuse";
 };
 
-export type GateCounters = { keyLookups: number; mirrorReads: number; objectCalls: number; failOpens: number; unconfirmedRefusals: number };
+/** `carriedVerdicts`: verdicts taken from a cold key's entry instead of a mirror read. */
+export type GateCounters = { keyLookups: number; mirrorReads: number; carriedVerdicts: number; objectCalls: number; failOpens: number; unconfirmedRefusals: number };
 
-const ZERO_COUNTERS: GateCounters = { keyLookups: 0, mirrorReads: 0, objectCalls: 0, failOpens: 0, unconfirmedRefusals: 0 };
+const ZERO_COUNTERS: GateCounters = { keyLookups: 0, mirrorReads: 0, carriedVerdicts: 0, objectCalls: 0, failOpens: 0, unconfirmedRefusals: 0 };
 
 type Held = Omit<Verdict, "source">;
 
 /**
  * The ingest hot path's two questions, cheapest source first: which org does this key
- * belong to, and is that org suspended? Memory → KV mirror → (only if the mirror says
- * suspended) the org's object. Concurrent misses for one org share one lookup.
+ * belong to, and is that org suspended? Memory → KV (a cold key's entry carries its org's
+ * verdict; otherwise the org's mirror entry) → (only if KV says suspended) the org's object.
+ * Concurrent misses for one org share one lookup.
  *
  * When a lookup fails, what is known decides: a suspension the mirror (or, with KV down,
  * this isolate) has seen keeps being refused while the object cannot confirm or lift it;
@@ -103,32 +110,43 @@ export class IngestGate {
       return last ? { ok: true, org_id: last.org_id, key_id: last.key_id } : { ok: false, code: "auth_unavailable" };
     }
     this.keys.set(key, record, now + (record ? GATE_TIMINGS.keyTtlMs : GATE_TIMINGS.unknownKeyTtlMs));
-    return record ? { ok: true, org_id: record.org_id, key_id: record.key_id } : { ok: false, code: "unknown_ingest_key" };
+    if (!record) return { ok: false, code: "unknown_ingest_key" };
+    return record.verdict ? { ok: true, org_id: record.org_id, key_id: record.key_id, verdict: record.verdict } : { ok: true, org_id: record.org_id, key_id: record.key_id };
   }
 
-  async verdict(orgId: string, sources: GateSources, now: number): Promise<Verdict> {
+  /**
+   * `carried`: the org's mirror entry as a cold key's KV entry carried it. It stands in for the
+   * mirror read exactly (same caching; a suspension still goes to the object), because the org's
+   * object writes it in the same publication as the mirror entry, both through KV.
+   */
+  async verdict(orgId: string, sources: GateSources, now: number, carried?: MirrorEntry): Promise<Verdict> {
     const cached = this.verdicts.get(orgId, now);
     if (cached) return { ...cached, source: "memory" };
     // Single flight: a flood from one org while its entry is cold is one KV read and at
     // most one object call, not one per request.
     const pending = this.inflight.get(orgId);
     if (pending) return pending;
-    const lookup = this.lookup(orgId, sources, now).finally(() => this.inflight.delete(orgId));
+    const lookup = this.lookup(orgId, sources, now, carried).finally(() => this.inflight.delete(orgId));
     this.inflight.set(orgId, lookup);
     return lookup;
   }
 
-  private async lookup(orgId: string, sources: GateSources, now: number): Promise<Verdict> {
+  private async lookup(orgId: string, sources: GateSources, now: number, carried: MirrorEntry | undefined): Promise<Verdict> {
     let mirror: MirrorEntry | null;
-    try {
-      this.counters.mirrorReads++;
-      mirror = await sources.readMirror(orgId);
-    } catch (error) {
-      // No mirror: a suspension this isolate saw is put to the object, the truth; anything
-      // else (a paying org, or nothing known) is accepted without bothering the object.
-      const last = this.verdicts.peek(orgId);
-      if (!last?.suspended) return this.degraded(orgId, "kv", error, now, null);
-      return this.confirm(orgId, sources, now, last.suspended_at, "kv_and_object");
+    if (carried) {
+      this.counters.carriedVerdicts++;
+      mirror = carried;
+    } else {
+      try {
+        this.counters.mirrorReads++;
+        mirror = await sources.readMirror(orgId);
+      } catch (error) {
+        // No mirror: a suspension this isolate saw is put to the object, the truth; anything
+        // else (a paying org, or nothing known) is accepted without bothering the object.
+        const last = this.verdicts.peek(orgId);
+        if (!last?.suspended) return this.degraded(orgId, "kv", error, now, null);
+        return this.confirm(orgId, sources, now, last.suspended_at, "kv_and_object");
+      }
     }
     if (mirror === null || mirror.state !== "suspended") {
       const verdict = { suspended: false, suspended_at: null };

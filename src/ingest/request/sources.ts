@@ -25,7 +25,7 @@ export function gateSources(env: IngestEnv, settings: Pick<IngestSettings, "pepp
         const raw = await env.BILLING_STATE.get(billingStateKey(orgId), { type: "json", cacheTtl: KV_CACHE_TTL_SECONDS });
         return raw === null ? null : MirrorEntry.parse(raw);
       },
-      askObject: (orgId) => objects.getByName(orgId).verdict(orgId),
+      askObject: (orgId) => objects.getByName(orgId).verdict(),
     };
     sourcesByEnv.set(env, sources);
   }
