@@ -23,6 +23,9 @@ export const NotifyEvent = z.object({
 });
 export type NotifyEvent = z.infer<typeof NotifyEvent>;
 
+/** An event given up after GIVE_UP_AFTER_MS of refusals (outbox.ts), kept for the admin view. */
+export type DeadLetter = { event: NotifyEvent; attempts: number; error: string; at: number };
+
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** The deadline that can still fire: in grace, or elapsed and awaiting Autumn's confirmation. */

@@ -11,7 +11,8 @@ const SCHEMA_VERSION = 2;
 /** Dead letters kept per org, newest first. */
 export const DEAD_LETTER_LIMIT = 100;
 
-export type DeadLetter = { event: NotifyEvent; attempts: number; error: string; at: number };
+export type { DeadLetter } from "./notifications.ts";
+import type { DeadLetter } from "./notifications.ts";
 
 /**
  * The org's SQLite storage: its record (one JSON document validated on read), its history

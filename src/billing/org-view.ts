@@ -3,7 +3,7 @@ import type { Evidence } from "./billing-facts.ts";
 import type { PolicySettings } from "./config.ts";
 import type { IndexEntry } from "./index-entry.ts";
 import type { HistoryEntry, OrgRecord } from "./org-record.ts";
-import type { DeadLetter } from "./org-store.ts";
+import type { DeadLetter } from "./notifications.ts";
 import { deadlineTerms, reasonMessage } from "./policy.ts";
 import { followUpAt, mirrorPending, nextAlarmAt } from "./schedule.ts";
 

@@ -103,7 +103,7 @@ export function reasonMessage(reason: Reason, at: { suspend_at: number | null; o
     case "not_past_due":
       return "No base subscription is past due.";
     case "in_grace_period":
-      return `A base subscription is past due and the org has never paid; ingestion will be suspended at ${iso(at.suspend_at)} unless the overdue invoice is paid.`;
+      return `A base subscription is past due and the org has never paid; ingestion will be suspended at ${iso(at.suspend_at)} (the later of the grace period's end and the minimum notice's end) unless the overdue invoice is paid.`;
     case "grace_elapsed_awaiting_autumn":
       return "The grace period has elapsed; suspension waits for a fresh read from Autumn to confirm the org is still past due and never paid.";
     case "grace_elapsed_never_paid":

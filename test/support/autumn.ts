@@ -147,4 +147,11 @@ export function autumnControls(baseUrl: () => string, secretKey = TEST_AUTUMN_SE
   };
 }
 
+// The billing and ingest projects provide it (test/support/global-setup.ts); declared here too for the tools project's typecheck.
+declare module "vitest" {
+  export interface ProvidedContext {
+    autumnUrl: string;
+  }
+}
+
 export const autumn = autumnControls(() => inject("autumnUrl"));

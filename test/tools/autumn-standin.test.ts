@@ -21,7 +21,7 @@ const LIST_INVOICE_REQUIRED = ["plan_ids", "stripe_id", "status", "total", "curr
 const PLAN_CHANGE_SUBSCRIPTION_KEYS = ["plan_id", "status", "past_due", "started_at", "canceled_at", "expires_at", "trial_ends_at", "current_period_start", "current_period_end"];
 
 type Json = Record<string, any>;
-type WebhookRecord = { id: string; url: string | null; headers: Record<string, string>; body: string; delivered: null | { status: number } | { error: string } };
+type WebhookRecord = { id: string; url: string | null; headers: Record<string, string>; body: string; delivered?: null | { status: number } | { error: string } };
 type ControlResult = { customer: Json; webhook: WebhookRecord };
 
 let clock = T0;

@@ -182,7 +182,7 @@ describe("formatting", () => {
   it("an org's history names the sweep's finding, and its dead letters are listed", () => {
     const entry: HistoryEntry = { at: T0, kind: "transition", from: "ok", to: "overdue", reason: "in_grace_period", source: "reconcile", message_id: null, note: "unknown_past_due", override: null, evidence: null };
     const view = overdueOrg([entry]);
-    const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_cli", state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, at: new Date(T0).toISOString() };
+    const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_cli", state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, pay_url: null, at: new Date(T0).toISOString() };
     const text = formatOrg({ ...view, follow_up_at: new Date(T0 + 60_000).toISOString(), dead_letters: [{ event, attempts: 40, error: "receiver answered 500", at: new Date(T0).toISOString() }] }, T0);
     expect(text).toContain("reconcile ok → overdue (in_grace_period) — sweep: past due in Autumn, ok or unknown here");
     expect(text).toContain("follow-up:  2026-03-01T12:01:00.000Z (in 1m)");

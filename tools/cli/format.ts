@@ -28,7 +28,7 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
     `${org.org_id}: ${org.state.toUpperCase()} since ${ago(org.since, now)}`,
     `  why:        ${org.reason} — ${org.reason_message}`,
   ];
-  if (org.anchor) lines.push(`  overdue:    since ${ago(org.anchor, now)} (grace period ${org.grace_period})`);
+  if (org.anchor) lines.push(`  clock:      past due since ${ago(org.anchor, now)} (the anchor; grace period ${org.grace_period})`);
   if (org.noticed_at) lines.push(`  first seen: overdue by Tollgate ${ago(org.noticed_at, now)} (minimum notice ${org.min_notice})`);
   lines.push(...deadlineLines(org, now));
   if (org.suspended_at) lines.push(`  suspended:  ${ago(org.suspended_at, now)}`);
@@ -36,8 +36,10 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
   if (org.evidence) {
     const e = org.evidence;
     const open = e.open_invoices.map((i) => `${i.stripe_id} ${i.total} ${i.currency}${i.hosted_invoice_url ? ` ${i.hosted_invoice_url}` : ""}`).join(", ");
-    lines.push(`  evidence:   past-due subscriptions: ${e.past_due_subscriptions.map((s) => s.plan_id).join(", ") || "none"}; open invoices: ${open || "none"}`);
-    lines.push(`              has paid: ${e.paid_invoice ? `yes (${e.paid_invoice.stripe_id}, ${e.paid_invoice.total} ${e.paid_invoice.currency})` : "never"} [checked via ${e.paid_checked}]`);
+    if (!e.customer_found) lines.push("  evidence:   Autumn has no such customer (so nothing is past due)");
+    else lines.push(`  evidence:   past-due subscriptions: ${e.past_due_subscriptions.map((s) => s.plan_id).join(", ") || "none"}; open invoices: ${open || "none"}`);
+    const checked = { recent_invoices: " (in the 10 recent invoices)", invoices_list: " (every paid invoice listed)", not_needed: "" }[e.paid_checked];
+    if (e.customer_found) lines.push(`              has paid: ${e.paid_invoice ? `yes (${e.paid_invoice.stripe_id}, ${e.paid_invoice.total} ${e.paid_invoice.currency})` : e.paid_checked === "not_needed" ? "not asked (nothing past due)" : "never"}${checked}`);
   }
   if (org.last_sync) lines.push(`  last sync:  ${ago(org.last_sync.at, now)} ${org.last_sync.ok ? "ok" : `FAILED: ${org.last_sync.error}`}`);
   if (org.follow_up_at) lines.push(`  follow-up:  ${ago(org.follow_up_at, now)} (a short re-read after a webhook, in case a payment shows late)`);

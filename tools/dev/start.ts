@@ -17,7 +17,8 @@ function printEvent(received: Received): void {
     const event = JSON.parse(received.body) as { type?: string; org_id?: string; previous_state?: string; state?: string; reason?: string; deadline?: string | null };
     const signature = received.verified === null ? "" : received.verified ? "  (signature ok)" : "  (SIGNATURE INVALID: NOTIFY_SECRET differs)";
     const deadline = event.deadline ? `  deadline ${event.deadline}` : "";
-    console.log(`[events] ${event.type} ${event.org_id}: ${event.previous_state} -> ${event.state} (${event.reason})${deadline}${signature}`);
+    const change = event.previous_state ? `${event.previous_state} -> ${event.state}` : `still ${event.state}`;
+    console.log(`[events] ${event.type} ${event.org_id}: ${change} (${event.reason})${deadline}${signature}`);
   } catch {
     console.log(`[events] ${received.body}`);
   }
