@@ -114,9 +114,18 @@ describe("bad input is a 4xx and reaches nobody", () => {
     await expectError(await ingest("/v1/traces", { key, headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: "{}" }), 400, "invalid_gzip");
   });
 
-  it("400 for truncated gzip", async () => {
-    const truncated = (await gzip(OTLP_JSON["/v1/traces"])).slice(0, 20);
+  it("400 for truncated gzip too large to be waved through as no bomb", async () => {
+    const random = crypto.getRandomValues(new Uint8Array(16 * 1024)).map((b, i) => b ^ i); // incompressible: 16 KiB of gzip, over MAX_DECOMPRESSED / 1,032
+    const truncated = (await gzip(random)).slice(0, 12 * 1024);
     await expectError(await ingest("/v1/traces", { key, headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: truncated }), 400, "invalid_gzip");
+    expect(await sink.requests(org)).toHaveLength(0);
+  });
+
+  it("truncated gzip too small to be a bomb goes upstream as it came: the backend's 400 is final", async () => {
+    // 20 bytes × 1,032 is far under MAX_DECOMPRESSED: not decompressed at all (issue 11).
+    const truncated = (await gzip(OTLP_JSON["/v1/traces"])).slice(0, 20);
+    await sink.fault({ mode: "status", status: 400, tenant: org });
+    await expectError(await ingest("/v1/traces", { key, headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: truncated }), 400, "upstream_rejected_payload");
   });
 
   it("413 for a declared length over the cap, before reading", async () => {

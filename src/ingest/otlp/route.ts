@@ -1,9 +1,9 @@
-import { declaredLengthExceeds, readRequestBody, TooLargeError } from "../../shared/bounded-read.ts";
+import { declaredLengthExceeds } from "../../shared/bounded-read.ts";
 import type { BodyFormat } from "../../shared/http-error.ts";
 import type { IngestSettings } from "../config.ts";
 import { refuse, settleForward } from "../request/account.ts";
 import { admit } from "../request/admit.ts";
-import { gunzipBounded, InvalidGzipError } from "../request/body.ts";
+import { outgoingBody, type BodyProblem } from "../request/body.ts";
 import { forward } from "../request/forward.ts";
 
 /** Missing → protobuf; contains "json" → JSON; protobuf or octet-stream → protobuf; anything else is unsupported. */
@@ -23,8 +23,10 @@ export function otlpEncoding(header: string | null): "identity" | "gzip" | null 
 }
 
 /**
- * `POST /v1/{traces,metrics,logs}`. The body is checked (size, type, gzip integrity and
- * decompressed size) but forwarded exactly as it came: no decode and re-encode.
+ * `POST /v1/{traces,metrics,logs}`, top to bottom: key and gate (`admit`), the body's headers,
+ * the body streamed upstream byte for byte while it is checked (size, gzip integrity and
+ * decompressed size; see `outgoingBody`), then the upstream's answer accounted for. Nothing is
+ * decoded, re-encoded or held whole.
  */
 export async function handleOtlp(request: Request, env: IngestEnv, settings: IngestSettings, path: string): Promise<Response> {
   const format = otlpFormat(request.headers.get("content-type"));
@@ -32,35 +34,25 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
   const admitted = await admit(request, env, settings, path, errorFormat);
   if (!admitted.ok) return admitted.response;
   const ctx = { orgId: admitted.orgId, keyId: admitted.keyId };
+  const refuseBody = (problem: BodyProblem, bytes = 0) => {
+    if (problem.problem === "invalid_gzip") return refuse(env, path, errorFormat, 400, "invalid_gzip", "the body is declared gzip but does not decompress", { ...ctx, bytes }).response;
+    const what = problem.problem === "too_large" ? "body" : "decompressed body";
+    return refuse(env, path, errorFormat, 413, "payload_too_large", `the ${what} exceeds ${problem.limit} bytes; send smaller batches`, { ...ctx, bytes }).response;
+  };
 
-  const tooLarge = (what: string, limit: number) => refuse(env, path, errorFormat, 413, "payload_too_large", `the ${what} exceeds ${limit} bytes; send smaller batches`, ctx).response;
-  if (declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return tooLarge("body", settings.maxBodyBytes);
+  if (declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return refuseBody({ problem: "too_large", limit: settings.maxBodyBytes });
   if (format === null) {
     return refuse(env, path, "json", 415, "unsupported_media_type", "send OTLP as application/x-protobuf or application/json", ctx).response;
   }
   const encoding = otlpEncoding(request.headers.get("content-encoding"));
   if (encoding === null) return refuse(env, path, format, 415, "unsupported_encoding", "Content-Encoding must be gzip or absent", ctx).response;
 
-  let body: Uint8Array;
-  try {
-    body = await readRequestBody(request, settings.maxBodyBytes);
-  } catch (error) {
-    if (error instanceof TooLargeError) return tooLarge("body", settings.maxBodyBytes);
-    throw error;
-  }
-  if (encoding === "gzip") {
-    try {
-      await gunzipBounded(body, settings.maxDecompressedBytes, false);
-    } catch (error) {
-      if (error instanceof TooLargeError) return tooLarge("decompressed body", settings.maxDecompressedBytes);
-      if (error instanceof InvalidGzipError) return refuse(env, path, format, 400, "invalid_gzip", "the body is declared gzip but does not decompress", ctx).response;
-      throw error;
-    }
-  }
+  const body = await outgoingBody(request, encoding === "gzip", settings);
+  if ("ok" in body) return refuseBody(body);
 
   const result = await forward({
     url: `${settings.upstreamUrl}${path}`,
-    body,
+    body: body.body,
     // The canonical type, not the client's header: whatever parameters or padding a client
     // sent are not the backend's problem (a 20 KiB content type drew a 431 from it).
     contentType: format === "json" ? "application/json" : "application/x-protobuf",
@@ -69,6 +61,13 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
     orgId: admitted.orgId,
     timeoutMs: settings.upstreamTimeoutMs,
     format,
+    signal: body.signal,
   });
-  return settleForward(env, settings, { ...ctx, route: path, bytes: body.byteLength }, result);
+  // A body refused mid-stream failed the upload itself: the client hears why, not "unreachable".
+  const checked = body.settled();
+  if (!checked.ok) {
+    await result.response.body?.cancel();
+    return refuseBody(checked);
+  }
+  return settleForward(env, settings, { ...ctx, route: path, bytes: checked.bytes }, result);
 }

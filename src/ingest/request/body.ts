@@ -12,6 +12,13 @@ export function isGzip(bytes: Uint8Array): boolean {
 }
 
 /**
+ * Deflate's largest expansion is about 1,032 to 1 (RFC 1951 stored-length limits; zlib's
+ * documented maximum compression ratio). A gzip body whose size times this stays within the
+ * decompressed cap cannot be a bomb, so it is forwarded without decompressing it at all.
+ */
+export const DEFLATE_MAX_RATIO = 1032;
+
+/**
  * Streams gzip through DecompressionStream and stops as soon as the output passes
  * `limit` (a gzip bomb ends in TooLargeError, never in exhausted memory). With
  * `keep: false` the output is only counted, for validating bodies forwarded as they came.
@@ -23,19 +30,145 @@ export async function gunzipBounded(bytes: Uint8Array, limit: number, keep: bool
   const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
   try {
     if (keep) return await readBounded(stream, limit);
-    const reader = stream.getReader();
-    let size = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return size;
-      size += value.byteLength;
-      if (size > limit) {
-        await reader.cancel().catch(() => {});
-        throw new TooLargeError(limit);
-      }
-    }
+    return await countBounded(stream, limit);
   } catch (error) {
     if (error instanceof TooLargeError) throw error;
     throw new InvalidGzipError();
   }
+}
+
+async function countBounded(stream: ReadableStream<Uint8Array>, limit: number): Promise<number> {
+  const reader = stream.getReader();
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return size;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw new TooLargeError(limit);
+    }
+  }
+}
+
+/** Why a body was refused: over the size cap, over the decompressed cap, or not gzip. */
+export type BodyProblem = { problem: "too_large"; limit: number } | { problem: "decompressed_too_large"; limit: number } | { problem: "invalid_gzip" };
+
+/**
+ * An OTLP body on its way upstream, byte for byte. `body` is what the upstream request sends;
+ * `settled()` says, once the upstream has answered, whether the body passed its checks (its
+ * size and, for gzip, its integrity and decompressed size) or why not.
+ */
+export type OutgoingBody = {
+  body: BodyInit;
+  /** Aborts the upstream request when the body fails a check mid-stream (so the upstream never sees a complete request). */
+  signal?: AbortSignal;
+  /** The body's verdict when it is known: every byte passed the checks, or a problem; `unread` when the upstream answered without reading it all. */
+  settled(): { ok: true; bytes: number } | ({ ok: false } & BodyProblem) | { ok: true; bytes: number; unread: true };
+};
+
+export type BodyLimits = { maxBodyBytes: number; maxDecompressedBytes: number };
+
+/**
+ * Plans how a body goes upstream without holding it:
+ * - identity with a declared length: the request's own stream (the runtime enforces the length);
+ * - gzip small enough that it cannot be a bomb (`DEFLATE_MAX_RATIO`): read natively (it is at most
+ *   MAX_DECOMPRESSED_BYTES / 1,032 bytes, 65 KB by default) and checked for gzip's magic bytes only;
+ *   a corrupt stream behind them is the backend's to refuse (400, final for the client);
+ * - anything else streams through a check: bytes counted against MAX_BODY_BYTES, and for gzip a
+ *   tee into a DecompressionStream counted against MAX_DECOMPRESSED_BYTES. The upstream request
+ *   never sees the end of the body before the check has passed, so a bomb or broken gzip
+ *   aborts it (the upstream sees a failed upload, never a complete request).
+ */
+export async function outgoingBody(request: Request, gzip: boolean, limits: BodyLimits): Promise<OutgoingBody | ({ ok: false } & BodyProblem)> {
+  const declared = declaredLength(request.headers);
+  if (declared !== null && declared > limits.maxBodyBytes) return { ok: false, problem: "too_large", limit: limits.maxBodyBytes };
+  if (declared !== null && !gzip) return settledWith(request.body ?? new Uint8Array(0), declared);
+  if (declared !== null && declared * DEFLATE_MAX_RATIO <= limits.maxDecompressedBytes) {
+    const bytes = new Uint8Array(await request.arrayBuffer());
+    if (!isGzip(bytes)) return { ok: false, problem: "invalid_gzip" };
+    return settledWith(bytes, bytes.byteLength);
+  }
+  return checkedStream(request.body ?? new Blob([]).stream(), gzip, limits);
+}
+
+function settledWith(body: BodyInit, bytes: number): OutgoingBody {
+  return { body, settled: () => ({ ok: true, bytes }) };
+}
+
+function declaredLength(headers: Headers): number | null {
+  const declared = headers.get("content-length");
+  return declared !== null && /^\d+$/.test(declared) ? Number(declared) : null;
+}
+
+/** The body piped through a counting (and, for gzip, decompression-checking) stage; see `outgoingBody`. */
+function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits: BodyLimits): OutgoingBody {
+  let bytes = 0;
+  let verdict: ReturnType<OutgoingBody["settled"]> | null = null;
+  let problem: BodyProblem | null = null;
+  const abort = new AbortController();
+  /**
+   * A failed check aborts the upstream request rather than erroring the body stream (which the
+   * runtime may end as if complete): the upstream sees a broken connection, never a whole
+   * request. The stage then never settles; the aborted fetch cancels it.
+   */
+  const fail = (found: BodyProblem): Promise<never> => {
+    problem ??= found;
+    verdict = { ok: false, ...problem };
+    abort.abort(new Error(`request body refused: ${problem.problem}`));
+    return new Promise<never>(() => {});
+  };
+
+  const decompressor = gzip ? new DecompressionStream("gzip") : null;
+  const inflate = decompressor?.writable.getWriter() ?? null;
+  // The decompressed side is only counted; a bomb stops it (and with it the upload) at the cap.
+  const inflated: Promise<void> = decompressor
+    ? countBounded(decompressor.readable, limits.maxDecompressedBytes).then(
+        () => {},
+        (error: unknown) => {
+          problem ??= error instanceof TooLargeError ? { problem: "decompressed_too_large", limit: limits.maxDecompressedBytes } : { problem: "invalid_gzip" };
+        },
+      )
+    : Promise.resolve();
+
+  const check = new TransformStream<Uint8Array, Uint8Array>({
+    async transform(chunk, controller) {
+      if (problem) return fail(problem);
+      bytes += chunk.byteLength;
+      if (bytes > limits.maxBodyBytes) return fail({ problem: "too_large", limit: limits.maxBodyBytes });
+      if (inflate) {
+        try {
+          await inflate.ready;
+        } catch {
+          // The decompressor stopped (a bomb at the cap, or broken gzip): `inflated` says which.
+          await inflated;
+          return fail(problem ?? { problem: "invalid_gzip" });
+        }
+        inflate.write(chunk).catch(() => {}); // its failure surfaces through `inflated`
+      }
+      controller.enqueue(chunk);
+    },
+    async flush() {
+      // The upstream sees the end of the body only once the whole of it has passed.
+      if (inflate) {
+        await inflate.close().catch(() => {});
+        await inflated;
+      }
+      if (problem) return fail(problem);
+      verdict = { ok: true, bytes };
+    },
+  });
+  const body = source.pipeThrough(check);
+  return {
+    body,
+    signal: abort.signal,
+    settled: () => {
+      if (verdict) return verdict;
+      if (problem) return { ok: false, ...problem };
+      // The upstream answered before reading it all (an early refusal): its answer stands.
+      body.cancel().catch(() => {});
+      inflate?.abort().catch(() => {});
+      return { ok: true, bytes, unread: true };
+    },
+  };
 }

@@ -16,6 +16,8 @@ export type Forward = {
   orgId: string;
   timeoutMs: number;
   format: BodyFormat;
+  /** Aborts the request from our side (a streamed body that failed its checks). */
+  signal?: AbortSignal;
 };
 
 /**
@@ -64,7 +66,7 @@ export async function forward(request: Forward): Promise<ForwardResult> {
   if (request.contentEncoding) headers["content-encoding"] = request.contentEncoding;
   let upstream: Response;
   try {
-    upstream = await fetch(request.url, { method: "POST", headers, body: request.body, redirect: "manual", signal: AbortSignal.timeout(request.timeoutMs) });
+    upstream = await fetch(request.url, { method: "POST", headers, body: request.body, redirect: "manual", signal: request.signal ? AbortSignal.any([AbortSignal.timeout(request.timeoutMs), request.signal]) : AbortSignal.timeout(request.timeoutMs) });
   } catch (error) {
     const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
     const failure = timedOut ? `no answer within ${request.timeoutMs} ms` : `unreachable: ${error instanceof Error ? error.message : String(error)}`;
