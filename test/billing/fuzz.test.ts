@@ -7,6 +7,7 @@ import { orgIdFromPath } from "../../src/shared/org-id.ts";
 import { autumn } from "../support/autumn.ts";
 import { admin, BILLING, billingUpdated, deleteAllAlarms, orgState, signWebhook, uniqueOrg } from "../support/billing.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
+import { prng, type Rng } from "../support/prng.ts";
 
 /**
  * Seeded fuzzing of every billing route: each request is malformed in at least one way
@@ -21,26 +22,6 @@ afterEach(deleteAllAlarms);
 const REQUESTS_PER_ROUTE = 200;
 /** Thousands of requests in one test: a budget, not an assertion. */
 const FUZZ_TIMEOUT_MS = 120_000;
-
-/** mulberry32: small, fast and seeded, so a failure replays exactly. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  return {
-    int,
-    chance: (p: number) => next() < p,
-    pick: <T,>(items: readonly T[]): T => items[int(items.length)]!,
-    bytes: (n: number) => Uint8Array.from({ length: n }, () => int(256)),
-  };
-}
-type Rng = ReturnType<typeof prng>;
 
 const MALFORMED_SEGMENTS = ["%E0", "%", "%%", "%zz", "%C0%AF", "%ED%A0%80", "%FF%FE", "a%2", "..%2F..%2Fetc", "%00", "%2F", "-leading-dash", "a".repeat(129), "%F0%9F%98"];
 const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"] as const;

@@ -1,10 +1,9 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { MirrorEntry } from "../../src/shared/billing-state.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { autumn } from "../support/autumn.ts";
-import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgState, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
+import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, mirrorOf, orgState, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 
 const clock = fakeClock();
@@ -18,11 +17,6 @@ afterEach(async () => {
   await autumn.clearFaults();
   await deleteAllAlarms();
 });
-
-async function mirrorOf(orgId: string): Promise<MirrorEntry | null> {
-  const raw = await env.BILLING_STATE.get(billingStateKey(orgId));
-  return raw === null ? null : MirrorEntry.parse(JSON.parse(raw));
-}
 
 /** A customer that signed up, never paid, and just went past due (webhook delivered). */
 async function overdueOrg(prefix = "never_paid"): Promise<string> {

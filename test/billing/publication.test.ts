@@ -2,11 +2,10 @@ import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestKeyRecord } from "../../src/shared/ingest-key.ts";
-import { MirrorEntry } from "../../src/shared/billing-state.ts";
 import { billingStateKey, ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
 import { hashIngestKey } from "../../src/shared/ingest-key.ts";
 import { autumn } from "../support/autumn.ts";
-import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, mirrorOf, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 import { receiver } from "../support/notify.ts";
 import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
@@ -20,11 +19,6 @@ afterEach(async () => {
   await autumn.clearFaults();
   await deleteAllAlarms();
 });
-
-async function mirrorOf(orgId: string): Promise<MirrorEntry | null> {
-  const raw = await env.BILLING_STATE.get(billingStateKey(orgId));
-  return raw === null ? null : MirrorEntry.parse(JSON.parse(raw));
-}
 
 async function keyEntry(key: string): Promise<IngestKeyRecord> {
   const raw = await env.INGEST_KEYS.get(ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key)));

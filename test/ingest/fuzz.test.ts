@@ -6,6 +6,7 @@ import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { gzip, ingest, mintKey, override, sink } from "../support/ingest.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
+import { prng, type Rng } from "../support/prng.ts";
 
 /**
  * Drives every ingest route with a few hundred malformed requests each (issue 10, "Done
@@ -20,26 +21,6 @@ import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 const SEED = 0x7011_6a7e;
 const PER_ROUTE = 200;
 const CONCURRENCY = 16;
-
-/** mulberry32: small, fast, deterministic. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (n: number) => Math.floor(next() * n),
-    pick: <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!,
-    bytes: (n: number) => Uint8Array.from({ length: n }, () => Math.floor(next() * 256)),
-  };
-}
-
-type Rng = ReturnType<typeof prng>;
 
 /** Documented retryable 503 codes (README error table); with a healthy upstream none should appear. */
 const RETRYABLE_503 = new Set(["upstream_unavailable", "upstream_misconfigured", "not_configured", "auth_unavailable", "internal_error"]);

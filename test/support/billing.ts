@@ -2,6 +2,8 @@ import { listDurableObjectIds, runDurableObjectAlarm, runInDurableObject } from 
 import { env, exports } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import type { OrgView } from "../../src/billing/org-view.ts";
+import { MirrorEntry } from "../../src/shared/billing-state.ts";
+import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { TEST_ADMIN_TOKEN, TEST_WEBHOOK_SECRET } from "./secrets.ts";
 
 export const BILLING = "http://billing.test";
@@ -78,4 +80,10 @@ export const MIN_NOTICE_MS = 24 * 3_600_000;
 export async function sitOutMinimumNotice(orgId: string, clock: { now: number; set(ms: number): void }): Promise<void> {
   clock.set(clock.now + MIN_NOTICE_MS);
   await runDurableObjectAlarm(orgStub(orgId));
+}
+
+/** The org's KV mirror entry as the ingest Worker reads it; null when none was ever written (ok). */
+export async function mirrorOf(orgId: string): Promise<MirrorEntry | null> {
+  const raw = await env.BILLING_STATE.get(billingStateKey(orgId));
+  return raw === null ? null : MirrorEntry.parse(JSON.parse(raw));
 }
