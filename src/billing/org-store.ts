@@ -3,6 +3,9 @@ import { HistoryEntry, OrgRecord } from "./org-record.ts";
 
 export const HISTORY_LIMIT = 500;
 
+/** Runs a change to the org's storage atomically, then re-arms the object's alarm (OrgBilling's `transact`). */
+export type Transact = <T>(change: () => T) => T;
+
 export type StoredIngestKey = { key_id: string; key_hash: string; created_at: number };
 export const DEDUPE_WINDOW_MS = 24 * 3_600_000;
 

@@ -4,8 +4,7 @@ import { ConfigError } from "./config.ts";
 import { eventsFor, warningDueAt } from "./notifications.ts";
 import { deliver, type NotifySettings } from "./notifier.ts";
 import type { OrgRecord } from "./org-record.ts";
-import type { OrgStore } from "./org-store.ts";
-import type { Transact } from "./publisher.ts";
+import type { OrgStore, Transact } from "./org-store.ts";
 import { retryDelay } from "./schedule.ts";
 
 /** Events are tried inline once; a slow receiver is retried by the alarm instead of delaying the caller. */

@@ -3,12 +3,9 @@ import { Serialized } from "../shared/serialized.ts";
 import type { IngestKeyRecord } from "../shared/ingest-key.ts";
 import { billingStateKey, ingestKeyHashKey } from "../shared/storage-keys.ts";
 import { indexEntryOf, mirrorEntryOf } from "./mirror.ts";
-import type { OrgStore } from "./org-store.ts";
+import type { OrgStore, Transact } from "./org-store.ts";
 import { orgIndex } from "./org-stub.ts";
 import { mirrorPending, retryDelay } from "./schedule.ts";
-
-/** Runs a change to the org's storage atomically, then re-arms the object's alarm. */
-export type Transact = <T>(change: () => T) => T;
 
 /**
  * Publishes the org's record where others read it: the KV mirror entry and a copy of it in each
