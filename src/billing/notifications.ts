@@ -2,6 +2,7 @@ import { z } from "zod";
 import { OrgState } from "../shared/billing-state.ts";
 import type { OrgRecord } from "./org-record.ts";
 import { Reason } from "./org-record.ts";
+import { parkingView, ParkingProgress } from "./parking-progress.ts";
 
 /**
  * Outbound events, so the product can tell its customer (`NOTIFY_URL`): one per transition,
@@ -19,6 +20,23 @@ export const NotifyEvent = z.object({
   suspended_at: z.string().nullable(),
   /** Where the customer pays (https only), while the org is not ok. */
   pay_url: z.string().nullable().default(null),
+  /**
+   * `org.restored` only: the batches parked while it was suspended (or the backend was down) and
+   * what became of them so far; the `waiting` ones are being delivered now. Absent elsewhere.
+   */
+  parking: z
+    .object({
+      parked_batches: z.number(),
+      parked_bytes: z.number(),
+      delivered_batches: z.number(),
+      delivered_bytes: z.number(),
+      expired_batches: z.number(),
+      expired_bytes: z.number(),
+      waiting_batches: z.number(),
+      waiting_bytes: z.number(),
+    })
+    .nullable()
+    .optional(),
   at: z.string(),
 });
 export type NotifyEvent = z.infer<typeof NotifyEvent>;
@@ -40,7 +58,8 @@ export function warningDueAt(record: Pick<OrgRecord, "state" | "reason" | "suspe
   return deadline - warningMs;
 }
 
-function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord["state"] | null, now: number): NotifyEvent {
+function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord["state"] | null, now: number, parking: ParkingProgress | null = null): NotifyEvent {
+  const p = type === "org.restored" && parking !== null ? parkingView(parking) : null;
   return {
     id: `evt_${crypto.randomUUID().replaceAll("-", "")}`,
     type,
@@ -51,6 +70,20 @@ function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord
     deadline: iso(liveDeadline(record)),
     suspended_at: iso(record.suspended_at),
     pay_url: record.state === "ok" ? null : (record.evidence?.pay_url ?? null),
+    ...(p === null
+      ? {}
+      : {
+          parking: {
+            parked_batches: p.parked_batches,
+            parked_bytes: p.parked_bytes,
+            delivered_batches: p.delivered_batches,
+            delivered_bytes: p.delivered_bytes,
+            expired_batches: p.expired_batches,
+            expired_bytes: p.expired_bytes,
+            waiting_batches: p.waiting_batches,
+            waiting_bytes: p.waiting_bytes,
+          },
+        }),
     at: new Date(now).toISOString(),
   };
 }
@@ -62,9 +95,15 @@ const TYPE_FOR_STATE = { ok: "org.restored", overdue: "org.overdue", suspended: 
  * A warning is owed once per overdue period (keyed by its anchor), as soon as the deadline
  * is within `warningMs`, including at the moment the org turns overdue.
  */
-export function eventsFor(prev: OrgRecord, next: OrgRecord, now: number, warningMs: number): { events: NotifyEvent[]; record: OrgRecord } {
+export function eventsFor(
+  prev: OrgRecord,
+  next: OrgRecord,
+  now: number,
+  warningMs: number,
+  parking: ParkingProgress | null = null,
+): { events: NotifyEvent[]; record: OrgRecord } {
   const events: NotifyEvent[] = [];
-  if (next.state !== prev.state) events.push(event(TYPE_FOR_STATE[next.state], next, prev.state, now));
+  if (next.state !== prev.state) events.push(event(TYPE_FOR_STATE[next.state], next, prev.state, now, parking));
   // Back in good standing: the next overdue period gets its own warning, whatever its anchor.
   if (next.state === "ok") return { events, record: { ...next, warned_anchor: null } };
   const warnAt = warningDueAt(next, warningMs);

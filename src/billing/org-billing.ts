@@ -14,6 +14,7 @@ import { newOrgRecord, type OrgRecord, type Source } from "./org-record.ts";
 import { OrgStore } from "./org-store.ts";
 import { orgView, type OrgView } from "./org-view.ts";
 import { Outbox } from "./outbox.ts";
+import { addParking, NO_PARKING, ParkingDelta, ParkingProgress } from "./parking-progress.ts";
 import { decide } from "./policy.ts";
 import { Publisher } from "./publisher.ts";
 import type { Disagreement } from "./reconcile/compare.ts";
@@ -25,6 +26,10 @@ const WEBHOOK_SAFETY_NET_MS = 30_000;
 const CONFIG_REPORT_INTERVAL_MS = 3_600_000;
 
 type Trigger = { source: Source; message_id?: string; note?: string };
+/** The deliveries queue (README, "Parking"), bound on the billing Worker as a producer only; absent when parking is off. */
+type DeliveriesEnv = { DELIVERIES?: { send(body: { org_id: string }): Promise<unknown> } };
+/** Where the parking progress lives in the object's key-value storage (beside the SQL tables; see docs/storage.md). */
+const PARKING_KEY = "parking";
 type Settings = { policy: PolicySettings; autumn: AutumnSettings | ConfigError; notify: NotifySettings | null; problem: ConfigError | null };
 
 /**
@@ -59,7 +64,23 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   async view(): Promise<OrgView> {
     const settings = this.settings();
     const record = this.load();
-    return orgView(record, this.store.history(), this.store.deadLetters(), Date.now(), settings.policy, this.outbox.dueAt(record, settings.notify));
+    return orgView(record, this.store.history(), this.store.deadLetters(), Date.now(), settings.policy, this.outbox.dueAt(record, settings.notify), this.parking());
+  }
+
+  /**
+   * Progress of the org's parked batches, reported by the ingest Worker (throttled reports of
+   * batches parked; deliveries, expiry and refusals from the delivery queue and the cleanup).
+   * Never called per ingest request. A malformed report is refused (`ok: false`) and changes nothing.
+   */
+  async recordParking(delta: ParkingDelta): Promise<{ ok: boolean }> {
+    const parsed = ParkingDelta.strict().safeParse(delta);
+    if (!parsed.success) {
+      logWarn({ event: "parking_report_refused", org_id: this.orgId, error: parsed.error.message });
+      return { ok: false };
+    }
+    const now = Date.now();
+    this.transact(() => this.ctx.storage.kv.put(PARKING_KEY, addParking(this.parking(), parsed.data, now)));
+    return { ok: true };
   }
 
   /** The ingest Worker's question, answered from storage without calling Autumn. */
@@ -219,6 +240,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   private sync(trigger: Trigger): Promise<OrgRecord> {
     const key = trigger.source === "admin" ? `admin:${trigger.note ?? ""}` : trigger.source;
     return this.syncs.run(async () => {
+      const before = this.store.load()?.state ?? "ok";
       const settings = this.settings();
       let read: { facts: BillingFacts; failure: null } | { facts: null; failure: AutumnFailure };
       if (settings.problem !== null) {
@@ -230,6 +252,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       const record = this.commit(trigger, read.facts, read.failure, settings);
       await this.publisher.flush();
       await this.outbox.flush(settings.notify);
+      if (before === "suspended" && record.state === "ok") await this.deliverParked();
       return record;
     }, key);
   }
@@ -283,6 +306,27 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       log({ event: "transition", org_id: orgId, from: prev.state, to: next.state, reason: next.reason, source: trigger.source, message_id: trigger.message_id, note: trigger.note, anchor: next.anchor, noticed_at: next.noticed_at, suspend_at: next.suspend_at, version: next.version });
     }
     return next;
+  }
+
+  private parking(): ParkingProgress {
+    const stored = ParkingProgress.safeParse(this.ctx.storage.kv.get(PARKING_KEY) ?? {});
+    return stored.success ? stored.data : NO_PARKING;
+  }
+
+  /**
+   * Back to ok from suspended: the batches parked while suspended go upstream now, through the
+   * deliveries queue. A failed send is logged; the ingest Worker's cleanup (on the sweep's
+   * schedule) enqueues every org with batches waiting, so they still go out within one cycle.
+   */
+  private async deliverParked(): Promise<void> {
+    const queue = (this.env as DeliveriesEnv).DELIVERIES;
+    if (!queue) return;
+    try {
+      await queue.send({ org_id: this.orgId });
+      log({ event: "parked_delivery_queued", org_id: this.orgId });
+    } catch (error) {
+      logWarn({ event: "parked_delivery_queue_failed", org_id: this.orgId, error: error instanceof Error ? error.message : String(error) });
+    }
   }
 
   /** Sets the object's single alarm to the earliest thing it owes, from what is stored. */

@@ -4,6 +4,7 @@ import type { PolicySettings } from "./config.ts";
 import type { IndexEntry } from "./index-entry.ts";
 import type { HistoryEntry, OrgRecord } from "./org-record.ts";
 import type { DeadLetter } from "./notifications.ts";
+import { NO_PARKING, parkingView, type ParkingProgress } from "./parking-progress.ts";
 import { deadlineTerms, reasonMessage } from "./policy.ts";
 import { followUpAt, mirrorPending, nextAlarmAt } from "./schedule.ts";
 
@@ -29,7 +30,15 @@ function historyView(entry: HistoryEntry) {
 }
 
 /** The admin API's JSON for one org: times as ISO strings, history and dead letters newest first. */
-export function orgView(record: OrgRecord, history: HistoryEntry[], deadLetters: DeadLetter[], now: number, settings: PolicySettings, outboxAt: number | null = null) {
+export function orgView(
+  record: OrgRecord,
+  history: HistoryEntry[],
+  deadLetters: DeadLetter[],
+  now: number,
+  settings: PolicySettings,
+  outboxAt: number | null = null,
+  parking: ParkingProgress = NO_PARKING,
+) {
   const terms = record.anchor === null ? null : deadlineTerms(record.anchor, record.noticed_at ?? record.anchor, settings);
   return {
     org_id: record.org_id,
@@ -56,6 +65,8 @@ export function orgView(record: OrgRecord, history: HistoryEntry[], deadLetters:
     mirror: { version: record.mirror.version, in_sync: !mirrorPending(record) },
     history: history.map(historyView),
     dead_letters: deadLetters.map((letter) => ({ ...letter, at: iso(letter.at) })),
+    /** Batches kept while suspended or while the upstream was down, and what became of them (README, "Parking"). */
+    parking: parkingView(parking),
   };
 }
 export type OrgView = ReturnType<typeof orgView>;

@@ -224,6 +224,30 @@ function historyNote(h: OrgView["history"][number]): Html {
   return html`${h.note ? html`<q>${h.note}</q>` : ""} ${h.message_id ? html`<span class="muted">${h.message_id}</span>` : ""}`;
 }
 
+function bytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${n} B`;
+}
+
+/** Batches kept while suspended or while the upstream was down (README, "Parking"); shown once there are any. */
+function parkingCard(org: OrgView, now: number): Html | "" {
+  const p = org.parking;
+  if (p.parked_batches === 0 && p.delivered_batches === 0 && p.expired_batches === 0) return "";
+  return html`<section class="card" id="parking">
+    <h2>Parked data</h2>
+    <p class="muted">Batches kept in R2 while the org was suspended or the backend was down, delivered once it can take them.</p>
+    <dl class="facts">
+      <dt>Parked</dt><dd>${p.parked_batches} batches, ${bytes(p.parked_bytes)}</dd>
+      <dt>Delivered</dt><dd>${p.delivered_batches} batches, ${bytes(p.delivered_bytes)}${p.last_delivery_at ? html` <span class="muted">(last ${when(p.last_delivery_at, now)})</span>` : ""}</dd>
+      <dt>Expired</dt><dd>${p.expired_batches} batches, ${bytes(p.expired_bytes)}</dd>
+      ${p.refused_batches > 0 ? html`<dt>Refused by the backend</dt><dd>${p.refused_batches} batches</dd>` : ""}
+      <dt>Waiting</dt><dd>${p.waiting_batches} batches, ${bytes(p.waiting_bytes)}</dd>
+    </dl>
+  </section>`;
+}
+
 export function orgPage(org: OrgView, keys: { key_id: string; created_at: string }[], now: number, flash: Flash): Html {
   const evidence = org.evidence;
   const liveDeadline = org.state === "overdue" && (org.reason === "in_grace_period" || org.reason === "grace_elapsed_awaiting_autumn");
@@ -251,6 +275,7 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
           <dt>Next check</dt><dd>${when(org.next_check_at, now)}</dd>
         </dl>
       </section>
+      ${parkingCard(org, now)}
       ${org.dead_letters.length === 0
         ? ""
         : html`<section class="card" id="dead-letters">

@@ -1,0 +1,57 @@
+import { z } from "zod";
+
+/**
+ * What became of an org's parked batches (README, "Parking"): reported by the ingest Worker
+ * (batches parked, in throttled reports; delivered, expired and refused, by the delivery queue
+ * and the cleanup), kept by the org's object, shown in the admin view, the console and the
+ * `org.restored` event. Counts since the first batch was parked; `waiting` is what is still in R2
+ * as far as these reports tell (parked minus delivered, expired and refused).
+ */
+export const ParkingProgress = z.object({
+  parked_batches: z.number().int().nonnegative().default(0),
+  parked_bytes: z.number().int().nonnegative().default(0),
+  delivered_batches: z.number().int().nonnegative().default(0),
+  delivered_bytes: z.number().int().nonnegative().default(0),
+  expired_batches: z.number().int().nonnegative().default(0),
+  expired_bytes: z.number().int().nonnegative().default(0),
+  refused_batches: z.number().int().nonnegative().default(0),
+  last_delivery_at: z.number().nullable().default(null),
+  updated_at: z.number().nullable().default(null),
+});
+export type ParkingProgress = z.infer<typeof ParkingProgress>;
+
+/** One report: non-negative increments, each optional. Bad input is refused by the RPC, never stored. */
+export const ParkingDelta = z
+  .object({
+    parked_batches: z.number().int().nonnegative(),
+    parked_bytes: z.number().int().nonnegative(),
+    delivered_batches: z.number().int().nonnegative(),
+    delivered_bytes: z.number().int().nonnegative(),
+    expired_batches: z.number().int().nonnegative(),
+    expired_bytes: z.number().int().nonnegative(),
+    refused_batches: z.number().int().nonnegative(),
+  })
+  .partial();
+export type ParkingDelta = z.infer<typeof ParkingDelta>;
+
+export const NO_PARKING: ParkingProgress = ParkingProgress.parse({});
+
+export function addParking(progress: ParkingProgress, delta: ParkingDelta, now: number): ParkingProgress {
+  const next = { ...progress, updated_at: now };
+  for (const [name, value] of Object.entries(delta) as [keyof ParkingDelta, number | undefined][]) next[name] += value ?? 0;
+  if ((delta.delivered_batches ?? 0) > 0) next.last_delivery_at = now;
+  return next;
+}
+
+/** For the admin view and events: the counts, what is still waiting, times as ISO strings. */
+export function parkingView(progress: ParkingProgress) {
+  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  return {
+    ...progress,
+    waiting_batches: Math.max(0, progress.parked_batches - progress.delivered_batches - progress.expired_batches - progress.refused_batches),
+    waiting_bytes: Math.max(0, progress.parked_bytes - progress.delivered_bytes - progress.expired_bytes),
+    last_delivery_at: iso(progress.last_delivery_at),
+    updated_at: iso(progress.updated_at),
+  };
+}
+export type ParkingView = ReturnType<typeof parkingView>;
