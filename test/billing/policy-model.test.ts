@@ -35,7 +35,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
 );
 
 /** The reference model: what Autumn holds, which is all the policy may depend on. */
-type Model = { subscribed: boolean; pastDue: boolean; openInvoices: number; paidWithMoney: boolean; oldestBaseInvoiceAt: number | null };
+type Model = { subscribed: boolean; pastDue: boolean; openInvoices: number; paidWithMoney: boolean; oldestBaseInvoiceEver: number | null };
 
 afterEach(async () => {
   vi.useRealTimers();
@@ -51,7 +51,7 @@ it("holds the policy's invariants under random billing histories, deliveries, al
       vi.setSystemTime(now);
       const org = uniqueOrg("model");
       await autumn.createCustomer(org);
-      const model: Model = { subscribed: true, pastDue: false, openInvoices: 0, paidWithMoney: false, oldestBaseInvoiceAt: null };
+      const model: Model = { subscribed: true, pastDue: false, openInvoices: 0, paidWithMoney: false, oldestBaseInvoiceEver: null };
       const messageIds: string[] = [];
       let version = 0;
       let addOns = 0;
@@ -65,7 +65,7 @@ it("holds the policy's invariants under random billing histories, deliveries, al
             await autumn.pastDue(org, now - s.invoiceAgeMs);
             model.pastDue = true;
             model.openInvoices++;
-            model.oldestBaseInvoiceAt = Math.min(model.oldestBaseInvoiceAt ?? Infinity, now - s.invoiceAgeMs);
+            model.oldestBaseInvoiceEver = Math.min(model.oldestBaseInvoiceEver ?? Infinity, now - s.invoiceAgeMs);
             break;
           case "addOnInvoice":
             await autumn.addOnWithOpenInvoice(org, { plan_id: `addon_${++addOns}`, created_at: now - s.invoiceAgeMs });
@@ -76,7 +76,6 @@ it("holds the policy's invariants under random billing histories, deliveries, al
             model.pastDue = false;
             if (model.openInvoices > 0) model.paidWithMoney = true;
             model.openInvoices = 0;
-            model.oldestBaseInvoiceAt = null;
             break;
           case "paidInvoice":
             await autumn.addInvoice(org, { status: "paid", total: s.total, created_at: now });
@@ -120,8 +119,9 @@ it("holds the policy's invariants under random billing histories, deliveries, al
           // Never suspended less than MIN_NOTICE after the first overdue observation: no suspension on sight.
           expect(Date.parse(view.suspended_at!)).toBeGreaterThanOrEqual(firstSeenOverdueAt! + MIN_NOTICE);
         }
-        // An add-on's invoices never move the clock (so never the deadline): only base invoices or the first sighting can anchor it.
-        if (view.anchor !== null && model.oldestBaseInvoiceAt !== null) expect(Date.parse(view.anchor)).toBeGreaterThanOrEqual(model.oldestBaseInvoiceAt);
+        // An add-on's invoices never move the clock (so never the deadline): only base invoices or the first sighting can
+        // anchor it. (The oldest base invoice ever: a payment the object never saw leaves the earlier anchor in place.)
+        if (view.anchor !== null && model.oldestBaseInvoiceEver !== null) expect(Date.parse(view.anchor)).toBeGreaterThanOrEqual(model.oldestBaseInvoiceEver);
         if (freshRead) {
           // Never suspended while a paid invoice with money exists.
           if (model.paidWithMoney) expect(view.state).not.toBe("suspended");
