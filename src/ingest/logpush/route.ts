@@ -1,20 +1,36 @@
-import { declaredLengthExceeds, readRequestBody, TooLargeError } from "../../shared/bounded-read.ts";
+import { declaredLengthExceeds } from "../../shared/bounded-read.ts";
+import { errorResponse } from "../../shared/http-error.ts";
 import type { IngestSettings } from "../config.ts";
 import { refuse, settleForward } from "../request/account.ts";
 import { admit } from "../request/admit.ts";
-import { gunzipBounded, InvalidGzipError, isGzip } from "../request/body.ts";
-import { forward } from "../request/forward.ts";
-import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs } from "./index.ts";
+import { isGzip } from "../request/body.ts";
+import { forward, type ForwardResult } from "../request/forward.ts";
+import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs, type LogpushContext } from "./index.ts";
+import { countLines, Segmenter, shiftLine } from "./segments.ts";
 
 const DATASET = /^[a-z0-9_]{1,64}$/;
+
+/** Decompressed text parsed and converted at a time (about 1 MiB): what bounds the parsed records held. */
+export const SEGMENT_CHARS = 1 << 20;
+/** OTLP JSON sent upstream per request: the batch is forwarded in pieces of about this size. */
+export const UPSTREAM_BATCH_BYTES = 4 * 1024 * 1024;
+
+type Stop = { stop: Response };
 
 /**
  * `POST /v1/logpush/{dataset}`: a Cloudflare Logpush HTTP destination. Every output shape a job
  * can send (NDJSON with any record_delimiter, a JSON array, one object, a wrapped batch, CSV;
  * `format=`, `fields=` and `time_field=` on the URL say what the body cannot) becomes OTLP JSON
- * logs sent to the upstream's /v1/logs, one log record per Logpush record. A body that cannot be
- * read as records is refused with a final 400 naming what to fix, and nothing is forwarded.
- * The job's validation request is answered 200 once the key and billing state pass.
+ * logs sent to the upstream's /v1/logs, one log record per Logpush record. The job's validation
+ * request is answered 200 once the key and billing state pass.
+ *
+ * In bounded memory (issue 11): the body streams through decompression and UTF-8 decoding, is cut
+ * into segments of whole records (about 1 MiB), each parsed and converted on its own, and the
+ * OTLP JSON goes upstream in requests of about 4 MiB. Nothing is sent before the first 4 MiB of
+ * OTLP JSON is built, so a small unreadable body is never forwarded. A failure after a piece went
+ * upstream: an upstream failure is a retryable 503 (the job resends the whole batch, so the
+ * upstream may see its first part twice); an unreadable record or the decompressed cap is still
+ * the final 400 or 413 it always was, and the pieces before it stay delivered.
  */
 export async function handleLogpush(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string): Promise<Response> {
   const route = "/v1/logpush";
@@ -27,52 +43,175 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
   if (!DATASET.test(dataset)) return invalid("invalid_dataset", "the dataset in the path must be a Logpush dataset name such as http_requests");
   const read = readLogpushOptions(new URL(request.url).searchParams);
   if (!read.ok) return invalid(read.code, read.message);
+  const options = read.options;
   if (declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return tooLarge("body", settings.maxBodyBytes);
   const encoding = (request.headers.get("content-encoding") ?? "").trim().toLowerCase();
   if (encoding !== "" && encoding !== "identity" && encoding !== "gzip") {
     return refuse(env, route, "json", 415, "unsupported_encoding", "Content-Encoding must be gzip or absent", ctx).response;
   }
 
-  let bytes: Uint8Array | null;
-  try {
-    bytes = await readRequestBody(request, settings.maxBodyBytes);
-    // Logpush always gzips; some senders omit the header, so the magic bytes decide too.
-    if (encoding === "gzip" || isGzip(bytes)) bytes = await gunzipBounded(bytes, settings.maxDecompressedBytes, true);
-    else if (bytes.byteLength > settings.maxDecompressedBytes) throw new TooLargeError(settings.maxDecompressedBytes);
-  } catch (error) {
-    if (error instanceof TooLargeError) return tooLarge(error.limit === settings.maxBodyBytes ? "body" : "decompressed body", error.limit);
-    if (error instanceof InvalidGzipError) return invalid("invalid_gzip", "the body is declared gzip but does not decompress");
-    throw error;
-  }
+  // Upstream requests: each one ExportLogsServiceRequest, the records' JSON spliced into one envelope.
+  const context: LogpushContext = { dataset, orgId: admitted.orgId, observedAtNs: BigInt(Date.now()) * 1_000_000n, timeField: options.timeField };
+  const [envelopeStart, envelopeEnd] = JSON.stringify(toOtlpLogs([], context)).split('"logRecords":[]');
+  const pending: string[] = [];
+  let pendingBytes = 0;
+  let records = 0;
+  let delivered = 0;
+  let last: ForwardResult | null = null;
+  const send = async (): Promise<Stop | null> => {
+    if (pending.length === 0) return null;
+    const body = `${envelopeStart}"logRecords":[${pending.join(",")}]${envelopeEnd}`;
+    pending.length = 0;
+    pendingBytes = 0;
+    last = await forward({
+      url: `${settings.upstreamUrl}/v1/logs`,
+      body,
+      contentType: "application/json",
+      contentEncoding: null,
+      tenantHeader: settings.tenantHeader,
+      orgId: admitted.orgId,
+      timeoutMs: settings.upstreamTimeoutMs,
+      format: "json",
+    });
+    if (last.outcome === "accepted") {
+      delivered++;
+      await last.response.body?.cancel();
+      return null;
+    }
+    if (delivered > 0 && last.outcome !== "data_refused") {
+      // Part of the batch is upstream: the job must resend all of it (the upstream may see that part twice).
+      last = {
+        ...last,
+        response: errorResponse(503, "upstream_unavailable", `the telemetry backend failed after accepting part of this batch (${last.failure}); retry the whole batch`, {}, { "retry-after": "5" }),
+      };
+    }
+    return { stop: settleForward(env, settings, { ...ctx, route, bytes: decompressed }, last) };
+  };
 
-  const byteLength = bytes.byteLength;
-  let text: string;
+  // Segments of whole records, parsed and converted one at a time.
+  let lineOffset = 0;
+  let csvHeader: string | null = null;
+  let segments = 0;
+  const take = async (segment: string, final: boolean): Promise<Stop | null> => {
+    const first = segments++ === 0;
+    if (first && final && isValidationBody(segment)) return { stop: Response.json({ status: "ok", validation: true }) };
+    if (!first && !/\S/.test(segment)) return null;
+    let text = segment;
+    let offset = lineOffset;
+    if (options.format === "csv" && options.fields === null) {
+      // Later segments carry the header line again, so each parses on its own.
+      if (first) csvHeader = /^[\r\n]*([^\n]*)/.exec(segment)![1]!.replace(/\r$/, "");
+      else {
+        text = `${csvHeader}\n${segment}`;
+        offset -= 1;
+      }
+    }
+    lineOffset += countLines(segment);
+    const parsed = parseLogpushBody(text, options);
+    if (!parsed.ok) return { stop: invalid(parsed.code, shiftLine(parsed.message, offset)) };
+    records += parsed.records.length;
+    const json = JSON.stringify(toOtlpLogs(parsed.records, context).resourceLogs[0]!.scopeLogs[0]!.logRecords);
+    if (json.length > 2) {
+      pending.push(json.slice(1, -1));
+      pendingBytes += json.length;
+    }
+    return pendingBytes >= UPSTREAM_BATCH_BYTES ? send() : null;
+  };
+
+  // The body: counted, decompressed when gzip (declared, or by its magic bytes), decoded, cut.
+  let decompressed = 0;
+  const source = await peekGzip(request.body);
+  let stream = source.stream;
+  let compressed = 0;
+  const limitCompressed = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      compressed += chunk.byteLength;
+      if (compressed > settings.maxBodyBytes) throw new BodyError("body");
+      controller.enqueue(chunk);
+    },
+  });
+  stream = stream.pipeThrough(limitCompressed);
+  // Logpush always gzips; some senders omit the header, so the magic bytes decide too.
+  const gzipped = encoding === "gzip" || source.gzip;
+  if (gzipped) stream = stream.pipeThrough(new DecompressionStream("gzip"));
+  const reader = stream.getReader();
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+  const segmenter = new Segmenter(options.format === "csv", SEGMENT_CHARS);
   try {
-    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
-  } catch {
+    if (gzipped && !source.gzip) throw new BodyError("gzip");
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        throw error instanceof BodyError ? error : new BodyError(gzipped ? "gzip" : "body");
+      }
+      if (chunk.done) break;
+      decompressed += chunk.value.byteLength;
+      if (decompressed > settings.maxDecompressedBytes) throw new BodyError("decompressed");
+      let text: string;
+      try {
+        text = decoder.decode(chunk.value, { stream: true });
+      } catch {
+        throw new BodyError("utf8");
+      }
+      for (const segment of segmenter.push(text)) {
+        const stop = await take(segment, false);
+        if (stop) return stop.stop;
+      }
+    }
+    let rest: string;
+    try {
+      rest = segmenter.end() + decoder.decode();
+    } catch {
+      throw new BodyError("utf8");
+    }
+    const stop = (await take(rest, true)) ?? (await send());
+    if (stop) return stop.stop;
+  } catch (error) {
+    if (!(error instanceof BodyError)) throw error;
+    // Not awaited: cancelling a half-read request body can wait on the client.
+    reader.cancel().catch(() => {});
+    if (error.what === "body") return tooLarge("body", settings.maxBodyBytes);
+    if (error.what === "decompressed") return tooLarge("decompressed body", settings.maxDecompressedBytes);
+    if (error.what === "gzip") return invalid("invalid_gzip", "the body is declared gzip but does not decompress");
     return invalid("invalid_payload", "the body is not UTF-8");
   }
-  bytes = null; // the text replaces the bytes: do not hold both while records and OTLP are built
-  if (isValidationBody(text)) return Response.json({ status: "ok", validation: true });
-  const parsed = parseLogpushBody(text, read.options);
-  if (!parsed.ok) return invalid(parsed.code, parsed.message);
 
-  const observedAtNs = BigInt(Date.now()) * 1_000_000n;
-  const otlp = JSON.stringify(toOtlpLogs(parsed.records, { dataset, orgId: admitted.orgId, observedAtNs, timeField: read.options.timeField }));
-  const result = await forward({
-    url: `${settings.upstreamUrl}/v1/logs`,
-    body: otlp,
-    contentType: "application/json",
-    contentEncoding: null,
-    tenantHeader: settings.tenantHeader,
-    orgId: admitted.orgId,
-    timeoutMs: settings.upstreamTimeoutMs,
-    format: "json",
-  });
-  const response = settleForward(env, settings, { ...ctx, route, bytes: byteLength }, result);
-  if (!result.failure && response.ok) {
-    await response.body?.cancel();
-    return Response.json({ status: "accepted", records: parsed.records.length });
+  const result = last as ForwardResult | null;
+  if (result === null) return invalid("no_records", "the body holds no records");
+  settleForward(env, settings, { ...ctx, route, bytes: decompressed }, result);
+  return Response.json({ status: "accepted", records });
+}
+
+class BodyError extends Error {
+  readonly what: "body" | "decompressed" | "gzip" | "utf8";
+  constructor(what: BodyError["what"]) {
+    super(what);
+    this.what = what;
   }
-  return response;
+}
+
+/** The body's stream with its first chunk put back, and whether it starts with gzip's magic bytes. */
+async function peekGzip(body: ReadableStream<Uint8Array> | null): Promise<{ stream: ReadableStream<Uint8Array>; gzip: boolean }> {
+  if (body === null) return { stream: new Blob([]).stream(), gzip: false };
+  const reader = body.getReader();
+  const first = await reader.read();
+  if (first.done) return { stream: new Blob([]).stream(), gzip: false };
+  let head: Uint8Array | null = first.value;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (head !== null) {
+        controller.enqueue(head);
+        head = null;
+        return;
+      }
+      const next = await reader.read();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+  // A first chunk of one byte cannot show both magic bytes; real chunks are far larger.
+  return { stream, gzip: isGzip(first.value) };
 }

@@ -1,0 +1,86 @@
+/**
+ * Cuts a decompressed Logpush body, as it streams in, into segments of whole records, so a
+ * batch is parsed, converted and forwarded a piece at a time and never held whole.
+ *
+ * A cut is made only where a record certainly ends: for JSON, just after a value closes at the
+ * top level (outside strings, with the same quote and backslash rules as scanJsonValue); for
+ * CSV, after a newline outside quotes and outside a bare JSON field. A body with no such place
+ * (one JSON array or one wrapped batch) stays one segment, as before: bounded by
+ * MAX_DECOMPRESSED_BYTES, not by the segment size.
+ */
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const NEWLINE = 0x0a;
+
+export class Segmenter {
+  /** Text not yet handed out, as it arrived (joined only when a segment is cut: no quadratic concatenation). */
+  private pieces: string[] = [];
+  private length = 0;
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  /** The last safe cut (exclusive end of a record), counted from the start of `pieces`, or -1. */
+  private lastCut = -1;
+  private readonly csv: boolean;
+  private readonly segmentChars: number;
+
+  constructor(csv: boolean, segmentChars: number) {
+    this.csv = csv;
+    this.segmentChars = segmentChars;
+  }
+
+  /** Adds text; returns the segment now complete (ending at a record boundary), if any. */
+  push(text: string): string[] {
+    this.scan(text, this.length);
+    this.pieces.push(text);
+    this.length += text.length;
+    if (this.length < this.segmentChars || this.lastCut <= 0) return [];
+    const joined = this.pieces.join("");
+    const segment = joined.slice(0, this.lastCut);
+    const rest = joined.slice(this.lastCut);
+    this.pieces = rest === "" ? [] : [rest];
+    this.length = rest.length;
+    this.lastCut = -1;
+    return [segment];
+  }
+
+  /** The rest of the body. */
+  end(): string {
+    const rest = this.pieces.join("");
+    this.pieces = [];
+    this.length = 0;
+    return rest;
+  }
+
+  private scan(text: string, base: number): void {
+    const n = text.length;
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (c === BACKSLASH) this.escaped = true;
+        else if (c === QUOTE) this.inString = false;
+        continue;
+      }
+      if (c === QUOTE) this.inString = true;
+      else if (c === 0x7b || c === 0x5b) this.depth++;
+      else if (c === 0x7d || c === 0x5d) {
+        this.depth--;
+        if (!this.csv && this.depth === 0) this.lastCut = base + i + 1;
+      } else if (this.csv && c === NEWLINE && this.depth === 0) this.lastCut = base + i + 1;
+    }
+  }
+}
+
+/** Newlines in `text`: to number lines across segments in refusal messages. */
+export function countLines(text: string): number {
+  let count = 0;
+  for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) count++;
+  return count;
+}
+
+/** A parser's message about segment-relative `line N`, renumbered for the whole body. */
+export function shiftLine(message: string, offset: number): string {
+  return offset === 0 ? message : message.replace(/\bline (\d+)\b/, (_, n: string) => `line ${Number(n) + offset}`);
+}
