@@ -1,0 +1,212 @@
+import type { OrgBilling } from "../../billing/org-billing.ts";
+import { logError, log, logWarn } from "../../shared/log.ts";
+import { OrgId } from "../../shared/org-id.ts";
+import { ingestSettings } from "../config.ts";
+import { DeliveryMessage, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./parking.ts";
+
+/**
+ * Delivery of parked batches, driven by the `tollgate-deliveries` queue (this Worker is its
+ * consumer, with max_concurrency 1, so one org's batches are never delivered by two runs at
+ * once). A message is `{org_id}`: the billing Worker's OrgBilling sends it when the org goes
+ * from suspended to ok; this Worker sends it after parking during an upstream outage; the
+ * cleanup sends it for every org that still has batches waiting. Each run delivers the org's
+ * batches oldest first, byte for byte with the tenant header, deleting each after a 2xx. A
+ * failure stops the run and the message is retried with backoff (`msg.retry`), so later batches
+ * never overtake an earlier one. Delivery is at least once: a batch whose delete failed after
+ * its 2xx is sent again.
+ */
+
+export type DeliveryEnv = IngestEnv & ParkingEnv;
+
+/** Progress the org's object keeps (admin view, console, org.restored). */
+export type ParkingDelta = {
+  parked_batches?: number;
+  parked_bytes?: number;
+  delivered_batches?: number;
+  delivered_bytes?: number;
+  expired_batches?: number;
+  expired_bytes?: number;
+  /** Batches the upstream refused as invalid (400, 413) during delivery: final, deleted. */
+  refused_batches?: number;
+};
+
+/** Batches per run before the message hands over to a fresh one (a run must end well within the consumer's limits). */
+export const BATCHES_PER_RUN = 100;
+/** Backoff between attempts of a failing delivery: 5 s doubling, at most 10 minutes. */
+export function deliveryBackoffSeconds(attempts: number): number {
+  return Math.min(600, 5 * 2 ** Math.max(0, attempts - 1));
+}
+
+export type RunResult = {
+  orgId: string;
+  outcome: "done" | "more" | "failed" | "suspended" | "off";
+  delivered: number;
+  deliveredBytes: number;
+  expired: number;
+  expiredBytes: number;
+  refused: number;
+  failure?: string;
+};
+
+/** The queue handler: one run per distinct org in the batch (runs for different orgs go in parallel). */
+export async function handleDeliveries(batch: MessageBatch<unknown>, env: DeliveryEnv, now: () => number = Date.now): Promise<RunResult[]> {
+  const parking = parkingSettings(env);
+  const byOrg = new Map<string, Message<unknown>[]>();
+  for (const message of batch.messages) {
+    const parsed = DeliveryMessage.safeParse(message.body);
+    if (!parsed.success || !OrgId.safeParse(parsed.data.org_id).success) {
+      logWarn({ event: "delivery_invalid_message", message_id: message.id });
+      message.ack();
+      continue;
+    }
+    byOrg.set(parsed.data.org_id, [...(byOrg.get(parsed.data.org_id) ?? []), message]);
+  }
+  return Promise.all(
+    [...byOrg].map(async ([orgId, messages]) => {
+      const result = parking ? await deliverOrg(env, parking, orgId, now) : ({ orgId, outcome: "off", delivered: 0, deliveredBytes: 0, expired: 0, expiredBytes: 0, refused: 0 } as RunResult);
+      const attempts = Math.max(...messages.map((m) => m.attempts));
+      if (result.outcome === "failed") {
+        const delaySeconds = deliveryBackoffSeconds(attempts);
+        // One message carries the retry; the others are the same work.
+        messages[0]!.retry({ delaySeconds });
+        for (const extra of messages.slice(1)) extra.ack();
+        logWarn({ event: "delivery_failed", org_id: orgId, attempts, retry_in_s: delaySeconds, delivered: result.delivered, reason: result.failure });
+      } else {
+        if (result.outcome === "more") await parking?.queue?.send({ org_id: orgId });
+        for (const message of messages) message.ack();
+        if (result.outcome !== "off") log({ event: "delivery_run", org_id: orgId, outcome: result.outcome, delivered: result.delivered, delivered_bytes: result.deliveredBytes, expired: result.expired, refused: result.refused });
+      }
+      await report(env, orgId, {
+        delivered_batches: result.delivered,
+        delivered_bytes: result.deliveredBytes,
+        expired_batches: result.expired,
+        expired_bytes: result.expiredBytes,
+        refused_batches: result.refused,
+      });
+      return result;
+    }),
+  );
+}
+
+/** One run for one org: oldest first until done, a failure, or the per-run budget. */
+export async function deliverOrg(env: DeliveryEnv, parking: ParkingSettings, orgId: string, now: () => number = Date.now): Promise<RunResult> {
+  const result: RunResult = { orgId, outcome: "done", delivered: 0, deliveredBytes: 0, expired: 0, expiredBytes: 0, refused: 0 };
+  // A suspended org's batches wait for its payment, which sends a message of its own.
+  try {
+    const verdict = await billingObject(env, orgId).verdict();
+    if (verdict.state === "suspended") return { ...result, outcome: "suspended" };
+  } catch (error) {
+    return { ...result, outcome: "failed", failure: `the org's billing object is unreachable: ${text(error)}` };
+  }
+  const settings = ingestSettings(env);
+  let handled = 0;
+  let cursor: string | undefined;
+  do {
+    const page = await parking.bucket.list({ prefix: orgPrefix(orgId), cursor, limit: 100 });
+    for (const listed of page.objects) {
+      if (handled >= BATCHES_PER_RUN) return { ...result, outcome: "more" };
+      handled++;
+      const receivedAt = receivedAtOfKey(listed.key);
+      if (receivedAt === null || now() - receivedAt >= parking.retentionMs) {
+        await parking.bucket.delete(listed.key);
+        result.expired++;
+        result.expiredBytes += listed.size;
+        continue;
+      }
+      const object = await parking.bucket.get(listed.key);
+      if (object === null) continue; // delivered or expired meanwhile
+      const metadata = ParkedMetadata.safeParse(object.customMetadata ?? {});
+      if (!metadata.success) {
+        logError({ event: "delivery_unreadable_batch", org_id: orgId, key: listed.key });
+        await parking.bucket.delete(listed.key);
+        result.refused++;
+        continue;
+      }
+      const body = new Uint8Array(await object.arrayBuffer());
+      const headers: Record<string, string> = { "content-type": metadata.data.content_type, [settings.tenantHeader]: orgId };
+      if (metadata.data.content_encoding !== "") headers["content-encoding"] = metadata.data.content_encoding;
+      let status: number;
+      try {
+        const response = await fetch(`${settings.upstreamUrl}${metadata.data.route}`, { method: "POST", headers, body, redirect: "manual", signal: AbortSignal.timeout(settings.upstreamTimeoutMs) });
+        status = response.status;
+        await response.body?.cancel();
+      } catch (error) {
+        return { ...result, outcome: "failed", failure: `upstream unreachable: ${text(error)}` };
+      }
+      if (status >= 200 && status < 300) {
+        await parking.bucket.delete(listed.key);
+        result.delivered++;
+        result.deliveredBytes += body.byteLength;
+      } else if (status === 400 || status === 413) {
+        // The backend refuses this batch itself: it never will take it, and it must not hold back the rest.
+        logWarn({ event: "delivery_refused_batch", org_id: orgId, upstream_status: status, bytes: body.byteLength, received_at: receivedAt });
+        await parking.bucket.delete(listed.key);
+        result.refused++;
+      } else {
+        return { ...result, outcome: "failed", failure: `upstream answered ${status}` };
+      }
+    }
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor !== undefined);
+  return result;
+}
+
+export type CleanupResult = { expired: number; expiredBytes: number; waitingOrgs: string[] };
+
+/**
+ * On the reconciliation sweep's schedule: deletes expired batches (an R2 lifecycle rule does the
+ * same as a backstop), reports them to their orgs' objects, and sends a delivery for every org
+ * that still has batches waiting, so a delivery whose message was dropped after its last retry
+ * is picked up again (the consumer skips suspended orgs).
+ */
+export async function cleanupParked(env: DeliveryEnv, now: number): Promise<CleanupResult | null> {
+  const parking = parkingSettings(env);
+  if (!parking) return null;
+  const expiredByOrg = new Map<string, { batches: number; bytes: number }>();
+  const waiting = new Set<string>();
+  let expired = 0;
+  let expiredBytes = 0;
+  let cursor: string | undefined;
+  do {
+    const page = await parking.bucket.list({ prefix: PARKED_PREFIX, cursor, limit: 1000 });
+    const doomed: string[] = [];
+    for (const object of page.objects) {
+      const orgId = orgOfKey(object.key);
+      const receivedAt = receivedAtOfKey(object.key);
+      if (orgId === null || receivedAt === null || now - receivedAt >= parking.retentionMs) {
+        doomed.push(object.key);
+        expired++;
+        expiredBytes += object.size;
+        if (orgId !== null) {
+          const count = expiredByOrg.get(orgId) ?? { batches: 0, bytes: 0 };
+          expiredByOrg.set(orgId, { batches: count.batches + 1, bytes: count.bytes + object.size });
+        }
+      } else waiting.add(orgId);
+    }
+    if (doomed.length > 0) await parking.bucket.delete(doomed);
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor !== undefined);
+  await Promise.all([...expiredByOrg].map(([orgId, count]) => report(env, orgId, { expired_batches: count.batches, expired_bytes: count.bytes })));
+  const orgs = [...waiting];
+  if (parking.queue) {
+    for (let i = 0; i < orgs.length; i += 100) await parking.queue.sendBatch(orgs.slice(i, i + 100).map((org_id) => ({ body: { org_id } })));
+  }
+  log({ event: "parking_cleanup", expired, expired_bytes: expiredBytes, waiting_orgs: orgs.length });
+  return { expired, expiredBytes, waitingOrgs: orgs };
+}
+
+/** Progress goes to the org's object; a failed report is logged and lost (progress is informative, the data is not). */
+export async function report(env: DeliveryEnv, orgId: string, delta: ParkingDelta): Promise<void> {
+  if (!Object.values(delta).some((value) => (value ?? 0) > 0)) return;
+  try {
+    await billingObject(env, orgId).recordParking(delta);
+  } catch (error) {
+    logWarn({ event: "parking_report_failed", org_id: orgId, error: text(error) });
+  }
+}
+
+function billingObject(env: DeliveryEnv, orgId: string): DurableObjectStub<OrgBilling> {
+  return (env.ORG_BILLING as unknown as DurableObjectNamespace<OrgBilling>).getByName(orgId);
+}
+
+const text = (error: unknown) => (error instanceof Error ? error.message : String(error));
