@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../tools/paths.ts";
-import { autumnControl, newCustomer, orgState, stack } from "./stack.ts";
+import { autumnControl, newCustomer, orgState, stack, waitFor } from "./stack.ts";
 
 /**
  * The operator console in a real browser (Debian's Chromium, driven by playwright-core):
@@ -32,7 +32,8 @@ describe("the operator console", () => {
     await newCustomer(lapsed);
     await autumnControl(`/customers/${lapsed}/invoices`, { status: "paid", total: 99, created_at: Date.now() - 40 * 86_400_000 });
     await autumnControl(`/customers/${lapsed}/past-due`);
-    expect(await orgState(suspended)).toMatchObject({ state: "suspended" });
+    // Seen past its grace period: suspended once the minimum notice (1 s here) is over.
+    await waitFor("suspension after the minimum notice", () => orgState(suspended), (s) => s.state === "suspended", 10_000);
 
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(`${stack.billingUrl}/admin`);
@@ -51,7 +52,7 @@ describe("the operator console", () => {
     await page.waitForURL(`${stack.billingUrl}/admin/org/${suspended}`);
     expect(await page.locator("h1 .badge").textContent()).toBe("Suspended");
     const timeline = page.locator("ol.timeline li");
-    expect(await timeline.first().textContent()).toMatch(/ok\s*→\s*suspended\s*grace_elapsed_never_paid/i);
+    expect(await timeline.first().textContent()).toMatch(/overdue\s*→\s*suspended\s*grace_elapsed_never_paid/i);
     expect(await page.locator("text=never (no paid invoice with money)").count()).toBe(1);
     // The countdown script runs: relative times are rendered live (the page also reads without it).
     await expect.poll(() => page.evaluate(() => document.querySelectorAll("script[src='/admin/assets/console.js']").length)).toBe(1);
