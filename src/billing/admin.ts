@@ -7,6 +7,7 @@ import { bearerToken } from "../shared/bearer.ts";
 import { timingSafeEqualStrings } from "./constant-time.ts";
 import { ListQuery, OverrideBody } from "./admin-requests.ts";
 import { adminToken, ConfigError, ingestKeyPepper } from "./config.ts";
+import { MAX_ACTIVE_KEYS } from "./org-store.ts";
 import { orgBilling, orgIndex, reconciler } from "./org-stub.ts";
 import { indexEntryView } from "./org-view.ts";
 
@@ -79,7 +80,10 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
   })
   .post("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => {
     const pepper = ingestKeyPepper(env);
-    return jsonResponse(await orgBilling(env, orgId).createIngestKey(pepper), 201);
+    const minted = await orgBilling(env, orgId).createIngestKey(pepper);
+    if (!minted.ok) return errorResponse(409, "too_many_keys", `org ${orgId} already has ${MAX_ACTIVE_KEYS} active ingest keys: revoke one first`);
+    const { ok: _ok, ...key } = minted;
+    return jsonResponse(key, 201);
   })
   .get("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => jsonResponse({ keys: await orgBilling(env, orgId).listIngestKeys() }))
   .delete("/orgs/:orgId/ingest-keys/:keyId", async ({ orgId, params }, env) => {

@@ -1,21 +1,20 @@
-import { durationSetting, optionalSetting, requiredSetting, type EnvVars } from "../shared/settings.ts";
+import { ConfigError, durationSetting, optionalSetting, requiredSetting, type EnvVars } from "../shared/settings.ts";
 import type { NotifyEvent } from "./notifications.ts";
-import { importSigningSecret, signPayload } from "./signature.ts";
+import { importSigningSecret, isSigningSecret, signPayload } from "./signature.ts";
 
 export type NotifySettings = { url: string; secret: string; warningMs: number };
 
 /**
  * Null when `NOTIFY_URL` is unset: then no event is queued at all. With `NOTIFY_URL` set,
- * a missing `NOTIFY_SECRET` or an invalid `SUSPENSION_WARNING` throws a ConfigError.
+ * a missing or malformed `NOTIFY_SECRET` or an invalid `SUSPENSION_WARNING` throws a ConfigError
+ * (notifications are then off, and queued events wait), so a delivery can never fail on configuration.
  */
 export function notifySettings(env: EnvVars): NotifySettings | null {
   const url = optionalSetting(env, "NOTIFY_URL", "");
   if (url === "") return null;
-  return {
-    url,
-    secret: requiredSetting(env, "NOTIFY_SECRET", "set a whsec_ secret with `wrangler secret put NOTIFY_SECRET` and give it to the receiver"),
-    warningMs: durationSetting(env, "SUSPENSION_WARNING", "24h"),
-  };
+  const secret = requiredSetting(env, "NOTIFY_SECRET", "set a whsec_ secret with `wrangler secret put NOTIFY_SECRET` and give it to the receiver");
+  if (!isSigningSecret(secret)) throw new ConfigError("NOTIFY_SECRET", "NOTIFY_SECRET must be whsec_ followed by base64 (for example whsec_ + base64 of 32 random bytes)");
+  return { url, secret, warningMs: durationSetting(env, "SUSPENSION_WARNING", "24h") };
 }
 
 export type Delivery = { ok: true; status: number } | { ok: false; error: string; status?: number };

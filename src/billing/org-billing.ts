@@ -1,9 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
 import type { MirrorEntry, OrgState } from "../shared/billing-state.ts";
-import { generateIngestKey, hashIngestKey, type IngestKeyRecord } from "../shared/ingest-key.ts";
+import { generateIngestKey, hashIngestKey } from "../shared/ingest-key.ts";
 import { log, logError, logWarn } from "../shared/log.ts";
 import { Serialized } from "../shared/serialized.ts";
-import { ingestKeyHashKey } from "../shared/storage-keys.ts";
 import type { OverrideCommand } from "./admin-requests.ts";
 import { createAutumnClient, type AutumnFailure } from "./autumn-client.ts";
 import { readBillingFacts, type BillingFacts } from "./billing-facts.ts";
@@ -11,7 +10,7 @@ import { autumnSettings, ConfigError, DEFAULT_POLICY, policySettings, settingOrE
 import { sameProjection, mirrorEntryOf } from "./mirror.ts";
 import { notifySettings, type NotifySettings } from "./notifier.ts";
 import { newOrgRecord, type OrgRecord, type Source } from "./org-record.ts";
-import { OrgStore } from "./org-store.ts";
+import { MAX_ACTIVE_KEYS, OrgStore } from "./org-store.ts";
 import { orgView, type OrgView } from "./org-view.ts";
 import { Outbox } from "./outbox.ts";
 import { addParking, NO_PARKING, ParkingDelta, ParkingProgress } from "./parking-progress.ts";
@@ -147,30 +146,40 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     return this.view();
   }
 
-  /** Mints a key: its hash goes to INGEST_KEYS (read by the ingest Worker), the key itself only to the caller. */
-  async createIngestKey(pepper: string): Promise<{ key_id: string; key: string; created_at: string }> {
+  /**
+   * Mints a key: its hash goes to INGEST_KEYS (read by the ingest Worker) with the org's verdict, the key
+   * itself only to the caller. Stored first, then written behind any publication in flight, so every later
+   * publication rewrites it. At most MAX_ACTIVE_KEYS, so a publication stays a bounded number of writes.
+   */
+  async createIngestKey(pepper: string): Promise<{ ok: true; key_id: string; key: string; created_at: string } | { ok: false; error: "too_many_keys" }> {
     const orgId = this.orgId;
     const { key, keyId } = generateIngestKey();
-    const keyHash = await hashIngestKey(pepper, key);
-    const createdAt = Date.now();
-    // The key carries the org's current verdict from the start; every later publication rewrites it.
-    const record: IngestKeyRecord = { org_id: orgId, key_id: keyId, created_at: createdAt, verdict: mirrorEntryOf(this.load()) };
-    await this.env.INGEST_KEYS.put(ingestKeyHashKey(keyHash), JSON.stringify(record));
-    this.store.addIngestKey({ key_id: keyId, key_hash: keyHash, created_at: createdAt });
+    const stored = { key_id: keyId, key_hash: await hashIngestKey(pepper, key), created_at: Date.now() };
+    const added = this.ctx.storage.transactionSync(() => {
+      if (this.store.ingestKeys().length >= MAX_ACTIVE_KEYS) return false;
+      this.store.addIngestKey(stored);
+      return true;
+    });
+    if (!added) return { ok: false, error: "too_many_keys" };
+    await this.publisher.writeKey(orgId, stored);
     log({ event: "ingest_key_created", org_id: orgId, key_id: keyId });
-    return { key_id: keyId, key, created_at: new Date(createdAt).toISOString() };
+    return { ok: true, key_id: keyId, key, created_at: new Date(stored.created_at).toISOString() };
   }
 
   async listIngestKeys(): Promise<{ key_id: string; created_at: string }[]> {
     return this.store.ingestKeys().map((k) => ({ key_id: k.key_id, created_at: new Date(k.created_at).toISOString() }));
   }
 
-  /** False when the org has no such active key. The KV entry goes first, so a revoked key never lingers there. */
+  /**
+   * False when the org never had such a key. Revoked in storage first (so no publication starting
+   * later writes it), then deleted from KV behind any publication in flight; revoking again repeats
+   * the delete, so a revocation whose delete failed can simply be retried.
+   */
   async revokeIngestKey(keyId: string): Promise<boolean> {
-    const key = this.store.ingestKeys().find((k) => k.key_id === keyId);
-    if (!key) return false;
-    await this.env.INGEST_KEYS.delete(ingestKeyHashKey(key.key_hash));
-    this.store.revokeIngestKey(keyId, Date.now());
+    const key = this.store.ingestKey(keyId);
+    if (key === null) return false;
+    if (key.revoked_at === null) this.store.revokeIngestKey(keyId, Date.now());
+    await this.publisher.deleteKey(key);
     log({ event: "ingest_key_revoked", org_id: this.orgId, key_id: keyId });
     return true;
   }

@@ -2,6 +2,8 @@ import { NotifyEvent } from "./notifications.ts";
 import { HistoryEntry, OrgRecord } from "./org-record.ts";
 
 export const HISTORY_LIMIT = 500;
+/** Active ingest keys per org: each publication rewrites every one of them, so this bounds its writes. */
+export const MAX_ACTIVE_KEYS = 20;
 
 /** Runs a change to the org's storage atomically, then re-arms the object's alarm (OrgBilling's `transact`). */
 export type Transact = <T>(change: () => T) => T;
@@ -73,6 +75,11 @@ export class OrgStore {
 
   addIngestKey(key: StoredIngestKey): void {
     this.sql.exec("INSERT INTO ingest_keys (key_id, key_hash, created_at) VALUES (?, ?, ?)", key.key_id, key.key_hash, key.created_at);
+  }
+
+  /** A key by id, revoked or not. */
+  ingestKey(keyId: string): (StoredIngestKey & { revoked_at: number | null }) | null {
+    return this.sql.exec<StoredIngestKey & { revoked_at: number | null }>("SELECT key_id, key_hash, created_at, revoked_at FROM ingest_keys WHERE key_id = ?", keyId).toArray()[0] ?? null;
   }
 
   /** Active keys, oldest first. */

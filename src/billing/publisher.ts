@@ -3,7 +3,8 @@ import { Serialized } from "../shared/serialized.ts";
 import type { IngestKeyRecord } from "../shared/ingest-key.ts";
 import { billingStateKey, ingestKeyHashKey } from "../shared/storage-keys.ts";
 import { indexEntryOf, mirrorEntryOf } from "./mirror.ts";
-import type { OrgStore, Transact } from "./org-store.ts";
+import { newOrgRecord } from "./org-record.ts";
+import type { OrgStore, StoredIngestKey, Transact } from "./org-store.ts";
 import { orgIndex } from "./org-stub.ts";
 import { mirrorPending, retryDelay } from "./schedule.ts";
 
@@ -62,6 +63,26 @@ export class Publisher {
         log({ event: "mirror_written", org_id: record.org_id, state: entry.state, version: entry.version });
       }
     });
+  }
+
+  /**
+   * Writes one key's entry with the org's verdict as it is when the write runs. Queued behind any
+   * publication in flight, so a key minted meanwhile never keeps an older verdict.
+   */
+  writeKey(orgId: string, key: StoredIngestKey): Promise<void> {
+    return this.writes.run(async () => {
+      const verdict = mirrorEntryOf(this.store.load() ?? newOrgRecord(orgId, Date.now()));
+      const value: IngestKeyRecord = { org_id: orgId, key_id: key.key_id, created_at: key.created_at, verdict };
+      await this.env.INGEST_KEYS.put(ingestKeyHashKey(key.key_hash), JSON.stringify(value));
+    }, `write:${key.key_id}`);
+  }
+
+  /**
+   * Deletes a revoked key's entry. Queued behind any publication in flight (which may still write
+   * it, having read the keys before the revocation), so the delete always lands last.
+   */
+  deleteKey(key: StoredIngestKey): Promise<void> {
+    return this.writes.run(() => this.env.INGEST_KEYS.delete(ingestKeyHashKey(key.key_hash)), `delete:${key.key_id}`);
   }
 
   /** Marks the current projection unpublished, so the next flush rewrites a wrong or missing entry. */

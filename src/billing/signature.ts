@@ -26,12 +26,22 @@ function decodeBase64(text: string): Uint8Array | null {
   }
 }
 
+function secretBytes(secret: string): Uint8Array | null {
+  const bytes = secret.startsWith("whsec_") ? decodeBase64(secret.slice("whsec_".length)) : null;
+  return bytes === null || bytes.length === 0 ? null : bytes;
+}
+
+/** Whether `secret` is a usable `whsec_<base64>` signing secret (checked where settings are read). */
+export function isSigningSecret(secret: string): boolean {
+  return secretBytes(secret) !== null;
+}
+
 /** `whsec_<base64>`: the decoded bytes are the HMAC-SHA256 key. Imported once per isolate. */
 export function importSigningSecret(secret: string, variable = "AUTUMN_WEBHOOK_SECRET"): Promise<CryptoKey> {
   let key = keyCache.get(secret);
   if (!key) {
-    const bytes = secret.startsWith("whsec_") ? decodeBase64(secret.slice("whsec_".length)) : null;
-    if (bytes === null || bytes.length === 0) {
+    const bytes = secretBytes(secret);
+    if (bytes === null) {
       return Promise.reject(new ConfigError(variable, `${variable} must hold whsec_<base64> secrets separated by spaces`));
     }
     key = crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);

@@ -158,3 +158,77 @@ describe("an event the receiver never takes", () => {
     expect((await receiver.events(org)).map((e) => e.type)).toContain("org.suspended");
   });
 });
+
+describe("ingest keys and publications", () => {
+  it("a key revoked while a publication is in flight stays revoked", async () => {
+    const org = uniqueOrg("revoke_race");
+    await autumn.createCustomer(org);
+    const key = await mintKey(org);
+    const keyId = (await keyEntry(key)).key_id;
+    const bindings = env as unknown as Record<string, unknown>;
+    const keys = env.INGEST_KEYS;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // The publication's key write is slow: the revocation happens while it is in flight.
+    bindings.INGEST_KEYS = {
+      get: keys.get.bind(keys),
+      delete: keys.delete.bind(keys),
+      put: async (name: string, value: string) => {
+        if (JSON.parse(value).verdict?.state === "overdue") await held;
+        return keys.put(name, value);
+      },
+    };
+    try {
+      const webhook = deliver((await autumn.pastDue(org, clock.now)).webhook);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const revoked = admin(`/orgs/${org}/ingest-keys/${keyId}`, { method: "DELETE" });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      release();
+      expect((await revoked).status).toBe(200);
+      await webhook;
+    } finally {
+      bindings.INGEST_KEYS = keys;
+    }
+    expect(await env.INGEST_KEYS.get(ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key)))).toBeNull();
+  });
+
+  it("revoking a revoked key deletes its entry again (idempotent), an unknown key is 404", async () => {
+    const org = uniqueOrg("revoke_twice");
+    await autumn.createCustomer(org);
+    const key = await mintKey(org);
+    const keyId = (await keyEntry(key)).key_id;
+    expect((await admin(`/orgs/${org}/ingest-keys/${keyId}`, { method: "DELETE" })).status).toBe(200);
+    expect((await admin(`/orgs/${org}/ingest-keys/${keyId}`, { method: "DELETE" })).status).toBe(200);
+    expect((await admin(`/orgs/${org}/ingest-keys/ik_0000000000000000`, { method: "DELETE" })).status).toBe(404);
+  });
+
+  it("refuses more than 20 active keys per org, so a publication stays a bounded number of writes", async () => {
+    const org = uniqueOrg("many_keys");
+    for (let i = 0; i < 20; i++) await mintKey(org);
+    const response = await admin(`/orgs/${org}/ingest-keys`, { method: "POST" });
+    expect(response.status).toBe(409);
+    expect(await response.json()).toMatchObject({ error: "too_many_keys" });
+  });
+});
+
+describe("a malformed NOTIFY_SECRET", () => {
+  it("turns notifications off instead of spinning the alarm on the queued event", async () => {
+    const org = uniqueOrg("bad_secret");
+    await autumn.createCustomer(org);
+    const bindings = env as unknown as Record<string, string>;
+    const secret = bindings.NOTIFY_SECRET!;
+    bindings.NOTIFY_SECRET = "none";
+    try {
+      await deliver((await autumn.pastDue(org, clock.now)).webhook);
+      let runs = 0;
+      while (runs < 20 && (await alarmOf(org))! <= clock.now) {
+        await runDurableObjectAlarm(orgStub(org));
+        runs++;
+      }
+      expect(runs).toBe(0);
+      expect(await alarmOf(org)).toBe(clock.now + 60_000);
+    } finally {
+      bindings.NOTIFY_SECRET = secret;
+    }
+  });
+});
