@@ -3,6 +3,7 @@ import { ConfigError } from "../shared/settings.ts";
 import { errorResponse, jsonResponse } from "../shared/http-error.ts";
 import { logError } from "../shared/log.ts";
 import { ingestSettings, type IngestSettings } from "./config.ts";
+import { cleanupParked, handleDeliveries } from "./customer/deliveries.ts";
 import { handleLogpush } from "./logpush/route.ts";
 import { handleOtlp } from "./otlp/route.ts";
 
@@ -61,4 +62,12 @@ export default {
     decodablePath(request)
       ? router.fetch(request, env, ctx)
       : errorResponse(400, "invalid_path", `the request path has malformed percent-encoding; ${ROUTES_HINT}`),
+  /** The tollgate-deliveries queue: parked batches go upstream (README, "Parking"); nothing happens without PARKING. */
+  queue: async (batch, env, _ctx) => {
+    await handleDeliveries(batch, env);
+  },
+  /** On the sweep's schedule: expired parked batches are deleted and orgs with batches waiting are queued. */
+  scheduled: async (controller, env, _ctx) => {
+    await cleanupParked(env, controller.scheduledTime);
+  },
 } satisfies ExportedHandler<IngestEnv>;

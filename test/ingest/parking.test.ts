@@ -152,3 +152,23 @@ describe("cleanup", () => {
     expect(await cleanupParked(env as never, Date.now())).toBeNull();
   });
 });
+
+describe("the ingest Worker's handlers", () => {
+  it("its queue handler delivers parked batches, and its scheduled handler cleans up", async () => {
+    const { default: worker } = await import("../../src/ingest/worker.ts");
+    const { createScheduledController } = await import("cloudflare:test");
+    const org = uniqueOrg("worker-queue");
+    const workerEnv = parkingEnv({ PARK_RETENTION: "1h" });
+    await parkSome(settingsOf(workerEnv), org, [bytes(10, 4)], Date.now() - 1_000);
+    const batch = createMessageBatch("tollgate-deliveries", [{ id: "w1", timestamp: new Date(), attempts: 1, body: { org_id: org } }]);
+    const ctx = createExecutionContext();
+    await worker.queue!(batch as never, workerEnv, ctx);
+    expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["w1"]);
+    expect((await sink.requests(org)).map((r) => bodyOf(r))).toEqual([bytes(10, 4)]);
+
+    const old = uniqueOrg("worker-cron");
+    await parkSome(settingsOf(workerEnv), old, [bytes(10, 5)], Date.now() - 2 * HOUR);
+    await worker.scheduled!(createScheduledController({ cron: "*/30 * * * *", scheduledTime: Date.now() }), workerEnv, createExecutionContext());
+    expect(await listed(old)).toEqual([]);
+  });
+});
