@@ -1,0 +1,73 @@
+import { report, type DeliveryEnv } from "./deliveries.ts";
+import type { ParkingSettings, ParkReason } from "./parking.ts";
+import { WarningLimiter } from "./warning-limiter.ts";
+
+/** How often an isolate tells an org's object about batches it parked (never per request). */
+export const PARKED_REPORT_INTERVAL_MS = 10_000;
+/** How often an isolate queues a delivery for an org it parked for during an upstream outage. */
+export const OUTAGE_NUDGE_INTERVAL_MS = 10_000;
+/** The first delivery attempt after an outage park waits this long: the upstream was just down. */
+export const OUTAGE_FIRST_DELIVERY_DELAY_S = 5;
+
+type Pending = { batches: number; bytes: number; flushedAt: number };
+
+/**
+ * Batches parked, counted per org in this isolate and reported to the org's object at most once
+ * per interval: the first park after a quiet interval is reported at once, later ones ride along
+ * with the next report. Counts not yet reported when an isolate goes away are lost (the admin
+ * view's `parked` is then low; delivered and expired, counted by the consumer, stay exact).
+ */
+export class ParkedReports {
+  private readonly pending = new Map<string, Pending>();
+  private readonly intervalMs: number;
+  private readonly capacity: number;
+
+  constructor(options: { intervalMs?: number; capacity?: number } = {}) {
+    this.intervalMs = options.intervalMs ?? PARKED_REPORT_INTERVAL_MS;
+    this.capacity = options.capacity ?? 10_000;
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Counts one batch; returns what to report now, or null to wait. */
+  add(orgId: string, bytes: number, now: number): { parked_batches: number; parked_bytes: number } | null {
+    const entry = this.pending.get(orgId) ?? { batches: 0, bytes: 0, flushedAt: -Infinity };
+    entry.batches += 1;
+    entry.bytes += bytes;
+    this.pending.delete(orgId);
+    if (now - entry.flushedAt >= this.intervalMs) {
+      const delta = { parked_batches: entry.batches, parked_bytes: entry.bytes };
+      this.remember(orgId, { batches: 0, bytes: 0, flushedAt: now });
+      return delta;
+    }
+    this.remember(orgId, entry);
+    return null;
+  }
+
+  private remember(orgId: string, entry: Pending): void {
+    if (this.pending.size >= this.capacity) {
+      const oldest = this.pending.keys().next().value;
+      if (oldest !== undefined) this.pending.delete(oldest);
+    }
+    this.pending.set(orgId, entry);
+  }
+}
+
+export const parkedReports = new ParkedReports();
+export const outageNudges = new WarningLimiter({ intervalMs: OUTAGE_NUDGE_INTERVAL_MS });
+
+/**
+ * What follows a park, off the response path (`waitUntil`): the throttled report to the org's
+ * object, and for an upstream outage a delivery queued (at most every 10 s per org per isolate;
+ * the consumer retries with backoff until the upstream answers). A suspended org's batches wait
+ * for its payment, whose transition queues the delivery.
+ */
+export function afterPark(env: DeliveryEnv, ctx: { waitUntil(promise: Promise<unknown>): void }, parking: ParkingSettings, orgId: string, bytes: number, why: ParkReason, now: number): void {
+  const delta = parkedReports.add(orgId, bytes, now);
+  if (delta) ctx.waitUntil(report(env, orgId, delta));
+  if (why === "upstream_unavailable" && parking.queue && outageNudges.take(orgId, now)) {
+    ctx.waitUntil(parking.queue.send({ org_id: orgId }, { delaySeconds: OUTAGE_FIRST_DELIVERY_DELAY_S }).catch(() => {}));
+  }
+}
