@@ -5,10 +5,11 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { readdirSync } from "node:fs";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { Webhook } from "standardwebhooks";
-import { IngestGate, type GateSources } from "../src/ingest/gate.ts";
+import { IngestGate, type GateSources } from "../src/ingest/request/gate.ts";
 import { loadLocalSettings } from "../tools/dev/settings.ts";
 import { REPO_ROOT } from "../tools/paths.ts";
 import { startBenchRuntime } from "./runtime.ts";
@@ -93,10 +94,78 @@ function traceBatch(): Uint8Array {
   return process.env.BENCH_IDENTITY ? encoded : gzipSync(encoded);
 }
 
+/** An OTLP-looking gzip body of about `target` bytes (span-like text with random ids: about 3:1), forwarded as it came. */
+function largeGzipBody(target: number): Uint8Array {
+  const parts: string[] = [];
+  let compressed = new Uint8Array(0);
+  while (compressed.byteLength < target) {
+    for (let i = 0; i < 2_000; i++) parts.push(`{"traceId":"${crypto.randomUUID().replaceAll("-", "")}","name":"GET /api/items/${i}","attributes":[{"key":"http.response.status_code","value":{"intValue":"200"}}]}`);
+    compressed = gzipSync(parts.join(","));
+  }
+  return compressed;
+}
+
+/** Logpush http_requests NDJSON up to `limit` bytes, as a job sends it (before gzip). */
+function logpushNdjson(limit: number): { text: string; records: number } {
+  const lines: string[] = [];
+  let size = 0;
+  for (let i = 0; ; i++) {
+    const line = JSON.stringify({
+      EdgeStartTimestamp: 1_741_964_966_000_000_000 + i * 1000,
+      ClientIP: `203.0.${(i >> 8) & 255}.${i & 255}`,
+      ClientRequestHost: "shop.example.com",
+      ClientRequestMethod: i % 3 === 0 ? "POST" : "GET",
+      ClientRequestURI: `/checkout?step=${i % 7}&item=${i}`,
+      ClientRequestUserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+      EdgeResponseStatus: i % 50 === 0 ? 503 : 200,
+      EdgeResponseBytes: 1000 + (i % 9000),
+      RayID: `8f${i.toString(16).padStart(14, "0")}`,
+    });
+    if (size + line.length + 1 > limit) break;
+    lines.push(line);
+    size += line.length + 1;
+  }
+  return { text: `${lines.join("\n")}\n`, records: lines.length };
+}
+
+/** workerd's resident memory (the runtime Miniflare started under this process), in MiB. */
+function workerdRssMib(): number {
+  let total = 0;
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "workerd") continue;
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      if (!new RegExp(`^PPid:\\s+${process.pid}$`, "m").test(status)) continue;
+      total += Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024;
+    } catch {
+      // the process went away
+    }
+  }
+  return total;
+}
+
+type BatchRun = { seconds: number; peakRssIncreaseMib: number; status: number };
+
+/** One large POST, timed, with workerd's RSS sampled every 20 ms against its level just before. */
+async function postBatch(url: string, body: Uint8Array, headers: Record<string, string>, expect: number): Promise<BatchRun> {
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const baseline = workerdRssMib();
+  let peak = baseline;
+  const sampler = setInterval(() => (peak = Math.max(peak, workerdRssMib())), 20);
+  const started = performance.now();
+  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", "content-encoding": "gzip", ...headers }, body });
+  await response.arrayBuffer();
+  const seconds = (performance.now() - started) / 1000;
+  clearInterval(sampler);
+  peak = Math.max(peak, workerdRssMib());
+  if (response.status !== expect) throw new Error(`${url} answered ${response.status}, expected ${expect}`);
+  return { seconds, peakRssIncreaseMib: peak - baseline, status: response.status };
+}
+
 type Scenario = { name: string; rps: number; p50_ms: number; p99_ms: number; requests: number; errors: number; unexpected_status: number; statuses: Record<string, number> };
 
 /** One measured run of the load generator (load.ts, in a child process), with its statuses checked. */
-async function load(name: string, url: string, options: { headers: Record<string, string>; body: Uint8Array; expect: number; keys?: string[] }): Promise<Scenario> {
+async function load(name: string, url: string, options: { headers: Record<string, string>; body: Uint8Array; expect: number; keys?: string[]; connections?: number }): Promise<Scenario> {
   const bodyFile = join(persistDir, "body.bin");
   writeFileSync(bodyFile, options.body);
   let keysFile: string | undefined;
@@ -105,7 +174,7 @@ async function load(name: string, url: string, options: { headers: Record<string
     writeFileSync(keysFile, JSON.stringify(options.keys));
   }
   // Cold-cache runs get no warm-up: warming is what they must not have.
-  const spec = { url, connections: CONNECTIONS, duration: DURATION_S, warmup: options.keys ? 0 : 2, headers: options.headers, bodyFile, keysFile };
+  const spec = { url, connections: options.connections ?? CONNECTIONS, duration: DURATION_S, warmup: options.keys ? 0 : 2, headers: options.headers, bodyFile, keysFile };
   const { stdout } = await run(process.execPath, [join(REPO_ROOT, "bench", "load.ts"), JSON.stringify(spec)], { maxBuffer: 64 * 1024 * 1024 });
   const result = JSON.parse(stdout) as Result & { statusCodeStats?: Record<string, { count: number }> };
   const statuses = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, s]) => [code, s?.count ?? 0])) as Record<string, number>;
@@ -285,6 +354,7 @@ function percentile(sorted: number[], p: number): number {
 
 try {
   const body = traceBatch();
+  const otlpGzip: Record<string, string> = { "content-type": "application/x-protobuf", "content-encoding": "gzip" };
   const otlpHeaders: Record<string, string> = process.env.BENCH_IDENTITY ? { "content-type": "application/x-protobuf" } : { "content-type": "application/x-protobuf", "content-encoding": "gzip" };
 
   log("setting up orgs ...");
@@ -329,6 +399,51 @@ try {
   const scenarios: Scenario[] = [summarize(steady[0]!.name, sinkRuns!), summarize(steady[1]!.name, hopRuns!), summarize(steady[2]!.name, payingRuns!)];
   scenarios.push(await load(`3. ingest Worker, ${DISTINCT_ORGS.toLocaleString("en")} distinct paying orgs (cold caches, KV path)`, `${stack.ingestUrl}/v1/traces`, { headers: otlpHeaders, body, expect: 200, keys: manyKeys }));
   scenarios.push(summarize(steady[3]!.name, suspendedRuns!));
+
+  // 8. Large OTLP bodies (issue 11): 1 MiB of gzip per request, where buffering and decompression show.
+  const largeOtlp = largeGzipBody(1024 * 1024);
+  const largeConnections = 8;
+  const largeRuns = { hop: [] as Scenario[], ingest: [] as Scenario[] };
+  for (let round = 0; round < ROUNDS; round++) {
+    largeRuns.hop.push(await load(`8. 1 MiB gzip OTLP bodies, pass-through Worker (round ${round + 1})`, `${stack.passthroughUrl}/v1/traces`, { headers: otlpGzip, body: largeOtlp, expect: 200, connections: largeConnections }));
+    largeRuns.ingest.push(await load(`8. 1 MiB gzip OTLP bodies, ingest Worker (round ${round + 1})`, `${stack.ingestUrl}/v1/traces`, { headers: { ...otlpGzip, authorization: `Bearer ${payingKey}` }, body: largeOtlp, expect: 200, connections: largeConnections }));
+  }
+  const mib = largeOtlp.byteLength / 2 ** 20;
+  const largeBodies = {
+    name: "8. 1 MiB gzip OTLP bodies",
+    body_bytes: largeOtlp.byteLength,
+    connections: largeConnections,
+    passthrough: { ...summarize("pass-through Worker", largeRuns.hop), mib_per_s: median(largeRuns.hop.map((r) => r.rps)) * mib },
+    ingest: { ...summarize("ingest Worker", largeRuns.ingest), mib_per_s: median(largeRuns.ingest.map((r) => r.rps)) * mib },
+    ratio_to_passthrough: 0,
+  };
+  largeBodies.ratio_to_passthrough = largeBodies.ingest.mib_per_s / largeBodies.passthrough.mib_per_s;
+  log(`${largeBodies.name}: ingest ${largeBodies.ingest.mib_per_s.toFixed(1)} MiB/s, pass-through ${largeBodies.passthrough.mib_per_s.toFixed(1)} MiB/s (${largeBodies.ratio_to_passthrough.toFixed(2)}×)`);
+
+  // 9. One Logpush batch of 64 MiB decompressed NDJSON (issue 11): throughput and workerd's peak RSS.
+  const logpushBatch = logpushNdjson(64 * 2 ** 20 - 4096);
+  const logpushGzip = gzipSync(logpushBatch.text);
+  const logpushRuns = { passthrough: [] as BatchRun[], ingest: [] as BatchRun[] };
+  for (let round = 0; round < ROUNDS; round++) {
+    logpushRuns.passthrough.push(await postBatch(`${stack.passthroughUrl}/v1/logs`, logpushGzip, {}, 200));
+    logpushRuns.ingest.push(await postBatch(`${stack.ingestUrl}/v1/logpush/http_requests`, logpushGzip, { authorization: `Bearer ${payingKey}` }, 200));
+  }
+  const decompressedMib = logpushBatch.text.length / 2 ** 20;
+  const batchSummary = (runs: BatchRun[]) => {
+    const seconds = median(runs.map((r) => r.seconds));
+    return { seconds, mib_per_s: decompressedMib / seconds, peak_rss_increase_mib: Math.max(...runs.map((r) => r.peakRssIncreaseMib)), statuses: runs.map((r) => r.status) };
+  };
+  const logpushScenario = {
+    name: "9. one Logpush batch of 64 MiB decompressed NDJSON",
+    records: logpushBatch.records,
+    decompressed_bytes: logpushBatch.text.length,
+    gzip_bytes: logpushGzip.byteLength,
+    passthrough: batchSummary(logpushRuns.passthrough),
+    ingest: batchSummary(logpushRuns.ingest),
+    ratio_to_passthrough: 0,
+  };
+  logpushScenario.ratio_to_passthrough = logpushScenario.ingest.mib_per_s / logpushScenario.passthrough.mib_per_s;
+  log(`${logpushScenario.name}: ingest ${logpushScenario.ingest.mib_per_s.toFixed(1)} MiB/s (peak RSS +${logpushScenario.ingest.peak_rss_increase_mib.toFixed(0)} MiB), pass-through ${logpushScenario.passthrough.mib_per_s.toFixed(1)} MiB/s (+${logpushScenario.passthrough.peak_rss_increase_mib.toFixed(0)} MiB)`);
 
   // 5. A burst of signed webhooks: 200 orgs in four billing situations, ten deliveries each
   // (two of them Svix redeliveries of an earlier message id), shuffled, 64 at a time.
@@ -425,7 +540,7 @@ try {
   const hop = scenarios[1]!;
   const withRatios = scenarios.map((s) => ({ ...s, rps_ratio: s.rps / ceiling.rps, rps_ratio_to_hop: s.rps / hop.rps, p50_added_ms: s.p50_ms - ceiling.p50_ms }));
   const machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version, date: new Date().toISOString() };
-  const results = { machine, settings: { duration_s: DURATION_S, rounds: ROUNDS, connections: CONNECTIONS, body_bytes: body.byteLength, distinct_orgs: DISTINCT_ORGS }, scenarios: withRatios, webhooks: burst, gate: gateDecision, reconcile: sweep };
+  const results = { machine, settings: { duration_s: DURATION_S, rounds: ROUNDS, connections: CONNECTIONS, body_bytes: body.byteLength, distinct_orgs: DISTINCT_ORGS }, scenarios: withRatios, large_otlp: largeBodies, logpush_batch: logpushScenario, webhooks: burst, gate: gateDecision, reconcile: sweep };
   const outDir = join(REPO_ROOT, "bench", "results");
   if (WRITE) {
     mkdirSync(outDir, { recursive: true });
@@ -440,6 +555,16 @@ try {
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...withRatios.map((s) => `| ${s.name} | ${f(s.rps, 0)} | ${f(s.rps_ratio, 2)} | ${f(s.rps_ratio_to_hop, 2)} | ${s.p50_ms} | ${s.p99_ms} | ${f(s.p50_added_ms, 1)} | ${s.errors} | ${s.unexpected_status} |`),
     `| ${burst.name} | ${f(burst.rps, 0)} | — | — | ${f(burst.p50_ms)} | ${f(burst.p99_ms)} | — | ${burst.errors} | — |`,
+    "",
+    `| ${largeBodies.name} (${(largeBodies.body_bytes / 2 ** 20).toFixed(2)} MiB each, ${largeBodies.connections} connections) | pass-through Worker | ingest Worker | × pass-through |`,
+    "|---|---:|---:|---:|",
+    `| throughput | ${f(largeBodies.passthrough.mib_per_s)} MiB/s | ${f(largeBodies.ingest.mib_per_s)} MiB/s | ${f(largeBodies.ratio_to_passthrough, 2)} |`,
+    `| p50 / p99 latency | ${largeBodies.passthrough.p50_ms} / ${largeBodies.passthrough.p99_ms} ms | ${largeBodies.ingest.p50_ms} / ${largeBodies.ingest.p99_ms} ms | |`,
+    "",
+    `| ${logpushScenario.name} (${logpushScenario.records.toLocaleString("en")} records, ${f(logpushScenario.gzip_bytes / 2 ** 20)} MiB gzip) | pass-through Worker (buffers, forwards the gzip) | ingest Worker (decompress, convert, forward OTLP JSON) | × pass-through |`,
+    "|---|---:|---:|---:|",
+    `| throughput (decompressed MiB/s, median of ${ROUNDS}) | ${f(logpushScenario.passthrough.mib_per_s)} | ${f(logpushScenario.ingest.mib_per_s)} | ${f(logpushScenario.ratio_to_passthrough, 2)} |`,
+    `| peak workerd RSS increase | ${f(logpushScenario.passthrough.peak_rss_increase_mib, 0)} MiB | ${f(logpushScenario.ingest.peak_rss_increase_mib, 0)} MiB | |`,
     "",
     `Webhook burst: ${burst.processed} processed, ${burst.duplicate} acknowledged as redeliveries, ${burst.failed} failed; ${burst.orgs_in_wrong_state} orgs in a wrong state, ${burst.orgs_with_wrong_transition_count} with a wrong number of transitions.`,
     "",

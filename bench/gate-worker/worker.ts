@@ -1,6 +1,6 @@
 import type { OrgBilling } from "../../src/billing/org-billing.ts";
-import { gateSources } from "../../src/ingest/admission.ts";
-import { IngestGate } from "../../src/ingest/gate.ts";
+import { gateSources } from "../../src/ingest/request/sources.ts";
+import { IngestGate } from "../../src/ingest/request/gate.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 
 type Env = { ORG_BILLING: DurableObjectNamespace<OrgBilling>; BILLING_STATE: KVNamespace; INGEST_KEYS: KVNamespace };
