@@ -36,9 +36,13 @@ export const AutumnCustomer = z.object({
 });
 export type AutumnCustomer = z.infer<typeof AutumnCustomer>;
 
-/** `customers.list`: full customer objects (subscriptions included, invoices not), cursor-paginated. */
+/**
+ * `customers.list`: full customer objects (subscriptions included, invoices not), cursor-paginated.
+ * Items are checked one by one by the reader (`AutumnCustomer`), so one malformed customer cannot
+ * make the whole page, and every page after it, unreadable.
+ */
 export const AutumnCustomerPage = z.object({
-  list: z.array(AutumnCustomer),
+  list: z.array(z.unknown()),
   next_cursor: z.string().nullable(),
 });
 export type AutumnCustomerPage = z.infer<typeof AutumnCustomerPage>;

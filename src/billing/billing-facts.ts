@@ -87,12 +87,12 @@ export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: 
 }
 
 /**
- * The oldest open invoice's hosted page, if it is an https URL: it is shown to customers in refusals and
- * events and linked from the console, so anything else (javascript:, http:) is dropped.
+ * The hosted page of the oldest open invoice that has an https one: it is shown to customers in refusals
+ * and events and linked from the console, so any other link (javascript:, http:) is passed over.
  */
 export function payUrlOf(open: Pick<AutumnInvoice, "created_at" | "hosted_invoice_url">[]): string | null {
-  const oldest = [...open].sort((a, b) => a.created_at - b.created_at).find((invoice) => invoice.hosted_invoice_url);
-  return oldest ? httpsUrl(oldest.hosted_invoice_url!) : null;
+  const oldest = [...open].sort((a, b) => a.created_at - b.created_at).find((invoice) => invoice.hosted_invoice_url && httpsUrl(invoice.hosted_invoice_url));
+  return oldest?.hosted_invoice_url ?? null;
 }
 
 export function httpsUrl(value: string): string | null {

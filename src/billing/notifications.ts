@@ -51,10 +51,18 @@ export function liveDeadline(record: Pick<OrgRecord, "state" | "reason" | "suspe
   return record.state === "overdue" && (record.reason === "in_grace_period" || record.reason === "grace_elapsed_awaiting_autumn") ? record.suspend_at : null;
 }
 
+/**
+ * The overdue period an org is in, by when Tollgate first saw it: an anchor that moves earlier
+ * (an older invoice found later) is still the same period, and gets no second warning.
+ */
+function overduePeriod(record: Pick<OrgRecord, "anchor" | "noticed_at">): number | null {
+  return record.noticed_at ?? record.anchor;
+}
+
 /** When this org's warning is due, or null when there is nothing (more) to warn about. */
-export function warningDueAt(record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "anchor" | "warned_anchor">, warningMs: number): number | null {
+export function warningDueAt(record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "anchor" | "noticed_at" | "warned_anchor">, warningMs: number): number | null {
   const deadline = liveDeadline(record);
-  if (deadline === null || record.warned_anchor === record.anchor) return null;
+  if (deadline === null || record.warned_anchor === overduePeriod(record)) return null;
   return deadline - warningMs;
 }
 
@@ -109,7 +117,7 @@ export function eventsFor(
   const warnAt = warningDueAt(next, warningMs);
   if (warnAt !== null && now >= warnAt) {
     events.push(event("org.suspension_warning", next, null, now));
-    return { events, record: { ...next, warned_anchor: next.anchor } };
+    return { events, record: { ...next, warned_anchor: overduePeriod(next) } };
   }
   return { events, record: next };
 }

@@ -60,7 +60,7 @@ export const OrgRecord = z.object({
    */
   follow_up: z.object({ from: z.number(), step: z.number().int().nonnegative() }).nullable().default(null),
   override: Override.nullable(),
-  /** The overdue period (by its anchor) whose suspension warning was queued. */
+  /** The overdue period (by when it was first seen, `noticed_at`; by its anchor in older records) whose suspension warning was queued. */
   warned_anchor: z.number().nullable().default(null),
   /** Increases on every change. */
   version: z.number().int().nonnegative(),

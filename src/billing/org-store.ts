@@ -12,7 +12,7 @@ export type StoredIngestKey = { key_id: string; key_hash: string; created_at: nu
 export const DEDUPE_WINDOW_MS = 24 * 3_600_000;
 
 /** Raised with every table change; `migrate` brings any older object up to it (see docs/storage.md). */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 /** Dead letters kept per org, newest first. */
 export const DEAD_LETTER_LIMIT = 100;
 
@@ -38,6 +38,7 @@ export class OrgStore {
     const row = this.sql.exec<{ version: number }>("SELECT version FROM schema_version").toArray()[0];
     if (row && row.version >= SCHEMA_VERSION) return;
     // Version 1: org, history, seen_messages, outbox, ingest_keys. Version 2: dead_letters.
+    // Version 3: outbox.first_attempt_at (the give-up clock starts at the first delivery attempt).
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS org (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS history (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
@@ -47,6 +48,8 @@ export class OrgStore {
       CREATE TABLE IF NOT EXISTS ingest_keys (key_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);
       CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, attempts INTEGER NOT NULL, error TEXT NOT NULL, at INTEGER NOT NULL);
     `);
+    const outboxColumns = this.sql.exec<{ name: string }>("PRAGMA table_info(outbox)").toArray().map((column) => column.name);
+    if (!outboxColumns.includes("first_attempt_at")) this.sql.exec("ALTER TABLE outbox ADD COLUMN first_attempt_at INTEGER");
     this.sql.exec("DELETE FROM schema_version");
     this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", SCHEMA_VERSION);
   }
@@ -96,8 +99,10 @@ export class OrgStore {
   }
 
   /** The oldest undelivered event: events go out strictly in order. */
-  outboxHead(): { seq: number; event: NotifyEvent; attempts: number; next_at: number } | null {
-    const row = this.sql.exec<{ seq: number; event: string; attempts: number; next_at: number }>("SELECT * FROM outbox ORDER BY seq LIMIT 1").toArray()[0];
+  outboxHead(): { seq: number; event: NotifyEvent; attempts: number; next_at: number; first_attempt_at: number | null } | null {
+    const row = this.sql
+      .exec<{ seq: number; event: string; attempts: number; next_at: number; first_attempt_at: number | null }>("SELECT seq, event, attempts, next_at, first_attempt_at FROM outbox ORDER BY seq LIMIT 1")
+      .toArray()[0];
     return row ? { ...row, event: NotifyEvent.parse(JSON.parse(row.event)) } : null;
   }
 
@@ -105,8 +110,8 @@ export class OrgStore {
     this.sql.exec("DELETE FROM outbox WHERE seq = ?", seq);
   }
 
-  retryLater(seq: number, attempts: number, nextAt: number): void {
-    this.sql.exec("UPDATE outbox SET attempts = ?, next_at = ? WHERE seq = ?", attempts, nextAt, seq);
+  retryLater(seq: number, attempts: number, nextAt: number, now: number): void {
+    this.sql.exec("UPDATE outbox SET attempts = ?, next_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?) WHERE seq = ?", attempts, nextAt, now, seq);
   }
 
   /** Sets an undeliverable event aside, so the events after it can go out. */

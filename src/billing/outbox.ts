@@ -9,7 +9,9 @@ import { retryDelay } from "./schedule.ts";
 
 /** Events are tried inline once; a slow receiver is retried by the alarm instead of delaying the caller. */
 const NOTIFY_TIMEOUT_MS = 3_000;
-/** An event the receiver keeps refusing for this long is set aside, so it stops holding back the org's later events. */
+/** Attempts an event gets before it can be set aside, however long ago the first one was. */
+export const GIVE_UP_MIN_ATTEMPTS = 10;
+/** An event the receiver keeps refusing for this long after its first attempt (and GIVE_UP_MIN_ATTEMPTS times) is set aside, so it stops holding back the org's later events. */
 export const GIVE_UP_AFTER_MS = 3 * 86_400_000;
 
 /**
@@ -80,13 +82,14 @@ export class Outbox {
           log({ event: "notify_delivered", ...fields, status: result.status });
           continue;
         }
-        if (now - Date.parse(head.event.at) >= GIVE_UP_AFTER_MS) {
+        // Events kept while notifications were off are not given up on their first attempt once back.
+        if (now - (head.first_attempt_at ?? now) >= GIVE_UP_AFTER_MS && attempts >= GIVE_UP_MIN_ATTEMPTS) {
           this.transact(() => this.store.deadLetter(head.seq, attempts, result.error, now));
           logWarn({ event: "notify_dead_lettered", ...fields, error: result.error });
           continue;
         }
         const retryAt = now + retryDelay(attempts);
-        this.transact(() => this.store.retryLater(head.seq, attempts, retryAt));
+        this.transact(() => this.store.retryLater(head.seq, attempts, retryAt, now));
         logWarn({ event: "notify_failed", ...fields, error: result.error, retry_at: retryAt });
         return;
       }

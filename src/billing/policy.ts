@@ -48,8 +48,9 @@ export function decide(prev: PolicyInput, facts: BillingFacts | null, now: numbe
     lapsed = prev.lapsed;
   } else if (facts.pastDue) {
     anchor = Math.min(prev.anchor ?? now, facts.oldestOpenInvoiceAt ?? now, now);
-    // Records from before the minimum notice existed have only their anchor.
-    noticedAt = prev.noticed_at ?? prev.anchor ?? now;
+    // Records from before the minimum notice existed: an overdue org was first seen when it entered
+    // overdue (its old anchor may come from another plan's invoice); a suspended one keeps its anchor.
+    noticedAt = prev.noticed_at ?? (prev.state === "overdue" ? prev.since : prev.anchor) ?? now;
     lapsed = facts.hasPaid;
   } else {
     anchor = null;

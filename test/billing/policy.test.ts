@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { factsFromCustomer, type BillingFacts } from "../../src/billing/billing-facts.ts";
+import { factsFromCustomer, payUrlOf, type BillingFacts } from "../../src/billing/billing-facts.ts";
 import type { AutumnCustomer, AutumnInvoice } from "../../src/billing/autumn-schemas.ts";
 import { newOrgRecord, type Override } from "../../src/billing/org-record.ts";
 import { decide, type PolicyInput } from "../../src/billing/policy.ts";
+import { eventsFor } from "../../src/billing/notifications.ts";
 
 const DAY = 86_400_000;
 const GRACE = 3 * DAY;
@@ -161,5 +162,41 @@ describe("the suspension policy", () => {
       const manual = { ...fresh, state: "suspended" as const, suspended_at: T0, override: override("suspend", T0 + DAY) };
       expect(decide(manual, facts(customer()), T0 + DAY, config)).toMatchObject({ state: "ok", suspended_at: null });
     });
+  });
+});
+
+describe("records from before the minimum notice", () => {
+  const notice = { gracePeriodMs: GRACE, minNoticeMs: DAY };
+  it("an overdue org gets its notice from when it entered overdue, whatever its old anchor", () => {
+    // An old anchor from another plan's invoice, 2.5 days ago; overdue since an hour ago; no noticed_at yet.
+    const legacy: PolicyInput = { ...fresh, state: "overdue", reason: "in_grace_period", since: T0 - 3_600_000, anchor: T0 - 2.5 * DAY, noticed_at: null };
+    const decision = decide(legacy, pastDueNeverPaid, T0, notice);
+    expect(decision).toMatchObject({ state: "overdue", noticed_at: T0 - 3_600_000, suspend_at: T0 - 3_600_000 + DAY });
+  });
+
+  it("a suspended org stays suspended (its notice counts from its anchor)", () => {
+    const legacy: PolicyInput = { ...fresh, state: "suspended", reason: "grace_elapsed_never_paid", since: T0 - DAY, anchor: T0 - 10 * DAY, noticed_at: null, suspended_at: T0 - DAY };
+    expect(decide(legacy, pastDueNeverPaid, T0, notice)).toMatchObject({ state: "suspended", noticed_at: T0 - 10 * DAY });
+  });
+});
+
+describe("the pay link", () => {
+  it("is the oldest open invoice's hosted page that is https, passing over other links", () => {
+    const open = [
+      { created_at: T0 - 3 * DAY, hosted_invoice_url: "http://pay.example/old" },
+      { created_at: T0 - 2 * DAY, hosted_invoice_url: "https://pay.example/next" },
+      { created_at: T0 - 4 * DAY, hosted_invoice_url: null },
+      { created_at: T0 - DAY, hosted_invoice_url: "https://pay.example/newest" },
+    ];
+    expect(payUrlOf(open)).toBe("https://pay.example/next");
+    expect(payUrlOf([{ created_at: T0, hosted_invoice_url: "javascript:alert(1)" }])).toBeNull();
+  });
+});
+
+describe("the suspension warning", () => {
+  it("goes out once per overdue period, even when a later read moves the anchor earlier", () => {
+    const warned = { ...newOrgRecord("org_w", T0), state: "overdue" as const, reason: "in_grace_period" as const, since: T0, anchor: T0, noticed_at: T0, suspend_at: T0 + GRACE, warned_anchor: T0 };
+    const olderInvoiceFound = { ...warned, anchor: T0 - DAY, suspend_at: T0 + GRACE - DAY };
+    expect(eventsFor(warned, olderInvoiceFound, T0 + GRACE - DAY - 1, DAY).events).toEqual([]);
   });
 });

@@ -211,6 +211,28 @@ describe("ingest keys and publications", () => {
   });
 });
 
+describe("events kept while notifications were off", () => {
+  it("are not given up on their first attempt once notifications are back", async () => {
+    const org = uniqueOrg("kept_events");
+    await autumn.createCustomer(org);
+    const bindings = env as unknown as Record<string, string>;
+    const url = bindings.NOTIFY_URL!;
+    await receiver.down(org);
+    try {
+      await deliver((await autumn.pastDue(org, clock.now)).webhook);
+      bindings.NOTIFY_URL = "";
+      clock.set(clock.now + 4 * DAY);
+      bindings.NOTIFY_URL = url;
+      await runDurableObjectAlarm(orgStub(org));
+      expect((await orgState(org)).dead_letters).toEqual([]);
+      expect((await receiver.attempts(org)).length).toBeGreaterThanOrEqual(2);
+    } finally {
+      bindings.NOTIFY_URL = url;
+      await receiver.up(org);
+    }
+  });
+});
+
 describe("a malformed NOTIFY_SECRET", () => {
   it("turns notifications off instead of spinning the alarm on the queued event", async () => {
     const org = uniqueOrg("bad_secret");

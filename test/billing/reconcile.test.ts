@@ -137,10 +137,52 @@ describe("the reconciliation sweep", () => {
     expect(await driveSweep()).toMatchObject({ trigger: "cron", status: "finished" });
   });
 
+  it("hands a page full of disagreements over in chunks, saving progress between alarm runs", { timeout: 120_000 }, async () => {
+    const seeded = await autumn.seed({ count: 60, past_due: 60, prefix: `chunk-${crypto.randomUUID().slice(0, 6)}-` });
+    expect((await admin("/reconcile", { method: "POST" })).status).toBe(202);
+    // Run pages until ours is read: its 60 disagreements cannot all go in one run.
+    let status = (await sweeper().status())!;
+    for (let i = 0; i < 50 && status.pending_hand_overs === 0 && status.status === "running"; i++) {
+      await runDurableObjectAlarm(sweeper());
+      status = (await sweeper().status())!;
+    }
+    expect(status.pending_hand_overs).toBeGreaterThanOrEqual(60);
+    await runDurableObjectAlarm(sweeper());
+    const afterOneChunk = (await sweeper().status())!;
+    expect(status.pending_hand_overs - afterOneChunk.pending_hand_overs).toBe(50);
+    const done = await driveSweep();
+    expect(done).toMatchObject({ status: "finished", pending_hand_overs: 0 });
+    for (const id of seeded.past_due_ids.slice(0, 3)) expect((await orgState(id)).state).toBe("overdue");
+  });
+
+  it("skips a customer Autumn sends malformed, reports it, and reads the rest of the page", async () => {
+    const org = uniqueOrg("beside_bad");
+    await autumn.createCustomer(org);
+    await autumn.pastDue(org, { webhook: false });
+    const real = globalThis.fetch;
+    globalThis.fetch = async (input, init) => {
+      const response = await real(input, init);
+      if (!String(input instanceof Request ? input.url : input).endsWith("/v1/customers.list")) return response;
+      const body = (await response.json()) as { list: unknown[]; next_cursor: string | null };
+      body.list.unshift({ id: "broken_customer", subscriptions: "not a list" });
+      return Response.json(body, { status: response.status });
+    };
+    let sweep: SweepView;
+    try {
+      sweep = await reconcileNow();
+    } finally {
+      globalThis.fetch = real;
+    }
+    expect(sweep).toMatchObject({ status: "finished" });
+    expect(sweep.error_count).toBeGreaterThanOrEqual(1);
+    expect(sweep.errors.some((e) => e.message.includes("customer broken_customer is unreadable"))).toBe(true);
+    expect((await orgState(org)).state).toBe("overdue");
+  });
+
   it("fails a sweep whose page keeps failing, and the next start begins afresh", async () => {
     await autumn.fault({ mode: "http_500", paths: ["/v1/customers.list"], count: 50 });
     const failed = await reconcileNow();
-    expect(failed).toMatchObject({ status: "failed", pages: 0, page_attempts: 8, error_count: 8 });
+    expect(failed).toMatchObject({ status: "failed", pages: 0, page_attempts: 12, error_count: 12 });
     await autumn.clearFaults();
     expect(await reconcileNow()).toMatchObject({ status: "finished", error_count: 0 });
   });

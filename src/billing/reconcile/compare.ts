@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { isValidOrgId } from "../../shared/org-id.ts";
-import type { AutumnCustomer } from "../autumn-schemas.ts";
+import { AutumnCustomer } from "../autumn-schemas.ts";
 import type { IndexEntry } from "../index-entry.ts";
 
 /** Why the sweep hands an org to its object: the ways Autumn and Tollgate can disagree. */
@@ -43,4 +43,20 @@ export function disagreements(customers: Pick<AutumnCustomer, "id" | "subscripti
 /** Pure: the orgs Tollgate holds as not ok that the whole listing never showed. */
 export function missingFromListing(notOk: Held[], listed: ReadonlySet<string>): HandOver[] {
   return notOk.filter((held) => !listed.has(held.org_id) && !settledBySupport(held)).map((held) => ({ org_id: held.org_id, kind: "missing_from_autumn" }));
+}
+
+/** The customers of a page that read as Autumn's schema says, and why each other one did not (skipped and reported). */
+export function readCustomers(items: unknown[]): { customers: AutumnCustomer[]; unreadable: string[] } {
+  const customers: AutumnCustomer[] = [];
+  const unreadable: string[] = [];
+  for (const item of items) {
+    const parsed = AutumnCustomer.safeParse(item);
+    if (parsed.success) customers.push(parsed.data);
+    else {
+      const id = typeof item === "object" && item !== null && "id" in item ? String((item as { id: unknown }).id) : "without an id";
+      const issue = parsed.error.issues[0];
+      unreadable.push(`customer ${id} is unreadable (${issue?.path.join(".") ?? "?"}: ${issue?.message ?? "invalid"}): skipped`);
+    }
+  }
+  return { customers, unreadable };
 }

@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { Disagreement } from "./compare.ts";
 
+const HandOver = z.object({ org_id: z.string(), kind: Disagreement });
+
 export const SweepStatus = z.enum(["running", "finished", "failed"]);
 export const SweepTrigger = z.enum(["cron", "admin"]);
 
@@ -13,8 +15,13 @@ export const SweepRecord = z.object({
   status: SweepStatus,
   started_at: z.number(),
   finished_at: z.number().nullable(),
-  /** `pages`: walking customers.list from `cursor`; `missing`: handing over not-ok orgs the listing never showed. */
-  phase: z.enum(["pages", "missing", "done"]),
+  /**
+   * `pages`: walking customers.list from `cursor`; `missing`: looking for not-ok orgs the listing never showed;
+   * `finishing`: handing those over; `done`.
+   */
+  phase: z.enum(["pages", "missing", "finishing", "done"]),
+  /** Disagreements found but not yet handed over: handed over a chunk per alarm run, so a big page cannot outlast one. */
+  pending: z.array(HandOver).default([]),
   cursor: z.string(),
   pages: z.number().int(),
   customers_seen: z.number().int(),
@@ -42,6 +49,7 @@ export function newSweep(id: string, trigger: SweepRecord["trigger"], now: numbe
     started_at: now,
     finished_at: null,
     phase: "pages",
+    pending: [],
     cursor: "",
     pages: 0,
     customers_seen: 0,
@@ -64,9 +72,10 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 
 /** The admin API's JSON for a sweep: times as ISO strings, the internal cursor left out. */
 export function sweepView(sweep: SweepRecord) {
-  const { cursor: _cursor, attempts, next_at, phase, ...rest } = sweep;
+  const { cursor: _cursor, attempts, next_at, phase, pending, ...rest } = sweep;
   return {
     ...rest,
+    pending_hand_overs: pending.length,
     started_at: iso(sweep.started_at),
     finished_at: iso(sweep.finished_at),
     next_page_at: sweep.status === "running" ? iso(next_at) : null,

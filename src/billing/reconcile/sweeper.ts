@@ -4,7 +4,7 @@ import { createAutumnClient } from "../autumn-client.ts";
 import { autumnSettings, settingOrError, ConfigError } from "../config.ts";
 import { orgBilling, orgIndex } from "../org-stub.ts";
 import { retryDelay } from "../schedule.ts";
-import { disagreements, missingFromListing, type Held, type HandOver } from "./compare.ts";
+import { disagreements, missingFromListing, readCustomers, type Held } from "./compare.ts";
 import { fanOut } from "./fan-out.ts";
 import { newSweep, SweepRecord, sweepView, withErrors, type SweepView } from "./sweep-record.ts";
 
@@ -12,8 +12,10 @@ import { newSweep, SweepRecord, sweepView, withErrors, type SweepView } from "./
 export const PAGE_SIZE = 1_000;
 /** Objects asked at once: enough to finish a page quickly, few enough not to crowd Autumn's per-customer limits. */
 export const HAND_OVER_CONCURRENCY = 8;
-/** A page that fails this many times in a row (about an hour with backoff capped at 15 min) fails the sweep; the next cron starts afresh. */
-export const MAX_PAGE_ATTEMPTS = 8;
+/** A page that fails this many times in a row (about an hour: backoff 5 s, 10 s, ... capped at 15 min) fails the sweep; the next cron starts afresh. */
+export const MAX_PAGE_ATTEMPTS = 12;
+/** Hand-overs per alarm run: each is a full read of Autumn, so a page full of disagreements is spread over several runs. */
+export const HAND_OVER_CHUNK = 50;
 /** Finished sweeps kept for the admin API and the console. */
 const KEPT_SWEEPS = 20;
 
@@ -73,13 +75,20 @@ export class Reconciler extends DurableObject<BillingEnv> {
   override async alarm(): Promise<void> {
     const sweep = this.current();
     if (sweep === null || sweep.status !== "running") return;
-    const next = sweep.phase === "pages" ? await this.page(sweep) : await this.missing(sweep);
+    const next =
+      sweep.pending.length > 0
+        ? await this.handOverChunk(sweep)
+        : sweep.phase === "pages"
+          ? await this.page(sweep)
+          : sweep.phase === "missing"
+            ? await this.missing(sweep)
+            : this.finish(sweep, "finished");
     this.save(next);
     if (next.status === "running") await this.ctx.storage.setAlarm(next.next_at ?? Date.now());
     else log({ event: "reconcile_finished", ...this.counts(next), status: next.status, duration_ms: (next.finished_at ?? Date.now()) - next.started_at });
   }
 
-  /** One page of customers.list: compare, hand over the disagreements, advance the cursor. */
+  /** One page of customers.list: compare with the index, queue the disagreements, advance the cursor. */
   private async page(sweep: SweepRecord): Promise<SweepRecord> {
     const now = Date.now();
     const settings = settingOrError(() => autumnSettings(this.env));
@@ -89,39 +98,37 @@ export class Reconciler extends DurableObject<BillingEnv> {
     }
     const result = await createAutumnClient(settings).listCustomers(sweep.cursor, PAGE_SIZE);
     const called = { ...sweep, autumn_calls: sweep.autumn_calls + 1 };
+    if (!result.ok) return this.retryPage(called, new PageFailure(result.failure.message, result.failure.retryAfterMs), now);
+    const { customers, unreadable } = readCustomers(result.value.list);
     let held: Map<string, Held>;
     try {
-      if (!result.ok) throw new PageFailure(result.failure.message, result.failure.retryAfterMs);
-      const ids = result.value.list.flatMap((customer) => (customer.id === null ? [] : [customer.id]));
+      const ids = customers.flatMap((customer) => (customer.id === null ? [] : [customer.id]));
       held = new Map((await orgIndex(this.env).notOkAmong(ids)).map((entry) => [entry.org_id, entry]));
     } catch (error) {
-      const failure = error instanceof PageFailure ? error : new PageFailure(`the index could not be read: ${String(error)}`);
-      return this.retryPage(called, failure, now);
+      return this.retryPage(called, new PageFailure(`the index could not be read: ${String(error)}`), now);
     }
-    const page = result.value;
-    const handOvers = disagreements(page.list, held);
-    const outcome = await this.handOver(handOvers);
-    // Listed orgs that are (or are now, once handed over) not ok: the last step must not take them for missing.
+    const handOvers = disagreements(customers, held);
+    // Listed orgs that are (or will be, once handed over) not ok: the last step must not take them for missing.
     this.ctx.storage.transactionSync(() => {
       for (const orgId of [...held.keys(), ...handOvers.map((h) => h.org_id)]) this.sql.exec("INSERT OR IGNORE INTO sweep_listed (org_id) VALUES (?)", orgId);
     });
+    const page = sweep.pages + 1;
     const next: SweepRecord = {
-      ...withErrors(called, outcome.errors.map((e) => ({ ...e, page: sweep.pages + 1 }))),
-      pages: sweep.pages + 1,
-      customers_seen: sweep.customers_seen + page.list.length,
-      orgs_handed_over: outcome.counts(sweep.orgs_handed_over),
-      hand_over_failures: sweep.hand_over_failures + outcome.errors.length,
-      object_calls: sweep.object_calls + handOvers.length,
-      cursor: page.next_cursor ?? "",
-      phase: page.next_cursor ? "pages" : "missing",
+      ...withErrors(called, unreadable.slice(0, 3).map((message) => ({ at: now, page, message, org_id: null }))),
+      error_count: called.error_count + unreadable.length,
+      pages: page,
+      customers_seen: sweep.customers_seen + result.value.list.length,
+      pending: handOvers,
+      cursor: result.value.next_cursor ?? "",
+      phase: result.value.next_cursor ? "pages" : "missing",
       attempts: 0,
       next_at: Date.now(),
     };
-    log({ event: "reconcile_page", ...this.counts(next), page: next.pages, customers: page.list.length, handed_over: handOvers.length, hand_over_failures: outcome.errors.length });
+    log({ event: "reconcile_page", ...this.counts(next), page, customers: result.value.list.length, unreadable: unreadable.length, to_hand_over: handOvers.length });
     return next;
   }
 
-  /** After the last page: orgs held as not ok that the listing never showed (deleted in Autumn, or never there). */
+  /** After the last page: queue the orgs held as not ok that the listing never showed (deleted in Autumn, or never there). */
   private async missing(sweep: SweepRecord): Promise<SweepRecord> {
     let notOk: Held[];
     try {
@@ -130,35 +137,29 @@ export class Reconciler extends DurableObject<BillingEnv> {
       return this.retryPage(sweep, new PageFailure(`the index could not be read: ${String(error)}`), Date.now());
     }
     const listed = new Set(this.sql.exec<{ org_id: string }>("SELECT org_id FROM sweep_listed").toArray().map((row) => row.org_id));
-    const handOvers = missingFromListing(notOk, listed);
-    const outcome = await this.handOver(handOvers);
-    return this.finish(
-      {
-        ...withErrors(sweep, outcome.errors.map((e) => ({ ...e, page: sweep.pages }))),
-        orgs_handed_over: outcome.counts(sweep.orgs_handed_over),
-        hand_over_failures: sweep.hand_over_failures + outcome.errors.length,
-        object_calls: sweep.object_calls + handOvers.length,
-      },
-      "finished",
-    );
+    return { ...sweep, pending: missingFromListing(notOk, listed), phase: "finishing", next_at: Date.now() };
   }
 
-  /** Hands each org to its object (bounded concurrency); an unreachable object is counted, not retried: the next sweep finds it again. */
-  private async handOver(handOvers: HandOver[]) {
-    const results = await fanOut(handOvers, HAND_OVER_CONCURRENCY, ({ org_id, kind }) => orgBilling(this.env, org_id).reconcile(kind));
-    const errors: { at: number; message: string; org_id: string }[] = [];
+  /**
+   * Hands the next HAND_OVER_CHUNK queued orgs to their objects (HAND_OVER_CONCURRENCY at a time), saving
+   * progress after each chunk. An unreachable object is counted, not retried: the next sweep finds it again.
+   */
+  private async handOverChunk(sweep: SweepRecord): Promise<SweepRecord> {
+    const chunk = sweep.pending.slice(0, HAND_OVER_CHUNK);
+    const results = await fanOut(chunk, HAND_OVER_CONCURRENCY, ({ org_id, kind }) => orgBilling(this.env, org_id).reconcile(kind));
+    const errors: SweepRecord["errors"] = [];
+    const handedOver = { ...sweep.orgs_handed_over };
     results.forEach((result, i) => {
-      if (result.status === "rejected") errors.push({ at: Date.now(), message: `hand-over failed: ${String(result.reason)}`, org_id: handOvers[i]!.org_id });
+      if (result.status === "fulfilled") handedOver[chunk[i]!.kind] += 1;
+      else errors.push({ at: Date.now(), page: sweep.pages, message: `hand-over failed: ${String(result.reason)}`, org_id: chunk[i]!.org_id });
     });
     return {
-      errors,
-      counts: (before: SweepRecord["orgs_handed_over"]) => {
-        const after = { ...before };
-        results.forEach((result, i) => {
-          if (result.status === "fulfilled") after[handOvers[i]!.kind] += 1;
-        });
-        return after;
-      },
+      ...withErrors(sweep, errors),
+      orgs_handed_over: handedOver,
+      hand_over_failures: sweep.hand_over_failures + errors.length,
+      object_calls: sweep.object_calls + chunk.length,
+      pending: sweep.pending.slice(chunk.length),
+      next_at: Date.now(),
     };
   }
 
