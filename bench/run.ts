@@ -153,7 +153,7 @@ async function postBatch(url: string, body: Uint8Array, headers: Record<string, 
   let peak = baseline;
   const sampler = setInterval(() => (peak = Math.max(peak, workerdRssMib())), 20);
   const started = performance.now();
-  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", "content-encoding": "gzip", ...headers }, body });
+  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", "content-encoding": "gzip", ...headers }, body: body as Uint8Array<ArrayBuffer> });
   await response.arrayBuffer();
   const seconds = (performance.now() - started) / 1000;
   clearInterval(sampler);
