@@ -178,7 +178,7 @@ describe("upstream trouble is retryable, so nothing accepted is lost", () => {
     await sink.fault({ mode: "status", status, tenant: org });
     const response = await send();
     expect(response.status).toBe(503);
-    expect(response.headers.get("retry-after")).toBe("5");
+    expect(response.headers.get("retry-after")).toBe("2");
     expect(await response.json()).toMatchObject({ error: "upstream_unavailable" });
   });
 

@@ -56,6 +56,7 @@ describe("a suspended org", () => {
       message: expect.stringMatching(/pay the overdue invoice/i),
       org_id: org,
       suspended_at: new Date(clock.now).toISOString(),
+      pay_url: null,
     });
     expect(await sink.requests(org)).toHaveLength(0);
   });

@@ -1,10 +1,13 @@
 import { declaredLengthExceeds } from "../../shared/bounded-read.ts";
 import { errorResponse } from "../../shared/http-error.ts";
 import type { IngestSettings } from "../config.ts";
-import { refuse, settleForward } from "../request/account.ts";
-import { admit } from "../request/admit.ts";
+import { logUpstreamTrouble, refuse, settleForward } from "../request/account.ts";
+import { admit, type Suspended } from "../request/admit.ts";
 import { isGzip } from "../request/body.ts";
-import { forward, type ForwardResult } from "../request/forward.ts";
+import { forward, isOutage, PARKING_UNAVAILABLE_RETRY_AFTER, UNAVAILABLE_RETRY_AFTER, type ForwardResult } from "../request/forward.ts";
+import { parkBatch, parkingOf, type WaitUntil } from "../customer/park-batch.ts";
+import type { ParkingSettings } from "../customer/parking.ts";
+import { suspendedResponse } from "../customer/pay-link.ts";
 import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs, type LogpushContext } from "./index.ts";
 import { countLines, Segmenter, shiftLine } from "./segments.ts";
 
@@ -32,10 +35,86 @@ type Stop = { stop: Response };
  * upstream may see its first part twice); an unreadable record or the decompressed cap is still
  * the final 400 or 413 it always was, and the pieces before it stay delivered.
  */
-export async function handleLogpush(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string): Promise<Response> {
+export async function handleLogpush(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, waitUntil: WaitUntil): Promise<Response> {
   const route = "/v1/logpush";
   const admitted = await admit(request, env, settings, route, "json");
-  if (!admitted.ok) return admitted.response;
+  const parking = parkingOf(env);
+  if (!admitted.ok) {
+    if (!("suspended" in admitted) || parking === null) return admitted.response;
+    return parkRefused(request, env, settings, dataset, waitUntil, parking, admitted);
+  }
+  return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId));
+}
+
+/** Where the OTLP JSON pieces of a batch go, and whether the batch's outcome is accounted for as a forward. */
+type Pieces = { send(body: string): Promise<ForwardResult>; account: boolean };
+
+/** The upstream; with parking on, an outage parks the failed piece and every later one of the batch (the job hears 200). */
+function piecesUpstream(env: IngestEnv, settings: IngestSettings, waitUntil: WaitUntil, parking: ParkingSettings | null, orgId: string): Pieces {
+  let parkingRest = false;
+  const target = { route: "/v1/logs", contentType: "application/json", contentEncoding: null };
+  const parked = (): ForwardResult => ({ response: new Response(null), upstreamStatus: null, outcome: "accepted", code: null, failure: null, parked: true });
+  return {
+    account: true,
+    async send(body) {
+      if (parkingRest && parking && (await parkBatch(env, waitUntil, parking, orgId, target, new TextEncoder().encode(body), "upstream_unavailable"))) return parked();
+      const result = await forward({
+        url: `${settings.upstreamUrl}/v1/logs`,
+        body,
+        ...target,
+        tenantHeader: settings.tenantHeader,
+        orgId,
+        timeoutMs: settings.upstreamTimeoutMs,
+        format: "json",
+        unavailableRetryAfter: parking ? PARKING_UNAVAILABLE_RETRY_AFTER : UNAVAILABLE_RETRY_AFTER,
+      });
+      if (parking && isOutage(result) && (await parkBatch(env, waitUntil, parking, orgId, target, new TextEncoder().encode(body), "upstream_unavailable"))) {
+        logUpstreamTrouble({ orgId, keyId: "-", route: "/v1/logpush", bytes: body.length }, result, true);
+        parkingRest = true;
+        return parked();
+      }
+      return result;
+    },
+  };
+}
+
+class ParkStopped extends Error {}
+
+/**
+ * A suspended org's Logpush batch with parking on: converted exactly as for the upstream, each
+ * piece parked instead of sent, and the 402 saying it is kept. The plain 402 when any of it
+ * cannot be (unreadable, over a cap, the org's parked bytes at PARK_MAX_BYTES); pieces parked
+ * before that stay parked and are delivered on payment.
+ */
+async function parkRefused(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, waitUntil: WaitUntil, parking: ParkingSettings, refused: Suspended): Promise<Response> {
+  const { orgId, keyId, verdict } = refused.suspended;
+  const target = { route: "/v1/logs", contentType: "application/json", contentEncoding: null };
+  let parkedAny = false;
+  const pieces: Pieces = {
+    account: false,
+    async send(body) {
+      if (!(await parkBatch(env, waitUntil, parking, orgId, target, new TextEncoder().encode(body), "suspended"))) throw new ParkStopped();
+      parkedAny = true;
+      return { response: new Response(null), upstreamStatus: null, outcome: "accepted", code: null, failure: null, parked: true };
+    },
+  };
+  let response: Response;
+  try {
+    response = await convert(request, env, settings, dataset, { orgId, keyId }, pieces);
+  } catch (error) {
+    if (error instanceof ParkStopped) return refused.response;
+    throw error;
+  }
+  if (response.status !== 200 || !parkedAny) {
+    await response.body?.cancel();
+    return refused.response;
+  }
+  return suspendedResponse({ format: "json", orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: { retentionMs: parking.retentionMs }, logpush: true });
+}
+
+/** The batch read, converted and handed to `pieces` (see handleLogpush). */
+async function convert(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, admitted: { orgId: string; keyId: string }, pieces: Pieces): Promise<Response> {
+  const route = "/v1/logpush";
   const ctx = { orgId: admitted.orgId, keyId: admitted.keyId };
   const tooLarge = (what: string, limit: number) => refuse(env, route, "json", 413, "payload_too_large", `the ${what} exceeds ${limit} bytes; lower max_upload_bytes on the Logpush job`, ctx).response;
   const invalid = (code: string, message: string) => refuse(env, route, "json", 400, code, message, ctx).response;
@@ -63,16 +142,7 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
     const body = `${envelopeStart}"logRecords":[${pending.join(",")}]${envelopeEnd}`;
     pending.length = 0;
     pendingBytes = 0;
-    last = await forward({
-      url: `${settings.upstreamUrl}/v1/logs`,
-      body,
-      contentType: "application/json",
-      contentEncoding: null,
-      tenantHeader: settings.tenantHeader,
-      orgId: admitted.orgId,
-      timeoutMs: settings.upstreamTimeoutMs,
-      format: "json",
-    });
+    last = await pieces.send(body);
     if (last.outcome === "accepted") {
       delivered++;
       await last.response.body?.cancel();
@@ -85,7 +155,7 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
         response: errorResponse(503, "upstream_unavailable", `the telemetry backend failed after accepting part of this batch (${last.failure}); retry the whole batch`, {}, { "retry-after": "5" }),
       };
     }
-    return { stop: settleForward(env, settings, { ...ctx, route, bytes: decompressed }, last) };
+    return { stop: pieces.account ? settleForward(env, settings, { ...ctx, route, bytes: decompressed }, last) : last.response };
   };
 
   // Segments of whole records, parsed and converted one at a time.
@@ -180,7 +250,7 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
 
   const result = last as ForwardResult | null;
   if (result === null) return invalid("no_records", "the body holds no records");
-  settleForward(env, settings, { ...ctx, route, bytes: decompressed }, result);
+  if (pieces.account) settleForward(env, settings, { ...ctx, route, bytes: decompressed }, result);
   return Response.json({ status: "accepted", records });
 }
 

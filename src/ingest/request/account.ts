@@ -10,6 +10,7 @@ export type Refused = { ok: false; response: Response };
 /**
  * A refusal: one exact counter, and a log line for the first refusal of this org and code in
  * the window (then one with `refused: N`, the refusals since the last line); never the key.
+ * `response`: a refusal built elsewhere (the 402 with its pay link), accounted for here all the same.
  */
 export function refuse(
   env: IngestEnv,
@@ -18,14 +19,14 @@ export function refuse(
   status: number,
   code: string,
   message: string,
-  context: { orgId?: string; keyId?: string; extra?: Record<string, string>; headers?: Record<string, string>; bytes?: number } = {},
+  context: { orgId?: string; keyId?: string; extra?: Record<string, string>; headers?: Record<string, string>; bytes?: number; response?: Response } = {},
 ): Refused {
   const refused = logThrottle.hit(`${context.orgId ?? "-"} ${code}`, Date.now());
   if (refused !== null) {
     logWarn({ event: "ingest_refused", org_id: context.orgId ?? null, key_id: context.keyId ?? null, route, status, code, reason: message, refused, window_s: DECISION_LOG_WINDOW_MS / 1000 });
   }
   if (context.orgId) recordUsage(env, { orgId: context.orgId, route, outcome: "refused", code, bytes: context.bytes ?? 0 });
-  return { ok: false, response: errorResponse(status, code, message, context.extra, context.headers, format) };
+  return { ok: false, response: context.response ?? errorResponse(status, code, message, context.extra, context.headers, format) };
 }
 
 /**
@@ -46,30 +47,39 @@ export function settleForward(
   if (result.outcome !== "accepted") {
     const code = result.code ?? "upstream_unavailable";
     recordUsage(env, { orgId, route, outcome: "refused", code, bytes });
-    const count = logThrottle.hit(`${orgId} upstream_${result.upstreamStatus ?? "none"}`, Date.now());
-    if (count !== null) {
-      const line = {
-        event: result.outcome === "data_refused" ? "ingest_upstream_refused" : "ingest_upstream_failed",
-        org_id: orgId,
-        key_id: keyId,
-        route,
-        status: result.response.status,
-        upstream_status: result.upstreamStatus,
-        code,
-        reason: result.failure,
-        upstream_body: result.upstreamBody,
-        bytes,
-        count,
-        window_s: DECISION_LOG_WINDOW_MS / 1000,
-      };
-      if (result.outcome === "data_refused" || result.outcome === "rate_limited") logWarn(line);
-      else logError(line);
-    }
+    logUpstreamTrouble(context, result);
     return result.response;
   }
-  recordUsage(env, { orgId, route, outcome: "accepted", code: String(result.upstreamStatus), bytes });
+  recordUsage(env, { orgId, route, outcome: "accepted", code: result.parked ? "parked" : String(result.upstreamStatus), bytes });
   if (settings.logSampleRate > 0 && Math.random() < settings.logSampleRate) {
     log({ event: "ingest_accepted", org_id: orgId, key_id: keyId, route, bytes, upstream_status: result.upstreamStatus });
   }
   return result.response;
+}
+
+/**
+ * The throttled line for an upstream that did not take a batch. Also used when the batch was
+ * parked instead (the client got its 2xx, but the operator must still hear the upstream is down).
+ */
+export function logUpstreamTrouble(context: { orgId: string; keyId: string; route: string; bytes: number }, result: ForwardResult, parked = false): void {
+  const { orgId, keyId, route, bytes } = context;
+  const count = logThrottle.hit(`${orgId} upstream_${result.upstreamStatus ?? "none"}`, Date.now());
+  if (count === null) return;
+  const line = {
+    event: result.outcome === "data_refused" ? "ingest_upstream_refused" : "ingest_upstream_failed",
+    org_id: orgId,
+    key_id: keyId,
+    route,
+    status: parked ? 200 : result.response.status,
+    upstream_status: result.upstreamStatus,
+    code: result.code ?? "upstream_unavailable",
+    reason: result.failure,
+    upstream_body: result.upstreamBody,
+    bytes,
+    parked,
+    count,
+    window_s: DECISION_LOG_WINDOW_MS / 1000,
+  };
+  if (result.outcome === "data_refused" || result.outcome === "rate_limited") logWarn(line);
+  else logError(line);
 }

@@ -1,18 +1,23 @@
 import { isWellFormedIngestKey, presentedIngestKey } from "../../shared/ingest-key.ts";
 import type { BodyFormat } from "../../shared/http-error.ts";
 import type { IngestSettings } from "../config.ts";
+import { suspendedMessage, suspendedResponse } from "../customer/pay-link.ts";
 import { refuse, type Refused } from "./account.ts";
+import type { Verdict } from "./gate.ts";
 import { gate } from "./isolate.ts";
-import { SUSPENDED_MESSAGE } from "./refusals.ts";
 import { gateSources } from "./sources.ts";
 
-export type Admitted = { ok: true; orgId: string; keyId: string };
+/** `verdict`: the gate's answer, with what the overdue warning needs (state, deadline, pay link). */
+export type Admitted = { ok: true; orgId: string; keyId: string; verdict: Verdict };
+
+/** A suspended org's refusal: the plain 402 (with the pay link), and what a route needs to park the batch instead. */
+export type Suspended = Refused & { suspended: { orgId: string; keyId: string; verdict: Verdict } };
 
 /**
  * Who is sending, and may they? In order: missing or malformed key 401, unknown or
  * revoked key 401, suspended org 402. Nothing here reads the body.
  */
-export async function admit(request: Request, env: IngestEnv, settings: IngestSettings, route: string, format: BodyFormat): Promise<Admitted | Refused> {
+export async function admit(request: Request, env: IngestEnv, settings: IngestSettings, route: string, format: BodyFormat): Promise<Admitted | Refused | Suspended> {
   const key = presentedIngestKey(request.headers);
   if (key === null) return refuse(env, route, format, 401, "missing_ingest_key", "send the ingest key as Authorization: Bearer <key> or x-ingest-key: <key>");
   if (!isWellFormedIngestKey(key)) return refuse(env, route, format, 401, "malformed_ingest_key", "the ingest key is not a Tollgate key (tg_ik_...); check for truncation or extra characters");
@@ -31,8 +36,9 @@ export async function admit(request: Request, env: IngestEnv, settings: IngestSe
   }
   const { org_id: orgId, key_id: keyId, verdict } = admission;
   if (verdict.suspended) {
-    const suspendedAt = verdict.suspended_at === null ? "" : new Date(verdict.suspended_at).toISOString();
-    return refuse(env, route, format, 402, "billing_suspended", SUSPENDED_MESSAGE, { orgId, keyId, extra: { org_id: orgId, suspended_at: suspendedAt } });
+    const refusal = { format, orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: null, logpush: route === "/v1/logpush" };
+    const refused = refuse(env, route, format, 402, "billing_suspended", suspendedMessage(refusal), { orgId, keyId, response: suspendedResponse(refusal) });
+    return { ...refused, suspended: { orgId, keyId, verdict } };
   }
-  return { ok: true, orgId, keyId };
+  return { ok: true, orgId, keyId, verdict };
 }

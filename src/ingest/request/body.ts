@@ -65,6 +65,12 @@ export type OutgoingBody = {
   signal?: AbortSignal;
   /** The body's verdict when it is known: every byte passed the checks, or a problem; `unread` when the upstream answered without reading it all. */
   settled(): { ok: true; bytes: number } | ({ ok: false } & BodyProblem) | { ok: true; bytes: number; unread: true };
+  /**
+   * Only when asked for (parking is on): the body's bytes as received, kept beside the upload
+   * (a tee), or null past MAX_BODY_BYTES or when the body broke off. It settles once the whole
+   * body has arrived, whatever the upstream did.
+   */
+  copy?: Promise<Uint8Array | null>;
 };
 
 export type BodyLimits = { maxBodyBytes: number; maxDecompressedBytes: number };
@@ -80,16 +86,37 @@ export type BodyLimits = { maxBodyBytes: number; maxDecompressedBytes: number };
  *   never sees the end of the body before the check has passed, so a bomb or broken gzip
  *   aborts it (the upstream sees a failed upload, never a complete request).
  */
-export async function outgoingBody(request: Request, gzip: boolean, limits: BodyLimits): Promise<OutgoingBody | ({ ok: false } & BodyProblem)> {
+export async function outgoingBody(request: Request, gzip: boolean, limits: BodyLimits, keepCopy = false): Promise<OutgoingBody | ({ ok: false } & BodyProblem)> {
   const declared = declaredLength(request.headers);
   if (declared !== null && declared > limits.maxBodyBytes) return { ok: false, problem: "too_large", limit: limits.maxBodyBytes };
-  if (declared !== null && !gzip) return settledWith(request.body ?? new Uint8Array(0), declared);
+  if (declared !== null && !gzip) {
+    if (!keepCopy || request.body === null) return withCopy(settledWith(request.body ?? new Uint8Array(0), declared), keepCopy ? Promise.resolve(new Uint8Array(0)) : undefined);
+    // The upload keeps its length (a FixedLengthStream), so the upstream still sees Content-Length.
+    const [upload, copy] = request.body.tee();
+    return withCopy(settledWith(upload.pipeThrough(new FixedLengthStream(declared)), declared), collectBounded(copy, limits.maxBodyBytes));
+  }
   if (declared !== null && declared * DEFLATE_MAX_RATIO <= limits.maxDecompressedBytes) {
     const bytes = new Uint8Array(await request.arrayBuffer());
     if (!isGzip(bytes)) return { ok: false, problem: "invalid_gzip" };
-    return settledWith(bytes, bytes.byteLength);
+    return withCopy(settledWith(bytes, bytes.byteLength), keepCopy ? Promise.resolve(bytes) : undefined);
   }
-  return checkedStream(request.body ?? new Blob([]).stream(), gzip, limits);
+  const source = request.body ?? new Blob([]).stream();
+  if (!keepCopy) return checkedStream(source, gzip, limits);
+  const [upload, copy] = source.tee();
+  return withCopy(checkedStream(upload, gzip, limits), collectBounded(copy, limits.maxBodyBytes));
+}
+
+function withCopy(body: OutgoingBody, copy: Promise<Uint8Array | null> | undefined): OutgoingBody {
+  return copy ? { ...body, copy } : body;
+}
+
+/** Reads a stream whole, up to `limit` bytes; null past it (the rest is cancelled) or when it breaks off. */
+async function collectBounded(stream: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | null> {
+  try {
+    return await readBounded(stream, limit);
+  } catch {
+    return null;
+  }
 }
 
 function settledWith(body: BodyInit, bytes: number): OutgoingBody {

@@ -1,7 +1,16 @@
 import { errorResponse, type BodyFormat } from "../../shared/http-error.ts";
 
-/** Retry-After for transient upstream trouble (5xx, timeouts, connection errors, 408). */
-export const UNAVAILABLE_RETRY_AFTER = "5";
+/**
+ * Retry-After for transient upstream trouble (5xx, timeouts, connection errors, 408) when parking
+ * is off: short enough that an exporter with default settings (a 10 s export timeout) retries a
+ * few times within one export instead of dropping the batch. Longer outages need a Collector with
+ * a sending queue in front, or parking.
+ */
+export const UNAVAILABLE_RETRY_AFTER = "2";
+/** The same when parking is on: a 503 then means the batch could not be parked either (over the cap, R2 failing). */
+export const PARKING_UNAVAILABLE_RETRY_AFTER = "5";
+/** A 429 from the upstream without a usable Retry-After of its own. */
+export const RATE_LIMITED_RETRY_AFTER = "5";
 /** Retry-After while the operator fixes the configuration: slower, but the client keeps its data. */
 export const MISCONFIGURED_RETRY_AFTER = "30";
 /** How much of a refusing upstream's body goes into the log line. */
@@ -18,7 +27,14 @@ export type Forward = {
   format: BodyFormat;
   /** Aborts the request from our side (a streamed body that failed its checks). */
   signal?: AbortSignal;
+  /** Retry-After of a 503 upstream_unavailable; UNAVAILABLE_RETRY_AFTER unless given. */
+  unavailableRetryAfter?: string;
 };
+
+/** Whether a failure is the upstream's transient trouble (5xx, 408, timeout, connection error): what parking covers. */
+export function isOutage(result: Pick<ForwardResult, "outcome">): boolean {
+  return result.outcome === "unavailable" || result.outcome === "unreachable";
+}
 
 /**
  * What an upstream answer means for the client:
@@ -53,6 +69,8 @@ export type ForwardResult = {
   failure: string | null;
   /** The start of a refusing upstream's body, for the operator (never the client's data as sent). */
   upstreamBody?: string;
+  /** The upstream failed and the batch was parked instead (accepted: it is delivered later). */
+  parked?: boolean;
 };
 
 /**
@@ -70,7 +88,7 @@ export async function forward(request: Forward): Promise<ForwardResult> {
   } catch (error) {
     const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
     const failure = timedOut ? `no answer within ${request.timeoutMs} ms` : `unreachable: ${error instanceof Error ? error.message : String(error)}`;
-    return { response: unavailable(request.format, failure), upstreamStatus: null, outcome: "unreachable", code: "upstream_unavailable", failure };
+    return { response: unavailable(request, failure), upstreamStatus: null, outcome: "unreachable", code: "upstream_unavailable", failure };
   }
 
   const status = upstream.status;
@@ -106,12 +124,12 @@ export async function forward(request: Forward): Promise<ForwardResult> {
         "upstream_misconfigured",
       );
     default:
-      return result(unavailable(request.format, failure), "upstream_unavailable");
+      return result(unavailable(request, failure), "upstream_unavailable");
   }
 }
 
-function unavailable(format: BodyFormat, failure: string): Response {
-  return errorResponse(503, "upstream_unavailable", `the telemetry backend is unavailable (${failure}); retry later`, {}, { "retry-after": UNAVAILABLE_RETRY_AFTER }, format);
+function unavailable(request: Pick<Forward, "format" | "unavailableRetryAfter">, failure: string): Response {
+  return errorResponse(503, "upstream_unavailable", `the telemetry backend is unavailable (${failure}); retry later`, {}, { "retry-after": request.unavailableRetryAfter ?? UNAVAILABLE_RETRY_AFTER }, request.format);
 }
 
 /** The upstream's Retry-After when it is delta-seconds or an HTTP date; ours otherwise. */
@@ -119,7 +137,7 @@ function retryAfter(value: string | null): string {
   const trimmed = value?.trim() ?? "";
   if (/^\d{1,7}$/.test(trimmed)) return trimmed;
   if (trimmed.length <= 64 && /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return trimmed;
-  return UNAVAILABLE_RETRY_AFTER;
+  return RATE_LIMITED_RETRY_AFTER;
 }
 
 /** The first few hundred bytes of a refusing upstream's body, as text; the rest is discarded unread. */

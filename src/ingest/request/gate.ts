@@ -1,4 +1,4 @@
-import type { MirrorEntry } from "../../shared/billing-state.ts";
+import type { MirrorEntry, OrgState } from "../../shared/billing-state.ts";
 import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
 import { TtlCache } from "./ttl-cache.ts";
 
@@ -34,6 +34,14 @@ export type Verdict = {
   suspended: boolean;
   suspended_at: number | null;
   /**
+   * What the customer-facing answers need, taken from the same mirror entry (or object answer)
+   * at no extra lookup: the state (an accepted `overdue` org with a deadline gets the warning),
+   * the live deadline, and where to pay.
+   */
+  state: OrgState;
+  suspend_at: number | null;
+  pay_url: string | null;
+  /**
    * Where the answer came from: memory, the KV mirror, the object, a failed lookup with
    * nothing known (accepted), or a suspension the object could not confirm (kept).
    */
@@ -62,6 +70,15 @@ export type GateCounters = { keyLookups: number; mirrorReads: number; carriedVer
 const ZERO_COUNTERS: GateCounters = { keyLookups: 0, mirrorReads: 0, carriedVerdicts: 0, objectCalls: 0, failOpens: 0, unconfirmedRefusals: 0 };
 
 type Held = Omit<Verdict, "source">;
+
+const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null };
+
+/** The verdict a mirror entry (or the object's answer) gives; null (never mirrored) is ok. */
+function heldOf(entry: MirrorEntry | null): Held {
+  if (entry === null) return OK;
+  const suspended = entry.state === "suspended";
+  return { suspended, suspended_at: suspended ? entry.suspended_at : null, state: entry.state, suspend_at: entry.suspend_at, pay_url: entry.pay_url ?? null };
+}
 
 /**
  * The ingest hot path's two questions, cheapest source first: which org does this key
@@ -145,29 +162,28 @@ export class IngestGate {
         // else (a paying org, or nothing known) is accepted without bothering the object.
         const last = this.verdicts.peek(orgId);
         if (!last?.suspended) return this.degraded(orgId, "kv", error, now, null);
-        return this.confirm(orgId, sources, now, last.suspended_at, "kv_and_object");
+        return this.confirm(orgId, sources, now, last, "kv_and_object");
       }
     }
-    if (mirror === null || mirror.state !== "suspended") {
-      const verdict = { suspended: false, suspended_at: null };
-      this.verdicts.set(orgId, verdict, now + GATE_TIMINGS.stateTtlMs);
-      return { ...verdict, source: "mirror" };
+    const held = heldOf(mirror);
+    if (!held.suspended) {
+      this.verdicts.set(orgId, held, now + GATE_TIMINGS.stateTtlMs);
+      return { ...held, source: "mirror" };
     }
-    return this.confirm(orgId, sources, now, mirror.suspended_at, "object");
+    return this.confirm(orgId, sources, now, held, "object");
   }
 
-  /** Asks the object about a suspension; when it cannot answer, the suspension stands. */
-  private async confirm(orgId: string, sources: GateSources, now: number, suspendedAt: number | null, dependency: DependencyFailure["dependency"]): Promise<Verdict> {
+  /** Asks the object about a suspension; when it cannot answer, the suspension (`seen`) stands. */
+  private async confirm(orgId: string, sources: GateSources, now: number, seen: Held, dependency: DependencyFailure["dependency"]): Promise<Verdict> {
     let truth: MirrorEntry;
     try {
       this.counters.objectCalls++;
       truth = await sources.askObject(orgId);
     } catch (error) {
-      return this.degraded(orgId, dependency, error, now, { suspended: true, suspended_at: suspendedAt });
+      return this.degraded(orgId, dependency, error, now, seen);
     }
-    const suspended = truth.state === "suspended";
-    const verdict = { suspended, suspended_at: suspended ? truth.suspended_at : null };
-    this.verdicts.set(orgId, verdict, now + (suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs));
+    const verdict = heldOf(truth);
+    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs));
     return { ...verdict, source: "object" };
   }
 
@@ -178,7 +194,7 @@ export class IngestGate {
    */
   private degraded(orgId: string, dependency: DependencyFailure["dependency"], error: unknown, now: number, held: Held | null): Verdict {
     const last = this.verdicts.peek(orgId);
-    const verdict = held ?? { suspended: false, suspended_at: null };
+    const verdict = held ?? OK;
     if (held) this.counters.unconfirmedRefusals++;
     else this.counters.failOpens++;
     this.verdicts.set(orgId, verdict, now + GATE_TIMINGS.failOpenTtlMs);

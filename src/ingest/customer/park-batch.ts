@@ -1,0 +1,47 @@
+import { log, logWarn } from "../../shared/log.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
+import { afterPark } from "./after-park.ts";
+import { park, parkingSettings, type ParkingEnv, type ParkingSettings, type ParkReason } from "./parking.ts";
+
+/**
+ * The request path's side of parking (README, "Parking"): one batch into R2, answered only once
+ * R2 has acknowledged the write, then the throttled report and, after an outage, a delivery
+ * queued (`afterPark`, off the response path). No Durable Object is called per request.
+ */
+
+export type WaitUntil = { waitUntil(promise: Promise<unknown>): void };
+
+const cached = new WeakMap<object, { parking: ParkingSettings | null }>();
+
+/** Parking's settings for this env, parsed once per env object; null when `PARKING` is not bound. */
+export function parkingOf(env: IngestEnv): ParkingSettings | null {
+  let entry = cached.get(env);
+  if (!entry) {
+    entry = { parking: parkingSettings(env as IngestEnv & ParkingEnv) };
+    cached.set(env, entry);
+  }
+  return entry.parking;
+}
+
+export type BatchTarget = { route: string; contentType: string; contentEncoding: string | null };
+
+/**
+ * Keeps one batch (the bytes exactly as they go upstream). True once R2 has it; false at the
+ * org's cap or when the write failed (logged, throttled per org and cause; the caller answers
+ * as it would have without parking).
+ */
+export async function parkBatch(env: IngestEnv, ctx: WaitUntil, parking: ParkingSettings, orgId: string, target: BatchTarget, body: Uint8Array, why: ParkReason): Promise<boolean> {
+  const now = Date.now();
+  const outcome = await park(parking, { orgId, ...target, receivedAt: now, why }, body, now);
+  if (!outcome.parked) {
+    const count = logThrottle.hit(`${orgId} park_${outcome.why}`, now);
+    if (count !== null) {
+      logWarn({ event: "ingest_park_failed", org_id: orgId, route: target.route, why, cause: outcome.why, error: outcome.error, bytes: body.byteLength, max_bytes: parking.maxBytes, count, window_s: DECISION_LOG_WINDOW_MS / 1000 });
+    }
+    return false;
+  }
+  const count = logThrottle.hit(`${orgId} parked_${why}`, now);
+  if (count !== null) log({ event: "ingest_parked", org_id: orgId, route: target.route, why, bytes: body.byteLength, count, window_s: DECISION_LOG_WINDOW_MS / 1000 });
+  afterPark(env as IngestEnv & ParkingEnv, ctx, parking, orgId, body.byteLength, why, now);
+  return true;
+}

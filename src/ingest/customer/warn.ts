@@ -1,0 +1,16 @@
+import type { BodyFormat } from "../../shared/http-error.ts";
+import type { Verdict } from "../request/gate.ts";
+import { overdueWarning, withWarning } from "./overdue-warning.ts";
+import { warningLimiter } from "./warning-limiter.ts";
+
+/**
+ * An accepted OTLP answer for an org that is overdue with a deadline carries the overdue
+ * warning in its partial_success (merged with the upstream's own), at most once per org per
+ * isolate per minute. Everything it needs is in the gate's verdict: no lookup here.
+ */
+export async function withOverdueWarning(response: Response, verdict: Verdict, format: BodyFormat, orgId: string, now = Date.now()): Promise<Response> {
+  if (response.status < 200 || response.status >= 300) return response;
+  const warning = overdueWarning(verdict, now);
+  if (warning === null || !warningLimiter.take(orgId, now)) return response;
+  return withWarning(response, format, warning);
+}
