@@ -68,7 +68,7 @@ async function sinkControl<T>(method: string, path: string, body?: unknown): Pro
 
 export const sink = {
   requests: async (tenant: string) => (await sinkControl<{ requests: SinkRecord[] }>("GET", `/requests?tenant=${encodeURIComponent(tenant)}`)).requests,
-  fault: (fault: { mode: "status" | "slow" | "reset"; status?: number; retry_after?: number; delay_ms?: number; count?: number; tenant?: string }) =>
+  fault: (fault: { mode: "status" | "slow" | "reset" | "partial"; status?: number; retry_after?: number; delay_ms?: number; count?: number; tenant?: string; rejected?: number; message?: string }) =>
     sinkControl("POST", "/faults", fault),
   clearFaults: () => sinkControl("DELETE", "/faults"),
   /** Requests the sink accepted from one tenant, counted without bound (the request records keep only the last 1,000). */

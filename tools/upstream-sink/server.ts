@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { z } from "zod";
-import { encodeRpcStatus } from "../../src/ingest/rpc-status.ts";
+import { encodeRpcStatus } from "../../src/shared/rpc-status.ts";
 import { listen } from "../listen.ts";
 
 /**
@@ -16,8 +16,11 @@ import { listen } from "../listen.ts";
  * body are computed only when someone asks for the records.
  *
  * Control API (JSON):
- * - `POST /_control/faults` `{ mode: "status"|"slow"|"reset", status?, retry_after?, delay_ms?, count?, tenant? }`
- *   queues a fault; `GET` lists the queue; `DELETE` clears it.
+ * - `POST /_control/faults` `{ mode: "status"|"slow"|"reset"|"partial", status?, retry_after?, delay_ms?, count?, tenant?, rejected?, message? }`
+ *   queues a fault; `GET` lists the queue; `DELETE` clears it. `partial` answers 200 with an OTLP
+ *   partial_success (`rejected` items, default 1, and `message`) in the request's encoding.
+ * - `POST /_control/outage` `{ seconds }`: every signal request is answered 503 until then (an
+ *   upstream that is down); `DELETE` ends it at once; `GET` says until when.
  * - `GET /_control/requests?tenant=&path=` recent records, oldest first (`tenant=(none)` matches
  *   requests without a tenant header); `DELETE` clears the records and the stats.
  * - `GET /_control/stats` aggregate counters of accepted (200) requests, never bounded.
@@ -39,15 +42,18 @@ const SIGNALS = new Set(["/v1/traces", "/v1/metrics", "/v1/logs"]);
 const NO_TENANT = "(none)";
 
 const FaultSchema = z.object({
-  mode: z.enum(["status", "slow", "reset"]),
+  mode: z.enum(["status", "slow", "reset", "partial"]),
   status: z.number().int().min(200).max(599).default(503),
   retry_after: z.number().int().nonnegative().optional(),
   delay_ms: z.number().nonnegative().default(0),
   count: z.number().int().positive().default(1),
   tenant: z.string().optional(),
+  rejected: z.number().int().nonnegative().default(1),
+  message: z.string().max(1000).default("injected partial success"),
 });
 type Fault = z.infer<typeof FaultSchema>;
-type FaultMode = Fault["mode"];
+type FaultMode = Fault["mode"] | "outage";
+const OutageSchema = z.object({ seconds: z.number().positive().max(3600) });
 
 /** What is kept per request; the JSON view (`RequestRecordJson`) is derived on demand. */
 type RequestRecord = {
@@ -203,6 +209,8 @@ export async function startUpstreamSink(options: UpstreamSinkOptions = {}): Prom
 
   const records = new Ring<RequestRecord>(keep);
   let faults: Fault[] = [];
+  /** The end of an outage (epoch ms); 0 when the sink is up. */
+  let downUntil = 0;
   let total: Counter = { requests: 0, bytes: 0 };
   let faulted: Counter = { requests: 0, bytes: 0 };
   let tenants = new Map<string, TenantStats>();
@@ -244,11 +252,25 @@ export async function startUpstreamSink(options: UpstreamSinkOptions = {}): Prom
     const headers = req.headers;
     const tenant = headerValue(headers, tenantHeader);
     const isJson = (headers["content-type"] ?? "").toLowerCase().includes("json");
-    const fault = takeFault(tenant);
-    const record: RequestRecord = { path, tenant, headers, body, at: Date.now(), status: 200, fault: fault?.mode ?? null };
+    const down = Date.now() < downUntil;
+    const fault = down ? undefined : takeFault(tenant);
+    const record: RequestRecord = { path, tenant, headers, body, at: Date.now(), status: 200, fault: down ? "outage" : (fault?.mode ?? null) };
     records.push(record);
 
+    if (down) {
+      faulted.requests += 1;
+      faulted.bytes += body.byteLength;
+      record.status = 503;
+      const message = "outage: the upstream is down";
+      if (isJson) return sendJson(res, 503, { code: grpcCode(503), message });
+      return send(res, 503, "application/x-protobuf", Buffer.from(encodeRpcStatus({ code: grpcCode(503), message, reason: "outage" })));
+    }
     if (fault === undefined) return accept(res, record, isJson);
+    if (fault.mode === "partial") {
+      count(record.tenant, record.path, record.body.byteLength);
+      if (isJson) return sendJson(res, 200, { partialSuccess: { rejectedSpans: String(fault.rejected), errorMessage: fault.message } });
+      return send(res, 200, "application/x-protobuf", Buffer.from(partialSuccess(fault.rejected, fault.message)));
+    }
 
     if (fault.mode === "slow") {
       await new Promise<void>((resolve) => {
@@ -310,6 +332,21 @@ export async function startUpstreamSink(options: UpstreamSinkOptions = {}): Prom
         return sendJson(res, 200, { faults });
       }
       return sendJson(res, 405, { error: "method_not_allowed" }, { allow: "GET, POST, DELETE" });
+    }
+    if (route === "/outage") {
+      if (method === "DELETE") downUntil = 0;
+      else if (method === "POST") {
+        let raw: unknown;
+        try {
+          raw = JSON.parse((await readBody(req)).toString("utf8") || "{}");
+        } catch {
+          return sendJson(res, 400, { error: "invalid_json", message: "the body is not JSON" });
+        }
+        const parsed = OutageSchema.safeParse(raw);
+        if (!parsed.success) return sendJson(res, 400, { error: "invalid_request", message: z.prettifyError(parsed.error) });
+        downUntil = Date.now() + parsed.data.seconds * 1000;
+      } else if (method !== "GET") return sendJson(res, 405, { error: "method_not_allowed" }, { allow: "GET, POST, DELETE" });
+      return sendJson(res, 200, { down_until: downUntil > Date.now() ? new Date(downUntil).toISOString() : null });
     }
     if (route === "/requests") {
       if (method === "GET") {
@@ -390,4 +427,22 @@ export async function startUpstreamSink(options: UpstreamSinkOptions = {}): Prom
         for (const socket of sockets) socket.destroy();
       })),
   };
+}
+
+/** ExportTraceServiceResponse {1: partial_success {1: rejected (int64), 2: error_message}}; the same field numbers in all three signals. */
+function partialSuccess(rejected: number, message: string): Uint8Array {
+  const text = Buffer.from(message, "utf8");
+  const inner = Buffer.concat([Buffer.from([0x08, ...varint(rejected)]), Buffer.from([0x12, ...varint(text.byteLength)]), text]);
+  return Buffer.concat([Buffer.from([0x0a, ...varint(inner.byteLength)]), inner]);
+}
+
+function varint(value: number): number[] {
+  const out: number[] = [];
+  let v = value;
+  while (v > 0x7f) {
+    out.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return out;
 }
