@@ -5,13 +5,11 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { readdirSync } from "node:fs";
-import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { Webhook } from "standardwebhooks";
 import { IngestGate, type GateSources } from "../src/ingest/request/gate.ts";
 import { loadLocalSettings } from "../tools/dev/settings.ts";
 import { REPO_ROOT } from "../tools/paths.ts";
+import { largeGzipBody, logpushNdjson, traceBatch, workerdRssMib } from "./bodies.ts";
 import { startBenchRuntime } from "./runtime.ts";
 
 /**
@@ -71,6 +69,25 @@ async function mint(orgId: string): Promise<string> {
   if (response.status !== 201) throw new Error(`mint ${orgId}: ${response.status}`);
   return ((await response.json()) as { key: string }).key;
 }
+/**
+ * The cold-keys scenario's keys, minted in bulk by the bench gate Worker (POST /mint: the same
+ * code as the admin route writes each real INGEST_KEYS entry; see bench/gate-worker/worker.ts)
+ * in 4 requests of 8 writes at a time, instead of 10,000 admin requests that each create an object.
+ */
+async function mintMany(orgs: string[]): Promise<string[]> {
+  const chunk = Math.ceil(orgs.length / 4);
+  const parts = await Promise.all(
+    Array.from({ length: Math.ceil(orgs.length / chunk) }, async (_, i) => {
+      const slice = orgs.slice(i * chunk, (i + 1) * chunk);
+      const response = await fetch(`${stack.gateBenchUrl}/mint`, { method: "POST", body: JSON.stringify({ orgs: slice, concurrency: 8 }) });
+      if (!response.ok) throw new Error(`bulk mint: ${response.status} ${await response.text()}`);
+      const { keys } = (await response.json()) as { keys: (string | null)[] };
+      if (keys.length !== slice.length || keys.some((key) => typeof key !== "string")) throw new Error("bulk mint: a key is missing");
+      return keys as string[];
+    }),
+  );
+  return parts.flat();
+}
 async function pool<T>(items: T[], concurrency: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -79,69 +96,6 @@ async function pool<T>(items: T[], concurrency: number, work: (item: T, index: n
       await work(items[index]!, index);
     }
   }));
-}
-
-/** A realistic OTLP batch: 20 spans from the SDK, serialized as the proto exporter does, gzipped. */
-function traceBatch(): Uint8Array {
-  const memory = new InMemorySpanExporter();
-  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: memory })] });
-  const tracer = provider.getTracer("bench");
-  for (let i = 0; i < 20; i++) {
-    const span = tracer.startSpan(`GET /api/items/${i}`, { attributes: { "http.request.method": "GET", "http.response.status_code": 200, "url.path": `/api/items/${i}` } });
-    span.end();
-  }
-  const encoded = ProtobufTraceSerializer.serializeRequest(memory.getFinishedSpans())!;
-  return process.env.BENCH_IDENTITY ? encoded : gzipSync(encoded);
-}
-
-/** An OTLP-looking gzip body of about `target` bytes (span-like text with random ids: about 3:1), forwarded as it came. */
-function largeGzipBody(target: number): Uint8Array {
-  const parts: string[] = [];
-  let compressed = new Uint8Array(0);
-  while (compressed.byteLength < target) {
-    for (let i = 0; i < 2_000; i++) parts.push(`{"traceId":"${crypto.randomUUID().replaceAll("-", "")}","name":"GET /api/items/${i}","attributes":[{"key":"http.response.status_code","value":{"intValue":"200"}}]}`);
-    compressed = gzipSync(parts.join(","));
-  }
-  return compressed;
-}
-
-/** Logpush http_requests NDJSON up to `limit` bytes, as a job sends it (before gzip). */
-function logpushNdjson(limit: number): { text: string; records: number } {
-  const lines: string[] = [];
-  let size = 0;
-  for (let i = 0; ; i++) {
-    const line = JSON.stringify({
-      EdgeStartTimestamp: 1_741_964_966_000_000_000 + i * 1000,
-      ClientIP: `203.0.${(i >> 8) & 255}.${i & 255}`,
-      ClientRequestHost: "shop.example.com",
-      ClientRequestMethod: i % 3 === 0 ? "POST" : "GET",
-      ClientRequestURI: `/checkout?step=${i % 7}&item=${i}`,
-      ClientRequestUserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
-      EdgeResponseStatus: i % 50 === 0 ? 503 : 200,
-      EdgeResponseBytes: 1000 + (i % 9000),
-      RayID: `8f${i.toString(16).padStart(14, "0")}`,
-    });
-    if (size + line.length + 1 > limit) break;
-    lines.push(line);
-    size += line.length + 1;
-  }
-  return { text: `${lines.join("\n")}\n`, records: lines.length };
-}
-
-/** workerd's resident memory (the runtime Miniflare started under this process), in MiB. */
-function workerdRssMib(): number {
-  let total = 0;
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "workerd") continue;
-      const status = readFileSync(`/proc/${pid}/status`, "utf8");
-      if (!new RegExp(`^PPid:\\s+${process.pid}$`, "m").test(status)) continue;
-      total += Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024;
-    } catch {
-      // the process went away
-    }
-  }
-  return total;
 }
 
 type BatchRun = { seconds: number; peakRssIncreaseMib: number; status: number };
@@ -365,11 +319,8 @@ try {
   await control("/customers", { id: suspended });
   const suspendedKey = await mint(suspended);
   if (!(await admin("POST", `/orgs/${suspended}/override`, { action: "suspend", note: "benchmark: the 402 path" })).ok) throw new Error("could not suspend");
-  const manyKeys: string[] = new Array(DISTINCT_ORGS);
   const setupStarted = Date.now();
-  await pool(Array.from({ length: DISTINCT_ORGS }, (_, i) => `bench_org_${i}`), 48, async (org, i) => {
-    manyKeys[i] = await mint(org);
-  });
+  const manyKeys = await mintMany(Array.from({ length: DISTINCT_ORGS }, (_, i) => `bench_org_${i}`));
   log(`minted ${DISTINCT_ORGS} keys in ${((Date.now() - setupStarted) / 1000).toFixed(1)} s`);
 
   // Scenarios 1, 1b, 2 and 4 run in interleaved rounds so that drift in the machine's

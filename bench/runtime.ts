@@ -19,7 +19,8 @@ function bundle(config: string, outdir: string): string {
   return join(outdir, "worker.js");
 }
 
-export async function startBenchRuntime(settings: LocalSettings, workDir: string): Promise<BenchRuntime> {
+/** inspectorPort: workerd's DevTools inspector on loopback (bench/profile.ts), off for `npm run bench`. */
+export async function startBenchRuntime(settings: LocalSettings, workDir: string, options: { inspectorPort?: number } = {}): Promise<BenchRuntime> {
   const port = (name: keyof LocalSettings) => Number(settings[name]);
   const autumn = await startAutumnStandIn({ port: port("AUTUMN_PORT"), secretKey: settings.AUTUMN_SECRET_KEY, webhook: null });
   const sink = await startUpstreamSink({ port: port("SINK_PORT"), keepRequests: 0 });
@@ -48,6 +49,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
       // is reached on a direct socket instead, as the pass-through reference is.
       host: "127.0.0.1",
       port: 0,
+      ...(options.inspectorPort === undefined ? {} : { inspectorPort: options.inspectorPort }),
       // Workers log every decision; under load those lines would be measured too. Dropped here.
       handleStructuredLogs: () => {},
       kvPersist: join(workDir, "kv"),

@@ -2,8 +2,12 @@ import type { OrgBilling } from "../../src/billing/org-billing.ts";
 import { gateSources } from "../../src/ingest/request/sources.ts";
 import { IngestGate } from "../../src/ingest/request/gate.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
+import { ingestKeyPepper } from "../../src/billing/config.ts";
+import type { OrgStore } from "../../src/billing/org-store.ts";
+import { Publisher } from "../../src/billing/publisher.ts";
+import { generateIngestKey, hashIngestKey } from "../../src/shared/ingest-key.ts";
 
-type Env = { ORG_BILLING: DurableObjectNamespace<OrgBilling>; BILLING_STATE: KVNamespace; INGEST_KEYS: KVNamespace };
+type Env = { ORG_BILLING: DurableObjectNamespace<OrgBilling>; BILLING_STATE: KVNamespace; INGEST_KEYS: KVNamespace; INGEST_KEY_PEPPER?: string };
 
 const ORGS = 200;
 const orgId = (path: string, i: number) => `bench_${path}_${i}`;
@@ -11,6 +15,12 @@ const orgId = (path: string, i: number) => `bench_${path}_${i}`;
 /**
  * GET /setup: mirror entries for the KV path (ok) and the object path (suspended, confirmed
  * by each org's object). GET /run?path=kv|object: one cold gate decision per org, timed.
+ * POST /mint {orgs, concurrency}: one ingest key per org, for the cold-keys scenario. The key
+ * is generated, hashed and its INGEST_KEYS entry written by the same code as
+ * OrgBilling.createIngestKey (generateIngestKey, hashIngestKey, Publisher.writeKey with a
+ * fresh org's verdict), many at a time inside workerd. Only the object's own copy of the key
+ * (a row in its SQLite) is not made: creating 10,000 objects on disk took ~2 minutes of the
+ * bench, and an ok org's request never asks its object (the verdict rides in the key entry).
  */
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
@@ -25,6 +35,27 @@ export default {
         await env.BILLING_STATE.put(billingStateKey(suspended), JSON.stringify({ state: "suspended", since: now, version: 1, suspend_at: null, suspended_at: now }));
       }
       return Response.json({ orgs: ORGS });
+    }
+    if (url.pathname === "/mint" && request.method === "POST") {
+      const { orgs, concurrency = 16 } = (await request.json()) as { orgs: string[]; concurrency?: number };
+      const pepper = ingestKeyPepper(env);
+      // What a fresh org's object holds when its first key is minted: no record yet, so the
+      // publisher writes the verdict of a new record (ok), as OrgBilling.createIngestKey does.
+      const freshOrg = { load: () => null } as unknown as OrgStore;
+      const keys: string[] = new Array(orgs.length);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (next < orgs.length) {
+            const i = next++;
+            const { key, keyId } = generateIngestKey();
+            const stored = { key_id: keyId, key_hash: await hashIngestKey(pepper, key), created_at: Date.now() };
+            await new Publisher(env as unknown as BillingEnv, freshOrg, (change) => change()).writeKey(orgs[i]!, stored);
+            keys[i] = key;
+          }
+        }),
+      );
+      return Response.json({ keys });
     }
     if (url.pathname === "/run") {
       const path = url.searchParams.get("path") === "object" ? "object" : "kv";
