@@ -55,7 +55,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       return result;
     };
     this.publisher = new Publisher(env, this.store, transact);
-    this.outbox = new Outbox(this.store, transact, (error) => this.reportConfig(error));
+    this.outbox = new Outbox(this.store, transact, (error) => this.reportConfig(error), () => this.parking());
     this.transact = transact;
   }
 

@@ -5,6 +5,7 @@ import { eventsFor, warningDueAt } from "./notifications.ts";
 import { deliver, type NotifySettings } from "./notifier.ts";
 import type { OrgRecord } from "./org-record.ts";
 import type { OrgStore, Transact } from "./org-store.ts";
+import type { ParkingProgress } from "./parking-progress.ts";
 import { retryDelay } from "./schedule.ts";
 
 /** Events are tried inline once; a slow receiver is retried by the alarm instead of delaying the caller. */
@@ -25,17 +26,21 @@ export class Outbox {
   private readonly store: OrgStore;
   private readonly transact: Transact;
   private readonly reportConfig: (error: ConfigError) => void;
+  /** The org's parking progress (the object's key-value storage), carried by org.restored. */
+  private readonly parking: () => ParkingProgress | null;
 
-  constructor(store: OrgStore, transact: Transact, reportConfig: (error: ConfigError) => void) {
+  constructor(store: OrgStore, transact: Transact, reportConfig: (error: ConfigError) => void, parking: () => ParkingProgress | null = () => null) {
     this.store = store;
     this.transact = transact;
     this.reportConfig = reportConfig;
+    this.parking = parking;
   }
 
   /** Inside the caller's transaction: queues what the change owes; returns the record with its warning marked. */
   queueFor(prev: OrgRecord, next: OrgRecord, now: number, notify: NotifySettings | null): OrgRecord {
     if (notify === null) return next;
-    const owed = eventsFor(prev, next, now, notify.warningMs);
+    // Read only when the org is restored: the one event that carries it.
+    const owed = eventsFor(prev, next, now, notify.warningMs, next.state === "ok" && prev.state !== "ok" ? this.parking() : null);
     for (const event of owed.events) this.store.enqueue(event, now);
     return owed.record;
   }
