@@ -43,14 +43,14 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
     if (!("suspended" in admitted) || parking === null) return admitted.response;
     return parkRefused(request, env, settings, dataset, waitUntil, parking, admitted);
   }
-  return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId));
+  return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId, admitted.keyId));
 }
 
 /** Where the OTLP JSON pieces of a batch go, and whether the batch's outcome is accounted for as a forward. */
 type Pieces = { send(body: string): Promise<ForwardResult>; account: boolean };
 
 /** The upstream; with parking on, an outage parks the failed piece and every later one of the batch (the job hears 200). */
-function piecesUpstream(env: IngestEnv, settings: IngestSettings, waitUntil: WaitUntil, parking: ParkingSettings | null, orgId: string): Pieces {
+function piecesUpstream(env: IngestEnv, settings: IngestSettings, waitUntil: WaitUntil, parking: ParkingSettings | null, orgId: string, keyId: string): Pieces {
   let parkingRest = false;
   const target = { route: "/v1/logs", contentType: "application/json", contentEncoding: null };
   const parked = (): ForwardResult => ({ response: new Response(null), upstreamStatus: null, outcome: "accepted", code: null, failure: null, parked: true });
@@ -69,7 +69,7 @@ function piecesUpstream(env: IngestEnv, settings: IngestSettings, waitUntil: Wai
         unavailableRetryAfter: parking ? PARKING_UNAVAILABLE_RETRY_AFTER : UNAVAILABLE_RETRY_AFTER,
       });
       if (parking && isOutage(result) && (await parkBatch(env, waitUntil, parking, orgId, target, new TextEncoder().encode(body), "upstream_unavailable"))) {
-        logUpstreamTrouble({ orgId, keyId: "-", route: "/v1/logpush", bytes: body.length }, result, true);
+        logUpstreamTrouble({ orgId, keyId, route: "/v1/logpush", bytes: body.length }, result, true);
         parkingRest = true;
         return parked();
       }
