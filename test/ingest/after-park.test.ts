@@ -28,12 +28,28 @@ describe("after a batch is parked", () => {
     const waits: Promise<unknown>[] = [];
     const ctx = { waitUntil: (p: Promise<unknown>) => void waits.push(p) };
     const now = Date.now();
-    afterPark(workerEnv as never, ctx, parking, org, 100, "suspended", now);
-    afterPark(workerEnv as never, ctx, parking, org, 100, "upstream_unavailable", now + 1);
-    afterPark(workerEnv as never, ctx, parking, org, 100, "upstream_unavailable", now + 2);
+    // A short report interval, so the trailing report of the two held-back batches is quick.
+    const reports = new ParkedReports({ intervalMs: 20 });
+    afterPark(workerEnv as never, ctx, parking, org, 100, "suspended", now, reports);
+    afterPark(workerEnv as never, ctx, parking, org, 100, "upstream_unavailable", now + 1, reports);
+    afterPark(workerEnv as never, ctx, parking, org, 100, "upstream_unavailable", now + 2, reports);
     await Promise.all(waits);
     expect(sent).toEqual([{ body: { org_id: org }, options: { delaySeconds: 5 } }]);
     const view = (await (await billingAdmin(`/orgs/${org}`)).json()) as { parking: Record<string, number> };
-    expect(view.parking).toMatchObject({ parked_batches: 1, parked_bytes: 100 });
+    expect(view.parking).toMatchObject({ parked_batches: 3, parked_bytes: 300 });
+  });
+
+  it("batches held back by the throttle are reported at the end of the interval, not only with the next park", async () => {
+    const org = `after-park-trailing-${Date.now().toString(36)}`;
+    const workerEnv = { ...env, PARKING: (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST };
+    const parking = parkingSettings(workerEnv as never)!;
+    const waits: Promise<unknown>[] = [];
+    const ctx = { waitUntil: (p: Promise<unknown>) => void waits.push(p) };
+    const reports = new ParkedReports({ intervalMs: 50 });
+    const now = Date.now();
+    for (let i = 0; i < 3; i++) afterPark(workerEnv as never, ctx, parking, org, 100, "suspended", now + i, reports);
+    await Promise.all(waits);
+    const view = (await (await billingAdmin(`/orgs/${org}`)).json()) as { parking: Record<string, number> };
+    expect(view.parking).toMatchObject({ parked_batches: 3, parked_bytes: 300 });
   });
 });

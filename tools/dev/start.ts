@@ -100,12 +100,15 @@ Try it:
   export TOLLGATE_INGEST_KEY=${key}
   # 1. send OTLP JSON as the demo org (200, and the sink counts it)
   curl -sS -X POST ${stack.ingestUrl}/v1/logs -H "Authorization: Bearer $TOLLGATE_INGEST_KEY" -H 'content-type: application/json' -d '${otlp}'
-  # 2. the demo org misses a payment: Autumn's stand-in sends a signed webhook, the org turns overdue
+  # 2. the demo org misses a payment: Autumn's stand-in sends a signed webhook, the org turns overdue;
+  #    within 5 s step 1 answers with a partialSuccess warning naming the deadline and where to pay
   curl -sS -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/past-due
   npm run tollgate -- org ${DEMO_ORG}
-  # 3. wait ${settings.GRACE_PERIOD}: the org is suspended and step 1 answers 402
-  # 4. pay: ingestion resumes at once
+  # 3. wait ${settings.GRACE_PERIOD}: the org is suspended and step 1 answers 402 naming where to pay (pay_url);
+  #    parking is on here, so each refused batch is kept (${settings.PARK_RETENTION ?? "72h"}) and the sink gets nothing yet
+  # 4. pay: ingestion resumes at once, and the batches refused while suspended reach the sink
   curl -sS -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/pay
+  curl -sS ${stack.sinkUrl}/_control/stats
   # 5. a lost webhook: another org goes past due (an invoice 10 days old) and Autumn never tells Tollgate;
   #    the reconciliation sweep finds it: overdue now, suspended only after MIN_NOTICE (${settings.MIN_NOTICE})
   curl -sS -X POST ${stack.autumnUrl}/_control/customers -H 'content-type: application/json' -d '{"id": "quiet-org"}'

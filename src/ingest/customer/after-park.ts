@@ -19,7 +19,9 @@ type Pending = { batches: number; bytes: number; flushedAt: number };
  */
 export class ParkedReports {
   private readonly pending = new Map<string, Pending>();
-  private readonly intervalMs: number;
+  /** Orgs with a trailing report scheduled (bounded by the orgs that parked within one interval). */
+  private readonly trailing = new Set<string>();
+  readonly intervalMs: number;
   private readonly capacity: number;
 
   constructor(options: { intervalMs?: number; capacity?: number } = {}) {
@@ -46,6 +48,26 @@ export class ParkedReports {
     return null;
   }
 
+  /**
+   * When batches were held back, how long until they may be reported (once per org: the caller
+   * schedules one trailing report); null when nothing waits or a trailing report is already due.
+   */
+  trailingIn(orgId: string, now: number): number | null {
+    const entry = this.pending.get(orgId);
+    if (!entry || entry.batches === 0 || this.trailing.has(orgId)) return null;
+    this.trailing.add(orgId);
+    return Math.max(0, entry.flushedAt + this.intervalMs - now);
+  }
+
+  /** The trailing report: what was held back, counted as reported now. */
+  flush(orgId: string, now: number): { parked_batches: number; parked_bytes: number } | null {
+    this.trailing.delete(orgId);
+    const entry = this.pending.get(orgId);
+    if (!entry || entry.batches === 0) return null;
+    this.remember(orgId, { batches: 0, bytes: 0, flushedAt: now });
+    return { parked_batches: entry.batches, parked_bytes: entry.bytes };
+  }
+
   private remember(orgId: string, entry: Pending): void {
     if (this.pending.size >= this.capacity) {
       const oldest = this.pending.keys().next().value;
@@ -60,13 +82,34 @@ export const outageNudges = new WarningLimiter({ intervalMs: OUTAGE_NUDGE_INTERV
 
 /**
  * What follows a park, off the response path (`waitUntil`): the throttled report to the org's
- * object, and for an upstream outage a delivery queued (at most every 10 s per org per isolate;
+ * object (batches held back by the throttle go in one trailing report at the end of the
+ * interval, so the admin view does not wait for the next park), and for an upstream outage a delivery queued (at most every 10 s per org per isolate;
  * the consumer retries with backoff until the upstream answers). A suspended org's batches wait
  * for its payment, whose transition queues the delivery.
  */
-export function afterPark(env: DeliveryEnv, ctx: { waitUntil(promise: Promise<unknown>): void }, parking: ParkingSettings, orgId: string, bytes: number, why: ParkReason, now: number): void {
-  const delta = parkedReports.add(orgId, bytes, now);
+export function afterPark(
+  env: DeliveryEnv,
+  ctx: { waitUntil(promise: Promise<unknown>): void },
+  parking: ParkingSettings,
+  orgId: string,
+  bytes: number,
+  why: ParkReason,
+  now: number,
+  reports: ParkedReports = parkedReports,
+): void {
+  const delta = reports.add(orgId, bytes, now);
   if (delta) ctx.waitUntil(report(env, orgId, delta));
+  else {
+    const waitMs = reports.trailingIn(orgId, now);
+    if (waitMs !== null) {
+      ctx.waitUntil(
+        new Promise((resolve) => setTimeout(resolve, waitMs)).then(() => {
+          const held = reports.flush(orgId, Date.now());
+          return held ? report(env, orgId, held) : undefined;
+        }),
+      );
+    }
+  }
   if (why === "upstream_unavailable" && parking.queue && outageNudges.take(orgId, now)) {
     ctx.waitUntil(parking.queue.send({ org_id: orgId }, { delaySeconds: OUTAGE_FIRST_DELIVERY_DELAY_S }).catch(() => {}));
   }
