@@ -2,7 +2,7 @@ import type { OrgBilling } from "../../billing/org-billing.ts";
 import { logError, log, logWarn } from "../../shared/log.ts";
 import { OrgId } from "../../shared/org-id.ts";
 import { ingestSettings } from "../config.ts";
-import { DeliveryMessage, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./parking.ts";
+import { DeliveryMessage, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, PARKED_TOTAL_KEY, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./parking.ts";
 
 /**
  * Delivery of parked batches, driven by the `tollgate-deliveries` queue (this Worker is its
@@ -166,6 +166,7 @@ export async function cleanupParked(env: DeliveryEnv, now: number): Promise<Clea
   const waiting = new Set<string>();
   let expired = 0;
   let expiredBytes = 0;
+  let keptBytes = 0;
   let cursor: string | undefined;
   do {
     const page = await parking.bucket.list({ prefix: PARKED_PREFIX, cursor, limit: 1000 });
@@ -181,17 +182,22 @@ export async function cleanupParked(env: DeliveryEnv, now: number): Promise<Clea
           const count = expiredByOrg.get(orgId) ?? { batches: 0, bytes: 0 };
           expiredByOrg.set(orgId, { batches: count.batches + 1, bytes: count.bytes + object.size });
         }
-      } else waiting.add(orgId);
+      } else {
+        waiting.add(orgId);
+        keptBytes += object.size;
+      }
     }
     if (doomed.length > 0) await parking.bucket.delete(doomed);
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor !== undefined);
+  // The global cap's figure, read by every isolate once a minute (parking.ts, ParkedTotal).
+  await parking.bucket.put(PARKED_TOTAL_KEY, JSON.stringify({ bytes: keptBytes, at: now }));
   await Promise.all([...expiredByOrg].map(([orgId, count]) => report(env, orgId, { expired_batches: count.batches, expired_bytes: count.bytes })));
   const orgs = [...waiting];
   if (parking.queue) {
     for (let i = 0; i < orgs.length; i += 100) await parking.queue.sendBatch(orgs.slice(i, i + 100).map((org_id) => ({ body: { org_id } })));
   }
-  log({ event: "parking_cleanup", expired, expired_bytes: expiredBytes, waiting_orgs: orgs.length });
+  log({ event: "parking_cleanup", expired, expired_bytes: expiredBytes, parked_bytes: keptBytes, waiting_orgs: orgs.length });
   return { expired, expiredBytes, waitingOrgs: orgs };
 }
 

@@ -17,15 +17,16 @@ export type ParkingEnv = {
   PARKING?: R2Bucket;
   DELIVERIES?: Queue<DeliveryMessage>;
   PARK_MAX_BYTES?: string;
+  PARK_TOTAL_MAX_BYTES?: string;
   PARK_RETENTION?: string;
 };
 
 export const DeliveryMessage = z.object({ org_id: z.string().min(1).max(128) });
 export type DeliveryMessage = z.infer<typeof DeliveryMessage>;
 
-export type ParkingSettings = { bucket: R2Bucket; queue: Queue<DeliveryMessage> | null; maxBytes: number; retentionMs: number };
+export type ParkingSettings = { bucket: R2Bucket; queue: Queue<DeliveryMessage> | null; maxBytes: number; totalMaxBytes: number; retentionMs: number };
 
-export const PARK_DEFAULTS = { maxBytes: "256MiB", retention: "72h" } as const;
+export const PARK_DEFAULTS = { maxBytes: "256MiB", totalMaxBytes: "10GiB", retention: "72h" } as const;
 
 /** Null when parking is off (no `PARKING` binding). An invalid setting throws ConfigError, naming it. */
 export function parkingSettings(env: ParkingEnv): ParkingSettings | null {
@@ -34,6 +35,7 @@ export function parkingSettings(env: ParkingEnv): ParkingSettings | null {
     bucket: env.PARKING,
     queue: env.DELIVERIES ?? null,
     maxBytes: byteSizeSetting(env, "PARK_MAX_BYTES", PARK_DEFAULTS.maxBytes),
+    totalMaxBytes: byteSizeSetting(env, "PARK_TOTAL_MAX_BYTES", PARK_DEFAULTS.totalMaxBytes),
     retentionMs: durationSetting(env, "PARK_RETENTION", PARK_DEFAULTS.retention),
   };
 }
@@ -90,14 +92,15 @@ export type ParkOutcome = { parked: true; key: string; bytes: number } | { parke
  * Keeps one batch, if the org's parked bytes stay within the cap. Resolves only once R2 has
  * acknowledged the write (durable), so a 2xx given after it is honest. Never throws.
  */
-export async function park(settings: ParkingSettings, batch: ParkedBatch, body: Uint8Array, now: number, ledger: ParkedBytes = parkedBytes): Promise<ParkOutcome> {
+export async function park(settings: ParkingSettings, batch: ParkedBatch, body: Uint8Array, now: number, ledger: ParkedBytes = parkedBytes, total: ParkedTotal = parkedTotal): Promise<ParkOutcome> {
   let estimate: number;
+  let totalEstimate: number;
   try {
-    estimate = await ledger.estimate(settings.bucket, batch.orgId, now, settings.maxBytes);
+    [estimate, totalEstimate] = await Promise.all([ledger.estimate(settings.bucket, batch.orgId, now, settings.maxBytes), total.estimate(settings.bucket, now)]);
   } catch (error) {
     return { parked: false, why: "store_failed", error: message(error) };
   }
-  if (estimate + body.byteLength > settings.maxBytes) return { parked: false, why: "over_cap" };
+  if (estimate + body.byteLength > settings.maxBytes || totalEstimate + body.byteLength > settings.totalMaxBytes) return { parked: false, why: "over_cap" };
   const key = parkedKey(batch.orgId, batch.receivedAt);
   const metadata: ParkedMetadata = {
     route: batch.route as ParkedMetadata["route"],
@@ -112,6 +115,7 @@ export async function park(settings: ParkingSettings, batch: ParkedBatch, body: 
     return { parked: false, why: "store_failed", error: message(error) };
   }
   ledger.add(batch.orgId, key, body.byteLength);
+  total.add(body.byteLength);
   return { parked: true, key, bytes: body.byteLength };
 }
 
@@ -196,3 +200,37 @@ async function listFrom(bucket: R2Bucket, orgId: string, startAfter: string | nu
 
 /** This isolate's estimates. */
 export const parkedBytes = new ParkedBytes();
+
+/** Where the cleanup writes the bucket's parked bytes (outside `parked/`, so no listing of parked data sees it). */
+export const PARKED_TOTAL_KEY = "meta/parked-total.json";
+/** How often an isolate re-reads the total the cleanup wrote. */
+export const TOTAL_REFRESH_MS = 60_000;
+
+/**
+ * The global cap's estimate, without a counter object: the bucket's total as the cleanup last listed it
+ * (every 30 minutes, on the sweep's schedule), re-read once a minute, plus what this isolate parked since
+ * that total was taken. Other isolates' writes since the last cleanup are not seen, so the cap can be
+ * overshot by what the rest of the fleet parks in one cleanup interval; it bounds cost, not each write.
+ */
+export class ParkedTotal {
+  private read: { bytes: number; at: number; readAt: number } | null = null;
+  private ownSince = 0;
+
+  async estimate(bucket: R2Bucket, now: number): Promise<number> {
+    if (this.read === null || now - this.read.readAt >= TOTAL_REFRESH_MS) {
+      const object = await bucket.get(PARKED_TOTAL_KEY);
+      const written = object === null ? null : ParkedTotalRecord.safeParse(JSON.parse(await object.text()));
+      const next = written?.success ? { ...written.data, readAt: now } : { bytes: 0, at: 0, readAt: now };
+      if (this.read === null || next.at !== this.read.at) this.ownSince = 0;
+      this.read = next;
+    }
+    return this.read.bytes + this.ownSince;
+  }
+
+  add(bytes: number): void {
+    this.ownSince += bytes;
+  }
+}
+
+export const ParkedTotalRecord = z.object({ bytes: z.number().nonnegative(), at: z.number() });
+export const parkedTotal = new ParkedTotal();
