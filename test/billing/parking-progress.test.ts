@@ -79,3 +79,16 @@ describe("the org.restored event", () => {
     expect(suspendedEvent!.parking).toBeUndefined();
   });
 });
+
+describe("through the org's object", () => {
+  it("the org.restored event it sends carries what was parked while it was suspended", async () => {
+    const { receiver } = await import("../support/notify.ts");
+    const org = uniqueOrg("park-restored-obj");
+    await autumn.createCustomer(org);
+    expect(await (await post(`/orgs/${org}/override`, { action: "suspend", note: "test" })).json()).toMatchObject({ state: "suspended" });
+    await orgStub(org).recordParking({ parked_batches: 2, parked_bytes: 2_048 });
+    expect(await (await post(`/orgs/${org}/override`, { action: "clear", note: "paid" })).json()).toMatchObject({ state: "ok" });
+    const restored = (await receiver.events(org)).find((event) => event.type === "org.restored");
+    expect(restored).toMatchObject({ parking: { parked_batches: 2, parked_bytes: 2_048, waiting_batches: 2, waiting_bytes: 2_048 } });
+  });
+});
