@@ -188,4 +188,11 @@ describe("formatting", () => {
     expect(text).toContain("follow-up:  2026-03-01T12:01:00.000Z (in 1m)");
     expect(text).toContain("org.overdue evt_1 after 40 attempts: receiver answered 500");
   });
+
+  it("an org's parked data, when it has any", () => {
+    const view = overdueOrg();
+    expect(formatOrg(view, T0)).not.toContain("parked:");
+    const parking = { ...view.parking, parked_batches: 4, parked_bytes: 4_096, delivered_batches: 1, delivered_bytes: 1_024, waiting_batches: 3, waiting_bytes: 3_072 };
+    expect(formatOrg({ ...view, parking }, T0)).toContain("parked:     4 batches (4096 bytes); delivered 1, expired 0, refused 0; waiting 3 (3072 bytes)");
+  });
 });

@@ -45,6 +45,10 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
   if (org.follow_up_at) lines.push(`  follow-up:  ${ago(org.follow_up_at, now)} (a short re-read after a webhook, in case a payment shows late)`);
   lines.push(`  next check: ${ago(org.next_check_at, now)}`);
   lines.push(`  mirror:     version ${org.mirror.version}${org.mirror.in_sync ? "" : " (behind, being repaired)"}`);
+  const p = org.parking;
+  if (p && p.parked_batches > 0) {
+    lines.push(`  parked:     ${p.parked_batches} batches (${p.parked_bytes} bytes); delivered ${p.delivered_batches}, expired ${p.expired_batches}, refused ${p.refused_batches}; waiting ${p.waiting_batches} (${p.waiting_bytes} bytes)`);
+  }
   lines.push("", "History (newest first):");
   if (org.history.length === 0) lines.push("  (no transitions yet)");
   for (const h of org.history) {
