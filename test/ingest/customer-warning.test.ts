@@ -83,6 +83,14 @@ describe("withWarning on a Response", () => {
     expect(decodeExportResponse(new Uint8Array(await pb.arrayBuffer())).errorMessage).toBe(warning);
   });
 
+  it("a backend's 204 No Content (Loki answers OTLP logs so) becomes a 200 carrying the warning", async () => {
+    for (const status of [204, 205]) {
+      const response = await withWarning(new Response(null, { status }), "json", warning);
+      expect(response.status).toBe(200);
+      expect(await response.json()).toEqual({ partialSuccess: { errorMessage: warning } });
+    }
+  });
+
   it("an unmergeable body goes through unchanged", async () => {
     const response = await withWarning(new Response("plain", { status: 200, headers: { "content-type": "text/plain" } }), "json", warning);
     expect(await response.text()).toBe("plain");

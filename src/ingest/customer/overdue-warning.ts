@@ -80,16 +80,19 @@ function mergeProtobuf(upstream: Uint8Array, warning: string): Uint8Array | null
 /** A successful export response is small; anything larger is passed through unread. */
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
+/** Statuses whose response can carry no body: the warning turns them into a 200 (an OTLP success either way). */
+const NULL_BODY_STATUSES = new Set([204, 205]);
+
 /** The upstream's 2xx response with the warning merged in; unchanged when it cannot be merged. */
 export async function withWarning(response: Response, format: BodyFormat, warning: string): Promise<Response> {
   const declared = Number(response.headers.get("content-length") ?? "0");
   if (declared > MAX_RESPONSE_BYTES) return response;
   const bytes = new Uint8Array(await response.arrayBuffer());
   const merged = bytes.byteLength > MAX_RESPONSE_BYTES ? null : withPartialSuccess(bytes, format, warning);
-  if (merged === null) return new Response(bytes, { status: response.status, headers: response.headers });
+  if (merged === null) return new Response(NULL_BODY_STATUSES.has(response.status) ? null : bytes, { status: response.status, headers: response.headers });
   const headers = new Headers(response.headers);
   headers.set("content-type", format === "json" ? "application/json" : "application/x-protobuf");
   headers.delete("content-length");
   headers.delete("content-encoding");
-  return new Response(merged, { status: response.status, headers });
+  return new Response(merged, { status: NULL_BODY_STATUSES.has(response.status) ? 200 : response.status, headers });
 }
