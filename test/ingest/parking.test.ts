@@ -112,6 +112,19 @@ describe("delivery", () => {
     expect((await sink.requests(org)).map((r) => bodyOf(r))).toEqual([bytes(60, 2)]);
   });
 
+  it("a parking store failing mid-run fails the run (retried) and keeps what it delivered before", async () => {
+    const org = uniqueOrg("deliver-r2-fails");
+    const workerEnv = parkingEnv();
+    await parkSome(settingsOf(workerEnv), org, [bytes(10, 1), bytes(20, 2)], Date.now());
+    let gets = 0;
+    const flaky = { list: bucket.list.bind(bucket), delete: bucket.delete.bind(bucket), get: async (key: string) => (++gets === 2 ? Promise.reject(new Error("R2 down")) : bucket.get(key)) };
+    const settings = { ...settingsOf(workerEnv), bucket: flaky as unknown as R2Bucket };
+    const result = await deliverOrg(workerEnv as never, settings, org);
+    expect(result).toMatchObject({ outcome: "failed", delivered: 1, failure: expect.stringContaining("R2 down") });
+    expect((await sink.requests(org)).map((r) => bodyOf(r))).toEqual([bytes(10, 1)]);
+    expect((await listed(org)).length).toBe(1);
+  });
+
   it("waits while the org is suspended", async () => {
     const org = uniqueOrg("deliver-suspended");
     await override(org, "suspend");

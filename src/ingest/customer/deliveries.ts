@@ -99,6 +99,16 @@ export async function deliverOrg(env: DeliveryEnv, parking: ParkingSettings, org
     return { ...result, outcome: "failed", failure: `the org's billing object is unreachable: ${text(error)}` };
   }
   const settings = ingestSettings(env);
+  try {
+    return await deliverParked(parking, settings, orgId, now, result);
+  } catch (error) {
+    // R2 failed mid-run: what was delivered stays counted, and the message is retried.
+    return { ...result, outcome: "failed", failure: `the parking store failed: ${text(error)}` };
+  }
+}
+
+/** The delivery loop; `result` is updated as it goes, so a throw leaves it counting what was done. */
+async function deliverParked(parking: ParkingSettings, settings: ReturnType<typeof ingestSettings>, orgId: string, now: () => number, result: RunResult): Promise<RunResult> {
   let handled = 0;
   let cursor: string | undefined;
   do {
@@ -139,7 +149,7 @@ export async function deliverOrg(env: DeliveryEnv, parking: ParkingSettings, org
         result.deliveredBytes += body.byteLength;
       } else if (status === 400 || status === 413) {
         // The backend refuses this batch itself: it never will take it, and it must not hold back the rest.
-        logWarn({ event: "delivery_refused_batch", org_id: orgId, upstream_status: status, bytes: body.byteLength, received_at: receivedAt });
+        logError({ event: "delivery_refused_batch", org_id: orgId, upstream_status: status, bytes: body.byteLength, received_at: receivedAt });
         await parking.bucket.delete(listed.key);
         result.refused++;
       } else {
