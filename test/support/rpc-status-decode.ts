@@ -2,34 +2,7 @@
  * An independent, minimal protobuf reader for google.rpc.Status with ErrorInfo details,
  * so tests check the wire bytes rather than the encoder's own view of them.
  */
-type Field = { number: number; wire: number; value: number | Uint8Array };
-
-function readFields(bytes: Uint8Array): Field[] {
-  const fields: Field[] = [];
-  let i = 0;
-  const varint = () => {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      const byte = bytes[i++]!;
-      result += (byte & 0x7f) * 2 ** shift;
-      if (byte < 0x80) return result;
-      shift += 7;
-    }
-  };
-  while (i < bytes.length) {
-    const tag = varint();
-    const wire = tag & 7;
-    const number = tag >>> 3;
-    if (wire === 0) fields.push({ number, wire, value: varint() });
-    else if (wire === 2) {
-      const length = varint();
-      fields.push({ number, wire, value: bytes.slice(i, i + length) });
-      i += length;
-    } else throw new Error(`unexpected wire type ${wire}`);
-  }
-  return fields;
-}
+import { fieldsOf as readFields } from "./customer-decode.ts";
 
 const text = (value: number | Uint8Array) => new TextDecoder().decode(value as Uint8Array);
 
