@@ -1,13 +1,12 @@
 import type { Result } from "autocannon";
 import { execFile } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
-import { loadLocalSettings } from "../tools/dev/settings.ts";
 import { REPO_ROOT } from "../tools/paths.ts";
 import { largeGzipBody, logpushNdjson, traceBatch, workerdCpuSeconds, workerdRssMib } from "./bodies.ts";
-import { startBenchRuntime } from "./runtime.ts";
+import { benchSetup, startBenchRuntime } from "./runtime.ts";
 
 /**
  * `npm run bench:profile`: where a request's time goes. The same bundled runtime as `npm run
@@ -29,14 +28,7 @@ const INSPECTOR_PORT = BASE_PORT + 9;
 /** Microseconds between samples: fine enough for a 1-2 ms request, light enough not to dominate it. */
 const SAMPLING_US = 200;
 
-const persistDir = join(REPO_ROOT, ".wrangler", "bench-profile");
-rmSync(persistDir, { recursive: true, force: true });
-mkdirSync(persistDir, { recursive: true });
-const settings = loadLocalSettings({
-  root: null,
-  env: {},
-  overrides: { BILLING_PORT: String(BASE_PORT), INGEST_PORT: String(BASE_PORT + 1), AUTUMN_PORT: String(BASE_PORT + 2), SINK_PORT: String(BASE_PORT + 3), GRACE_PERIOD: "3d", RESYNC_INTERVAL: "6h", MIN_NOTICE: "24h" },
-});
+const { settings, persistDir } = benchSetup(BASE_PORT, "bench-profile");
 const run = promisify(execFile);
 const log = (message: string) => console.log(`[profile ${new Date().toISOString().slice(11, 19)}] ${message}`);
 

@@ -1,16 +1,15 @@
 import type { Result } from "autocannon";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Webhook } from "standardwebhooks";
 import { IngestGate, type GateSources } from "../src/ingest/request/gate.ts";
-import { loadLocalSettings } from "../tools/dev/settings.ts";
 import { REPO_ROOT } from "../tools/paths.ts";
 import { largeGzipBody, logpushNdjson, traceBatch, workerdRssMib } from "./bodies.ts";
-import { startBenchRuntime } from "./runtime.ts";
+import { benchSetup, startBenchRuntime } from "./runtime.ts";
 
 /**
  * `npm run bench`: every scenario in one run against the local stack (see runtime.ts), so
@@ -32,14 +31,7 @@ const SWEEP_KNOWN = 200;
 /** Long enough for any sweep this bench can produce; a sweep still running then is a failure, not a result. */
 const SWEEP_TIMEOUT_MS = 10 * 60_000;
 
-const persistDir = join(REPO_ROOT, ".wrangler", "bench");
-rmSync(persistDir, { recursive: true, force: true });
-mkdirSync(persistDir, { recursive: true });
-const settings = loadLocalSettings({
-  root: null,
-  env: {},
-  overrides: { BILLING_PORT: String(BASE_PORT), INGEST_PORT: String(BASE_PORT + 1), AUTUMN_PORT: String(BASE_PORT + 2), SINK_PORT: String(BASE_PORT + 3), GRACE_PERIOD: "3d", RESYNC_INTERVAL: "6h", MIN_NOTICE: "24h" },
-});
+const { settings, persistDir } = benchSetup(BASE_PORT, "bench");
 const run = promisify(execFile);
 const log = (message: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
 

@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { startAutumnStandIn } from "../tools/autumn-standin/server.ts";
 import { startUpstreamSink } from "../tools/upstream-sink/server.ts";
-import type { LocalSettings } from "../tools/dev/settings.ts";
+import { mkdirSync, rmSync } from "node:fs";
+import { loadLocalSettings, type LocalSettings } from "../tools/dev/settings.ts";
 import { REPO_ROOT, WRANGLER_BIN } from "../tools/paths.ts";
 
 /**
@@ -12,6 +13,19 @@ import { REPO_ROOT, WRANGLER_BIN } from "../tools/paths.ts";
  * with the Autumn stand-in and the upstream sink on loopback. `wrangler dev` adds a proxy
  * and a log line per request, which would measure the tooling rather than the Workers.
  */
+/** The bench's settings (production policy durations, ports from `basePort`) and an emptied state folder under .wrangler. */
+export function benchSetup(basePort: number, stateName: string): { settings: LocalSettings; persistDir: string } {
+  const persistDir = join(REPO_ROOT, ".wrangler", stateName);
+  rmSync(persistDir, { recursive: true, force: true });
+  mkdirSync(persistDir, { recursive: true });
+  const settings = loadLocalSettings({
+    root: null,
+    env: {},
+    overrides: { BILLING_PORT: String(basePort), INGEST_PORT: String(basePort + 1), AUTUMN_PORT: String(basePort + 2), SINK_PORT: String(basePort + 3), GRACE_PERIOD: "3d", RESYNC_INTERVAL: "6h", MIN_NOTICE: "24h" },
+  });
+  return { settings, persistDir };
+}
+
 export type BenchRuntime = { billingUrl: string; ingestUrl: string; passthroughUrl: string; gateBenchUrl: string; autumnUrl: string; sinkUrl: string; stop(): Promise<void> };
 
 function bundle(config: string, outdir: string): string {

@@ -1,8 +1,6 @@
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
-import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
-import { bodyOf, gzip, ingest, ingestWithEnv, mintKey, sha256Hex, sink } from "../support/ingest.ts";
+import { describe, expect, it, vi } from "vitest";
+import { bodyOf, freshOrgPerTest, gzip, ingest, ingestWithEnv, sha256Hex, sink } from "../support/ingest.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 
@@ -13,16 +11,9 @@ const MAX_DECOMPRESSED = 4 * 1024 * 1024;
 let org: string;
 let key: string;
 
-beforeEach(async () => {
-  gate.reset();
-  logThrottle.reset();
-  org = uniqueOrg("otlp");
-  key = (await mintKey(org)).key;
-});
-
-afterEach(async () => {
-  await sink.clearFaults();
-  await deleteAllAlarms();
+freshOrgPerTest("otlp", (orgId, orgKey) => {
+  org = orgId;
+  key = orgKey;
 });
 
 async function expectError(response: Response, status: number, error: string) {

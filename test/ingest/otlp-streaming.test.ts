@@ -1,7 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
-import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
-import { bodyOf, gzip, ingest, mintKey, sha256Hex, sink } from "../support/ingest.ts";
+import { describe, expect, it } from "vitest";
+import { bodyOf, freshOrgPerTest, gzip, ingest, sha256Hex, sink } from "../support/ingest.ts";
 
 // Issue 11: OTLP bodies stream to the upstream; the checks run on the way.
 const MAX_BODY = 1024 * 1024; // test/ingest/wrangler.jsonc
@@ -10,16 +8,9 @@ const MAX_DECOMPRESSED = 4 * 1024 * 1024;
 let org: string;
 let key: string;
 
-beforeEach(async () => {
-  gate.reset();
-  logThrottle.reset();
-  org = uniqueOrg("stream");
-  key = (await mintKey(org)).key;
-});
-
-afterEach(async () => {
-  await sink.clearFaults();
-  await deleteAllAlarms();
+freshOrgPerTest("stream", (orgId, orgKey) => {
+  org = orgId;
+  key = orgKey;
 });
 
 /** Incompressible bytes (getRandomValues fills at most 64 KiB per call). */

@@ -1,6 +1,8 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
-import { inject } from "vitest";
+import { afterEach, beforeEach, inject } from "vitest";
+import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
+import { deleteAllAlarms, uniqueOrg } from "./billing.ts";
 import billingWorker from "../../src/billing/worker.ts";
 import { TEST_ADMIN_TOKEN } from "./secrets.ts";
 
@@ -87,4 +89,21 @@ export async function sha256Hex(bytes: Uint8Array | string): Promise<string> {
 export async function gzip(data: Uint8Array | string): Promise<Uint8Array> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   return new Uint8Array(await new Response(new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip"))).arrayBuffer());
+}
+
+/**
+ * For a test file whose tests each send as a fresh paying org: empties the isolate's caches, mints the
+ * org a key before each test (handed to `use`), and clears the sink's faults and every alarm after.
+ */
+export function freshOrgPerTest(prefix: string, use: (orgId: string, key: string) => void): void {
+  beforeEach(async () => {
+    gate.reset();
+    logThrottle.reset();
+    const orgId = uniqueOrg(prefix);
+    use(orgId, (await mintKey(orgId)).key);
+  });
+  afterEach(async () => {
+    await sink.clearFaults();
+    await deleteAllAlarms();
+  });
 }
