@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { httpsUrl } from "../shared/https-url.ts";
 import type { AutumnResult, AutumnClient } from "./autumn-client.ts";
 import type { AutumnCustomer, AutumnInvoice } from "./autumn-schemas.ts";
 
@@ -91,13 +92,10 @@ export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: 
  * and events and linked from the console, so any other link (javascript:, http:) is passed over.
  */
 export function payUrlOf(open: Pick<AutumnInvoice, "created_at" | "hosted_invoice_url">[]): string | null {
-  const oldest = [...open].sort((a, b) => a.created_at - b.created_at).find((invoice) => invoice.hosted_invoice_url && httpsUrl(invoice.hosted_invoice_url));
+  const oldest = [...open].sort((a, b) => a.created_at - b.created_at).find((invoice) => httpsUrl(invoice.hosted_invoice_url));
   return oldest?.hosted_invoice_url ?? null;
 }
 
-export function httpsUrl(value: string): string | null {
-  return URL.canParse(value) && new URL(value).protocol === "https:" ? value : null;
-}
 
 /** Whether the 10 recent invoices already settle the question the policy asks. */
 export function needsPaidLookup(customer: AutumnCustomer | null): boolean {

@@ -3,6 +3,7 @@ import { OrgState } from "../shared/billing-state.ts";
 import type { OrgRecord } from "./org-record.ts";
 import { Reason } from "./org-record.ts";
 import { parkingView, ParkingProgress } from "./parking-progress.ts";
+import { isoOrNull as iso } from "../shared/iso-time.ts";
 
 /**
  * Outbound events, so the product can tell its customer (`NOTIFY_URL`): one per transition,
@@ -44,7 +45,6 @@ export type NotifyEvent = z.infer<typeof NotifyEvent>;
 /** An event given up after GIVE_UP_AFTER_MS of refusals (outbox.ts), kept for the admin view. */
 export type DeadLetter = { event: NotifyEvent; attempts: number; error: string; at: number };
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** The deadline that can still fire: in grace, or elapsed and awaiting Autumn's confirmation. */
 export function liveDeadline(record: Pick<OrgRecord, "state" | "reason" | "suspend_at">): number | null {

@@ -7,8 +7,8 @@ import type { DeadLetter } from "./notifications.ts";
 import { NO_PARKING, parkingView, type ParkingProgress } from "./parking-progress.ts";
 import { deadlineTerms, reasonMessage } from "./policy.ts";
 import { followUpAt, mirrorPending, nextAlarmAt } from "./schedule.ts";
+import { isoOrNull as iso } from "../shared/iso-time.ts";
 
-const iso = (ms: number | null | undefined): string | null => (ms == null ? null : new Date(ms).toISOString());
 
 function evidenceView(evidence: Evidence | null) {
   if (evidence === null) return null;

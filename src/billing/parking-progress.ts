@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isoOrNull as iso } from "../shared/iso-time.ts";
 
 /**
  * What became of an org's parked batches (README, "Parking"): reported by the ingest Worker
@@ -45,7 +46,6 @@ export function addParking(progress: ParkingProgress, delta: ParkingDelta, now: 
 
 /** For the admin view and events: the counts, what is still waiting, times as ISO strings. */
 export function parkingView(progress: ParkingProgress) {
-  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
   return {
     ...progress,
     waiting_batches: Math.max(0, progress.parked_batches - progress.delivered_batches - progress.expired_batches - progress.refused_batches),

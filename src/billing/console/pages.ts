@@ -1,5 +1,5 @@
 import { relativeTime } from "../../shared/relative-time.ts";
-import { httpsUrl } from "../billing-facts.ts";
+import { httpsUrl } from "../../shared/https-url.ts";
 import type { IndexEntryView, OrgView } from "../org-view.ts";
 import type { SweepView } from "../reconcile/sweep-record.ts";
 import { html, type Html } from "./html.ts";
@@ -304,7 +304,7 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
                   : html`<ul>
                       ${evidence.open_invoices.map(
                         (i) => html`<li>${i.total} ${i.currency.toUpperCase()} since ${when(i.created_at, now)}
-                          ${i.hosted_invoice_url && httpsUrl(i.hosted_invoice_url) ? html` · <a href="${i.hosted_invoice_url}" rel="noreferrer">${i.stripe_id}</a>` : html` · ${i.stripe_id}`}</li>`,
+                          ${httpsUrl(i.hosted_invoice_url) ? html` · <a href="${i.hosted_invoice_url}" rel="noreferrer">${i.stripe_id}</a>` : html` · ${i.stripe_id}`}</li>`,
                       )}
                     </ul>`}
               </dd>

@@ -7,7 +7,9 @@ import type { IndexEntry } from "../index-entry.ts";
 export const Disagreement = z.enum(["unknown_past_due", "no_longer_past_due", "missing_from_autumn"]);
 export type Disagreement = z.infer<typeof Disagreement>;
 
-export type HandOver = { org_id: string; kind: Disagreement };
+/** An org to hand to its object, and why (stored in the sweep's record until handed over). */
+export const HandOver = z.object({ org_id: z.string(), kind: Disagreement });
+export type HandOver = z.infer<typeof HandOver>;
 
 /** What Tollgate holds for an org that is not ok (from the index); absent means ok or never seen. */
 export type Held = Pick<IndexEntry, "org_id" | "state" | "reason">;

@@ -1,7 +1,6 @@
 import { z } from "zod";
-import { Disagreement } from "./compare.ts";
-
-const HandOver = z.object({ org_id: z.string(), kind: Disagreement });
+import { Disagreement, HandOver } from "./compare.ts";
+import { isoOrNull as iso } from "../../shared/iso-time.ts";
 
 export const SweepStatus = z.enum(["running", "finished", "failed"]);
 export const SweepTrigger = z.enum(["cron", "admin"]);
@@ -68,7 +67,6 @@ export function withErrors(sweep: SweepRecord, errors: SweepRecord["errors"]): S
   return { ...sweep, errors: [...errors, ...sweep.errors].slice(0, ERROR_LIMIT), error_count: sweep.error_count + errors.length };
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** The admin API's JSON for a sweep: times as ISO strings, the internal cursor left out. */
 export function sweepView(sweep: SweepRecord) {

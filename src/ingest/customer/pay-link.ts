@@ -1,4 +1,5 @@
 import { formatDuration } from "../../shared/duration.ts";
+import { httpsUrl } from "../../shared/https-url.ts";
 import { errorResponse, type BodyFormat } from "../../shared/http-error.ts";
 import { GrpcCode } from "../../shared/rpc-status.ts";
 import { bytesField, concat, stringField, varintField } from "./protobuf.ts";
@@ -18,12 +19,7 @@ export const PAY_LINK_DESCRIPTION = "Pay the overdue invoice";
 
 /** The pay link as the customer may see it: https only (the billing side checks too; this is the edge's own guard). */
 export function payUrlOf(value: string | null | undefined): string | null {
-  if (typeof value !== "string") return null;
-  try {
-    return new URL(value).protocol === "https:" ? value : null;
-  } catch {
-    return null;
-  }
+  return httpsUrl(value);
 }
 
 export type Suspension = {
