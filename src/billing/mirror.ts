@@ -17,11 +17,14 @@ export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
     suspend_at: deadlineLive ? record.suspend_at : null,
     suspended_at: record.suspended_at,
     pay_url: record.state === "ok" ? null : (record.evidence?.pay_url ?? null),
+    limits: record.limits.map(({ feature_id, signals, reset_at }) => ({ feature_id, signals, reset_at })),
   };
 }
 
+/** The index lists orgs by billing state; limits are the object's and the edge's business only. */
 export function indexEntryOf(record: OrgRecord): IndexEntry {
-  return { org_id: record.org_id, reason: record.reason, ...mirrorEntryOf(record) };
+  const { limits: _limits, ...entry } = mirrorEntryOf(record);
+  return { org_id: record.org_id, reason: record.reason, ...entry };
 }
 
 /**
@@ -32,5 +35,9 @@ export function sameProjection(a: OrgRecord, b: OrgRecord): boolean {
   const x = indexEntryOf(a);
   const y = indexEntryOf(b);
   const sameReason = x.reason === y.reason || (x.state === "ok" && y.state === "ok");
-  return sameReason && x.state === y.state && x.since === y.since && x.suspend_at === y.suspend_at && x.suspended_at === y.suspended_at && x.pay_url === y.pay_url;
+  return sameReason && x.state === y.state && x.since === y.since && x.suspend_at === y.suspend_at && x.suspended_at === y.suspended_at && x.pay_url === y.pay_url && sameLimits(a, b);
+}
+
+function sameLimits(a: OrgRecord, b: OrgRecord): boolean {
+  return JSON.stringify(mirrorEntryOf(a).limits) === JSON.stringify(mirrorEntryOf(b).limits);
 }

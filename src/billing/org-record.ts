@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { OrgState } from "../shared/billing-state.ts";
+import { FeatureLimit } from "../shared/usage.ts";
 import { Evidence } from "./billing-facts.ts";
 
 /** Why an org is in its state: stable codes for machines, explained by `reasonMessage`. */
@@ -28,6 +29,17 @@ export type Override = z.infer<typeof Override>;
 /** What caused a read: a webhook, the object's own alarm, an operator, or the reconciliation sweep. */
 export const Source = z.enum(["webhook", "alarm", "admin", "reconcile"]);
 export type Source = z.infer<typeof Source>;
+
+/**
+ * A metered feature the org has used up, as its last Autumn read showed (README, "Plan limits"):
+ * what the mirror carries, plus when it started and the balance that showed it.
+ */
+export const LimitRecord = FeatureLimit.extend({
+  since: z.number(),
+  usage: z.number(),
+  granted: z.number(),
+});
+export type LimitRecord = z.infer<typeof LimitRecord>;
 
 /** The org's whole billing state, one document in the object's SQLite storage. */
 export const OrgRecord = z.object({
@@ -62,6 +74,8 @@ export const OrgRecord = z.object({
   override: Override.nullable(),
   /** The overdue period (by when it was first seen, `noticed_at`; by its anchor in older records) whose suspension warning was queued. */
   warned_anchor: z.number().nullable().default(null),
+  /** The metered features used up at the last good read; empty when none (or metering is off). */
+  limits: z.array(LimitRecord).default([]),
   /** Increases on every change. */
   version: z.number().int().nonnegative(),
   /** The version at which the mirrored fields (state, since, deadlines) last changed. */
@@ -88,6 +102,7 @@ export function newOrgRecord(orgId: string, now: number): OrgRecord {
     follow_up: null,
     override: null,
     warned_anchor: null,
+    limits: [],
     version: 0,
     projection_version: 0,
     mirror: { version: 0, retry_at: null, failures: 0 },

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { FeatureLimit } from "./usage.ts";
 
 /** The three states of an org's billing state machine. */
 export const OrgState = z.enum(["ok", "overdue", "suspended"]);
@@ -16,5 +17,10 @@ export const MirrorEntry = z.object({
   suspended_at: z.number().nullable(),
   /** Where the customer pays: the hosted page of the oldest open invoice of the past-due base plan (https only), while not ok. */
   pay_url: z.string().nullable().default(null),
+  /**
+   * The metered features the org has used up (README, "Plan limits"), whatever ENFORCE_LIMITS says:
+   * the ingest Worker decides whether to refuse. Empty when none (and in entries written before limits existed).
+   */
+  limits: z.array(FeatureLimit).default([]),
 });
 export type MirrorEntry = z.infer<typeof MirrorEntry>;
