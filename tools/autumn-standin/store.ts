@@ -1,10 +1,18 @@
 /**
- * The Autumn stand-in's in-memory model: customers, their subscriptions and invoices, and
- * the billing changes a test or demo can make to them. No HTTP here.
+ * The Autumn stand-in's in-memory model: customers, their subscriptions, invoices and feature
+ * balances, and the billing changes a test or demo can make to them. No HTTP here.
  *
- * Views follow Autumn API 2.3.0 exactly (shared/reference/autumn-openapi-2.3-excerpt.yml:
- * snake_case properties, every field the schema marks required); timestamps are epoch
- * milliseconds, amounts are in major currency units (29.99).
+ * Views follow Autumn API 2.3.0 exactly (shared/reference/autumn-openapi-2.3-excerpt.yml and
+ * autumn-usage-and-webhooks-2.3.md: snake_case properties, every field the schema marks
+ * required); timestamps are epoch milliseconds, amounts are in major currency units (29.99).
+ *
+ * Balances: the stand-in has no feature catalogue. Its one plan grants every metered feature
+ * without limit, so the first track of a feature the customer has no balance for creates an
+ * unlimited balance (`unlimited: true`, `granted` and `remaining` 0, usage counted) until a test
+ * sets an allowance (`setBalance`, a plan change). A limited balance (not unlimited, no overage)
+ * blocks at `remaining` 0. Balances roll over lazily: whenever one is read or tracked after its
+ * `next_reset_at` (on the store's clock), usage goes back to 0 and `next_reset_at` advances by the
+ * reset interval (or becomes null when there is none).
  */
 
 export type Env = "sandbox" | "live";
@@ -39,6 +47,51 @@ export type Invoice = {
   seq: number;
 };
 
+/** One feature's balance as the stand-in keeps it; `reset_interval_ms` null = never resets. */
+export type BalanceState = {
+  feature_id: string;
+  granted: number;
+  usage: number;
+  unlimited: boolean;
+  overage_allowed: boolean;
+  next_reset_at: number | null;
+  reset_interval_ms: number | null;
+};
+
+/** 2.3 `Balance`: every field the schema marks required (no `breakdown`, `rollovers` or `feature`). */
+export type BalanceView = {
+  feature_id: string;
+  granted: number;
+  /** Never negative. 0 for an unlimited balance: read `unlimited` first. */
+  remaining: number;
+  usage: number;
+  unlimited: boolean;
+  overage_allowed: boolean;
+  max_purchase: number | null;
+  next_reset_at: number | null;
+};
+
+/** `setBalance`'s input: omitted fields keep their value, except `unlimited` (false unless given). */
+export type BalancePatch = {
+  granted?: number;
+  usage?: number;
+  unlimited?: boolean;
+  overage_allowed?: boolean;
+  next_reset_at?: number | null;
+  reset_interval_ms?: number | null;
+};
+
+export type OverageBehavior = "cap" | "overflow" | "reject";
+
+/** What one track did to one balance. */
+export type TrackResult = {
+  /** The amount recorded: less than asked when `cap` stopped at the limit, or when a credit back exceeded the usage. */
+  value: number;
+  balance: BalanceView;
+  /** This track moved the feature from allowed to blocked: `balances.limit_reached` is owed. */
+  limitReached: boolean;
+};
+
 export type Customer = {
   id: string;
   name: string | null;
@@ -48,6 +101,7 @@ export type Customer = {
   /** Expired subscriptions stay here (for the record) but drop out of every view. */
   subscriptions: Subscription[];
   invoices: Invoice[];
+  balances: Map<string, BalanceState>;
   seq: number;
 };
 
@@ -126,7 +180,7 @@ export type CustomerView = {
   subscriptions: SubscriptionView[];
   purchases: never[];
   licenses: never[];
-  balances: Record<string, never>;
+  balances: Record<string, BalanceView>;
   flags: Record<string, never>;
   invoices?: CustomerInvoiceView[];
 };
@@ -270,13 +324,46 @@ function compareCustomers(a: { created_at: number; id: string }, b: { created_at
 
 const newestFirst = (a: { created_at: number; seq: number }, b: { created_at: number; seq: number }) => b.created_at - a.created_at || b.seq - a.seq;
 
+/** Neither unlimited nor allowed overage: the balance blocks at remaining 0. */
+const limited = (b: BalanceState) => !b.unlimited && !b.overage_allowed;
+const remainingOf = (b: BalanceState) => (b.unlimited ? 0 : Math.max(0, b.granted - b.usage));
+/** Autumn's "allowed": remaining > 0, or never limited. */
+const allowed = (b: BalanceState) => !limited(b) || remainingOf(b) > 0;
+
+function balanceView(b: BalanceState): BalanceView {
+  return {
+    feature_id: b.feature_id,
+    granted: b.granted,
+    remaining: remainingOf(b),
+    usage: b.usage,
+    unlimited: b.unlimited,
+    overage_allowed: b.overage_allowed,
+    max_purchase: null,
+    next_reset_at: b.next_reset_at,
+  };
+}
+
+/** The period rolled over by `now`: usage back to 0, next_reset_at past `now` (every missed period skipped), or null without an interval. */
+function rollOver(b: BalanceState, now: number): void {
+  if (b.next_reset_at === null || now < b.next_reset_at) return;
+  b.usage = 0;
+  if (b.reset_interval_ms === null) {
+    b.next_reset_at = null;
+    return;
+  }
+  b.next_reset_at += (Math.floor((now - b.next_reset_at) / b.reset_interval_ms) + 1) * b.reset_interval_ms;
+}
+
 export class AutumnStore {
   readonly env: Env;
   private readonly customers = new Map<string, Customer>();
   private seq = 0;
+  /** The clock balances roll over on (the stand-in's). */
+  private readonly now: () => number;
 
-  constructor(env: Env = "sandbox") {
+  constructor(env: Env = "sandbox", now: () => number = Date.now) {
     this.env = env;
+    this.now = now;
   }
 
   reset(): void {
@@ -305,6 +392,7 @@ export class AutumnStore {
       stripe_id: randomId("cus_", 14),
       subscriptions: [],
       invoices: [],
+      balances: new Map(),
       seq: ++this.seq,
     };
     const sub = this.newSubscription(input.plan_id ?? "pro", false, false, createdAt);
@@ -466,6 +554,75 @@ export class AutumnStore {
     };
   }
 
+  /**
+   * One track of `value` against the customer's balance of `featureId` (created unlimited if
+   * missing). `cap` records only what fits a limited balance; `overflow` records everything;
+   * `reject` refuses (400 insufficient_balance) what does not fit. A negative value credits back,
+   * at most the usage (usage never goes below 0).
+   */
+  track(id: string, input: { feature_id: string; value: number; overage_behavior: OverageBehavior }): TrackResult {
+    const customer = this.get(id);
+    const now = this.now();
+    let b = customer.balances.get(input.feature_id);
+    if (b === undefined) {
+      b = { feature_id: input.feature_id, granted: 0, usage: 0, unlimited: true, overage_allowed: false, next_reset_at: null, reset_interval_ms: null };
+      customer.balances.set(input.feature_id, b);
+    }
+    rollOver(b, now);
+    const wasAllowed = allowed(b);
+    let value = input.value;
+    if (value > 0 && limited(b) && value > remainingOf(b)) {
+      if (input.overage_behavior === "reject") throw new StandInError(400, "insufficient_balance", `Insufficient balance for feature ${input.feature_id}: ${remainingOf(b)} left, ${value} asked`);
+      if (input.overage_behavior === "cap") value = remainingOf(b);
+    }
+    if (value < 0) value = Math.max(value, -b.usage);
+    b.usage += value;
+    return { value, balance: balanceView(b), limitReached: wasAllowed && !allowed(b) };
+  }
+
+  /** A plan change: the customer's allowance for `featureId` (created if missing). See BalancePatch. */
+  setBalance(id: string, featureId: string, patch: BalancePatch): BalanceView {
+    const customer = this.get(id);
+    const now = this.now();
+    const b = customer.balances.get(featureId) ?? { feature_id: featureId, granted: 0, usage: 0, unlimited: false, overage_allowed: false, next_reset_at: null, reset_interval_ms: null };
+    rollOver(b, now);
+    b.unlimited = patch.unlimited ?? false;
+    if (patch.granted !== undefined) b.granted = patch.granted;
+    if (patch.usage !== undefined) b.usage = patch.usage;
+    if (patch.overage_allowed !== undefined) b.overage_allowed = patch.overage_allowed;
+    if (patch.reset_interval_ms !== undefined) b.reset_interval_ms = patch.reset_interval_ms;
+    if (patch.next_reset_at !== undefined) b.next_reset_at = patch.next_reset_at;
+    else if (b.next_reset_at === null && b.reset_interval_ms !== null) b.next_reset_at = now + b.reset_interval_ms;
+    customer.balances.set(featureId, b);
+    return balanceView(b);
+  }
+
+  /** The period rolled over at `at`: usage back to 0, next_reset_at one interval after `at` (null without an interval). */
+  resetBalance(id: string, featureId: string, at: number): BalanceView {
+    const b = this.get(id).balances.get(featureId);
+    if (b === undefined) throw new StandInError(404, "balance_not_found", `Customer ${id} has no balance for feature ${featureId}`);
+    b.usage = 0;
+    b.next_reset_at = b.reset_interval_ms === null ? null : at + b.reset_interval_ms;
+    return balanceView(b);
+  }
+
+  /** Every balance of the customer, rolled over to now, by feature id. */
+  balancesView(customer: Customer): Record<string, BalanceView> {
+    const now = this.now();
+    const out: Record<string, BalanceView> = {};
+    for (const [featureId, b] of customer.balances) {
+      rollOver(b, now);
+      out[featureId] = balanceView(b);
+    }
+    return out;
+  }
+
+  /** A plan upgrade's `billing.updated`: every active base subscription "updated", nothing else changed. */
+  planUpdated(id: string): Change {
+    const customer = this.get(id);
+    return { customerId: id, planChanges: this.baseSubscriptions(customer).map((sub) => planChange("updated", sub, null)), tags: [] };
+  }
+
   /** `customers.get`: every field 2.3 marks required; `invoices` (10 newest first) only when asked for. */
   customerView(customer: Customer, withInvoices: boolean, subscriptionStatus?: "active" | "scheduled"): CustomerView {
     const view: CustomerView = {
@@ -483,7 +640,7 @@ export class AutumnStore {
       subscriptions: customer.subscriptions.filter((sub) => sub.status !== "expired" && inStatus(sub, subscriptionStatus)).map(subscriptionView),
       purchases: [],
       licenses: [],
-      balances: {},
+      balances: this.balancesView(customer),
       flags: {},
     };
     if (withInvoices) view.invoices = [...customer.invoices].sort(newestFirst).slice(0, 10).map(customerInvoiceView);
