@@ -1,7 +1,10 @@
 import { isWellFormedIngestKey, presentedIngestKey } from "../../shared/ingest-key.ts";
 import type { BodyFormat } from "../../shared/http-error.ts";
-import type { IngestSettings } from "../config.ts";
+import { limitFor } from "../../shared/usage.ts";
+import { upgradeUrlFor, type IngestSettings } from "../config.ts";
 import { suspendedMessage, suspendedResponse } from "../customer/pay-link.ts";
+import { planLimitMessage, planLimitResponse } from "../customer/plan-limit.ts";
+import { signalOfRoute } from "../usage/route-signal.ts";
 import { refuse, type Refused } from "./account.ts";
 import type { Verdict } from "./gate.ts";
 import { gate } from "./isolate.ts";
@@ -15,7 +18,9 @@ export type Suspended = Refused & { suspended: { orgId: string; keyId: string; v
 
 /**
  * Who is sending, and may they? In order: missing or malformed key 401, unknown or
- * revoked key 401, suspended org 402. Nothing here reads the body.
+ * revoked key 401, suspended org 402, then (with ENFORCE_LIMITS) a used-up plan feature
+ * covering the route's signal 429. Nothing here reads the body; the limits come with the
+ * gate's verdict, so a limit costs no lookup.
  */
 export async function admit(request: Request, env: IngestEnv, settings: IngestSettings, route: string, format: BodyFormat): Promise<Admitted | Refused | Suspended> {
   const key = presentedIngestKey(request.headers);
@@ -39,6 +44,15 @@ export async function admit(request: Request, env: IngestEnv, settings: IngestSe
     const refusal = { format, orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: null, logpush: route === "/v1/logpush" };
     const refused = refuse(env, route, format, 402, "billing_suspended", suspendedMessage(refusal), { orgId, keyId, response: suspendedResponse(refusal) });
     return { ...refused, suspended: { orgId, keyId, verdict } };
+  }
+  // After the suspension: a suspended org hears it must pay (402), whatever else it has used up.
+  if (settings.enforceLimits && verdict.limits.length > 0) {
+    const signal = signalOfRoute(route);
+    const limit = signal === null ? null : limitFor(verdict.limits, signal, now);
+    if (limit) {
+      const refusal = { format, limit, upgradeUrl: upgradeUrlFor(settings, orgId), logpush: route === "/v1/logpush", now };
+      return refuse(env, route, format, 429, "plan_limit_reached", planLimitMessage(refusal), { orgId, keyId, response: planLimitResponse(refusal) });
+    }
   }
   return { ok: true, orgId, keyId, verdict };
 }

@@ -1,5 +1,6 @@
 import type { MirrorEntry, OrgState } from "../../shared/billing-state.ts";
 import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
+import type { FeatureLimit } from "../../shared/usage.ts";
 import { TtlCache } from "./ttl-cache.ts";
 
 /** Where the gate looks things up; injected so the same gate runs against KV/DO or in-memory fakes. */
@@ -41,6 +42,8 @@ export type Verdict = {
   state: OrgState;
   suspend_at: number | null;
   pay_url: string | null;
+  /** The features the org has used up, from the same entry (README, "Plan limits"); admit decides whether they refuse. */
+  limits: readonly FeatureLimit[];
   /**
    * Where the answer came from: memory, the KV mirror, the object, a failed lookup with
    * nothing known (accepted), or a suspension the object could not confirm (kept).
@@ -71,13 +74,14 @@ const ZERO_COUNTERS: GateCounters = { keyLookups: 0, mirrorReads: 0, carriedVerd
 
 type Held = Omit<Verdict, "source">;
 
-const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null };
+const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [] };
 
 /** The verdict a mirror entry (or the object's answer) gives; null (never mirrored) is ok. */
 function heldOf(entry: MirrorEntry | null): Held {
   if (entry === null) return OK;
   const suspended = entry.state === "suspended";
-  return { suspended, suspended_at: suspended ? entry.suspended_at : null, state: entry.state, suspend_at: entry.suspend_at, pay_url: entry.pay_url ?? null };
+  // `limits` may be absent from an object's answer (RPC is not parsed like KV entries) written before limits existed.
+  return { suspended, suspended_at: suspended ? entry.suspended_at : null, state: entry.state, suspend_at: entry.suspend_at, pay_url: entry.pay_url ?? null, limits: entry.limits ?? [] };
 }
 
 /**
