@@ -15,17 +15,58 @@ import { TEST_AUTUMN_SECRET_KEY } from "./secrets.ts";
 export type StandInWebhook = { id: string; url: string | null; headers: Record<string, string>; body: string; delivered?: null | { status: number } | { error: string } };
 export type ControlResult = { customer: any; webhook: StandInWebhook };
 export type Fault = {
-  mode: "http_500" | "http_429" | "http_503" | "invalid_json" | "slow" | "http_404_unknown_code";
-  /** How many matching calls it answers (default 1). */
+  /**
+   * timeout: nothing applied, 503 after delay_ms (default 15 s, longer than a client waits);
+   * timeout_after_apply: the request is applied and its idempotency keys kept, then the same late 503.
+   */
+  mode: "http_500" | "http_429" | "http_503" | "invalid_json" | "slow" | "http_404_unknown_code" | "timeout" | "timeout_after_apply";
+  /** How many matching calls it answers (default 1; ignored with `rate`). */
   count?: number;
   /** Let this many matching calls through first (default 0): skip 1 on customers.list fails page 2. */
   skip?: number;
+  /** Hit this fraction (0-1) of matching calls, drawn from a PRNG seeded by `seed`; stays until cleared. */
+  rate?: number;
+  seed?: number;
   retry_after?: number;
   delay_ms?: number;
   /** e.g. ["/v1/customers.list"]; default every /v1 path. */
   paths?: string[];
   /** Only calls whose body has this customer_id (customers.get, invoices.list). */
   customer_id?: string;
+};
+/** 2.3 `Balance` as customers.get and balances.track return it. */
+export type StandInBalance = {
+  feature_id: string;
+  granted: number;
+  remaining: number;
+  usage: number;
+  unlimited: boolean;
+  overage_allowed: boolean;
+  max_purchase: number | null;
+  next_reset_at: number | null;
+};
+/** An allowance (a plan change); omitted fields keep their value, `unlimited` is false unless given. */
+export type Allowance = {
+  granted?: number;
+  usage?: number;
+  unlimited?: boolean;
+  overage_allowed?: boolean;
+  next_reset_at?: number | null;
+  /** The period; without next_reset_at a period starts now. */
+  reset_interval_ms?: number | null;
+};
+export type FeatureUsage = { value: number; recorded: number; calls: number; duplicates: number };
+export type StandInUsage = { since: number; totals: FeatureUsage & { dropped: number }; customers: Record<string, Record<string, FeatureUsage>> };
+export type TrackInput = {
+  value?: number;
+  overage_behavior?: "cap" | "overflow";
+  /** Sent as the `Idempotency-Key` header (what Tollgate sends). */
+  idempotencyKey?: string;
+  /** Sent as the body's `idempotency_key` (internal in Autumn, a separate key). */
+  idempotency_key?: string;
+  entity_id?: string;
+  properties?: Record<string, unknown>;
+  timestamp?: number;
 };
 export type InvoiceStatus = "draft" | "open" | "void" | "paid" | "uncollectible" | "";
 export type WebhookOption = { webhook?: boolean };
@@ -132,6 +173,45 @@ export function autumnControls(baseUrl: () => string, secretKey = TEST_AUTUMN_SE
       });
       if (!response.ok) throw new Error(`customers.list answered ${response.status}: ${await response.text()}`);
       return (await response.json()) as { list: any[]; next_cursor: string | null };
+    },
+    /**
+     * A plan change: the customer's allowance for `featureId`. `billingUpdated: true` also sends the
+     * signed billing.updated a plan upgrade would (returned as `webhook`; null otherwise).
+     */
+    setAllowance: (customerId: string, featureId: string, allowance: Allowance, options: { billingUpdated?: boolean } & WebhookOption = {}) =>
+      control<{ customer: any; balance: StandInBalance; webhook: StandInWebhook | null }>(
+        "POST",
+        `${customer(customerId)}/balances/${encodeURIComponent(featureId)}${query(options)}`,
+        { ...allowance, webhook: options.billingUpdated ? "billing.updated" : null },
+      ),
+    /** The period rolled over at `at` (default now): usage 0, next_reset_at one interval later. */
+    resetBalance: (customerId: string, featureId: string, at?: number) =>
+      control<{ customer: any; balance: StandInBalance }>("POST", `${customer(customerId)}/balances/${encodeURIComponent(featureId)}/reset`, withAt(at)),
+    /** customers.get's balances, through the control API (not counted in stats). */
+    balances: async (customerId: string) => (await control<{ customer: { balances: Record<string, StandInBalance> } }>("GET", customer(customerId))).customer.balances as Record<string, StandInBalance>,
+    /** What track and batch_track applied, per customer and feature (shared: compare before and after, or use your own customers). */
+    usage: () => control<StandInUsage>("GET", "/usage"),
+    usageOf: async (customerId: string) => (await control<{ customer_id: string; features: Record<string, FeatureUsage> }>("GET", `${customer(customerId)}/usage`)).features,
+    /** Webhooks the stand-in built (newest last), e.g. `{type: "balances.limit_reached", customer_id}` to deliver one by hand. */
+    webhooks: async (filter: { type?: string; customer_id?: string } = {}) => {
+      const params = new URLSearchParams(Object.entries(filter).filter((entry): entry is [string, string] => entry[1] !== undefined));
+      const search = params.size > 0 ? `?${params}` : "";
+      return (await control<{ webhooks: StandInWebhook[] }>("GET", `/webhooks${search}`)).webhooks;
+    },
+    /** A real balances.track call (Bearer key, x-api-version 2.3.0); answers whatever status the stand-in gives. */
+    track: async (customerId: string, featureId: string, input: TrackInput = {}) => {
+      const { idempotencyKey, ...rest } = input;
+      const response = await fetch(`${baseUrl()}/v1/balances.track`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${secretKey}`,
+          "x-api-version": "2.3.0",
+          "content-type": "application/json",
+          ...(idempotencyKey === undefined ? {} : { "idempotency-key": idempotencyKey }),
+        },
+        body: JSON.stringify({ customer_id: customerId, feature_id: featureId, ...rest }),
+      });
+      return { status: response.status, body: (await response.json()) as any };
     },
     fault: (fault: Fault) => control<unknown>("POST", "/faults", fault),
     /** Replace every queued fault with these, in order. */

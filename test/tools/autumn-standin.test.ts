@@ -766,6 +766,19 @@ describe("faults", () => {
     expect(performance.now() - fast).toBeLessThan(300);
   });
 
+  it("timeout and timeout_after_apply: a 503 after delay_ms on the read paths too, with Retry-After when asked", async () => {
+    await control("POST", "/faults", { mode: "timeout", delay_ms: 300, retry_after: 3 });
+    await control("POST", "/faults", { mode: "timeout_after_apply", delay_ms: 300 });
+    const started = performance.now();
+    const timedOut = await get();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(280);
+    expect([timedOut.status, timedOut.headers.get("retry-after")]).toEqual([503, "3"]);
+    expect(timedOut.json).toEqual({ message: expect.any(String), code: "service_unavailable", env: "sandbox" });
+    expect((await get()).status).toBe(503);
+    expect((await get()).status).toBe(200);
+    expect((await calls()).map((c) => c.fault)).toEqual(["timeout", "timeout_after_apply", undefined]);
+  });
+
   it("each matching request consumes one of count; entries run in order", async () => {
     await control("POST", "/faults", { mode: "http_500", count: 2 });
     await control("POST", "/faults", { mode: "http_503", count: 1 });
