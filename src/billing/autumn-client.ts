@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { AutumnCustomer, AutumnCustomerPage, AutumnErrorBody, AutumnInvoicePage } from "./autumn-schemas.ts";
+import { AutumnCustomer, AutumnCustomerPage, AutumnErrorBody, AutumnInvoicePage, AutumnTrackResponse } from "./autumn-schemas.ts";
 
 /** Pinned: without it Autumn picks a version from the account's creation date. */
 export const AUTUMN_API_VERSION = "2.3.0";
@@ -37,6 +37,7 @@ export function createAutumnClient(options: AutumnClientOptions) {
     body: unknown,
     schema: S,
     allowNotFound = false,
+    headers: Record<string, string> = {},
   ): Promise<AutumnResult<z.infer<S> | null>> {
     let response: Response;
     try {
@@ -46,6 +47,7 @@ export function createAutumnClient(options: AutumnClientOptions) {
           authorization: `Bearer ${options.secretKey}`,
           "content-type": "application/json",
           "x-api-version": AUTUMN_API_VERSION,
+          ...headers,
         },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
@@ -99,6 +101,15 @@ export function createAutumnClient(options: AutumnClientOptions) {
     },
     listPaidInvoices(customerId: string, cursor: string, limit = 100): Promise<AutumnResult<AutumnInvoicePage>> {
       return call("/v1/invoices.list", { customer_id: customerId, status: ["paid"], limit, start_cursor: cursor }, AutumnInvoicePage) as Promise<AutumnResult<AutumnInvoicePage>>;
+    },
+    /**
+     * Records usage under `idempotencyKey` (the documented `Idempotency-Key` header). Autumn answers
+     * 409 duplicate_idempotency_key to a key it already applied, so a retry after a timeout is never counted twice.
+     */
+    track(customerId: string, featureId: string, value: number, idempotencyKey: string): Promise<AutumnResult<AutumnTrackResponse>> {
+      return call("/v1/balances.track", { customer_id: customerId, feature_id: featureId, value }, AutumnTrackResponse, false, { "idempotency-key": idempotencyKey }) as Promise<
+        AutumnResult<AutumnTrackResponse>
+      >;
     },
     /** One page of every customer, with their subscriptions; `cursor` is "" for the first page. */
     listCustomers(cursor: string, limit: number): Promise<AutumnResult<AutumnCustomerPage>> {

@@ -28,11 +28,29 @@ export const AutumnInvoice = z.object({
 });
 export type AutumnInvoice = z.infer<typeof AutumnInvoice>;
 
+/**
+ * One feature's balance (2.3 `Balance`), reduced to what plan limits read. Checked one by one
+ * (`balancesOf`), so a malformed balance of some feature Tollgate does not meter cannot make the
+ * customer, and with it the billing state, unreadable.
+ */
+export const AutumnBalance = z.object({
+  feature_id: z.string(),
+  granted: z.number(),
+  remaining: z.number(),
+  usage: z.number(),
+  unlimited: z.boolean(),
+  overage_allowed: z.boolean(),
+  next_reset_at: z.number().nullable(),
+});
+export type AutumnBalance = z.infer<typeof AutumnBalance>;
+
 export const AutumnCustomer = z.object({
   id: z.string().nullable(),
   subscriptions: z.array(AutumnSubscription),
   // Present only with `expand: ["invoices"]`: the 10 most recent, newest first.
   invoices: z.array(AutumnInvoice).optional(),
+  // Required in 2.3; read leniently (see AutumnBalance).
+  balances: z.record(z.string(), z.unknown()).optional(),
 });
 export type AutumnCustomer = z.infer<typeof AutumnCustomer>;
 
@@ -52,6 +70,24 @@ export const AutumnInvoicePage = z.object({
   next_cursor: z.string().nullable(),
 });
 export type AutumnInvoicePage = z.infer<typeof AutumnInvoicePage>;
+
+/** `balances.track` (TrackResponseV3): `balance` is null when the customer has no balance for the feature. */
+export const AutumnTrackResponse = z.object({
+  customer_id: z.string(),
+  value: z.number(),
+  balance: z.unknown().nullable(),
+});
+export type AutumnTrackResponse = z.infer<typeof AutumnTrackResponse>;
+
+/** The balances that parse, by feature id; the rest are left out. */
+export function balancesOf(raw: Record<string, unknown>): Record<string, AutumnBalance> {
+  const out: Record<string, AutumnBalance> = {};
+  for (const [featureId, value] of Object.entries(raw)) {
+    const parsed = AutumnBalance.safeParse(value);
+    if (parsed.success) out[featureId] = parsed.data;
+  }
+  return out;
+}
 
 export const AutumnErrorBody = z.object({
   message: z.string().optional(),

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { httpsUrl } from "../shared/https-url.ts";
 import type { AutumnResult, AutumnClient } from "./autumn-client.ts";
-import type { AutumnCustomer, AutumnInvoice } from "./autumn-schemas.ts";
+import { AutumnBalance, balancesOf, type AutumnCustomer, type AutumnInvoice } from "./autumn-schemas.ts";
 
 const InvoiceRef = z.object({
   stripe_id: z.string(),
@@ -24,6 +24,8 @@ export const Evidence = z.object({
   /** Where "has paid" was decided: the 10 recent invoices, the full paid list, or not needed (not past due). */
   paid_checked: z.enum(["recent_invoices", "invoices_list", "not_needed"]),
   recent_invoice_count: z.number().int(),
+  /** The balances of the metered features (USAGE_FEATURES), as read: what plan limits were decided from. */
+  balances: z.record(z.string(), AutumnBalance).default({}),
 });
 export type Evidence = z.infer<typeof Evidence>;
 
@@ -32,6 +34,8 @@ export type BillingFacts = {
   hasPaid: boolean;
   /** The oldest open invoice of a past-due base plan: an add-on's or another plan's invoice never counts. */
   oldestOpenInvoiceAt: number | null;
+  /** Every readable feature balance of the customer (plan limits pick the metered ones). */
+  balances: Record<string, AutumnBalance>;
   evidence: Evidence;
 };
 
@@ -60,7 +64,8 @@ export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: 
       pastDue: false,
       hasPaid: false,
       oldestOpenInvoiceAt: null,
-      evidence: { customer_found: false, past_due_subscriptions: [], open_invoices: [], pay_url: null, paid_invoice: null, paid_checked: "not_needed", recent_invoice_count: 0 },
+      balances: {},
+      evidence: { customer_found: false, past_due_subscriptions: [], open_invoices: [], pay_url: null, paid_invoice: null, paid_checked: "not_needed", recent_invoice_count: 0, balances: {} },
     };
   }
   const pastDueSubscriptions = customer.subscriptions.filter((s) => !s.add_on && s.past_due);
@@ -75,6 +80,7 @@ export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: 
     pastDue,
     hasPaid: paid !== null,
     oldestOpenInvoiceAt: open.length === 0 ? null : Math.min(...open.map((invoice) => invoice.created_at)),
+    balances: balancesOf(customer.balances ?? {}),
     evidence: {
       customer_found: true,
       past_due_subscriptions: pastDueSubscriptions.map((s) => ({ id: s.id, plan_id: s.plan_id })),
@@ -83,6 +89,7 @@ export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: 
       paid_invoice: paid === null ? null : invoiceRef(paid),
       paid_checked: !pastDue && paidLookup === undefined ? "not_needed" : paidRecent !== null ? "recent_invoices" : "invoices_list",
       recent_invoice_count: recent.length,
+      balances: {},
     },
   };
 }

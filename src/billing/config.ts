@@ -1,5 +1,6 @@
 import { ConfigError, durationSetting, requiredSetting, urlSetting, type EnvVars } from "../shared/settings.ts";
 import { parseDuration } from "../shared/duration.ts";
+import { enforceLimits, usageFeatures, type UsageFeatures } from "../shared/usage.ts";
 
 export { ConfigError } from "../shared/settings.ts";
 
@@ -23,6 +24,22 @@ export const DEFAULT_POLICY: PolicySettings = {
   resyncIntervalMs: parseDuration(DEFAULT_RESYNC_INTERVAL)!,
   minNoticeMs: parseDuration(DEFAULT_MIN_NOTICE)!,
 };
+
+export const DEFAULT_USAGE_REPORT_INTERVAL = "30s";
+
+/**
+ * Metering on the billing side: which signals are reported under which Autumn feature, how long
+ * usage is gathered before a report (fewer, larger reports), and whether the edge enforces limits
+ * (shown in the views; the ingest Worker's own ENFORCE_LIMITS is what refuses).
+ */
+export type UsageSettings = { features: UsageFeatures; reportIntervalMs: number; enforce: boolean };
+
+export function usageSettings(env: EnvVars): UsageSettings {
+  return { features: usageFeatures(env), reportIntervalMs: durationSetting(env, "USAGE_REPORT_INTERVAL", DEFAULT_USAGE_REPORT_INTERVAL), enforce: enforceLimits(env) };
+}
+
+/** Metering off: what an invalid usage setting falls back to (and the error is reported). */
+export const NO_USAGE: UsageSettings = { features: {}, reportIntervalMs: parseDuration(DEFAULT_USAGE_REPORT_INTERVAL)!, enforce: false };
 
 export type AutumnSettings = { baseUrl: string; secretKey: string; timeoutMs: number };
 

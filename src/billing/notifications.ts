@@ -4,6 +4,8 @@ import type { OrgRecord } from "./org-record.ts";
 import { Reason } from "./org-record.ts";
 import { parkingView, ParkingProgress } from "./parking-progress.ts";
 import { isoOrNull as iso } from "../shared/iso-time.ts";
+import type { LimitRecord } from "./org-record.ts";
+import { limitChanges } from "./usage/limits.ts";
 
 /**
  * Outbound events, so the product can tell its customer (`NOTIFY_URL`): one per transition,
@@ -12,7 +14,7 @@ import { isoOrNull as iso } from "../shared/iso-time.ts";
  */
 export const NotifyEvent = z.object({
   id: z.string(),
-  type: z.enum(["org.overdue", "org.suspension_warning", "org.suspended", "org.restored"]),
+  type: z.enum(["org.overdue", "org.suspension_warning", "org.suspended", "org.restored", "org.limit_reached", "org.limit_cleared"]),
   org_id: z.string(),
   state: OrgState,
   previous_state: OrgState.nullable(),
@@ -37,6 +39,13 @@ export const NotifyEvent = z.object({
       waiting_bytes: z.number(),
     })
     .nullable()
+    .optional(),
+  /**
+   * `org.limit_reached` and `org.limit_cleared` only: the metered feature, the signals reported
+   * under it, when its balance resets (ISO; null if never) and the balance that showed it.
+   */
+  limit: z
+    .object({ feature_id: z.string(), signals: z.array(z.string()), reset_at: z.string().nullable(), usage: z.number(), granted: z.number() })
     .optional(),
   at: z.string(),
 });
@@ -96,10 +105,16 @@ function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord
   };
 }
 
+function limitEvent(type: "org.limit_reached" | "org.limit_cleared", record: OrgRecord, limit: LimitRecord, now: number): NotifyEvent {
+  const { feature_id, signals, reset_at, usage, granted } = limit;
+  return { ...event(type, record, null, now), limit: { feature_id, signals, reset_at: iso(reset_at), usage, granted } };
+}
+
 const TYPE_FOR_STATE = { ok: "org.restored", overdue: "org.overdue", suspended: "org.suspended" } as const;
 
 /**
- * The events a committed change owes, in order, and the record with its warning marked.
+ * The events a committed change owes, in order, and the record with its warning marked: the
+ * transition, then a plan limit reached or cleared per feature, then the suspension warning.
  * A warning is owed once per overdue period (keyed by its anchor), as soon as the deadline
  * is within `warningMs`, including at the moment the org turns overdue.
  */
@@ -112,6 +127,9 @@ export function eventsFor(
 ): { events: NotifyEvent[]; record: OrgRecord } {
   const events: NotifyEvent[] = [];
   if (next.state !== prev.state) events.push(event(TYPE_FOR_STATE[next.state], next, prev.state, now, parking));
+  const limits = limitChanges(prev.limits, next.limits);
+  for (const limit of limits.reached) events.push(limitEvent("org.limit_reached", next, limit, now));
+  for (const limit of limits.cleared) events.push(limitEvent("org.limit_cleared", next, limit, now));
   // Back in good standing: the next overdue period gets its own warning, whatever its anchor.
   if (next.state === "ok") return { events, record: { ...next, warned_anchor: null } };
   const warnAt = warningDueAt(next, warningMs);

@@ -6,7 +6,7 @@ import { Serialized } from "../shared/serialized.ts";
 import type { OverrideCommand } from "./admin-requests.ts";
 import { createAutumnClient, type AutumnFailure } from "./autumn-client.ts";
 import { readBillingFacts, type BillingFacts } from "./billing-facts.ts";
-import { autumnSettings, ConfigError, DEFAULT_POLICY, policySettings, settingOrError, type AutumnSettings, type PolicySettings } from "./config.ts";
+import { autumnSettings, ConfigError, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "./config.ts";
 import { sameProjection, mirrorEntryOf } from "./mirror.ts";
 import { notifySettings, type NotifySettings } from "./notifier.ts";
 import { newOrgRecord, type OrgRecord, type Source } from "./org-record.ts";
@@ -17,7 +17,13 @@ import { addParking, NO_PARKING, ParkingDelta, ParkingProgress } from "./parking
 import { decide } from "./policy.ts";
 import { Publisher } from "./publisher.ts";
 import type { Disagreement } from "./reconcile/compare.ts";
-import { AWAITING_AUTUMN_CAP_MS, mirrorPending, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay } from "./schedule.ts";
+import { AWAITING_AUTUMN_CAP_MS, earliest, mirrorPending, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay } from "./schedule.ts";
+import { UsageLedger, type UsageDelivery } from "./usage/ledger.ts";
+import { limitChanges, limitsFrom, meteredBalances } from "./usage/limits.ts";
+import { UsageReporter } from "./usage/reporter.ts";
+import { usageView } from "./usage/usage-view.ts";
+import { UsageCounts } from "../shared/usage.ts";
+import { z } from "zod";
 
 /** A webhook is acknowledged before its Autumn read finishes; this alarm re-reads if that read never lands. */
 const WEBHOOK_SAFETY_NET_MS = 30_000;
@@ -29,7 +35,18 @@ type Trigger = { source: Source; message_id?: string; note?: string };
 type DeliveriesEnv = { DELIVERIES?: { send(body: { org_id: string }): Promise<unknown> } };
 /** Where the parking progress lives in the object's key-value storage (beside the SQL tables; see docs/storage.md). */
 const PARKING_KEY = "parking";
-type Settings = { policy: PolicySettings; autumn: AutumnSettings | ConfigError; notify: NotifySettings | null; problem: ConfigError | null };
+type Settings = {
+  policy: PolicySettings;
+  autumn: AutumnSettings | ConfigError;
+  notify: NotifySettings | null;
+  /** Metering off (NO_USAGE) when its settings are invalid; `usageProblem` then says why. */
+  usage: UsageSettings;
+  usageProblem: ConfigError | null;
+  problem: ConfigError | null;
+};
+
+/** What the usage consumer hands over: queue messages, checked again here (the object trusts no caller). */
+const UsageDeliveries = z.array(z.object({ id: z.string().min(1), counts: UsageCounts, first_at: z.number(), last_at: z.number() })).max(1_000);
 
 /**
  * One per org, reached with `getByName(orgId)`: the single writer of the org's billing state,
@@ -41,6 +58,8 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   private readonly store: OrgStore;
   private readonly publisher: Publisher;
   private readonly outbox: Outbox;
+  private readonly usage: UsageLedger;
+  private readonly reporter: UsageReporter;
   private readonly syncs = new Serialized<OrgRecord>();
   private readonly configReported = new Map<string, number>();
   /** Runs a storage change atomically, then re-arms the alarm: the one place the alarm is set after a change. */
@@ -56,6 +75,8 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     };
     this.publisher = new Publisher(env, this.store, transact);
     this.outbox = new Outbox(this.store, transact, (error) => this.reportConfig(error), () => this.parking());
+    this.usage = new UsageLedger(ctx.storage.sql);
+    this.reporter = new UsageReporter(this.usage, transact);
     this.transact = transact;
   }
 
@@ -63,7 +84,28 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   async view(): Promise<OrgView> {
     const settings = this.settings();
     const record = this.load();
-    return orgView(record, this.store.history(), this.store.deadLetters(), Date.now(), settings.policy, this.outbox.dueAt(record, settings.notify), this.parking());
+    const now = Date.now();
+    return {
+      ...orgView(record, this.store.history(), this.store.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.parking()),
+      usage: usageView(record, this.usage.rows(), settings.usage, now),
+    };
+  }
+
+  /**
+   * Usage from the ingest Worker's queue (README, "Usage metering"), folded into the ledger at most
+   * once per queue message id, then reported to Autumn by the alarm. Throws (so the queue delivers
+   * the messages again) while USAGE_FEATURES is invalid: usage is kept on the queue, never dropped.
+   */
+  async recordUsage(messages: UsageDelivery[]): Promise<{ recorded: number; duplicates: number }> {
+    const parsed = UsageDeliveries.safeParse(messages);
+    if (!parsed.success) throw new Error(`recordUsage: malformed usage messages: ${parsed.error.issues[0]?.message ?? ""}`);
+    const settings = this.settings();
+    if (settings.usageProblem !== null) throw new Error(`usage not recorded until the configuration is fixed: ${settings.usageProblem.message}`);
+    const now = Date.now();
+    const result = this.transact(() => this.usage.fold(parsed.data, settings.usage.features, now));
+    log({ event: "usage_recorded", org_id: this.orgId, messages: parsed.data.length, recorded: result.recorded, duplicates: result.duplicates });
+    if (result.unmapped > 0) logWarn({ event: "usage_unmapped", org_id: this.orgId, items: result.unmapped, message: "the ingest Worker counted signals this Worker's USAGE_FEATURES does not map: set the same USAGE_FEATURES on both Workers" });
+    return { recorded: result.recorded, duplicates: result.duplicates };
   }
 
   /**
@@ -185,10 +227,11 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   }
 
   override async alarm(): Promise<void> {
-    const record = this.store.load();
-    if (record === null) return;
-    const now = Date.now();
     const settings = this.settings();
+    if ((this.usage.dueAt(settings.usage.reportIntervalMs) ?? Infinity) <= Date.now()) await this.reportUsage(settings);
+    const record = this.store.load();
+    if (record === null) return this.arm();
+    const now = Date.now();
     if (mirrorPending(record) && (record.mirror.retry_at ?? 0) <= now) await this.publisher.flush();
     this.outbox.queueWarningIfDue(now, settings.notify);
     if ((this.outbox.dueAt(this.store.load(), settings.notify) ?? Infinity) <= now) await this.outbox.flush(settings.notify);
@@ -196,6 +239,16 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     if (due !== null && due <= now) await this.sync({ source: "alarm" });
     // The alarm that woke us is spent: owe the next one even when nothing changed.
     this.arm();
+  }
+
+  /**
+   * Sends the usage reports due. A report whose answer shows a metered balance used up makes the
+   * object read Autumn now (source `metering`), so the limit is decided without waiting for the webhook.
+   */
+  private async reportUsage(settings: Settings): Promise<void> {
+    const client = settings.autumn instanceof ConfigError ? null : createAutumnClient(settings.autumn);
+    const { exhausted } = await this.reporter.flush(this.orgId, client, { intervalMs: settings.usage.reportIntervalMs, refusedRetryMs: settings.policy.resyncIntervalMs });
+    if (exhausted.length > 0) await this.sync({ source: "metering", note: `balance used up: ${exhausted.join(", ")}` });
   }
 
   /** The org this object serves: its name, as given to `getByName`. */
@@ -223,12 +276,15 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     const policy = settingOrError(() => policySettings(this.env));
     const autumn = settingOrError(() => autumnSettings(this.env));
     const notify = settingOrError(() => notifySettings(this.env));
-    const problems = [policy, autumn, notify].filter((value): value is ConfigError => value instanceof ConfigError);
+    const usage = settingOrError(() => usageSettings(this.env));
+    const problems = [policy, autumn, notify, usage].filter((value): value is ConfigError => value instanceof ConfigError);
     for (const problem of problems) this.reportConfig(problem);
     return {
       policy: policy instanceof ConfigError ? DEFAULT_POLICY : policy,
       autumn,
       notify: notify instanceof ConfigError ? null : notify,
+      usage: usage instanceof ConfigError ? NO_USAGE : usage,
+      usageProblem: usage instanceof ConfigError ? usage : null,
       problem: policy instanceof ConfigError ? policy : autumn instanceof ConfigError ? autumn : null,
     };
   }
@@ -276,10 +332,12 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       const failures = facts === null ? prev.failures + 1 : 0;
       // While a suspension waits only for Autumn, retry often: it then follows Autumn's recovery within a minute.
       const retryCap = decision.reason === "grace_elapsed_awaiting_autumn" ? AWAITING_AUTUMN_CAP_MS : undefined;
+      const limits = facts === null ? prev.limits : limitsFrom(facts.balances, settings.usage.features, prev.limits, now);
       let next: OrgRecord = {
         ...prev,
         ...decision,
-        evidence: facts?.evidence ?? prev.evidence,
+        evidence: facts === null ? prev.evidence : { ...facts.evidence, balances: meteredBalances(facts.balances, settings.usage.features) },
+        limits,
         last_sync: { at: now, ok: facts !== null, error: failure?.message ?? null },
         failures,
         retry_at: facts === null ? now + retryDelay(failures, failure?.retryAfterMs, retryCap) : null,
@@ -301,6 +359,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
           evidence: next.evidence,
         });
       }
+      this.recordLimitChanges(prev, next, trigger, now);
       next = this.outbox.queueFor(prev, next, now, settings.notify);
       this.store.save(next);
       return { prev, next };
@@ -315,6 +374,19 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       log({ event: "transition", org_id: orgId, from: prev.state, to: next.state, reason: next.reason, source: trigger.source, message_id: trigger.message_id, note: trigger.note, anchor: next.anchor, noticed_at: next.noticed_at, suspend_at: next.suspend_at, version: next.version });
     }
     return next;
+  }
+
+  /** One history entry and one log line per plan limit reached or cleared (the events are the outbox's). */
+  private recordLimitChanges(prev: OrgRecord, next: OrgRecord, trigger: Trigger, now: number): void {
+    const changes = limitChanges(prev.limits, next.limits);
+    for (const [kind, limits] of [["limit_reached", changes.reached], ["limit_cleared", changes.cleared]] as const) {
+      for (const limit of limits) {
+        const current = kind === "limit_reached" ? limit : (next.evidence?.balances[limit.feature_id] ?? limit);
+        const entry = { feature_id: limit.feature_id, reset_at: kind === "limit_reached" ? limit.reset_at : null, usage: current.usage, granted: current.granted };
+        this.store.appendHistory({ at: now, kind, from: next.state, to: next.state, reason: next.reason, source: trigger.source, message_id: trigger.message_id ?? null, note: trigger.note ?? null, override: null, evidence: null, limit: entry });
+        log({ event: kind, org_id: next.org_id, ...entry, signals: limit.signals, source: trigger.source });
+      }
+    }
   }
 
   private parking(): ParkingProgress {
@@ -338,11 +410,12 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     }
   }
 
-  /** Sets the object's single alarm to the earliest thing it owes, from what is stored. */
+  /** Sets the object's single alarm to the earliest thing it owes, from what is stored (the usage ledger's reports included). */
   private arm(): void {
     const record = this.store.load();
     const settings = this.settings();
-    const at = record === null ? null : nextAlarmAt(record, Date.now(), settings.policy, this.outbox.dueAt(record, settings.notify));
+    const usageAt = this.usage.dueAt(settings.usage.reportIntervalMs);
+    const at = record === null ? usageAt : nextAlarmAt(record, Date.now(), settings.policy, earliest(this.outbox.dueAt(record, settings.notify), usageAt));
     if (at === null) void this.ctx.storage.deleteAlarm();
     else void this.ctx.storage.setAlarm(at);
   }

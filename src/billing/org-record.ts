@@ -26,8 +26,8 @@ export const Override = z.object({
 });
 export type Override = z.infer<typeof Override>;
 
-/** What caused a read: a webhook, the object's own alarm, an operator, or the reconciliation sweep. */
-export const Source = z.enum(["webhook", "alarm", "admin", "reconcile"]);
+/** What caused a read: a webhook, the object's own alarm, an operator, the reconciliation sweep, or a usage report whose answer showed a balance used up. */
+export const Source = z.enum(["webhook", "alarm", "admin", "reconcile", "metering"]);
 export type Source = z.infer<typeof Source>;
 
 /**
@@ -111,7 +111,7 @@ export function newOrgRecord(orgId: string, now: number): OrgRecord {
 
 export const HistoryEntry = z.object({
   at: z.number(),
-  kind: z.enum(["transition", "override"]),
+  kind: z.enum(["transition", "override", "limit_reached", "limit_cleared"]),
   from: OrgState,
   to: OrgState,
   reason: Reason,
@@ -122,5 +122,9 @@ export const HistoryEntry = z.object({
   note: z.string().nullable(),
   override: z.object({ action: z.enum(["exempt", "suspend", "unsuspend", "clear"]), until: z.number().nullable() }).nullable(),
   evidence: Evidence.nullable(),
+  /** Plan limit entries only: the feature, when it resets, and the balance that showed it. */
+  limit: z.object({ feature_id: z.string(), reset_at: z.number().nullable(), usage: z.number(), granted: z.number() }).nullable().default(null),
 });
 export type HistoryEntry = z.infer<typeof HistoryEntry>;
+/** A history entry as written: fields added later (with defaults) may be left out. */
+export type NewHistoryEntry = z.input<typeof HistoryEntry>;

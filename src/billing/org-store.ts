@@ -1,5 +1,5 @@
 import { NotifyEvent } from "./notifications.ts";
-import { HistoryEntry, OrgRecord } from "./org-record.ts";
+import { HistoryEntry, OrgRecord, type NewHistoryEntry } from "./org-record.ts";
 
 export const HISTORY_LIMIT = 500;
 /** Active ingest keys per org: each publication rewrites every one of them, so this bounds its writes. */
@@ -12,7 +12,7 @@ export type StoredIngestKey = { key_id: string; key_hash: string; created_at: nu
 export const DEDUPE_WINDOW_MS = 24 * 3_600_000;
 
 /** Raised with every table change; `migrate` brings any older object up to it (see docs/storage.md). */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 /** Dead letters kept per org, newest first. */
 export const DEAD_LETTER_LIMIT = 100;
 
@@ -39,6 +39,7 @@ export class OrgStore {
     if (row && row.version >= SCHEMA_VERSION) return;
     // Version 1: org, history, seen_messages, outbox, ingest_keys. Version 2: dead_letters.
     // Version 3: outbox.first_attempt_at (the give-up clock starts at the first delivery attempt).
+    // Version 4: usage_seen and usage_ledger (metering; read and written by usage/ledger.ts).
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS org (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS history (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
@@ -47,6 +48,25 @@ export class OrgStore {
       CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS ingest_keys (key_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);
       CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, attempts INTEGER NOT NULL, error TEXT NOT NULL, at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS usage_seen (id TEXT PRIMARY KEY, at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS usage_seen_at ON usage_seen (at);
+      CREATE TABLE IF NOT EXISTS usage_ledger (
+        feature_id TEXT PRIMARY KEY,
+        epoch TEXT NOT NULL,
+        received INTEGER NOT NULL DEFAULT 0,
+        pending INTEGER NOT NULL DEFAULT 0,
+        pending_since INTEGER,
+        report_seq INTEGER NOT NULL DEFAULT 0,
+        report_value INTEGER,
+        report_attempts INTEGER NOT NULL DEFAULT 0,
+        report_next_at INTEGER,
+        report_first_at INTEGER,
+        reported INTEGER NOT NULL DEFAULT 0,
+        reports INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        last_reported_at INTEGER,
+        last_error TEXT
+      );
     `);
     const outboxColumns = this.sql.exec<{ name: string }>("PRAGMA table_info(outbox)").toArray().map((column) => column.name);
     if (!outboxColumns.includes("first_attempt_at")) this.sql.exec("ALTER TABLE outbox ADD COLUMN first_attempt_at INTEGER");
@@ -63,7 +83,7 @@ export class OrgStore {
     this.sql.exec("INSERT INTO org (id, doc) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc", JSON.stringify(record));
   }
 
-  appendHistory(entry: HistoryEntry): void {
+  appendHistory(entry: NewHistoryEntry): void {
     this.sql.exec("INSERT INTO history (doc) VALUES (?)", JSON.stringify(entry));
     this.sql.exec("DELETE FROM history WHERE seq <= (SELECT MAX(seq) FROM history) - ?", HISTORY_LIMIT);
   }

@@ -8,6 +8,7 @@ import { NO_PARKING, parkingView, type ParkingProgress } from "./parking-progres
 import { deadlineTerms, reasonMessage } from "./policy.ts";
 import { followUpAt, mirrorPending, nextAlarmAt } from "./schedule.ts";
 import { isoOrNull as iso } from "../shared/iso-time.ts";
+import type { UsageView } from "./usage/usage-view.ts";
 
 
 function evidenceView(evidence: Evidence | null) {
@@ -36,7 +37,8 @@ export function orgView(
   deadLetters: DeadLetter[],
   now: number,
   settings: PolicySettings,
-  outboxAt: number | null = null,
+  /** When the object's outbox and usage ledger next owe something (they live outside the record). */
+  othersDueAt: number | null = null,
   parking: ParkingProgress = NO_PARKING,
 ) {
   const terms = record.anchor === null ? null : deadlineTerms(record.anchor, record.noticed_at ?? record.anchor, settings);
@@ -58,7 +60,7 @@ export function orgView(
     evidence: evidenceView(record.evidence),
     last_sync: record.last_sync === null ? null : { ...record.last_sync, at: iso(record.last_sync.at) },
     consecutive_failures: record.failures,
-    next_check_at: iso(nextAlarmAt(record, now, settings, outboxAt)),
+    next_check_at: iso(nextAlarmAt(record, now, settings, othersDueAt)),
     follow_up_at: iso(followUpAt(record.follow_up)),
     override: record.override === null ? null : { ...record.override, until: iso(record.override.until), at: iso(record.override.at) },
     version: record.version,
@@ -69,7 +71,8 @@ export function orgView(
     parking: parkingView(parking),
   };
 }
-export type OrgView = ReturnType<typeof orgView>;
+/** What the admin API answers for one org: the billing view, and its usage (usage/usage-view.ts). */
+export type OrgView = ReturnType<typeof orgView> & { usage: UsageView };
 
 /** An index entry for the admin API and the console: times as ISO strings. */
 export function indexEntryView(entry: IndexEntry) {

@@ -38,7 +38,7 @@ export function followUpAt(followUp: OrgRecord["follow_up"]): number | null {
   return followUp === null ? null : followUp.from + FOLLOW_UP_STEPS_MS[followUp.step]!;
 }
 
-function earliest(...times: (number | null | undefined)[]): number | null {
+export function earliest(...times: (number | null | undefined)[]): number | null {
   let min: number | null = null;
   for (const t of times) if (t != null && (min === null || t < min)) min = t;
   return min;
@@ -46,7 +46,7 @@ function earliest(...times: (number | null | undefined)[]): number | null {
 
 /**
  * When the object next owes a fresh Autumn read: a pending webhook or retry, a follow-up
- * after a webhook, the suspension deadline, the end of an override, or the periodic resync
+ * after a webhook, the suspension deadline, the end of an override, a plan limit's reset, or the periodic resync
  * while not `ok` (so a missed webhook cannot leave an org blocked or unblocked for long).
  */
 export function nextSyncAt(record: OrgRecord, now: number, config: ScheduleConfig): number | null {
@@ -57,7 +57,9 @@ export function nextSyncAt(record: OrgRecord, now: number, config: ScheduleConfi
   const deadline = record.state === "overdue" && !exempt ? owedOnce(record.suspend_at) : null;
   const overrideEnd = owedOnce(record.override?.until);
   const resync = record.state === "ok" ? null : (record.last_sync?.at ?? now) + config.resyncIntervalMs;
-  return earliest(record.retry_at, owedOnce(followUpAt(record.follow_up)), deadline, overrideEnd, resync);
+  // A plan limit is owed a read when its balance resets, the moment it may have room again.
+  const limitReset = owedOnce(earliest(...record.limits.map((limit) => limit.reset_at)));
+  return earliest(record.retry_at, owedOnce(followUpAt(record.follow_up)), deadline, overrideEnd, resync, limitReset);
 }
 
 export function mirrorPending(record: OrgRecord): boolean {

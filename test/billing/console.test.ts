@@ -5,7 +5,8 @@ import { autumn } from "../support/autumn.ts";
 import { BILLING, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 import { orgPage, sweepCard } from "../../src/billing/console/pages.ts";
-import { DEFAULT_POLICY } from "../../src/billing/config.ts";
+import { DEFAULT_POLICY, NO_USAGE } from "../../src/billing/config.ts";
+import { usageView } from "../../src/billing/usage/usage-view.ts";
 import { newOrgRecord } from "../../src/billing/org-record.ts";
 import { orgView } from "../../src/billing/org-view.ts";
 
@@ -232,7 +233,7 @@ describe("reconciliation", () => {
   it("the org page lists undelivered events, escaped", () => {
     const now = Date.now();
     const record = { ...newOrgRecord("org_letters", now), state: "overdue" as const, reason: "in_grace_period" as const, anchor: now, noticed_at: now, suspend_at: now + GRACE };
-    const view = orgView(record, [], [], now, DEFAULT_POLICY);
+    const view = { ...orgView(record, [], [], now, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, now) };
     const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_letters", state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, pay_url: null, at: new Date(now).toISOString() };
     const page = orgPage({ ...view, dead_letters: [{ event, attempts: 40, error: "receiver answered 500 <html>", at: new Date(now).toISOString() }] }, [], now, {}).value;
     expect(page).toContain("<h2>Undelivered events</h2>");

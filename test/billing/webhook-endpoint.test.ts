@@ -52,9 +52,9 @@ describe("POST /api/billing/autumn/webhook", () => {
   });
 
   it("acknowledges and ignores other event types", async () => {
-    const response = await deliver(signWebhook({ type: "balances.limit_reached", data: { customer_id: "org_x" } }));
+    const response = await deliver(signWebhook({ type: "customer.threshold_reached", data: { customer_id: "org_x" } }));
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: "ignored", type: "balances.limit_reached" });
+    expect(await response.json()).toEqual({ status: "ignored", type: "customer.threshold_reached" });
   });
 
   it("accepts a body signed under either of two rotated secrets", async () => {

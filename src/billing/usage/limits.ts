@@ -1,0 +1,49 @@
+import type { Signal, UsageFeatures } from "../../shared/usage.ts";
+import type { AutumnBalance } from "../autumn-schemas.ts";
+import type { LimitRecord } from "../org-record.ts";
+
+/** The metered features (USAGE_FEATURES values), each with the signals reported under it. */
+export function meteredFeatures(features: UsageFeatures): Map<string, Signal[]> {
+  const out = new Map<string, Signal[]>();
+  for (const [signal, feature] of Object.entries(features) as [Signal, string][]) out.set(feature, [...(out.get(feature) ?? []), signal]);
+  return out;
+}
+
+/**
+ * Whether a balance is used up. Allowances are read, never assumed: an unlimited balance or one
+ * that allows overage is never used up, and a feature with no balance at all is not limited
+ * (Autumn has said nothing about it).
+ */
+export function exhausted(balance: AutumnBalance | undefined | null): boolean {
+  return balance != null && !balance.unlimited && !balance.overage_allowed && balance.remaining <= 0;
+}
+
+/**
+ * The plan limits a fresh read shows: every metered feature whose balance is used up, until its
+ * next reset. A limit already in force keeps its `since`. Pure: the org's object calls it on
+ * every good read, so a plan change or a reset that shows room again lifts the limit.
+ */
+export function limitsFrom(balances: Record<string, AutumnBalance>, features: UsageFeatures, previous: readonly LimitRecord[], now: number): LimitRecord[] {
+  const limits: LimitRecord[] = [];
+  for (const [featureId, signals] of meteredFeatures(features)) {
+    const balance = balances[featureId];
+    if (!exhausted(balance)) continue;
+    const since = previous.find((limit) => limit.feature_id === featureId)?.since ?? now;
+    limits.push({ feature_id: featureId, signals, reset_at: balance!.next_reset_at, since, usage: balance!.usage, granted: balance!.granted });
+  }
+  return limits;
+}
+
+/** The balances worth keeping as evidence: the metered features' only. */
+export function meteredBalances(balances: Record<string, AutumnBalance>, features: UsageFeatures): Record<string, AutumnBalance> {
+  const out: Record<string, AutumnBalance> = {};
+  for (const featureId of meteredFeatures(features).keys()) if (balances[featureId]) out[featureId] = balances[featureId];
+  return out;
+}
+
+/** What changed between two sets of limits: features newly used up, and features with room again. */
+export function limitChanges(before: readonly LimitRecord[], after: readonly LimitRecord[]): { reached: LimitRecord[]; cleared: LimitRecord[] } {
+  const had = new Set(before.map((limit) => limit.feature_id));
+  const has = new Set(after.map((limit) => limit.feature_id));
+  return { reached: after.filter((limit) => !had.has(limit.feature_id)), cleared: before.filter((limit) => !has.has(limit.feature_id)) };
+}

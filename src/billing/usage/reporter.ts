@@ -1,0 +1,79 @@
+import { log, logWarn } from "../../shared/log.ts";
+import { Serialized } from "../../shared/serialized.ts";
+import type { AutumnClient, AutumnFailure } from "../autumn-client.ts";
+import { AutumnBalance } from "../autumn-schemas.ts";
+import type { Transact } from "../org-store.ts";
+import { retryDelay } from "../schedule.ts";
+import type { FrozenReport, UsageLedger } from "./ledger.ts";
+import { exhausted } from "./limits.ts";
+
+/** What one report attempt came to, for the ledger. */
+export type ReportOutcome =
+  | { kind: "applied"; exhausted: boolean }
+  /** 409 duplicate_idempotency_key: an earlier attempt of this very report was applied (it timed out after Autumn took it). */
+  | { kind: "duplicate" }
+  /** Autumn cannot take it now (timeout, 5xx, 429, network): the same report again after backoff. */
+  | { kind: "retry"; error: string; retryAfterMs?: number }
+  /** Autumn refuses it as it stands (no such customer or feature, invalid): kept, and tried again only after `refusedRetryMs`. */
+  | { kind: "refused"; error: string };
+
+/** The answer to one `balances.track`, classified. Pure. */
+export function reportOutcome(result: { ok: true; value: { balance: unknown } } | { ok: false; failure: AutumnFailure }): ReportOutcome {
+  if (result.ok) {
+    const balance = AutumnBalance.safeParse(result.value.balance);
+    return { kind: "applied", exhausted: balance.success && exhausted(balance.data) };
+  }
+  const { failure } = result;
+  if (failure.status === 409 && failure.code === "duplicate_idempotency_key") return { kind: "duplicate" };
+  const final = failure.kind === "http" && failure.status !== undefined && failure.status >= 400 && failure.status < 500 && failure.status !== 408 && failure.status !== 409 && failure.status !== 429;
+  if (final || failure.kind === "not_configured") return { kind: "refused", error: failure.message };
+  return { kind: "retry", error: failure.message, ...(failure.retryAfterMs === undefined ? {} : { retryAfterMs: failure.retryAfterMs }) };
+}
+
+/**
+ * Reports the org's usage to Autumn: one `balances.track` per feature with a frozen report,
+ * strictly one report in flight per feature, each under its own idempotency key (ledger.ts).
+ * Failures keep the report and its key for the object's alarm to retry; nothing is ever dropped.
+ */
+export class UsageReporter {
+  private readonly runs = new Serialized<{ exhausted: string[] }>();
+  private readonly ledger: UsageLedger;
+  private readonly transact: Transact;
+
+  constructor(ledger: UsageLedger, transact: Transact) {
+    this.ledger = ledger;
+    this.transact = transact;
+  }
+
+  /**
+   * Freezes what has waited `intervalMs` and sends every due report. `client` null: Autumn is not
+   * configured, so due reports wait (the configuration error is reported by the object).
+   * Returns the features whose answer showed the balance used up: the object then reads Autumn.
+   */
+  flush(orgId: string, client: AutumnClient | null, options: { intervalMs: number; refusedRetryMs: number }): Promise<{ exhausted: string[] }> {
+    return this.runs.run(async () => {
+      const found: string[] = [];
+      this.transact(() => this.ledger.freezeDue(Date.now(), options.intervalMs));
+      if (client === null) return { exhausted: found };
+      for (const report of this.ledger.due(orgId, Date.now())) {
+        const outcome = reportOutcome(await client.track(orgId, report.feature_id, report.value, report.key));
+        const now = Date.now();
+        this.settle(orgId, report, outcome, now, options.refusedRetryMs);
+        if (outcome.kind === "applied" && outcome.exhausted) found.push(report.feature_id);
+      }
+      return { exhausted: found };
+    });
+  }
+
+  private settle(orgId: string, report: FrozenReport, outcome: ReportOutcome, now: number, refusedRetryMs: number): void {
+    const fields = { org_id: orgId, feature_id: report.feature_id, value: report.value, idempotency_key: report.key, attempts: report.attempts + 1 };
+    if (outcome.kind === "applied" || outcome.kind === "duplicate") {
+      this.transact(() => this.ledger.settled(report.feature_id, now, outcome.kind === "duplicate"));
+      log({ event: outcome.kind === "applied" ? "usage_reported" : "usage_report_duplicate", ...fields, ...(outcome.kind === "applied" ? { exhausted: outcome.exhausted } : {}) });
+      return;
+    }
+    const nextAt = now + (outcome.kind === "refused" ? refusedRetryMs : retryDelay(report.attempts + 1, outcome.retryAfterMs));
+    this.transact(() => this.ledger.failed(report.feature_id, outcome.error, nextAt, now));
+    logWarn({ event: outcome.kind === "refused" ? "usage_report_refused" : "usage_report_failed", ...fields, error: outcome.error, retry_at: nextAt });
+  }
+}
