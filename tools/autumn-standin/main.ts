@@ -5,8 +5,9 @@
  *   AUTUMN_STANDIN_PORT     port (default 8789; 0 = ephemeral)
  *   AUTUMN_STANDIN_HOST     host (default 127.0.0.1)
  *   AUTUMN_SECRET_KEY       the accepted secret key (default am_sk_test_local_demo)
- *   AUTUMN_WEBHOOK_TARGET   URL that receives the signed billing.updated and invoice.finalized webhooks
- *                           (unset = do not deliver; per request, `?deliver=0` on a control skips delivery)
+ *   AUTUMN_WEBHOOK_TARGET   URL that receives the signed billing.updated, invoice.finalized and
+ *                           balances.limit_reached webhooks (unset = do not deliver; per request, `?deliver=0`
+ *                           on a control skips delivery; GET /_control/webhooks lists what was built)
  *   AUTUMN_WEBHOOK_SECRET   whsec_... secret that signs them (required with AUTUMN_WEBHOOK_TARGET;
  *                           several space-separated secrets: the first one signs)
  * Prints one line with its URL; stops cleanly on SIGINT / SIGTERM. The control API is described in server.ts.

@@ -20,7 +20,9 @@ import { listen } from "../listen.ts";
  *                        one), value? (default 1, negative credits back), overage_behavior? cap (default) | overflow,
  *                        entity_id?, properties?, timestamp?, async?, idempotency_key?}   200 {customer_id, value (the
  *                        amount recorded), balance, balances}; 202 with balance null when async. Unknown customer 404
- *                        customer_not_found (no auto-create); event_name 404 feature_not_found (no event is mapped).
+ *                        customer_not_found (no auto-create); event_name 404 feature_not_found (no event is mapped);
+ *                        overage_behavior "reject" (internal in Autumn) 400 insufficient_balance when it does not fit;
+ *                        `lock` 400 invalid_inputs (no balances.finalize here).
  *   /v1/balances.batch_track  [TrackParams] (1-1000, every item validated first, a bad one refuses the lot)
  *                        200 {"success": true}; an item whose customer is unknown or whose idempotency_key was
  *                        used is dropped silently (Autumn: partial failures are only logged)
@@ -34,7 +36,8 @@ import { listen } from "../listen.ts";
  * keys are kept 24 h on the stand-in's clock.
  *
  * Control API (no auth, JSON):
- *   POST   /_control/reset                          customers, faults, the call log and the stats cleared
+ *   POST   /_control/reset                          customers (and balances), faults, idempotency keys, the call log,
+ *                                                   the stats, the usage ledger and the webhook log cleared
  *   POST   /_control/customers                      {id, name?, email?, plan_id?, created_at?}  (409 if it exists)
  *   GET    /_control/customers/:id                  the customers.get view with invoices
  *   DELETE /_control/customers/:id                  the customer is gone (no webhook)
