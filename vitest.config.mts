@@ -25,6 +25,9 @@ export default defineConfig({
                 AUTUMN_TIMEOUT: "1s",
                 NOTIFY_URL: `${inject<string>("receiverUrl")}/tollgate-events`,
                 NOTIFY_SECRET: TEST_NOTIFY_SECRET,
+                // Metering on for the billing tests (the ledger and plan limits); reports gather 10 s of usage.
+                USAGE_FEATURES: "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes",
+                USAGE_REPORT_INTERVAL: "10s",
               },
             },
           })),

@@ -1,0 +1,91 @@
+import { describe, expect, it } from "vitest";
+import type { AutumnBalance } from "../../src/billing/autumn-schemas.ts";
+import { eventsFor } from "../../src/billing/notifications.ts";
+import { newOrgRecord, type LimitRecord } from "../../src/billing/org-record.ts";
+import { nextSyncAt } from "../../src/billing/schedule.ts";
+import { exhausted, limitChanges, limitsFrom, meteredBalances } from "../../src/billing/usage/limits.ts";
+import { reportOutcome } from "../../src/billing/usage/reporter.ts";
+import { limitFor, type UsageFeatures } from "../../src/shared/usage.ts";
+
+const T = 1_800_000_000_000;
+const FEATURES: UsageFeatures = { traces: "spans", logs: "log_records", logpush: "log_records", bytes: "ingest_bytes" };
+const balance = (over: Partial<AutumnBalance> = {}): AutumnBalance => ({ feature_id: "spans", granted: 100, remaining: 0, usage: 100, unlimited: false, overage_allowed: false, next_reset_at: T + 86_400_000, ...over });
+
+describe("plan limits, decided from balances (pure)", () => {
+  it("a used-up balance is a limit; unlimited, overage allowed, room left or no balance at all never are", () => {
+    expect(exhausted(balance())).toBe(true);
+    expect(exhausted(balance({ remaining: 1, usage: 99 }))).toBe(false);
+    expect(exhausted(balance({ unlimited: true }))).toBe(false);
+    expect(exhausted(balance({ overage_allowed: true }))).toBe(false);
+    expect(exhausted(undefined)).toBe(false);
+    // A plan that grants none of the feature has no room: read, not assumed.
+    expect(exhausted(balance({ granted: 0, usage: 0, remaining: 0 }))).toBe(true);
+  });
+
+  it("limits cover the metered features only, with every signal reported under each", () => {
+    const balances = { spans: balance(), log_records: balance({ feature_id: "log_records", next_reset_at: null }), seats: balance({ feature_id: "seats" }) };
+    const limits = limitsFrom(balances, FEATURES, [], T);
+    expect(limits).toEqual([
+      { feature_id: "spans", signals: ["traces"], reset_at: T + 86_400_000, since: T, usage: 100, granted: 100 },
+      { feature_id: "log_records", signals: ["logs", "logpush"], reset_at: null, since: T, usage: 100, granted: 100 },
+    ]);
+    expect(Object.keys(meteredBalances(balances, FEATURES))).toEqual(["spans", "log_records"]);
+    // A limit still in force keeps when it started.
+    expect(limitsFrom(balances, FEATURES, limits, T + 5_000)[0]!.since).toBe(T);
+    // Metering off: no limits at all.
+    expect(limitsFrom(balances, {}, limits, T)).toEqual([]);
+  });
+
+  it("reached and cleared are the differences by feature", () => {
+    const a: LimitRecord = { feature_id: "spans", signals: ["traces"], reset_at: null, since: T, usage: 1, granted: 1 };
+    const b: LimitRecord = { ...a, feature_id: "ingest_bytes", signals: ["bytes"] };
+    expect(limitChanges([a], [b])).toEqual({ reached: [b], cleared: [a] });
+    expect(limitChanges([a], [{ ...a, usage: 5 }])).toEqual({ reached: [], cleared: [] });
+  });
+
+  it("the edge applies a limit to its signals and the bytes feature's to every signal, until the reset", () => {
+    const spans = { feature_id: "spans", signals: ["traces" as const], reset_at: T + 1_000 };
+    expect(limitFor([spans], "traces", T)).toEqual(spans);
+    expect(limitFor([spans], "logs", T)).toBeNull();
+    expect(limitFor([spans], "traces", T + 999)).toEqual(spans);
+    expect(limitFor([spans], "traces", T + 1_000)).toBeNull();
+    const bytes = { feature_id: "ingest_bytes", signals: ["bytes" as const], reset_at: null };
+    expect(limitFor([bytes], "logpush", T)).toEqual(bytes);
+  });
+
+  it("a limit owes a read at its reset, once", () => {
+    const limit: LimitRecord = { feature_id: "spans", signals: ["traces"], reset_at: T + 60_000, since: T, usage: 1, granted: 1 };
+    const record = { ...newOrgRecord("org_l", T), last_sync: { at: T, ok: true, error: null }, limits: [limit] };
+    expect(nextSyncAt(record, T, { resyncIntervalMs: 6 * 3_600_000 })).toBe(T + 60_000);
+    expect(nextSyncAt({ ...record, last_sync: { at: T + 60_000, ok: true, error: null } }, T + 60_000, { resyncIntervalMs: 6 * 3_600_000 })).toBeNull();
+  });
+
+  it("org.limit_reached and org.limit_cleared name the feature, its signals, the reset and the balance", () => {
+    const limit: LimitRecord = { feature_id: "spans", signals: ["traces"], reset_at: T + 60_000, since: T, usage: 100, granted: 100 };
+    const before = newOrgRecord("org_e", T);
+    const reached = eventsFor(before, { ...before, limits: [limit] }, T, 3_600_000).events;
+    expect(reached.map((e) => [e.type, e.limit])).toEqual([["org.limit_reached", { feature_id: "spans", signals: ["traces"], reset_at: new Date(T + 60_000).toISOString(), usage: 100, granted: 100 }]]);
+    const cleared = eventsFor({ ...before, limits: [limit] }, before, T, 3_600_000).events;
+    expect(cleared.map((e) => e.type)).toEqual(["org.limit_cleared"]);
+  });
+});
+
+describe("usage report answers (pure)", () => {
+  const failure = (status: number | undefined, code?: string, kind: "http" | "timeout" | "network" = "http") => ({ ok: false as const, failure: { kind, status, code, message: `answered ${status}` } });
+
+  it("applied; applied and used up; a duplicate key is an earlier attempt that was applied", () => {
+    expect(reportOutcome({ ok: true, value: { balance: balance({ remaining: 5, usage: 95 }) } })).toEqual({ kind: "applied", exhausted: false });
+    expect(reportOutcome({ ok: true, value: { balance: balance() } })).toEqual({ kind: "applied", exhausted: true });
+    expect(reportOutcome({ ok: true, value: { balance: null } })).toEqual({ kind: "applied", exhausted: false });
+    expect(reportOutcome(failure(409, "duplicate_idempotency_key"))).toEqual({ kind: "duplicate" });
+  });
+
+  it("timeouts, 5xx and 429 are retried; Autumn's refusals of the report itself wait longer", () => {
+    expect(reportOutcome(failure(undefined, undefined, "timeout")).kind).toBe("retry");
+    expect(reportOutcome(failure(503)).kind).toBe("retry");
+    expect(reportOutcome(failure(429)).kind).toBe("retry");
+    expect(reportOutcome(failure(409, "lock_already_exists")).kind).toBe("retry");
+    expect(reportOutcome(failure(404, "customer_not_found")).kind).toBe("refused");
+    expect(reportOutcome(failure(400, "invalid_inputs")).kind).toBe("refused");
+  });
+});
