@@ -11,6 +11,8 @@ export type IngestSettings = {
   pepper: string;
   /** Signal → Autumn feature id (USAGE_FEATURES); empty: metering is off and the request path does no metering work. */
   usageFeatures: UsageFeatures;
+  /** Whether USAGE_FEATURES maps anything: the one check the request path makes when metering is off. */
+  metering: boolean;
   /** ENFORCE_LIMITS: refuse a signal whose feature the org has used up (429 plan_limit_reached). */
   enforceLimits: boolean;
   /** UPGRADE_URL: where a customer upgrades their plan (https; `{org_id}` is replaced); null when not given. */
@@ -41,6 +43,7 @@ export function ingestSettings(env: IngestEnv): IngestSettings {
       logSampleRate: rate,
       pepper: requiredSetting(env, "INGEST_KEY_PEPPER", "set the same INGEST_KEY_PEPPER as on the billing Worker with `wrangler secret put INGEST_KEY_PEPPER`"),
       usageFeatures: features,
+      metering: Object.keys(features).length > 0,
       enforceLimits: enforceLimits(env),
       upgradeUrl: upgradeUrlSetting(env),
     };

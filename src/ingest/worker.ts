@@ -6,6 +6,7 @@ import { ingestSettings, type IngestSettings } from "./config.ts";
 import { cleanupParked, handleDeliveries } from "./customer/deliveries.ts";
 import { handleLogpush } from "./logpush/route.ts";
 import { handleOtlp } from "./otlp/route.ts";
+import { handleUsage, USAGE_QUEUE } from "./usage/consumer.ts";
 
 const methodNotAllowed = () => errorResponse(405, "method_not_allowed", "OTLP and Logpush routes accept POST only", {}, { allow: "POST" });
 const health = () => jsonResponse({ status: "ok", worker: "ingest" });
@@ -62,9 +63,13 @@ export default {
     decodablePath(request)
       ? router.fetch(request, env, ctx)
       : errorResponse(400, "invalid_path", `the request path has malformed percent-encoding; ${ROUTES_HINT}`),
-  /** The tollgate-deliveries queue: parked batches go upstream (README, "Parking"); nothing happens without PARKING. */
+  /**
+   * Two queues: tollgate-usage (usage counts to each org's object, README "Usage metering") and
+   * tollgate-deliveries (parked batches go upstream, README "Parking"; nothing happens without PARKING).
+   */
   queue: async (batch, env, _ctx) => {
-    await handleDeliveries(batch, env);
+    if (batch.queue === USAGE_QUEUE) await handleUsage(batch, env);
+    else await handleDeliveries(batch, env);
   },
   /** On the sweep's schedule: expired parked batches are deleted and orgs with batches waiting are queued. */
   scheduled: async (controller, env, _ctx) => {

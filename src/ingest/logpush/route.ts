@@ -8,6 +8,7 @@ import { forward, isOutage, PARKING_UNAVAILABLE_RETRY_AFTER, UNAVAILABLE_RETRY_A
 import { parkBatch, parkingOf, type WaitUntil } from "../customer/park-batch.ts";
 import type { ParkingSettings } from "../customer/parking.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
+import { meterAccepted } from "../usage/meter.ts";
 import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs, type LogpushContext } from "./index.ts";
 import { countLines, Segmenter, shiftLine } from "./segments.ts";
 
@@ -43,7 +44,7 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
     if (!("suspended" in admitted) || parking === null) return admitted.response;
     return parkRefused(request, env, settings, dataset, waitUntil, parking, admitted);
   }
-  return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId, admitted.keyId));
+  return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId, admitted.keyId), waitUntil);
 }
 
 /** Where the OTLP JSON pieces of a batch go, and whether the batch's outcome is accounted for as a forward. */
@@ -100,7 +101,7 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
   };
   let response: Response;
   try {
-    response = await convert(request, env, settings, dataset, { orgId, keyId }, pieces);
+    response = await convert(request, env, settings, dataset, { orgId, keyId }, pieces, waitUntil);
   } catch (error) {
     if (error instanceof ParkStopped) return refused.response;
     throw error;
@@ -112,8 +113,12 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
   return suspendedResponse({ format: "json", orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: { retentionMs: parking.retentionMs }, logpush: true });
 }
 
-/** The batch read, converted and handed to `pieces` (see handleLogpush). */
-async function convert(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, admitted: { orgId: string; keyId: string }, pieces: Pieces): Promise<Response> {
+/**
+ * The batch read, converted and handed to `pieces` (see handleLogpush). A batch accounted for as
+ * a forward (not a suspended org's, which is parked) is metered once every piece was accepted:
+ * its records, and its bytes as received.
+ */
+async function convert(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, admitted: { orgId: string; keyId: string }, pieces: Pieces, waitUntil: WaitUntil): Promise<Response> {
   const route = "/v1/logpush";
   const ctx = { orgId: admitted.orgId, keyId: admitted.keyId };
   const tooLarge = (what: string, limit: number) => refuse(env, route, "json", 413, "payload_too_large", `the ${what} exceeds ${limit} bytes; lower max_upload_bytes on the Logpush job`, ctx).response;
@@ -250,7 +255,10 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
 
   const result = last as ForwardResult | null;
   if (result === null) return invalid("no_records", "the body holds no records");
-  if (pieces.account) settleForward(env, settings, { ...ctx, route, bytes: decompressed }, result);
+  if (pieces.account) {
+    settleForward(env, settings, { ...ctx, route, bytes: decompressed }, result);
+    if (settings.metering) meterAccepted(env, settings, waitUntil, admitted.orgId, "logpush", { items: records, bytes: compressed });
+  }
   return Response.json({ status: "accepted", records });
 }
 

@@ -9,6 +9,8 @@ import { logUpstreamTrouble, refuse, settleForward } from "../request/account.ts
 import { admit, type Suspended } from "../request/admit.ts";
 import { gunzipBounded, outgoingBody, type BodyProblem } from "../request/body.ts";
 import { forward, isOutage, PARKING_UNAVAILABLE_RETRY_AFTER, UNAVAILABLE_RETRY_AFTER } from "../request/forward.ts";
+import { counterFor, meterAccepted, type OtlpSignal } from "../usage/meter.ts";
+import { signalOfRoute } from "../usage/route-signal.ts";
 
 /** Missing → protobuf; contains "json" → JSON; protobuf or octet-stream → protobuf; anything else is unsupported. */
 export function otlpFormat(contentType: string | null): BodyFormat | null {
@@ -61,7 +63,8 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
   if (encoding === null) return refuse(env, path, format, 415, "unsupported_encoding", "Content-Encoding must be gzip or absent", who).response;
 
   const parking = parkingOf(env);
-  const body = await outgoingBody(request, encoding === "gzip", settings, parking !== null);
+  const signal = signalOfRoute(path) as OtlpSignal;
+  const body = await outgoingBody(request, encoding === "gzip", settings, parking !== null, counterFor(settings, signal, format));
   if ("ok" in body) return refuseBody(body);
 
   const target = {
@@ -89,6 +92,8 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
     return refuseBody(checked);
   }
   const context = { ...who, route: path, bytes: checked.bytes };
+  // Usage metering: counted only once the data is accepted (upstream 2xx, or parked during an outage).
+  const meter = () => meterAccepted(env, settings, ctx, admitted.orgId, signal, { items: body.items ? body.items() : null, bytes: checked.bytes });
   if (parking && body.copy && isOutage(result)) {
     // The upstream is down: the batch is parked and the client gets the 2xx it would have got,
     // only once R2 holds it. Otherwise (over the cap, R2 failing) the retryable 503 stands.
@@ -97,9 +102,11 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
       await result.response.body?.cancel();
       logUpstreamTrouble(context, result, true);
       const accepted = settleForward(env, settings, context, { ...result, response: emptyExportResponse(format), outcome: "accepted", code: null, failure: null, parked: true });
+      if (settings.metering) meter();
       return withOverdueWarning(accepted, admitted.verdict, format, admitted.orgId);
     }
   }
+  if (settings.metering && result.outcome === "accepted") meter();
   return withOverdueWarning(settleForward(env, settings, context, result), admitted.verdict, format, admitted.orgId);
 }
 

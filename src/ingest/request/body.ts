@@ -1,4 +1,5 @@
 import { readBounded, TooLargeError } from "../../shared/bounded-read.ts";
+import type { ItemCounter } from "../usage/count-items.ts";
 
 export class InvalidGzipError extends Error {
   constructor() {
@@ -37,12 +38,14 @@ export async function gunzipBounded(bytes: Uint8Array, limit: number, keep: bool
   }
 }
 
-async function countBounded(stream: ReadableStream<Uint8Array>, limit: number): Promise<number> {
+/** `onChunk`: sees each decompressed chunk (usage metering counts items from them). */
+async function countBounded(stream: ReadableStream<Uint8Array>, limit: number, onChunk?: (chunk: Uint8Array) => void): Promise<number> {
   const reader = stream.getReader();
   let size = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) return size;
+    onChunk?.(value);
     size += value.byteLength;
     if (size > limit) {
       await reader.cancel().catch(() => {});
@@ -71,6 +74,12 @@ export type OutgoingBody = {
    * body has arrived, whatever the upstream did.
    */
   copy?: Promise<Uint8Array | null>;
+  /**
+   * Only when a counter was given (usage metering on): the body's items, once the upstream has
+   * answered; null when they cannot be counted (the counter could not read them, or the upstream
+   * answered before the whole body was read).
+   */
+  items?: () => Promise<number | null>;
 };
 
 export type BodyLimits = { maxBodyBytes: number; maxDecompressedBytes: number };
@@ -86,24 +95,74 @@ export type BodyLimits = { maxBodyBytes: number; maxDecompressedBytes: number };
  *   never sees the end of the body before the check has passed, so a bomb or broken gzip
  *   aborts it (the upstream sees a failed upload, never a complete request).
  */
-export async function outgoingBody(request: Request, gzip: boolean, limits: BodyLimits, keepCopy = false): Promise<OutgoingBody | ({ ok: false } & BodyProblem)> {
+export async function outgoingBody(
+  request: Request,
+  gzip: boolean,
+  limits: BodyLimits,
+  keepCopy = false,
+  counter: ItemCounter | null = null,
+): Promise<OutgoingBody | ({ ok: false } & BodyProblem)> {
   const declared = declaredLength(request.headers);
   if (declared !== null && declared > limits.maxBodyBytes) return { ok: false, problem: "too_large", limit: limits.maxBodyBytes };
   if (declared !== null && !gzip) {
-    if (!keepCopy || request.body === null) return withCopy(settledWith(request.body ?? new Uint8Array(0), declared), keepCopy ? Promise.resolve(new Uint8Array(0)) : undefined);
+    if (request.body === null) return withItems(withCopy(settledWith(new Uint8Array(0), declared), keepCopy ? Promise.resolve(new Uint8Array(0)) : undefined), counter && (async () => counter.finish()));
+    if (!keepCopy) {
+      if (!counter) return settledWith(request.body, declared);
+      // Metering: the request's own stream through a counting stage, its length kept (FixedLengthStream).
+      const fed = feeding(counter);
+      return withItems(settledWith(request.body.pipeThrough(fed.stage).pipeThrough(new FixedLengthStream(declared)), declared), async () => (fed.complete() ? counter.finish() : null));
+    }
     // The upload keeps its length (a FixedLengthStream), so the upstream still sees Content-Length.
     const [upload, copy] = request.body.tee();
-    return withCopy(settledWith(upload.pipeThrough(new FixedLengthStream(declared)), declared), collectBounded(copy, limits.maxBodyBytes));
+    const kept = collectBounded(copy, limits.maxBodyBytes);
+    // Metering counts the copy, which is in memory anyway.
+    return withItems(withCopy(settledWith(upload.pipeThrough(new FixedLengthStream(declared)), declared), kept), counter && (async () => countWhole(counter, await kept)));
   }
   if (declared !== null && declared * DEFLATE_MAX_RATIO <= limits.maxDecompressedBytes) {
     const bytes = new Uint8Array(await request.arrayBuffer());
     if (!isGzip(bytes)) return { ok: false, problem: "invalid_gzip" };
-    return withCopy(settledWith(bytes, bytes.byteLength), keepCopy ? Promise.resolve(bytes) : undefined);
+    // Metering decompresses it (at most MAX_DECOMPRESSED_BYTES / 1,032 bytes) only once the upstream has answered.
+    return withItems(withCopy(settledWith(bytes, bytes.byteLength), keepCopy ? Promise.resolve(bytes) : undefined), counter && (() => countGzip(counter, bytes, limits.maxDecompressedBytes)));
   }
   const source = request.body ?? new Blob([]).stream();
-  if (!keepCopy) return checkedStream(source, gzip, limits);
+  if (!keepCopy) return checkedStream(source, gzip, limits, counter);
   const [upload, copy] = source.tee();
-  return withCopy(checkedStream(upload, gzip, limits), collectBounded(copy, limits.maxBodyBytes));
+  return withCopy(checkedStream(upload, gzip, limits, counter), collectBounded(copy, limits.maxBodyBytes));
+}
+
+function withItems(body: OutgoingBody, items: (() => Promise<number | null>) | null): OutgoingBody {
+  return items ? { ...body, items } : body;
+}
+
+/** A pass-through stage feeding the counter; `complete()` once the whole body has passed. */
+function feeding(counter: ItemCounter): { stage: TransformStream<Uint8Array, Uint8Array>; complete: () => boolean } {
+  let done = false;
+  const stage = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      counter.push(chunk);
+      controller.enqueue(chunk);
+    },
+    flush() {
+      done = true;
+    },
+  });
+  return { stage, complete: () => done };
+}
+
+function countWhole(counter: ItemCounter, bytes: Uint8Array | null): number | null {
+  if (bytes === null) return null;
+  counter.push(bytes);
+  return counter.finish();
+}
+
+/** A small gzip body's items: decompressed into the counter (bounded, as the upload's check would be); null when it does not decompress. */
+async function countGzip(counter: ItemCounter, bytes: Uint8Array, limit: number): Promise<number | null> {
+  try {
+    await countBounded(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip")), limit, (chunk) => counter.push(chunk));
+  } catch {
+    return null;
+  }
+  return counter.finish();
 }
 
 function withCopy(body: OutgoingBody, copy: Promise<Uint8Array | null> | undefined): OutgoingBody {
@@ -129,7 +188,7 @@ function declaredLength(headers: Headers): number | null {
 }
 
 /** The body piped through a counting (and, for gzip, decompression-checking) stage; see `outgoingBody`. */
-function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits: BodyLimits): OutgoingBody {
+function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits: BodyLimits, counter: ItemCounter | null): OutgoingBody {
   let bytes = 0;
   let verdict: ReturnType<OutgoingBody["settled"]> | null = null;
   let problem: BodyProblem | null = null;
@@ -150,7 +209,7 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
   const inflate = decompressor?.writable.getWriter() ?? null;
   // The decompressed side is only counted; a bomb stops it (and with it the upload) at the cap.
   const inflated: Promise<void> = decompressor
-    ? countBounded(decompressor.readable, limits.maxDecompressedBytes).then(
+    ? countBounded(decompressor.readable, limits.maxDecompressedBytes, counter ? (chunk) => counter.push(chunk) : undefined).then(
         () => {},
         (error: unknown) => {
           problem ??= error instanceof TooLargeError ? { problem: "decompressed_too_large", limit: limits.maxDecompressedBytes } : { problem: "invalid_gzip" };
@@ -172,6 +231,8 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
           return fail(problem ?? { problem: "invalid_gzip" });
         }
         inflate.write(chunk).catch(() => {}); // its failure surfaces through `inflated`
+      } else {
+        counter?.push(chunk);
       }
       controller.enqueue(chunk);
     },
@@ -189,6 +250,8 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
   return {
     body,
     signal: abort.signal,
+    // The verdict is ok only once every byte (and, for gzip, every decompressed byte) has passed, counter included.
+    ...(counter ? { items: async () => (verdict?.ok === true && !("unread" in verdict) ? counter.finish() : null) } : {}),
     settled: () => {
       if (verdict) return verdict;
       if (problem) return { ok: false, ...problem };

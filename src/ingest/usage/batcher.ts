@@ -1,0 +1,127 @@
+import { logError } from "../../shared/log.ts";
+import type { UsageCounts, UsageMessage } from "../../shared/usage.ts";
+
+/**
+ * The request path's hand-off of usage to the `tollgate-usage` queue (README, "Usage metering"),
+ * one per isolate and queue: counts are added per org in memory and flushed at most once per
+ * interval (1 s), at once when more than `maxOrgs` orgs wait, as one UsageMessage per org in
+ * `sendBatch` calls of at most 100 messages. `add` returns the promise of the flush that carries
+ * those counts; the request hands it to `ctx.waitUntil`, so the isolate stays alive until its
+ * usage is on the queue, and the response never waits for it.
+ *
+ * A failed send is retried a few times with a short backoff; if it still fails, each message's
+ * org and counts are logged `usage_lost` at error level. The flush promise never rejects.
+ */
+
+export type UsageQueue = { sendBatch(messages: Iterable<{ body: UsageMessage }>): Promise<unknown> };
+
+export type BatcherOptions = {
+  intervalMs?: number;
+  /** Past this many orgs waiting, the flush runs at once (a full sendBatch). */
+  maxOrgs?: number;
+  /** Waits before each retry of a failed send. */
+  retryDelaysMs?: readonly number[];
+  /** Injected for tests: resolves after `ms` (a timer) and the clock. */
+  wait?: (ms: number) => Promise<void>;
+  now?: () => number;
+};
+
+export const USAGE_FLUSH_INTERVAL_MS = 1_000;
+export const USAGE_MAX_ORGS = 100;
+/** Queues take at most 100 messages per sendBatch. */
+export const SEND_BATCH_MAX = 100;
+export const USAGE_RETRY_DELAYS_MS = [100, 400, 1_600] as const;
+
+type Pending = { counts: Record<string, number>; first_at: number; last_at: number };
+
+export class UsageBatcher {
+  private readonly queue: UsageQueue;
+  private readonly intervalMs: number;
+  private readonly maxOrgs: number;
+  private readonly retryDelaysMs: readonly number[];
+  private readonly wait: (ms: number) => Promise<void>;
+  private readonly now: () => number;
+  private pending = new Map<string, Pending>();
+  /** The flush that will carry what is pending now, and the way to start it early. */
+  private next: { done: Promise<void>; start: () => void } | null = null;
+  private lastFlushAt = -Infinity;
+
+  constructor(queue: UsageQueue, options: BatcherOptions = {}) {
+    this.queue = queue;
+    this.intervalMs = options.intervalMs ?? USAGE_FLUSH_INTERVAL_MS;
+    this.maxOrgs = options.maxOrgs ?? USAGE_MAX_ORGS;
+    this.retryDelaysMs = options.retryDelaysMs ?? USAGE_RETRY_DELAYS_MS;
+    this.wait = options.wait ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Orgs waiting for the next flush. */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Adds one acceptance's counts for an org; resolves once they are on the queue (or logged lost). */
+  add(orgId: string, counts: UsageCounts, at: number): Promise<void> {
+    const entry = this.pending.get(orgId);
+    if (entry) {
+      for (const [signal, value] of Object.entries(counts)) entry.counts[signal] = (entry.counts[signal] ?? 0) + (value ?? 0);
+      entry.first_at = Math.min(entry.first_at, at);
+      entry.last_at = Math.max(entry.last_at, at);
+    } else {
+      this.pending.set(orgId, { counts: { ...counts } as Record<string, number>, first_at: at, last_at: at });
+    }
+    const next = (this.next ??= this.schedule());
+    if (this.pending.size >= this.maxOrgs) next.start();
+    return next.done;
+  }
+
+  /** The next flush: when the interval since the last one has passed (a timer of 0 lets concurrent requests ride along). */
+  private schedule(): { done: Promise<void>; start: () => void } {
+    let start!: () => void;
+    const started = new Promise<void>((resolve) => (start = resolve));
+    const delay = Math.max(0, this.lastFlushAt + this.intervalMs - this.now());
+    const done = Promise.race([this.wait(delay), started]).then(() => this.flush());
+    return { done, start };
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = new Map();
+    this.next = null;
+    this.lastFlushAt = this.now();
+    const messages = [...batch].map(([org_id, p]): { body: UsageMessage } => ({ body: { org_id, counts: p.counts, first_at: p.first_at, last_at: p.last_at } }));
+    const chunks: { body: UsageMessage }[][] = [];
+    for (let i = 0; i < messages.length; i += SEND_BATCH_MAX) chunks.push(messages.slice(i, i + SEND_BATCH_MAX));
+    await Promise.all(chunks.map((chunk) => this.send(chunk)));
+  }
+
+  private async send(chunk: { body: UsageMessage }[]): Promise<void> {
+    let error: unknown;
+    for (let attempt = 0; attempt <= this.retryDelaysMs.length; attempt++) {
+      if (attempt > 0) await this.wait(this.retryDelaysMs[attempt - 1]!);
+      try {
+        await this.queue.sendBatch(chunk);
+        return;
+      } catch (caught) {
+        error = caught;
+      }
+    }
+    // Never silent: what the queue could not take is named, org by org, for the operator to report by hand.
+    const reason = error instanceof Error ? error.message : String(error);
+    for (const { body } of chunk) {
+      logError({ event: "usage_lost", org_id: body.org_id, counts: body.counts, first_at: body.first_at, last_at: body.last_at, attempts: this.retryDelaysMs.length + 1, error: reason });
+    }
+  }
+}
+
+const batchers = new WeakMap<object, UsageBatcher>();
+
+/** The isolate's batcher for a queue binding (tests hand each env its own queue, so its own batcher). */
+export function batcherFor(queue: UsageQueue): UsageBatcher {
+  let batcher = batchers.get(queue);
+  if (!batcher) {
+    batcher = new UsageBatcher(queue);
+    batchers.set(queue, batcher);
+  }
+  return batcher;
+}

@@ -1,0 +1,65 @@
+import type { OrgBilling } from "../../billing/org-billing.ts";
+import { orgBilling } from "../../billing/org-stub.ts";
+import { logError, logWarn } from "../../shared/log.ts";
+import { isValidOrgId } from "../../shared/org-id.ts";
+import { UsageMessage, type UsageCounts } from "../../shared/usage.ts";
+
+/**
+ * The `tollgate-usage` consumer (README, "Usage metering"): each org's messages of a batch go to
+ * the org's object in one call, `recordUsage`, which deduplicates them by the queue's message id
+ * (a redelivered message is counted once). A message is acked once its org's call succeeded and
+ * retried with backoff otherwise; the consumer deduplicates nothing itself. A message that is not
+ * a UsageMessage is acked and logged: it can never succeed, so it must not be retried forever.
+ */
+
+/** The queue's name, in src/ingest/wrangler.jsonc and the test Worker's config alike. */
+export const USAGE_QUEUE = "tollgate-usage";
+
+/** The queue's max_retries (src/ingest/wrangler.jsonc): a failure on the delivery after the last retry loses the usage. */
+export const USAGE_MAX_RETRIES = 100;
+
+/** Backoff between attempts: 5 s doubling, at most an hour, so 100 retries span about the queue's 4-day retention. */
+export function usageRetryDelaySeconds(attempts: number): number {
+  return Math.min(3600, 5 * 2 ** Math.min(20, Math.max(0, attempts - 1)));
+}
+
+export type UsageRecord = { id: string; counts: UsageCounts; first_at: number; last_at: number };
+export type UsageRunResult = { orgId: string; outcome: "recorded" | "failed"; messages: number; recorded?: number; duplicates?: number; error?: string };
+
+export async function handleUsage(batch: MessageBatch<unknown>, env: IngestEnv): Promise<UsageRunResult[]> {
+  const byOrg = new Map<string, { message: Message<unknown>; body: UsageMessage }[]>();
+  for (const message of batch.messages) {
+    const parsed = UsageMessage.safeParse(message.body);
+    if (!parsed.success || !isValidOrgId(parsed.data.org_id)) {
+      logWarn({ event: "usage_message_invalid", message_id: message.id, error: parsed.success ? "invalid org id" : parsed.error.message });
+      message.ack();
+      continue;
+    }
+    const list = byOrg.get(parsed.data.org_id) ?? [];
+    list.push({ message, body: parsed.data });
+    byOrg.set(parsed.data.org_id, list);
+  }
+  return Promise.all([...byOrg].map(([orgId, messages]) => recordOrg(env, orgId, messages)));
+}
+
+async function recordOrg(env: IngestEnv, orgId: string, messages: { message: Message<unknown>; body: UsageMessage }[]): Promise<UsageRunResult> {
+  const records: UsageRecord[] = messages.map(({ message, body }) => ({ id: message.id, counts: body.counts, first_at: body.first_at, last_at: body.last_at }));
+  try {
+    const stub = orgBilling(env as unknown as { ORG_BILLING: DurableObjectNamespace<OrgBilling> }, orgId);
+    const { recorded, duplicates } = await stub.recordUsage(records);
+    // The object logs usage_recorded itself.
+    for (const { message } of messages) message.ack();
+    return { orgId, outcome: "recorded", messages: messages.length, recorded, duplicates };
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    for (const { message, body } of messages) {
+      if (message.attempts > USAGE_MAX_RETRIES) {
+        // The queue drops it after this delivery: never silently.
+        logError({ event: "usage_lost", org_id: orgId, message_id: message.id, counts: body.counts, first_at: body.first_at, last_at: body.last_at, attempts: message.attempts, error: reason });
+      }
+      message.retry({ delaySeconds: usageRetryDelaySeconds(message.attempts) });
+    }
+    logWarn({ event: "usage_record_failed", org_id: orgId, messages: messages.length, attempts: Math.max(...messages.map((m) => m.message.attempts)), error: reason });
+    return { orgId, outcome: "failed", messages: messages.length, error: reason };
+  }
+}

@@ -1,0 +1,66 @@
+import { logWarn } from "../../shared/log.ts";
+import type { UsageCounts } from "../../shared/usage.ts";
+import type { IngestSettings } from "../config.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
+import { batcherFor, type UsageQueue } from "./batcher.ts";
+import { itemCounter, type ItemCounter } from "./count-items.ts";
+import type { RouteSignal } from "./route-signal.ts";
+
+/**
+ * Usage metering on the request path (README, "Usage metering"): what was accepted (the upstream
+ * answered 2xx, or the batch was parked during an outage and the client got its 2xx) is counted
+ * per org, items of the route's signal and bytes received as sent, only for the signals
+ * USAGE_FEATURES maps, and handed to the isolate's batcher without delaying the response.
+ * With USAGE_FEATURES empty, routes never get here and create no counter.
+ */
+
+export type WaitUntil = { waitUntil(promise: Promise<unknown>): void };
+export type OtlpSignal = Exclude<RouteSignal, "logpush">;
+export type OtlpFormat = "protobuf" | "json";
+
+/** A counter for an OTLP body's items, when metering counts the route's signal; null otherwise (no counting work at all). */
+export function counterFor(settings: IngestSettings, signal: OtlpSignal, format: OtlpFormat): ItemCounter | null {
+  if (!settings.metering || settings.usageFeatures[signal] === undefined) return null;
+  return itemCounter(signal, format);
+}
+
+/**
+ * Counts one accepted request for its org, off the response path: `items` may still be on its way
+ * (a small gzip body decompressed for counting, a kept copy still arriving). `items` null: the
+ * body's items could not be counted (its bytes still are); logged once per org per window.
+ */
+export function meterAccepted(
+  env: IngestEnv,
+  settings: IngestSettings,
+  ctx: WaitUntil,
+  orgId: string,
+  signal: RouteSignal,
+  usage: { items: number | null | Promise<number | null>; bytes: number },
+  now = Date.now(),
+): void {
+  if (!settings.metering) return;
+  if (usage.items instanceof Promise) {
+    ctx.waitUntil(usage.items.catch(() => null).then((items) => record(env, settings, orgId, signal, { items, bytes: usage.bytes }, now)));
+    return;
+  }
+  const flushed = record(env, settings, orgId, signal, { items: usage.items, bytes: usage.bytes }, now);
+  if (flushed) ctx.waitUntil(flushed);
+}
+
+/** The counts handed to the batcher; the promise of the flush that carries them, or null when there is nothing to count. */
+function record(env: IngestEnv, settings: IngestSettings, orgId: string, signal: RouteSignal, usage: { items: number | null; bytes: number }, now: number): Promise<void> | null {
+  const features = settings.usageFeatures;
+  const counts: UsageCounts = {};
+  if (features[signal] !== undefined) {
+    if (usage.items === null) logUncounted(orgId, signal, usage.bytes, now);
+    else if (usage.items > 0) counts[signal] = usage.items;
+  }
+  if (features.bytes !== undefined && usage.bytes > 0) counts.bytes = usage.bytes;
+  if (Object.keys(counts).length === 0) return null;
+  return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now);
+}
+
+function logUncounted(orgId: string, signal: RouteSignal, bytes: number, now: number): void {
+  const count = logThrottle.hit(`${orgId} usage_uncounted`, now);
+  if (count !== null) logWarn({ event: "usage_items_uncounted", org_id: orgId, signal, bytes, count, window_s: DECISION_LOG_WINDOW_MS / 1000 });
+}
