@@ -93,19 +93,23 @@ export class OrgBilling extends DurableObject<BillingEnv> {
 
   /**
    * Usage from the ingest Worker's queue (README, "Usage metering"), folded into the ledger at most
-   * once per queue message id, then reported to Autumn by the alarm. Throws (so the queue delivers
-   * the messages again) while USAGE_FEATURES is invalid: usage is kept on the queue, never dropped.
+   * once per queue message id, then reported to Autumn by the alarm. Refused (`ok: false`, and the
+   * consumer has the queue deliver the messages again) while USAGE_FEATURES is invalid: usage is
+   * kept on the queue, never dropped. Malformed messages are refused the same way and change nothing.
    */
-  async recordUsage(messages: UsageDelivery[]): Promise<{ recorded: number; duplicates: number }> {
+  async recordUsage(messages: UsageDelivery[]): Promise<{ ok: true; recorded: number; duplicates: number } | { ok: false; error: string }> {
     const parsed = UsageDeliveries.safeParse(messages);
-    if (!parsed.success) throw new Error(`recordUsage: malformed usage messages: ${parsed.error.issues[0]?.message ?? ""}`);
+    if (!parsed.success) {
+      logWarn({ event: "usage_refused", org_id: this.orgId, error: parsed.error.message });
+      return { ok: false, error: `malformed usage messages: ${parsed.error.issues[0]?.message ?? ""}` };
+    }
     const settings = this.settings();
-    if (settings.usageProblem !== null) throw new Error(`usage not recorded until the configuration is fixed: ${settings.usageProblem.message}`);
+    if (settings.usageProblem !== null) return { ok: false, error: `usage is not recorded until the configuration is fixed: ${settings.usageProblem.message}` };
     const now = Date.now();
     const result = this.transact(() => this.usage.fold(parsed.data, settings.usage.features, now));
     log({ event: "usage_recorded", org_id: this.orgId, messages: parsed.data.length, recorded: result.recorded, duplicates: result.duplicates });
     if (result.unmapped > 0) logWarn({ event: "usage_unmapped", org_id: this.orgId, items: result.unmapped, message: "the ingest Worker counted signals this Worker's USAGE_FEATURES does not map: set the same USAGE_FEATURES on both Workers" });
-    return { recorded: result.recorded, duplicates: result.duplicates };
+    return { ok: true, recorded: result.recorded, duplicates: result.duplicates };
   }
 
   /**
