@@ -241,4 +241,35 @@ describe("reconciliation", () => {
     expect(page).toContain("<td>40</td><td>receiver answered 500 &lt;html&gt;</td>");
     expect(orgPage(view, [], now, {}).value).not.toContain("Undelivered events");
   });
+
+  it("the org page shows usage against the balances, the limits in force and what is still owed to Autumn", () => {
+    const now = Date.now();
+    const resetAt = now + 86_400_000;
+    const record = {
+      ...newOrgRecord("org_usage", now),
+      limits: [{ feature_id: "spans", signals: ["traces" as const], reset_at: resetAt, since: now, usage: 100, granted: 100 }],
+      evidence: {
+        customer_found: true, past_due_subscriptions: [], open_invoices: [], paid_invoice: null, pay_url: null, paid_checked: "not_needed" as const, recent_invoice_count: 0,
+        balances: {
+          spans: { feature_id: "spans", granted: 100, remaining: 0, usage: 100, unlimited: false, overage_allowed: false, next_reset_at: resetAt },
+          ingest_bytes: { feature_id: "ingest_bytes", granted: 0, remaining: 0, usage: 3_145_728, unlimited: true, overage_allowed: false, next_reset_at: null },
+        },
+      },
+    };
+    const row = (feature_id: string, over: object) => ({ feature_id, epoch: "e", received: 0, pending: 0, pending_since: null, report_seq: 0, report_value: null, report_attempts: 0, report_next_at: null, report_first_at: null, reported: 0, reports: 0, duplicates: 0, last_reported_at: null, last_error: null, ...over });
+    const rows = [row("spans", { received: 130, reported: 100, pending: 30 }), row("ingest_bytes", { received: 3_145_728, report_value: 1_048_576, report_attempts: 2, report_next_at: now + 30_000, last_error: "/v1/balances.track answered 503" })];
+    const features = { traces: "spans", bytes: "ingest_bytes" };
+    const view = { ...orgView(record, [], [], now, DEFAULT_POLICY), usage: usageView(record, rows, { features, reportIntervalMs: 30_000, enforce: true }, now) };
+    const page = orgPage(view, [], now, {}).value;
+    expect(page).toContain("<h2>Usage and plan limits</h2>");
+    expect(page).toContain("Limits are enforced");
+    expect(page).toContain("<td><code>spans</code></td><td>traces</td><td>100 / 100</td>");
+    expect(page).toContain('<span class="error">used up</span>');
+    expect(page).toContain("<td>130</td><td>100</td><td>30</td>");
+    expect(page).toContain("<td><code>ingest_bytes</code></td><td>bytes</td><td>3.0 MiB / unlimited</td>");
+    expect(page).toContain("(report of 1.0 MiB, attempt 3");
+    expect(page).toContain("/v1/balances.track answered 503");
+    const off = { ...view, usage: usageView(newOrgRecord("org_off", now), [], NO_USAGE, now) };
+    expect(orgPage(off, [], now, {}).value).not.toContain("Usage and plan limits");
+  });
 });
