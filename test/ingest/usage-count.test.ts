@@ -277,7 +277,7 @@ function referenceJson(signal: ItemSignal, body: Uint8Array): number | null {
 
 /** A few random byte edits: overwrite, insert, delete, or a structural byte dropped in. */
 function mutate(body: Uint8Array, rng: Rng): Uint8Array {
-  let out = body.slice();
+  let out: Uint8Array = body.slice();
   const edits = 1 + rng.int(3);
   for (let e = 0; e < edits && out.length > 0; e++) {
     const at = rng.int(out.length);
@@ -475,6 +475,14 @@ describe("OTLP/JSON", () => {
     expectCount("logs", "json", utf8.encode(body), 1);
   });
 
+  it("every number form JSON allows, split anywhere", () => {
+    const numbers = ["0", "-0", "7", "-12", "0.5", "-0.0e-0", "1E+2", "0e5", "123456789012345678901234567890", "1.5e308", "2.25E-10"];
+    const asMembers = numbers.map((number, k) => `"k${k}":${number}`).join(",");
+    const body = `{"resourceSpans":[{"scopeSpans":[{"spans":[{"n":[${numbers.join(",")}],"m":${numbers.at(-1)}},{${asMembers}}]}]}]}`;
+    expect(JSON.parse(body)).toBeTruthy();
+    expectCount("traces", "json", utf8.encode(body), 2);
+  });
+
   it("an escaped key is an unknown key (documented): its items are not counted", () => {
     expectCount("traces", "json", utf8.encode(`{"resourceSpans":[{"scopeSpans":[{"sp\\u0061ns":[{},{}],"spans":[{}]}]}]}`), 1);
   });
@@ -503,6 +511,15 @@ describe("OTLP/JSON", () => {
     '{"a":1e}',
     '{"a":-}',
     '{"a":+1}',
+    '{"a":-01}',
+    '{"a":1.e5}',
+    '{"a":1e+}',
+    '{"a":--1}',
+    '{"a":0x1}',
+    '{"a":1.5.5}',
+    '{"a":Infinity}',
+    '{"a":NaN}',
+    '{"a":[1 2]}',
     '{"a":tru}',
     '{"a":nul}',
     '{"a":True}',

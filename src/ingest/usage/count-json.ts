@@ -189,32 +189,29 @@ class JsonItemCounter implements ItemCounter {
           break;
         }
         case NUMBER: {
-          const c = chunk[i]!;
-          if (isDigit(c)) {
-            if (sub === N_ZERO) {
-              state = BROKEN; // a leading zero
+          // One number in one go (metrics bodies are full of them: bucket counts, bounds).
+          for (; i < n; i++) {
+            const c = chunk[i]!;
+            if (isDigit(c)) {
+              if (sub === N_INT || sub === N_FRAC || sub === N_EXP) continue;
+              if (sub === N_ZERO) {
+                state = BROKEN; // a leading zero
+                break scan;
+              }
+              sub = sub === N_MINUS ? (c === 0x30 ? N_ZERO : N_INT) : sub === N_DOT ? N_FRAC : N_EXP; // N_E, N_E_SIGN → N_EXP
+            } else if (c === 0x2e && (sub === N_ZERO || sub === N_INT)) {
+              sub = N_DOT;
+            } else if ((c === 0x65 || c === 0x45) && (sub === N_ZERO || sub === N_INT || sub === N_FRAC)) {
+              sub = N_E;
+            } else if ((c === 0x2b || c === 0x2d) && sub === N_E) {
+              sub = N_E_SIGN;
+            } else if (sub === N_ZERO || sub === N_INT || sub === N_FRAC || sub === N_EXP) {
+              state = AFTER; // the number ended; this byte is read again after it
+              break;
+            } else {
+              state = BROKEN;
               break scan;
             }
-            if (sub === N_MINUS) sub = c === 0x30 ? N_ZERO : N_INT;
-            else if (sub === N_DOT) sub = N_FRAC;
-            else if (sub === N_E || sub === N_E_SIGN) sub = N_EXP;
-            i++;
-            break;
-          }
-          if (c === 0x2e && (sub === N_ZERO || sub === N_INT)) {
-            sub = N_DOT;
-            i++;
-          } else if ((c === 0x65 || c === 0x45) && (sub === N_ZERO || sub === N_INT || sub === N_FRAC)) {
-            sub = N_E;
-            i++;
-          } else if ((c === 0x2b || c === 0x2d) && sub === N_E) {
-            sub = N_E_SIGN;
-            i++;
-          } else if (sub === N_ZERO || sub === N_INT || sub === N_FRAC || sub === N_EXP) {
-            state = AFTER; // the number ended; this byte is read again after it
-          } else {
-            state = BROKEN;
-            break scan;
           }
           break;
         }
