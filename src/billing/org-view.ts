@@ -18,6 +18,7 @@ function evidenceView(evidence: Evidence | null) {
     ...evidence,
     open_invoices: evidence.open_invoices.map(invoice),
     paid_invoice: evidence.paid_invoice === null ? null : invoice(evidence.paid_invoice),
+    balances: Object.fromEntries(Object.entries(evidence.balances).map(([id, b]) => [id, { ...b, next_reset_at: iso(b.next_reset_at) }])),
   };
 }
 
@@ -27,6 +28,7 @@ function historyView(entry: HistoryEntry) {
     at: iso(entry.at),
     override: entry.override === null ? null : { ...entry.override, until: iso(entry.override.until) },
     evidence: evidenceView(entry.evidence),
+    limit: entry.limit === null ? null : { ...entry.limit, reset_at: iso(entry.limit.reset_at) },
   };
 }
 

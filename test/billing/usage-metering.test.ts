@@ -126,7 +126,7 @@ describe("plan limits: reached, refused at the edge, reset, upgrade", () => {
     expect(await mirrorOf(org)).toMatchObject({ state: "ok", limits: [{ feature_id: "spans", signals: ["traces"], reset_at: resetAt }] });
     const view = await orgState(org);
     expect(view.usage.features.find((f) => f.feature_id === "spans")).toMatchObject({ balance: { granted: 100, usage: 100, remaining: 0 }, limit: { reset_at: new Date(resetAt).toISOString(), in_force: true } });
-    expect(view.history[0]).toMatchObject({ kind: "limit_reached", source: "metering", limit: { feature_id: "spans", reset_at: resetAt, usage: 100, granted: 100 } });
+    expect(view.history[0]).toMatchObject({ kind: "limit_reached", source: "metering", limit: { feature_id: "spans", reset_at: new Date(resetAt).toISOString(), usage: 100, granted: 100 } });
     const events = await receiver.events(org);
     expect(events.map((e) => e.type)).toEqual(["org.limit_reached"]);
     expect(events[0]!.limit).toEqual({ feature_id: "spans", signals: ["traces"], reset_at: new Date(resetAt).toISOString(), usage: 100, granted: 100 });

@@ -3,7 +3,8 @@ import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { DEFAULT_POLICY } from "../../src/billing/config.ts";
+import { DEFAULT_POLICY, NO_USAGE } from "../../src/billing/config.ts";
+import { usageView } from "../../src/billing/usage/usage-view.ts";
 import { newOrgRecord, type HistoryEntry } from "../../src/billing/org-record.ts";
 import { orgView } from "../../src/billing/org-view.ts";
 import { newSweep, sweepView, type SweepRecord, type SweepView } from "../../src/billing/reconcile/sweep-record.ts";
@@ -168,7 +169,7 @@ describe("formatting", () => {
   function overdueOrg(history: HistoryEntry[] = []) {
     const anchor = T0 - 3 * 86_400_000 + 3_600_000;
     const record = { ...newOrgRecord("org_cli", T0), state: "overdue" as const, reason: "in_grace_period" as const, anchor, noticed_at: T0, suspend_at: T0 + 86_400_000 };
-    return orgView(record, history, [], T0, DEFAULT_POLICY);
+    return { ...orgView(record, history, [], T0, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, T0) };
   }
 
   it("an org shows both terms of its deadline and marks the later one", () => {
@@ -180,7 +181,7 @@ describe("formatting", () => {
   });
 
   it("an org's history names the sweep's finding, and its dead letters are listed", () => {
-    const entry: HistoryEntry = { at: T0, kind: "transition", from: "ok", to: "overdue", reason: "in_grace_period", source: "reconcile", message_id: null, note: "unknown_past_due", override: null, evidence: null };
+    const entry: HistoryEntry = { at: T0, kind: "transition", from: "ok", to: "overdue", reason: "in_grace_period", source: "reconcile", message_id: null, note: "unknown_past_due", override: null, evidence: null, limit: null };
     const view = overdueOrg([entry]);
     const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_cli", state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, pay_url: null, at: new Date(T0).toISOString() };
     const text = formatOrg({ ...view, follow_up_at: new Date(T0 + 60_000).toISOString(), dead_letters: [{ event, attempts: 40, error: "receiver answered 500", at: new Date(T0).toISOString() }] }, T0);
@@ -194,5 +195,22 @@ describe("formatting", () => {
     expect(formatOrg(view, T0)).not.toContain("parked:");
     const parking = { ...view.parking, parked_batches: 4, parked_bytes: 4_096, delivered_batches: 1, delivered_bytes: 1_024, waiting_batches: 3, waiting_bytes: 3_072 };
     expect(formatOrg({ ...view, parking }, T0)).toContain("parked:     4 batches (4096 bytes); delivered 1, expired 0, refused 0; waiting 3 (3072 bytes)");
+  });
+
+  it("an org's usage per feature, its limits and what is owed to Autumn; limit history entries", () => {
+    const view = overdueOrg([
+      { at: T0, kind: "limit_reached", from: "overdue", to: "overdue", reason: "in_grace_period", source: "metering", message_id: null, note: null, override: null, evidence: null, limit: { feature_id: "spans", reset_at: T0 + 86_400_000, usage: 100, granted: 100 } },
+    ]);
+    expect(formatOrg(view, T0)).not.toContain("usage:");
+    const record = {
+      ...newOrgRecord("org_cli", T0),
+      limits: [{ feature_id: "spans", signals: ["traces" as const], reset_at: T0 + 86_400_000, since: T0, usage: 100, granted: 100 }],
+      evidence: { customer_found: true, past_due_subscriptions: [], open_invoices: [], paid_invoice: null, pay_url: null, paid_checked: "not_needed" as const, recent_invoice_count: 0, balances: { spans: { feature_id: "spans", granted: 100, remaining: 0, usage: 100, unlimited: false, overage_allowed: false, next_reset_at: T0 + 86_400_000 } } },
+    };
+    const row = { feature_id: "spans", epoch: "e", received: 130, pending: 30, pending_since: T0, report_seq: 1, report_value: null, report_attempts: 0, report_next_at: null, report_first_at: null, reported: 100, reports: 1, duplicates: 0, last_reported_at: T0, last_error: null };
+    const text = formatOrg({ ...view, usage: usageView(record, [row], { features: { traces: "spans" }, reportIntervalMs: 30_000, enforce: true }, T0) }, T0);
+    expect(text).toContain("usage:      limits enforced; reported to Autumn every 30s");
+    expect(text).toContain("spans (traces): 100/100 used, LIMITED until 2026-03-02T12:00:00.000Z; received 130, reported 100; owed to Autumn 30");
+    expect(text).toContain("metering  limit reached: spans 100/100 until 2026-03-02T12:00:00.000Z");
   });
 });

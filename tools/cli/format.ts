@@ -49,10 +49,25 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
   if (p && p.parked_batches > 0) {
     lines.push(`  parked:     ${p.parked_batches} batches (${p.parked_bytes} bytes); delivered ${p.delivered_batches}, expired ${p.expired_batches}, refused ${p.refused_batches}; waiting ${p.waiting_batches} (${p.waiting_bytes} bytes)`);
   }
+  const usage = org.usage;
+  if (usage && (usage.metering || usage.features.length > 0)) {
+    lines.push(`  usage:      limits ${usage.enforced ? "enforced" : "not enforced"}; reported to Autumn every ${usage.report_interval}`);
+    for (const f of usage.features) {
+      const balance = f.balance === null ? "no balance" : f.balance.unlimited ? `${f.balance.usage} used, unlimited` : `${f.balance.usage}/${f.balance.granted} used${f.balance.overage_allowed ? " (overage allowed)" : ""}`;
+      const limit = f.limit ? (f.limit.in_force ? `, LIMITED until ${f.limit.reset_at ?? "a plan change"}` : ", limit past its reset") : "";
+      const owed = f.backlog > 0 ? `; owed to Autumn ${f.backlog}${f.last_error ? ` (${f.last_error})` : ""}` : "";
+      lines.push(`    ${f.feature_id} (${f.signals.join(", ") || "not mapped"}): ${balance}${limit}; received ${f.received}, reported ${f.reported}${owed}`);
+    }
+  }
   lines.push("", "History (newest first):");
   if (org.history.length === 0) lines.push("  (no transitions yet)");
   for (const h of org.history) {
-    const what = h.kind === "override" ? `override ${h.override?.action}${h.override?.until ? ` until ${h.override.until}` : ""}` : `${h.from} → ${h.to} (${h.reason})`;
+    const what =
+      h.kind === "override"
+        ? `override ${h.override?.action}${h.override?.until ? ` until ${h.override.until}` : ""}`
+        : h.limit
+          ? `${h.kind === "limit_reached" ? "limit reached" : "limit cleared"}: ${h.limit.feature_id} ${h.limit.usage}/${h.limit.granted}${h.limit.reset_at ? ` until ${h.limit.reset_at}` : ""}`
+          : `${h.from} → ${h.to} (${h.reason})`;
     // The sweep's note is the kind of disagreement that made it hand the org over, not a person's words.
     const ref = h.source === "reconcile" ? ` — sweep: ${disagreementLabel(h.note)}` : h.note ? ` — "${h.note}"` : h.message_id ? ` [${h.message_id}]` : "";
     lines.push(`  ${h.at}  ${h.source.padEnd(9)} ${what}${ref}`);

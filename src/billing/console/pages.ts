@@ -363,7 +363,7 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
       <section class="card">
         <h2>Timeline</h2>
         ${org.history.length === 0
-          ? html`<p class="muted">No transition or override yet.</p>`
+          ? html`<p class="muted">No transition, override or plan limit yet.</p>`
           : html`<ol class="timeline">
               ${org.history.map(
                 (h) => html`<li class="${h.kind}">
@@ -371,7 +371,9 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
                   <span class="source">${h.source}</span>
                   ${h.kind === "override"
                     ? html`<strong>override ${h.override?.action}</strong>${h.override?.until ? html` until ${h.override.until}` : ""}`
-                    : html`${badge(h.from)} → ${badge(h.to)} <code>${h.reason}</code>`}
+                    : h.limit
+                      ? html`<strong>${h.kind === "limit_reached" ? "plan limit reached" : "plan limit cleared"}</strong> <code>${h.limit.feature_id}</code> ${h.limit.usage} / ${h.limit.granted}${h.limit.reset_at ? html` until ${h.limit.reset_at}` : ""}`
+                      : html`${badge(h.from)} → ${badge(h.to)} <code>${h.reason}</code>`}
                   ${historyNote(h)}
                 </li>`,
               )}

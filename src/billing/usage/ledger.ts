@@ -1,5 +1,8 @@
 import type { UsageCounts, UsageFeatures } from "../../shared/usage.ts";
 import { SIGNALS } from "../../shared/usage.ts";
+import type { LedgerRow } from "./ledger-row.ts";
+
+export type { LedgerRow } from "./ledger-row.ts";
 
 /**
  * Queue message ids are remembered this long: at least the usage queue's message retention
@@ -9,32 +12,6 @@ export const USAGE_DEDUPE_WINDOW_MS = 4 * 86_400_000;
 
 /** One usage queue message as the consumer hands it to the org's object (`id` is the queue's message id). */
 export type UsageDelivery = { id: string; counts: UsageCounts; first_at: number; last_at: number };
-
-/**
- * One feature's row of the ledger. Usage moves received → pending → in flight (a frozen report:
- * `report_value` under idempotency key `epoch:report_seq`) → reported. A report's value never
- * changes once frozen, so every retry of it carries the same key, and Autumn refuses any retry
- * of a report it already applied (409) instead of counting it twice.
- */
-export type LedgerRow = {
-  feature_id: string;
-  /** Random, fixed when the row is created: keys stay unique even if the object's storage were ever lost and seq restarted. */
-  epoch: string;
-  received: number;
-  pending: number;
-  pending_since: number | null;
-  report_seq: number;
-  report_value: number | null;
-  report_attempts: number;
-  report_next_at: number | null;
-  report_first_at: number | null;
-  reported: number;
-  reports: number;
-  /** Reports Autumn answered 409 duplicate_idempotency_key: an earlier attempt had been applied (a timeout after applying). */
-  duplicates: number;
-  last_reported_at: number | null;
-  last_error: string | null;
-};
 
 export type FrozenReport = { feature_id: string; value: number; key: string; attempts: number; first_at: number | null };
 
