@@ -160,7 +160,7 @@ describe("the usage batcher", () => {
 describe("the usage queue's consumer", () => {
   type Call = { orgId: string; records: UsageRecord[] };
   /** An env whose org objects record what they are handed; `failing` orgs throw. */
-  function objects(failing: Set<string> = new Set()) {
+  function objects(failing: Set<string> = new Set(), refusing: Set<string> = new Set()) {
     const calls: Call[] = [];
     const workerEnv = {
       ...env,
@@ -169,7 +169,8 @@ describe("the usage queue's consumer", () => {
           recordUsage: async (records: UsageRecord[]) => {
             calls.push({ orgId, records });
             if (failing.has(orgId)) throw new Error("object overloaded");
-            return { recorded: records.length, duplicates: 0 };
+            if (refusing.has(orgId)) return { ok: false, error: "USAGE_FEATURES is invalid" };
+            return { ok: true, recorded: records.length, duplicates: 0 };
           },
         }),
       },
@@ -219,6 +220,16 @@ describe("the usage queue's consumer", () => {
     expect(usageRetryDelaySeconds(1)).toBe(5);
     expect(usageRetryDelaySeconds(100)).toBe(3600);
     expect(warn.mock.calls.map(([line]) => (line as { event?: string }).event)).toContain("usage_record_failed");
+  });
+
+  it("an object that refuses the usage (its settings invalid) has the messages retried, not acked", async () => {
+    const { workerEnv } = objects(new Set(), new Set(["org_refusing"]));
+    const batch = createMessageBatch("tollgate-usage", [message("r1", usage("org_refusing", { traces: 1 }))]);
+    const ctx = createExecutionContext();
+    await worker.queue!(batch as never, workerEnv, ctx);
+    const result = await getQueueResult(batch, ctx);
+    expect(result.explicitAcks).toEqual([]);
+    expect(result.retryMessages).toEqual([{ msgId: "r1" }]);
   });
 
   it("the last attempt's failure is logged usage_lost with the org and counts", async () => {

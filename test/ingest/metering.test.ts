@@ -6,7 +6,9 @@ import { ingestSettings } from "../../src/ingest/config.ts";
 import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { counterFor } from "../../src/ingest/usage/meter.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
-import { gzip, INGEST, mintKey, override, sink } from "../support/ingest.ts";
+import { createMessageBatch } from "cloudflare:test";
+import { handleDeliveries } from "../../src/ingest/customer/deliveries.ts";
+import { gzip, INGEST, ingestWithEnv, mintKey, override, sink } from "../support/ingest.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 
 const ALL = "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes";
@@ -233,5 +235,41 @@ describe("usage metering off", () => {
     const response = await metered("/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] }, { USAGE: undefined });
     expect(response.response.status).toBe(503);
     expect(JSON.parse(response.text)).toMatchObject({ error: "not_configured", message: expect.stringContaining("USAGE") });
+  });
+});
+
+describe("usage metering of batches parked while suspended", () => {
+  it("is done when they are delivered after payment: OTLP items from the decompressed body, Logpush records, bytes as received; outage-parked batches are not counted twice", async () => {
+    const parking = { PARKING: (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST, DELIVERIES: { send: async () => {} } };
+    const parkingEnv = { ...env, ...parking };
+    await override(org, "suspend");
+    const otlp = await gzip(tracesJson(321));
+    const lines = Array.from({ length: 12 }, (_, i) => JSON.stringify({ EdgeStartTimestamp: 1_700_000_000 + i, ClientIP: "192.0.2.1" })).join("\n");
+    const logpush = await gzip(lines);
+    const answers = [
+      await ingestWithEnv(parkingEnv, "/v1/traces", { key, headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: otlp }),
+      await ingestWithEnv(parkingEnv, "/v1/logpush/http_requests", { key, headers: { "content-encoding": "gzip" }, body: logpush }),
+    ];
+    expect(answers.map((r) => r.status)).toEqual([402, 402]);
+    await override(org, "clear");
+
+    const queue = recordingQueue();
+    const deliveryEnv = { ...parkingEnv, USAGE_FEATURES: ALL, USAGE: queue } as unknown as IngestEnv;
+    const batch = createMessageBatch("tollgate-deliveries", [{ id: `d-${org}`, timestamp: new Date(), attempts: 1, body: { org_id: org } }]);
+    const [run] = await handleDeliveries(batch, deliveryEnv as never);
+    expect(run).toMatchObject({ outcome: "done", delivered: 2 });
+    expect(queue.sent).toEqual([{ org_id: org, counts: { traces: 321, logpush: 12, bytes: otlp.byteLength + logpush.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number) }]);
+
+    // A batch parked during an outage was metered when the client got its 2xx: its delivery adds nothing.
+    gate.reset(); // the suspension this isolate confirmed a moment ago
+    await sink.fault({ mode: "status", status: 503, tenant: org, count: 1 });
+    const outage = await metered("/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] }, parking);
+    expect(outage.response.status).toBe(200);
+    expect(outage.sent.map((m) => m.counts)).toEqual([{ traces: 1, bytes: new TextEncoder().encode(OTLP_JSON["/v1/traces"]).byteLength }]);
+    const again = recordingQueue();
+    const second = createMessageBatch("tollgate-deliveries", [{ id: `d2-${org}`, timestamp: new Date(), attempts: 1, body: { org_id: org } }]);
+    const [rerun] = await handleDeliveries(second, { ...parkingEnv, USAGE_FEATURES: ALL, USAGE: again } as never);
+    expect(rerun).toMatchObject({ outcome: "done", delivered: 1 });
+    expect(again.calls).toBe(0);
   });
 });

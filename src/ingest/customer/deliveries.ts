@@ -1,7 +1,12 @@
 import type { OrgBilling } from "../../billing/org-billing.ts";
 import { logError, log, logWarn } from "../../shared/log.ts";
 import { OrgId } from "../../shared/org-id.ts";
-import { ingestSettings } from "../config.ts";
+import type { UsageCounts } from "../../shared/usage.ts";
+import { ingestSettings, type IngestSettings } from "../config.ts";
+import { gunzipBounded } from "../request/body.ts";
+import { countItems } from "../usage/count-items.ts";
+import { addCounts, sendUsage, usageCounts } from "../usage/meter.ts";
+import { signalOfRoute } from "../usage/route-signal.ts";
 import { DeliveryMessage, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, PARKED_TOTAL_KEY, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./parking.ts";
 
 /**
@@ -46,6 +51,11 @@ export type RunResult = {
   expiredBytes: number;
   refused: number;
   failure?: string;
+  /**
+   * Usage metering: what this run delivered of batches parked while the org was suspended (refused
+   * then, so not metered at acceptance), counted once each batch is delivered and deleted.
+   */
+  usage?: UsageCounts;
 };
 
 /** The queue handler: one run per distinct org in the batch (runs for different orgs go in parallel). */
@@ -65,6 +75,9 @@ export async function handleDeliveries(batch: MessageBatch<unknown>, env: Delive
     [...byOrg].map(async ([orgId, messages]) => {
       const result = parking ? await deliverOrg(env, parking, orgId, now) : ({ orgId, outcome: "off", delivered: 0, deliveredBytes: 0, expired: 0, expiredBytes: 0, refused: 0 } as RunResult);
       const attempts = Math.max(...messages.map((m) => m.attempts));
+      // What was delivered (a failed run included) goes on the usage queue before the message is
+      // acked or retried (a failed send is retried, then logged usage_lost).
+      if (result.usage) await sendUsage(env, orgId, result.usage, now());
       if (result.outcome === "failed") {
         const delaySeconds = deliveryBackoffSeconds(attempts);
         // One message carries the retry; the others are the same work.
@@ -147,6 +160,11 @@ async function deliverParked(parking: ParkingSettings, settings: ReturnType<type
         await parking.bucket.delete(listed.key);
         result.delivered++;
         result.deliveredBytes += body.byteLength;
+        // After the delete: a batch sent again because its delete failed is metered once.
+        if (settings.metering && metadata.data.why === "suspended") {
+          const counts = await deliveredUsage(settings, orgId, metadata.data, body, now());
+          if (counts) addCounts((result.usage ??= {}), counts);
+        }
       } else if (status === 400 || status === 413) {
         // The backend refuses this batch itself: it never will take it, and it must not hold back the rest.
         logError({ event: "delivery_refused_batch", org_id: orgId, upstream_status: status, bytes: body.byteLength, received_at: receivedAt });
@@ -159,6 +177,27 @@ async function deliverParked(parking: ParkingSettings, settings: ReturnType<type
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor !== undefined);
   return result;
+}
+
+/**
+ * A delivered suspended-time batch's usage: a Logpush piece's records and bytes as received (kept in
+ * its metadata); an OTLP batch's items, counted from its decompressed body, and its bytes as received.
+ */
+async function deliveredUsage(settings: IngestSettings, orgId: string, metadata: ParkedMetadata, body: Uint8Array, now: number): Promise<UsageCounts | null> {
+  if (metadata.usage_signal === "logpush") {
+    return usageCounts(settings, orgId, "logpush", { items: Number(metadata.usage_items ?? 0), bytes: Number(metadata.usage_bytes ?? 0) }, now);
+  }
+  const signal = signalOfRoute(metadata.route) as "traces" | "logs" | "metrics";
+  let items: number | null = null;
+  if (settings.usageFeatures[signal] !== undefined) {
+    try {
+      const plain = metadata.content_encoding === "gzip" ? await gunzipBounded(body, settings.maxDecompressedBytes, true) : body;
+      items = countItems(signal, metadata.content_type.includes("json") ? "json" : "protobuf", plain);
+    } catch {
+      items = null;
+    }
+  }
+  return usageCounts(settings, orgId, signal, { items, bytes: body.byteLength }, now);
 }
 
 export type CleanupResult = { expired: number; expiredBytes: number; waitingOrgs: string[] };

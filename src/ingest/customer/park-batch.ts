@@ -1,7 +1,7 @@
 import { log, logWarn } from "../../shared/log.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
 import { afterPark } from "./after-park.ts";
-import { park, parkingSettings, type ParkingEnv, type ParkingSettings, type ParkReason } from "./parking.ts";
+import { park, parkingSettings, type ParkedUsage, type ParkingEnv, type ParkingSettings, type ParkReason } from "./parking.ts";
 
 /**
  * The request path's side of parking (README, "Parking"): one batch into R2, answered only once
@@ -23,7 +23,8 @@ export function parkingOf(env: IngestEnv): ParkingSettings | null {
   return entry.parking;
 }
 
-export type BatchTarget = { route: string; contentType: string; contentEncoding: string | null };
+/** `usage`: what a suspended org's Logpush piece stands for, metered at delivery (parking.ts, ParkedBatch). */
+export type BatchTarget = { route: string; contentType: string; contentEncoding: string | null; usage?: ParkedUsage };
 
 /**
  * Keeps one batch (the bytes exactly as they go upstream). True once R2 has it; false at the

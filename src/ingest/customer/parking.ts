@@ -50,7 +50,14 @@ export type ParkedBatch = {
   contentEncoding: string | null;
   receivedAt: number;
   why: ParkReason;
+  /**
+   * A suspended org's Logpush batch is parked as OTLP JSON, which no longer shows what was received:
+   * its share of the batch's records and bytes as received, metered when it is delivered.
+   */
+  usage?: ParkedUsage;
 };
+
+export type ParkedUsage = { signal: "logpush"; items: number; bytes: number };
 
 export const PARKED_PREFIX = "parked/";
 export const orgPrefix = (orgId: string) => `${PARKED_PREFIX}${orgId}/`;
@@ -83,6 +90,10 @@ export const ParkedMetadata = z.object({
   content_encoding: z.string().default(""),
   received_at: z.string().regex(/^\d+$/),
   why: z.enum(["suspended", "upstream_unavailable"]),
+  /** Present on a suspended org's Logpush pieces (see ParkedBatch.usage). */
+  usage_signal: z.literal("logpush").optional(),
+  usage_items: z.string().regex(/^\d+$/).optional(),
+  usage_bytes: z.string().regex(/^\d+$/).optional(),
 });
 export type ParkedMetadata = z.infer<typeof ParkedMetadata>;
 
@@ -108,6 +119,7 @@ export async function park(settings: ParkingSettings, batch: ParkedBatch, body: 
     content_encoding: batch.contentEncoding ?? "",
     received_at: String(batch.receivedAt),
     why: batch.why,
+    ...(batch.usage ? { usage_signal: batch.usage.signal, usage_items: String(batch.usage.items), usage_bytes: String(batch.usage.bytes) } : {}),
   };
   try {
     await settings.bucket.put(key, body, { customMetadata: metadata, httpMetadata: { contentType: batch.contentType } });

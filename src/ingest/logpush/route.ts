@@ -47,8 +47,11 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
   return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId, admitted.keyId), waitUntil);
 }
 
-/** Where the OTLP JSON pieces of a batch go, and whether the batch's outcome is accounted for as a forward. */
-type Pieces = { send(body: string): Promise<ForwardResult>; account: boolean };
+/**
+ * Where the OTLP JSON pieces of a batch go, and whether the batch's outcome is accounted for as a
+ * forward. `share`: the piece's records and the batch's bytes received since the previous piece.
+ */
+type Pieces = { send(body: string, share: { records: number; bytes: number }): Promise<ForwardResult>; account: boolean };
 
 /** The upstream; with parking on, an outage parks the failed piece and every later one of the batch (the job hears 200). */
 function piecesUpstream(env: IngestEnv, settings: IngestSettings, waitUntil: WaitUntil, parking: ParkingSettings | null, orgId: string, keyId: string): Pieces {
@@ -93,8 +96,10 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
   let parkedAny = false;
   const pieces: Pieces = {
     account: false,
-    async send(body) {
-      if (!(await parkBatch(env, waitUntil, parking, orgId, target, new TextEncoder().encode(body), "suspended"))) throw new ParkStopped();
+    async send(body, share) {
+      // Metered when delivered (after payment): the piece's records and share of the bytes as received.
+      const usage = { signal: "logpush" as const, items: share.records, bytes: share.bytes };
+      if (!(await parkBatch(env, waitUntil, parking, orgId, { ...target, usage }, new TextEncoder().encode(body), "suspended"))) throw new ParkStopped();
       parkedAny = true;
       return { response: new Response(null), upstreamStatus: null, outcome: "accepted", code: null, failure: null, parked: true };
     },
@@ -139,15 +144,20 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
   const [envelopeStart, envelopeEnd] = JSON.stringify(toOtlpLogs([], context)).split('"logRecords":[]');
   const pending: string[] = [];
   let pendingBytes = 0;
+  let pendingRecords = 0;
+  let sharedBytes = 0;
   let records = 0;
   let delivered = 0;
   let last: ForwardResult | null = null;
   const send = async (): Promise<Stop | null> => {
     if (pending.length === 0) return null;
     const body = `${envelopeStart}"logRecords":[${pending.join(",")}]${envelopeEnd}`;
+    const share = { records: pendingRecords, bytes: compressed - sharedBytes };
+    sharedBytes = compressed;
     pending.length = 0;
     pendingBytes = 0;
-    last = await pieces.send(body);
+    pendingRecords = 0;
+    last = await pieces.send(body, share);
     if (last.outcome === "accepted") {
       delivered++;
       await last.response.body?.cancel();
@@ -185,6 +195,7 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
     const parsed = parseLogpushBody(text, options);
     if (!parsed.ok) return { stop: invalid(parsed.code, shiftLine(parsed.message, offset)) };
     records += parsed.records.length;
+    pendingRecords += parsed.records.length;
     const json = JSON.stringify(toOtlpLogs(parsed.records, context).resourceLogs[0]!.scopeLogs[0]!.logRecords);
     if (json.length > 2) {
       pending.push(json.slice(1, -1));

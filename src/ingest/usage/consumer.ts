@@ -8,7 +8,7 @@ import { UsageMessage, type UsageCounts } from "../../shared/usage.ts";
  * The `tollgate-usage` consumer (README, "Usage metering"): each org's messages of a batch go to
  * the org's object in one call, `recordUsage`, which deduplicates them by the queue's message id
  * (a redelivered message is counted once). A message is acked once its org's call succeeded and
- * retried with backoff otherwise; the consumer deduplicates nothing itself. A message that is not
+ * retried with backoff otherwise (the call failed, or the object refused it); the consumer deduplicates nothing itself. A message that is not
  * a UsageMessage is acked and logged: it can never succeed, so it must not be retried forever.
  */
 
@@ -46,7 +46,10 @@ async function recordOrg(env: IngestEnv, orgId: string, messages: { message: Mes
   const records: UsageRecord[] = messages.map(({ message, body }) => ({ id: message.id, counts: body.counts, first_at: body.first_at, last_at: body.last_at }));
   try {
     const stub = orgBilling(env as unknown as { ORG_BILLING: DurableObjectNamespace<OrgBilling> }, orgId);
-    const { recorded, duplicates } = await stub.recordUsage(records);
+    const answer = await stub.recordUsage(records);
+    // A refusal (the billing Worker's USAGE_FEATURES invalid, or a message it cannot read) keeps the usage on the queue.
+    if (!answer.ok) throw new Error(`the org's object refused the usage: ${answer.error}`);
+    const { recorded, duplicates } = answer;
     // The object logs usage_recorded itself.
     for (const { message } of messages) message.ack();
     return { orgId, outcome: "recorded", messages: messages.length, recorded, duplicates };

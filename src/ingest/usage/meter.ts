@@ -49,6 +49,12 @@ export function meterAccepted(
 
 /** The counts handed to the batcher; the promise of the flush that carries them, or null when there is nothing to count. */
 function record(env: IngestEnv, settings: IngestSettings, orgId: string, signal: RouteSignal, usage: { items: number | null; bytes: number }, now: number): Promise<void> | null {
+  const counts = usageCounts(settings, orgId, signal, usage, now);
+  return counts === null ? null : sendUsage(env, orgId, counts, now);
+}
+
+/** One batch's counts, only for mapped signals (zeros left out); null when there is nothing to count. */
+export function usageCounts(settings: IngestSettings, orgId: string, signal: RouteSignal, usage: { items: number | null; bytes: number }, now: number): UsageCounts | null {
   const features = settings.usageFeatures;
   const counts: UsageCounts = {};
   if (features[signal] !== undefined) {
@@ -56,8 +62,17 @@ function record(env: IngestEnv, settings: IngestSettings, orgId: string, signal:
     else if (usage.items > 0) counts[signal] = usage.items;
   }
   if (features.bytes !== undefined && usage.bytes > 0) counts.bytes = usage.bytes;
-  if (Object.keys(counts).length === 0) return null;
+  return Object.keys(counts).length === 0 ? null : counts;
+}
+
+/** Counts to the isolate's batcher; resolves once they are on the queue (or logged lost). */
+export function sendUsage(env: IngestEnv, orgId: string, counts: UsageCounts, now: number): Promise<void> {
   return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now);
+}
+
+/** Adds `more` into `total`. */
+export function addCounts(total: UsageCounts, more: UsageCounts): void {
+  for (const [signal, value] of Object.entries(more) as [keyof UsageCounts, number][]) total[signal] = (total[signal] ?? 0) + value;
 }
 
 function logUncounted(orgId: string, signal: RouteSignal, bytes: number, now: number): void {
