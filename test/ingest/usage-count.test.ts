@@ -579,6 +579,20 @@ describe("properties", () => {
     }
   });
 
+  it("a body split in two at every position counts the same", async () => {
+    for (const format of FORMATS) {
+      const bodies: [ItemSignal, Uint8Array, number][] = [["traces", spanBody(format, [[2]]), 2], ["logs", logBody(format, [[1], [1]]), 2], ["metrics", await metricBody(format, [1]), 6]];
+      for (const [signal, body, expected] of bodies) {
+        for (let cut = 0; cut <= body.length; cut++) {
+          const counter = itemCounter(signal, format);
+          counter.push(body.subarray(0, cut));
+          counter.push(body.subarray(cut));
+          expect(counter.finish(), `${signal}/${format} cut at ${cut}`).toBe(expected);
+        }
+      }
+    }
+  });
+
   it("mutated bodies: the streaming counter agrees with a plain whole-body decoder", async () => {
     const rng = prng(0xc0_47);
     let nulls = 0;

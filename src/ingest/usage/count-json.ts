@@ -151,8 +151,31 @@ class JsonItemCounter implements ItemCounter {
               const top = stack[depth - 1]! >> 1;
               if (top > 0 && keyLength <= KEY_MAX) pending = matchKey(roles[top - 1]!, key, keyLength);
               state = COLON;
+              // Compact JSON's `"key":"value"`: straight into the value string, saving two dispatches.
+              if (i + 1 < n && chunk[i] === 0x3a) {
+                if (chunk[i + 1] === 0x22) {
+                  i += 2;
+                  state = STRING;
+                  isKey = false;
+                  capture = false;
+                } else {
+                  i++;
+                  state = VALUE;
+                }
+              }
             } else {
               state = AFTER;
+              // Compact JSON's `,"key"` in an object: straight into the next key.
+              if (i + 1 < n && chunk[i] === 0x2c && chunk[i + 1] === 0x22) {
+                const top = stack[depth - 1]!;
+                if ((top & 1) === 0) {
+                  i += 2;
+                  state = STRING;
+                  isKey = true;
+                  capture = top >> 1 > 0;
+                  keyLength = 0;
+                }
+              }
             }
           } else if (c === 0x5c) {
             state = ESCAPE;
@@ -207,6 +230,17 @@ class JsonItemCounter implements ItemCounter {
               sub = N_E_SIGN;
             } else if (sub === N_ZERO || sub === N_INT || sub === N_FRAC || sub === N_EXP) {
               state = AFTER; // the number ended; this byte is read again after it
+              // Compact JSON's `,"key"` in an object: straight into the next key.
+              if (c === 0x2c && i + 1 < n && chunk[i + 1] === 0x22) {
+                const top = stack[depth - 1]!;
+                if ((top & 1) === 0) {
+                  i += 2;
+                  state = STRING;
+                  isKey = true;
+                  capture = top >> 1 > 0;
+                  keyLength = 0;
+                }
+              }
               break;
             } else {
               state = BROKEN;
@@ -311,6 +345,14 @@ class JsonItemCounter implements ItemCounter {
             if (c === 0x7b) {
               stack[depth++] = (role + 1) << 1;
               state = KEY_OR_CLOSE;
+              if (i < n && chunk[i] === 0x22) {
+                // `{"key"`: straight into the first key.
+                i++;
+                state = STRING;
+                isKey = true;
+                capture = role >= 0;
+                keyLength = 0;
+              }
             } else {
               stack[depth++] = ((role + 1) << 1) | 1;
               state = VALUE_OR_CLOSE;
