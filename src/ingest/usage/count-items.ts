@@ -4,7 +4,9 @@ import { protobufItemCounter } from "./count-protobuf.ts";
 /**
  * Usage metering (issue 13): the number of spans, log records or metric data points in an
  * OTLP request, counted incrementally as the (decompressed) body streams upstream, without
- * decoding it or holding it. Feed every chunk to push() in order, then finish().
+ * decoding it or holding it. Feed every chunk to push() in order, then finish(). push() never
+ * keeps or modifies a chunk, so the same chunk can be enqueued downstream; after a malformed
+ * byte it returns at once (the rest of the body costs nothing).
  *
  * Protobuf: count-protobuf.ts (descends only into the path's fields, skips the rest unread).
  * JSON: count-json.ts (a byte-level grammar-checking scanner that tracks the key path).

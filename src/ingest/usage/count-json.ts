@@ -15,7 +15,7 @@ import type { ItemCounter, ItemSignal } from "./count-items.ts";
  *   are not. A key present twice counts twice.
  * - Malformed (finish() gives null): anything that is not one JSON object with optional
  *   whitespace around it, a control character inside a string, nesting deeper than
- *   MAX_DEPTH (the Collector's protojson stops at 10,000 too), or a body ending early.
+ *   MAX_DEPTH (10,000, Go protobuf's default recursion limit), or a body ending early.
  */
 
 /** One step of the key path: an object (with the keys leading on) or an array (whose object elements lead on, or are counted). */
