@@ -63,8 +63,9 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
   if (encoding === null) return refuse(env, path, format, 415, "unsupported_encoding", "Content-Encoding must be gzip or absent", who).response;
 
   const parking = parkingOf(env);
+  // Usage metering (off: no counter, nothing counted): the route's items, counted as the body streams.
   const signal = signalOfRoute(path) as OtlpSignal;
-  const body = await outgoingBody(request, encoding === "gzip", settings, parking !== null, counterFor(settings, signal, format));
+  const body = await outgoingBody(request, encoding === "gzip", settings, parking !== null, settings.metering ? counterFor(settings, signal, format) : null);
   if ("ok" in body) return refuseBody(body);
 
   const target = {

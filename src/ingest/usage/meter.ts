@@ -21,7 +21,33 @@ export type OtlpFormat = "protobuf" | "json";
 /** A counter for an OTLP body's items, when metering counts the route's signal; null otherwise (no counting work at all). */
 export function counterFor(settings: IngestSettings, signal: OtlpSignal, format: OtlpFormat): ItemCounter | null {
   if (!settings.metering || settings.usageFeatures[signal] === undefined) return null;
-  return itemCounter(signal, format);
+  return guarded(itemCounter(signal, format));
+}
+
+/**
+ * The counter sits in the body's stream: a throw there would fail the upload. Metering never
+ * fails a request, so a counter that throws just makes the body's items uncountable (null).
+ */
+function guarded(counter: ItemCounter): ItemCounter {
+  let broken = false;
+  return {
+    push(chunk) {
+      if (broken) return;
+      try {
+        counter.push(chunk);
+      } catch {
+        broken = true;
+      }
+    },
+    finish() {
+      if (broken) return null;
+      try {
+        return counter.finish();
+      } catch {
+        return null;
+      }
+    },
+  };
 }
 
 /**
