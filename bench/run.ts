@@ -321,6 +321,7 @@ try {
     { name: "1. direct to the upstream sink (ceiling)", url: `${stack.sinkUrl}/v1/traces`, options: { headers: { ...otlpHeaders, "x-scope-orgid": paying }, body, expect: 200 } },
     { name: "1b. pass-through Worker, no gate (the runtime hop alone)", url: `${stack.passthroughUrl}/v1/traces`, options: { headers: otlpHeaders, body, expect: 200 } },
     { name: "2. ingest Worker, paying org, warm caches", url: `${stack.ingestUrl}/v1/traces`, options: { headers: { ...otlpHeaders, authorization: `Bearer ${payingKey}` }, body, expect: 200 } },
+    { name: "2m. the same with usage metering on (USAGE_FEATURES: spans counted, usage queued and reported)", url: `${stack.meteredIngestUrl}/v1/traces`, options: { headers: { ...otlpHeaders, authorization: `Bearer ${payingKey}` }, body, expect: 200 } },
     { name: "4. ingest Worker, suspended org (402 path)", url: `${stack.ingestUrl}/v1/traces`, options: { headers: { ...otlpHeaders, authorization: `Bearer ${suspendedKey}` }, body, expect: 402 } },
   ];
   const rounds: Scenario[][] = steady.map(() => []);
@@ -338,10 +339,30 @@ try {
     unexpected_status: runs.reduce((sum, r) => sum + r.unexpected_status, 0),
     statuses: {},
   });
-  const [sinkRuns, hopRuns, payingRuns, suspendedRuns] = rounds;
-  const scenarios: Scenario[] = [summarize(steady[0]!.name, sinkRuns!), summarize(steady[1]!.name, hopRuns!), summarize(steady[2]!.name, payingRuns!)];
+  const [sinkRuns, hopRuns, payingRuns, meteredRuns, suspendedRuns] = rounds;
+  const scenarios: Scenario[] = [summarize(steady[0]!.name, sinkRuns!), summarize(steady[1]!.name, hopRuns!), summarize(steady[2]!.name, payingRuns!), summarize(steady[3]!.name, meteredRuns!)];
   scenarios.push(await load(`3. ingest Worker, ${DISTINCT_ORGS.toLocaleString("en")} distinct paying orgs (cold caches, KV path)`, `${stack.ingestUrl}/v1/traces`, { headers: otlpHeaders, body, expect: 200, keys: manyKeys }));
-  scenarios.push(summarize(steady[3]!.name, suspendedRuns!));
+  scenarios.push(summarize(steady[4]!.name, suspendedRuns!));
+
+  // Metering on against off, same run: and the metered requests' spans must all reach Autumn, exactly.
+  const meteredAccepted = meteredRuns!.reduce((sum, r) => sum + (r.statuses["200"] ?? 0), 0);
+  const spansPerBatch = 20;
+  const autumnSpans = async () => ((await standIn<{ customers: Record<string, Record<string, { value: number }>> }>("GET", "/usage")).customers[paying]?.spans?.value ?? 0);
+  const meteringStarted = Date.now();
+  let reportedSpans = await autumnSpans();
+  while (reportedSpans < meteredAccepted * spansPerBatch && Date.now() - meteringStarted < 60_000) {
+    await new Promise((r) => setTimeout(r, 500));
+    reportedSpans = await autumnSpans();
+  }
+  const metering = {
+    name: "2m. usage metering on, against scenario 2 (off), same run",
+    ratio: scenarios[3]!.rps / scenarios[2]!.rps,
+    accepted_requests: meteredAccepted,
+    spans_expected: meteredAccepted * spansPerBatch,
+    spans_in_autumn: reportedSpans,
+    exact: reportedSpans === meteredAccepted * spansPerBatch,
+  };
+  log(`${metering.name}: ${metering.ratio.toFixed(2)}×; spans in Autumn ${reportedSpans} of ${metering.spans_expected} (${metering.exact ? "exact" : "NOT exact"})`);
 
   // 8. Large OTLP bodies (issue 11): 1 MiB of gzip per request, where buffering and decompression show.
   const largeOtlp = largeGzipBody(1024 * 1024);
@@ -483,7 +504,7 @@ try {
   const hop = scenarios[1]!;
   const withRatios = scenarios.map((s) => ({ ...s, rps_ratio: s.rps / ceiling.rps, rps_ratio_to_hop: s.rps / hop.rps, p50_added_ms: s.p50_ms - ceiling.p50_ms }));
   const machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version, date: new Date().toISOString() };
-  const results = { machine, settings: { duration_s: DURATION_S, rounds: ROUNDS, connections: CONNECTIONS, body_bytes: body.byteLength, distinct_orgs: DISTINCT_ORGS }, scenarios: withRatios, large_otlp: largeBodies, logpush_batch: logpushScenario, webhooks: burst, gate: gateDecision, reconcile: sweep };
+  const results = { machine, settings: { duration_s: DURATION_S, rounds: ROUNDS, connections: CONNECTIONS, body_bytes: body.byteLength, distinct_orgs: DISTINCT_ORGS }, scenarios: withRatios, metering, large_otlp: largeBodies, logpush_batch: logpushScenario, webhooks: burst, gate: gateDecision, reconcile: sweep };
   const outDir = join(REPO_ROOT, "bench", "results");
   if (WRITE) {
     mkdirSync(outDir, { recursive: true });
@@ -498,6 +519,8 @@ try {
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...withRatios.map((s) => `| ${s.name} | ${f(s.rps, 0)} | ${f(s.rps_ratio, 2)} | ${f(s.rps_ratio_to_hop, 2)} | ${s.p50_ms} | ${s.p99_ms} | ${f(s.p50_added_ms, 1)} | ${s.errors} | ${s.unexpected_status} |`),
     `| ${burst.name} | ${f(burst.rps, 0)} | — | — | ${f(burst.p50_ms)} | ${f(burst.p99_ms)} | — | ${burst.errors} | — |`,
+    "",
+    `Usage metering (2m against 2, same run): ${f(metering.ratio, 2)}× the throughput with metering off; the ${metering.accepted_requests.toLocaleString("en")} metered batches' ${metering.spans_expected.toLocaleString("en")} spans reached Autumn ${metering.exact ? "exactly" : `NOT exactly (${metering.spans_in_autumn.toLocaleString("en")})`}.`,
     "",
     `| ${largeBodies.name} (${(largeBodies.body_bytes / 2 ** 20).toFixed(2)} MiB each, ${largeBodies.connections} connections) | pass-through Worker | ingest Worker | × pass-through |`,
     "|---|---:|---:|---:|",

@@ -26,7 +26,10 @@ export function benchSetup(basePort: number, stateName: string): { settings: Loc
   return { settings, persistDir };
 }
 
-export type BenchRuntime = { billingUrl: string; ingestUrl: string; passthroughUrl: string; gateBenchUrl: string; autumnUrl: string; sinkUrl: string; stop(): Promise<void> };
+/** The features the metered ingest Worker (scenario 2m) and the billing Worker report usage under. */
+const BENCH_USAGE_FEATURES = "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes";
+
+export type BenchRuntime = { billingUrl: string; ingestUrl: string; meteredIngestUrl: string; passthroughUrl: string; gateBenchUrl: string; autumnUrl: string; sinkUrl: string; stop(): Promise<void> };
 
 function bundle(config: string, outdir: string): string {
   execFileSync(process.execPath, [WRANGLER_BIN, "deploy", "--dry-run", "--config", config, "--outdir", outdir], { cwd: REPO_ROOT, stdio: "pipe", env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
@@ -51,11 +54,23 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
     RESYNC_INTERVAL: settings.RESYNC_INTERVAL,
     MIN_NOTICE: settings.MIN_NOTICE,
     AUTUMN_TIMEOUT: settings.AUTUMN_TIMEOUT,
+    USAGE_FEATURES: BENCH_USAGE_FEATURES,
+    USAGE_REPORT_INTERVAL: "2s",
+  };
+  const ingestBindings = {
+    UPSTREAM_OTLP_URL: settings.UPSTREAM_OTLP_URL,
+    INGEST_KEY_PEPPER: settings.INGEST_KEY_PEPPER,
+    TENANT_HEADER: settings.TENANT_HEADER,
+    MAX_BODY_BYTES: settings.MAX_BODY_BYTES,
+    MAX_DECOMPRESSED_BYTES: settings.MAX_DECOMPRESSED_BYTES,
+    UPSTREAM_TIMEOUT: settings.UPSTREAM_TIMEOUT,
+    LOG_SAMPLE_RATE: "0",
   };
   const ingestPort = port("INGEST_PORT");
   const billingPort = port("BILLING_PORT");
   const passthroughPort = ingestPort + 3;
   const gateBenchPort = ingestPort + 4;
+  const meteredPort = ingestPort + 5;
   const objects = { className: "OrgBilling", scriptName: "tollgate-billing", useSQLite: true };
   const mf = new Miniflare(
     convertV4MiniflareOptions({
@@ -76,15 +91,20 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
           compatibilityDate: "2026-11-01",
           durableObjects: { ORG_BILLING: objects },
           kvNamespaces: kv,
-          bindings: {
-            UPSTREAM_OTLP_URL: settings.UPSTREAM_OTLP_URL,
-            INGEST_KEY_PEPPER: settings.INGEST_KEY_PEPPER,
-            TENANT_HEADER: settings.TENANT_HEADER,
-            MAX_BODY_BYTES: settings.MAX_BODY_BYTES,
-            MAX_DECOMPRESSED_BYTES: settings.MAX_DECOMPRESSED_BYTES,
-            UPSTREAM_TIMEOUT: settings.UPSTREAM_TIMEOUT,
-            LOG_SAMPLE_RATE: "0",
-          },
+          bindings: ingestBindings,
+        },
+        {
+          // The same ingest Worker with metering on (scenario 2m): counted items and bytes go through the
+          // usage queue (consumed here, as deployed) into the orgs' objects, which report them to the stand-in.
+          name: "tollgate-ingest-metered",
+          ...built("ingest", "src/ingest/wrangler.jsonc"),
+          unsafeDirectSockets: [{ host: "127.0.0.1", port: meteredPort }],
+          compatibilityDate: "2026-11-01",
+          durableObjects: { ORG_BILLING: objects },
+          kvNamespaces: kv,
+          bindings: { ...ingestBindings, USAGE_FEATURES: BENCH_USAGE_FEATURES },
+          queueProducers: { USAGE: { queueName: "tollgate-usage" } },
+          queueConsumers: { "tollgate-usage": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100 } },
         },
         {
           name: "tollgate-billing",
@@ -125,6 +145,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
   return {
     billingUrl: url(billingPort),
     ingestUrl: url(ingestPort),
+    meteredIngestUrl: url(meteredPort),
     passthroughUrl: url(passthroughPort),
     gateBenchUrl: url(gateBenchPort),
     autumnUrl: autumn.url,
