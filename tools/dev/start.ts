@@ -87,6 +87,28 @@ function eventsLine(): string {
 
 const otlp = JSON.stringify({ resourceLogs: [{ resource: { attributes: [{ key: "service.name", value: { stringValue: "demo" } }] }, scopeLogs: [{ logRecords: [{ body: { stringValue: "hello from the demo" } }] }] }] });
 
+/** 25 spans in one OTLP JSON request, for the plan-limit step (valid ids: 16 and 8 bytes of hex). */
+const spans = JSON.stringify({
+  resourceSpans: [
+    {
+      resource: { attributes: [{ key: "service.name", value: { stringValue: "demo" } }] },
+      scopeSpans: [
+        {
+          spans: Array.from({ length: 25 }, (_, i) => ({
+            traceId: "5b8efff798038103d269b633813fc60c",
+            spanId: (i + 1).toString(16).padStart(16, "0"),
+            name: `GET /items/${i}`,
+            kind: 2,
+            startTimeUnixNano: "1700000000000000000",
+            endTimeUnixNano: "1700000000100000000",
+          })),
+        },
+      ],
+    },
+  ],
+});
+const limitsOn = settings.ENFORCE_LIMITS === "true" && (settings.USAGE_FEATURES ?? "").includes("traces=spans");
+
 console.log(`
 Tollgate is running:
   billing Worker   ${stack.billingUrl}   (admin token: ${settings.ADMIN_TOKEN})
@@ -115,6 +137,17 @@ Try it:
   curl -sS -X POST '${stack.autumnUrl}/_control/customers/quiet-org/past-due?deliver=0' -H 'content-type: application/json' -d '{"at": '$(( $(date +%s) * 1000 - 864000000 ))'}'
   npm run tollgate -- reconcile --wait
   npm run tollgate -- org quiet-org
-
+${
+  limitsOn
+    ? `  # 6. plan limits: an allowance of 100 spans that resets in a day; 25 spans a request, every 3 s,
+  #    until a request is refused 429 plan_limit_reached naming the feature, the reset and where to upgrade
+  curl -sS -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100, "next_reset_at": '$(( ($(date +%s) + 86400) * 1000 ))'}'
+  for i in 1 2 3 4 5 6 7 8; do curl -sS -X POST ${stack.ingestUrl}/v1/traces -H "Authorization: Bearer $TOLLGATE_INGEST_KEY" -H 'content-type: application/json' -d '${spans}'; echo; sleep 3; done
+  npm run tollgate -- org ${DEMO_ORG}
+  #    an upgrade lifts it at once:
+  curl -sS -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100000, "webhook": "billing.updated"}'
+`
+    : ""
+}
 Ctrl-C stops everything.
 `);
