@@ -250,7 +250,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
    * object read Autumn now (source `metering`), so the limit is decided without waiting for the webhook.
    */
   private async reportUsage(settings: Settings): Promise<void> {
-    const client = settings.autumn instanceof ConfigError ? null : createAutumnClient(settings.autumn);
+    const client = settings.autumn instanceof ConfigError ? { kind: "not_configured" as const, message: settings.autumn.message } : createAutumnClient(settings.autumn);
     const { exhausted } = await this.reporter.flush(this.orgId, client, { intervalMs: settings.usage.reportIntervalMs, refusedRetryMs: settings.policy.resyncIntervalMs });
     if (exhausted.length > 0) await this.sync({ source: "metering", note: `balance used up: ${exhausted.join(", ")}` });
   }

@@ -1,4 +1,6 @@
-import { runDurableObjectAlarm } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { UsageLedger } from "../../src/billing/usage/ledger.ts";
+import { UsageReporter } from "../../src/billing/usage/reporter.ts";
 import { afterEach, describe, expect, it } from "vitest";
 import { autumn } from "../support/autumn.ts";
 import { deleteAllAlarms, deliver, mirrorOf, orgState, orgStub, signWebhook, uniqueOrg } from "../support/billing.ts";
@@ -106,6 +108,21 @@ describe("usage metering: ledger and reports to Autumn", () => {
     expect(kept).toMatchObject({ backlog: 3, in_flight: { value: 3, attempts: 1 } });
     expect(kept.last_error).toMatch(/404 customer_not_found/);
     expect(Date.parse(kept.in_flight!.next_attempt_at!) - clock.now).toBe(6 * 3_600_000);
+  });
+
+  it("with Autumn not configured, a due report waits like a refused one instead of re-arming the alarm at once", async () => {
+    const org = uniqueOrg("usage_unconfigured");
+    await orgStub(org).recordUsage([message({ traces: 4 })]);
+    clock.set(clock.now + REPORT_INTERVAL_MS);
+    const next = await runInDurableObject(orgStub(org), async (_instance, state) => {
+      const ledger = new UsageLedger(state.storage.sql);
+      const reporter = new UsageReporter(ledger, (change) => state.storage.transactionSync(change));
+      await reporter.flush(org, { kind: "not_configured", message: "AUTUMN_SECRET_KEY is not set" }, { intervalMs: REPORT_INTERVAL_MS, refusedRetryMs: 3_600_000 });
+      return { due: ledger.due(org, Date.now()), dueAt: ledger.dueAt(REPORT_INTERVAL_MS), rows: ledger.rows() };
+    });
+    expect(next.due).toEqual([]);
+    expect(next.dueAt).toBe(clock.now + 3_600_000);
+    expect(next.rows[0]).toMatchObject({ feature_id: "spans", report_value: 4, report_attempts: 1, last_error: "AUTUMN_SECRET_KEY is not set" });
   });
 
   it("refuses malformed messages and changes nothing", async () => {

@@ -46,17 +46,18 @@ export class UsageReporter {
   }
 
   /**
-   * Freezes what has waited `intervalMs` and sends every due report. `client` null: Autumn is not
-   * configured, so due reports wait (the configuration error is reported by the object).
+   * Freezes what has waited `intervalMs` and sends every due report. `client` a failure: Autumn is not
+   * configured, so each due report waits `refusedRetryMs` like a refused one (never a tight loop of
+   * alarms; the configuration error itself is reported by the object).
    * Returns the features whose answer showed the balance used up: the object then reads Autumn.
    */
-  flush(orgId: string, client: AutumnClient | null, options: { intervalMs: number; refusedRetryMs: number }): Promise<{ exhausted: string[] }> {
+  flush(orgId: string, client: AutumnClient | AutumnFailure, options: { intervalMs: number; refusedRetryMs: number }): Promise<{ exhausted: string[] }> {
     return this.runs.run(async () => {
       const found: string[] = [];
       this.transact(() => this.ledger.freezeDue(Date.now(), options.intervalMs));
-      if (client === null) return { exhausted: found };
       for (const report of this.ledger.due(orgId, Date.now())) {
-        const outcome = reportOutcome(await client.track(orgId, report.feature_id, report.value, report.key));
+        const result = "track" in client ? await client.track(orgId, report.feature_id, report.value, report.key) : { ok: false as const, failure: client };
+        const outcome = reportOutcome(result);
         const now = Date.now();
         this.settle(orgId, report, outcome, now, options.refusedRetryMs);
         if (outcome.kind === "applied" && outcome.exhausted) found.push(report.feature_id);
