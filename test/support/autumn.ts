@@ -1,5 +1,6 @@
 import { inject } from "vitest";
 import { TEST_AUTUMN_SECRET_KEY } from "./secrets.ts";
+import type { BalanceView as StandInBalance } from "../../tools/autumn-standin/store.ts";
 
 /**
  * The control API of the Autumn stand-in (tools/autumn-standin), which runs in Node on loopback.
@@ -34,17 +35,8 @@ export type Fault = {
   /** Only calls whose body has this customer_id (customers.get, invoices.list). */
   customer_id?: string;
 };
-/** 2.3 `Balance` as customers.get and balances.track return it. */
-export type StandInBalance = {
-  feature_id: string;
-  granted: number;
-  remaining: number;
-  usage: number;
-  unlimited: boolean;
-  overage_allowed: boolean;
-  max_purchase: number | null;
-  next_reset_at: number | null;
-};
+/** 2.3 `Balance` as customers.get and balances.track return it (the stand-in's own view). */
+export type { StandInBalance };
 /** An allowance (a plan change); omitted fields keep their value, `unlimited` is false unless given. */
 export type Allowance = {
   granted?: number;
