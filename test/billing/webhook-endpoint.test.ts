@@ -43,6 +43,17 @@ describe("POST /api/billing/autumn/webhook", () => {
     expect(await response.json()).toMatchObject({ status: "processed", org_id: org, state: "overdue" });
   });
 
+  it("routes balances.limit_reached and balances.usage_alert_triggered by data.customer_id; without it, 400", async () => {
+    const org = await pastDueCustomer();
+    const reached = await deliver(signWebhook({ type: "balances.limit_reached", data: { customer_id: org, feature_id: "spans", limit_type: "included" } }));
+    expect(await reached.json()).toMatchObject({ status: "processed", org_id: org });
+    const alert = { customer_id: org, feature_id: "spans", usage_alert: { threshold: 80, threshold_type: "usage_percentage", basis: "balance" }, balance: { usage: 80, granted: 100, included: 100, remaining: 20 } };
+    expect(await (await deliver(signWebhook({ type: "balances.usage_alert_triggered", data: alert }))).json()).toMatchObject({ status: "processed", org_id: org });
+    const missing = await deliver(signWebhook({ type: "balances.limit_reached", data: { feature_id: "spans" } }));
+    expect(missing.status).toBe(400);
+    expect(await missing.json()).toMatchObject({ error: "invalid_payload", message: "balances.limit_reached needs data.customer_id" });
+  });
+
   it("accepts webhook-* headers from unbranded senders", async () => {
     const org = await pastDueCustomer();
     const signed = signWebhook(billingUpdated(org));
