@@ -41,16 +41,16 @@ function deferredQueue() {
 }
 
 describe("the usage batcher", () => {
-  it("aggregates per org until the flush; every add's promise settles only once the send carrying it has", async () => {
+  it("aggregates per org until the flush; every add's promise settles only once the send carrying it has; only the window's first add must hold the isolate", async () => {
     const time = manualTime();
     const queue = deferredQueue();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now });
     let settled = 0;
-    const adds = [
-      batcher.add("org_a", { traces: 3, bytes: 100 }, 1_000),
-      batcher.add("org_b", { logs: 2 }, 1_001),
-      batcher.add("org_a", { traces: 4, bytes: 50, logs: 1 }, 999),
-    ].map((promise) => promise.then(() => settled++));
+    const added = [batcher.add("org_a", { traces: 3, bytes: 100 }, 1_000), batcher.add("org_b", { logs: 2 }, 1_001), batcher.add("org_a", { traces: 4, bytes: 50, logs: 1 }, 999)];
+    // One waitUntil per window, not per request: the first add's covers the flush that carries all three.
+    expect(added.map((a) => a.opened)).toEqual([true, false, false]);
+    expect(new Set(added.map((a) => a.done)).size).toBe(1);
+    const adds = added.map(({ done }) => done.then(() => settled++));
     expect(time.timers.map((t) => t.ms)).toEqual([0]); // the first flush after a quiet interval is due at once
     expect(time.fire()).toBe(0);
     await settle();
@@ -69,14 +69,14 @@ describe("the usage batcher", () => {
     const time = manualTime();
     const queue = deferredQueue();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now });
-    const first = batcher.add("org_a", { traces: 1 }, time.now);
+    const first = batcher.add("org_a", { traces: 1 }, time.now).done;
     time.fire();
     await settle();
     queue.calls[0]!.resolve();
     await first;
     time.now += 300;
-    const second = batcher.add("org_a", { traces: 2 }, time.now);
-    const third = batcher.add("org_a", { traces: 5 }, time.now + 1);
+    const second = batcher.add("org_a", { traces: 2 }, time.now).done;
+    const third = batcher.add("org_a", { traces: 5 }, time.now + 1).done;
     expect(time.timers.map((t) => t.ms)).toEqual([700]); // the rest of the interval since the last flush
     await settle();
     expect(queue.calls).toHaveLength(1);
@@ -92,13 +92,13 @@ describe("the usage batcher", () => {
     const time = manualTime();
     const queue = deferredQueue();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now });
-    const first = batcher.add("org_0", { bytes: 1 }, time.now);
+    const first = batcher.add("org_0", { bytes: 1 }, time.now).done;
     time.fire();
     await settle();
     queue.calls[0]!.resolve();
     await first;
     // Within the interval: no timer fires, yet the 100th org starts the flush.
-    const adds = Array.from({ length: 100 }, (_, i) => batcher.add(`org_${i}`, { bytes: i + 1 }, time.now));
+    const adds = Array.from({ length: 100 }, (_, i) => batcher.add(`org_${i}`, { bytes: i + 1 }, time.now).done);
     await settle();
     expect(queue.calls).toHaveLength(2);
     expect(queue.calls[1]!.messages).toHaveLength(100);
@@ -107,7 +107,7 @@ describe("the usage batcher", () => {
 
     const wideTime = manualTime();
     const wide = new UsageBatcher(queue, { wait: wideTime.wait, now: () => wideTime.now, maxOrgs: 1_000 });
-    const many = Array.from({ length: 250 }, (_, i) => wide.add(`org_${i}`, { bytes: 1 }, wideTime.now));
+    const many = Array.from({ length: 250 }, (_, i) => wide.add(`org_${i}`, { bytes: 1 }, wideTime.now).done);
     wideTime.fire();
     await settle();
     expect(queue.calls.slice(2).map((call) => call.messages.length)).toEqual([100, 100, 50]);
@@ -120,7 +120,7 @@ describe("the usage batcher", () => {
     const time = manualTime();
     const queue = deferredQueue();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now, retryDelaysMs: [100, 400] });
-    const add = batcher.add("org_lost", { traces: 9, bytes: 900 }, time.now);
+    const add = batcher.add("org_lost", { traces: 9, bytes: 900 }, time.now).done;
     time.fire();
     await settle();
     queue.calls[0]!.reject(new Error("queue unavailable"));
@@ -143,7 +143,7 @@ describe("the usage batcher", () => {
     const time = manualTime();
     const queue = deferredQueue();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now, retryDelaysMs: [100] });
-    const add = batcher.add("org_retry", { logs: 1 }, time.now);
+    const add = batcher.add("org_retry", { logs: 1 }, time.now).done;
     time.fire();
     await settle();
     queue.calls[0]!.reject(new Error("blip"));

@@ -77,7 +77,7 @@ export async function handleDeliveries(batch: MessageBatch<unknown>, env: Delive
       const attempts = Math.max(...messages.map((m) => m.attempts));
       // What was delivered (a failed run included) goes on the usage queue before the message is
       // acked or retried (a failed send is retried, then logged usage_lost).
-      if (result.usage) await sendUsage(env, orgId, result.usage, now());
+      if (result.usage) await sendUsage(env, orgId, result.usage, now()).done;
       if (result.outcome === "failed") {
         const delaySeconds = deliveryBackoffSeconds(attempts);
         // One message carries the retry; the others are the same work.

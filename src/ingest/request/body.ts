@@ -1,3 +1,4 @@
+import { gunzipSync } from "node:zlib";
 import { readBounded, TooLargeError } from "../../shared/bounded-read.ts";
 import type { ItemCounter } from "../usage/count-items.ts";
 
@@ -79,7 +80,7 @@ export type OutgoingBody = {
    * answered; null when they cannot be counted (the counter could not read them, or the upstream
    * answered before the whole body was read).
    */
-  items?: () => Promise<number | null>;
+  items?: () => number | null | Promise<number | null>;
 };
 
 export type BodyLimits = { maxBodyBytes: number; maxDecompressedBytes: number };
@@ -105,12 +106,12 @@ export async function outgoingBody(
   const declared = declaredLength(request.headers);
   if (declared !== null && declared > limits.maxBodyBytes) return { ok: false, problem: "too_large", limit: limits.maxBodyBytes };
   if (declared !== null && !gzip) {
-    if (request.body === null) return withItems(withCopy(settledWith(new Uint8Array(0), declared), keepCopy ? Promise.resolve(new Uint8Array(0)) : undefined), counter && (async () => counter.finish()));
+    if (request.body === null) return withItems(withCopy(settledWith(new Uint8Array(0), declared), keepCopy ? Promise.resolve(new Uint8Array(0)) : undefined), counter && (() => counter.finish()));
     if (!keepCopy) {
       if (!counter) return settledWith(request.body, declared);
       // Metering: the request's own stream through a counting stage, its length kept (FixedLengthStream).
       const fed = feeding(counter);
-      return withItems(settledWith(request.body.pipeThrough(fed.stage).pipeThrough(new FixedLengthStream(declared)), declared), async () => (fed.complete() ? counter.finish() : null));
+      return withItems(settledWith(request.body.pipeThrough(fed.stage).pipeThrough(new FixedLengthStream(declared)), declared), () => (fed.complete() ? counter.finish() : null));
     }
     // The upload keeps its length (a FixedLengthStream), so the upstream still sees Content-Length.
     const [upload, copy] = request.body.tee();
@@ -130,7 +131,7 @@ export async function outgoingBody(
   return withCopy(checkedStream(upload, gzip, limits, counter), collectBounded(copy, limits.maxBodyBytes));
 }
 
-function withItems(body: OutgoingBody, items: (() => Promise<number | null>) | null): OutgoingBody {
+function withItems(body: OutgoingBody, items: OutgoingBody["items"] | null): OutgoingBody {
   return items ? { ...body, items } : body;
 }
 
@@ -155,10 +156,14 @@ function countWhole(counter: ItemCounter, bytes: Uint8Array | null): number | nu
   return counter.finish();
 }
 
-/** A small gzip body's items: decompressed into the counter (bounded, as the upload's check would be); null when it does not decompress. */
-async function countGzip(counter: ItemCounter, bytes: Uint8Array, limit: number): Promise<number | null> {
+/**
+ * A small gzip body's items: decompressed into the counter (bounded, as the upload's check would be);
+ * null when it does not decompress. Synchronous (node:zlib, native in workerd): a DecompressionStream
+ * per request, and the waitUntil its promise needs, cost the metered path 40 % of its throughput.
+ */
+function countGzip(counter: ItemCounter, bytes: Uint8Array, limit: number): number | null {
   try {
-    await countBounded(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip")), limit, (chunk) => counter.push(chunk));
+    counter.push(gunzipSync(bytes, { maxOutputLength: limit }));
   } catch {
     return null;
   }
@@ -251,7 +256,7 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
     body,
     signal: abort.signal,
     // The verdict is ok only once every byte (and, for gzip, every decompressed byte) has passed, counter included.
-    ...(counter ? { items: async () => (verdict?.ok === true && !("unread" in verdict) ? counter.finish() : null) } : {}),
+    ...(counter ? { items: () => (verdict?.ok === true && !("unread" in verdict) ? counter.finish() : null) } : {}),
     settled: () => {
       if (verdict) return verdict;
       if (problem) return { ok: false, ...problem };

@@ -6,8 +6,8 @@ import type { UsageCounts, UsageMessage } from "../../shared/usage.ts";
  * one per isolate and queue: counts are added per org in memory and flushed at most once per
  * interval (1 s), at once when more than `maxOrgs` orgs wait, as one UsageMessage per org in
  * `sendBatch` calls of at most 100 messages. `add` returns the promise of the flush that carries
- * those counts; the request hands it to `ctx.waitUntil`, so the isolate stays alive until its
- * usage is on the queue, and the response never waits for it.
+ * those counts; the request that opened the window hands it to `ctx.waitUntil`, so the isolate stays
+ * alive until the window's usage is on the queue, and no response ever waits for it.
  *
  * A failed send is retried a few times with a short backoff; if it still fails, each message's
  * org and counts are logged `usage_lost` at error level. The flush promise never rejects.
@@ -60,8 +60,13 @@ export class UsageBatcher {
     return this.pending.size;
   }
 
-  /** Adds one acceptance's counts for an org; resolves once they are on the queue (or logged lost). */
-  add(orgId: string, counts: UsageCounts, at: number): Promise<void> {
+  /**
+   * Adds one acceptance's counts for an org. `done` resolves once they are on the queue (or logged
+   * lost). `opened`: this add opened the window, so its request must hold the isolate (`waitUntil(done)`)
+   * until the flush; every later add of the window rides on that flush, which carries whatever is
+   * pending when it runs, and needs no waitUntil of its own (one per window, not one per request).
+   */
+  add(orgId: string, counts: UsageCounts, at: number): { done: Promise<void>; opened: boolean } {
     const entry = this.pending.get(orgId);
     if (entry) {
       for (const [signal, value] of Object.entries(counts)) entry.counts[signal] = (entry.counts[signal] ?? 0) + (value ?? 0);
@@ -70,9 +75,10 @@ export class UsageBatcher {
     } else {
       this.pending.set(orgId, { counts: { ...counts } as Record<string, number>, first_at: at, last_at: at });
     }
+    const opened = this.next === null;
     const next = (this.next ??= this.schedule());
     if (this.pending.size >= this.maxOrgs) next.start();
-    return next.done;
+    return { done: next.done, opened };
   }
 
   /** The next flush: when the interval since the last one has passed (a timer of 0 lets concurrent requests ride along). */

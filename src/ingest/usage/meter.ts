@@ -73,10 +73,16 @@ export function meterAccepted(
   if (flushed) ctx.waitUntil(flushed);
 }
 
-/** The counts handed to the batcher; the promise of the flush that carries them, or null when there is nothing to count. */
+/**
+ * The counts handed to the batcher: the promise of the flush that carries them when this request
+ * must hold the isolate for it (it opened the batcher's window), else null (nothing to count, or
+ * the window's opener holds it).
+ */
 function record(env: IngestEnv, settings: IngestSettings, orgId: string, signal: RouteSignal, usage: { items: number | null; bytes: number }, now: number): Promise<void> | null {
   const counts = usageCounts(settings, orgId, signal, usage, now);
-  return counts === null ? null : sendUsage(env, orgId, counts, now);
+  if (counts === null) return null;
+  const sent = sendUsage(env, orgId, counts, now);
+  return sent.opened ? sent.done : null;
 }
 
 /** One batch's counts, only for mapped signals (zeros left out); null when there is nothing to count. */
@@ -91,8 +97,8 @@ export function usageCounts(settings: IngestSettings, orgId: string, signal: Rou
   return Object.keys(counts).length === 0 ? null : counts;
 }
 
-/** Counts to the isolate's batcher; resolves once they are on the queue (or logged lost). */
-export function sendUsage(env: IngestEnv, orgId: string, counts: UsageCounts, now: number): Promise<void> {
+/** Counts to the isolate's batcher (see UsageBatcher.add): `done` once they are on the queue (or logged lost). */
+export function sendUsage(env: IngestEnv, orgId: string, counts: UsageCounts, now: number): { done: Promise<void>; opened: boolean } {
   return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now);
 }
 
