@@ -1,6 +1,6 @@
 import { inject } from "vitest";
 import { TEST_AUTUMN_SECRET_KEY } from "./secrets.ts";
-import type { BalanceView as StandInBalance } from "../../tools/autumn-standin/store.ts";
+import type { BalancePatch, BalanceView as StandInBalance } from "../../tools/autumn-standin/store.ts";
 
 /**
  * The control API of the Autumn stand-in (tools/autumn-standin), which runs in Node on loopback.
@@ -37,16 +37,8 @@ export type Fault = {
 };
 /** 2.3 `Balance` as customers.get and balances.track return it (the stand-in's own view). */
 export type { StandInBalance };
-/** An allowance (a plan change); omitted fields keep their value, `unlimited` is false unless given. */
-export type Allowance = {
-  granted?: number;
-  usage?: number;
-  unlimited?: boolean;
-  overage_allowed?: boolean;
-  next_reset_at?: number | null;
-  /** The period; without next_reset_at a period starts now. */
-  reset_interval_ms?: number | null;
-};
+/** An allowance (a plan change): the stand-in's balance patch (omitted fields keep their value, `unlimited` is false unless given). */
+export type Allowance = BalancePatch;
 export type FeatureUsage = { value: number; recorded: number; calls: number; duplicates: number };
 export type StandInUsage = { since: number; totals: FeatureUsage & { dropped: number }; customers: Record<string, Record<string, FeatureUsage>> };
 export type TrackInput = {
