@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { autumn } from "../support/autumn.ts";
-import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
+import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, mirrorOf, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 
 const clock = fakeClock();
@@ -70,6 +70,17 @@ describe("GET /admin/orgs?state=...", () => {
     await deliverNow(org);
     expect(await all("suspended", new Set([org]))).toHaveLength(0);
     expect(await all("ok", new Set([org]))).toMatchObject([{ org_id: org, reason: "not_past_due" }]);
+  });
+
+  it("an org that never left ok is never listed as restored, even when it publishes (a plan limit reached)", async () => {
+    const org = uniqueOrg("idx_limited");
+    await autumn.createCustomer(org, { webhook: false });
+    await autumn.setAllowance(org, "spans", { granted: 10, next_reset_at: null });
+    await autumn.track(org, "spans", { value: 10 });
+    await deliverNow(org);
+    // The limit was published (mirror and key entries), but the org is ok and never was anything else.
+    expect(await mirrorOf(org)).toMatchObject({ state: "ok", limits: [{ feature_id: "spans" }] });
+    expect(await all("ok", new Set([org]))).toEqual([]);
   });
 
   it("is repaired by the org's alarm when the index could not be written", async () => {
