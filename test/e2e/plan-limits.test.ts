@@ -58,7 +58,7 @@ describe("plan limits on the local stack", () => {
     expect(retryAfter).toBeLessThanOrEqual(25);
     const body = await json<{ error: string; message: string; feature_id: string; reset_at: string; upgrade_url: string }>(refused);
     expect(body).toMatchObject({ error: "plan_limit_reached", feature_id: "spans", reset_at: new Date(resetAt).toISOString(), upgrade_url: `https://example.com/billing/upgrade?org=${org}` });
-    expect(body.message).toMatch(/^The plan's allowance of spans is used up, .* It resets \S+ \(in \d+s\); retry after it\. Upgrade the plan at https:\/\/example\.com\//);
+    expect(body.message).toMatch(/^The plan's allowance of spans is used up, .* It resets \S+ \(in \d+s\); retry then, or sooner after an upgrade\. Upgrade the plan at https:\/\/example\.com\//);
     // Other signals are not limited.
     expect((await fetch(`${stack.ingestUrl}/v1/logs`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{}" })).status).toBe(200);
 

@@ -209,8 +209,8 @@ describe("formatting", () => {
     };
     const row = { feature_id: "spans", epoch: "e", received: 130, pending: 30, pending_since: T0, report_seq: 1, report_value: null, report_attempts: 0, report_next_at: null, report_first_at: null, reported: 100, reports: 1, duplicates: 0, last_reported_at: T0, last_error: null };
     const text = formatOrg({ ...view, usage: usageView(record, [row], { features: { traces: "spans" }, reportIntervalMs: 30_000, enforce: true }, T0) }, T0);
-    expect(text).toContain("usage:      limits enforced; reported to Autumn every 30s");
-    expect(text).toContain("spans (traces): 100/100 used, LIMITED until 2026-03-02T12:00:00.000Z; received 130, reported 100; owed to Autumn 30");
+    expect(text).toContain("usage:      limits enforced; each report to Autumn gathers 30s of usage");
+    expect(text).toContain("spans (traces): 100/100 used (Autumn), LIMITED until 2026-03-02T12:00:00.000Z; received 130, reported 100; owed to Autumn 30");
     expect(text).toContain("metering  limit reached: spans 100/100 until 2026-03-02T12:00:00.000Z");
   });
 });

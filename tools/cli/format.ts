@@ -51,9 +51,9 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
   }
   const usage = org.usage;
   if (usage && (usage.metering || usage.features.length > 0)) {
-    lines.push(`  usage:      limits ${usage.enforced ? "enforced" : "not enforced"}; reported to Autumn every ${usage.report_interval}`);
+    lines.push(`  usage:      limits ${usage.enforced ? "enforced" : "not enforced"}; each report to Autumn gathers ${usage.report_interval} of usage; "used" is Autumn's, as of its last read`);
     for (const f of usage.features) {
-      const balance = f.balance === null ? "no balance" : f.balance.unlimited ? `${f.balance.usage} used, unlimited` : `${f.balance.usage}/${f.balance.granted} used${f.balance.overage_allowed ? " (overage allowed)" : ""}`;
+      const balance = f.balance === null ? "no balance" : f.balance.unlimited ? `${f.balance.usage} used (Autumn), unlimited` : `${f.balance.usage}/${f.balance.granted} used (Autumn)${f.balance.overage_allowed ? ", overage allowed" : ""}`;
       const limit = f.limit ? (f.limit.in_force ? `, LIMITED until ${f.limit.reset_at ?? "a plan change"}` : ", limit past its reset") : "";
       const owed = f.backlog > 0 ? `; owed to Autumn ${f.backlog}${f.last_error ? ` (${f.last_error})` : ""}` : "";
       lines.push(`    ${f.feature_id} (${f.signals.join(", ") || "not mapped"}): ${balance}${limit}; received ${f.received}, reported ${f.reported}${owed}`);

@@ -1,3 +1,4 @@
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startNotifyReceiver, type NotifyReceiver, type Received } from "../notify-receiver/server.ts";
 import { loadLocalSettings, localNotifyPort } from "./settings.ts";
@@ -108,6 +109,9 @@ const spans = JSON.stringify({
   ],
 });
 const limitsOn = settings.ENFORCE_LIMITS === "true" && (settings.USAGE_FEATURES ?? "").includes("traces=spans");
+// The spans request of step 6, in a file so the printed command stays short.
+const spansFile = join(persistDir, "demo-spans.json");
+writeFileSync(spansFile, spans);
 
 console.log(`
 Tollgate is running:
@@ -141,11 +145,12 @@ ${
   limitsOn
     ? `  # 6. plan limits: an allowance of 100 spans that resets in a day; 25 spans a request, every 3 s,
   #    until a request is refused 429 plan_limit_reached naming the feature, the reset and where to upgrade
-  curl -sS -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100, "next_reset_at": '$(( ($(date +%s) + 86400) * 1000 ))'}'
-  for i in 1 2 3 4 5 6 7 8; do curl -sS -X POST ${stack.ingestUrl}/v1/traces -H "Authorization: Bearer $TOLLGATE_INGEST_KEY" -H 'content-type: application/json' -d '${spans}'; echo; sleep 3; done
+  #    (usage reaches Autumn within a few seconds, so a request or two past the allowance may still get in)
+  curl -sS -o /dev/null -w 'allowance set: %{http_code}\n' -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100, "next_reset_at": '$(( ($(date +%s) + 86400) * 1000 ))'}'
+  for i in 1 2 3 4 5 6 7 8; do curl -sS -w ' [%{http_code}]\n' -X POST ${stack.ingestUrl}/v1/traces -H "Authorization: Bearer $TOLLGATE_INGEST_KEY" -H 'content-type: application/json' -d @${spansFile}; sleep 3; done
   npm run tollgate -- org ${DEMO_ORG}
-  #    an upgrade lifts it at once:
-  curl -sS -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100000, "webhook": "billing.updated"}'
+  #    an upgrade (Autumn's billing.updated) lifts it within about 5 s (the edge's verdict cache):
+  curl -sS -o /dev/null -w 'upgraded: %{http_code}\n' -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100000, "webhook": "billing.updated"}'
 `
     : ""
 }

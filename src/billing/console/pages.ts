@@ -258,14 +258,14 @@ function usageCard(org: OrgView, now: number): Html | "" {
   const amount = (feature: OrgView["usage"]["features"][number]) => (feature.signals.includes("bytes") ? bytes : (n: number) => n.toLocaleString("en-US"));
   return html`<section class="card" id="usage">
     <h2>Usage and plan limits</h2>
-    <p class="muted">Items and bytes accepted, reported to Autumn every ${usage.report_interval} of usage; balances as of the last read. Limits are ${usage.enforced ? "enforced: the ingest Worker refuses a used-up feature (429 plan_limit_reached)" : "not enforced (ENFORCE_LIMITS is off): shown, announced, never refused"}.</p>
+    <p class="muted">Items and bytes accepted, reported to Autumn in reports gathering ${usage.report_interval} of usage each; used and granted are Autumn's, as of its last read. Limits are ${usage.enforced ? "enforced: the ingest Worker refuses a used-up feature (429 plan_limit_reached)" : "not enforced (ENFORCE_LIMITS is off): shown, announced, never refused"}.</p>
     <table>
-      <thead><tr><th scope="col">Feature</th><th scope="col">Signals</th><th scope="col">Used / granted</th><th scope="col">Resets</th><th scope="col">Limit</th><th scope="col">Received</th><th scope="col">Reported</th><th scope="col">Owed to Autumn</th></tr></thead>
+      <thead><tr><th scope="col">Feature</th><th scope="col">Signals</th><th scope="col">Used / granted (Autumn)</th><th scope="col">Resets</th><th scope="col">Limit</th><th scope="col">Received</th><th scope="col">Reported</th><th scope="col">Owed to Autumn</th></tr></thead>
       <tbody>
         ${usage.features.map((f) => {
           const fmt = amount(f);
           const balance = f.balance === null ? html`<span class="muted">no balance</span>` : f.balance.unlimited ? html`${fmt(f.balance.usage)} / unlimited` : html`${fmt(f.balance.usage)} / ${fmt(f.balance.granted)}${f.balance.overage_allowed ? html` <span class="muted">(overage allowed)</span>` : ""}`;
-          const limit = f.limit === null ? html`<span class="muted">none</span>` : f.limit.in_force ? html`<span class="error">used up</span> since ${when(f.limit.since, now)}` : html`<span class="muted">reset passed, awaiting a read</span>`;
+          const limit = f.limit === null ? html`<span class="muted">none</span>` : f.limit.in_force ? html`<span class="error">used up</span> <span class="muted">(limited ${when(f.limit.since, now)})</span>` : html`<span class="muted">reset passed, awaiting a read</span>`;
           const owed = f.backlog === 0 ? "0" : html`${fmt(f.backlog)}${f.in_flight ? html` <span class="muted">(report of ${fmt(f.in_flight.value)}, attempt ${f.in_flight.attempts + 1} ${when(f.in_flight.next_attempt_at, now, true)})</span>` : ""}${f.last_error ? html` <span class="error">${f.last_error}</span>` : ""}`;
           return html`<tr><td><code>${f.feature_id}</code></td><td>${f.signals.join(", ") || html`<span class="muted">not mapped</span>`}</td><td>${balance}</td><td>${f.balance?.next_reset_at ? when(f.balance.next_reset_at, now, true) : "never"}</td><td>${limit}</td><td>${fmt(f.received)}</td><td>${fmt(f.reported)}</td><td>${owed}</td></tr>`;
         })}
@@ -336,8 +336,8 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
                     </ul>`}
               </dd>
               <dt>Ever paid</dt>
-              <dd>${evidence.paid_invoice ? html`yes: ${evidence.paid_invoice.stripe_id}, ${evidence.paid_invoice.total} ${evidence.paid_invoice.currency.toUpperCase()}` : "never (no paid invoice with money)"}
-                <span class="muted">(checked via ${evidence.paid_checked.replace("_", " ")})</span></dd>
+              <dd>${evidence.paid_invoice ? html`yes: ${evidence.paid_invoice.stripe_id}, ${evidence.paid_invoice.total} ${evidence.paid_invoice.currency.toUpperCase()}` : evidence.paid_checked === "not_needed" ? "not asked (nothing is past due)" : "never (no paid invoice with money)"}
+                ${evidence.paid_checked === "not_needed" ? "" : html`<span class="muted">(checked in ${evidence.paid_checked === "recent_invoices" ? "the 10 recent invoices" : "every paid invoice listed"})</span>`}</dd>
             </dl>`}
       </section>
       <section class="card">

@@ -42,7 +42,7 @@ export function planLimitMessage(refusal: Omit<PlanLimitRefusal, "format">): str
   const parts = [`The plan's allowance of ${limit.feature_id} is used up, so this data is refused for now.`];
   if (limit.reset_at !== null) {
     const at = readableIso(limit.reset_at);
-    parts.push(`It resets ${at} (${relativeTime(new Date(limit.reset_at).toISOString(), now)}); retry after it.`);
+    parts.push(`It resets ${at} (${relativeTime(new Date(limit.reset_at).toISOString(), now)}); retry then, or sooner after an upgrade.`);
   } else {
     parts.push("It does not reset by itself.");
   }
