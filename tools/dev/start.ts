@@ -146,11 +146,11 @@ ${
     ? `  # 6. plan limits: an allowance of 100 spans that resets in a day; 25 spans a request, every 3 s,
   #    until a request is refused 429 plan_limit_reached naming the feature, the reset and where to upgrade
   #    (usage reaches Autumn within a few seconds, so a request or two past the allowance may still get in)
-  curl -sS -o /dev/null -w 'allowance set: %{http_code}\n' -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100, "next_reset_at": '$(( ($(date +%s) + 86400) * 1000 ))'}'
-  for i in 1 2 3 4 5 6 7 8; do curl -sS -w ' [%{http_code}]\n' -X POST ${stack.ingestUrl}/v1/traces -H "Authorization: Bearer $TOLLGATE_INGEST_KEY" -H 'content-type: application/json' -d @${spansFile}; sleep 3; done
+  curl -sS -o /dev/null -w 'allowance set: %{http_code}\\n' -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100, "next_reset_at": '$(( ($(date +%s) + 86400) * 1000 ))'}'
+  for i in 1 2 3 4 5 6 7 8; do curl -sS -w ' [%{http_code}]\\n' -X POST ${stack.ingestUrl}/v1/traces -H "Authorization: Bearer $TOLLGATE_INGEST_KEY" -H 'content-type: application/json' -d @${spansFile}; sleep 3; done
   npm run tollgate -- org ${DEMO_ORG}
   #    an upgrade (Autumn's billing.updated) lifts it within about 5 s (the edge's verdict cache):
-  curl -sS -o /dev/null -w 'upgraded: %{http_code}\n' -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100000, "webhook": "billing.updated"}'
+  curl -sS -o /dev/null -w 'upgraded: %{http_code}\\n' -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100000, "webhook": "billing.updated"}'
 `
     : ""
 }
