@@ -32,31 +32,17 @@ export class OrgIndex extends DurableObject<BillingEnv> {
     // An ok entry only updates an org already listed (it is being restored). An org that never left
     // ok, publishing for another reason (a plan limit), is not one the index is for: listing it would
     // show it as "restored".
+    const fields = [entry.state, entry.reason, entry.since, entry.version, entry.suspend_at, entry.suspended_at];
     if (entry.state === "ok") {
-      this.sql.exec(
-        `UPDATE orgs SET state = ?, reason = ?, since = ?, version = ?, suspend_at = ?, suspended_at = ? WHERE org_id = ? AND version <= ?`,
-        entry.state,
-        entry.reason,
-        entry.since,
-        entry.version,
-        entry.suspend_at,
-        entry.suspended_at,
-        entry.org_id,
-        entry.version,
-      );
+      this.sql.exec("UPDATE orgs SET state = ?, reason = ?, since = ?, version = ?, suspend_at = ?, suspended_at = ? WHERE org_id = ? AND version <= ?", ...fields, entry.org_id, entry.version);
     } else {
       this.sql.exec(
-        `INSERT INTO orgs (org_id, state, reason, since, version, suspend_at, suspended_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO orgs (state, reason, since, version, suspend_at, suspended_at, org_id) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (org_id) DO UPDATE SET state = excluded.state, reason = excluded.reason, since = excluded.since,
            version = excluded.version, suspend_at = excluded.suspend_at, suspended_at = excluded.suspended_at
          WHERE excluded.version >= orgs.version`,
+        ...fields,
         entry.org_id,
-        entry.state,
-        entry.reason,
-        entry.since,
-        entry.version,
-        entry.suspend_at,
-        entry.suspended_at,
       );
     }
     this.sql.exec("DELETE FROM orgs WHERE state = 'ok' AND since < ?", Date.now() - RESTORED_RETENTION_MS);
