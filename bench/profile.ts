@@ -239,10 +239,12 @@ try {
   // Warm both isolates and the paying org's caches first: the warm phases must see none of that.
   await autocannonLoad(`${stack.passthroughUrl}/v1/traces`, { headers: otlp, body, duration: 2, expect: 200 });
   await autocannonLoad(`${stack.ingestUrl}/v1/traces`, { headers: paid, body, duration: 2, expect: 200 });
+  await autocannonLoad(`${stack.meteredIngestUrl}/v1/traces`, { headers: paid, body, duration: 2, expect: 200 });
 
   const phases: Phase[] = [];
   phases.push(await profiled("pass-through Worker, small OTLP batches (the runtime hop alone)", "tollgate-passthrough-bench", passthroughBundle, () => steady(`${stack.passthroughUrl}/v1/traces`, { headers: otlp, body, expect: 200 })));
   phases.push(await profiled("ingest Worker, paying org, warm caches", "tollgate-ingest", ingestBundle, () => steady(`${stack.ingestUrl}/v1/traces`, { headers: paid, body, expect: 200 })));
+  phases.push(await profiled("ingest Worker with usage metering on, paying org, warm caches", "tollgate-ingest-metered", ingestBundle, () => steady(`${stack.meteredIngestUrl}/v1/traces`, { headers: paid, body, expect: 200 })));
   phases.push(await profiled(`ingest Worker, ${DISTINCT_ORGS.toLocaleString("en")} distinct paying orgs (cold keys)`, "tollgate-ingest", ingestBundle, () => steady(`${stack.ingestUrl}/v1/traces`, { headers: otlp, body, keys: manyKeys, expect: 200 })));
   const large = largeGzipBody(1024 * 1024);
   phases.push(await profiled("pass-through Worker, 1 MiB gzip OTLP bodies (8 connections)", "tollgate-passthrough-bench", passthroughBundle, () => steady(`${stack.passthroughUrl}/v1/traces`, { headers: otlp, body: large, connections: 8, expect: 200 })));
