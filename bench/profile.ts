@@ -1,12 +1,9 @@
-import type { Result } from "autocannon";
-import { execFile } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
-import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { REPO_ROOT } from "../tools/paths.ts";
 import { largeGzipBody, logpushNdjson, traceBatch, workerdCpuSeconds, workerdRssMib } from "./bodies.ts";
-import { benchSetup, startBenchRuntime } from "./runtime.ts";
+import { benchSetup, runLoadGenerator, startBenchRuntime, type LoadResult } from "./runtime.ts";
 
 /**
  * `npm run bench:profile`: where a request's time goes. The same bundled runtime as `npm run
@@ -29,7 +26,6 @@ const INSPECTOR_PORT = BASE_PORT + 9;
 const SAMPLING_US = 200;
 
 const { settings, persistDir } = benchSetup(BASE_PORT, "bench-profile");
-const run = promisify(execFile);
 const log = (message: string) => console.log(`[profile ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
 /** A minimal CDP client over Node's global WebSocket. */
@@ -163,17 +159,8 @@ function summarize(name: string, worker: string, profile: CpuProfile, fileOf: (l
   };
 }
 
-async function autocannonLoad(url: string, options: { headers: Record<string, string>; body: Uint8Array; keys?: string[]; connections?: number; duration?: number; expect: number }): Promise<Result> {
-  const bodyFile = join(persistDir, "body.bin");
-  writeFileSync(bodyFile, options.body);
-  let keysFile: string | undefined;
-  if (options.keys) {
-    keysFile = join(persistDir, "keys.json");
-    writeFileSync(keysFile, JSON.stringify(options.keys));
-  }
-  const spec = { url, connections: options.connections ?? CONNECTIONS, duration: options.duration ?? DURATION_S, warmup: 0, headers: options.headers, bodyFile, keysFile };
-  const { stdout } = await run(process.execPath, [join(REPO_ROOT, "bench", "load.ts"), JSON.stringify(spec)], { maxBuffer: 64 * 1024 * 1024 });
-  const result = JSON.parse(stdout) as Result & { statusCodeStats?: Record<string, { count: number }> };
+async function autocannonLoad(url: string, options: { headers: Record<string, string>; body: Uint8Array; keys?: string[]; connections?: number; duration?: number; expect: number }): Promise<LoadResult> {
+  const result = await runLoadGenerator(persistDir, { url, headers: options.headers, body: options.body, keys: options.keys, connections: options.connections ?? CONNECTIONS, duration: options.duration ?? DURATION_S, warmup: 0 });
   const unexpected = Object.entries(result.statusCodeStats ?? {}).filter(([code]) => Number(code) !== options.expect);
   if (unexpected.length > 0 || result.errors > 0) throw new Error(`${url}: unexpected statuses ${JSON.stringify(unexpected)}, errors ${result.errors}`);
   return result;

@@ -1,6 +1,3 @@
-import type { Result } from "autocannon";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
@@ -9,7 +6,7 @@ import { Webhook } from "standardwebhooks";
 import { IngestGate, type GateSources } from "../src/ingest/request/gate.ts";
 import { REPO_ROOT } from "../tools/paths.ts";
 import { largeGzipBody, logpushNdjson, traceBatch, workerdRssMib } from "./bodies.ts";
-import { benchSetup, startBenchRuntime } from "./runtime.ts";
+import { benchSetup, runLoadGenerator, startBenchRuntime } from "./runtime.ts";
 
 /**
  * `npm run bench`: every scenario in one run against the local stack (see runtime.ts), so
@@ -32,7 +29,6 @@ const SWEEP_KNOWN = 200;
 const SWEEP_TIMEOUT_MS = 10 * 60_000;
 
 const { settings, persistDir } = benchSetup(BASE_PORT, "bench");
-const run = promisify(execFile);
 const log = (message: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
 log("bundling the Workers and starting the runtime ...");
@@ -112,17 +108,8 @@ type Scenario = { name: string; rps: number; p50_ms: number; p99_ms: number; req
 
 /** One measured run of the load generator (load.ts, in a child process), with its statuses checked. */
 async function load(name: string, url: string, options: { headers: Record<string, string>; body: Uint8Array; expect: number; keys?: string[]; connections?: number }): Promise<Scenario> {
-  const bodyFile = join(persistDir, "body.bin");
-  writeFileSync(bodyFile, options.body);
-  let keysFile: string | undefined;
-  if (options.keys) {
-    keysFile = join(persistDir, "keys.json");
-    writeFileSync(keysFile, JSON.stringify(options.keys));
-  }
   // Cold-cache runs get no warm-up: warming is what they must not have.
-  const spec = { url, connections: options.connections ?? CONNECTIONS, duration: DURATION_S, warmup: options.keys ? 0 : 2, headers: options.headers, bodyFile, keysFile };
-  const { stdout } = await run(process.execPath, [join(REPO_ROOT, "bench", "load.ts"), JSON.stringify(spec)], { maxBuffer: 64 * 1024 * 1024 });
-  const result = JSON.parse(stdout) as Result & { statusCodeStats?: Record<string, { count: number }> };
+  const result = await runLoadGenerator(persistDir, { url, headers: options.headers, body: options.body, keys: options.keys, connections: options.connections ?? CONNECTIONS, duration: DURATION_S, warmup: options.keys ? 0 : 2 });
   const statuses = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, s]) => [code, s?.count ?? 0])) as Record<string, number>;
   const unexpected = Object.entries(statuses).reduce((sum, [code, count]) => sum + (Number(code) === options.expect ? 0 : count), 0);
   const scenario = { name, rps: result.requests.average, p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests: result.requests.total, errors: result.errors + result.timeouts, unexpected_status: unexpected, statuses };

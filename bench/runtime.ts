@@ -1,9 +1,11 @@
-import { execFileSync } from "node:child_process";
+import type { Result } from "autocannon";
+import { execFile, execFileSync } from "node:child_process";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { startAutumnStandIn } from "../tools/autumn-standin/server.ts";
 import { startUpstreamSink } from "../tools/upstream-sink/server.ts";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { loadLocalSettings, type LocalSettings } from "../tools/dev/settings.ts";
 import { REPO_ROOT, WRANGLER_BIN } from "../tools/paths.ts";
 
@@ -28,6 +30,24 @@ export function benchSetup(basePort: number, stateName: string): { settings: Loc
 
 /** The features the metered ingest Worker (scenario 2m) and the billing Worker report usage under. */
 const BENCH_USAGE_FEATURES = "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes";
+
+export type LoadSpec = { url: string; headers: Record<string, string>; body: Uint8Array; keys?: string[]; connections: number; duration: number; warmup: number };
+export type LoadResult = Result & { statusCodeStats?: Record<string, { count: number }> };
+
+/** One run of the load generator (bench/load.ts) in its own process; the body and keys go through files in `workDir`. */
+export async function runLoadGenerator(workDir: string, spec: LoadSpec): Promise<LoadResult> {
+  const bodyFile = join(workDir, "body.bin");
+  writeFileSync(bodyFile, spec.body);
+  let keysFile: string | undefined;
+  if (spec.keys) {
+    keysFile = join(workDir, "keys.json");
+    writeFileSync(keysFile, JSON.stringify(spec.keys));
+  }
+  const { url, headers, connections, duration, warmup } = spec;
+  const args = JSON.stringify({ url, connections, duration, warmup, headers, bodyFile, keysFile });
+  const { stdout } = await promisify(execFile)(process.execPath, [join(REPO_ROOT, "bench", "load.ts"), args], { maxBuffer: 64 * 1024 * 1024 });
+  return JSON.parse(stdout) as LoadResult;
+}
 
 export type BenchRuntime = { billingUrl: string; ingestUrl: string; meteredIngestUrl: string; passthroughUrl: string; gateBenchUrl: string; autumnUrl: string; sinkUrl: string; stop(): Promise<void> };
 

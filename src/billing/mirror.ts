@@ -32,12 +32,16 @@ export function indexEntryOf(record: OrgRecord): IndexEntry {
  * does not matter, so an org that is first seen in good standing publishes nothing at all.
  */
 export function sameProjection(a: OrgRecord, b: OrgRecord): boolean {
-  const x = indexEntryOf(a);
-  const y = indexEntryOf(b);
-  const sameReason = x.reason === y.reason || (x.state === "ok" && y.state === "ok");
-  return sameReason && x.state === y.state && x.since === y.since && x.suspend_at === y.suspend_at && x.suspended_at === y.suspended_at && x.pay_url === y.pay_url && sameLimits(a, b);
-}
-
-function sameLimits(a: OrgRecord, b: OrgRecord): boolean {
-  return JSON.stringify(mirrorEntryOf(a).limits) === JSON.stringify(mirrorEntryOf(b).limits);
+  const x = mirrorEntryOf(a);
+  const y = mirrorEntryOf(b);
+  const sameReason = a.reason === b.reason || (x.state === "ok" && y.state === "ok");
+  return (
+    sameReason &&
+    x.state === y.state &&
+    x.since === y.since &&
+    x.suspend_at === y.suspend_at &&
+    x.suspended_at === y.suspended_at &&
+    x.pay_url === y.pay_url &&
+    JSON.stringify(x.limits) === JSON.stringify(y.limits)
+  );
 }

@@ -1,8 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
+import { z } from "zod";
 import type { MirrorEntry, OrgState } from "../shared/billing-state.ts";
 import { generateIngestKey, hashIngestKey } from "../shared/ingest-key.ts";
 import { log, logError, logWarn } from "../shared/log.ts";
 import { Serialized } from "../shared/serialized.ts";
+import { UsageCounts } from "../shared/usage.ts";
 import type { OverrideCommand } from "./admin-requests.ts";
 import { createAutumnClient, type AutumnFailure } from "./autumn-client.ts";
 import { readBillingFacts, type BillingFacts } from "./billing-facts.ts";
@@ -22,8 +24,6 @@ import { UsageLedger, type UsageDelivery } from "./usage/ledger.ts";
 import { limitChanges, limitsFrom, meteredBalances } from "./usage/limits.ts";
 import { UsageReporter } from "./usage/reporter.ts";
 import { usageView } from "./usage/usage-view.ts";
-import { UsageCounts } from "../shared/usage.ts";
-import { z } from "zod";
 
 /** A webhook is acknowledged before its Autumn read finishes; this alarm re-reads if that read never lands. */
 const WEBHOOK_SAFETY_NET_MS = 30_000;
