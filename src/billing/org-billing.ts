@@ -4,7 +4,7 @@ import type { MirrorEntry, OrgState } from "../shared/billing-state.ts";
 import { generateIngestKey, hashIngestKey } from "../shared/ingest-key.ts";
 import { log, logError, logWarn } from "../shared/log.ts";
 import { Serialized } from "../shared/serialized.ts";
-import { UsageCounts } from "../shared/usage.ts";
+import { UsageCounts, UsageSeq, UsageStream } from "../shared/usage.ts";
 import type { OverrideCommand } from "./admin-requests.ts";
 import { createAutumnClient, type AutumnFailure } from "./autumn-client.ts";
 import { readBillingFacts, type BillingFacts } from "./billing-facts.ts";
@@ -46,7 +46,13 @@ type Settings = {
 };
 
 /** What the usage consumer hands over: queue messages, checked again here (the object trusts no caller). */
-const UsageDeliveries = z.array(z.object({ id: z.string().min(1), counts: UsageCounts, first_at: z.number(), last_at: z.number() })).max(1_000);
+const UsageDeliveries = z
+  .array(
+    z
+      .object({ id: z.string().min(1), stream: UsageStream.optional(), seq: UsageSeq.optional(), counts: UsageCounts, first_at: z.number(), last_at: z.number() })
+      .refine((message) => (message.stream === undefined) === (message.seq === undefined), { message: "stream and seq go together" }),
+  )
+  .max(1_000);
 
 /**
  * One per org, reached with `getByName(orgId)`: the single writer of the org's billing state,
@@ -108,6 +114,10 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     const now = Date.now();
     const result = this.transact(() => this.usage.fold(parsed.data, settings.usage.features, now));
     log({ event: "usage_recorded", org_id: this.orgId, messages: parsed.data.length, recorded: result.recorded, duplicates: result.duplicates });
+    if (result.abandoned.length > 0) {
+      // Usage may be lost if a batch from these ever arrives: never silent (bounded: the first 10 named).
+      logError({ event: "usage_gaps_abandoned", org_id: this.orgId, gaps: result.abandoned.length, first: result.abandoned.slice(0, 10), message: "a stream had more gaps than the ledger keeps; batches from the oldest are now taken for duplicates" });
+    }
     if (result.unmapped > 0) logWarn({ event: "usage_unmapped", org_id: this.orgId, items: result.unmapped, message: "the ingest Worker counted signals this Worker's USAGE_FEATURES does not map: set the same USAGE_FEATURES on both Workers" });
     return { ok: true, recorded: result.recorded, duplicates: result.duplicates };
   }

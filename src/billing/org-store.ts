@@ -12,7 +12,7 @@ export type StoredIngestKey = { key_id: string; key_hash: string; created_at: nu
 export const DEDUPE_WINDOW_MS = 24 * 3_600_000;
 
 /** Raised with every table change; `migrate` brings any older object up to it (see docs/storage.md). */
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 /** Dead letters kept per org, newest first. */
 export const DEAD_LETTER_LIMIT = 100;
 
@@ -40,6 +40,8 @@ export class OrgStore {
     // Version 1: org, history, seen_messages, outbox, ingest_keys. Version 2: dead_letters.
     // Version 3: outbox.first_attempt_at (the give-up clock starts at the first delivery attempt).
     // Version 4: usage_seen and usage_ledger (metering; read and written by usage/ledger.ts).
+    // Version 5: usage_streams (a row per ingest isolate's stream, not per batch); usage_seen stays for the
+    // messages sent before streams that are still on the queue, and empties within its 4-day window.
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS org (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS history (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
@@ -50,6 +52,8 @@ export class OrgStore {
       CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY, event TEXT NOT NULL, attempts INTEGER NOT NULL, error TEXT NOT NULL, at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS usage_seen (id TEXT PRIMARY KEY, at INTEGER NOT NULL);
       CREATE INDEX IF NOT EXISTS usage_seen_at ON usage_seen (at);
+      CREATE TABLE IF NOT EXISTS usage_streams (stream TEXT PRIMARY KEY, high INTEGER NOT NULL, gaps TEXT NOT NULL, at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS usage_streams_at ON usage_streams (at);
       CREATE TABLE IF NOT EXISTS usage_ledger (
         feature_id TEXT PRIMARY KEY,
         epoch TEXT NOT NULL,

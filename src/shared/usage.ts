@@ -48,17 +48,28 @@ export function enforceLimits(env: EnvVars): boolean {
 export const UsageCounts = z.partialRecord(Signal, z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER));
 export type UsageCounts = z.infer<typeof UsageCounts>;
 
+/** An ingest isolate's stream of usage batches: random, minted once per isolate (src/ingest/usage/batcher.ts). */
+export const UsageStream = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
+/** A batch's number within its stream, per org: 1, 2, 3, … in the order the isolate flushed them. */
+export const UsageSeq = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
 /**
  * One message on the `tollgate-usage` queue: what one ingest isolate accepted for one org
- * over a short window. The queue's own message id is what the org's object deduplicates by.
+ * over a short window. `stream` and `seq` are the batch's id, the same on every retried send
+ * (a send may fail after the queue took it), which the org's object deduplicates by. Messages
+ * sent before they existed have neither; the object then falls back to the queue's message id.
  */
-export const UsageMessage = z.object({
-  org_id: z.string().min(1),
-  counts: UsageCounts,
-  /** The window's first and last acceptance, epoch ms (for the ledger and logs). */
-  first_at: z.number(),
-  last_at: z.number(),
-});
+export const UsageMessage = z
+  .object({
+    org_id: z.string().min(1),
+    stream: UsageStream.optional(),
+    seq: UsageSeq.optional(),
+    counts: UsageCounts,
+    /** The window's first and last acceptance, epoch ms (for the ledger and logs). */
+    first_at: z.number(),
+    last_at: z.number(),
+  })
+  .refine((message) => (message.stream === undefined) === (message.seq === undefined), { message: "stream and seq go together" });
 export type UsageMessage = z.infer<typeof UsageMessage>;
 
 /**

@@ -1,5 +1,6 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { UsageLedger } from "../../src/billing/usage/ledger.ts";
+import { OrgStore } from "../../src/billing/org-store.ts";
+import { MAX_STREAM_GAPS, USAGE_STREAM_WINDOW_MS, UsageLedger } from "../../src/billing/usage/ledger.ts";
 import { UsageReporter } from "../../src/billing/usage/reporter.ts";
 import { afterEach, describe, expect, it } from "vitest";
 import { autumn } from "../support/autumn.ts";
@@ -130,6 +131,121 @@ describe("usage metering: ledger and reports to Autumn", () => {
     expect(await orgStub(org).recordUsage([{ id: "", counts: { traces: 1 }, first_at: 0, last_at: 0 }])).toMatchObject({ ok: false, error: expect.stringMatching(/malformed/) });
     expect(await orgStub(org).recordUsage([{ id: "m", counts: { traces: -1 }, first_at: 0, last_at: 0 }])).toMatchObject({ ok: false, error: expect.stringMatching(/malformed/) });
     expect((await orgState(org)).usage.features.every((f) => f.received === 0)).toBe(true);
+  });
+});
+
+describe("usage metering: each isolate's batch folded exactly once, in storage bounded by streams", () => {
+  /** One batch as an isolate's batcher sends it: its stream and sequence, under a queue message id of its own. */
+  const batch = (stream: string, seq: number, counts: Record<string, number>, id = `q_${++seq_}_${stream}_${seq}`) => ({ id, stream, seq, counts, first_at: clock.now, last_at: clock.now });
+  let seq_ = 0;
+  const tables = (org: string) =>
+    runInDurableObject(orgStub(org), async (_instance, state) => ({
+      seen: state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM usage_seen").one().n,
+      streams: state.storage.sql.exec<{ stream: string; high: number; gaps: string }>("SELECT stream, high, gaps FROM usage_streams ORDER BY stream").toArray(),
+    }));
+
+  it("a batch sent twice (a send retried after the queue took it) arrives under two queue message ids and is folded once", async () => {
+    const org = await customer("usage_resend");
+    expect(await orgStub(org).recordUsage([batch("iso_a", 1, { traces: 5 }, "queue_id_1")])).toEqual({ ok: true, recorded: 1, duplicates: 0 });
+    expect(await orgStub(org).recordUsage([batch("iso_a", 1, { traces: 5 }, "queue_id_2")])).toEqual({ ok: true, recorded: 0, duplicates: 1 });
+    expect(await feature(org, "spans")).toMatchObject({ received: 5 });
+  });
+
+  it("out of order, duplicated and retried deliveries of several isolates fold each batch exactly once, with one row per isolate and none per message", async () => {
+    const org = await customer("usage_order");
+    // Two isolates, 1..60 each, each batch counting seq spans: delivered shuffled, a third of them twice, some in the same call.
+    let state = 7;
+    const random = () => ((state = (state * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+    const deliveries = ["iso_a", "iso_b"].flatMap((stream) => Array.from({ length: 60 }, (_, i) => batch(stream, i + 1, { traces: i + 1 })));
+    const redeliveries = deliveries.filter((_, i) => i % 3 === 0).map((d) => ({ ...d, id: `${d.id}_again` }));
+    const all = [...deliveries, ...redeliveries].sort(() => random() - 0.5);
+    let recorded = 0;
+    let duplicates = 0;
+    for (let i = 0; i < all.length; i += 7) {
+      const answer = await orgStub(org).recordUsage(all.slice(i, i + 7));
+      if (!answer.ok) throw new Error(answer.error);
+      recorded += answer.recorded;
+      duplicates += answer.duplicates;
+    }
+    expect({ recorded, duplicates }).toEqual({ recorded: 120, duplicates: 40 });
+    expect(await feature(org, "spans")).toMatchObject({ received: 2 * ((60 * 61) / 2) });
+    // Every redelivery now is a duplicate, whatever its queue id.
+    expect(await orgStub(org).recordUsage(deliveries.slice(0, 5).map((d) => ({ ...d, id: `${d.id}_late` })))).toEqual({ ok: true, recorded: 0, duplicates: 5 });
+    const { seen, streams } = await tables(org);
+    expect(seen).toBe(0);
+    expect(streams).toEqual([{ stream: "iso_a", high: 60, gaps: "[]" }, { stream: "iso_b", high: 60, gaps: "[]" }]);
+  });
+
+  it("a late batch below the high-water mark is counted (a gap), and only once", async () => {
+    const org = await customer("usage_gap");
+    await orgStub(org).recordUsage([batch("iso_g", 1, { logs: 1 }), batch("iso_g", 4, { logs: 4 })]);
+    expect(JSON.parse((await tables(org)).streams[0]!.gaps).map(([lo, hi]: number[]) => [lo, hi])).toEqual([[2, 3]]);
+    expect(await orgStub(org).recordUsage([batch("iso_g", 3, { logs: 3 })])).toEqual({ ok: true, recorded: 1, duplicates: 0 });
+    expect(await orgStub(org).recordUsage([batch("iso_g", 3, { logs: 3 }), batch("iso_g", 2, { logs: 2 }), batch("iso_g", 2, { logs: 2 })])).toEqual({ ok: true, recorded: 1, duplicates: 2 });
+    expect(await feature(org, "log_records")).toMatchObject({ received: 10 });
+    expect((await tables(org)).streams).toEqual([{ stream: "iso_g", high: 4, gaps: "[]" }]);
+  });
+
+  it("past the window (the queue's retention) a gap is given up and a silent stream's row is dropped; a stream seen again starts over exactly", async () => {
+    const org = await customer("usage_window");
+    const start = clock.now;
+    await orgStub(org).recordUsage([batch("iso_w", 1, { metrics: 1 }), batch("iso_w", 3, { metrics: 3 }), batch("iso_x", 1, { metrics: 10 })]);
+    // Just inside the window the gap is still owed: seq 2 is counted.
+    clock.set(start + USAGE_STREAM_WINDOW_MS);
+    await orgStub(org).recordUsage([batch("iso_x", 2, { metrics: 20 })]);
+    expect((await tables(org)).streams.map((s) => s.stream)).toEqual(["iso_w", "iso_x"]);
+    expect(await orgStub(org).recordUsage([batch("iso_w", 2, { metrics: 2 })])).toEqual({ ok: true, recorded: 1, duplicates: 0 });
+    // iso_w's row goes once nothing of it was folded for the whole window: no queue can still hold a batch of it at or below its mark.
+    clock.set(start + 2 * USAGE_STREAM_WINDOW_MS + 1);
+    await orgStub(org).recordUsage([batch("iso_x", 4, { metrics: 40 })]);
+    expect((await tables(org)).streams.map((s) => [s.stream, s.high])).toEqual([["iso_x", 4]]);
+    // iso_x: seq 3 is still owed (its gap is new); iso_w coming back at 5 owes 1..4 again, which only a batch sent after its last fold can fill.
+    expect(await orgStub(org).recordUsage([batch("iso_x", 3, { metrics: 30 }), batch("iso_w", 5, { metrics: 5 }), batch("iso_w", 4, { metrics: 4 })])).toEqual({ ok: true, recorded: 3, duplicates: 0 });
+    expect(await feature(org, "data_points")).toMatchObject({ received: 1 + 3 + 10 + 20 + 2 + 40 + 30 + 5 + 4 });
+    // A gap older than the window is given up (a batch from it cannot be on the queue any more; if one came, it is refused as already
+    // seen), while the stream, still folding, keeps its row.
+    const restart = clock.now;
+    clock.set(restart + USAGE_STREAM_WINDOW_MS / 2);
+    await orgStub(org).recordUsage([batch("iso_w", 6, { metrics: 6 })]);
+    clock.set(restart + USAGE_STREAM_WINDOW_MS + 1);
+    expect(await orgStub(org).recordUsage([batch("iso_w", 7, { metrics: 7 }), batch("iso_w", 1, { metrics: 1 })])).toEqual({ ok: true, recorded: 1, duplicates: 1 });
+    expect((await tables(org)).streams.find((s) => s.stream === "iso_w")).toEqual({ stream: "iso_w", high: 7, gaps: "[]" });
+  });
+
+  it("the gaps a stream remembers are capped: past the cap the oldest is given up, logged, and the row stays small", async () => {
+    const org = await customer("usage_cap");
+    // Every other batch missing: MAX_STREAM_GAPS + 5 gaps.
+    const sent = Array.from({ length: MAX_STREAM_GAPS + 6 }, (_, i) => batch("iso_c", 2 * i + 1, { bytes: 1 }));
+    expect(await orgStub(org).recordUsage(sent)).toMatchObject({ ok: true, recorded: sent.length });
+    const gaps = JSON.parse((await tables(org)).streams[0]!.gaps) as number[][];
+    expect(gaps).toHaveLength(MAX_STREAM_GAPS);
+    expect(gaps[0]!.slice(0, 2)).toEqual([12, 12]);
+    expect(await orgStub(org).recordUsage([batch("iso_c", 12, { bytes: 1 }), batch("iso_c", 10, { bytes: 1 })])).toEqual({ ok: true, recorded: 1, duplicates: 1 });
+  });
+
+  it("messages from before streams (no stream, no seq) are still folded once by queue message id: the v4 table serves them until they drain", async () => {
+    const org = await customer("usage_legacy");
+    const legacy = message({ traces: 2 });
+    expect(await orgStub(org).recordUsage([legacy, legacy])).toEqual({ ok: true, recorded: 1, duplicates: 1 });
+    expect((await tables(org)).seen).toBe(1);
+  });
+
+  it("an object at schema 4 is migrated: usage_streams is created, usage_seen kept for messages still on the queue", async () => {
+    const org = await customer("usage_migrate");
+    await orgStub(org).recordUsage([message({ traces: 1 }, "old_queue_id")]);
+    const after = await runInDurableObject(orgStub(org), async (_instance, state) => {
+      const sql = state.storage.sql;
+      sql.exec("DROP TABLE usage_streams");
+      sql.exec("UPDATE schema_version SET version = 4");
+      new OrgStore(sql);
+      return {
+        version: sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
+        streams: sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM usage_streams").one().n,
+        seen: sql.exec<{ id: string }>("SELECT id FROM usage_seen").toArray().map((row) => row.id),
+      };
+    });
+    expect(after).toEqual({ version: 5, streams: 0, seen: ["old_queue_id"] });
+    expect(await orgStub(org).recordUsage([message({ traces: 1 }, "old_queue_id")])).toEqual({ ok: true, recorded: 0, duplicates: 1 });
   });
 });
 

@@ -56,8 +56,8 @@ describe("the usage batcher", () => {
     await settle();
     expect(queue.calls).toHaveLength(1);
     expect(queue.calls[0]!.messages).toEqual([
-      { org_id: "org_a", counts: { traces: 7, bytes: 150, logs: 1 }, first_at: 999, last_at: 1_000 },
-      { org_id: "org_b", counts: { logs: 2 }, first_at: 1_001, last_at: 1_001 },
+      { org_id: "org_a", stream: batcher.stream, seq: 1, counts: { traces: 7, bytes: 150, logs: 1 }, first_at: 999, last_at: 1_000 },
+      { org_id: "org_b", stream: batcher.stream, seq: 1, counts: { logs: 2 }, first_at: 1_001, last_at: 1_001 },
     ]);
     expect(settled).toBe(0); // the send has not finished: the requests' waitUntil still holds
     queue.calls[0]!.resolve();
@@ -83,7 +83,7 @@ describe("the usage batcher", () => {
     time.now += 700;
     time.fire();
     await settle();
-    expect(queue.calls[1]!.messages).toEqual([{ org_id: "org_a", counts: { traces: 7 }, first_at: 1_000_300, last_at: 1_000_301 }]);
+    expect(queue.calls[1]!.messages).toEqual([{ org_id: "org_a", stream: batcher.stream, seq: 2, counts: { traces: 7 }, first_at: 1_000_300, last_at: 1_000_301 }]);
     queue.calls[1]!.resolve();
     await Promise.all([second, third]);
   });
@@ -135,7 +135,7 @@ describe("the usage batcher", () => {
     queue.calls[2]!.reject(new Error("queue still unavailable"));
     await add;
     const lines = error.mock.calls.map(([line]) => line as { event?: string }).filter((line) => line.event === "usage_lost");
-    expect(lines).toEqual([{ event: "usage_lost", org_id: "org_lost", counts: { traces: 9, bytes: 900 }, first_at: time.now, last_at: time.now, attempts: 3, error: "queue still unavailable" }]);
+    expect(lines).toEqual([{ event: "usage_lost", org_id: "org_lost", stream: batcher.stream, seq: 1, counts: { traces: 9, bytes: 900 }, first_at: time.now, last_at: time.now, attempts: 3, error: "queue still unavailable" }]);
   });
 
   it("a send that succeeds on a retry loses nothing and logs nothing", async () => {
@@ -152,8 +152,45 @@ describe("the usage batcher", () => {
     await settle();
     queue.calls[1]!.resolve();
     await add;
-    expect(queue.calls[1]!.messages).toEqual([{ org_id: "org_retry", counts: { logs: 1 }, first_at: time.now, last_at: time.now }]);
+    expect(queue.calls[1]!.messages).toEqual([{ org_id: "org_retry", stream: batcher.stream, seq: 1, counts: { logs: 1 }, first_at: time.now, last_at: time.now }]);
     expect(error).not.toHaveBeenCalled();
+  });
+
+  it("each batch carries an id minted in the isolate (stream and per-org sequence): the same on every retry of a send, the next number on the next flush", async () => {
+    // Defect 7: a send can throw after the queue took the batch; its retry must be recognisable as the same batch.
+    const time = manualTime();
+    const queue = deferredQueue();
+    const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now, retryDelaysMs: [100] });
+    const first = batcher.add("org_a", { traces: 1 }, time.now).done;
+    batcher.add("org_b", { traces: 2 }, time.now);
+    time.fire();
+    await settle();
+    queue.calls[0]!.reject(new Error("network lost after the queue accepted"));
+    await settle();
+    time.fire();
+    await settle();
+    queue.calls[1]!.resolve();
+    await first;
+    expect(queue.calls[1]!.messages).toEqual(queue.calls[0]!.messages);
+    const [a1, b1] = queue.calls[0]!.messages;
+    expect(a1!.stream).toMatch(/^[A-Za-z0-9_-]{8,64}$/);
+    expect([a1!.seq, b1!.seq]).toEqual([1, 1]);
+    expect(b1!.stream).toBe(a1!.stream);
+    time.now += 1_000;
+    const second = batcher.add("org_a", { traces: 3 }, time.now).done;
+    time.fire();
+    await settle();
+    queue.calls[2]!.resolve();
+    await second;
+    expect(queue.calls[2]!.messages).toEqual([{ org_id: "org_a", stream: a1!.stream, seq: 2, counts: { traces: 3 }, first_at: time.now, last_at: time.now }]);
+    // Another isolate (another batcher) has a stream of its own.
+    const other = new UsageBatcher(queue, { wait: time.wait, now: () => time.now });
+    const third = other.add("org_a", { traces: 1 }, time.now).done;
+    time.fire();
+    await settle();
+    queue.calls[3]!.resolve();
+    await third;
+    expect(queue.calls[3]!.messages[0]!.stream).not.toBe(a1!.stream);
   });
 });
 
@@ -178,18 +215,18 @@ describe("the usage queue's consumer", () => {
     return { calls, workerEnv };
   }
   const message = (id: string, body: unknown, attempts = 1) => ({ id, timestamp: new Date(), attempts, body });
-  const usage = (org: string, counts: Record<string, number>) => ({ org_id: org, counts, first_at: 1, last_at: 2 });
+  const usage = (org: string, counts: Record<string, number>, seq?: number) => ({ org_id: org, ...(seq === undefined ? {} : { stream: "iso_1", seq }), counts, first_at: 1, last_at: 2 });
 
-  it("hands each org's messages to its object in one call, with the queue's message ids, and acks them", async () => {
+  it("hands each org's messages to its object in one call, with the queue's message ids and the batches' own ids (stream, seq) when they have them, and acks them", async () => {
     const { calls, workerEnv } = objects();
-    const batch = createMessageBatch("tollgate-usage", [message("m1", usage("org_a", { traces: 1 })), message("m2", usage("org_b", { logs: 2 })), message("m3", usage("org_a", { bytes: 5 }))]);
+    const batch = createMessageBatch("tollgate-usage", [message("m1", usage("org_a", { traces: 1 }, 7)), message("m2", usage("org_b", { logs: 2 })), message("m3", usage("org_a", { bytes: 5 }, 8))]);
     const ctx = createExecutionContext();
     await worker.queue!(batch as never, workerEnv, ctx);
     const result = await getQueueResult(batch, ctx);
     expect(result.explicitAcks.sort()).toEqual(["m1", "m2", "m3"]);
     expect(result.retryMessages).toEqual([]);
     expect(calls.sort((a, b) => a.orgId.localeCompare(b.orgId))).toEqual([
-      { orgId: "org_a", records: [{ id: "m1", counts: { traces: 1 }, first_at: 1, last_at: 2 }, { id: "m3", counts: { bytes: 5 }, first_at: 1, last_at: 2 }] },
+      { orgId: "org_a", records: [{ id: "m1", stream: "iso_1", seq: 7, counts: { traces: 1 }, first_at: 1, last_at: 2 }, { id: "m3", stream: "iso_1", seq: 8, counts: { bytes: 5 }, first_at: 1, last_at: 2 }] },
       { orgId: "org_b", records: [{ id: "m2", counts: { logs: 2 }, first_at: 1, last_at: 2 }] },
     ]);
   });
@@ -250,16 +287,18 @@ describe("the usage queue's consumer", () => {
       message("p2", usage("bad org/id", { traces: 1 })),
       message("p3", usage("org_ok", { traces: -1 })),
       message("p4", "not even an object"),
+      message("p5", { ...usage("org_ok", { traces: 1 }), stream: "iso_1" }),
+      message("p6", usage("org_ok", { traces: 1 }, 0)),
       message("ok1", usage("org_ok", { traces: 1 })),
     ]);
     const ctx = createExecutionContext();
     await worker.queue!(batch as never, workerEnv, ctx);
     const result = await getQueueResult(batch, ctx);
-    expect(result.explicitAcks.sort()).toEqual(["ok1", "p1", "p2", "p3", "p4"]);
+    expect(result.explicitAcks.sort()).toEqual(["ok1", "p1", "p2", "p3", "p4", "p5", "p6"]);
     expect(result.retryMessages).toEqual([]);
     expect(calls).toEqual([{ orgId: "org_ok", records: [{ id: "ok1", counts: { traces: 1 }, first_at: 1, last_at: 2 }] }]);
     const invalid = warn.mock.calls.map(([line]) => line as { event?: string; message_id?: string }).filter((line) => line.event === "usage_message_invalid");
-    expect(invalid.map((line) => line.message_id).sort()).toEqual(["p1", "p2", "p3", "p4"]);
+    expect(invalid.map((line) => line.message_id).sort()).toEqual(["p1", "p2", "p3", "p4", "p5", "p6"]);
   });
 
   it("messages of the deliveries queue still go to delivery", async () => {

@@ -91,7 +91,7 @@ describe("usage metering: accepted data is counted per org and handed to the que
     const { response, sent, calls } = await metered("/v1/traces", { key, headers: { "content-type": "application/x-protobuf" }, body });
     expect(response.status).toBe(200);
     expect(calls).toBe(1);
-    expect(sent).toEqual([{ org_id: org, counts: { traces: 1, bytes: body.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number) }]);
+    expect(sent).toEqual([{ org_id: org, stream: expect.stringMatching(/^[a-f0-9]{32}$/), seq: 1, counts: { traces: 1, bytes: body.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number) }]);
   });
 
   it("JSON logs and JSON metrics: their own signals", async () => {
@@ -258,7 +258,7 @@ describe("usage metering of batches parked while suspended", () => {
     const batch = createMessageBatch("tollgate-deliveries", [{ id: `d-${org}`, timestamp: new Date(), attempts: 1, body: { org_id: org } }]);
     const [run] = await handleDeliveries(batch, deliveryEnv as never);
     expect(run).toMatchObject({ outcome: "done", delivered: 2 });
-    expect(queue.sent).toEqual([{ org_id: org, counts: { traces: 321, logpush: 12, bytes: otlp.byteLength + logpush.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number) }]);
+    expect(queue.sent).toEqual([{ org_id: org, stream: expect.any(String), seq: 1, counts: { traces: 321, logpush: 12, bytes: otlp.byteLength + logpush.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number) }]);
 
     // A batch parked during an outage was metered when the client got its 2xx: its delivery adds nothing.
     gate.reset(); // the suspension this isolate confirmed a moment ago

@@ -1,22 +1,39 @@
 import type { UsageCounts, UsageFeatures } from "../../shared/usage.ts";
 import { SIGNALS } from "../../shared/usage.ts";
 import type { LedgerRow } from "./ledger-row.ts";
+import { admit, owedGaps, type Gap, type StreamMark } from "./streams.ts";
 
 export type { LedgerRow } from "./ledger-row.ts";
 
 /**
- * Queue message ids are remembered this long: at least the usage queue's message retention
- * (4 days by default), so any redelivery of a message already folded is recognised.
+ * Queue message ids of batches sent before streams existed (no `stream`/`seq`) are remembered this long:
+ * at least the usage queue's message retention (4 days by default), so any redelivery of one is recognised.
+ * Only such messages still on the queue at the upgrade use `usage_seen`; it empties within this window.
  */
 export const USAGE_DEDUPE_WINDOW_MS = 4 * 86_400_000;
 
-/** One usage queue message as the consumer hands it to the org's object (`id` is the queue's message id). */
-export type UsageDelivery = { id: string; counts: UsageCounts; first_at: number; last_at: number };
+/**
+ * How long a stream's gaps are owed and a silent stream's row is kept: the queue's retention (at most 4 days)
+ * plus an hour for the producer's retried sends (seconds) and the queue's own slack.
+ */
+export const USAGE_STREAM_WINDOW_MS = USAGE_DEDUPE_WINDOW_MS + 3_600_000;
+
+/** Gaps one stream remembers at most (about 40 bytes each): past this the oldest are given up and logged. */
+export const MAX_STREAM_GAPS = 256;
+
+/**
+ * One usage queue message as the consumer hands it to the org's object: `stream` and `seq` are the
+ * batch's own id, minted in the ingest isolate and the same on every retried send; `id` is the queue's
+ * message id, used only for messages sent before streams existed (which have neither).
+ */
+export type UsageDelivery = { id: string; stream?: string | undefined; seq?: number | undefined; counts: UsageCounts; first_at: number; last_at: number };
 
 export type FrozenReport = { feature_id: string; value: number; key: string; attempts: number; first_at: number | null };
 
+export type FoldResult = { recorded: number; duplicates: number; unmapped: number; abandoned: { stream: string; from: number; to: number }[] };
+
 /**
- * The org's usage ledger in its SQLite storage (tables `usage_seen` and `usage_ledger`, created
+ * The org's usage ledger in its SQLite storage (tables `usage_streams`, `usage_seen` and `usage_ledger`, created
  * by OrgStore's migration; see docs/storage.md). Synchronous, so callers compose it inside `transact`.
  */
 export class UsageLedger {
@@ -27,28 +44,32 @@ export class UsageLedger {
   }
 
   /**
-   * Folds queue messages in, each at most once (by message id within USAGE_DEDUPE_WINDOW_MS).
+   * Folds queue messages in, each batch at most once: by its stream and sequence (streams.ts), or, for a
+   * message from before streams, by queue message id within USAGE_DEDUPE_WINDOW_MS.
    * Signals USAGE_FEATURES does not map are left out (`unmapped`): the ingest Worker counted them
    * under another configuration, and there is no feature to report them under.
+   *
+   * A stream's row goes once nothing of it was folded for USAGE_STREAM_WINDOW_MS. That is exact: a batch
+   * numbered at or below its mark was sent before the last fold, so the queue has dropped it by then; a
+   * batch seen later starts a new row that owes every lower number (only those above the old mark can come).
    */
-  fold(messages: UsageDelivery[], features: UsageFeatures, now: number): { recorded: number; duplicates: number; unmapped: number } {
+  fold(messages: UsageDelivery[], features: UsageFeatures, now: number): FoldResult {
     this.sql.exec("DELETE FROM usage_seen WHERE at < ?", now - USAGE_DEDUPE_WINDOW_MS);
-    let recorded = 0;
-    let duplicates = 0;
-    let unmapped = 0;
+    this.sql.exec("DELETE FROM usage_streams WHERE at < ?", now - USAGE_STREAM_WINDOW_MS);
+    const marks = new Map<string, StreamMark | null>();
+    const result: FoldResult = { recorded: 0, duplicates: 0, unmapped: 0, abandoned: [] };
     for (const message of messages) {
-      if (this.sql.exec("SELECT 1 FROM usage_seen WHERE id = ?", message.id).toArray().length > 0) {
-        duplicates++;
+      if (!this.admit(message, marks, now, result)) {
+        result.duplicates++;
         continue;
       }
-      this.sql.exec("INSERT INTO usage_seen (id, at) VALUES (?, ?)", message.id, now);
-      recorded++;
+      result.recorded++;
       for (const signal of SIGNALS) {
         const count = message.counts[signal] ?? 0;
         if (count === 0) continue;
         const feature = features[signal];
         if (feature === undefined) {
-          unmapped += count;
+          result.unmapped += count;
           continue;
         }
         this.sql.exec(
@@ -63,7 +84,38 @@ export class UsageLedger {
         );
       }
     }
-    return { recorded, duplicates, unmapped };
+    for (const [stream, mark] of marks) {
+      if (mark === null) continue;
+      this.sql.exec(
+        "INSERT INTO usage_streams (stream, high, gaps, at) VALUES (?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE SET high = excluded.high, gaps = excluded.gaps, at = excluded.at",
+        stream,
+        mark.high,
+        JSON.stringify(mark.gaps),
+        now,
+      );
+    }
+    return result;
+  }
+
+  /** Whether the message is new; records it as seen (in `marks`, written back by `fold`, or in usage_seen). */
+  private admit(message: UsageDelivery, marks: Map<string, StreamMark | null>, now: number, result: FoldResult): boolean {
+    if (message.stream === undefined || message.seq === undefined) {
+      if (this.sql.exec("SELECT 1 FROM usage_seen WHERE id = ?", message.id).toArray().length > 0) return false;
+      this.sql.exec("INSERT INTO usage_seen (id, at) VALUES (?, ?)", message.id, now);
+      return true;
+    }
+    if (!marks.has(message.stream)) marks.set(message.stream, this.mark(message.stream, now));
+    const admitted = admit(marks.get(message.stream)!, message.seq, now, MAX_STREAM_GAPS);
+    marks.set(message.stream, admitted.mark);
+    for (const [from, to] of admitted.abandoned) result.abandoned.push({ stream: message.stream, from, to });
+    return admitted.fresh;
+  }
+
+  /** A stream's stored mark with only the gaps still owed, or null for a stream not (or no longer) known. */
+  private mark(stream: string, now: number): StreamMark | null {
+    const row = this.sql.exec<{ high: number; gaps: string }>("SELECT high, gaps FROM usage_streams WHERE stream = ?", stream).toArray()[0];
+    if (!row) return null;
+    return { high: row.high, gaps: owedGaps(JSON.parse(row.gaps) as Gap[], now, USAGE_STREAM_WINDOW_MS) };
   }
 
   /**

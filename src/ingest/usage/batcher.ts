@@ -11,6 +11,11 @@ import type { UsageCounts, UsageMessage } from "../../shared/usage.ts";
  *
  * A failed send is retried a few times with a short backoff; if it still fails, each message's
  * org and counts are logged `usage_lost` at error level. The flush promise never rejects.
+ *
+ * Each message carries its batch's own id: the isolate's random `stream` and the org's next `seq`
+ * (1, 2, 3, … per org), fixed when the flush builds it. A send can throw after the queue took the
+ * batch, so a retry may put the same usage on the queue twice under new queue message ids; the org's
+ * object folds a stream's number once (src/billing/usage/streams.ts), so it is counted once.
  */
 
 export type UsageQueue = { sendBatch(messages: Iterable<{ body: UsageMessage }>): Promise<unknown> };
@@ -24,6 +29,8 @@ export type BatcherOptions = {
   /** Injected for tests: resolves after `ms` (a timer) and the clock. */
   wait?: (ms: number) => Promise<void>;
   now?: () => number;
+  /** The isolate's stream id (default: random). */
+  stream?: string;
 };
 
 export const USAGE_FLUSH_INTERVAL_MS = 1_000;
@@ -45,6 +52,10 @@ export class UsageBatcher {
   /** The flush that will carry what is pending now, and the way to start it early. */
   private next: { done: Promise<void>; start: () => void } | null = null;
   private lastFlushAt = -Infinity;
+  /** Random per isolate: sequence numbers restart with every isolate, so they need a stream of their own. */
+  readonly stream: string;
+  /** The last sequence number sent per org (one number per org this isolate metered: bounded by orgs). */
+  private readonly seqs = new Map<string, number>();
 
   constructor(queue: UsageQueue, options: BatcherOptions = {}) {
     this.queue = queue;
@@ -53,6 +64,7 @@ export class UsageBatcher {
     this.retryDelaysMs = options.retryDelaysMs ?? USAGE_RETRY_DELAYS_MS;
     this.wait = options.wait ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     this.now = options.now ?? Date.now;
+    this.stream = options.stream ?? crypto.randomUUID().replaceAll("-", "");
   }
 
   /** Orgs waiting for the next flush. */
@@ -95,7 +107,11 @@ export class UsageBatcher {
     this.pending = new Map();
     this.next = null;
     this.lastFlushAt = this.now();
-    const messages = [...batch].map(([org_id, p]): { body: UsageMessage } => ({ body: { org_id, counts: p.counts, first_at: p.first_at, last_at: p.last_at } }));
+    const messages = [...batch].map(([org_id, p]): { body: UsageMessage } => {
+      const seq = (this.seqs.get(org_id) ?? 0) + 1;
+      this.seqs.set(org_id, seq);
+      return { body: { org_id, stream: this.stream, seq, counts: p.counts, first_at: p.first_at, last_at: p.last_at } };
+    });
     const chunks: { body: UsageMessage }[][] = [];
     for (let i = 0; i < messages.length; i += SEND_BATCH_MAX) chunks.push(messages.slice(i, i + SEND_BATCH_MAX));
     await Promise.all(chunks.map((chunk) => this.send(chunk)));
@@ -115,7 +131,7 @@ export class UsageBatcher {
     // Never silent: what the queue could not take is named, org by org, for the operator to report by hand.
     const reason = error instanceof Error ? error.message : String(error);
     for (const { body } of chunk) {
-      logError({ event: "usage_lost", org_id: body.org_id, counts: body.counts, first_at: body.first_at, last_at: body.last_at, attempts: this.retryDelaysMs.length + 1, error: reason });
+      logError({ event: "usage_lost", org_id: body.org_id, stream: body.stream, seq: body.seq, counts: body.counts, first_at: body.first_at, last_at: body.last_at, attempts: this.retryDelaysMs.length + 1, error: reason });
     }
   }
 }

@@ -6,8 +6,9 @@ import { UsageMessage, type UsageCounts } from "../../shared/usage.ts";
 
 /**
  * The `tollgate-usage` consumer (README, "Usage metering"): each org's messages of a batch go to
- * the org's object in one call, `recordUsage`, which deduplicates them by the queue's message id
- * (a redelivered message is counted once). A message is acked once its org's call succeeded and
+ * the org's object in one call, `recordUsage`, which deduplicates them by the batch's own id (its
+ * isolate's stream and sequence; the queue's message id for older messages), so a redelivered message or a
+ * batch sent twice is counted once. A message is acked once its org's call succeeded and
  * retried with backoff otherwise (the call failed, or the object refused it); the consumer deduplicates nothing itself. A message that is not
  * a UsageMessage is acked and logged: it can never succeed, so it must not be retried forever.
  */
@@ -23,7 +24,8 @@ export function usageRetryDelaySeconds(attempts: number): number {
   return Math.min(3600, 5 * 2 ** Math.min(20, Math.max(0, attempts - 1)));
 }
 
-export type UsageRecord = { id: string; counts: UsageCounts; first_at: number; last_at: number };
+/** `id` is the queue's message id; `stream` and `seq`, when the message has them, are the batch's own id, which the object dedupes by. */
+export type UsageRecord = { id: string; stream?: string; seq?: number; counts: UsageCounts; first_at: number; last_at: number };
 export type UsageRunResult = { orgId: string; outcome: "recorded" | "failed"; messages: number; recorded?: number; duplicates?: number; error?: string };
 
 export async function handleUsage(batch: MessageBatch<unknown>, env: IngestEnv): Promise<UsageRunResult[]> {
@@ -43,7 +45,13 @@ export async function handleUsage(batch: MessageBatch<unknown>, env: IngestEnv):
 }
 
 async function recordOrg(env: IngestEnv, orgId: string, messages: { message: Message<unknown>; body: UsageMessage }[]): Promise<UsageRunResult> {
-  const records: UsageRecord[] = messages.map(({ message, body }) => ({ id: message.id, counts: body.counts, first_at: body.first_at, last_at: body.last_at }));
+  const records: UsageRecord[] = messages.map(({ message, body }) => ({
+    id: message.id,
+    ...(body.stream === undefined || body.seq === undefined ? {} : { stream: body.stream, seq: body.seq }),
+    counts: body.counts,
+    first_at: body.first_at,
+    last_at: body.last_at,
+  }));
   try {
     const stub = orgBilling(env as unknown as { ORG_BILLING: DurableObjectNamespace<OrgBilling> }, orgId);
     const answer = await stub.recordUsage(records);
