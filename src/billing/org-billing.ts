@@ -21,7 +21,7 @@ import { Publisher } from "./publisher.ts";
 import type { Disagreement } from "./reconcile/compare.ts";
 import { AWAITING_AUTUMN_CAP_MS, earliest, mirrorPending, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay } from "./schedule.ts";
 import { UsageLedger, type UsageDelivery } from "./usage/ledger.ts";
-import { limitChanges, limitsFrom, meteredBalances } from "./usage/limits.ts";
+import { limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "./usage/limits.ts";
 import { UsageReporter } from "./usage/reporter.ts";
 import { usageView } from "./usage/usage-view.ts";
 
@@ -256,13 +256,16 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   }
 
   /**
-   * Sends the usage reports due. A report whose answer shows a metered balance used up makes the
-   * object read Autumn now (source `metering`), so the limit is decided without waiting for the webhook.
+   * Sends the usage reports due. A report whose answer disagrees with the limits held (a balance used up
+   * that is not limited, or a limit whose balance shows room) makes the object read Autumn now (source
+   * `metering`), so the limit is decided or lifted without waiting for a webhook; an answer that agrees reads nothing.
    */
   private async reportUsage(settings: Settings): Promise<void> {
     const client = settings.autumn instanceof ConfigError ? { kind: "not_configured" as const, message: settings.autumn.message } : createAutumnClient(settings.autumn);
-    const { exhausted } = await this.reporter.flush(this.orgId, client, { intervalMs: settings.usage.reportIntervalMs, refusedRetryMs: settings.policy.resyncIntervalMs });
-    if (exhausted.length > 0) await this.sync({ source: "metering", note: `balance used up: ${exhausted.join(", ")}` });
+    const { answers } = await this.reporter.flush(this.orgId, client, { intervalMs: settings.usage.reportIntervalMs, refusedRetryMs: settings.policy.resyncIntervalMs });
+    const { reached, room } = limitDisagreements(answers, this.load().limits, Date.now());
+    const notes = [...(reached.length > 0 ? [`balance used up: ${reached.join(", ")}`] : []), ...(room.length > 0 ? [`balance has room: ${room.join(", ")}`] : [])];
+    if (notes.length > 0) await this.sync({ source: "metering", note: notes.join("; ") });
   }
 
   /** The org this object serves: its name, as given to `getByName`. */

@@ -3,7 +3,7 @@ import type { AutumnBalance } from "../../src/billing/autumn-schemas.ts";
 import { eventsFor } from "../../src/billing/notifications.ts";
 import { newOrgRecord, type LimitRecord } from "../../src/billing/org-record.ts";
 import { nextSyncAt } from "../../src/billing/schedule.ts";
-import { exhausted, limitChanges, limitsFrom, meteredBalances } from "../../src/billing/usage/limits.ts";
+import { exhausted, limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "../../src/billing/usage/limits.ts";
 import { reportOutcome } from "../../src/billing/usage/reporter.ts";
 import { limitFor, type UsageFeatures } from "../../src/shared/usage.ts";
 
@@ -53,6 +53,21 @@ describe("plan limits, decided from balances (pure)", () => {
     expect(limitFor([bytes], "logpush", T)).toEqual(bytes);
   });
 
+  it("report answers call for a read only when they disagree with the limits held (a held limit past its reset is not held)", () => {
+    const held: LimitRecord = { feature_id: "spans", signals: ["traces"], reset_at: T + 60_000, since: T, usage: 1, granted: 1 };
+    const answers = [
+      { feature_id: "spans", exhausted: true },
+      { feature_id: "log_records", exhausted: false },
+    ];
+    expect(limitDisagreements(answers, [held], T)).toEqual({ reached: [], room: [] });
+    expect(limitDisagreements(answers, [], T)).toEqual({ reached: ["spans"], room: [] });
+    expect(limitDisagreements([{ feature_id: "spans", exhausted: false }], [held], T)).toEqual({ reached: [], room: ["spans"] });
+    expect(limitDisagreements(answers, [held], T + 59_999)).toEqual({ reached: [], room: [] });
+    expect(limitDisagreements(answers, [held], T + 60_000)).toEqual({ reached: ["spans"], room: [] });
+    expect(limitDisagreements(answers, [{ ...held, reset_at: null }], T + 10 * 86_400_000)).toEqual({ reached: [], room: [] });
+    expect(limitDisagreements([], [held], T)).toEqual({ reached: [], room: [] });
+  });
+
   it("a limit owes a read at its reset, once", () => {
     const limit: LimitRecord = { feature_id: "spans", signals: ["traces"], reset_at: T + 60_000, since: T, usage: 1, granted: 1 };
     const record = { ...newOrgRecord("org_l", T), last_sync: { at: T, ok: true, error: null }, limits: [limit] };
@@ -77,6 +92,8 @@ describe("usage report answers (pure)", () => {
     expect(reportOutcome({ ok: true, value: { balance: balance({ remaining: 5, usage: 95 }) } })).toEqual({ kind: "applied", exhausted: false });
     expect(reportOutcome({ ok: true, value: { balance: balance() } })).toEqual({ kind: "applied", exhausted: true });
     expect(reportOutcome({ ok: true, value: { balance: null } })).toEqual({ kind: "applied", exhausted: false });
+    // An unreadable balance says nothing either way: no read is decided on it.
+    expect(reportOutcome({ ok: true, value: { balance: { feature_id: "spans", remaining: "lots" } } })).toEqual({ kind: "applied", exhausted: null });
     expect(reportOutcome(failure(409, "duplicate_idempotency_key"))).toEqual({ kind: "duplicate" });
   });
 

@@ -265,6 +265,34 @@ describe("plan limits: reached, refused at the edge, reset, upgrade", () => {
     expect(events[0]!.limit).toEqual({ feature_id: "spans", signals: ["traces"], reset_at: new Date(resetAt).toISOString(), usage: 100, granted: 100 });
   });
 
+  it("reports while a held limit stays used up read nothing more from Autumn; a report whose answer shows room again reads once and lifts it", async () => {
+    // Defect 8: with ENFORCE_LIMITS=false usage keeps coming past the allowance, and every report used to re-read the customer.
+    const org = await customer("limit_quiet");
+    const reads = async () => (await autumn.calls(org)).filter((c) => c.path === "/v1/customers.get" || c.path === "/v1/invoices.list").length;
+    await autumn.setAllowance(org, "spans", { granted: 100, next_reset_at: clock.now + 3 * 86_400_000 });
+    await orgStub(org).recordUsage([message({ traces: 100 })]);
+    await report(org);
+    expect(await reads()).toBe(1);
+    expect((await mirrorOf(org))!.limits.map((l) => l.feature_id)).toEqual(["spans"]);
+    for (let i = 0; i < 3; i++) {
+      await orgStub(org).recordUsage([message({ traces: 50 })]);
+      await report(org);
+    }
+    expect((await autumn.calls(org)).filter((c) => c.path === "/v1/balances.track")).toHaveLength(4);
+    expect(await reads()).toBe(1);
+    // Room again (an upgrade whose webhook never came): the next report's answer disagrees with the held limit.
+    await autumn.setAllowance(org, "spans", { granted: 1_000 }, { webhook: false });
+    await orgStub(org).recordUsage([message({ traces: 1 })]);
+    await report(org);
+    expect(await reads()).toBe(2);
+    expect((await mirrorOf(org))!.limits).toEqual([]);
+    expect((await orgState(org)).history[0]).toMatchObject({ kind: "limit_cleared", source: "metering" });
+    // And a report that shows room for a feature not held limited reads nothing.
+    await orgStub(org).recordUsage([message({ traces: 1 })]);
+    await report(org);
+    expect(await reads()).toBe(2);
+  });
+
   it("Autumn's balances.limit_reached webhook limits the feature; an upgrade (billing.updated) lifts it", async () => {
     const org = await customer("limit_webhook");
     await autumn.setAllowance(org, "log_records", { granted: 10, next_reset_at: null });

@@ -47,3 +47,24 @@ export function limitChanges(before: readonly LimitRecord[], after: readonly Lim
   const has = new Set(after.map((limit) => limit.feature_id));
   return { reached: after.filter((limit) => !had.has(limit.feature_id)), cleared: before.filter((limit) => !has.has(limit.feature_id)) };
 }
+
+/** What a usage report's answer (the track response's balance) said of its feature. */
+export type BalanceAnswer = { feature_id: string; exhausted: boolean };
+
+/**
+ * The features whose report answers disagree with the limits held at `now`: used up but not held limited,
+ * or held limited but showing room. Only those are worth a full Autumn read (customers.get, and invoices.list
+ * while past due); an answer that agrees changes nothing, so a balance that stays used up while usage keeps
+ * coming (ENFORCE_LIMITS=false) costs no read per report. A held limit whose reset has passed is lifted at
+ * the edge already, so it counts as not held: a used-up answer then reads, for the new period's reset.
+ */
+export function limitDisagreements(answers: readonly BalanceAnswer[], held: readonly LimitRecord[], now: number): { reached: string[]; room: string[] } {
+  const inForce = new Set(held.filter((limit) => limit.reset_at === null || limit.reset_at > now).map((limit) => limit.feature_id));
+  const reached = new Set<string>();
+  const room = new Set<string>();
+  for (const answer of answers) {
+    if (answer.exhausted && !inForce.has(answer.feature_id)) reached.add(answer.feature_id);
+    if (!answer.exhausted && inForce.has(answer.feature_id)) room.add(answer.feature_id);
+  }
+  return { reached: [...reached], room: [...room] };
+}

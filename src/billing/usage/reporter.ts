@@ -5,11 +5,12 @@ import { AutumnBalance } from "../autumn-schemas.ts";
 import type { Transact } from "../org-store.ts";
 import { retryDelay } from "../schedule.ts";
 import type { FrozenReport, UsageLedger } from "./ledger.ts";
-import { exhausted } from "./limits.ts";
+import { exhausted, type BalanceAnswer } from "./limits.ts";
 
 /** What one report attempt came to, for the ledger. */
 export type ReportOutcome =
-  | { kind: "applied"; exhausted: boolean }
+  /** `exhausted`: what the answer's balance says (no balance: not limited, as in limits.ts); null when it is unreadable. */
+  | { kind: "applied"; exhausted: boolean | null }
   /** 409 duplicate_idempotency_key: an earlier attempt of this very report was applied (it timed out after Autumn took it). */
   | { kind: "duplicate" }
   /** Autumn cannot take it now (timeout, 5xx, 429, network): the same report again after backoff. */
@@ -20,8 +21,9 @@ export type ReportOutcome =
 /** The answer to one `balances.track`, classified. Pure. */
 export function reportOutcome(result: { ok: true; value: { balance: unknown } } | { ok: false; failure: AutumnFailure }): ReportOutcome {
   if (result.ok) {
+    if (result.value.balance == null) return { kind: "applied", exhausted: false };
     const balance = AutumnBalance.safeParse(result.value.balance);
-    return { kind: "applied", exhausted: balance.success && exhausted(balance.data) };
+    return { kind: "applied", exhausted: balance.success ? exhausted(balance.data) : null };
   }
   const { failure } = result;
   if (failure.status === 409 && failure.code === "duplicate_idempotency_key") return { kind: "duplicate" };
@@ -36,7 +38,7 @@ export function reportOutcome(result: { ok: true; value: { balance: unknown } } 
  * Failures keep the report and its key for the object's alarm to retry; nothing is ever dropped.
  */
 export class UsageReporter {
-  private readonly runs = new Serialized<{ exhausted: string[] }>();
+  private readonly runs = new Serialized<{ answers: BalanceAnswer[] }>();
   private readonly ledger: UsageLedger;
   private readonly transact: Transact;
 
@@ -49,20 +51,21 @@ export class UsageReporter {
    * Freezes what has waited `intervalMs` and sends every due report. `client` a failure: Autumn is not
    * configured, so each due report waits `refusedRetryMs` like a refused one (never a tight loop of
    * alarms; the configuration error itself is reported by the object).
-   * Returns the features whose answer showed the balance used up: the object then reads Autumn.
+   * Returns what each applied report's answer said of its balance: the object reads Autumn only when that
+   * disagrees with the limits it holds (limits.ts, `limitDisagreements`).
    */
-  flush(orgId: string, client: AutumnClient | AutumnFailure, options: { intervalMs: number; refusedRetryMs: number }): Promise<{ exhausted: string[] }> {
+  flush(orgId: string, client: AutumnClient | AutumnFailure, options: { intervalMs: number; refusedRetryMs: number }): Promise<{ answers: BalanceAnswer[] }> {
     return this.runs.run(async () => {
-      const found: string[] = [];
+      const found: BalanceAnswer[] = [];
       this.transact(() => this.ledger.freezeDue(Date.now(), options.intervalMs));
       for (const report of this.ledger.due(orgId, Date.now())) {
         const result = "track" in client ? await client.track(orgId, report.feature_id, report.value, report.key) : { ok: false as const, failure: client };
         const outcome = reportOutcome(result);
         const now = Date.now();
         this.settle(orgId, report, outcome, now, options.refusedRetryMs);
-        if (outcome.kind === "applied" && outcome.exhausted) found.push(report.feature_id);
+        if (outcome.kind === "applied" && outcome.exhausted !== null) found.push({ feature_id: report.feature_id, exhausted: outcome.exhausted });
       }
-      return { exhausted: found };
+      return { answers: found };
     });
   }
 
