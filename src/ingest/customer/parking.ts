@@ -9,7 +9,9 @@ import { byteSizeSetting, durationSetting } from "../../shared/settings.ts";
  * Keys: `parked/{orgId}/{receivedAt, 15 digits}-{isolate sequence}-{random}`, so a listing of an
  * org's prefix is its batches in the order they were received (within a millisecond, in this
  * isolate's order). Each object is the body exactly as it would have gone upstream; its
- * customMetadata says where to and how (route, content type, encoding, receive time, why).
+ * customMetadata says where to and how (route, content type, encoding, receive time, why), what
+ * metering already counted, and for a refused batch the key it came with. A refused batch's digest
+ * marker (`parked-digests/{orgId}/{sha256}`) keeps a resend from being parked twice.
  */
 
 /** The bindings and settings parking needs; declared here so the ingest Worker's env type stays as generated. */
