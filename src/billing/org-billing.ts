@@ -15,7 +15,7 @@ import { newOrgRecord, type OrgRecord, type Source } from "./org-record.ts";
 import { MAX_ACTIVE_KEYS, OrgStore } from "./org-store.ts";
 import { orgView, type OrgView } from "./org-view.ts";
 import { Outbox } from "./outbox.ts";
-import { addParking, NO_PARKING, ParkingDelta, ParkingProgress } from "./parking-progress.ts";
+import { addParking, NO_PARKING, ParkingDelta, ParkingProgress, waitingBytes } from "./parking-progress.ts";
 import { decide } from "./policy.ts";
 import { Publisher } from "./publisher.ts";
 import type { Disagreement } from "./reconcile/compare.ts";
@@ -126,16 +126,18 @@ export class OrgBilling extends DurableObject<BillingEnv> {
    * Progress of the org's parked batches, reported by the ingest Worker (throttled reports of
    * batches parked; deliveries, expiry and refusals from the delivery queue and the cleanup).
    * Never called per ingest request. A malformed report is refused (`ok: false`) and changes nothing.
+   * Answers the bytes the org has parked now (the ingest Worker's per-org cap); an empty report only asks.
    */
-  async recordParking(delta: ParkingDelta): Promise<{ ok: boolean }> {
+  async recordParking(delta: ParkingDelta): Promise<{ ok: false } | { ok: true; waiting_bytes: number }> {
     const parsed = ParkingDelta.strict().safeParse(delta);
     if (!parsed.success) {
       logWarn({ event: "parking_report_refused", org_id: this.orgId, error: parsed.error.message });
       return { ok: false };
     }
-    const now = Date.now();
-    this.transact(() => this.ctx.storage.kv.put(PARKING_KEY, addParking(this.parking(), parsed.data, now)));
-    return { ok: true };
+    if (Object.keys(parsed.data).length === 0) return { ok: true, waiting_bytes: waitingBytes(this.parking()) };
+    const next = addParking(this.parking(), parsed.data, Date.now());
+    this.transact(() => this.ctx.storage.kv.put(PARKING_KEY, next));
+    return { ok: true, waiting_bytes: waitingBytes(next) };
   }
 
   /** The ingest Worker's question, answered from storage without calling Autumn. */

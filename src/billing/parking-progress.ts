@@ -16,6 +16,13 @@ export const ParkingProgress = z.object({
   expired_batches: z.number().int().nonnegative().default(0),
   expired_bytes: z.number().int().nonnegative().default(0),
   refused_batches: z.number().int().nonnegative().default(0),
+  refused_bytes: z.number().int().nonnegative().default(0),
+  /**
+   * The bytes still parked: the running sum of the reports, set outright by a delivery run or a
+   * cleanup that listed the org's batches (so a lost report does not skew it for long). The ingest
+   * Worker's per-org cap reads it from `recordParking`'s answer. Null in documents older than it.
+   */
+  waiting_bytes: z.number().int().nonnegative().nullable().default(null),
   last_delivery_at: z.number().nullable().default(null),
   updated_at: z.number().nullable().default(null),
 });
@@ -31,17 +38,34 @@ export const ParkingDelta = z
     expired_batches: z.number().int().nonnegative(),
     expired_bytes: z.number().int().nonnegative(),
     refused_batches: z.number().int().nonnegative(),
+    refused_bytes: z.number().int().nonnegative(),
+    /** Absolute, from a listing: the bytes the org has parked now. */
+    listed_bytes: z.number().int().nonnegative(),
   })
   .partial();
 export type ParkingDelta = z.infer<typeof ParkingDelta>;
 
 export const NO_PARKING: ParkingProgress = ParkingProgress.parse({});
 
+const COUNTS = ["parked_batches", "parked_bytes", "delivered_batches", "delivered_bytes", "expired_batches", "expired_bytes", "refused_batches", "refused_bytes"] as const;
+
+/** The bytes still parked, as these counts tell (documents without `waiting_bytes`). */
+function derivedWaiting(progress: ParkingProgress): number {
+  return Math.max(0, progress.parked_bytes - progress.delivered_bytes - progress.expired_bytes - progress.refused_bytes);
+}
+
 export function addParking(progress: ParkingProgress, delta: ParkingDelta, now: number): ParkingProgress {
   const next = { ...progress, updated_at: now };
-  for (const [name, value] of Object.entries(delta) as [keyof ParkingDelta, number | undefined][]) next[name] += value ?? 0;
+  for (const name of COUNTS) next[name] += delta[name] ?? 0;
   if ((delta.delivered_batches ?? 0) > 0) next.last_delivery_at = now;
+  const moved = (delta.parked_bytes ?? 0) - (delta.delivered_bytes ?? 0) - (delta.expired_bytes ?? 0) - (delta.refused_bytes ?? 0);
+  next.waiting_bytes = delta.listed_bytes ?? Math.max(0, (progress.waiting_bytes ?? derivedWaiting(progress)) + moved);
   return next;
+}
+
+/** The bytes the org has parked now, as the object knows it (the ingest Worker's per-org cap). */
+export function waitingBytes(progress: ParkingProgress): number {
+  return progress.waiting_bytes ?? derivedWaiting(progress);
 }
 
 /** For the admin view and events: the counts, what is still waiting, times as ISO strings. */
@@ -49,7 +73,7 @@ export function parkingView(progress: ParkingProgress) {
   return {
     ...progress,
     waiting_batches: Math.max(0, progress.parked_batches - progress.delivered_batches - progress.expired_batches - progress.refused_batches),
-    waiting_bytes: Math.max(0, progress.parked_bytes - progress.delivered_bytes - progress.expired_bytes),
+    waiting_bytes: waitingBytes(progress),
     last_delivery_at: iso(progress.last_delivery_at),
     updated_at: iso(progress.updated_at),
   };

@@ -31,6 +31,18 @@ describe("parking progress on the org's object", () => {
     expect(view.parking.last_delivery_at).toEqual(expect.any(String));
   });
 
+  it("answers the bytes parked now (the ingest Worker's per-org cap): reports move it, a listing sets it outright, an empty report only asks", async () => {
+    const org = uniqueOrg("park-waiting");
+    const stub = orgStub(org);
+    expect(await stub.recordParking({})).toEqual({ ok: true, waiting_bytes: 0 });
+    expect(await stub.recordParking({ parked_batches: 2, parked_bytes: 700 })).toEqual({ ok: true, waiting_bytes: 700 });
+    expect(await stub.recordParking({ refused_batches: 1, refused_bytes: 100 })).toEqual({ ok: true, waiting_bytes: 600 });
+    // A report was lost: the next listing puts the figure right.
+    expect(await stub.recordParking({ delivered_batches: 1, delivered_bytes: 300, listed_bytes: 0 })).toEqual({ ok: true, waiting_bytes: 0 });
+    expect(await stub.recordParking({})).toEqual({ ok: true, waiting_bytes: 0 });
+    expect((await viewOf(org)).parking).toMatchObject({ waiting_bytes: 0, refused_bytes: 100, delivered_bytes: 300 });
+  });
+
   it("an org that never parked shows zeros", async () => {
     const view = await viewOf(uniqueOrg("park-none"));
     expect(view.parking).toMatchObject({ parked_batches: 0, delivered_batches: 0, waiting_batches: 0 });

@@ -214,7 +214,8 @@ describe("parking a suspended org's batches", () => {
     const big = new Uint8Array(700).fill(7);
     const first = (await (await sendProto(workerEnv, key, big)).arrayBuffer());
     expect(decodeStatusWithHelp(new Uint8Array(first)).message).toContain("kept for");
-    const second = await sendProto(workerEnv, key, big);
+    // Another batch (the same bytes again would be the batch already kept: answered as kept, not parked twice).
+    const second = await sendProto(workerEnv, key, new Uint8Array(700).fill(8));
     expect(second.status).toBe(402);
     expect(decodeStatusWithHelp(new Uint8Array(await second.arrayBuffer())).message).not.toContain("kept for");
     expect(await listed(org)).toHaveLength(1);

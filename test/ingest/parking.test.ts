@@ -41,10 +41,10 @@ describe("parking", () => {
     expect(keys.map(receivedAtOfKey)).toEqual([now, now + 1, now + 2]);
     const object = await bucket.get(keys[1]!);
     expect(new Uint8Array(await object!.arrayBuffer())).toEqual(bytes(20, 2));
-    expect(object!.customMetadata).toEqual({ route: "/v1/traces", content_type: "application/x-protobuf", content_encoding: "gzip", received_at: String(now + 1), why: "suspended" });
+    expect(object!.customMetadata).toEqual({ route: "/v1/traces", content_type: "application/x-protobuf", content_encoding: "gzip", received_at: String(now + 1), why: "suspended", counted: "none" });
   });
 
-  it("stops at the per-org cap and keeps the oldest; the cap counts other isolates' writes too", async () => {
+  it("stops at the per-org cap and keeps the oldest; the cap counts other isolates' writes once the org's object reports them", async () => {
     const org = uniqueOrg("park-cap");
     const settings = settingsOf(parkingEnv());
     const now = Date.now();
@@ -52,12 +52,20 @@ describe("parking", () => {
     await parkSome(settings, org, [bytes(400, 1), bytes(400, 2)], now, isolateA);
     const over = await park(settings, { orgId: org, route: "/v1/logs", contentType: "application/json", contentEncoding: null, receivedAt: now + 5, why: "suspended" }, bytes(400, 3), now + 5, isolateA);
     expect(over).toEqual({ parked: false, why: "over_cap" });
-    // Another isolate, which never wrote for this org, counts what is already there.
+    // Another isolate, which never wrote for this org, counts what the org's object says is there.
     const isolateB = new ParkedBytes();
+    isolateB.heard(org, 800, 0, now + 6);
     expect((await park(settings, { orgId: org, route: "/v1/logs", contentType: "application/json", contentEncoding: null, receivedAt: now + 6, why: "suspended" }, bytes(400, 4), now + 6, isolateB)).parked).toBe(false);
     expect((await listed(org)).length).toBe(2);
     // A small batch still fits under the cap.
     expect((await park(settings, { orgId: org, route: "/v1/logs", contentType: "application/json", contentEncoding: null, receivedAt: now + 7, why: "suspended" }, bytes(100, 5), now + 7, isolateB)).parked).toBe(true);
+    // An answer that includes this isolate's reported writes does not count them twice; a stale one is forgotten.
+    isolateA.heard(org, 900, 800, now + 8);
+    expect(isolateA.estimate(org, now + 8)).toBe(900);
+    expect(isolateA.estimate(org, now + 8 + 60_000)).toBe(0);
+    expect(isolateA.shouldAsk(org, now + 9)).toBe(false);
+    expect(isolateA.shouldAsk(org, now + 8 + 10_000)).toBe(true);
+    expect(isolateA.shouldAsk(org, now + 8 + 10_001)).toBe(false);
   });
 });
 

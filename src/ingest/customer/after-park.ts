@@ -1,5 +1,5 @@
 import { report, type DeliveryEnv } from "./deliveries.ts";
-import type { ParkingSettings, ParkReason } from "./parking.ts";
+import { parkedBytes, type ParkedBytes, type ParkingSettings, type ParkReason } from "./parking.ts";
 import { WarningLimiter } from "./warning-limiter.ts";
 
 /** How often an isolate tells an org's object about batches it parked (never per request). */
@@ -96,16 +96,22 @@ export function afterPark(
   why: ParkReason,
   now: number,
   reports: ParkedReports = parkedReports,
+  ledger: ParkedBytes = parkedBytes,
 ): void {
+  // Each answer says what the org has parked in all: the per-org cap's estimate (parking.ts, ParkedBytes).
+  const send = (delta: { parked_batches: number; parked_bytes: number }) =>
+    report(env, orgId, delta).then((waiting) => {
+      if (waiting !== null) ledger.heard(orgId, waiting, delta.parked_bytes);
+    });
   const delta = reports.add(orgId, bytes, now);
-  if (delta) ctx.waitUntil(report(env, orgId, delta));
+  if (delta) ctx.waitUntil(send(delta));
   else {
     const waitMs = reports.trailingIn(orgId, now);
     if (waitMs !== null) {
       ctx.waitUntil(
         new Promise((resolve) => setTimeout(resolve, waitMs)).then(() => {
           const held = reports.flush(orgId, Date.now());
-          return held ? report(env, orgId, held) : undefined;
+          return held ? send(held) : undefined;
         }),
       );
     }
@@ -113,4 +119,10 @@ export function afterPark(
   if (why === "upstream_unavailable" && parking.queue && outageNudges.take(orgId, now)) {
     ctx.waitUntil(parking.queue.send({ org_id: orgId }, { delaySeconds: OUTAGE_FIRST_DELIVERY_DELAY_S }).catch(() => {}));
   }
+}
+
+/** Asks the org's object what it has parked (an empty report), for an isolate at the org's cap. */
+export async function askParked(env: DeliveryEnv, orgId: string, ledger: ParkedBytes = parkedBytes): Promise<void> {
+  const waiting = await report(env, orgId, {}, true);
+  if (waiting !== null) ledger.heard(orgId, waiting, 0);
 }

@@ -7,15 +7,18 @@ import { gunzipBounded } from "../request/body.ts";
 import { countItems } from "../usage/count-items.ts";
 import { addCounts, sendUsage, usageCounts } from "../usage/meter.ts";
 import { signalOfRoute } from "../usage/route-signal.ts";
-import { DeliveryMessage, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, PARKED_TOTAL_KEY, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./parking.ts";
+import { countedOf, DeliveryMessage, DIGEST_PREFIX, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, PARKED_TOTAL_KEY, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./parking.ts";
 
 /**
  * Delivery of parked batches, driven by the `tollgate-deliveries` queue (this Worker is its
  * consumer, with max_concurrency 1, so one org's batches are never delivered by two runs at
- * once). A message is `{org_id}`: the billing Worker's OrgBilling sends it when the org goes
- * from suspended to ok; this Worker sends it after parking during an upstream outage; the
- * cleanup sends it for every org that still has batches waiting. Each run delivers the org's
- * batches oldest first, byte for byte with the tenant header, deleting each after a 2xx. A
+ * once). A message is `{org_id}`: the billing Worker's OrgBilling sends it when the org leaves
+ * suspended; this Worker sends it after parking during an upstream outage; the cleanup sends it
+ * for every org that still has batches waiting. Each run delivers the org's batches oldest first,
+ * byte for byte with the tenant header, deleting each after a 2xx. What was accepted (an outage
+ * park, answered 2xx) goes whatever the org's state is now; only batches parked because the org
+ * was suspended wait while it still is, and those that came with a key revoked since are
+ * discarded (README, "Parking"). A
  * failure stops the run and the message is retried with backoff (`msg.retry`), so later batches
  * never overtake an earlier one. Delivery is at least once: a batch whose delete failed after
  * its 2xx is sent again.
@@ -31,8 +34,11 @@ export type ParkingDelta = {
   delivered_bytes?: number;
   expired_batches?: number;
   expired_bytes?: number;
-  /** Batches the upstream refused as invalid (400, 413) during delivery: final, deleted. */
+  /** Batches the upstream refused as invalid (400, 413) during delivery, or discarded (a revoked key's): final, deleted. */
   refused_batches?: number;
+  refused_bytes?: number;
+  /** Absolute: the bytes still parked for the org, from a run or cleanup that listed all of them. */
+  listed_bytes?: number;
 };
 
 /** Batches per run before the message hands over to a fresh one (a run must end well within the consumer's limits). */
@@ -50,6 +56,13 @@ export type RunResult = {
   expired: number;
   expiredBytes: number;
   refused: number;
+  refusedBytes: number;
+  /** Batches parked while suspended with a key revoked since: discarded, never delivered (counted in `refused` too). */
+  revoked: number;
+  /** Batches parked because the org was suspended, left waiting because it still is. */
+  held: number;
+  /** The bytes left parked, when the run listed the org's whole prefix. */
+  remainingBytes?: number;
   failure?: string;
   /**
    * Usage metering: what this run delivered of batches parked while the org was suspended (refused
@@ -73,7 +86,7 @@ export async function handleDeliveries(batch: MessageBatch<unknown>, env: Delive
   }
   return Promise.all(
     [...byOrg].map(async ([orgId, messages]) => {
-      const result = parking ? await deliverOrg(env, parking, orgId, now) : ({ orgId, outcome: "off", delivered: 0, deliveredBytes: 0, expired: 0, expiredBytes: 0, refused: 0 } as RunResult);
+      const result = parking ? await deliverOrg(env, parking, orgId, now) : ({ ...emptyRun(orgId), outcome: "off" } as RunResult);
       const attempts = Math.max(...messages.map((m) => m.attempts));
       // What was delivered (a failed run included) goes on the usage queue before the message is
       // acked or retried (a failed send is retried, then logged usage_lost).
@@ -87,7 +100,7 @@ export async function handleDeliveries(batch: MessageBatch<unknown>, env: Delive
       } else {
         if (result.outcome === "more") await parking?.queue?.send({ org_id: orgId });
         for (const message of messages) message.ack();
-        if (result.outcome !== "off") log({ event: "delivery_run", org_id: orgId, outcome: result.outcome, delivered: result.delivered, delivered_bytes: result.deliveredBytes, expired: result.expired, refused: result.refused });
+        if (result.outcome !== "off") log({ event: "delivery_run", org_id: orgId, outcome: result.outcome, delivered: result.delivered, delivered_bytes: result.deliveredBytes, expired: result.expired, refused: result.refused, revoked: result.revoked, held: result.held });
       }
       await report(env, orgId, {
         delivered_batches: result.delivered,
@@ -95,54 +108,102 @@ export async function handleDeliveries(batch: MessageBatch<unknown>, env: Delive
         expired_batches: result.expired,
         expired_bytes: result.expiredBytes,
         refused_batches: result.refused,
+        refused_bytes: result.refusedBytes,
+        ...(result.remainingBytes !== undefined ? { listed_bytes: result.remainingBytes } : {}),
       });
       return result;
     }),
   );
 }
 
-/** One run for one org: oldest first until done, a failure, or the per-run budget. */
+const emptyRun = (orgId: string): RunResult => ({ orgId, outcome: "done", delivered: 0, deliveredBytes: 0, expired: 0, expiredBytes: 0, refused: 0, refusedBytes: 0, revoked: 0, held: 0 });
+
+/**
+ * One run for one org: oldest first until done, a failure, or the per-run budget. While the org is
+ * suspended, the batches parked because of it are held (they wait for its payment, whose transition
+ * sends a message of its own); every other batch was accepted and goes now (issue 18, 3).
+ */
 export async function deliverOrg(env: DeliveryEnv, parking: ParkingSettings, orgId: string, now: () => number = Date.now): Promise<RunResult> {
-  const result: RunResult = { orgId, outcome: "done", delivered: 0, deliveredBytes: 0, expired: 0, expiredBytes: 0, refused: 0 };
-  // A suspended org's batches wait for its payment, which sends a message of its own.
+  const result = emptyRun(orgId);
+  const object = billingObject(env, orgId);
+  let suspended: boolean;
   try {
-    const verdict = await billingObject(env, orgId).verdict();
-    if (verdict.state === "suspended") return { ...result, outcome: "suspended" };
+    suspended = (await object.verdict()).state === "suspended";
   } catch (error) {
     return { ...result, outcome: "failed", failure: `the org's billing object is unreachable: ${text(error)}` };
   }
+  // The org's active keys, asked once a run and only if a refused batch is about to go.
+  let active: Promise<Set<string>> | null = null;
+  const keyActive = async (keyId: string) => (await (active ??= object.listIngestKeys().then((keys) => new Set(keys.map((k) => k.key_id))))).has(keyId);
   const settings = ingestSettings(env);
   try {
-    return await deliverParked(parking, settings, orgId, now, result);
+    const done = await deliverParked(parking, settings, orgId, now, result, suspended, keyActive);
+    return done.outcome === "done" && suspended ? { ...done, outcome: "suspended" } : done;
   } catch (error) {
-    // R2 failed mid-run: what was delivered stays counted, and the message is retried.
+    // R2 (or the org's object) failed mid-run: what was delivered stays counted, and the message is retried.
     return { ...result, outcome: "failed", failure: `the parking store failed: ${text(error)}` };
   }
 }
 
 /** The delivery loop; `result` is updated as it goes, so a throw leaves it counting what was done. */
-async function deliverParked(parking: ParkingSettings, settings: ReturnType<typeof ingestSettings>, orgId: string, now: () => number, result: RunResult): Promise<RunResult> {
+async function deliverParked(
+  parking: ParkingSettings,
+  settings: ReturnType<typeof ingestSettings>,
+  orgId: string,
+  now: () => number,
+  result: RunResult,
+  suspended: boolean,
+  keyActive: (keyId: string) => Promise<boolean>,
+): Promise<RunResult> {
   let handled = 0;
+  let remainingBytes = 0;
   let cursor: string | undefined;
   do {
-    const page = await parking.bucket.list({ prefix: orgPrefix(orgId), cursor, limit: 100 });
+    const page = await parking.bucket.list({ prefix: orgPrefix(orgId), cursor, limit: 100, include: ["customMetadata"] });
     for (const listed of page.objects) {
-      if (handled >= BATCHES_PER_RUN) return { ...result, outcome: "more" };
-      handled++;
       const receivedAt = receivedAtOfKey(listed.key);
       if (receivedAt === null || now() - receivedAt >= parking.retentionMs) {
+        if (handled >= BATCHES_PER_RUN) return { ...result, outcome: "more" };
+        handled++;
         await parking.bucket.delete(listed.key);
         result.expired++;
         result.expiredBytes += listed.size;
         continue;
       }
+      // Held without a read: the listing carries the metadata.
+      if (suspended && listed.customMetadata?.why === "suspended") {
+        result.held++;
+        remainingBytes += listed.size;
+        continue;
+      }
+      if (handled >= BATCHES_PER_RUN) return { ...result, outcome: "more" };
+      handled++;
       const object = await parking.bucket.get(listed.key);
       if (object === null) continue; // delivered or expired meanwhile
       const metadata = ParkedMetadata.safeParse(object.customMetadata ?? {});
       if (!metadata.success) {
         logError({ event: "delivery_unreadable_batch", org_id: orgId, key: listed.key });
+        await object.body.cancel();
         await parking.bucket.delete(listed.key);
         result.refused++;
+        result.refusedBytes += listed.size;
+        continue;
+      }
+      if (metadata.data.why === "suspended" && suspended) {
+        // Parked because of a suspension and not in the listing's metadata: still held.
+        await object.body.cancel();
+        result.held++;
+        remainingBytes += listed.size;
+        continue;
+      }
+      if (metadata.data.why === "suspended" && metadata.data.key_id !== undefined && !(await keyActive(metadata.data.key_id))) {
+        // Refused (402) when it came, with a key revoked since: never promised, and possibly not the org's data (README, "Parking").
+        logWarn({ event: "delivery_revoked_key_batch", org_id: orgId, key_id: metadata.data.key_id, bytes: listed.size, received_at: receivedAt });
+        await object.body.cancel();
+        await parking.bucket.delete(listed.key);
+        result.revoked++;
+        result.refused++;
+        result.refusedBytes += listed.size;
         continue;
       }
       const body = new Uint8Array(await object.arrayBuffer());
@@ -161,8 +222,9 @@ async function deliverParked(parking: ParkingSettings, settings: ReturnType<type
         result.delivered++;
         result.deliveredBytes += body.byteLength;
         // After the delete: a batch sent again because its delete failed is metered once.
-        if (settings.metering && metadata.data.why === "suspended") {
-          const counts = await deliveredUsage(settings, orgId, metadata.data, body, now());
+        const counted = countedOf(metadata.data);
+        if (settings.metering && counted !== "all") {
+          const counts = await deliveredUsage(settings, orgId, metadata.data, body, counted === "bytes", now());
           if (counts) addCounts((result.usage ??= {}), counts);
         }
       } else if (status === 400 || status === 413) {
@@ -170,20 +232,23 @@ async function deliverParked(parking: ParkingSettings, settings: ReturnType<type
         logError({ event: "delivery_refused_batch", org_id: orgId, upstream_status: status, bytes: body.byteLength, received_at: receivedAt });
         await parking.bucket.delete(listed.key);
         result.refused++;
+        result.refusedBytes += body.byteLength;
       } else {
         return { ...result, outcome: "failed", failure: `upstream answered ${status}` };
       }
     }
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor !== undefined);
-  return result;
+  // The whole prefix was listed: what is left is exactly what was held.
+  return { ...result, remainingBytes };
 }
 
 /**
- * A delivered suspended-time batch's usage: a Logpush piece's records and bytes as received (kept in
- * its metadata); an OTLP batch's items, counted from its decompressed body, and its bytes as received.
+ * What a delivered batch adds to usage (its `counted` says what acceptance counted): a Logpush
+ * piece's records and bytes as received (kept in its metadata); an OTLP batch's items, counted from
+ * its decompressed body, and its bytes as received unless `itemsOnly` (they were counted at acceptance).
  */
-async function deliveredUsage(settings: IngestSettings, orgId: string, metadata: ParkedMetadata, body: Uint8Array, now: number): Promise<UsageCounts | null> {
+async function deliveredUsage(settings: IngestSettings, orgId: string, metadata: ParkedMetadata, body: Uint8Array, itemsOnly: boolean, now: number): Promise<UsageCounts | null> {
   if (metadata.usage_signal === "logpush") {
     return usageCounts(settings, orgId, "logpush", { items: Number(metadata.usage_items ?? 0), bytes: Number(metadata.usage_bytes ?? 0) }, now);
   }
@@ -197,21 +262,22 @@ async function deliveredUsage(settings: IngestSettings, orgId: string, metadata:
       items = null;
     }
   }
-  return usageCounts(settings, orgId, signal, { items, bytes: body.byteLength }, now);
+  return usageCounts(settings, orgId, signal, { items, bytes: itemsOnly ? 0 : body.byteLength }, now);
 }
 
 export type CleanupResult = { expired: number; expiredBytes: number; waitingOrgs: string[] };
 
 /**
  * On the reconciliation sweep's schedule: deletes expired batches (an R2 lifecycle rule does the
- * same as a backstop), reports them to their orgs' objects, and sends a delivery for every org
- * that still has batches waiting, so a delivery whose message was dropped after its last retry
- * is picked up again (the consumer skips suspended orgs).
+ * same as a backstop) and expired digest markers, tells every org's object what it has parked now
+ * (expired counts, and the bytes listed, which keeps the per-org cap's figure in step with R2), and
+ * sends a delivery for every org that still has batches waiting, so a delivery whose message was
+ * dropped after its last retry is picked up again (the consumer holds a suspended org's refused batches).
  */
 export async function cleanupParked(env: DeliveryEnv, now: number): Promise<CleanupResult | null> {
   const parking = parkingSettings(env);
   if (!parking) return null;
-  const expiredByOrg = new Map<string, { batches: number; bytes: number }>();
+  const byOrg = new Map<string, { batches: number; bytes: number; kept: number }>();
   const waiting = new Set<string>();
   let expired = 0;
   let expiredBytes = 0;
@@ -223,25 +289,29 @@ export async function cleanupParked(env: DeliveryEnv, now: number): Promise<Clea
     for (const object of page.objects) {
       const orgId = orgOfKey(object.key);
       const receivedAt = receivedAtOfKey(object.key);
+      const count = orgId === null ? null : (byOrg.get(orgId) ?? { batches: 0, bytes: 0, kept: 0 });
+      if (orgId !== null && count !== null) byOrg.set(orgId, count);
       if (orgId === null || receivedAt === null || now - receivedAt >= parking.retentionMs) {
         doomed.push(object.key);
         expired++;
         expiredBytes += object.size;
-        if (orgId !== null) {
-          const count = expiredByOrg.get(orgId) ?? { batches: 0, bytes: 0 };
-          expiredByOrg.set(orgId, { batches: count.batches + 1, bytes: count.bytes + object.size });
+        if (count) {
+          count.batches++;
+          count.bytes += object.size;
         }
       } else {
         waiting.add(orgId);
         keptBytes += object.size;
+        count!.kept += object.size;
       }
     }
     if (doomed.length > 0) await parking.bucket.delete(doomed);
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor !== undefined);
+  await deleteExpiredDigests(parking, now);
   // The global cap's figure, read by every isolate once a minute (parking.ts, ParkedTotal).
   await parking.bucket.put(PARKED_TOTAL_KEY, JSON.stringify({ bytes: keptBytes, at: now }));
-  await Promise.all([...expiredByOrg].map(([orgId, count]) => report(env, orgId, { expired_batches: count.batches, expired_bytes: count.bytes })));
+  await Promise.all([...byOrg].map(([orgId, count]) => report(env, orgId, { expired_batches: count.batches, expired_bytes: count.bytes, listed_bytes: count.kept })));
   const orgs = [...waiting];
   if (parking.queue) {
     for (let i = 0; i < orgs.length; i += 100) await parking.queue.sendBatch(orgs.slice(i, i + 100).map((org_id) => ({ body: { org_id } })));
@@ -250,13 +320,30 @@ export async function cleanupParked(env: DeliveryEnv, now: number): Promise<Clea
   return { expired, expiredBytes, waitingOrgs: orgs };
 }
 
-/** Progress goes to the org's object; a failed report is logged and lost (progress is informative, the data is not). */
-export async function report(env: DeliveryEnv, orgId: string, delta: ParkingDelta): Promise<void> {
-  if (!Object.values(delta).some((value) => (value ?? 0) > 0)) return;
+/** Digest markers (parking.ts, DIGEST_PREFIX) older than the retention: a resend after that is a new batch. */
+async function deleteExpiredDigests(parking: ParkingSettings, now: number): Promise<void> {
+  let cursor: string | undefined;
+  do {
+    const page = await parking.bucket.list({ prefix: DIGEST_PREFIX, cursor, limit: 1000, include: ["customMetadata"] });
+    const doomed = page.objects.filter((o) => now - Number(o.customMetadata?.received_at ?? o.uploaded.getTime()) >= parking.retentionMs).map((o) => o.key);
+    if (doomed.length > 0) await parking.bucket.delete(doomed);
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor !== undefined);
+}
+
+/**
+ * Progress goes to the org's object; a failed report is logged and lost (progress is informative,
+ * the data is not). Resolves to the bytes the object now counts as parked for the org (the per-org
+ * cap's figure), or null. An empty delta is sent only when `ask`ing for that figure.
+ */
+export async function report(env: DeliveryEnv, orgId: string, delta: ParkingDelta, ask = false): Promise<number | null> {
+  if (!ask && !Object.values(delta).some((value) => (value ?? 0) > 0) && delta.listed_bytes === undefined) return null;
   try {
-    await billingObject(env, orgId).recordParking(delta);
+    const answer = (await billingObject(env, orgId).recordParking(delta)) as { ok: boolean; waiting_bytes?: number };
+    return typeof answer.waiting_bytes === "number" ? answer.waiting_bytes : null;
   } catch (error) {
     logWarn({ event: "parking_report_failed", org_id: orgId, error: text(error) });
+    return null;
   }
 }
 

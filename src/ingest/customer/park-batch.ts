@@ -1,7 +1,7 @@
 import { log, logWarn } from "../../shared/log.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
-import { afterPark } from "./after-park.ts";
-import { park, parkingSettings, type ParkedUsage, type ParkingEnv, type ParkingSettings, type ParkReason } from "./parking.ts";
+import { afterPark, askParked } from "./after-park.ts";
+import { park, parkedBytes, parkingSettings, type Counted, type ParkedUsage, type ParkingEnv, type ParkingSettings, type ParkReason } from "./parking.ts";
 
 /**
  * The request path's side of parking (README, "Parking"): one batch into R2, answered only once
@@ -23,8 +23,11 @@ export function parkingOf(env: IngestEnv): ParkingSettings | null {
   return entry.parking;
 }
 
-/** `usage`: what a suspended org's Logpush piece stands for, metered at delivery (parking.ts, ParkedBatch). */
-export type BatchTarget = { route: string; contentType: string; contentEncoding: string | null; usage?: ParkedUsage };
+/**
+ * `usage`: what a suspended org's Logpush piece stands for, metered at delivery; `counted`: what
+ * metering already counted; `keyId`: the key a refused batch came with (parking.ts, ParkedBatch).
+ */
+export type BatchTarget = { route: string; contentType: string; contentEncoding: string | null; usage?: ParkedUsage; counted?: Counted; keyId?: string };
 
 /**
  * Keeps one batch (the bytes exactly as they go upstream). True once R2 has it; false at the
@@ -35,6 +38,8 @@ export async function parkBatch(env: IngestEnv, ctx: WaitUntil, parking: Parking
   const now = Date.now();
   const outcome = await park(parking, { orgId, ...target, receivedAt: now, why }, body, now);
   if (!outcome.parked) {
+    // At the cap: ask the org's object again (at most every 10 s), so room freed by delivery is seen.
+    if (outcome.why === "over_cap" && parkedBytes.shouldAsk(orgId, now)) ctx.waitUntil(askParked(env as IngestEnv & ParkingEnv, orgId));
     const count = logThrottle.hit(`${orgId} park_${outcome.why}`, now);
     if (count !== null) {
       logWarn({ event: "ingest_park_failed", org_id: orgId, route: target.route, why, cause: outcome.why, error: outcome.error, bytes: body.byteLength, max_bytes: parking.maxBytes, count, window_s: DECISION_LOG_WINDOW_MS / 1000 });

@@ -9,7 +9,9 @@ import { byteSizeSetting, durationSetting } from "../../shared/settings.ts";
  * Keys: `parked/{orgId}/{receivedAt, 15 digits}-{isolate sequence}-{random}`, so a listing of an
  * org's prefix is its batches in the order they were received (within a millisecond, in this
  * isolate's order). Each object is the body exactly as it would have gone upstream; its
- * customMetadata says where to and how (route, content type, encoding, receive time, why).
+ * customMetadata says where to and how (route, content type, encoding, receive time, why), what
+ * metering already counted, and for a refused batch the key it came with. A refused batch's digest
+ * marker (`parked-digests/{orgId}/{sha256}`) keeps a resend from being parked twice.
  */
 
 /** The bindings and settings parking needs; declared here so the ingest Worker's env type stays as generated. */
@@ -42,6 +44,15 @@ export function parkingSettings(env: ParkingEnv): ParkingSettings | null {
 
 export type ParkReason = "suspended" | "upstream_unavailable";
 
+/**
+ * What usage metering already counted of a parked batch when it was accepted, so delivery counts
+ * the rest and nothing twice: `all` (an outage park whose items and bytes were counted when the
+ * client got its 2xx), `bytes` (an outage park whose items could not be counted then: the upstream
+ * refused before reading the body; its items are counted from the parked body at delivery),
+ * `none` (a suspended org's batch, refused then: counted whole at delivery).
+ */
+export type Counted = "all" | "bytes" | "none";
+
 export type ParkedBatch = {
   orgId: string;
   /** The upstream path it goes to: /v1/traces, /v1/metrics or /v1/logs. */
@@ -50,6 +61,10 @@ export type ParkedBatch = {
   contentEncoding: string | null;
   receivedAt: number;
   why: ParkReason;
+  /** Default: `none` for a suspended park, `all` for an outage park. */
+  counted?: Counted;
+  /** The ingest key a suspended org's batch came with: a key revoked since means it is not delivered (README, "Parking"). */
+  keyId?: string;
   /**
    * A suspended org's Logpush batch is parked as OTLP JSON, which no longer shows what was received:
    * its share of the batch's records and bytes as received, metered when it is delivered.
@@ -90,12 +105,20 @@ export const ParkedMetadata = z.object({
   content_encoding: z.string().default(""),
   received_at: z.string().regex(/^\d+$/),
   why: z.enum(["suspended", "upstream_unavailable"]),
+  /** Absent in objects parked before it existed: then `none` for a suspended park, `all` for an outage park. */
+  counted: z.enum(["all", "bytes", "none"]).optional(),
+  key_id: z.string().max(64).optional(),
   /** Present on a suspended org's Logpush pieces (see ParkedBatch.usage). */
   usage_signal: z.literal("logpush").optional(),
   usage_items: z.string().regex(/^\d+$/).optional(),
   usage_bytes: z.string().regex(/^\d+$/).optional(),
 });
 export type ParkedMetadata = z.infer<typeof ParkedMetadata>;
+
+/** What metering counted of a parked batch at acceptance (see Counted), for objects parked before the field too. */
+export function countedOf(metadata: ParkedMetadata): Counted {
+  return metadata.counted ?? (metadata.why === "suspended" ? "none" : "all");
+}
 
 export type ParkOutcome = { parked: true; key: string; bytes: number } | { parked: false; why: "over_cap" | "store_failed"; error?: string };
 
@@ -104,10 +127,10 @@ export type ParkOutcome = { parked: true; key: string; bytes: number } | { parke
  * acknowledged the write (durable), so a 2xx given after it is honest. Never throws.
  */
 export async function park(settings: ParkingSettings, batch: ParkedBatch, body: Uint8Array, now: number, ledger: ParkedBytes = parkedBytes, total: ParkedTotal = parkedTotal): Promise<ParkOutcome> {
-  let estimate: number;
+  const estimate = ledger.estimate(batch.orgId, now);
   let totalEstimate: number;
   try {
-    [estimate, totalEstimate] = await Promise.all([ledger.estimate(settings.bucket, batch.orgId, now, settings.maxBytes), total.estimate(settings.bucket, now)]);
+    totalEstimate = await total.estimate(settings.bucket, now);
   } catch (error) {
     return { parked: false, why: "store_failed", error: message(error) };
   }
@@ -119,6 +142,8 @@ export async function park(settings: ParkingSettings, batch: ParkedBatch, body: 
     content_encoding: batch.contentEncoding ?? "",
     received_at: String(batch.receivedAt),
     why: batch.why,
+    counted: batch.counted ?? (batch.why === "suspended" ? "none" : "all"),
+    ...(batch.keyId ? { key_id: batch.keyId } : {}),
     ...(batch.usage ? { usage_signal: batch.usage.signal, usage_items: String(batch.usage.items), usage_bytes: String(batch.usage.bytes) } : {}),
   };
   try {
@@ -126,92 +151,130 @@ export async function park(settings: ParkingSettings, batch: ParkedBatch, body: 
   } catch (error) {
     return { parked: false, why: "store_failed", error: message(error) };
   }
-  ledger.add(batch.orgId, key, body.byteLength);
+  ledger.add(batch.orgId, body.byteLength);
   total.add(body.byteLength);
   return { parked: true, key, bytes: body.byteLength };
 }
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-/** How often an isolate lists the keys other isolates added since its last look. */
-export const LEDGER_REFRESH_MS = 2_000;
-/** How long before an isolate re-counts an org's prefix from scratch (deliveries and expiry only shrink it). */
-export const LEDGER_RECOUNT_MS = 60_000;
+/** How often an isolate at an org's cap re-asks the org's object what is parked (deliveries free room). */
+export const SUMMARY_REFRESH_MS = 10_000;
+/** An answer older than this is forgotten: the next park goes ahead and its report brings a fresh one. */
+export const SUMMARY_MAX_AGE_MS = 60_000;
 
-type Count = { bytes: number; lastKey: string | null; refreshedAt: number; countedAt: number };
+type Known = { waiting: number | null; own: number; heardAt: number; askedAt: number };
 
 /**
- * The per-isolate estimate of an org's parked bytes, kept without a Durable Object: a full
- * listing of the org's prefix (sizes summed, stopping once past the cap) at first use and then
- * every minute; in between, this isolate's own writes are added as they happen, and every 2 s a
- * listing of only the keys after the last one seen adds other isolates' writes (keys sort by
- * receive time). So the cap is overshot by at most what other isolates wrote in the last 2 s
- * (plus keys written with an older timestamp than one already seen), and deletions (delivery,
- * expiry) are seen within a minute (until then the estimate is high: parking stops early, never late).
+ * The per-isolate estimate of an org's parked bytes, with no R2 listing and no call on the request
+ * path (issue 18, 9b): what the org's object last said is waiting (`recordParking` answers every
+ * parked report this isolate sends, at most one per org per 10 s, and every delivery run and cleanup
+ * keeps that figure in step with R2), plus this isolate's own writes not yet in that answer. An
+ * isolate that has not heard (or heard over a minute ago) counts only its own writes; its first park
+ * is reported at once and the answer follows. So the cap is overshot by at most one batch per
+ * isolate that has not heard yet, plus what other isolates parked and have not reported yet (their
+ * reports wait at most 10 s). At the cap the isolate re-asks at most every 10 s (`shouldAsk`).
  */
 export class ParkedBytes {
-  private readonly counts = new Map<string, Count>();
+  private readonly known = new Map<string, Known>();
   private readonly capacity: number;
   constructor(capacity = 10_000) {
     this.capacity = capacity;
   }
 
-  async estimate(bucket: R2Bucket, orgId: string, now: number, cap: number): Promise<number> {
-    let count = this.counts.get(orgId);
-    if (!count || now - count.countedAt >= LEDGER_RECOUNT_MS) {
-      count = { ...(await listFrom(bucket, orgId, null, cap)), refreshedAt: now, countedAt: now };
-    } else if (now - count.refreshedAt >= LEDGER_REFRESH_MS) {
-      const added = await listFrom(bucket, orgId, count.lastKey, cap);
-      count = { bytes: count.bytes + added.bytes, lastKey: added.lastKey ?? count.lastKey, refreshedAt: now, countedAt: count.countedAt };
-    }
-    this.remember(orgId, count);
-    return count.bytes;
+  estimate(orgId: string, now: number): number {
+    const known = this.known.get(orgId);
+    if (!known) return 0;
+    const fresh = known.waiting !== null && now - known.heardAt < SUMMARY_MAX_AGE_MS;
+    return (fresh ? known.waiting! : 0) + known.own;
   }
 
   /** This isolate's own write, counted at once. */
-  add(orgId: string, key: string, bytes: number): void {
-    const count = this.counts.get(orgId);
-    if (!count) return;
-    count.bytes += bytes;
-    if (count.lastKey === null || key > count.lastKey) count.lastKey = key;
+  add(orgId: string, bytes: number): void {
+    const known = this.entry(orgId);
+    known.own += bytes;
+  }
+
+  /** The object's answer: `waiting` bytes parked, which include the `reported` bytes of this isolate's report. */
+  heard(orgId: string, waiting: number, reported: number, now = Date.now()): void {
+    const known = this.entry(orgId);
+    known.waiting = waiting;
+    known.own = Math.max(0, known.own - reported);
+    known.heardAt = now;
+  }
+
+  /** Whether to ask the object now (never heard, or the answer is older than SUMMARY_REFRESH_MS); counts as asked. */
+  shouldAsk(orgId: string, now: number): boolean {
+    const known = this.entry(orgId);
+    if (now - Math.max(known.heardAt, known.askedAt) < SUMMARY_REFRESH_MS) return false;
+    known.askedAt = now;
+    return true;
   }
 
   forget(orgId: string): void {
-    this.counts.delete(orgId);
+    this.known.delete(orgId);
   }
 
   clear(): void {
-    this.counts.clear();
+    this.known.clear();
   }
 
-  private remember(orgId: string, count: Count): void {
-    this.counts.delete(orgId);
-    if (this.counts.size >= this.capacity) {
-      const oldest = this.counts.keys().next().value;
-      if (oldest !== undefined) this.counts.delete(oldest);
+  private entry(orgId: string): Known {
+    let known = this.known.get(orgId);
+    if (!known) {
+      if (this.known.size >= this.capacity) {
+        const oldest = this.known.keys().next().value;
+        if (oldest !== undefined) this.known.delete(oldest);
+      }
+      known = { waiting: null, own: 0, heardAt: -Infinity, askedAt: -Infinity };
+      this.known.set(orgId, known);
     }
-    this.counts.set(orgId, count);
+    return known;
   }
-}
-
-/** Sums sizes under the org's prefix after `startAfter`; stops once past `cap` (the answer is then "over"). */
-async function listFrom(bucket: R2Bucket, orgId: string, startAfter: string | null, cap: number): Promise<{ bytes: number; lastKey: string | null }> {
-  let bytes = 0;
-  let lastKey = startAfter;
-  let cursor: string | undefined;
-  do {
-    const page = await bucket.list({ prefix: orgPrefix(orgId), cursor, ...(cursor === undefined && startAfter !== null ? { startAfter } : {}), limit: 1000 });
-    for (const object of page.objects) {
-      bytes += object.size;
-      if (lastKey === null || object.key > lastKey) lastKey = object.key;
-    }
-    cursor = page.truncated ? page.cursor : undefined;
-  } while (cursor !== undefined && bytes <= cap);
-  return { bytes, lastKey };
 }
 
 /** This isolate's estimates. */
 export const parkedBytes = new ParkedBytes();
+
+/**
+ * Refused batches parked once (issue 18, 5): Logpush resends a refused upload, and an exporter may
+ * resend a refused batch; each would be parked, delivered and metered again. A suspended org's
+ * batch is known by a digest of where it goes and its bytes as received, and a marker under this
+ * prefix (outside `parked/`) says it is already kept; a batch whose marker is younger than the
+ * retention is answered as kept without being parked again.
+ */
+export const DIGEST_PREFIX = "parked-digests/";
+export const digestKey = (orgId: string, digest: string) => `${DIGEST_PREFIX}${orgId}/${digest}`;
+
+/** SHA-256 (hex) of what identifies a batch: `parts` (route, options, encoding) and its bytes as received. */
+export async function batchDigest(parts: string[], bytes: Uint8Array): Promise<string> {
+  const head = new TextEncoder().encode(`${parts.join("\n")}\n\n`);
+  const whole = new Uint8Array(head.byteLength + bytes.byteLength);
+  whole.set(head, 0);
+  whole.set(bytes, head.byteLength);
+  return [...new Uint8Array(await crypto.subtle.digest("SHA-256", whole))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Whether this batch was kept within the retention. A failing store answers false (kept twice rather than lost). */
+export async function parkedBefore(settings: ParkingSettings, orgId: string, digest: string, now: number): Promise<boolean> {
+  try {
+    const marker = await settings.bucket.head(digestKey(orgId, digest));
+    if (marker === null) return false;
+    const at = Number(marker.customMetadata?.received_at ?? marker.uploaded.getTime());
+    return now - at < settings.retentionMs;
+  } catch {
+    return false;
+  }
+}
+
+/** Marks this batch kept (after it was parked). A failure only means a resend would be kept again. */
+export async function rememberParked(settings: ParkingSettings, orgId: string, digest: string, now: number): Promise<void> {
+  try {
+    await settings.bucket.put(digestKey(orgId, digest), "", { customMetadata: { received_at: String(now) } });
+  } catch {
+    // best effort
+  }
+}
 
 /** Where the cleanup writes the bucket's parked bytes (outside `parked/`, so no listing of parked data sees it). */
 export const PARKED_TOTAL_KEY = "meta/parked-total.json";

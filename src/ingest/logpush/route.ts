@@ -6,7 +6,8 @@ import { admit, type Suspended } from "../request/admit.ts";
 import { isGzip } from "../request/body.ts";
 import { forward, isOutage, PARKING_UNAVAILABLE_RETRY_AFTER, UNAVAILABLE_RETRY_AFTER, type ForwardResult } from "../request/forward.ts";
 import { parkBatch, parkingOf, type WaitUntil } from "../customer/park-batch.ts";
-import type { ParkingSettings } from "../customer/parking.ts";
+import { batchDigest, parkedBefore, rememberParked, type ParkingSettings } from "../customer/parking.ts";
+import { readBounded } from "../../shared/bounded-read.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
 import { meterAccepted } from "../usage/meter.ts";
 import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs, type LogpushContext } from "./index.ts";
@@ -92,7 +93,22 @@ class ParkStopped extends Error {}
  */
 async function parkRefused(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, waitUntil: WaitUntil, parking: ParkingSettings, refused: Suspended): Promise<Response> {
   const { orgId, keyId, verdict } = refused.suspended;
-  const target = { route: "/v1/logs", contentType: "application/json", contentEncoding: null };
+  const target = { route: "/v1/logs", contentType: "application/json", contentEncoding: null, keyId };
+  const kept = () => suspendedResponse({ format: "json", orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: { retentionMs: parking.retentionMs }, logpush: true });
+  // Logpush resends a refused upload: the batch as received (at most MAX_BODY_BYTES, as an OTLP park
+  // holds) is known by its digest, and a resend of one already kept is answered as kept (issue 18, 5).
+  if (declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return refused.response;
+  let received: Uint8Array;
+  try {
+    received = await readBounded(request.body, settings.maxBodyBytes);
+  } catch {
+    return refused.response;
+  }
+  const now = Date.now();
+  const url = new URL(request.url);
+  const digest = await batchDigest(["/v1/logpush", dataset, url.search, request.headers.get("content-encoding") ?? ""], received);
+  if (await parkedBefore(parking, orgId, digest, now)) return kept();
+  request = new Request(request.url, { method: "POST", headers: request.headers, body: received });
   let parkedAny = false;
   const pieces: Pieces = {
     account: false,
@@ -115,7 +131,8 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
     await response.body?.cancel();
     return refused.response;
   }
-  return suspendedResponse({ format: "json", orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: { retentionMs: parking.retentionMs }, logpush: true });
+  await rememberParked(parking, orgId, digest, now);
+  return kept();
 }
 
 /**

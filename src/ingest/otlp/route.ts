@@ -2,7 +2,7 @@ import { declaredLengthExceeds, readBounded } from "../../shared/bounded-read.ts
 import type { BodyFormat } from "../../shared/http-error.ts";
 import type { IngestSettings } from "../config.ts";
 import { parkBatch, parkingOf, type WaitUntil } from "../customer/park-batch.ts";
-import type { ParkingSettings } from "../customer/parking.ts";
+import { batchDigest, parkedBefore, rememberParked, type Counted, type ParkingSettings } from "../customer/parking.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
 import { withOverdueWarning } from "../customer/warn.ts";
 import { logUpstreamTrouble, refuse, settleForward } from "../request/account.ts";
@@ -99,11 +99,16 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
     // The upstream is down: the batch is parked and the client gets the 2xx it would have got,
     // only once R2 holds it. Otherwise (over the cap, R2 failing) the retryable 503 stands.
     const copy = await body.copy;
-    if (copy !== null && (await complete(copy, encoding === "gzip", settings)) && (await parkBatch(env, ctx, parking, admitted.orgId, target, copy, "upstream_unavailable"))) {
+    // Items the counter could not see (the upstream refused before reading the body) are counted
+    // from the parked body at delivery, and only they: the parked object says so (issue 18, 6).
+    const items = settings.metering && body.items ? body.items() : null;
+    const counted: Counted = settings.metering && body.items && items === null ? "bytes" : "all";
+    if (copy !== null && (await complete(copy, encoding === "gzip", settings)) && (await parkBatch(env, ctx, parking, admitted.orgId, { ...target, counted }, copy, "upstream_unavailable"))) {
       await result.response.body?.cancel();
       logUpstreamTrouble(context, result, true);
-      const accepted = settleForward(env, settings, context, { ...result, response: emptyExportResponse(format), outcome: "accepted", code: null, failure: null, parked: true });
-      if (settings.metering) meter();
+      const accepted = settleForward(env, settings, { ...context, bytes: copy.byteLength }, { ...result, response: emptyExportResponse(format), outcome: "accepted", code: null, failure: null, parked: true });
+      // Every byte as received (the upload may have stopped part way); items now, or at delivery (0 here: not "uncounted").
+      if (settings.metering) meterAccepted(env, settings, ctx, admitted.orgId, signal, { items: counted === "bytes" ? 0 : items, bytes: copy.byteLength });
       return withOverdueWarning(accepted, admitted.verdict, format, admitted.orgId);
     }
   }
@@ -140,7 +145,7 @@ async function complete(bytes: Uint8Array, gzip: boolean, settings: IngestSettin
  * readable OTLP request, the org's parked bytes at PARK_MAX_BYTES, R2 failing).
  */
 async function parkRefused(request: Request, env: IngestEnv, settings: IngestSettings, ctx: WaitUntil, parking: ParkingSettings, path: string, format: BodyFormat, refused: Suspended): Promise<Response> {
-  const { orgId, verdict } = refused.suspended;
+  const { orgId, keyId, verdict } = refused.suspended;
   const encoding = otlpEncoding(request.headers.get("content-encoding"));
   if (encoding === null || declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return refused.response;
   let bytes: Uint8Array;
@@ -150,7 +155,13 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
     return refused.response;
   }
   if (!(await complete(bytes, encoding === "gzip", settings))) return refused.response;
-  const target = { route: path, contentType: format === "json" ? "application/json" : "application/x-protobuf", contentEncoding: encoding === "gzip" ? "gzip" : null };
-  if (!(await parkBatch(env, ctx, parking, orgId, target, bytes, "suspended"))) return refused.response;
+  const target = { route: path, contentType: format === "json" ? "application/json" : "application/x-protobuf", contentEncoding: encoding === "gzip" ? "gzip" : null, keyId };
+  // A resend of a batch already kept is answered as kept, not parked again (issue 18, 5).
+  const now = Date.now();
+  const digest = await batchDigest([path, target.contentType, target.contentEncoding ?? ""], bytes);
+  if (!(await parkedBefore(parking, orgId, digest, now))) {
+    if (!(await parkBatch(env, ctx, parking, orgId, target, bytes, "suspended"))) return refused.response;
+    await rememberParked(parking, orgId, digest, now);
+  }
   return suspendedResponse({ format, orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: { retentionMs: parking.retentionMs }, logpush: false });
 }
