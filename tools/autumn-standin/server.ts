@@ -24,8 +24,9 @@ import { listen } from "../listen.ts";
  *                        overage_behavior "reject" (internal in Autumn) 400 insufficient_balance when it does not fit;
  *                        `lock` 400 invalid_inputs (no balances.finalize here).
  *   /v1/balances.batch_track  [TrackParams] (1-1000, every item validated first, a bad one refuses the lot)
- *                        200 {"success": true}; an item whose customer is unknown or whose idempotency_key was
- *                        used is dropped silently (Autumn: partial failures are only logged)
+ *                        202 {"success": true} (the OpenAPI document's and autumn-js's status: the deductions run
+ *                        later); an item whose customer is unknown or whose idempotency_key was used is dropped
+ *                        silently (Autumn: partial failures are only logged)
  * Balances (customers.get, customers.list, track): see store.ts; a feature is unlimited until a test sets an
  * allowance. A track that moves a feature from allowed to blocked (remaining 0, limited) sends the signed
  * `balances.limit_reached` {customer_id, feature_id, limit_type: "included"} once per crossing, without
@@ -472,7 +473,8 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
         usage.dropped();
       }
     }
-    return reply(200, { success: true });
+    // 202, as the 2.3 OpenAPI document and the SDK generated from it say (autumn-js refuses a 200).
+    return reply(202, { success: true });
   }
 
   async function api(req: IncomingMessage, path: string, rawBody: string, record: (fault?: Fault["mode"]) => void): Promise<Reply> {
