@@ -69,7 +69,9 @@ import { listen } from "../listen.ts";
  *                                                   slow (then answers normally), http_404_unknown_code, timeout
  *                                                   (nothing applied, 503 after delay_ms, default 15 s: longer than
  *                                                   a client waits), timeout_after_apply (applied and its keys kept,
- *                                                   then the same late 503: the ambiguous case idempotency is for).
+ *                                                   then the same late 503: the ambiguous case idempotency is for),
+ *                                                   raw_body ({body, status?}: that exact text, default 200, instead of
+ *                                                   the answer, nothing applied; how a test serves a mutated answer).
  *                                                   `rate` (0-1): hits that fraction of matching calls, drawn from a
  *                                                   PRNG seeded by `seed` (same calls, same hits), and stays until
  *                                                   deleted (`count` ignored). Faults are decided before any key or
@@ -113,7 +115,11 @@ const MAX_PAGE = 1000;
 const MAX_SEED = 100_000;
 
 const FaultInput = z.object({
-  mode: z.enum(["http_500", "http_429", "http_503", "invalid_json", "slow", "http_404_unknown_code", "timeout", "timeout_after_apply"]),
+  mode: z.enum(["http_500", "http_429", "http_503", "invalid_json", "slow", "http_404_unknown_code", "timeout", "timeout_after_apply", "raw_body"]),
+  /** raw_body: the exact text answered instead (a mutated Autumn answer, for fuzzing the reader), nothing applied. */
+  body: z.string().max(MAX_BODY_BYTES).optional(),
+  /** raw_body: its status (default 200). */
+  status: z.number().int().min(200).max(599).optional(),
   count: z.number().int().min(1).default(1),
   /** Let this many matching requests through first, e.g. 1 to fail the second page of a walk. */
   skip: z.number().int().nonnegative().default(0),
@@ -500,6 +506,8 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
           return error(404, "something_else", "Not found");
         case "invalid_json":
           return reply(200, "{not json");
+        case "raw_body":
+          return reply(fault.status ?? 200, fault.body ?? "");
         case "slow":
           await sleep(fault.delay_ms ?? SLOW_DEFAULT_MS);
           break;
