@@ -1,7 +1,9 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { inject } from "vitest";
 import { afterEach, describe, expect, it } from "vitest";
-import { AUTUMN_API_VERSION } from "../../src/billing/autumn-client.ts";
+import { AUTUMN_API_VERSION, createAutumnClient } from "../../src/billing/autumn-client.ts";
+import { isAutumnTime } from "../../src/billing/autumn-schemas.ts";
+import { readCustomers } from "../../src/billing/reconcile/compare.ts";
 import { autumn } from "../support/autumn.ts";
 import { billingUpdated, deleteAllAlarms, deliver, orgState, orgStub, signWebhook, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
@@ -156,4 +158,35 @@ describe("Autumn's answers, fuzzed", () => {
     },
     FUZZ_TIMEOUT_MS,
   );
+
+  it("customers.list pages, mutated 200 times: the client and the sweep's reader never throw, and every customer read has its times in range", async () => {
+    const rng = prng(SEED + 1);
+    const org = uniqueOrg("afuzz_list");
+    await autumn.createCustomer(org, { webhook: false });
+    await autumn.setAllowance(org, "spans", { granted: 100, usage: 100, next_reset_at: clock.now + 30 * DAY });
+    await autumn.pastDue(org, { at: clock.now - 10 * DAY, webhook: false });
+    const page = (await answer("/v1/customers.list", { limit: 3 })) as { list: Json[]; next_cursor: string | null };
+    page.list = [(await answer("/v1/customers.get", { customer_id: org })) as Json, ...page.list];
+    const client = createAutumnClient({ baseUrl: inject("autumnUrl"), secretKey: TEST_AUTUMN_SECRET_KEY, timeoutMs: 5_000 });
+    const outcomes = { read: 0, unreadable_page: 0, unreadable_customers: 0 };
+    for (let round = 0; round < 200; round++) {
+      const { text, done } = mutate(rng, page);
+      // One answer only, and only for this call: no other test's sweep is served a mutated page.
+      await autumn.fault({ mode: "raw_body", body: text, paths: ["/v1/customers.list"], count: 1 });
+      const result = await client.listCustomers(`fuzz-${round}`, 10);
+      if (!result.ok) {
+        expect(result.failure.kind, done.join(", ")).toBe("invalid_response");
+        outcomes.unreadable_page += 1;
+        continue;
+      }
+      const { customers, unreadable } = readCustomers(result.value.list);
+      outcomes.read += customers.length;
+      outcomes.unreadable_customers += unreadable.length;
+      for (const customer of customers) {
+        for (const balance of Object.values(customer.balances ?? {})) expect(balance.next_reset_at === null || isAutumnTime(balance.next_reset_at), done.join(", ")).toBe(true);
+      }
+    }
+    expect(outcomes.read).toBeGreaterThan(0);
+    expect(outcomes.unreadable_page).toBeGreaterThan(0);
+  });
 });
