@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { AutumnCustomer, AutumnCustomerPage, AutumnErrorBody, AutumnInvoicePage, AutumnTrackResponse } from "./autumn-schemas.ts";
+import { AutumnCustomer, AutumnCustomerPage, AutumnErrorBody, AutumnInvoicePage, AutumnTrackResponse, parseAutumn } from "./autumn-schemas.ts";
 
 /** Pinned: without it Autumn picks a version from the account's creation date. */
 export const AUTUMN_API_VERSION = "2.3.0";
@@ -87,7 +87,9 @@ export function createAutumnClient(options: AutumnClientOptions) {
       };
     }
 
-    const parsed = schema.safeParse(json);
+    // Out-of-range values are made absent (or their item skipped) and logged against the org asked about.
+    const customerId = (body as { customer_id?: unknown }).customer_id;
+    const parsed = parseAutumn(schema, json, { path, org_id: typeof customerId === "string" ? customerId : null });
     if (!parsed.success) {
       return { ok: false, failure: { kind: "invalid_response", status: response.status, message: `${path} answered an unexpected shape: ${parsed.error.issues[0]?.path.join(".") ?? "?"} ${parsed.error.issues[0]?.message ?? ""}` } };
     }

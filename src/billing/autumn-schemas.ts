@@ -1,11 +1,120 @@
 import { z } from "zod";
+import { logWarn } from "../shared/log.ts";
 
 /**
  * Autumn API 2.3.0 response shapes (see shared/reference/autumn-openapi-2.3-excerpt.yml),
  * reduced to the fields the policy reads. Unknown fields are accepted and dropped, so
  * additive API changes do not break the sync; a missing or mistyped field we depend on
  * makes the whole response unreadable, which never causes a transition.
+ *
+ * Values of the right type but out of range are different: they would read fine and then throw
+ * later (a `next_reset_at` of 1e16 made every commit of the org throw in `toISOString`, so the org
+ * could never be decided again), and Autumn would send the same value on every read. So every
+ * time read from Autumn must lie in AUTUMN_TIME_MIN..AUTUMN_TIME_MAX (else it is absent: null),
+ * every number must be finite (else the item holding it is skipped: a balance, an invoice), and
+ * each such value is reported as `autumn_value_out_of_range` (see `parseAutumn`).
  */
+
+/**
+ * Times Tollgate accepts from Autumn, epoch ms: well inside what `new Date(x).toISOString()`
+ * formats (±8.64e15) and plausible for a billing record (2000-01-01 to 2200-01-01).
+ */
+export const AUTUMN_TIME_MIN = Date.UTC(2000, 0, 1);
+export const AUTUMN_TIME_MAX = Date.UTC(2200, 0, 1);
+
+export function isAutumnTime(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value) && value >= AUTUMN_TIME_MIN && value <= AUTUMN_TIME_MAX;
+}
+
+/** One value out of range: the field and the value as text, cut short (a log line stays small). */
+export type OutOfRange = { field: string; value: string };
+const MAX_VALUE_CHARS = 40;
+/** How many values one log line names; the rest are only counted. */
+const MAX_LOGGED_VALUES = 5;
+
+/** Where `parseAutumn` collects what the schemas report; parsing is synchronous, so one slot is enough. */
+let collecting: OutOfRange[] | null = null;
+/** Every report ever made in this isolate: lets a lenient list tell an out-of-range item from a malformed one. */
+let reports = 0;
+
+function report(field: string, value: unknown): void {
+  reports += 1;
+  const entry = { field, value: String(value).slice(0, MAX_VALUE_CHARS) };
+  if (collecting !== null) collecting.push(entry);
+  else logWarn({ event: "autumn_value_out_of_range", count: 1, values: [entry] });
+}
+
+/** A time from Autumn: in range, or null (absent) with a report. `null` itself is a legitimate "never". */
+const autumnTime = (field: string) =>
+  z.unknown().transform((value, ctx): number | null => {
+    if (value === null || isAutumnTime(value)) return value;
+    if (typeof value === "number") {
+      report(field, value);
+      return null;
+    }
+    ctx.addIssue({ code: "custom", message: "expected a number or null", input: value });
+    return z.NEVER;
+  });
+
+/**
+ * An amount from Autumn: a finite number. zod already refuses Infinity (what JSON's 1e400 parses
+ * to); this also reports it, so the item holding it is skipped and logged rather than silently unread.
+ */
+const autumnNumber = (field: string) =>
+  z.unknown().transform((value, ctx) => {
+    if (typeof value === "number" && Number.isFinite(value)) return value;
+    if (typeof value === "number") report(field, value);
+    ctx.addIssue({ code: "custom", message: typeof value === "number" ? "not a finite number" : "expected a number", input: value });
+    return z.NEVER;
+  });
+
+/**
+ * Parses an Autumn answer, then logs what was out of range in it as one bounded line
+ * (`autumn_value_out_of_range`: path, org, how many, the first few). Nested parses (the lenient
+ * lists and balances below) report into the same line.
+ */
+export function parseAutumn<S extends z.ZodType>(schema: S, value: unknown, context: { path: string; org_id?: string | null }): z.ZodSafeParseResult<z.output<S>> {
+  const outer = collecting;
+  const found: OutOfRange[] = [];
+  collecting = found;
+  try {
+    return schema.safeParse(value) as z.ZodSafeParseResult<z.output<S>>;
+  } finally {
+    collecting = outer;
+    if (found.length > 0) {
+      if (outer !== null) outer.push(...found);
+      else
+        logWarn({
+          event: "autumn_value_out_of_range",
+          path: context.path,
+          org_id: context.org_id ?? null,
+          count: found.length,
+          fields: [...new Set(found.map((entry) => entry.field))].slice(0, MAX_LOGGED_VALUES),
+          values: found.slice(0, MAX_LOGGED_VALUES),
+        });
+    }
+  }
+}
+
+/**
+ * Each item parsed on its own: an item refused because one of its numbers was out of range is
+ * skipped (already reported); any other malformed item makes the whole list unreadable, as before.
+ */
+function skippingOutOfRange<T extends z.ZodType>(item: T, field: string) {
+  return z.array(z.unknown()).transform((items, ctx) => {
+    const out: z.infer<T>[] = [];
+    items.forEach((raw, index) => {
+      const before = reports;
+      const parsed = item.safeParse(raw);
+      if (parsed.success) out.push(parsed.data);
+      else if (reports === before) {
+        const issue = parsed.error.issues[0];
+        ctx.addIssue({ code: "custom", message: issue?.message ?? "invalid", path: [index, ...(issue?.path ?? [])], input: raw });
+      } else report(`${field}[${index}]`, "skipped");
+    });
+    return out;
+  });
+}
 export const AutumnSubscription = z.object({
   id: z.string(),
   plan_id: z.string(),
@@ -21,9 +130,10 @@ export const AutumnInvoice = z.object({
   // Normally draft | open | void | paid | uncollectible, but Autumn may send an empty string.
   status: z.string(),
   // Major currency units (29.99), not cents.
-  total: z.number(),
+  total: autumnNumber("invoice.total"),
   currency: z.string(),
-  created_at: z.number(),
+  // Null when Autumn's value is out of range: such an invoice can still prove payment, never start the clock.
+  created_at: autumnTime("invoice.created_at"),
   hosted_invoice_url: z.string().nullish(),
 });
 export type AutumnInvoice = z.infer<typeof AutumnInvoice>;
@@ -35,12 +145,12 @@ export type AutumnInvoice = z.infer<typeof AutumnInvoice>;
  */
 export const AutumnBalance = z.object({
   feature_id: z.string(),
-  granted: z.number(),
-  remaining: z.number(),
-  usage: z.number(),
+  granted: autumnNumber("balance.granted"),
+  remaining: autumnNumber("balance.remaining"),
+  usage: autumnNumber("balance.usage"),
   unlimited: z.boolean(),
   overage_allowed: z.boolean(),
-  next_reset_at: z.number().nullable(),
+  next_reset_at: autumnTime("balance.next_reset_at"),
 });
 export type AutumnBalance = z.infer<typeof AutumnBalance>;
 
@@ -48,9 +158,12 @@ export const AutumnCustomer = z.object({
   id: z.string().nullable(),
   subscriptions: z.array(AutumnSubscription),
   // Present only with `expand: ["invoices"]`: the 10 most recent, newest first.
-  invoices: z.array(AutumnInvoice).optional(),
-  // Required in 2.3; read leniently (see AutumnBalance).
-  balances: z.record(z.string(), z.unknown()).optional(),
+  invoices: skippingOutOfRange(AutumnInvoice, "invoices").optional(),
+  // Required in 2.3. Read leniently (see AutumnBalance), here rather than where they are used, so out-of-range values are logged with the answer.
+  balances: z
+    .record(z.string(), z.unknown())
+    .transform((raw) => balancesOf(raw))
+    .optional(),
 });
 export type AutumnCustomer = z.infer<typeof AutumnCustomer>;
 
@@ -60,13 +173,17 @@ export type AutumnCustomer = z.infer<typeof AutumnCustomer>;
  * make the whole page, and every page after it, unreadable.
  */
 export const AutumnCustomerPage = z.object({
-  list: z.array(z.unknown()),
+  // Each readable customer parsed here (so out-of-range values are logged with the page), the rest kept raw for the reader's report.
+  list: z.array(z.unknown().transform((raw) => {
+    const parsed = AutumnCustomer.safeParse(raw);
+    return parsed.success ? parsed.data : raw;
+  })),
   next_cursor: z.string().nullable(),
 });
 export type AutumnCustomerPage = z.infer<typeof AutumnCustomerPage>;
 
 export const AutumnInvoicePage = z.object({
-  list: z.array(AutumnInvoice),
+  list: skippingOutOfRange(AutumnInvoice, "list"),
   next_cursor: z.string().nullable(),
 });
 export type AutumnInvoicePage = z.infer<typeof AutumnInvoicePage>;
@@ -75,7 +192,11 @@ export type AutumnInvoicePage = z.infer<typeof AutumnInvoicePage>;
 export const AutumnTrackResponse = z.object({
   customer_id: z.string(),
   value: z.number(),
-  balance: z.unknown().nullable(),
+  // Null too when it does not read as a Balance (parsed here so out-of-range values are logged with the answer).
+  balance: z.unknown().transform((raw) => {
+    const parsed = AutumnBalance.safeParse(raw);
+    return parsed.success ? parsed.data : null;
+  }),
 });
 export type AutumnTrackResponse = z.infer<typeof AutumnTrackResponse>;
 

@@ -1,13 +1,17 @@
 import { z } from "zod";
 import { httpsUrl } from "../shared/https-url.ts";
 import type { AutumnResult, AutumnClient } from "./autumn-client.ts";
-import { AutumnBalance, balancesOf, type AutumnCustomer, type AutumnInvoice } from "./autumn-schemas.ts";
+import { AutumnBalance, balancesOf, isAutumnTime, type AutumnCustomer, type AutumnInvoice } from "./autumn-schemas.ts";
 
 const InvoiceRef = z.object({
   stripe_id: z.string(),
   total: z.number(),
   currency: z.string(),
-  created_at: z.number(),
+  // Null when Autumn's value was out of range; a record kept from before that check reads the same way.
+  created_at: z
+    .number()
+    .nullable()
+    .transform((at) => (isAutumnTime(at) ? at : null)),
   hosted_invoice_url: z.string().nullish(),
 });
 
@@ -79,7 +83,8 @@ export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: 
   return {
     pastDue,
     hasPaid: paid !== null,
-    oldestOpenInvoiceAt: open.length === 0 ? null : Math.min(...open.map((invoice) => invoice.created_at)),
+    // An invoice whose time Autumn sent out of range cannot start the clock (the policy then counts from now).
+    oldestOpenInvoiceAt: open.some((invoice) => invoice.created_at !== null) ? Math.min(...open.flatMap((invoice) => (invoice.created_at === null ? [] : [invoice.created_at]))) : null,
     balances: balancesOf(customer.balances ?? {}),
     evidence: {
       customer_found: true,
@@ -99,7 +104,8 @@ export function factsFromCustomer(customer: AutumnCustomer | null, paidLookup?: 
  * and events and linked from the console, so any other link (javascript:, http:) is passed over.
  */
 export function payUrlOf(open: Pick<AutumnInvoice, "created_at" | "hosted_invoice_url">[]): string | null {
-  const oldest = [...open].sort((a, b) => a.created_at - b.created_at).find((invoice) => httpsUrl(invoice.hosted_invoice_url));
+  const at = (invoice: Pick<AutumnInvoice, "created_at">) => invoice.created_at ?? Number.MAX_SAFE_INTEGER;
+  const oldest = [...open].sort((a, b) => at(a) - at(b)).find((invoice) => httpsUrl(invoice.hosted_invoice_url));
   return oldest?.hosted_invoice_url ?? null;
 }
 

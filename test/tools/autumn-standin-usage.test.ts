@@ -265,14 +265,14 @@ describe("balances.batch_track", () => {
   });
   const batch = (body: unknown, headers: Record<string, string> = {}) => api("/v1/balances.batch_track", body, headers);
 
-  it("applies every item and answers 200 {success: true}", async () => {
+  it("applies every item and answers 202 {success: true}", async () => {
     const result = await batch([
       { customer_id: "org_bt", feature_id: "spans", value: 3 },
       { customer_id: "org_bt", feature_id: "logs" },
       { customer_id: "org_bt2", feature_id: "spans", value: 2 },
       { customer_id: "org_bt", feature_id: "spans", value: 4 },
     ]);
-    expect(result).toEqual({ status: 200, json: { success: true } });
+    expect(result).toEqual({ status: 202, json: { success: true } });
     expect((await getCustomer("org_bt")).balances).toMatchObject({ spans: { usage: 7 }, logs: { usage: 1 } });
     expect((await getCustomer("org_bt2")).balances.spans.usage).toBe(2);
     expect((await autumn.usage()).customers).toEqual({
@@ -298,7 +298,7 @@ describe("balances.batch_track", () => {
     }
     expect((await batch([good, { customer_id: "org_bt", event_name: "span.received" }])).json.code).toBe("feature_not_found");
     expect((await getCustomer("org_bt")).balances).toEqual({});
-    expect((await batch(Array.from({ length: 1000 }, () => good))).status).toBe(200);
+    expect((await batch(Array.from({ length: 1000 }, () => good))).status).toBe(202);
     expect((await getCustomer("org_bt")).balances.spans.usage).toBe(1000);
   });
 
@@ -311,7 +311,7 @@ describe("balances.batch_track", () => {
       { customer_id: "org_gone", feature_id: "spans", value: 5 },
       { customer_id: "org_bt", feature_id: "spans", value: 3, idempotency_key: "item-2" },
     ]);
-    expect(result).toEqual({ status: 200, json: { success: true } });
+    expect(result).toEqual({ status: 202, json: { success: true } });
     expect((await getCustomer("org_bt")).balances.spans.usage).toBe(15);
     expect((await autumn.usage()).totals).toEqual({ value: 15, recorded: 15, calls: 3, duplicates: 2, dropped: 1 });
     expect((await autumn.usageOf("org_bt")).spans).toEqual({ value: 15, recorded: 15, calls: 3, duplicates: 2 });
@@ -321,7 +321,7 @@ describe("balances.batch_track", () => {
 
   it("the request's Idempotency-Key header is claimed for the whole batch: a retried batch is refused with 409", async () => {
     const items = [{ customer_id: "org_bt", feature_id: "spans", value: 5 }];
-    expect((await batch(items, key("batch-1"))).status).toBe(200);
+    expect((await batch(items, key("batch-1"))).status).toBe(202);
     expect((await batch(items, key("batch-1"))).json).toMatchObject({ code: "duplicate_idempotency_key" });
     expect((await getCustomer("org_bt")).balances.spans.usage).toBe(5);
   });

@@ -747,6 +747,16 @@ describe("faults", () => {
     expect(result.json).toBeUndefined();
   });
 
+  it("raw_body: that exact text and status instead of the answer, nothing applied (a mutated answer for fuzzing)", async () => {
+    await control("POST", "/faults", { mode: "raw_body", body: '{"id":"org_f","next_reset_at":1e400}', paths: ["/v1/customers.get"] });
+    await control("POST", "/faults", { mode: "raw_body", body: "[]", status: 202, paths: ["/v1/balances.track"] });
+    const result = await get();
+    expect(result).toMatchObject({ status: 200, text: '{"id":"org_f","next_reset_at":1e400}' });
+    const tracked = await api("/v1/balances.track", { customer_id: "org_f", feature_id: "spans", value: 5 });
+    expect(tracked).toMatchObject({ status: 202, text: "[]" });
+    expect((await get()).json.balances).toEqual({});
+  });
+
   it("http_404_unknown_code", async () => {
     await control("POST", "/faults", { mode: "http_404_unknown_code" });
     const result = await get();

@@ -24,8 +24,9 @@ import { listen } from "../listen.ts";
  *                        overage_behavior "reject" (internal in Autumn) 400 insufficient_balance when it does not fit;
  *                        `lock` 400 invalid_inputs (no balances.finalize here).
  *   /v1/balances.batch_track  [TrackParams] (1-1000, every item validated first, a bad one refuses the lot)
- *                        200 {"success": true}; an item whose customer is unknown or whose idempotency_key was
- *                        used is dropped silently (Autumn: partial failures are only logged)
+ *                        202 {"success": true} (the OpenAPI document's and autumn-js's status: the deductions run
+ *                        later); an item whose customer is unknown or whose idempotency_key was used is dropped
+ *                        silently (Autumn: partial failures are only logged)
  * Balances (customers.get, customers.list, track): see store.ts; a feature is unlimited until a test sets an
  * allowance. A track that moves a feature from allowed to blocked (remaining 0, limited) sends the signed
  * `balances.limit_reached` {customer_id, feature_id, limit_type: "included"} once per crossing, without
@@ -68,7 +69,9 @@ import { listen } from "../listen.ts";
  *                                                   slow (then answers normally), http_404_unknown_code, timeout
  *                                                   (nothing applied, 503 after delay_ms, default 15 s: longer than
  *                                                   a client waits), timeout_after_apply (applied and its keys kept,
- *                                                   then the same late 503: the ambiguous case idempotency is for).
+ *                                                   then the same late 503: the ambiguous case idempotency is for),
+ *                                                   raw_body ({body, status?}: that exact text, default 200, instead of
+ *                                                   the answer, nothing applied; how a test serves a mutated answer).
  *                                                   `rate` (0-1): hits that fraction of matching calls, drawn from a
  *                                                   PRNG seeded by `seed` (same calls, same hits), and stays until
  *                                                   deleted (`count` ignored). Faults are decided before any key or
@@ -112,7 +115,11 @@ const MAX_PAGE = 1000;
 const MAX_SEED = 100_000;
 
 const FaultInput = z.object({
-  mode: z.enum(["http_500", "http_429", "http_503", "invalid_json", "slow", "http_404_unknown_code", "timeout", "timeout_after_apply"]),
+  mode: z.enum(["http_500", "http_429", "http_503", "invalid_json", "slow", "http_404_unknown_code", "timeout", "timeout_after_apply", "raw_body"]),
+  /** raw_body: the exact text answered instead (a mutated Autumn answer, for fuzzing the reader), nothing applied. */
+  body: z.string().max(MAX_BODY_BYTES).optional(),
+  /** raw_body: its status (default 200). */
+  status: z.number().int().min(200).max(599).optional(),
   count: z.number().int().min(1).default(1),
   /** Let this many matching requests through first, e.g. 1 to fail the second page of a walk. */
   skip: z.number().int().nonnegative().default(0),
@@ -472,7 +479,8 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
         usage.dropped();
       }
     }
-    return reply(200, { success: true });
+    // 202, as the 2.3 OpenAPI document and the SDK generated from it say (autumn-js refuses a 200).
+    return reply(202, { success: true });
   }
 
   async function api(req: IncomingMessage, path: string, rawBody: string, record: (fault?: Fault["mode"]) => void): Promise<Reply> {
@@ -498,6 +506,8 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
           return error(404, "something_else", "Not found");
         case "invalid_json":
           return reply(200, "{not json");
+        case "raw_body":
+          return reply(fault.status ?? 200, fault.body ?? "");
         case "slow":
           await sleep(fault.delay_ms ?? SLOW_DEFAULT_MS);
           break;

@@ -1,5 +1,5 @@
 import type { Signal, UsageFeatures } from "../../shared/usage.ts";
-import type { AutumnBalance } from "../autumn-schemas.ts";
+import { isAutumnTime, type AutumnBalance } from "../autumn-schemas.ts";
 import type { LimitRecord } from "../org-record.ts";
 
 /** The metered features (USAGE_FEATURES values), each with the signals reported under it. */
@@ -29,7 +29,10 @@ export function limitsFrom(balances: Record<string, AutumnBalance>, features: Us
     const balance = balances[featureId];
     if (!exhausted(balance)) continue;
     const since = previous.find((limit) => limit.feature_id === featureId)?.since ?? now;
-    limits.push({ feature_id: featureId, signals, reset_at: balance!.next_reset_at, since, usage: balance!.usage, granted: balance!.granted });
+    // The schema already makes an out-of-range reset absent; checked again because a limit's reset is formatted into
+    // events and the mirror, where one bad time would stop every commit of the org.
+    const resetAt = isAutumnTime(balance!.next_reset_at) ? balance!.next_reset_at : null;
+    limits.push({ feature_id: featureId, signals, reset_at: resetAt, since, usage: balance!.usage, granted: balance!.granted });
   }
   return limits;
 }
