@@ -83,7 +83,7 @@ function table(rows: IndexEntryView[], columns: [string, (row: IndexEntryView) =
   </table>`;
 }
 
-const SWEEP_STATUS_LABEL = { running: "Running", finished: "Finished", failed: "Failed" } as const;
+const SWEEP_STATUS_LABEL = { running: "Running", held: "Held for confirmation", finished: "Finished", failed: "Failed", discarded: "Discarded" } as const;
 /** How many of a sweep's newest errors the overview shows; the admin API has the rest. */
 const SWEEP_ERRORS_SHOWN = 3;
 
