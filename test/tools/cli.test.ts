@@ -51,7 +51,7 @@ async function run(args: string[]): Promise<{ code: number | null; stdout: strin
   return { code, stdout, stderr };
 }
 
-const handedOver = { unknown_past_due: 2, no_longer_past_due: 1, missing_from_autumn: 0 };
+const handedOver = { unknown_past_due: 2, no_longer_past_due: 1, missing_from_autumn: 0, limit_reached: 0, limit_lifted: 0 };
 
 describe("tollgate reconcile", () => {
   it("--help lists the command and its options", async () => {
@@ -84,8 +84,8 @@ describe("tollgate reconcile", () => {
     const admin = await fakeAdmin({
       post: { status: 202, body: { ...sweep(), started: true } },
       gets: [
-        { status: 200, body: sweep({ pages: 1, customers_seen: 1000, orgs_handed_over: { unknown_past_due: 1, no_longer_past_due: 0, missing_from_autumn: 0 } }) },
-        { status: 200, body: sweep({ pages: 1, customers_seen: 1000, orgs_handed_over: { unknown_past_due: 1, no_longer_past_due: 0, missing_from_autumn: 0 } }) },
+        { status: 200, body: sweep({ pages: 1, customers_seen: 1000, orgs_handed_over: { unknown_past_due: 1, no_longer_past_due: 0, missing_from_autumn: 0, limit_reached: 0, limit_lifted: 0 } }) },
+        { status: 200, body: sweep({ pages: 1, customers_seen: 1000, orgs_handed_over: { unknown_past_due: 1, no_longer_past_due: 0, missing_from_autumn: 0, limit_reached: 0, limit_lifted: 0 } }) },
         { status: 200, body: sweep({ pages: 2, customers_seen: 1500, orgs_handed_over: handedOver, phase: "missing" }) },
         { status: 200, body: sweep({ pages: 2, customers_seen: 1500, orgs_handed_over: handedOver, status: "finished", phase: "done", finished_at: T0 + 4_000, autumn_calls: 2, object_calls: 3 }) },
       ],
