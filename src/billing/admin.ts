@@ -33,6 +33,8 @@ async function authorize(request: IRequest, env: BillingEnv): Promise<Response |
 
 /** Key ids are minted as `ik_` + 16 hex digits; anything far from that shape cannot name a key. */
 const KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** Sweep ids are minted as `sweep_` + a compact time + 8 hex digits. */
+const SWEEP_ID_PATTERN = /^[A-Za-z0-9_-]{1,80}$/;
 
 function withOrg(request: IRequest): Response | undefined {
   const orgId = orgIdFromPath(request.params.orgId);
@@ -57,6 +59,19 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
     const { started, sweep } = await reconciler(env).start("admin");
     log({ event: "admin_reconcile", started, sweep_id: sweep.id });
     return jsonResponse({ ...sweep, started }, started ? 202 : 200);
+  })
+  // A held sweep (it would restore too many orgs at once) goes ahead only when an operator confirms it.
+  .post("/reconcile/:sweepId/confirm", async ({ params }, env) => {
+    const sweepId = decodePathSegment(params.sweepId);
+    if (sweepId === null || !SWEEP_ID_PATTERN.test(sweepId)) return errorResponse(400, "invalid_sweep_id", "a sweep id is what POST or GET /admin/reconcile answered as id");
+    const result = await reconciler(env).confirm(sweepId);
+    if (!result.ok) {
+      return result.error === "sweep_not_found"
+        ? errorResponse(404, "sweep_not_found", `no sweep ${sweepId} is kept`)
+        : errorResponse(409, "sweep_not_held", `sweep ${sweepId} is ${result.status}, not held: only the current held sweep can be confirmed (a newer sweep discards a held one)`);
+    }
+    log({ event: "admin_reconcile_confirmed", sweep_id: sweepId });
+    return jsonResponse(result.sweep, 202);
   })
   .get("/reconcile", async (_request, env) => {
     const sweep = await reconciler(env).status();

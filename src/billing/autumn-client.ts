@@ -5,7 +5,8 @@ import { AutumnCustomer, AutumnCustomerPage, AutumnErrorBody, AutumnInvoicePage,
 export const AUTUMN_API_VERSION = "2.3.0";
 
 export type AutumnFailure = {
-  kind: "http" | "timeout" | "network" | "invalid_response" | "not_configured";
+  /** `unknown_customer`: Autumn answered 404 customer_not_found. Not a sign of payment: the org keeps its state. */
+  kind: "http" | "timeout" | "network" | "invalid_response" | "not_configured" | "unknown_customer";
   message: string;
   status?: number;
   code?: string;
@@ -97,7 +98,7 @@ export function createAutumnClient(options: AutumnClientOptions) {
   }
 
   return {
-    /** `null` means Autumn has no such customer: no subscription, so nothing past due. */
+    /** `null` means Autumn has no such customer (404 customer_not_found); the caller decides what that means (billing-facts.ts: unknown, not paid). */
     getCustomer(customerId: string): Promise<AutumnResult<AutumnCustomer | null>> {
       return call("/v1/customers.get", { customer_id: customerId, expand: ["invoices"] }, AutumnCustomer, true);
     },

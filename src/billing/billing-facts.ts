@@ -124,6 +124,11 @@ const MAX_PAID_PAGES = 20;
 export async function readBillingFacts(client: AutumnClient, orgId: string): Promise<AutumnResult<BillingFacts>> {
   const customer = await client.getCustomer(orgId);
   if (!customer.ok) return customer;
+  // A customer Autumn does not know is unknown, not paid: a deleted customer, a test key in production or a
+  // wrong AUTUMN_API_URL must never restore an org. The object keeps its state and flags the org.
+  if (customer.value === null) {
+    return { ok: false, failure: { kind: "unknown_customer", status: 404, code: "customer_not_found", message: `Autumn has no customer ${orgId} (404 customer_not_found)` } };
+  }
   if (!needsPaidLookup(customer.value)) return { ok: true, value: factsFromCustomer(customer.value) };
 
   let cursor = "";

@@ -1,4 +1,4 @@
-import { ConfigError, durationSetting, requiredSetting, urlSetting, type EnvVars } from "../shared/settings.ts";
+import { ConfigError, durationSetting, optionalSetting, requiredSetting, urlSetting, type EnvVars } from "../shared/settings.ts";
 import { parseDuration } from "../shared/duration.ts";
 import { enforceLimits, usageFeatures, type UsageFeatures } from "../shared/usage.ts";
 
@@ -40,6 +40,17 @@ export function usageSettings(env: EnvVars): UsageSettings {
 
 /** Metering off: what an invalid usage setting falls back to (and the error is reported). */
 export const NO_USAGE: UsageSettings = { features: {}, reportIntervalMs: parseDuration(DEFAULT_USAGE_REPORT_INTERVAL)!, enforce: false };
+
+/** A restore share such as `10%`: how much of what Tollgate holds restricted one sweep may move toward ok without an operator. */
+export const DEFAULT_RECONCILE_MAX_RESTORE_SHARE = "10%";
+
+export function reconcileMaxRestoreShare(env: EnvVars): number {
+  const text = optionalSetting(env, "RECONCILE_MAX_RESTORE_SHARE", DEFAULT_RECONCILE_MAX_RESTORE_SHARE);
+  const match = /^(\d+(?:\.\d+)?)\s*%$/.exec(text);
+  const percent = match ? Number(match[1]) : NaN;
+  if (!(percent >= 0 && percent <= 100)) throw new ConfigError("RECONCILE_MAX_RESTORE_SHARE", `RECONCILE_MAX_RESTORE_SHARE="${text}" is not a share such as 10% (0% to 100%)`);
+  return percent / 100;
+}
 
 export type AutumnSettings = { baseUrl: string; secretKey: string; timeoutMs: number };
 

@@ -12,5 +12,7 @@ export const IndexEntry = z.object({
   suspend_at: z.number().nullable(),
   suspended_at: z.number().nullable(),
   pay_url: z.string().nullable().default(null),
+  /** The metered features the org holds a plan limit on (feature ids), so the sweep can compare them with Autumn's balances. */
+  limits: z.array(z.string()).default([]),
 });
 export type IndexEntry = z.infer<typeof IndexEntry>;

@@ -21,10 +21,10 @@ export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
   };
 }
 
-/** The index lists orgs by billing state; limits are the object's and the edge's business only. */
+/** The index lists orgs by billing state, and which features each holds a plan limit on (for the sweep). */
 export function indexEntryOf(record: OrgRecord): IndexEntry {
-  const { limits: _limits, ...entry } = mirrorEntryOf(record);
-  return { org_id: record.org_id, reason: record.reason, ...entry };
+  const { limits, ...entry } = mirrorEntryOf(record);
+  return { org_id: record.org_id, reason: record.reason, ...entry, limits: limits.map((limit) => limit.feature_id) };
 }
 
 /**

@@ -348,7 +348,9 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     const { prev, next } = this.transact(() => {
       const prev = this.load();
       const decision = decide(prev, facts, now, settings.policy);
-      const failures = facts === null ? prev.failures + 1 : 0;
+      // Autumn not knowing the customer is no failure to retry: it is re-read on the resync schedule, not hammered.
+      const unknown = failure?.kind === "unknown_customer";
+      const failures = facts === null && !unknown ? prev.failures + 1 : 0;
       // While a suspension waits only for Autumn, retry often: it then follows Autumn's recovery within a minute.
       const retryCap = decision.reason === "grace_elapsed_awaiting_autumn" ? AWAITING_AUTUMN_CAP_MS : undefined;
       const limits = facts === null ? prev.limits : limitsFrom(facts.balances, settings.usage.features, prev.limits, now);
@@ -357,9 +359,9 @@ export class OrgBilling extends DurableObject<BillingEnv> {
         ...decision,
         evidence: facts === null ? prev.evidence : { ...facts.evidence, balances: meteredBalances(facts.balances, settings.usage.features) },
         limits,
-        last_sync: { at: now, ok: facts !== null, error: failure?.message ?? null },
+        last_sync: { at: now, ok: facts !== null, error: failure?.message ?? null, customer_unknown: unknown },
         failures,
-        retry_at: facts === null ? now + retryDelay(failures, failure?.retryAfterMs, retryCap) : null,
+        retry_at: facts === null && !unknown ? now + retryDelay(failures, failure?.retryAfterMs, retryCap) : null,
         follow_up: nextFollowUp(prev.follow_up, { source: trigger.source, ok: facts !== null, state: decision.state }, now),
         version: prev.version + 1,
       };
@@ -384,7 +386,9 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       return { prev, next };
     });
 
-    if (failure) {
+    if (failure?.kind === "unknown_customer") {
+      logWarn({ event: "autumn_customer_unknown", org_id: orgId, source: trigger.source, state: next.state, reason: next.reason });
+    } else if (failure) {
       logWarn({ event: "sync_failed", org_id: orgId, source: trigger.source, kind: failure.kind, status: failure.status, code: failure.code, error: failure.message, failures: next.failures, retry_at: next.retry_at, state: next.state });
     } else {
       log({ event: "sync", org_id: orgId, source: trigger.source, message_id: trigger.message_id, past_due: facts?.pastDue, has_paid: facts?.hasPaid, state: next.state, reason: next.reason, suspend_at: next.suspend_at });

@@ -5,13 +5,18 @@ import { IndexEntry } from "./index-entry.ts";
 const RESTORED_RETENTION_MS = 30 * 86_400_000;
 const LISTED_STATES = ["overdue", "suspended", "ok"] as const;
 
-type Row = Omit<IndexEntry, "state" | "reason"> & { state: string; reason: string };
+type Row = Omit<IndexEntry, "state" | "reason" | "limits"> & { state: string; reason: string };
+
+/** What the sweep compares with Autumn: an org's state, and the features it holds a plan limit on. */
+export type HeldEntry = Pick<IndexEntry, "org_id" | "state" | "reason" | "since" | "limits">;
+const HeldRow = IndexEntry.pick({ org_id: true, state: true, reason: true, since: true, limits: true });
 
 /**
  * Durable Objects cannot be listed, so every org that ever left `ok` is registered here by
  * its own object, after each published change (and again by that object's alarm until it
- * lands). One instance, addressed by name; versions make every write idempotent and
- * order-proof.
+ * lands); so is every org holding a plan limit (table `org_limits`, apart from `orgs`, so an
+ * org that never left ok is never listed as restored). One instance, addressed by name;
+ * versions make every write idempotent and order-proof.
  */
 export class OrgIndex extends DurableObject<BillingEnv> {
   private readonly sql: SqlStorage;
@@ -25,6 +30,7 @@ export class OrgIndex extends DurableObject<BillingEnv> {
         version INTEGER NOT NULL, suspend_at INTEGER, suspended_at INTEGER
       );
       CREATE INDEX IF NOT EXISTS orgs_by_state ON orgs (state, suspend_at, suspended_at, since);
+      CREATE TABLE IF NOT EXISTS org_limits (org_id TEXT PRIMARY KEY, features TEXT NOT NULL, version INTEGER NOT NULL, at INTEGER NOT NULL);
     `);
   }
 
@@ -45,7 +51,47 @@ export class OrgIndex extends DurableObject<BillingEnv> {
         entry.org_id,
       );
     }
+    // Held limits: a row while the org holds one; emptied (kept a while, for versions' sake) when none is left.
+    const features = JSON.stringify([...entry.limits].sort());
+    if (entry.limits.length > 0) {
+      this.sql.exec(
+        `INSERT INTO org_limits (org_id, features, version, at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (org_id) DO UPDATE SET features = excluded.features, version = excluded.version, at = excluded.at WHERE excluded.version >= org_limits.version`,
+        entry.org_id, features, entry.version, Date.now(),
+      );
+    } else {
+      this.sql.exec("UPDATE org_limits SET features = '[]', version = ?, at = ? WHERE org_id = ? AND version <= ?", entry.version, Date.now(), entry.org_id, entry.version);
+    }
     this.sql.exec("DELETE FROM orgs WHERE state = 'ok' AND since < ?", Date.now() - RESTORED_RETENTION_MS);
+    this.sql.exec("DELETE FROM org_limits WHERE features = '[]' AND at < ?", Date.now() - RESTORED_RETENTION_MS);
+  }
+
+  /**
+   * The orgs among `ids` Tollgate holds as not ok or holding a plan limit, for the sweep's comparison
+   * (one call per customers.list page). An org absent from the answer is ok with no limit.
+   */
+  async heldAmong(ids: string[]): Promise<HeldEntry[]> {
+    // One JSON parameter rather than one per id: SQL statements take at most 100 bound parameters.
+    return this.sql
+      .exec<{ org_id: string; state: string | null; reason: string | null; since: number | null; features: string | null }>(
+        `SELECT j.value AS org_id, o.state, o.reason, o.since, l.features FROM json_each(?) j
+           LEFT JOIN orgs o ON o.org_id = j.value LEFT JOIN org_limits l ON l.org_id = j.value
+         WHERE (o.state IS NOT NULL AND o.state != 'ok') OR (l.features IS NOT NULL AND l.features != '[]')`,
+        JSON.stringify(ids),
+      )
+      .toArray()
+      .map((row) => HeldRow.parse({ org_id: row.org_id, state: row.state ?? "ok", reason: row.reason ?? "not_past_due", since: row.since ?? 0, limits: JSON.parse(row.features ?? "[]") }));
+  }
+
+  /** How many orgs Tollgate holds restricted (not ok, or ok with a plan limit): what the sweep's restore share is measured against. */
+  async restrictedCount(): Promise<number> {
+    const row = this.sql
+      .exec<{ n: number }>(
+        `SELECT (SELECT COUNT(*) FROM orgs WHERE state != 'ok') +
+                (SELECT COUNT(*) FROM org_limits l WHERE l.features != '[]' AND NOT EXISTS (SELECT 1 FROM orgs o WHERE o.org_id = l.org_id AND o.state != 'ok')) AS n`,
+      )
+      .one();
+    return row.n;
   }
 
   /** One page of orgs in a state: overdue by deadline (soonest first), suspended and ok most recent first. */
@@ -66,12 +112,12 @@ export class OrgIndex extends DurableObject<BillingEnv> {
       .map((row) => IndexEntry.pick({ org_id: true, state: true, reason: true }).parse(row));
   }
 
-  /** Every org that is not ok, for the sweep's last step (orgs the listing never showed). */
-  async notOk(): Promise<Pick<IndexEntry, "org_id" | "state" | "reason">[]> {
+  /** Every org that is not ok, with since when, for the sweep's last step (orgs the listing never showed). */
+  async notOk(): Promise<Pick<IndexEntry, "org_id" | "state" | "reason" | "since">[]> {
     return this.sql
-      .exec<Row>("SELECT org_id, state, reason FROM orgs WHERE state != 'ok' ORDER BY org_id")
+      .exec<Row>("SELECT org_id, state, reason, since FROM orgs WHERE state != 'ok' ORDER BY org_id")
       .toArray()
-      .map((row) => IndexEntry.pick({ org_id: true, state: true, reason: true }).parse(row));
+      .map((row) => IndexEntry.pick({ org_id: true, state: true, reason: true, since: true }).parse(row));
   }
 
   /** What the console's overview shows. */

@@ -61,7 +61,8 @@ export const OrgRecord = z.object({
   /** Past due but has paid money before: normal dunning, never suspended by this policy. */
   lapsed: z.boolean(),
   evidence: Evidence.nullable(),
-  last_sync: z.object({ at: z.number(), ok: z.boolean(), error: z.string().nullable() }).nullable(),
+  /** `customer_unknown`: the last read found no such customer in Autumn (kept state, flagged; README "Reconciliation"). */
+  last_sync: z.object({ at: z.number(), ok: z.boolean(), error: z.string().nullable(), customer_unknown: z.boolean().optional() }).nullable(),
   /** Consecutive failed Autumn reads, for backoff. */
   failures: z.number().int().nonnegative(),
   /** A fresh Autumn read is owed no later than this (webhook received, or retry after a failure). */

@@ -61,6 +61,8 @@ export function orgView(
     min_notice: formatDuration(settings.minNoticeMs),
     evidence: evidenceView(record.evidence),
     last_sync: record.last_sync === null ? null : { ...record.last_sync, at: iso(record.last_sync.at) },
+    /** The last read found no such customer in Autumn: the state was kept (absence never restores an org); check the customer or AUTUMN_API_URL. */
+    autumn_customer_unknown: record.last_sync?.customer_unknown ?? false,
     consecutive_failures: record.failures,
     next_check_at: iso(nextAlarmAt(record, now, settings, othersDueAt)),
     follow_up_at: iso(followUpAt(record.follow_up)),

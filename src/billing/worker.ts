@@ -24,6 +24,7 @@ const router = Router<Request & { params: Record<string, string> }, [BillingEnv,
   .get("/health", () => jsonResponse({ status: "ok", worker: "billing" }))
   .post("/api/billing/autumn/webhook", (request, env) => handleWebhook(request, env))
   .all("/admin/reconcile", adminRouter.fetch)
+  .all("/admin/reconcile/*", adminRouter.fetch)
   .all("/admin/orgs", adminRouter.fetch)
   .all("/admin/orgs/*", adminRouter.fetch)
   .all("/admin", consoleRouter.fetch)

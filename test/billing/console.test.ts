@@ -9,6 +9,7 @@ import { DEFAULT_POLICY, NO_USAGE } from "../../src/billing/config.ts";
 import { usageView } from "../../src/billing/usage/usage-view.ts";
 import { newOrgRecord } from "../../src/billing/org-record.ts";
 import { orgView } from "../../src/billing/org-view.ts";
+import { newSweep, sweepView } from "../../src/billing/reconcile/sweep-record.ts";
 
 afterEach(deleteAllAlarms);
 
@@ -223,6 +224,17 @@ describe("reconciliation", () => {
     expect((await postForm("/admin/sweep", {}, { cookie, origin: null })).status).toBe(403);
     expect((await postForm("/admin/sweep", {})).status).toBe(303); // no session: to the login form
     expect(await sweeper().status()).toEqual(before);
+  });
+
+  it("a held sweep shows what it would restore and a Confirm button; confirming one that is not held does nothing", async () => {
+    const held = sweepView({ ...newSweep("sweep_held_1", "cron", Date.now()), status: "held", phase: "held", would_restore: { no_longer_past_due: 9, missing_from_autumn: 0, limit_lifted: 0 }, would_restore_sample: [{ org_id: "org_paid_a", kind: "no_longer_past_due" }], restricted_held: 20, restore_allowance: 5 });
+    const card = sweepCard(held, Date.now()).value;
+    expect(card).toContain("Held for confirmation");
+    expect(card).toContain("Would move 9 orgs toward ok");
+    expect(card).toContain('<form method="post" action="/admin/sweep/sweep_held_1/confirm" class="inline"><button type="submit">Confirm this sweep</button></form>');
+    const cookie = await login();
+    const response = await postForm("/admin/sweep/sweep_not_kept/confirm", {}, { cookie });
+    expect(response.headers.get("location")).toBe("/admin?done=sweep_not_held#sweep");
   });
 
   it("says so before the first sweep, and when the sweeper cannot be asked", () => {

@@ -192,10 +192,10 @@ describe("Autumn faults never cause a wrong transition", () => {
     expect((await orgState(org)).consecutive_failures).toBe(4);
   });
 
-  it("an unknown customer (404 customer_not_found) is simply not past due", async () => {
+  it("an unknown customer (404 customer_not_found) is flagged, not read as paid: the state is kept, no backoff retry", async () => {
     const org = uniqueOrg("unknown");
     const response = await admin(`/orgs/${org}/resync`, { method: "POST" });
-    expect(await response.json()).toMatchObject({ state: "ok", reason: "not_past_due", evidence: { customer_found: false } });
+    expect(await response.json()).toMatchObject({ state: "ok", autumn_customer_unknown: true, evidence: null, consecutive_failures: 0, next_check_at: null, history: [] });
   });
 });
 

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import worker from "../../src/billing/worker.ts";
 import { autumn } from "../support/autumn.ts";
-import { admin, deleteAllAlarms, deliver, MIN_NOTICE_MS, orgState, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
+import { admin, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, mirrorOf, orgState, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 
 const clock = fakeClock();
@@ -82,7 +82,7 @@ describe("the reconciliation sweep", () => {
     expect(state.history[0]).toMatchObject({ from: "suspended", to: "ok", source: "reconcile", note: "no_longer_past_due" });
   });
 
-  it("hands over an org held as overdue that Autumn no longer lists", async () => {
+  it("hands over an org held as overdue that Autumn no longer lists; absence from Autumn keeps its state and flags it", async () => {
     const org = uniqueOrg("deleted");
     await autumn.createCustomer(org);
     await deliver((await autumn.pastDue(org, clock.now)).webhook);
@@ -90,7 +90,140 @@ describe("the reconciliation sweep", () => {
 
     const sweep = await reconcileNow();
     expect(sweep.orgs_handed_over.missing_from_autumn).toBeGreaterThanOrEqual(1);
-    expect(await orgState(org)).toMatchObject({ state: "ok", history: [{ from: "overdue", to: "ok", source: "reconcile", note: "missing_from_autumn" }, {}] });
+    const state = await orgState(org);
+    expect(state).toMatchObject({ state: "overdue", autumn_customer_unknown: true, consecutive_failures: 0, history: [{ from: "ok", to: "overdue" }] });
+    // Not hammered: no backoff retry (the next read is the webhook's 1-minute follow-up, then the periodic resync).
+    expect(Date.parse(state.next_check_at!)).toBeGreaterThanOrEqual(clock.now + 60_000);
+    // Handed over once: the next sweep knows it is missing and leaves it to its object's resync.
+    const again = await reconcileNow();
+    expect(again.orgs_handed_over.missing_from_autumn).toBe(0);
+    expect(again.still_missing).toBeGreaterThanOrEqual(1);
+  });
+
+  it("a suspended org whose customer was deleted in Autumn stays suspended after a sweep and a read", async () => {
+    const org = uniqueOrg("deleted_suspended");
+    await autumn.createCustomer(org);
+    await deliver((await autumn.pastDue(org, clock.now - GRACE)).webhook);
+    await sitOutMinimumNotice(org, clock);
+    expect((await orgState(org)).state).toBe("suspended");
+    await autumn.deleteCustomer(org);
+
+    await reconcileNow();
+    const resynced = (await (await admin(`/orgs/${org}/resync`, { method: "POST" })).json()) as Awaited<ReturnType<typeof orgState>>;
+    expect(resynced).toMatchObject({ state: "suspended", reason: "grace_elapsed_never_paid", autumn_customer_unknown: true });
+    expect(resynced.history.filter((h) => h.kind === "transition").map((h) => h.to)).toEqual(["suspended", "overdue"]);
+  });
+
+  it("does not take an org that turned overdue after its page was read for missing from Autumn", async () => {
+    await autumn.seed({ count: 1_100, prefix: `after-${crypto.randomUUID().slice(0, 6)}-` });
+    const org = uniqueOrg("late_overdue");
+    await autumn.createCustomer(org, { created_at: Date.now() + 400 * DAY }); // newest: on the first page
+    expect((await admin("/reconcile", { method: "POST" })).status).toBe(202);
+    await runDurableObjectAlarm(sweeper()); // page 1, where the org is still in good standing
+    expect(await sweeper().status()).toMatchObject({ status: "running", pages: 1 });
+    clock.set(clock.now + 1_000);
+    await deliver((await autumn.pastDue(org, clock.now)).webhook);
+    const readsBefore = (await autumn.calls(org)).length;
+    const done = await driveSweep();
+    expect(done.status).toBe("finished");
+    // Not handed over as missing_from_autumn: no read for it during the rest of the sweep, no note in its history.
+    expect((await autumn.calls(org)).length).toBe(readsBefore);
+    expect((await orgState(org)).history.filter((h) => h.source === "reconcile")).toEqual([]);
+  });
+
+  it("holds a sweep that would restore too many orgs, until an operator confirms it", { timeout: 60_000 }, async () => {
+    const orgs = Array.from({ length: 8 }, (_, i) => uniqueOrg(`mass_${i}`));
+    for (const org of orgs) {
+      await autumn.createCustomer(org);
+      await deliver((await autumn.pastDue(org, clock.now)).webhook);
+      await autumn.pay(org, { webhook: false });
+    }
+    const held = await reconcileNow();
+    expect(held).toMatchObject({ status: "held", would_restore: { no_longer_past_due: 8 } });
+    expect(held.would_restore_sample.length).toBeGreaterThanOrEqual(1);
+    for (const org of orgs) expect((await orgState(org)).state).toBe("overdue");
+
+    expect((await admin(`/reconcile/not_a_sweep/confirm`, { method: "POST" })).status).toBe(404);
+    const confirmed = await admin(`/reconcile/${held.id}/confirm`, { method: "POST" });
+    expect(confirmed.status).toBe(202);
+    const done = await driveSweep();
+    expect(done).toMatchObject({ id: held.id, status: "finished", confirmed: true });
+    expect(done.orgs_handed_over.no_longer_past_due).toBe(8);
+    for (const org of orgs) expect((await orgState(org)).state).toBe("ok");
+  });
+
+  it("a held sweep is discarded by the next one", { timeout: 60_000 }, async () => {
+    const orgs = Array.from({ length: 7 }, (_, i) => uniqueOrg(`discard_${i}`));
+    for (const org of orgs) {
+      await autumn.createCustomer(org);
+      await deliver((await autumn.pastDue(org, clock.now)).webhook);
+      await autumn.deleteCustomer(org);
+    }
+    const held = await reconcileNow();
+    expect(held).toMatchObject({ status: "held", would_restore: { missing_from_autumn: 7 } });
+    const next = (await (await admin("/reconcile", { method: "POST" })).json()) as SweepView;
+    expect(next.id).not.toBe(held.id);
+    expect((await sweeper().recent(2)).map((s) => s.status)).toEqual(["running", "discarded"]);
+    expect((await admin(`/reconcile/${held.id}/confirm`, { method: "POST" })).status).toBe(409);
+    // The new sweep finds the same and is held too; confirmed, it hands them over (they stay overdue: Autumn does not know them).
+    const again = await driveSweep();
+    expect(again).toMatchObject({ status: "held", would_restore: { missing_from_autumn: 7 } });
+    expect((await admin(`/reconcile/${again.id}/confirm`, { method: "POST" })).status).toBe(202);
+    expect(await driveSweep()).toMatchObject({ status: "finished", orgs_handed_over: { missing_from_autumn: 7 } });
+    for (const org of orgs) expect(await orgState(org)).toMatchObject({ state: "overdue", autumn_customer_unknown: true });
+  });
+
+  it("keeps tens of thousands of pending hand-overs in rows, not in the sweep's one document", { timeout: 120_000 }, async () => {
+    const count = 45_000;
+    await runInDurableObject(env.ORG_INDEX.getByName("index"), (_instance, state) => {
+      state.storage.transactionSync(() => {
+        for (let i = 0; i < count; i++) {
+          state.storage.sql.exec(
+            "INSERT INTO orgs (org_id, state, reason, since, version, suspend_at, suspended_at) VALUES (?, 'suspended', 'grace_elapsed_never_paid', 0, 1, NULL, 0)",
+            `bulk_missing_org_${String(i).padStart(6, "0")}`,
+          );
+        }
+      });
+    });
+    try {
+      const held = await reconcileNow();
+      expect(held.status).toBe("held");
+      expect(held.pending_hand_overs).toBeGreaterThanOrEqual(count);
+      expect(held.would_restore.missing_from_autumn).toBeGreaterThanOrEqual(count);
+      expect(held.would_restore_sample.length).toBe(20);
+      // The sweep's document stays small (SQLite refuses a row over 2 MB): the hand-overs are rows.
+      const docSize = await runInDurableObject(sweeper(), (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT MAX(LENGTH(doc)) AS n FROM sweeps").one().n);
+      expect(docSize).toBeLessThan(20_000);
+    } finally {
+      await runInDurableObject(env.ORG_INDEX.getByName("index"), (_instance, state) => void state.storage.sql.exec("DELETE FROM orgs WHERE org_id LIKE 'bulk_missing_org_%'").toArray());
+      await reconcileNow(); // discards the held sweep; nothing is missing any more
+    }
+  });
+
+  it("lifts a plan limit whose upgrade webhook was lost", async () => {
+    const org = uniqueOrg("limit_lost");
+    await autumn.createCustomer(org, { webhook: false });
+    await autumn.setAllowance(org, "spans", { granted: 10, next_reset_at: null });
+    await autumn.track(org, "spans", { value: 10 });
+    await deliverNow(org);
+    expect((await mirrorOf(org))!.limits).toMatchObject([{ feature_id: "spans" }]);
+    await autumn.setAllowance(org, "spans", { granted: 1_000 }, { webhook: false });
+
+    const sweep = await reconcileNow();
+    expect(sweep.orgs_handed_over.limit_lifted).toBeGreaterThanOrEqual(1);
+    expect((await mirrorOf(org))!.limits).toEqual([]);
+    expect((await orgState(org)).history[0]).toMatchObject({ kind: "limit_cleared", source: "reconcile", note: "limit_lifted" });
+  });
+
+  it("finds a plan limit Tollgate does not hold", async () => {
+    const org = uniqueOrg("limit_unseen");
+    await autumn.createCustomer(org, { webhook: false });
+    await autumn.setAllowance(org, "log_records", { granted: 10, next_reset_at: null });
+    await autumn.track(org, "log_records", { value: 10 });
+
+    const sweep = await reconcileNow();
+    expect(sweep.orgs_handed_over.limit_reached).toBeGreaterThanOrEqual(1);
+    expect((await mirrorOf(org))!.limits).toMatchObject([{ feature_id: "log_records" }]);
   });
 
   it("resumes after a page fails mid-way, waiting as long as Retry-After asks", async () => {

@@ -51,7 +51,7 @@ async function run(args: string[]): Promise<{ code: number | null; stdout: strin
   return { code, stdout, stderr };
 }
 
-const handedOver = { unknown_past_due: 2, no_longer_past_due: 1, missing_from_autumn: 0 };
+const handedOver = { unknown_past_due: 2, no_longer_past_due: 1, missing_from_autumn: 0, limit_reached: 0, limit_lifted: 0 };
 
 describe("tollgate reconcile", () => {
   it("--help lists the command and its options", async () => {
@@ -84,8 +84,8 @@ describe("tollgate reconcile", () => {
     const admin = await fakeAdmin({
       post: { status: 202, body: { ...sweep(), started: true } },
       gets: [
-        { status: 200, body: sweep({ pages: 1, customers_seen: 1000, orgs_handed_over: { unknown_past_due: 1, no_longer_past_due: 0, missing_from_autumn: 0 } }) },
-        { status: 200, body: sweep({ pages: 1, customers_seen: 1000, orgs_handed_over: { unknown_past_due: 1, no_longer_past_due: 0, missing_from_autumn: 0 } }) },
+        { status: 200, body: sweep({ pages: 1, customers_seen: 1000, orgs_handed_over: { unknown_past_due: 1, no_longer_past_due: 0, missing_from_autumn: 0, limit_reached: 0, limit_lifted: 0 } }) },
+        { status: 200, body: sweep({ pages: 1, customers_seen: 1000, orgs_handed_over: { unknown_past_due: 1, no_longer_past_due: 0, missing_from_autumn: 0, limit_reached: 0, limit_lifted: 0 } }) },
         { status: 200, body: sweep({ pages: 2, customers_seen: 1500, orgs_handed_over: handedOver, phase: "missing" }) },
         { status: 200, body: sweep({ pages: 2, customers_seen: 1500, orgs_handed_over: handedOver, status: "finished", phase: "done", finished_at: T0 + 4_000, autumn_calls: 2, object_calls: 3 }) },
       ],
@@ -138,6 +138,18 @@ describe("tollgate reconcile", () => {
     expect(result.stdout).toContain("customers:    20000 seen");
   });
 
+  it("--confirm <id> confirms a held sweep; a held sweep prints what it would restore and how to confirm, and exits 1", async () => {
+    const held = sweep({ status: "held", phase: "held", would_restore: { no_longer_past_due: 7, missing_from_autumn: 1, limit_lifted: 0 }, would_restore_sample: [{ org_id: "org_a", kind: "no_longer_past_due" }], restricted_held: 12, restore_allowance: 5 });
+    const text = formatSweep(held, T0);
+    expect(text).toContain("HELD:         would move 8 orgs toward ok (7 no longer past due, 1 missing from Autumn, 0 limits lifted) of 12 restricted; more than 5 needs a confirmation");
+    expect(text).toContain("org_a  no_longer_past_due");
+    expect(text).toContain("tollgate reconcile --confirm sweep_test");
+    const admin = await fakeAdmin({ post: { status: 202, body: sweep({ status: "running", phase: "finishing", confirmed: true }) }, gets: [] });
+    const result = await run(["reconcile", "--confirm", "sweep_test", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(admin.calls.map((c) => `${c.method} ${c.path}`)).toEqual(["POST /admin/reconcile/sweep_test/confirm"]);
+  });
+
   it("--status before any sweep says so, and succeeds", async () => {
     const admin = await fakeAdmin({ gets: [{ status: 404, body: { error: "no_sweep", message: "no reconciliation sweep has run yet" } }] });
     const result = await run(["reconcile", "--status", "--url", admin.url, "--token", TOKEN]);
@@ -188,6 +200,12 @@ describe("formatting", () => {
     expect(text).toContain("reconcile ok → overdue (in_grace_period) — sweep: past due in Autumn, ok or unknown here");
     expect(text).toContain("follow-up:  2026-03-01T12:01:00.000Z (in 1m)");
     expect(text).toContain("org.overdue evt_1 after 40 attempts: receiver answered 500");
+  });
+
+  it("an org Autumn does not know is flagged", () => {
+    const view = overdueOrg();
+    expect(formatOrg(view, T0)).not.toContain("AUTUMN DOES NOT KNOW");
+    expect(formatOrg({ ...view, autumn_customer_unknown: true }, T0)).toContain("AUTUMN DOES NOT KNOW THIS CUSTOMER (404 customer_not_found): the state is kept");
   });
 
   it("an org's parked data, when it has any", () => {

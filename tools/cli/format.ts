@@ -41,6 +41,7 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
     const checked = { recent_invoices: " (in the 10 recent invoices)", invoices_list: " (every paid invoice listed)", not_needed: "" }[e.paid_checked];
     if (e.customer_found) lines.push(`              has paid: ${e.paid_invoice ? `yes (${e.paid_invoice.stripe_id}, ${e.paid_invoice.total} ${e.paid_invoice.currency})` : e.paid_checked === "not_needed" ? "not asked (nothing past due)" : "never"}${checked}`);
   }
+  if (org.autumn_customer_unknown) lines.push("  AUTUMN DOES NOT KNOW THIS CUSTOMER (404 customer_not_found): the state is kept, re-read on the resync schedule; check the customer, the key and AUTUMN_API_URL");
   if (org.last_sync) lines.push(`  last sync:  ${ago(org.last_sync.at, now)} ${org.last_sync.ok ? "ok" : `FAILED: ${org.last_sync.error}`}`);
   if (org.follow_up_at) lines.push(`  follow-up:  ${ago(org.follow_up_at, now)} (a short re-read after a webhook, in case a payment shows late)`);
   lines.push(`  next check: ${ago(org.next_check_at, now)}`);
@@ -103,6 +104,13 @@ export function formatSweep(sweep: SweepView, now = Date.now()): string {
   lines.push(`  pages:        ${sweep.pages}`);
   lines.push(`  customers:    ${sweep.customers_seen} seen`);
   lines.push(`  handed over:  ${handedOver(sweep)}${sweep.hand_over_failures > 0 ? `; ${sweep.hand_over_failures} could not be handed over` : ""}`);
+  if (sweep.status === "held") {
+    const w = sweep.would_restore;
+    lines.push(`  HELD:         would move ${w.no_longer_past_due + w.missing_from_autumn + w.limit_lifted} orgs toward ok (${w.no_longer_past_due} no longer past due, ${w.missing_from_autumn} missing from Autumn, ${w.limit_lifted} limits lifted) of ${sweep.restricted_held} restricted; more than ${sweep.restore_allowance} needs a confirmation`);
+    for (const h of sweep.would_restore_sample) lines.push(`    ${h.org_id}  ${h.kind}`);
+    lines.push(`  confirm with: tollgate reconcile --confirm ${sweep.id}   (the next sweep discards it otherwise)`);
+  }
+  if (sweep.still_missing > 0) lines.push(`  still missing: ${sweep.still_missing} orgs Autumn did not list last time either (left to their objects' resync)`);
   lines.push(`  calls:        ${sweep.autumn_calls} to Autumn, ${sweep.object_calls} to org objects`);
   lines.push(`  errors:       ${sweep.error_count}${sweep.error_count > sweep.errors.length ? ` (newest ${sweep.errors.length} below)` : ""}`);
   for (const error of sweep.errors) lines.push(`    ${error.at}  page ${error.page}${error.org_id ? ` ${error.org_id}` : ""}: ${error.message}`);

@@ -138,6 +138,7 @@ adminCommand(program, "reconcile")
   .description("start a reconciliation sweep with Autumn (or show the one already running); --status only shows the current or last one")
   .option("--status", "do not start a sweep: show the current or last one")
   .option("--wait", "poll until the sweep is no longer running, printing progress; exit 1 if it failed")
+  .option("--confirm <sweepId>", "confirm a held sweep (one that would restore too many orgs at once): it then hands its orgs over")
   .addOption(
     new Option("--interval <seconds>", "seconds between polls with --wait").default(1).argParser((value) => {
       const seconds = Number(value);
@@ -145,10 +146,12 @@ adminCommand(program, "reconcile")
       return seconds;
     }),
   )
-  .action(async (options: { status?: boolean; wait?: boolean; interval: number }) => {
+  .action(async (options: { status?: boolean; wait?: boolean; confirm?: string; interval: number }) => {
     let sweep: SweepView | null;
     let answer: unknown;
-    if (options.status) {
+    if (options.confirm !== undefined) {
+      answer = sweep = await call<SweepView>("POST", `/reconcile/${encodeURIComponent(options.confirm)}/confirm`);
+    } else if (options.status) {
       answer = sweep = await sweepStatus();
       if (sweep === null) {
         print(null, () => "No reconciliation sweep has run yet (`tollgate reconcile` starts one).");
@@ -165,7 +168,7 @@ adminCommand(program, "reconcile")
     if (options.wait && sweep.status === "running") answer = sweep = await waitFor(sweep, options.interval * 1_000);
     const shown = sweep;
     print(answer, () => formatSweep(shown));
-    if (shown.status === "failed") process.exitCode = 1;
+    if (shown.status === "failed" || shown.status === "held") process.exitCode = 1;
   });
 
 const keys = program.command("keys").description("ingest keys");

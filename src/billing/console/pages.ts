@@ -83,7 +83,7 @@ function table(rows: IndexEntryView[], columns: [string, (row: IndexEntryView) =
   </table>`;
 }
 
-const SWEEP_STATUS_LABEL = { running: "Running", finished: "Finished", failed: "Failed" } as const;
+const SWEEP_STATUS_LABEL = { running: "Running", held: "Held for confirmation", finished: "Finished", failed: "Failed", discarded: "Discarded" } as const;
 /** How many of a sweep's newest errors the overview shows; the admin API has the rest. */
 const SWEEP_ERRORS_SHOWN = 3;
 
@@ -103,6 +103,15 @@ export function sweepCard(sweep: SweepView | null | "unavailable", now: number):
               ${sweep.status === "running" && sweep.page_attempts > 0 && sweep.next_page_at
                 ? html` · page ${sweep.pages + 1} failed ${sweep.page_attempts}×, retrying ${when(sweep.next_page_at, now)}`
                 : ""}</dd>
+            ${sweep.status === "held"
+              ? html`<dt>Held</dt>
+                  <dd class="error">Would move ${sweep.would_restore.no_longer_past_due + sweep.would_restore.missing_from_autumn + sweep.would_restore.limit_lifted} orgs toward ok
+                    (${sweep.would_restore.no_longer_past_due} no longer past due, ${sweep.would_restore.missing_from_autumn} missing from Autumn, ${sweep.would_restore.limit_lifted} limits lifted)
+                    of ${sweep.restricted_held} restricted; more than ${sweep.restore_allowance} needs a confirmation. A wrong Autumn key or URL looks like this: check before confirming.
+                    <ul class="plain">${sweep.would_restore_sample.map((h) => html`<li>${orgLink(h.org_id)} · ${DISAGREEMENT_LABELS[h.kind]}</li>`)}</ul>
+                    <form method="post" action="/admin/sweep/${sweep.id}/confirm" class="inline"><button type="submit">Confirm this sweep</button></form>
+                    <span class="muted">(otherwise the next sweep discards it)</span></dd>`
+              : ""}
             <dt>Started</dt><dd>${when(sweep.started_at, now)}</dd>
             <dt>Finished</dt><dd>${sweep.finished_at ? when(sweep.finished_at, now) : html`<span class="muted">not yet (${sweep.pages} page${sweep.pages === 1 ? "" : "s"} so far)</span>`}</dd>
             <dt>Customers seen</dt><dd>${sweep.customers_seen} <span class="muted">on ${sweep.pages} page${sweep.pages === 1 ? "" : "s"} of Autumn's list</span></dd>
@@ -293,6 +302,9 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
           ${deadlineTerms(org, now)}
           ${org.override
             ? html`<dt>Override</dt><dd>${org.override.action} until ${org.override.until ? when(org.override.until, now) : "cleared"}: “${org.override.note}”</dd>`
+            : ""}
+          ${org.autumn_customer_unknown
+            ? html`<dt>Autumn</dt><dd class="error">does not know this customer (404 customer_not_found): the state is kept, re-read on the resync schedule. Check the customer, the key and AUTUMN_API_URL.</dd>`
             : ""}
           <dt>Last read from Autumn</dt><dd>${org.last_sync ? html`${when(org.last_sync.at, now)} ${org.last_sync.ok ? "ok" : html`<span class="error">failed: ${org.last_sync.error}</span>`}` : "never"}</dd>
           ${org.follow_up_at

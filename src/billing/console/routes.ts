@@ -23,6 +23,8 @@ const DONE_MESSAGES: Record<string, string> = {
   override: "Override applied and recorded in the timeline.",
   sweep_started: "Started a reconciliation sweep: reload to follow it.",
   sweep_running: "A sweep is already running: reload to follow it.",
+  sweep_confirmed: "Confirmed the held sweep: it is handing its orgs over; reload to follow it.",
+  sweep_not_held: "That sweep is no longer held (a newer sweep discarded it, or it already ran): nothing was done.",
 };
 
 function doneMessage(request: IRequest): string | undefined {
@@ -100,6 +102,14 @@ export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContex
     const { started, sweep } = await reconciler(env).start("admin");
     log({ event: "admin_reconcile", started, sweep_id: sweep.id, via: "console" });
     return redirect(`/admin?done=${started ? "sweep_started" : "sweep_running"}#sweep`);
+  })
+  // A held sweep (it would restore too many orgs at once) acts only when an operator confirms it.
+  .post("/sweep/:sweepId/confirm", async (request, env) => {
+    const sweepId = request.params.sweepId ?? "";
+    if (!/^[A-Za-z0-9_-]{1,80}$/.test(sweepId)) return notFound(`"${sweepId}" is not a sweep id.`);
+    const result = await reconciler(env).confirm(sweepId);
+    log({ event: "admin_reconcile_confirmed", sweep_id: sweepId, ok: result.ok, via: "console" });
+    return redirect(`/admin?done=${result.ok ? "sweep_confirmed" : "sweep_not_held"}#sweep`);
   })
   .get("/list/:state", async (request, env) => {
     const state = request.params.state;
