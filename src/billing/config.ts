@@ -7,14 +7,17 @@ export { ConfigError } from "../shared/settings.ts";
 export const DEFAULT_GRACE_PERIOD = "3d";
 export const DEFAULT_RESYNC_INTERVAL = "6h";
 export const DEFAULT_MIN_NOTICE = "24h";
+/** How often an org with a plan limit in force is re-read: the bound on a limit outliving an upgrade whose webhook was lost. */
+export const DEFAULT_LIMIT_RESYNC_INTERVAL = "10m";
 
-export type PolicySettings = { gracePeriodMs: number; resyncIntervalMs: number; minNoticeMs: number };
+export type PolicySettings = { gracePeriodMs: number; resyncIntervalMs: number; minNoticeMs: number; limitResyncIntervalMs: number };
 
 export function policySettings(env: EnvVars): PolicySettings {
   return {
     gracePeriodMs: durationSetting(env, "GRACE_PERIOD", DEFAULT_GRACE_PERIOD),
     resyncIntervalMs: durationSetting(env, "RESYNC_INTERVAL", DEFAULT_RESYNC_INTERVAL),
     minNoticeMs: durationSetting(env, "MIN_NOTICE", DEFAULT_MIN_NOTICE),
+    limitResyncIntervalMs: durationSetting(env, "LIMIT_RESYNC_INTERVAL", DEFAULT_LIMIT_RESYNC_INTERVAL),
   };
 }
 
@@ -23,6 +26,7 @@ export const DEFAULT_POLICY: PolicySettings = {
   gracePeriodMs: parseDuration(DEFAULT_GRACE_PERIOD)!,
   resyncIntervalMs: parseDuration(DEFAULT_RESYNC_INTERVAL)!,
   minNoticeMs: parseDuration(DEFAULT_MIN_NOTICE)!,
+  limitResyncIntervalMs: parseDuration(DEFAULT_LIMIT_RESYNC_INTERVAL)!,
 };
 
 export const DEFAULT_USAGE_REPORT_INTERVAL = "30s";

@@ -1,20 +1,21 @@
 import type { MirrorEntry } from "../shared/billing-state.ts";
 import type { IndexEntry } from "./index-entry.ts";
 import type { OrgRecord } from "./org-record.ts";
+import { publishedDeadline } from "./policy.ts";
 
 /**
  * What the world sees of an org: its KV mirror entry (read by the ingest Worker) and its
  * index entry (read by the console). Both are published after every change to them.
- * The deadline is published only while it can still fire (in grace, or elapsed and
- * awaiting confirmation), not for exempt or lapsed orgs.
+ * The deadline is published only while it can still fire (in grace, elapsed and awaiting
+ * confirmation, or exempt with an end: the deadline that applies once the exemption ends),
+ * not for lapsed orgs or exemptions without end.
  */
 export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
-  const deadlineLive = record.reason === "in_grace_period" || record.reason === "grace_elapsed_awaiting_autumn";
   return {
     state: record.state,
     since: record.since,
     version: record.version,
-    suspend_at: deadlineLive ? record.suspend_at : null,
+    suspend_at: publishedDeadline(record),
     suspended_at: record.suspended_at,
     pay_url: record.state === "ok" ? null : (record.evidence?.pay_url ?? null),
     limits: record.limits.map(({ feature_id, signals, reset_at }) => ({ feature_id, signals, reset_at })),

@@ -6,11 +6,12 @@ import { parkingView, ParkingProgress } from "./parking-progress.ts";
 import { isoOrNull as iso } from "../shared/iso-time.ts";
 import type { LimitRecord } from "./org-record.ts";
 import { limitChanges } from "./usage/limits.ts";
+import { publishedDeadline } from "./policy.ts";
 
 /**
  * Outbound events, so the product can tell its customer (`NOTIFY_URL`): one per transition,
- * named after the state entered, and one warning per overdue period, SUSPENSION_WARNING
- * before its deadline. Pure: what to send; the object queues and delivers it.
+ * named after the state entered (`org.restored` when ingestion comes back), and one warning per
+ * notice, SUSPENSION_WARNING before its deadline. Pure: what to send; the object queues and delivers it.
  */
 export const NotifyEvent = z.object({
   id: z.string(),
@@ -55,23 +56,27 @@ export type NotifyEvent = z.infer<typeof NotifyEvent>;
 export type DeadLetter = { event: NotifyEvent; attempts: number; error: string; at: number };
 
 
-/** The deadline that can still fire: in grace, or elapsed and awaiting Autumn's confirmation. */
-export function liveDeadline(record: Pick<OrgRecord, "state" | "reason" | "suspend_at">): number | null {
-  return record.state === "overdue" && (record.reason === "in_grace_period" || record.reason === "grace_elapsed_awaiting_autumn") ? record.suspend_at : null;
+/** The deadline that can still fire: the one the mirror publishes (policy.ts, `publishedDeadline`). */
+export function liveDeadline(record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "override">): number | null {
+  return publishedDeadline(record);
 }
 
 /**
- * The overdue period an org is in, by when Tollgate first saw it: an anchor that moves earlier
- * (an older invoice found later) is still the same period, and gets no second warning.
+ * The notice an org is in, by when its deadline was first published: an anchor that moves earlier
+ * (an older invoice found later) is still the same notice, and gets no second warning; a new
+ * notice (after an exemption is granted or cleared) gets its own.
  */
-function overduePeriod(record: Pick<OrgRecord, "anchor" | "noticed_at">): number | null {
-  return record.noticed_at ?? record.anchor;
+function noticePeriod(record: Pick<OrgRecord, "anchor" | "noticed_at" | "notice_from">): number | null {
+  return record.notice_from ?? record.noticed_at ?? record.anchor;
 }
 
 /** When this org's warning is due, or null when there is nothing (more) to warn about. */
-export function warningDueAt(record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "anchor" | "noticed_at" | "warned_anchor">, warningMs: number): number | null {
+export function warningDueAt(
+  record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "override" | "anchor" | "noticed_at" | "notice_from" | "warned_anchor">,
+  warningMs: number,
+): number | null {
   const deadline = liveDeadline(record);
-  if (deadline === null || record.warned_anchor === overduePeriod(record)) return null;
+  if (deadline === null || record.warned_anchor === noticePeriod(record)) return null;
   return deadline - warningMs;
 }
 
@@ -113,6 +118,20 @@ function limitEvent(type: "org.limit_reached" | "org.limit_cleared", record: Org
 const TYPE_FOR_STATE = { ok: "org.restored", overdue: "org.overdue", suspended: "org.suspended" } as const;
 
 /**
+ * Ingestion is back: the org left `suspended` (for `ok`, or for `overdue`: exempted, unsuspended,
+ * a lapsed customer), or it is back to `ok` from `overdue`. Its `state` says which; the parked
+ * batches are delivered on every exit from `suspended`.
+ */
+export function isRestored(prev: OrgRecord["state"], next: OrgRecord["state"]): boolean {
+  return next !== prev && (prev === "suspended" || next === "ok");
+}
+
+/** The event of a transition: `org.restored` whenever ingestion comes back, else named after the state entered. */
+function transitionType(prev: OrgRecord["state"], next: OrgRecord["state"]): NotifyEvent["type"] {
+  return isRestored(prev, next) ? "org.restored" : TYPE_FOR_STATE[next];
+}
+
+/**
  * The events a committed change owes, in order, and the record with its warning marked: the
  * transition, then a plan limit reached or cleared per feature, then the suspension warning.
  * A warning is owed once per overdue period (keyed by its anchor), as soon as the deadline
@@ -126,7 +145,7 @@ export function eventsFor(
   parking: ParkingProgress | null = null,
 ): { events: NotifyEvent[]; record: OrgRecord } {
   const events: NotifyEvent[] = [];
-  if (next.state !== prev.state) events.push(event(TYPE_FOR_STATE[next.state], next, prev.state, now, parking));
+  if (next.state !== prev.state) events.push(event(transitionType(prev.state, next.state), next, prev.state, now, parking));
   const limits = limitChanges(prev.limits, next.limits);
   for (const limit of limits.reached) events.push(limitEvent("org.limit_reached", next, limit, now));
   for (const limit of limits.cleared) events.push(limitEvent("org.limit_cleared", next, limit, now));
@@ -135,7 +154,7 @@ export function eventsFor(
   const warnAt = warningDueAt(next, warningMs);
   if (warnAt !== null && now >= warnAt) {
     events.push(event("org.suspension_warning", next, null, now));
-    return { events, record: { ...next, warned_anchor: overduePeriod(next) } };
+    return { events, record: { ...next, warned_anchor: noticePeriod(next) } };
   }
   return { events, record: next };
 }

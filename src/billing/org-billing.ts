@@ -336,7 +336,8 @@ export class OrgBilling extends DurableObject<BillingEnv> {
       const record = this.commit(trigger, read.facts, read.failure, settings);
       await this.publisher.flush();
       await this.outbox.flush(settings.notify);
-      if (before === "suspended" && record.state === "ok") await this.deliverParked();
+      // Out of suspension, whatever the state now (ok, or overdue: exempted, unsuspended, lapsed): the parked batches go.
+      if (before === "suspended" && record.state !== "suspended") await this.deliverParked();
       return record;
     }, key);
   }
@@ -418,7 +419,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   }
 
   /**
-   * Back to ok from suspended: the batches parked while suspended go upstream now, through the
+   * Out of suspended (to ok or overdue): the batches parked while suspended go upstream now, through the
    * deliveries queue. A failed send is logged; the ingest Worker's cleanup (on the sweep's
    * schedule) enqueues every org with batches waiting, so they still go out within one cycle.
    */

@@ -55,7 +55,15 @@ export const OrgRecord = z.object({
    * the minimum notice. Null exactly when `anchor` is.
    */
   noticed_at: z.number().nullable().default(null),
-  /** max(anchor + grace period, noticed_at + minimum notice), unless the org is a lapsed customer (never suspended by policy). */
+  /**
+   * When the deadline in force was first published: the start of its minimum notice (policy.ts,
+   * `noticeStart`). Null while no deadline applies; in records from before it, `noticed_at` stands in.
+   */
+  notice_from: z.number().nullable().default(null),
+  /**
+   * The deadline: max(anchor + grace period, notice_from + minimum notice, the end of an exemption).
+   * Null when none applies: not past due, a lapsed customer, suspended by hand, or exempt without end.
+   */
   suspend_at: z.number().nullable(),
   suspended_at: z.number().nullable(),
   /** Past due but has paid money before: normal dunning, never suspended by this policy. */
@@ -73,7 +81,7 @@ export const OrgRecord = z.object({
    */
   follow_up: z.object({ from: z.number(), step: z.number().int().nonnegative() }).nullable().default(null),
   override: Override.nullable(),
-  /** The overdue period (by when it was first seen, `noticed_at`; by its anchor in older records) whose suspension warning was queued. */
+  /** The notice (by `notice_from`; by `noticed_at`, or the anchor, in older records) whose suspension warning was queued. */
   warned_anchor: z.number().nullable().default(null),
   /** The metered features used up at the last good read; empty when none (or metering is off). */
   limits: z.array(LimitRecord).default([]),
@@ -93,6 +101,7 @@ export function newOrgRecord(orgId: string, now: number): OrgRecord {
     reason: "never_synced",
     anchor: null,
     noticed_at: null,
+    notice_from: null,
     suspend_at: null,
     suspended_at: null,
     lapsed: false,

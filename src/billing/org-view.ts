@@ -43,7 +43,8 @@ export function orgView(
   othersDueAt: number | null = null,
   parking: ParkingProgress = NO_PARKING,
 ) {
-  const terms = record.anchor === null ? null : deadlineTerms(record.anchor, record.noticed_at ?? record.anchor, settings);
+  const exemptionEnd = record.override?.action === "exempt" ? record.override.until : null;
+  const terms = record.anchor === null ? null : deadlineTerms({ anchor: record.anchor, notice_from: record.notice_from ?? record.noticed_at ?? record.anchor, exemption_end: exemptionEnd }, settings);
   return {
     org_id: record.org_id,
     state: record.state,
@@ -53,8 +54,13 @@ export function orgView(
     anchor: iso(record.anchor),
     noticed_at: iso(record.noticed_at),
     suspend_at: iso(record.suspend_at),
-    /** The deadline is the later of these: the grace period from the anchor, the minimum notice from the first sighting. */
-    deadline_terms: terms === null || record.lapsed ? null : { grace_ends_at: iso(terms.grace_ends_at), notice_ends_at: iso(terms.notice_ends_at) },
+    /** When the deadline in force was first published: the start of its minimum notice. */
+    notice_from: iso(record.notice_from),
+    /** The deadline is the latest of these: the grace period from the anchor, the minimum notice from its start, an exemption's end. */
+    deadline_terms:
+      terms === null || record.suspend_at === null
+        ? null
+        : { grace_ends_at: iso(terms.grace_ends_at), notice_ends_at: iso(terms.notice_ends_at), exemption_ends_at: iso(terms.exemption_ends_at) },
     suspended_at: iso(record.suspended_at),
     lapsed_customer: record.lapsed,
     grace_period: formatDuration(settings.gracePeriodMs),

@@ -1,7 +1,7 @@
 import { log, logWarn } from "../shared/log.ts";
 import { Serialized } from "../shared/serialized.ts";
 import { ConfigError } from "./config.ts";
-import { eventsFor, warningDueAt } from "./notifications.ts";
+import { eventsFor, isRestored, warningDueAt } from "./notifications.ts";
 import { deliver, type NotifySettings } from "./notifier.ts";
 import type { OrgRecord } from "./org-record.ts";
 import type { OrgStore, Transact } from "./org-store.ts";
@@ -40,12 +40,12 @@ export class Outbox {
   queueFor(prev: OrgRecord, next: OrgRecord, now: number, notify: NotifySettings | null): OrgRecord {
     if (notify === null) return next;
     // Read only when the org is restored: the one event that carries it.
-    const owed = eventsFor(prev, next, now, notify.warningMs, next.state === "ok" && prev.state !== "ok" ? this.parking() : null);
+    const owed = eventsFor(prev, next, now, notify.warningMs, isRestored(prev.state, next.state) ? this.parking() : null);
     for (const event of owed.events) this.store.enqueue(event, now);
     return owed.record;
   }
 
-  /** The warning owed once per overdue period, SUSPENSION_WARNING before its deadline. */
+  /** The warning owed once per notice, SUSPENSION_WARNING before its deadline. */
   queueWarningIfDue(now: number, notify: NotifySettings | null): void {
     if (notify === null) return;
     const record = this.store.load();

@@ -4,7 +4,8 @@ import type { OrgRecord, Override, Reason } from "./org-record.ts";
 
 export type PolicyConfig = { gracePeriodMs: number; minNoticeMs: number };
 
-export type PolicyInput = Pick<OrgRecord, "state" | "since" | "reason" | "anchor" | "noticed_at" | "lapsed" | "suspended_at" | "override">;
+export type PolicyInput = Pick<OrgRecord, "state" | "since" | "reason" | "anchor" | "noticed_at" | "lapsed" | "suspended_at" | "override"> &
+  Partial<Pick<OrgRecord, "notice_from" | "suspend_at">>;
 
 export type Decision = {
   state: OrgState;
@@ -12,6 +13,7 @@ export type Decision = {
   since: number;
   anchor: number | null;
   noticed_at: number | null;
+  notice_from: number | null;
   suspend_at: number | null;
   suspended_at: number | null;
   lapsed: boolean;
@@ -30,8 +32,10 @@ export function activeOverride(override: Override | null, now: number): Override
  * - past due: a base (non add-on) subscription is past due;
  * - the overdue clock starts at the earlier of the first sighting and the oldest open
  *   invoice of a past-due base plan, and never moves later while the org stays past due;
- * - the deadline is max(anchor + grace, first sighting + minimum notice): an invoice's
- *   creation is not its due date (Autumn gives none), so no org is suspended without notice;
+ * - the deadline is max(anchor + grace, notice start + minimum notice, the end of an exemption):
+ *   an invoice's creation is not its due date (Autumn gives none), and support may move the
+ *   deadline, so no org is suspended by the policy before the deadline in force has been
+ *   published for the minimum notice, exemptions included (see `noticeStart`);
  * - suspended once `now >= deadline`, still past due and never paid money, which only
  *   a fresh read (`facts !== null`) can establish; without one an org can stay suspended
  *   but never become suspended;
@@ -58,8 +62,14 @@ export function decide(prev: PolicyInput, facts: BillingFacts | null, now: numbe
     lapsed = false;
   }
   const pastDue = anchor !== null;
-  const suspendAt = anchor === null || lapsed ? null : deadlineOf(anchor, noticedAt ?? anchor, config);
   const override = activeOverride(prev.override, now);
+  // A deadline applies unless there is nothing to suspend for, the org is a lapsed customer, support
+  // suspended it by hand, or it is exempt with no end (nothing to publish until the exemption is cleared).
+  const deadlineApplies = anchor !== null && !lapsed && override?.action !== "suspend" && !(override?.action === "exempt" && override.until === null);
+  const noticeFrom = deadlineApplies ? noticeStart(prev, override, noticedAt ?? now, now) : null;
+  // An exemption's end stays a term after it passes: the deadline published while exempt is the one that applies.
+  const exemptionEnd = prev.override?.action === "exempt" ? prev.override.until : null;
+  const suspendAt = deadlineApplies ? deadlineOf({ anchor: anchor!, notice_from: noticeFrom!, exemption_end: exemptionEnd }, config) : null;
 
   const [state, reason] = ((): [OrgState, Reason] => {
     if (override?.action === "suspend") return ["suspended", "manual_suspend"];
@@ -79,20 +89,56 @@ export function decide(prev: PolicyInput, facts: BillingFacts | null, now: numbe
     since: state === prev.state ? prev.since : now,
     anchor,
     noticed_at: noticedAt,
+    notice_from: noticeFrom,
     suspend_at: suspendAt,
     suspended_at: state !== "suspended" ? null : prev.state === "suspended" ? prev.suspended_at ?? now : now,
     lapsed,
   };
 }
 
-/** The two terms of the deadline: the grace period from the anchor, and the minimum notice from the first sighting. */
-export function deadlineTerms(anchor: number, noticedAt: number, config: PolicyConfig): { grace_ends_at: number; notice_ends_at: number } {
-  return { grace_ends_at: anchor + config.gracePeriodMs, notice_ends_at: noticedAt + config.minNoticeMs };
+/**
+ * When the notice of the deadline now in force started: when that deadline was first published.
+ * - It carries on while the deadline stays published (an anchor found earlier, an exemption that
+ *   reaches its end), and through a suspension (the deadline has passed; it is not re-noticed).
+ * - It starts now when a deadline appears (first sighting, an exemption without end cleared, a
+ *   manual suspension lifted, a lapsed customer who no longer counts as paid), when an exemption
+ *   with an end is granted (its deadline is published now), and when an exemption is cleared
+ *   or replaced before its end (the deadline moves, so it is published again).
+ * `kept` is the notice running so far (the first sighting in records from before this rule).
+ */
+function noticeStart(prev: PolicyInput, override: Override | null, noticedAt: number, now: number): number {
+  const kept = prev.notice_from ?? noticedAt;
+  const wasExempt = prev.reason === "exempt";
+  if (override?.action === "exempt") return !wasExempt || override.at > kept ? now : kept;
+  const endedByItself = prev.override?.action === "exempt" && prev.override.until !== null && prev.override.until <= now;
+  if (wasExempt) return endedByItself && (prev.suspend_at ?? null) !== null ? kept : now;
+  const carriesOn = prev.reason === "in_grace_period" || prev.reason === "grace_elapsed_awaiting_autumn" || (prev.state === "suspended" && prev.reason === "grace_elapsed_never_paid");
+  return carriesOn ? kept : now;
 }
 
-function deadlineOf(anchor: number, noticedAt: number, config: PolicyConfig): number {
-  const terms = deadlineTerms(anchor, noticedAt, config);
-  return Math.max(terms.grace_ends_at, terms.notice_ends_at);
+/**
+ * The deadline the mirror publishes (and the events and warnings carry): only one that can still
+ * fire, that is in grace, elapsed and awaiting Autumn, or exempt with an end (the deadline that
+ * applies once the exemption ends). Lapsed customers, exemptions without end and suspended orgs have none.
+ */
+export function publishedDeadline(record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "override">): number | null {
+  if (record.state !== "overdue") return null;
+  if (record.reason === "in_grace_period" || record.reason === "grace_elapsed_awaiting_autumn") return record.suspend_at;
+  if (record.reason === "exempt" && record.override?.action === "exempt" && record.override.until !== null) return record.suspend_at;
+  return null;
+}
+
+/** The terms of the deadline: the grace period from the anchor, the minimum notice from its start, and an exemption's end. */
+export function deadlineTerms(
+  terms: { anchor: number; notice_from: number; exemption_end: number | null },
+  config: PolicyConfig,
+): { grace_ends_at: number; notice_ends_at: number; exemption_ends_at: number | null } {
+  return { grace_ends_at: terms.anchor + config.gracePeriodMs, notice_ends_at: terms.notice_from + config.minNoticeMs, exemption_ends_at: terms.exemption_end };
+}
+
+function deadlineOf(input: { anchor: number; notice_from: number; exemption_end: number | null }, config: PolicyConfig): number {
+  const terms = deadlineTerms(input, config);
+  return Math.max(terms.grace_ends_at, terms.notice_ends_at, terms.exemption_ends_at ?? -Infinity);
 }
 
 /** A sentence a support person can read to a customer. */
@@ -104,7 +150,7 @@ export function reasonMessage(reason: Reason, at: { suspend_at: number | null; o
     case "not_past_due":
       return "No base subscription is past due.";
     case "in_grace_period":
-      return `A base subscription is past due and the org has never paid; ingestion will be suspended at ${iso(at.suspend_at)} (the later of the grace period's end and the minimum notice's end) unless the overdue invoice is paid.`;
+      return `A base subscription is past due and the org has never paid; ingestion will be suspended at ${iso(at.suspend_at)} (the latest of the grace period's end, the minimum notice's end and any exemption's end) unless the overdue invoice is paid.`;
     case "grace_elapsed_awaiting_autumn":
       return "The grace period has elapsed; suspension waits for a fresh read from Autumn to confirm the org is still past due and never paid.";
     case "grace_elapsed_never_paid":
@@ -112,7 +158,9 @@ export function reasonMessage(reason: Reason, at: { suspend_at: number | null; o
     case "lapsed_customer":
       return "Past due, but the org has paid before: a lapsed customer is left to normal dunning and is never suspended by this policy.";
     case "exempt":
-      return `Past due, but exempted by support ${at.override?.until == null ? "until cleared" : `until ${iso(at.override.until)}`}: not suspended meanwhile.`;
+      return at.override?.until == null
+        ? "Past due, but exempted by support until cleared: not suspended meanwhile; once cleared, the minimum notice starts."
+        : `Past due, but exempted by support until ${iso(at.override.until)}: not suspended meanwhile; unless the overdue invoice is paid, ingestion will be suspended at ${iso(at.suspend_at)} (no sooner than the minimum notice after the exemption was granted).`;
     case "manual_suspend":
       return `Suspended by support ${at.override?.until == null ? "until cleared" : `until ${iso(at.override.until)}`}.`;
   }

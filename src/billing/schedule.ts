@@ -1,7 +1,7 @@
 import { activeOverride } from "./policy.ts";
 import type { OrgRecord, Source } from "./org-record.ts";
 
-export type ScheduleConfig = { resyncIntervalMs: number };
+export type ScheduleConfig = { resyncIntervalMs: number; limitResyncIntervalMs: number };
 
 const BACKOFF_BASE_MS = 5_000;
 /** No retry waits longer, whatever `Retry-After` says: a day-long Retry-After must not strand an org. */
@@ -46,8 +46,9 @@ export function earliest(...times: (number | null | undefined)[]): number | null
 
 /**
  * When the object next owes a fresh Autumn read: a pending webhook or retry, a follow-up
- * after a webhook, the suspension deadline, the end of an override, a plan limit's reset, or the periodic resync
- * while not `ok` (so a missed webhook cannot leave an org blocked or unblocked for long).
+ * after a webhook, the suspension deadline, the end of an override, a plan limit's reset, the periodic resync
+ * while not `ok` (so a missed webhook cannot leave an org blocked or unblocked for long), or the limit resync
+ * while a plan limit is in force (LIMIT_RESYNC_INTERVAL: an upgrade whose webhook is lost still lifts it).
  */
 export function nextSyncAt(record: OrgRecord, now: number, config: ScheduleConfig): number | null {
   // The deadline and the end of an override are each owed one read at or after them;
@@ -59,7 +60,10 @@ export function nextSyncAt(record: OrgRecord, now: number, config: ScheduleConfi
   const resync = record.state === "ok" ? null : (record.last_sync?.at ?? now) + config.resyncIntervalMs;
   // A plan limit is owed a read when its balance resets, the moment it may have room again.
   const limitReset = owedOnce(earliest(...record.limits.map((limit) => limit.reset_at)));
-  return earliest(record.retry_at, owedOnce(followUpAt(record.follow_up)), deadline, overrideEnd, resync, limitReset);
+  // An ok org has no other periodic read, and a refused signal sends no usage reports: without this a limit
+  // lifted by an upgrade whose webhook was lost would hold until its reset, or forever.
+  const limitResync = record.limits.length === 0 ? null : (record.last_sync?.at ?? now) + config.limitResyncIntervalMs;
+  return earliest(record.retry_at, owedOnce(followUpAt(record.follow_up)), deadline, overrideEnd, resync, limitReset, limitResync);
 }
 
 export function mirrorPending(record: OrgRecord): boolean {

@@ -3,8 +3,10 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { autumn } from "../support/autumn.ts";
-import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, mirrorOf, orgState, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
+import type { OrgBilling } from "../../src/billing/org-billing.ts";
+import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, mirrorOf, orgState, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
+import { receiver } from "../support/notify.ts";
 
 const clock = fakeClock();
 
@@ -264,5 +266,87 @@ describe("the KV mirror", () => {
     await env.BILLING_STATE.put(billingStateKey(org), JSON.stringify({ state: "suspended", since: 0, version: 999, suspend_at: null, suspended_at: 0 }));
     await admin(`/orgs/${org}/resync`, { method: "POST" });
     expect(await mirrorOf(org)).toMatchObject({ state: "overdue", since: clock.now, suspend_at: clock.now + GRACE });
+  });
+});
+
+describe("the minimum notice holds when an exemption ends (issue 18, defect 2)", () => {
+  const MINUTE = 60 * SECOND;
+  const override = (org: string, body: unknown) => admin(`/orgs/${org}/override`, { method: "POST", body: JSON.stringify(body) });
+  /** The deliveries queue as the object sees it, recorded. */
+  async function recordDeliveries(org: string): Promise<unknown[]> {
+    const sent: unknown[] = [];
+    await runInDurableObject(orgStub(org), (instance: OrgBilling) => {
+      const bound = (instance as unknown as { env: BillingEnv }).env;
+      Object.defineProperty(instance, "env", { value: { ...bound, DELIVERIES: { send: async (body: unknown) => void sent.push(body) } } });
+    });
+    return sent;
+  }
+
+  it("a suspended org exempted for less than MIN_NOTICE is told the deadline, warned, restored, and suspended only MIN_NOTICE after the exemption began", async () => {
+    const org = await overdueOrg("exempt_short");
+    clock.set(clock.now + GRACE);
+    await runDurableObjectAlarm(orgStub(org));
+    expect((await orgState(org)).state).toBe("suspended");
+    const sent = await recordDeliveries(org);
+
+    const exemptAt = clock.now;
+    const deadline = exemptAt + MIN_NOTICE_MS;
+    expect((await override(org, { action: "exempt", until: new Date(exemptAt + 30 * MINUTE).toISOString(), note: "ticket 7" })).status).toBe(200);
+    expect(await orgState(org)).toMatchObject({ state: "overdue", reason: "exempt", suspend_at: new Date(deadline).toISOString() });
+    // Published while exempt, so accepted exports carry the partial-success warning.
+    expect(await mirrorOf(org)).toMatchObject({ state: "overdue", suspend_at: deadline });
+    // Leaving suspended (for overdue) sends the parked batches and says ingestion is back.
+    expect(sent).toEqual([{ org_id: org }]);
+
+    clock.set(exemptAt + 30 * MINUTE);
+    await runDurableObjectAlarm(orgStub(org));
+    expect(await orgState(org)).toMatchObject({ state: "overdue", reason: "in_grace_period", suspend_at: new Date(deadline).toISOString() });
+    expect(await mirrorOf(org)).toMatchObject({ state: "overdue", suspend_at: deadline });
+
+    clock.set(deadline - 1);
+    await runDurableObjectAlarm(orgStub(org));
+    expect((await orgState(org)).state).toBe("overdue");
+    clock.set(deadline);
+    await runDurableObjectAlarm(orgStub(org));
+    expect(await orgState(org)).toMatchObject({ state: "suspended", suspended_at: new Date(deadline).toISOString() });
+
+    const events = await receiver.events(org);
+    expect(events.map((e) => [e.type, e.previous_state, e.state])).toEqual([
+      ["org.overdue", "ok", "overdue"],
+      ["org.suspension_warning", null, "overdue"],
+      ["org.suspended", "overdue", "suspended"],
+      ["org.restored", "suspended", "overdue"],
+      ["org.suspension_warning", null, "overdue"],
+      ["org.suspended", "overdue", "suspended"],
+    ]);
+    expect(events[3]).toMatchObject({ reason: "exempt", deadline: new Date(deadline).toISOString() });
+    expect(events[4]).toMatchObject({ deadline: new Date(deadline).toISOString() });
+  });
+
+  it("unsuspend lifts a suspension for one grace period: the parked batches go, org.restored goes, and the deadline is the exemption's end", async () => {
+    const org = await overdueOrg("unsuspend");
+    clock.set(clock.now + GRACE);
+    await runDurableObjectAlarm(orgStub(org));
+    const sent = await recordDeliveries(org);
+    const at = clock.now;
+    await override(org, { action: "unsuspend", note: "ticket 8" });
+    expect(await orgState(org)).toMatchObject({ state: "overdue", reason: "exempt", suspend_at: new Date(at + GRACE).toISOString() });
+    expect(await mirrorOf(org)).toMatchObject({ state: "overdue", suspend_at: at + GRACE });
+    expect(sent).toEqual([{ org_id: org }]);
+    expect((await receiver.events(org)).map((e) => e.type).at(-1)).toBe("org.restored");
+  });
+
+  it("an exemption without end cleared: the notice starts when it is cleared", async () => {
+    const org = await overdueOrg("exempt_open");
+    clock.set(clock.now + GRACE);
+    await runDurableObjectAlarm(orgStub(org));
+    await override(org, { action: "exempt", note: "ticket 9" });
+    expect(await orgState(org)).toMatchObject({ state: "overdue", reason: "exempt", suspend_at: null });
+    expect((await mirrorOf(org))?.suspend_at).toBeNull();
+    clock.set(clock.now + 10 * DAY);
+    const clearedAt = clock.now;
+    await override(org, { action: "clear", note: "ticket 9 closed" });
+    expect(await orgState(org)).toMatchObject({ state: "overdue", reason: "in_grace_period", suspend_at: new Date(clearedAt + MIN_NOTICE_MS).toISOString() });
+    expect(await alarmOf(org)).toBeLessThanOrEqual(clearedAt + MIN_NOTICE_MS);
   });
 });

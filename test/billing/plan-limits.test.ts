@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { runDurableObjectAlarm } from "cloudflare:test";
+import { afterEach, describe, expect, it } from "vitest";
 import type { AutumnBalance } from "../../src/billing/autumn-schemas.ts";
 import { eventsFor } from "../../src/billing/notifications.ts";
 import { newOrgRecord, type LimitRecord } from "../../src/billing/org-record.ts";
@@ -6,6 +7,9 @@ import { nextSyncAt } from "../../src/billing/schedule.ts";
 import { exhausted, limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "../../src/billing/usage/limits.ts";
 import { reportOutcome } from "../../src/billing/usage/reporter.ts";
 import { limitFor, type UsageFeatures } from "../../src/shared/usage.ts";
+import { autumn } from "../support/autumn.ts";
+import { alarmOf, deleteAllAlarms, deliver, mirrorOf, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { fakeClock } from "../support/clock.ts";
 
 const T = 1_800_000_000_000;
 const FEATURES: UsageFeatures = { traces: "spans", logs: "log_records", logpush: "log_records", bytes: "ingest_bytes" };
@@ -71,8 +75,19 @@ describe("plan limits, decided from balances (pure)", () => {
   it("a limit owes a read at its reset, once", () => {
     const limit: LimitRecord = { feature_id: "spans", signals: ["traces"], reset_at: T + 60_000, since: T, usage: 1, granted: 1 };
     const record = { ...newOrgRecord("org_l", T), last_sync: { at: T, ok: true, error: null }, limits: [limit] };
-    expect(nextSyncAt(record, T, { resyncIntervalMs: 6 * 3_600_000 })).toBe(T + 60_000);
-    expect(nextSyncAt({ ...record, last_sync: { at: T + 60_000, ok: true, error: null } }, T + 60_000, { resyncIntervalMs: 6 * 3_600_000 })).toBeNull();
+    const config = { resyncIntervalMs: 6 * 3_600_000, limitResyncIntervalMs: 10 * 60_000 };
+    expect(nextSyncAt(record, T, config)).toBe(T + 60_000);
+    // After that read, the limit still in force is re-read every LIMIT_RESYNC_INTERVAL.
+    expect(nextSyncAt({ ...record, last_sync: { at: T + 60_000, ok: true, error: null } }, T + 60_000, config)).toBe(T + 60_000 + 10 * 60_000);
+  });
+
+  it("a limited org is re-read every LIMIT_RESYNC_INTERVAL while limited, whenever its balance resets; an org with room is not", () => {
+    const config = { resyncIntervalMs: 6 * 3_600_000, limitResyncIntervalMs: 10 * 60_000 };
+    const limit: LimitRecord = { feature_id: "spans", signals: ["traces"], reset_at: null, since: T, usage: 1, granted: 1 };
+    const synced = { ...newOrgRecord("org_l", T), last_sync: { at: T, ok: true, error: null } };
+    expect(nextSyncAt({ ...synced, limits: [limit] }, T, config)).toBe(T + 10 * 60_000);
+    expect(nextSyncAt({ ...synced, limits: [{ ...limit, reset_at: T + 30 * 86_400_000 }] }, T, config)).toBe(T + 10 * 60_000);
+    expect(nextSyncAt(synced, T, config)).toBeNull();
   });
 
   it("org.limit_reached and org.limit_cleared name the feature, its signals, the reset and the balance", () => {
@@ -104,5 +119,36 @@ describe("usage report answers (pure)", () => {
     expect(reportOutcome(failure(409, "lock_already_exists")).kind).toBe("retry");
     expect(reportOutcome(failure(404, "customer_not_found")).kind).toBe("refused");
     expect(reportOutcome(failure(400, "invalid_inputs")).kind).toBe("refused");
+  });
+});
+
+describe("an upgrade whose webhook is lost (issue 18, defect 1b)", () => {
+  const clock = fakeClock();
+  afterEach(async () => {
+    await autumn.clearFaults();
+    await deleteAllAlarms();
+  });
+  /** LIMIT_RESYNC_INTERVAL in wrangler.jsonc. */
+  const LIMIT_RESYNC_MS = 10 * 60_000;
+
+  it("lifts the limit within LIMIT_RESYNC_INTERVAL of the last read, with no webhook at all", async () => {
+    const org = uniqueOrg("limit_lost_upgrade");
+    await autumn.createCustomer(org, { webhook: false });
+    // A balance that never resets: without a periodic read the limit would stay forever.
+    await autumn.setAllowance(org, "spans", { granted: 10, next_reset_at: null });
+    await autumn.track(org, "spans", { value: 10 });
+    const [hook] = await autumn.webhooks({ type: "balances.limit_reached", customer_id: org });
+    await deliver({ headers: hook!.headers, body: hook!.body });
+    expect((await mirrorOf(org))!.limits).toHaveLength(1);
+    const readAt = clock.now;
+    // The customer upgrades; every webhook is lost.
+    await autumn.setAllowance(org, "spans", { granted: 1_000 }, { webhook: false });
+    expect(await alarmOf(org)).toBe(readAt + LIMIT_RESYNC_MS);
+    clock.set(readAt + LIMIT_RESYNC_MS);
+    await runDurableObjectAlarm(orgStub(org));
+    expect((await mirrorOf(org))!.limits).toEqual([]);
+    expect((await orgState(org)).history[0]).toMatchObject({ kind: "limit_cleared", source: "alarm" });
+    // Room again: no more periodic reads for an ok org.
+    expect(await alarmOf(org)).toBeNull();
   });
 });

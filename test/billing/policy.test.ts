@@ -200,3 +200,65 @@ describe("the suspension warning", () => {
     expect(eventsFor(warned, olderInvoiceFound, T0 + GRACE - DAY - 1, DAY).events).toEqual([]);
   });
 });
+
+describe("the minimum notice holds for exemptions too", () => {
+  // Never suspended by the policy before the deadline in force has been published for MIN_NOTICE.
+  const notice = { gracePeriodMs: GRACE, minNoticeMs: DAY };
+  const HOUR = 3_600_000;
+  const longPastDue = facts(customer({ pastDue: true, invoices: [invoice("open", 29.99, T0 - 10 * DAY)] }), null);
+  const run = (prev: PolicyInput, at: number): PolicyInput => ({ ...prev, ...decide(prev, longPastDue, at, notice) });
+  const exempt = (until: number | null, at: number): Override => ({ action: "exempt", until, note: "support ticket 42", at });
+  // First seen at T0 (deadline T0 + MIN_NOTICE), suspended then.
+  const suspended = run(run(fresh, T0), T0 + DAY);
+  const E = T0 + 2 * DAY;
+
+  it("(the setting: an org suspended at its deadline)", () => {
+    expect(suspended).toMatchObject({ state: "suspended", reason: "grace_elapsed_never_paid" });
+  });
+
+  it("an exemption shorter than the notice publishes the deadline that follows it, and suspends only then", () => {
+    const exempted = run({ ...suspended, override: exempt(E + HOUR, E) }, E);
+    expect(exempted).toMatchObject({ state: "overdue", reason: "exempt", suspend_at: E + DAY });
+    const ended = run(exempted, E + HOUR);
+    expect(ended).toMatchObject({ state: "overdue", reason: "in_grace_period", suspend_at: E + DAY });
+    expect(run(ended, E + DAY - 1)).toMatchObject({ state: "overdue", reason: "in_grace_period" });
+    expect(run(ended, E + DAY)).toMatchObject({ state: "suspended", reason: "grace_elapsed_never_paid", suspended_at: E + DAY });
+  });
+
+  it("unsuspend (an exemption for one grace period) suspends exactly at its end, not 1 ms before", () => {
+    const exempted = run({ ...suspended, override: exempt(E + GRACE, E) }, E);
+    expect(exempted).toMatchObject({ state: "overdue", reason: "exempt", suspend_at: E + GRACE });
+    expect(run(exempted, E + GRACE - 1)).toMatchObject({ state: "overdue", reason: "exempt" });
+    expect(run(exempted, E + GRACE)).toMatchObject({ state: "suspended", suspended_at: E + GRACE });
+  });
+
+  it("an exemption cleared early starts the notice when it is cleared", () => {
+    const exempted = run({ ...suspended, override: exempt(E + 10 * DAY, E) }, E);
+    const C = E + 2 * DAY;
+    const cleared = run({ ...exempted, override: null }, C);
+    expect(cleared).toMatchObject({ state: "overdue", reason: "in_grace_period", suspend_at: C + DAY });
+    expect(run(cleared, C + DAY - 1).state).toBe("overdue");
+    expect(run(cleared, C + DAY).state).toBe("suspended");
+  });
+
+  it("an exemption without end publishes no deadline; once cleared, the notice starts then", () => {
+    const exempted = run({ ...suspended, override: exempt(null, E) }, E);
+    expect(exempted).toMatchObject({ state: "overdue", reason: "exempt", suspend_at: null });
+    const C = E + 30 * DAY;
+    const cleared = run({ ...run(exempted, C - 1), override: null }, C);
+    expect(cleared).toMatchObject({ state: "overdue", reason: "in_grace_period", suspend_at: C + DAY });
+    expect(run(cleared, C + DAY - 1).state).toBe("overdue");
+    expect(run(cleared, C + DAY).state).toBe("suspended");
+  });
+
+  it("an exemption granted in the grace period never brings the deadline earlier", () => {
+    const inGrace = run(fresh, T0);
+    expect(inGrace.suspend_at).toBe(T0 + DAY);
+    const exempted = run({ ...inGrace, override: exempt(T0 + HOUR, T0 + 1) }, T0 + 1);
+    expect(exempted.suspend_at).toBeGreaterThanOrEqual(T0 + DAY);
+  });
+
+  it("a suspended org without an exemption stays suspended", () => {
+    expect(run(suspended, E)).toMatchObject({ state: "suspended", suspended_at: T0 + DAY });
+  });
+});

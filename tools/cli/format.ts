@@ -8,16 +8,19 @@ function ago(iso: string | null, now: number): string {
   return iso === null ? "—" : `${iso} (${relativeTime(iso, now)})`;
 }
 
-/** The deadline and the two terms it is the later of; "(the deadline)" marks the one that decides. */
+/** The deadline and the terms it is the latest of; "(the deadline)" marks the one that decides. */
 function deadlineLines(org: OrgView, now: number): string[] {
   const lines: string[] = [];
   if (org.suspend_at && org.state === "overdue") lines.push(`  deadline:   ${ago(org.suspend_at, now)}, the later of:`);
   else if (org.deadline_terms) lines.push("  deadline terms:");
   if (org.deadline_terms) {
-    const { grace_ends_at, notice_ends_at } = org.deadline_terms;
-    const later = Date.parse(notice_ends_at ?? "") > Date.parse(grace_ends_at ?? "") ? "notice" : "grace";
-    lines.push(`    grace period ends    ${ago(grace_ends_at, now)}${later === "grace" ? "  ← the deadline" : ""}`);
-    lines.push(`    minimum notice ends  ${ago(notice_ends_at, now)}${later === "notice" ? "  ← the deadline" : ""}`);
+    const { grace_ends_at, notice_ends_at, exemption_ends_at } = org.deadline_terms;
+    const at = (iso: string | null) => (iso === null ? -Infinity : Date.parse(iso));
+    const latest = Math.max(at(grace_ends_at), at(notice_ends_at), at(exemption_ends_at));
+    const decides = at(grace_ends_at) === latest ? "grace" : at(notice_ends_at) === latest ? "notice" : "exemption";
+    lines.push(`    grace period ends    ${ago(grace_ends_at, now)}${decides === "grace" ? "  ← the deadline" : ""}`);
+    lines.push(`    minimum notice ends  ${ago(notice_ends_at, now)}${decides === "notice" ? "  ← the deadline" : ""}`);
+    if (exemption_ends_at) lines.push(`    exemption ends       ${ago(exemption_ends_at, now)}${decides === "exemption" ? "  ← the deadline" : ""}`);
   }
   return lines;
 }

@@ -72,6 +72,8 @@ export const LOCAL_DEFAULTS = {
   // feature without limit until an allowance is set. Usage reaches Autumn 2 s after it was accepted.
   USAGE_FEATURES: "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes",
   USAGE_REPORT_INTERVAL: "2s",
+  // A limited org is re-read every minute, so an upgrade whose webhook is lost still lifts its limit soon.
+  LIMIT_RESYNC_INTERVAL: "1m",
   ENFORCE_LIMITS: "true",
   UPGRADE_URL: "https://example.com/billing/upgrade?org={org_id}",
 } as const;

@@ -217,14 +217,16 @@ export function listPage(state: "ok" | "overdue" | "suspended", orgs: IndexEntry
   );
 }
 
-/** Both terms of the deadline: the later one is the deadline, so an org is never suspended without notice. */
+/** The terms of the deadline: the latest one is the deadline, so an org is never suspended without notice. */
 function deadlineTerms(org: OrgView, now: number): Html {
   const terms = org.deadline_terms;
   if (terms === null) return html``;
-  const graceDecides = !(Date.parse(terms.notice_ends_at ?? "") > Date.parse(terms.grace_ends_at ?? ""));
-  const decides = html` <span class="decides">the deadline</span>`;
-  return html`<dt>Grace period ends</dt><dd>${when(terms.grace_ends_at, now)} <span class="muted">(${org.grace_period} after overdue since)</span>${graceDecides ? decides : ""}</dd>
-    <dt>Minimum notice ends</dt><dd>${when(terms.notice_ends_at, now)} <span class="muted">(${org.min_notice} after Tollgate first saw it overdue)</span>${graceDecides ? "" : decides}</dd>`;
+  const at = (iso: string | null) => (iso === null ? -Infinity : Date.parse(iso));
+  const latest = Math.max(at(terms.grace_ends_at), at(terms.notice_ends_at), at(terms.exemption_ends_at));
+  const decides = (iso: string | null) => (at(iso) === latest ? html` <span class="decides">the deadline</span>` : "");
+  return html`<dt>Grace period ends</dt><dd>${when(terms.grace_ends_at, now)} <span class="muted">(${org.grace_period} after overdue since)</span>${decides(terms.grace_ends_at)}</dd>
+    <dt>Minimum notice ends</dt><dd>${when(terms.notice_ends_at, now)} <span class="muted">(${org.min_notice} after the deadline was first published)</span>${at(terms.grace_ends_at) === latest ? "" : decides(terms.notice_ends_at)}</dd>
+    ${terms.exemption_ends_at ? html`<dt>Exemption ends</dt><dd>${when(terms.exemption_ends_at, now)}${at(terms.grace_ends_at) === latest || at(terms.notice_ends_at) === latest ? "" : decides(terms.exemption_ends_at)}</dd>` : ""}`;
 }
 
 function historyNote(h: OrgView["history"][number]): Html {
@@ -285,7 +287,8 @@ function usageCard(org: OrgView, now: number): Html | "" {
 
 export function orgPage(org: OrgView, keys: { key_id: string; created_at: string }[], now: number, flash: Flash): Html {
   const evidence = org.evidence;
-  const liveDeadline = org.state === "overdue" && (org.reason === "in_grace_period" || org.reason === "grace_elapsed_awaiting_autumn");
+  // The deadline the mirror publishes: in grace, awaiting Autumn, or exempt until a time (null otherwise).
+  const liveDeadline = org.state === "overdue" && org.reason !== "lapsed_customer" && org.suspend_at !== null;
   return layout(
     org.org_id,
     html`<h1>${org.org_id} ${badge(org.state)}</h1>
