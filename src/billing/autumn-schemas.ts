@@ -192,7 +192,8 @@ export type AutumnInvoicePage = z.infer<typeof AutumnInvoicePage>;
 export const AutumnTrackResponse = z.object({
   customer_id: z.string(),
   value: z.number(),
-  // Null too when it does not read as a Balance (parsed here so out-of-range values are logged with the answer).
+  // Null too when it does not read as a Balance (parsed here so out-of-range values are logged with the answer): the
+  // reporter takes null as saying nothing either way (usage/reporter.ts), never as room.
   balance: z.unknown().transform((raw) => {
     const parsed = AutumnBalance.safeParse(raw);
     return parsed.success ? parsed.data : null;

@@ -212,15 +212,18 @@ describe("usage metering: each isolate's batch folded exactly once, in storage b
     expect((await tables(org)).streams.find((s) => s.stream === "iso_w")).toEqual({ stream: "iso_w", high: 7, gaps: "[]" });
   });
 
-  it("the gaps a stream remembers are capped: past the cap the oldest is given up, logged, and the row stays small", async () => {
+  it("the gaps a stream remembers are capped: past the cap neighbouring gaps are coalesced, still owed, and the row stays small", async () => {
     const org = await customer("usage_cap");
-    // Every other batch missing: MAX_STREAM_GAPS + 5 gaps.
+    // Every other batch missing: MAX_STREAM_GAPS + 5 gaps. (Before issue 18 the oldest five were given up: their
+    // batches, possibly still waiting out the consumer's backoff, were then taken for duplicates.)
     const sent = Array.from({ length: MAX_STREAM_GAPS + 6 }, (_, i) => batch("iso_c", 2 * i + 1, { bytes: 1 }));
     expect(await orgStub(org).recordUsage(sent)).toMatchObject({ ok: true, recorded: sent.length });
-    const gaps = JSON.parse((await tables(org)).streams[0]!.gaps) as number[][];
+    const row = (await tables(org)).streams[0]!;
+    const gaps = JSON.parse(row.gaps) as unknown[][];
     expect(gaps).toHaveLength(MAX_STREAM_GAPS);
-    expect(gaps[0]!.slice(0, 2)).toEqual([12, 12]);
-    expect(await orgStub(org).recordUsage([batch("iso_c", 12, { bytes: 1 }), batch("iso_c", 10, { bytes: 1 })])).toEqual({ ok: true, recorded: 1, duplicates: 1 });
+    expect(row.gaps.length).toBeLessThan(20_000);
+    // A coalesced number is still owed once; a number folded before (inside a coalesced range) stays a duplicate.
+    expect(await orgStub(org).recordUsage([batch("iso_c", 2, { bytes: 1 }), batch("iso_c", 2, { bytes: 1 }), batch("iso_c", 3, { bytes: 1 }), batch("iso_c", 12, { bytes: 1 })])).toEqual({ ok: true, recorded: 2, duplicates: 2 });
   });
 
   it("messages from before streams (no stream, no seq) are still folded once by queue message id: the v4 table serves them until they drain", async () => {

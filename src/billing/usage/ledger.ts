@@ -18,7 +18,13 @@ export const USAGE_DEDUPE_WINDOW_MS = 4 * 86_400_000;
  */
 export const USAGE_STREAM_WINDOW_MS = USAGE_DEDUPE_WINDOW_MS + 3_600_000;
 
-/** Gaps one stream remembers at most (about 40 bytes each): past this the oldest are given up and logged. */
+/** usage_seen rows recorded for messages that have a stream (during the v5 deploy) carry this prefix before the queue id. */
+export const STREAM_ID_PREFIX = "stream:";
+
+/**
+ * Gap entries one stream keeps at most (about 40 bytes each, at most ~700 once coalesced): past this neighbouring gaps
+ * are coalesced into ranges with a bitmap of what they still owe (streams.ts), so the row stays under ~200 KB.
+ */
 export const MAX_STREAM_GAPS = 256;
 
 /**
@@ -100,7 +106,8 @@ export class UsageLedger {
   /** Whether the message is new; records it as seen (in `marks`, written back by `fold`, or in usage_seen). */
   private admit(message: UsageDelivery, marks: Map<string, StreamMark | null>, now: number, result: FoldResult): boolean {
     if (message.stream === undefined || message.seq === undefined) {
-      if (this.sql.exec("SELECT 1 FROM usage_seen WHERE id = ?", message.id).toArray().length > 0) return false;
+      // Also under STREAM_ID_PREFIX: the same queue message folded with its stream by a new consumer during the deploy.
+      if (this.sql.exec("SELECT 1 FROM usage_seen WHERE id IN (?, ?)", message.id, STREAM_ID_PREFIX + message.id).toArray().length > 0) return false;
       this.sql.exec("INSERT INTO usage_seen (id, at) VALUES (?, ?)", message.id, now);
       return true;
     }
@@ -108,7 +115,22 @@ export class UsageLedger {
     const admitted = admit(marks.get(message.stream)!, message.seq, now, MAX_STREAM_GAPS);
     marks.set(message.stream, admitted.mark);
     for (const [from, to] of admitted.abandoned) result.abandoned.push({ stream: message.stream, from, to });
-    return admitted.fresh;
+    if (!admitted.fresh) return false;
+    // Across the v5 deploy a consumer from before streams hands a queue message over without its stream/seq (folded by
+    // id in usage_seen), and once that ack is lost a new consumer may be handed it again with them (issue 18). While
+    // usage_seen holds a row from such a consumer (the days after the deploy), a stream message is checked by queue id
+    // too, and recorded under STREAM_ID_PREFIX so an old consumer's later redelivery of it is caught as well. Those
+    // rows do not count as legacy: once the old consumers are gone, usage_seen empties within two windows.
+    if (this.legacyIdsInUse()) {
+      if (this.sql.exec("SELECT 1 FROM usage_seen WHERE id IN (?, ?)", message.id, STREAM_ID_PREFIX + message.id).toArray().length > 0) return false;
+      this.sql.exec("INSERT INTO usage_seen (id, at) VALUES (?, ?)", STREAM_ID_PREFIX + message.id, now);
+    }
+    return true;
+  }
+
+  /** Whether a message without a stream was folded within the window (usage_seen is pruned at the start of every fold). */
+  private legacyIdsInUse(): boolean {
+    return this.sql.exec("SELECT 1 FROM usage_seen WHERE id NOT LIKE ? LIMIT 1", `${STREAM_ID_PREFIX}%`).toArray().length > 0;
   }
 
   /** A stream's stored mark with only the gaps still owed, or null for a stream not (or no longer) known. */

@@ -9,7 +9,11 @@ import { exhausted, type BalanceAnswer } from "./limits.ts";
 
 /** What one report attempt came to, for the ledger. */
 export type ReportOutcome =
-  /** `exhausted`: what the answer's balance says (no balance: not limited, as in limits.ts); null when it is unreadable. */
+  /**
+   * `exhausted`: what the answer's balance says; null when it says nothing: no balance, or one that does not read
+   * (the schema makes that null too), or Autumn 2.5's asynchronous track (`balance: null`). Null decides no read:
+   * a held limit is lifted by the reads the object owes anyway (reset, LIMIT_RESYNC_INTERVAL, webhooks).
+   */
   | { kind: "applied"; exhausted: boolean | null }
   /** 409 duplicate_idempotency_key: an earlier attempt of this very report was applied (it timed out after Autumn took it). */
   | { kind: "duplicate" }
@@ -21,7 +25,8 @@ export type ReportOutcome =
 /** The answer to one `balances.track`, classified. Pure. */
 export function reportOutcome(result: { ok: true; value: { balance: unknown } } | { ok: false; failure: AutumnFailure }): ReportOutcome {
   if (result.ok) {
-    if (result.value.balance == null) return { kind: "applied", exhausted: false };
+    // Not "room": taking a missing balance for room would read Autumn after every report while a limit is held (issue 18).
+    if (result.value.balance == null) return { kind: "applied", exhausted: null };
     const balance = AutumnBalance.safeParse(result.value.balance);
     return { kind: "applied", exhausted: balance.success ? exhausted(balance.data) : null };
   }
