@@ -233,6 +233,21 @@ describe("usage metering: each isolate's batch folded exactly once, in storage b
     expect((await tables(org)).seen).toBe(1);
   });
 
+  it("during the v5 deploy a stream message is also deduped by queue id in either order, and usage_seen still empties", async () => {
+    const org = await customer("usage_deploy");
+    // An old consumer is active (a message without a stream was folded by id) ...
+    expect(await orgStub(org).recordUsage([message({ traces: 1 }, "legacy_q")])).toEqual({ ok: true, recorded: 1, duplicates: 0 });
+    // ... a new consumer folds a batch with its stream first, and an old consumer is handed the same queue message again.
+    expect(await orgStub(org).recordUsage([batch("iso_d", 1, { traces: 2 }, "q_both")])).toEqual({ ok: true, recorded: 1, duplicates: 0 });
+    expect(await orgStub(org).recordUsage([message({ traces: 2 }, "q_both")])).toEqual({ ok: true, recorded: 0, duplicates: 1 });
+    expect(await feature(org, "spans")).toMatchObject({ received: 3 });
+    expect((await tables(org)).seen).toBe(2);
+    // Once the legacy row is past the window, stream messages record no ids (their own rows do not keep it going).
+    clock.set(clock.now + USAGE_STREAM_WINDOW_MS);
+    expect(await orgStub(org).recordUsage([batch("iso_d", 2, { traces: 1 })])).toEqual({ ok: true, recorded: 1, duplicates: 0 });
+    expect((await tables(org)).seen).toBe(0);
+  });
+
   it("an object at schema 4 is migrated: usage_streams is created, usage_seen kept for messages still on the queue", async () => {
     const org = await customer("usage_migrate");
     await orgStub(org).recordUsage([message({ traces: 1 }, "old_queue_id")]);
