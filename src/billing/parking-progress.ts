@@ -23,6 +23,12 @@ export const ParkingProgress = z.object({
    * Worker's per-org cap reads it from `recordParking`'s answer. Null in documents older than it.
    */
   waiting_bytes: z.number().int().nonnegative().nullable().default(null),
+  /**
+   * When the listing that last set `waiting_bytes` began: a parked report whose batches were all
+   * parked before it is already in that figure (still parked, or delivered since) and adds nothing
+   * to it (a trailing report landing after a delivery run left phantom bytes the cap refused on).
+   */
+  listed_at: z.number().nullable().default(null),
   last_delivery_at: z.number().nullable().default(null),
   updated_at: z.number().nullable().default(null),
 });
@@ -41,6 +47,10 @@ export const ParkingDelta = z
     refused_bytes: z.number().int().nonnegative(),
     /** Absolute, from a listing: the bytes the org has parked now. */
     listed_bytes: z.number().int().nonnegative(),
+    /** When that listing began (epoch ms); absent: when the report arrives. */
+    listed_at: z.number().int().nonnegative(),
+    /** When the newest batch in this report's `parked_*` counts was parked (epoch ms); absent: when the report arrives. */
+    parked_until: z.number().int().nonnegative(),
   })
   .partial();
 export type ParkingDelta = z.infer<typeof ParkingDelta>;
@@ -58,8 +68,16 @@ export function addParking(progress: ParkingProgress, delta: ParkingDelta, now: 
   const next = { ...progress, updated_at: now };
   for (const name of COUNTS) next[name] += delta[name] ?? 0;
   if ((delta.delivered_batches ?? 0) > 0) next.last_delivery_at = now;
-  const moved = (delta.parked_bytes ?? 0) - (delta.delivered_bytes ?? 0) - (delta.expired_bytes ?? 0) - (delta.refused_bytes ?? 0);
-  next.waiting_bytes = delta.listed_bytes ?? Math.max(0, (progress.waiting_bytes ?? derivedWaiting(progress)) + moved);
+  // Parked before the last listing began: that listing saw these batches (or they were delivered since).
+  const listedAlready = progress.listed_at !== null && delta.parked_until !== undefined && delta.parked_until < progress.listed_at;
+  const parked = listedAlready ? 0 : (delta.parked_bytes ?? 0);
+  const moved = parked - (delta.delivered_bytes ?? 0) - (delta.expired_bytes ?? 0) - (delta.refused_bytes ?? 0);
+  const listedAt = delta.listed_at ?? now;
+  // A listing older than the one already applied (a slow cleanup) says less than it: its counts only.
+  if (delta.listed_bytes !== undefined && (progress.listed_at === null || listedAt >= progress.listed_at)) {
+    next.waiting_bytes = delta.listed_bytes;
+    next.listed_at = listedAt;
+  } else next.waiting_bytes = Math.max(0, (progress.waiting_bytes ?? derivedWaiting(progress)) + moved);
   return next;
 }
 
@@ -70,8 +88,10 @@ export function waitingBytes(progress: ParkingProgress): number {
 
 /** For the admin view and events: the counts, what is still waiting, times as ISO strings. */
 export function parkingView(progress: ParkingProgress) {
+  // `listed_at` is bookkeeping for waiting_bytes, not part of the view or the org.restored event.
+  const { listed_at: _listedAt, ...shown } = progress;
   return {
-    ...progress,
+    ...shown,
     waiting_batches: Math.max(0, progress.parked_batches - progress.delivered_batches - progress.expired_batches - progress.refused_batches),
     waiting_bytes: waitingBytes(progress),
     last_delivery_at: iso(progress.last_delivery_at),

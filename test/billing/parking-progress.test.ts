@@ -104,3 +104,23 @@ describe("through the org's object", () => {
     expect(restored).toMatchObject({ parking: { parked_batches: 2, parked_bytes: 2_048, waiting_batches: 2, waiting_bytes: 2_048 } });
   });
 });
+
+describe("waiting_bytes and listings (issue 18 break: phantom waiting bytes)", () => {
+  it("a parked report for batches parked before the last listing began adds nothing; a later one adds; an older listing sets nothing", async () => {
+    const { addParking, NO_PARKING, waitingBytes } = await import("../../src/billing/parking-progress.ts");
+    let p = addParking(NO_PARKING, { parked_batches: 1, parked_bytes: 400, parked_until: 1_000 }, 1_000);
+    p = addParking(p, { delivered_batches: 2, delivered_bytes: 800, listed_bytes: 0, listed_at: 1_005 }, 1_006);
+    // The trailing report of a batch parked at 1_001 (the listing at 1_005 saw it): nothing waits.
+    p = addParking(p, { parked_batches: 1, parked_bytes: 400, parked_until: 1_001 }, 1_010);
+    expect(waitingBytes(p)).toBe(0);
+    // At the listing's start exactly: it may not have been seen, so it counts (the cap errs high).
+    p = addParking(p, { parked_batches: 1, parked_bytes: 100, parked_until: 1_005 }, 1_011);
+    expect(waitingBytes(p)).toBe(100);
+    // A slower, older listing (a cleanup that began before) does not overwrite the newer figure.
+    p = addParking(p, { listed_bytes: 5_000, listed_at: 1_000 }, 1_012);
+    expect({ waiting: waitingBytes(p), listed_at: p.listed_at }).toEqual({ waiting: 100, listed_at: 1_005 });
+    // Reports without stamps (an older ingest Worker) move the figure as before.
+    p = addParking(p, { parked_batches: 1, parked_bytes: 50 }, 1_020);
+    expect(waitingBytes(p)).toBe(150);
+  });
+});

@@ -7,11 +7,11 @@ import { billingAdmin } from "../support/ingest.ts";
 describe("after a batch is parked", () => {
   it("reports to the org's object at most once per interval per isolate, with the batches in between riding along", () => {
     const reports = new ParkedReports({ intervalMs: 10_000 });
-    expect(reports.add("org_r", 100, 0)).toEqual({ parked_batches: 1, parked_bytes: 100 });
+    expect(reports.add("org_r", 100, 0)).toEqual({ parked_batches: 1, parked_bytes: 100, parked_until: 0 });
     expect(reports.add("org_r", 200, 1_000)).toBeNull();
     expect(reports.add("org_r", 300, 9_999)).toBeNull();
-    expect(reports.add("org_r", 400, 10_000)).toEqual({ parked_batches: 3, parked_bytes: 900 });
-    expect(reports.add("org_other", 5, 10_001)).toEqual({ parked_batches: 1, parked_bytes: 5 });
+    expect(reports.add("org_r", 400, 10_000)).toEqual({ parked_batches: 3, parked_bytes: 900, parked_until: 10_000 });
+    expect(reports.add("org_other", 5, 10_001)).toEqual({ parked_batches: 1, parked_bytes: 5, parked_until: 10_001 });
   });
 
   it("keeps bounded memory", () => {

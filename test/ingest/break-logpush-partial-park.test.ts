@@ -82,7 +82,9 @@ describe("break: a suspended org's Logpush batch reaches upstream at most once a
     expect(first.status).toBe(402);
     expect(first.text).not.toContain("kept for");
     const afterFirst = (await bucket.list({ prefix: orgPrefix(org) })).objects.length;
-    expect(afterFirst).toBe(1); // the first piece stayed parked
+    // Fixed (kept-once.ts): a park that stopped part way deletes the pieces it parked (the job was told
+    // nothing was kept and resends the whole batch). This line asserted the defect (1: the piece stayed).
+    expect(afterFirst).toBe(0);
 
     // Logpush resends the refused upload (R2 is fine again).
     parkedBytes.forget(org);

@@ -9,7 +9,9 @@ export const OUTAGE_NUDGE_INTERVAL_MS = 10_000;
 /** The first delivery attempt after an outage park waits this long: the upstream was just down. */
 export const OUTAGE_FIRST_DELIVERY_DELAY_S = 5;
 
-type Pending = { batches: number; bytes: number; flushedAt: number };
+/** `until`: when the newest of the held batches was parked (the report's `parked_until`). */
+type Pending = { batches: number; bytes: number; flushedAt: number; until: number };
+export type ParkedDelta = { parked_batches: number; parked_bytes: number; parked_until: number };
 
 /**
  * Batches parked, counted per org in this isolate and reported to the org's object at most once
@@ -34,14 +36,15 @@ export class ParkedReports {
   }
 
   /** Counts one batch; returns what to report now, or null to wait. */
-  add(orgId: string, bytes: number, now: number): { parked_batches: number; parked_bytes: number } | null {
-    const entry = this.pending.get(orgId) ?? { batches: 0, bytes: 0, flushedAt: -Infinity };
+  add(orgId: string, bytes: number, now: number): ParkedDelta | null {
+    const entry = this.pending.get(orgId) ?? { batches: 0, bytes: 0, flushedAt: -Infinity, until: 0 };
     entry.batches += 1;
     entry.bytes += bytes;
+    entry.until = Math.max(entry.until, now);
     this.pending.delete(orgId);
     if (now - entry.flushedAt >= this.intervalMs) {
-      const delta = { parked_batches: entry.batches, parked_bytes: entry.bytes };
-      this.remember(orgId, { batches: 0, bytes: 0, flushedAt: now });
+      const delta = { parked_batches: entry.batches, parked_bytes: entry.bytes, parked_until: entry.until };
+      this.remember(orgId, { batches: 0, bytes: 0, flushedAt: now, until: 0 });
       return delta;
     }
     this.remember(orgId, entry);
@@ -60,12 +63,12 @@ export class ParkedReports {
   }
 
   /** The trailing report: what was held back, counted as reported now. */
-  flush(orgId: string, now: number): { parked_batches: number; parked_bytes: number } | null {
+  flush(orgId: string, now: number): ParkedDelta | null {
     this.trailing.delete(orgId);
     const entry = this.pending.get(orgId);
     if (!entry || entry.batches === 0) return null;
-    this.remember(orgId, { batches: 0, bytes: 0, flushedAt: now });
-    return { parked_batches: entry.batches, parked_bytes: entry.bytes };
+    this.remember(orgId, { batches: 0, bytes: 0, flushedAt: now, until: 0 });
+    return { parked_batches: entry.batches, parked_bytes: entry.bytes, parked_until: entry.until };
   }
 
   private remember(orgId: string, entry: Pending): void {
@@ -99,7 +102,8 @@ export function afterPark(
   ledger: ParkedBytes = parkedBytes,
 ): void {
   // Each answer says what the org has parked in all: the per-org cap's estimate (parking.ts, ParkedBytes).
-  const send = (delta: { parked_batches: number; parked_bytes: number }) =>
+  // Stamped with the newest park time: the org's object ignores bytes a later listing already saw (parking-progress.ts).
+  const send = (delta: ParkedDelta) =>
     report(env, orgId, delta).then((waiting) => {
       if (waiting !== null) ledger.heard(orgId, waiting, delta.parked_bytes);
     });

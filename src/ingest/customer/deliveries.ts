@@ -39,6 +39,10 @@ export type ParkingDelta = {
   refused_bytes?: number;
   /** Absolute: the bytes still parked for the org, from a run or cleanup that listed all of them. */
   listed_bytes?: number;
+  /** When that listing began: parked reports for batches parked before it add nothing (parking-progress.ts). */
+  listed_at?: number;
+  /** When the newest batch counted in `parked_*` was parked. */
+  parked_until?: number;
 };
 
 /** Batches per run before the message hands over to a fresh one (a run must end well within the consumer's limits). */
@@ -86,6 +90,8 @@ export async function handleDeliveries(batch: MessageBatch<unknown>, env: Delive
   }
   return Promise.all(
     [...byOrg].map(async ([orgId, messages]) => {
+      // Before the run's first listing: what it lists as remaining includes every batch parked before this.
+      const listedAt = now();
       const result = parking ? await deliverOrg(env, parking, orgId, now) : ({ ...emptyRun(orgId), outcome: "off" } as RunResult);
       const attempts = Math.max(...messages.map((m) => m.attempts));
       // What was delivered (a failed run included) goes on the usage queue before the message is
@@ -109,7 +115,7 @@ export async function handleDeliveries(batch: MessageBatch<unknown>, env: Delive
         expired_bytes: result.expiredBytes,
         refused_batches: result.refused,
         refused_bytes: result.refusedBytes,
-        ...(result.remainingBytes !== undefined ? { listed_bytes: result.remainingBytes } : {}),
+        ...(result.remainingBytes !== undefined ? { listed_bytes: result.remainingBytes, listed_at: listedAt } : {}),
       });
       return result;
     }),
@@ -311,7 +317,7 @@ export async function cleanupParked(env: DeliveryEnv, now: number): Promise<Clea
   await deleteExpiredDigests(parking, now);
   // The global cap's figure, read by every isolate once a minute (parking.ts, ParkedTotal).
   await parking.bucket.put(PARKED_TOTAL_KEY, JSON.stringify({ bytes: keptBytes, at: now }));
-  await Promise.all([...byOrg].map(([orgId, count]) => report(env, orgId, { expired_batches: count.batches, expired_bytes: count.bytes, listed_bytes: count.kept })));
+  await Promise.all([...byOrg].map(([orgId, count]) => report(env, orgId, { expired_batches: count.batches, expired_bytes: count.bytes, listed_bytes: count.kept, listed_at: now })));
   const orgs = [...waiting];
   if (parking.queue) {
     for (let i = 0; i < orgs.length; i += 100) await parking.queue.sendBatch(orgs.slice(i, i + 100).map((org_id) => ({ body: { org_id } })));

@@ -35,6 +35,11 @@ export type BatchTarget = { route: string; contentType: string; contentEncoding:
  * as it would have without parking).
  */
 export async function parkBatch(env: IngestEnv, ctx: WaitUntil, parking: ParkingSettings, orgId: string, target: BatchTarget, body: Uint8Array, why: ParkReason): Promise<boolean> {
+  return (await parkBatchAt(env, ctx, parking, orgId, target, body, why)) !== null;
+}
+
+/** parkBatch, resolving to the parked object (its key and size), or null: what a digest marker names (kept-once.ts). */
+export async function parkBatchAt(env: IngestEnv, ctx: WaitUntil, parking: ParkingSettings, orgId: string, target: BatchTarget, body: Uint8Array, why: ParkReason): Promise<{ key: string; bytes: number } | null> {
   const now = Date.now();
   const outcome = await park(parking, { orgId, ...target, receivedAt: now, why }, body, now);
   if (!outcome.parked) {
@@ -44,10 +49,10 @@ export async function parkBatch(env: IngestEnv, ctx: WaitUntil, parking: Parking
     if (count !== null) {
       logWarn({ event: "ingest_park_failed", org_id: orgId, route: target.route, why, cause: outcome.why, error: outcome.error, bytes: body.byteLength, max_bytes: parking.maxBytes, count, window_s: DECISION_LOG_WINDOW_MS / 1000 });
     }
-    return false;
+    return null;
   }
   const count = logThrottle.hit(`${orgId} parked_${why}`, now);
   if (count !== null) log({ event: "ingest_parked", org_id: orgId, route: target.route, why, bytes: body.byteLength, count, window_s: DECISION_LOG_WINDOW_MS / 1000 });
   afterPark(env as IngestEnv & ParkingEnv, ctx, parking, orgId, body.byteLength, why, now);
-  return true;
+  return { key: outcome.key, bytes: outcome.bytes };
 }

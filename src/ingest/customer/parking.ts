@@ -238,43 +238,12 @@ export const parkedBytes = new ParkedBytes();
 
 /**
  * Refused batches parked once (issue 18, 5): Logpush resends a refused upload, and an exporter may
- * resend a refused batch; each would be parked, delivered and metered again. A suspended org's
- * batch is known by a digest of where it goes and its bytes as received, and a marker under this
- * prefix (outside `parked/`) says it is already kept; a batch whose marker is younger than the
- * retention is answered as kept without being parked again.
+ * resend a refused batch; each would be parked, delivered and metered again. A marker under this
+ * prefix (outside `parked/`) says a batch is already kept, with which key and in which objects
+ * (kept-once.ts).
  */
 export const DIGEST_PREFIX = "parked-digests/";
 export const digestKey = (orgId: string, digest: string) => `${DIGEST_PREFIX}${orgId}/${digest}`;
-
-/** SHA-256 (hex) of what identifies a batch: `parts` (route, options, encoding) and its bytes as received. */
-export async function batchDigest(parts: string[], bytes: Uint8Array): Promise<string> {
-  const head = new TextEncoder().encode(`${parts.join("\n")}\n\n`);
-  const whole = new Uint8Array(head.byteLength + bytes.byteLength);
-  whole.set(head, 0);
-  whole.set(bytes, head.byteLength);
-  return [...new Uint8Array(await crypto.subtle.digest("SHA-256", whole))].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Whether this batch was kept within the retention. A failing store answers false (kept twice rather than lost). */
-export async function parkedBefore(settings: ParkingSettings, orgId: string, digest: string, now: number): Promise<boolean> {
-  try {
-    const marker = await settings.bucket.head(digestKey(orgId, digest));
-    if (marker === null) return false;
-    const at = Number(marker.customMetadata?.received_at ?? marker.uploaded.getTime());
-    return now - at < settings.retentionMs;
-  } catch {
-    return false;
-  }
-}
-
-/** Marks this batch kept (after it was parked). A failure only means a resend would be kept again. */
-export async function rememberParked(settings: ParkingSettings, orgId: string, digest: string, now: number): Promise<void> {
-  try {
-    await settings.bucket.put(digestKey(orgId, digest), "", { customMetadata: { received_at: String(now) } });
-  } catch {
-    // best effort
-  }
-}
 
 /** Where the cleanup writes the bucket's parked bytes (outside `parked/`, so no listing of parked data sees it). */
 export const PARKED_TOTAL_KEY = "meta/parked-total.json";

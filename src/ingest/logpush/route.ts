@@ -5,8 +5,11 @@ import { logUpstreamTrouble, refuse, settleForward } from "../request/account.ts
 import { admit, type Suspended } from "../request/admit.ts";
 import { isGzip } from "../request/body.ts";
 import { forward, isOutage, PARKING_UNAVAILABLE_RETRY_AFTER, UNAVAILABLE_RETRY_AFTER, type ForwardResult } from "../request/forward.ts";
-import { parkBatch, parkingOf, type WaitUntil } from "../customer/park-batch.ts";
-import { batchDigest, parkedBefore, rememberParked, type ParkingSettings } from "../customer/parking.ts";
+import { batchDigest, keepOnce, readMarker } from "../customer/kept-once.ts";
+import { parkBatch, parkBatchAt, parkingOf, type WaitUntil } from "../customer/park-batch.ts";
+import type { ParkingSettings } from "../customer/parking.ts";
+import { log } from "../../shared/log.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
 import { readBounded } from "../../shared/bounded-read.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
 import { meterAccepted } from "../usage/meter.ts";
@@ -44,6 +47,13 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
   if (!admitted.ok) {
     if (!("suspended" in admitted) || parking === null) return admitted.response;
     return parkRefused(request, env, settings, dataset, waitUntil, parking, admitted);
+  }
+  if (parking && admitted.verdict.since !== undefined && Date.now() - admitted.verdict.since < parking.retentionMs) {
+    // The org's state changed within the retention: maybe it just paid, and this is Logpush retrying
+    // a batch it was told is kept. The parked copy is delivered; this one must not go too (kept-once.ts).
+    const held = await keptCopy(request, env, settings, dataset, parking, admitted.orgId, admitted.keyId);
+    if (held.response) return held.response;
+    request = held.request;
   }
   return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId, admitted.keyId), waitUntil);
 }
@@ -85,6 +95,35 @@ function piecesUpstream(env: IngestEnv, settings: IngestSettings, waitUntil: Wai
 
 class ParkStopped extends Error {}
 
+/** The digest a Logpush batch is known by (the same while suspended and after): dataset, URL options, encoding, bytes as received. */
+const logpushDigest = (request: Request, dataset: string, received: Uint8Array) =>
+  batchDigest(["/v1/logpush", dataset, new URL(request.url).search, request.headers.get("content-encoding") ?? ""], received);
+
+/**
+ * For an org whose state changed within the retention: the batch read (at most MAX_BODY_BYTES, as a
+ * park holds), and a 200 without forwarding when a copy of it is kept with this key (delivered once
+ * paid, metered then). Otherwise the request to convert, rebuilt from the bytes read. Costs one R2
+ * read per batch, only for such orgs; a failing store forwards (at least once, never lost).
+ */
+async function keptCopy(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, parking: ParkingSettings, orgId: string, keyId: string): Promise<{ response: Response; request?: undefined } | { response?: undefined; request: Request }> {
+  // Over the limit: convert refuses it as it always does (nothing of it can be kept).
+  if (declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return { request };
+  let received: Uint8Array;
+  try {
+    received = await readBounded(request.body, settings.maxBodyBytes);
+  } catch {
+    return { response: refuse(env, "/v1/logpush", "json", 413, "payload_too_large", `the body exceeds ${settings.maxBodyBytes} bytes; lower max_upload_bytes on the Logpush job`, { orgId, keyId }).response };
+  }
+  const now = Date.now();
+  const marker = await readMarker(parking, orgId, await logpushDigest(request, dataset, received), now);
+  if (marker !== null && marker.keyId === keyId) {
+    const count = logThrottle.hit(`${orgId} logpush_kept_copy`, now);
+    if (count !== null) log({ event: "ingest_logpush_kept_copy", org_id: orgId, bytes: received.byteLength, count, window_s: DECISION_LOG_WINDOW_MS / 1000 });
+    return { response: Response.json({ status: "accepted", records: marker.records ?? 0, kept: true }) };
+  }
+  return { request: new Request(request.url, { method: "POST", headers: request.headers, body: received }) };
+}
+
 /**
  * A suspended org's Logpush batch with parking on: converted exactly as for the upstream, each
  * piece parked instead of sent, and the 402 saying it is kept. The plain 402 when any of it
@@ -105,34 +144,37 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
     return refused.response;
   }
   const now = Date.now();
-  const url = new URL(request.url);
-  const digest = await batchDigest(["/v1/logpush", dataset, url.search, request.headers.get("content-encoding") ?? ""], received);
-  if (await parkedBefore(parking, orgId, digest, now)) return kept();
+  const digest = await logpushDigest(request, dataset, received);
   request = new Request(request.url, { method: "POST", headers: request.headers, body: received });
-  let parkedAny = false;
-  const pieces: Pieces = {
-    account: false,
-    async send(body, share) {
-      // Metered when delivered (after payment): the piece's records and share of the bytes as received.
-      const usage = { signal: "logpush" as const, items: share.records, bytes: share.bytes };
-      if (!(await parkBatch(env, waitUntil, parking, orgId, { ...target, usage }, new TextEncoder().encode(body), "suspended"))) throw new ParkStopped();
-      parkedAny = true;
-      return { response: new Response(null), upstreamStatus: null, outcome: "accepted", code: null, failure: null, parked: true };
-    },
-  };
-  let response: Response;
-  try {
-    response = await convert(request, env, settings, dataset, { orgId, keyId }, pieces, waitUntil);
-  } catch (error) {
-    if (error instanceof ParkStopped) return refused.response;
-    throw error;
-  }
-  if (response.status !== 200 || !parkedAny) {
-    await response.body?.cancel();
-    return refused.response;
-  }
-  await rememberParked(parking, orgId, digest, now);
-  return kept();
+  // Parked whole or not at all: a stopped park's pieces are deleted (the job resends all of it), and
+  // the marker is written only for a whole batch (kept-once.ts).
+  const keptNow = await keepOnce(env, parking, { orgId, keyId }, digest, now, async (parked) => {
+    const pieces: Pieces = {
+      account: false,
+      async send(body, share) {
+        // Metered when delivered (after payment): the piece's records and share of the bytes as received.
+        const usage = { signal: "logpush" as const, items: share.records, bytes: share.bytes };
+        const piece = await parkBatchAt(env, waitUntil, parking, orgId, { ...target, usage }, new TextEncoder().encode(body), "suspended");
+        if (piece === null) throw new ParkStopped();
+        parked.push(piece);
+        return { response: new Response(null), upstreamStatus: null, outcome: "accepted", code: null, failure: null, parked: true };
+      },
+    };
+    let response: Response;
+    try {
+      response = await convert(request, env, settings, dataset, { orgId, keyId }, pieces, waitUntil);
+    } catch (error) {
+      if (error instanceof ParkStopped) return { whole: false, records: null };
+      throw error;
+    }
+    if (response.status !== 200 || parked.length === 0) {
+      await response.body?.cancel();
+      return { whole: false, records: null };
+    }
+    const answer = (await response.json().catch(() => null)) as { records?: unknown } | null;
+    return { whole: true, records: typeof answer?.records === "number" ? answer.records : null };
+  });
+  return keptNow ? kept() : refused.response;
 }
 
 /**

@@ -1,8 +1,9 @@
 import { declaredLengthExceeds, readBounded } from "../../shared/bounded-read.ts";
 import type { BodyFormat } from "../../shared/http-error.ts";
 import type { IngestSettings } from "../config.ts";
-import { parkBatch, parkingOf, type WaitUntil } from "../customer/park-batch.ts";
-import { batchDigest, parkedBefore, rememberParked, type Counted, type ParkingSettings } from "../customer/parking.ts";
+import { batchDigest, keepOnce } from "../customer/kept-once.ts";
+import { parkBatch, parkBatchAt, parkingOf, type WaitUntil } from "../customer/park-batch.ts";
+import type { Counted, ParkingSettings } from "../customer/parking.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
 import { withOverdueWarning } from "../customer/warn.ts";
 import { logUpstreamTrouble, refuse, settleForward } from "../request/account.ts";
@@ -156,12 +157,14 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
   }
   if (!(await complete(bytes, encoding === "gzip", settings))) return refused.response;
   const target = { route: path, contentType: format === "json" ? "application/json" : "application/x-protobuf", contentEncoding: encoding === "gzip" ? "gzip" : null, keyId };
-  // A resend of a batch already kept is answered as kept, not parked again (issue 18, 5).
+  // A resend of a batch already kept with this key is answered as kept, not parked again (kept-once.ts).
   const now = Date.now();
   const digest = await batchDigest([path, target.contentType, target.contentEncoding ?? ""], bytes);
-  if (!(await parkedBefore(parking, orgId, digest, now))) {
-    if (!(await parkBatch(env, ctx, parking, orgId, target, bytes, "suspended"))) return refused.response;
-    await rememberParked(parking, orgId, digest, now);
-  }
+  const kept = await keepOnce(env, parking, { orgId, keyId }, digest, now, async (pieces) => {
+    const parked = await parkBatchAt(env, ctx, parking, orgId, target, bytes, "suspended");
+    if (parked) pieces.push(parked);
+    return { whole: parked !== null, records: null };
+  });
+  if (!kept) return refused.response;
   return suspendedResponse({ format, orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: { retentionMs: parking.retentionMs }, logpush: false });
 }

@@ -45,6 +45,12 @@ export type Verdict = {
   /** The features the org has used up, from the same entry (README, "Plan limits"); admit decides whether they refuse. */
   limits: readonly FeatureLimit[];
   /**
+   * When the org entered its current state (the mirror entry's `since`); absent when nothing was
+   * mirrored. A recent change may be the end of a suspension: Logpush then checks for a kept copy
+   * of a retried batch (customer/kept-once.ts), and only then.
+   */
+  since?: number;
+  /**
    * Where the answer came from: memory, the KV mirror, the object, a failed lookup with
    * nothing known (accepted), or a suspension the object could not confirm (kept).
    */
@@ -81,7 +87,7 @@ function heldOf(entry: MirrorEntry | null): Held {
   if (entry === null) return OK;
   const suspended = entry.state === "suspended";
   // `limits` may be absent from an object's answer (RPC is not parsed like KV entries) written before limits existed.
-  return { suspended, suspended_at: suspended ? entry.suspended_at : null, state: entry.state, suspend_at: entry.suspend_at, pay_url: entry.pay_url ?? null, limits: entry.limits ?? [] };
+  return { suspended, suspended_at: suspended ? entry.suspended_at : null, state: entry.state, suspend_at: entry.suspend_at, pay_url: entry.pay_url ?? null, limits: entry.limits ?? [], since: entry.since };
 }
 
 /**
