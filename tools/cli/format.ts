@@ -113,7 +113,7 @@ export function formatSweep(sweep: SweepView, now = Date.now()): string {
     for (const h of sweep.would_restore_sample) lines.push(`    ${h.org_id}  ${h.kind}`);
     lines.push(`  confirm with: tollgate reconcile --confirm ${sweep.id}   (the next sweep discards it otherwise)`);
   }
-  if (sweep.still_missing > 0) lines.push(`  still missing: ${sweep.still_missing} orgs Autumn did not list last time either (left to their objects' resync)`);
+  if (sweep.still_missing > 0) lines.push(`  still missing: ${sweep.still_missing} ${sweep.still_missing === 1 ? "org" : "orgs"} Autumn did not list last time either (left to their objects' resync)`);
   lines.push(`  calls:        ${sweep.autumn_calls} to Autumn, ${sweep.object_calls} to org objects`);
   lines.push(`  errors:       ${sweep.error_count}${sweep.error_count > sweep.errors.length ? ` (newest ${sweep.errors.length} below)` : ""}`);
   for (const error of sweep.errors) lines.push(`    ${error.at}  page ${error.page}${error.org_id ? ` ${error.org_id}` : ""}: ${error.message}`);
