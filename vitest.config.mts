@@ -59,6 +59,7 @@ export default defineConfig({
                 MODEL_RUNS: process.env.MODEL_RUNS ?? "",
                 MODEL_STEPS: process.env.MODEL_STEPS ?? "",
                 MODEL_SEED: process.env.MODEL_SEED ?? "",
+                MODEL_TRACE: process.env.MODEL_TRACE ?? "",
               },
             },
           })),

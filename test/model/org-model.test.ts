@@ -69,7 +69,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("pastDue" as const), ageMs: fc.constantFrom(0, DAY, 3 * DAY, 10 * DAY), fate }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("addOnPastDue" as const), ageMs: fc.constantFrom(0, 20 * DAY), fate }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("netTerms" as const), ageMs: fc.constantFrom(5 * DAY, 30 * DAY), fate }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("pay" as const), fate }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("pay" as const), fate }) },
   { weight: 1, arbitrary: fc.constant({ kind: "deleteCustomer" as const }) },
   {
     weight: 2,
@@ -97,7 +97,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("redeliverOld" as const), pick: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("drainUsage" as const), redeliver: fc.boolean() }) },
   { weight: 1, arbitrary: fc.constant({ kind: "sweep" as const }) },
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant("advance" as const), ms: fc.constantFrom(1_000, 15_000, 5 * MINUTE, 30 * MINUTE, 6 * HOUR, DAY, 3 * DAY) }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant("advance" as const), ms: fc.constantFrom(1_000, 15_000, 5 * MINUTE, 30 * MINUTE, 6 * HOUR, 6 * HOUR, DAY, DAY, 3 * DAY) }) },
 );
 
 /** One batch as the client saw it: every answer it got, and whether it was ever parked while suspended. */
@@ -110,6 +110,7 @@ type Model = {
   /** What Autumn says (the stand-in is the truth; the model keeps only what it needs). */
   pastDue: boolean;
   deleted: boolean;
+  mayDelete: boolean;
   /** The moment Autumn last stopped showing past due (a payment), null while past due. */
   paidAt: number | null;
   /** A manual suspension or exemption in force (support's decision wins; the bounds do not apply). */
@@ -162,7 +163,9 @@ const upstreamIsUp = (m: Model) => m.outages.length === 0 || m.outages.at(-1)!.t
 
 async function send(m: Model, batch: Batch): Promise<void> {
   const before = await view(m.org);
+  const t0 = performance.now();
   const answer = await ingest("/v1/traces", m.key, batch.body);
+  if ((env as unknown as Record<string, string>).MODEL_TRACE && performance.now() - t0 > 500) console.error("MODEL slow send:", answer.status, Math.round(performance.now() - t0), upstreamIsUp(m), answer.text.slice(0, 200));
   batch.answers.push(answer.status);
   if (answer.status >= 200 && answer.status < 300) batch.acceptedAt ??= m.now;
   if (answer.status === 402 && before.state === "suspended") batch.parkedWhileSuspended = true;
@@ -207,7 +210,8 @@ async function apply(m: Model, s: Step): Promise<void> {
       return handle(m, r.webhook, s.fate);
     }
     case "deleteCustomer": {
-      if (m.deleted) return;
+      // Only in some runs (one in three), so the others keep Autumn's totals to check.
+      if (m.deleted || !m.mayDelete) return;
       await autumn.deleteCustomer(m.org);
       m.deleted = true;
       m.absentWhileHeld = (await view(m.org)).state !== "ok";
@@ -345,6 +349,9 @@ async function quiesce(m: Model): Promise<void> {
   }
 }
 
+/** Wall time per step kind (MODEL_TRACE), to keep the fixed-seed run within its budget. */
+const timing: Record<string, number> = {};
+
 const envNumber = (name: string, fallback: number) => {
   const raw = (env as unknown as Record<string, string | undefined>)[name];
   return raw ? Number(raw) : fallback;
@@ -357,14 +364,14 @@ afterEach(async () => {
 });
 
 it("keeps every promise of the README under random histories of billing, support, traffic, outages and faults", async () => {
-  const runs = envNumber("MODEL_RUNS", 4);
+  const runs = envNumber("MODEL_RUNS", 6);
   const steps = envNumber("MODEL_STEPS", 60);
   const seedFromEnv = (env as unknown as Record<string, string | undefined>).MODEL_SEED;
-  const seed = seedFromEnv ? Number(seedFromEnv) : runs > 4 ? Math.floor(Math.random() * 2 ** 31) : 20261202;
+  const seed = seedFromEnv ? Number(seedFromEnv) : runs > 6 ? Math.floor(Math.random() * 2 ** 31) : 20261202;
   let run = 0;
   try {
     await fc.assert(
-      fc.asyncProperty(fc.array(stepArb, { minLength: 1, maxLength: steps }), async (steps) => {
+      fc.asyncProperty(fc.array(stepArb, { minLength: Math.ceil(steps / 2), maxLength: steps, size: "max" }), async (steps) => {
         vi.useFakeTimers({ toFake: ["Date"] });
         gate.reset();
         logThrottle.reset();
@@ -376,27 +383,38 @@ it("keeps every promise of the README under random histories of billing, support
         const start = Math.ceil(Date.now() / 1000) * 1000 + 1000;
         vi.setSystemTime(start);
         await autumn.createCustomer(org, { webhook: false });
+        // A plan with an allowance of spans (metered, limits enforced at the edge).
+        await autumn.setAllowance(org, FEATURE, { granted: 1000, next_reset_at: start + DAY }, { webhook: false });
         const minted = await billing(`/admin/orgs/${org}/ingest-keys`, { method: "POST" });
         const { key } = (await minted.json()) as { key: string };
         const m: Model = {
-          org, key, now: start, pastDue: false, deleted: false, paidAt: null, manual: null, deadline: null, absentWhileHeld: false,
+          org, key, now: start, pastDue: false, deleted: false, mayDelete: run % 3 === 0, paidAt: null, manual: null, deadline: null, absentWhileHeld: false,
           roomSince: start, held: [], delivered: [], batches: [], outages: [], stepsDone: [],
         };
         try {
           for (const s of steps) {
             m.stepsDone.push(JSON.stringify(s));
+            const t0 = performance.now();
             await apply(m, s);
             await check(m);
+            timing[s.kind] = (timing[s.kind] ?? 0) + (performance.now() - t0);
           }
+          const q0 = performance.now();
           await quiesce(m);
+          timing.quiesce = (timing.quiesce ?? 0) + (performance.now() - q0);
+          if ((env as unknown as Record<string, string>).MODEL_TRACE) {
+            const answers = m.batches.flatMap((b) => b.answers).reduce<Record<number, number>>((acc, a) => ({ ...acc, [a]: (acc[a] ?? 0) + 1 }), {});
+            console.error("MODEL:", JSON.stringify({ org, steps: steps.length, state: (await view(org)).state, answers, received: (await upstream.received(org)).size, usage: (await autumn.usageOf(org))[FEATURE] ?? null }));
+          }
         } finally {
           await runInDurableObject(orgStub(org), (_i, state) => state.storage.deleteAlarm());
           await runInDurableObject(sweeper(), (_i, state) => state.storage.deleteAlarm());
           vi.useRealTimers();
         }
       }),
-      { numRuns: runs, seed, endOnFailure: runs <= 4, verbose: 1 },
+      { numRuns: runs, seed, endOnFailure: runs <= 6, verbose: 1, interruptAfterTimeLimit: 20 * 60_000 },
     );
+    if ((env as unknown as Record<string, string>).MODEL_TRACE) console.error("MODEL timing:", JSON.stringify(Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, Math.round(v)]))));
   } catch (error) {
     console.error(`org model failed with seed ${seed} (rerun: MODEL_SEED=${seed} npm run test:model)`);
     throw error;
