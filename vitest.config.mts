@@ -60,6 +60,7 @@ export default defineConfig({
                 MODEL_STEPS: process.env.MODEL_STEPS ?? "",
                 MODEL_SEED: process.env.MODEL_SEED ?? "",
                 MODEL_TRACE: process.env.MODEL_TRACE ?? "",
+                MODEL_LONG: process.env.MODEL_LONG ?? "",
               },
             },
           })),

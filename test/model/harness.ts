@@ -40,22 +40,27 @@ export const deliveryQueue = new RecordingQueue<{ org_id: string }>("delivery");
  * The ingest Worker's env for one request: a fresh USAGE producer per request gives it a fresh
  * batcher (whose first flush runs at once, no 1 s window), its messages collected into `usageQueue`.
  */
-function ingestEnv(): IngestEnv {
-  const perRequest = {
+function ingestEnv(isolate?: object): IngestEnv {
+  const perRequest = isolate ?? {
     send: (body: unknown) => usageQueue.send(body),
     sendBatch: (messages: Iterable<{ body: unknown }>) => usageQueue.sendBatch(messages),
   };
   return { ...env, USAGE: perRequest, DELIVERIES: deliveryQueue } as unknown as IngestEnv;
 }
 
-export async function ingest(path: string, key: string, body: string, contentType = "application/json"): Promise<{ status: number; text: string }> {
+/** An isolate's USAGE producer: requests given the same one share its batcher (one message a second). */
+export function isolateQueue(): object {
+  return { send: (body: unknown) => usageQueue.send(body), sendBatch: (messages: Iterable<{ body: unknown }>) => usageQueue.sendBatch(messages) };
+}
+
+export async function ingest(path: string, key: string, body: string, contentType = "application/json", isolate?: object): Promise<{ status: number; text: string }> {
   const ctx = createExecutionContext();
   const request = new Request(`http://ingest.test${path}`, {
     method: "POST",
     headers: { authorization: `Bearer ${key}`, "content-type": contentType },
     body,
   }) as Request<unknown, IncomingRequestCfProperties>;
-  const response = await ingestWorker.fetch(request, ingestEnv(), ctx);
+  const response = await ingestWorker.fetch(request, ingestEnv(isolate), ctx);
   const text = await response.text();
   // The usage flush is immediate (a fresh batcher); what may still wait is a parked batch's trailing
   // report to the object, a real 10 s timer: the model does not hold the step for it (it lands later, as in production).
