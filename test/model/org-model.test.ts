@@ -90,7 +90,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({
       kind: fc.constant("autumnFault" as const),
-      mode: fc.constantFrom<Fault["mode"]>("http_500", "http_503", "http_429", "invalid_json", "timeout", "timeout_after_apply"),
+      mode: fc.constantFrom<Fault["mode"]>("http_500", "http_503", "http_429", "invalid_json", "timeout", "timeout_after_apply", "out_of_range"),
       count: fc.integer({ min: 1, max: 3 }),
     }),
   },

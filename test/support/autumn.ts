@@ -20,7 +20,7 @@ export type Fault = {
    * timeout: nothing applied, 503 after delay_ms (default 15 s, longer than a client waits);
    * timeout_after_apply: the request is applied and its idempotency keys kept, then the same late 503.
    */
-  mode: "http_500" | "http_429" | "http_503" | "invalid_json" | "slow" | "http_404_unknown_code" | "timeout" | "timeout_after_apply";
+  mode: "http_500" | "http_429" | "http_503" | "invalid_json" | "slow" | "http_404_unknown_code" | "timeout" | "timeout_after_apply" | "out_of_range";
   /** How many matching calls it answers (default 1; ignored with `rate`). */
   count?: number;
   /** Let this many matching calls through first (default 0): skip 1 on customers.list fails page 2. */
