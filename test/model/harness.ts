@@ -21,7 +21,10 @@ export type Queued<T> = { id: string; body: T };
 export class RecordingQueue<T> {
   readonly messages: Queued<T>[] = [];
   private next = 0;
-  constructor(private readonly prefix: string) {}
+  private readonly prefix: string;
+  constructor(prefix: string) {
+    this.prefix = prefix;
+  }
   async send(body: T): Promise<void> {
     this.messages.push({ id: `${this.prefix}-${this.next++}`, body });
   }
@@ -142,17 +145,35 @@ async function sinkControl<T>(method: string, path: string, body?: unknown): Pro
 export const upstream = {
   down: () => sinkControl("POST", "/outage", { seconds: 3600 }),
   up: () => sinkControl("DELETE", "/outage"),
-  /** SHA-256 of every body the sink accepted (2xx) for the tenant, with how many times. */
-  received: async (tenant: string): Promise<Map<string, number>> => {
-    const { requests } = await sinkControl<{ requests: { sha256: string; status?: number | null; fault?: string | null }[] }>("GET", `/requests?tenant=${encodeURIComponent(tenant)}`);
-    const counts = new Map<string, number>();
-    for (const r of requests) if ((r.status ?? 200) === 200 && !r.fault) counts.set(r.sha256, (counts.get(r.sha256) ?? 0) + 1);
-    return counts;
+  /**
+   * What the sink accepted (2xx) for the tenant: SHA-256 of every body with how many times, and the
+   * bodies sent to /v1/logs as text (Logpush batches arrive converted to OTLP logs, found by their records' tags).
+   */
+  received: async (tenant: string): Promise<{ bySha: Map<string, number>; logs: string[] }> => {
+    const { requests } = await sinkControl<{ requests: { path: string; sha256: string; body_base64: string; status?: number | null; fault?: string | null }[] }>(
+      "GET",
+      `/requests?tenant=${encodeURIComponent(tenant)}`,
+    );
+    const bySha = new Map<string, number>();
+    const logs: string[] = [];
+    for (const r of requests) {
+      if ((r.status ?? 200) !== 200 || r.fault) continue;
+      bySha.set(r.sha256, (bySha.get(r.sha256) ?? 0) + 1);
+      if (r.path === "/v1/logs") logs.push(new TextDecoder().decode(Uint8Array.from(atob(r.body_base64), (c) => c.charCodeAt(0))));
+    }
+    return { bySha, logs };
   },
 };
 
 export async function sha256Hex(text: string): Promise<string> {
   return [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A Logpush http_requests batch (NDJSON) of `records` records, each with a RayID `${tag}-${i}`. */
+export function logpushBody(tag: string, records: number): string {
+  return Array.from({ length: records }, (_, i) =>
+    JSON.stringify({ EdgeStartTimestamp: 1741964966 + i, ClientRequestHost: "shop.example.com", ClientRequestURI: "/model", EdgeResponseStatus: 200, RayID: `${tag}-${i}` }),
+  ).join("\n");
 }
 
 /** An OTLP/JSON traces body with `spans` spans, unique by `tag`. */

@@ -2,6 +2,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterEach, expect, it, vi } from "vitest";
+import type { OrgView } from "../../src/billing/org-view.ts";
 import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { autumn, type Fault, type StandInWebhook } from "../support/autumn.ts";
 import {
@@ -16,6 +17,7 @@ import {
   sweep,
   sweeper,
   tracesBody,
+  logpushBody,
   upstream,
   usageQueue,
   deliveryQueue,
@@ -55,6 +57,7 @@ type Step =
   | { kind: "allowance"; granted: number; fate: WebhookFate }
   | { kind: "resetBalance" }
   | { kind: "send"; spans: number }
+  | { kind: "logpush"; records: number }
   | { kind: "retry" }
   | { kind: "upstreamDown" }
   | { kind: "upstreamUp" }
@@ -83,6 +86,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("allowance" as const), granted: fc.constantFrom(5, 20, 1000), fate }) },
   { weight: 1, arbitrary: fc.constant({ kind: "resetBalance" as const }) },
   { weight: 6, arbitrary: fc.record({ kind: fc.constant("send" as const), spans: fc.integer({ min: 1, max: 6 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("logpush" as const), records: fc.integer({ min: 1, max: 4 }) }) },
   { weight: 2, arbitrary: fc.constant({ kind: "retry" as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: "upstreamDown" as const }) },
   { weight: 2, arbitrary: fc.constant({ kind: "upstreamUp" as const }) },
@@ -102,7 +106,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
 );
 
 /** One batch as the client saw it: every answer it got, and whether it was ever parked while suspended. */
-type Batch = { body: string; sha: string; spans: number; at: number; answers: number[]; acceptedAt: number | null; parkedWhileSuspended: boolean };
+type Batch = { signal: "traces" | "logpush"; tag: string; body: string; sha: string; spans: number; at: number; answers: number[]; acceptedAt: number | null; parkedWhileSuspended: boolean };
 
 type Model = {
   org: string;
@@ -118,6 +122,7 @@ type Model = {
   manual: { action: "suspend" | "exempt"; until: number | null } | null;
   /** The deadline last published (view's suspend_at) and when it was first seen. */
   deadline: { at: number; publishedAt: number } | null;
+  lastSuspendedAt: string | null;
   /** Set when Autumn lost the customer while Tollgate held it not ok: it must stay not ok (absence never restores). */
   absentWhileHeld: boolean;
   /** Since when Autumn's balance shows room for the feature (null: used up, or not known). */
@@ -154,7 +159,10 @@ async function advance(m: Model, ms: number): Promise<void> {
     const next = Math.min(due ?? Infinity, nextCron);
     if (next > target) break;
     setNow(m, Math.max(m.now, next));
-    if (due !== null && due <= m.now) await runDurableObjectAlarm(orgStub(m.org));
+    if (due !== null && due <= m.now) {
+      await runDurableObjectAlarm(orgStub(m.org));
+      await observe(m);
+    }
     if (nextCron <= m.now && upstreamIsUp(m)) await cronAndDeliver(m.now);
   }
   setNow(m, Math.max(m.now, target));
@@ -165,7 +173,7 @@ const upstreamIsUp = (m: Model) => m.outages.length === 0 || m.outages.at(-1)!.t
 async function send(m: Model, batch: Batch): Promise<void> {
   const before = await view(m.org);
   const t0 = performance.now();
-  const answer = await ingest("/v1/traces", m.key, batch.body);
+  const answer = batch.signal === "traces" ? await ingest("/v1/traces", m.key, batch.body) : await ingest("/v1/logpush/http_requests", m.key, batch.body, "application/x-ndjson");
   if ((env as unknown as Record<string, string>).MODEL_TRACE && performance.now() - t0 > 500) console.error("MODEL slow send:", answer.status, Math.round(performance.now() - t0), upstreamIsUp(m), answer.text.slice(0, 200));
   batch.answers.push(answer.status);
   if (answer.status >= 200 && answer.status < 300) batch.acceptedAt ??= m.now;
@@ -240,7 +248,14 @@ async function apply(m: Model, s: Step): Promise<void> {
     case "send": {
       const tag = `${m.org}-${m.batches.length}`;
       const body = tracesBody(tag, s.spans);
-      const batch: Batch = { body, sha: await sha256Hex(body), spans: s.spans, at: m.now, answers: [], acceptedAt: null, parkedWhileSuspended: false };
+      const batch: Batch = { signal: "traces", tag, body, sha: await sha256Hex(body), spans: s.spans, at: m.now, answers: [], acceptedAt: null, parkedWhileSuspended: false };
+      m.batches.push(batch);
+      return send(m, batch);
+    }
+    case "logpush": {
+      const tag = `${m.org}-lp${m.batches.length}`;
+      const body = logpushBody(tag, s.records);
+      const batch: Batch = { signal: "logpush", tag, body, sha: await sha256Hex(body), spans: s.records, at: m.now, answers: [], acceptedAt: null, parkedWhileSuspended: false };
       m.batches.push(batch);
       return send(m, batch);
     }
@@ -284,24 +299,36 @@ async function apply(m: Model, s: Step): Promise<void> {
   }
 }
 
-/** The invariants that hold after every step. */
-async function check(m: Model): Promise<void> {
-  const v = await view(m.org);
-  if (m.manual?.until != null && m.now >= m.manual.until) m.manual = null;
-  // Invariant 1: never suspended by the policy before the deadline in force was published for MIN_NOTICE.
-  if (v.suspend_at !== null) {
-    const at = Date.parse(v.suspend_at);
-    if (m.deadline?.at !== at) m.deadline = { at, publishedAt: m.now };
-  }
-  if (v.state === "suspended" && v.override?.action !== "suspend") {
+/**
+ * Promise 1, observed after every step and after every alarm an advance runs (a deadline can be
+ * published and reached within one advance): a suspension by the policy is checked once, when it
+ * first appears, against the deadline published before it and since when.
+ */
+async function observe(m: Model, v?: OrgView): Promise<OrgView> {
+  v ??= await view(m.org);
+  if (v.state === "suspended" && v.suspended_at !== m.lastSuspendedAt) {
+    m.lastSuspendedAt = v.suspended_at;
     const suspendedAt = Date.parse(v.suspended_at!);
     const entry = v.history.find((h) => h.to === "suspended");
-    if (entry && entry.source !== "admin" && Date.parse(entry.at) === suspendedAt && suspendedAt > m.now - 1 - 3 * DAY) {
+    if (v.override?.action !== "suspend" && entry && entry.source !== "admin") {
       expect(m.deadline, `suspended at ${v.suspended_at} with no deadline ever published`).not.toBeNull();
-      expect(suspendedAt - m.deadline!.publishedAt, `suspended at ${v.suspended_at}, the deadline ${new Date(m.deadline!.at).toISOString()} published ${new Date(m.deadline!.publishedAt).toISOString()}`).toBeGreaterThanOrEqual(MIN_NOTICE);
+      expect(
+        suspendedAt - m.deadline!.publishedAt,
+        `suspended at ${v.suspended_at}, the deadline ${new Date(m.deadline!.at).toISOString()} first published ${new Date(m.deadline!.publishedAt).toISOString()}`,
+      ).toBeGreaterThanOrEqual(MIN_NOTICE);
     }
   }
-  if (v.state === "ok" && v.suspend_at === null) m.deadline = null;
+  if (v.state !== "suspended") m.lastSuspendedAt = null;
+  const published = v.state === "overdue" && v.suspend_at !== null ? Date.parse(v.suspend_at) : null;
+  if (published === null) m.deadline = null;
+  else if (m.deadline?.at !== published) m.deadline = { at: published, publishedAt: m.now };
+  return v;
+}
+
+/** The invariants that hold after every step. */
+async function check(m: Model): Promise<void> {
+  const v = await observe(m);
+  if (m.manual?.until != null && m.now >= m.manual.until) m.manual = null;
   // Invariant 7: absence from Autumn never restores an org by itself.
   if (m.absentWhileHeld) expect(v.state, "an org Autumn no longer knows was restored").not.toBe("ok");
   // The balance's room, as Autumn holds it (for invariant 3).
@@ -333,8 +360,10 @@ async function quiesce(m: Model): Promise<void> {
   // Invariant 4 and 5: every batch answered 2xx reaches the upstream exactly once, byte for byte (the sink
   // hashes what it received), whatever the org's state; a batch parked while suspended at most once.
   const received = await upstream.received(m.org);
+  // A Logpush batch arrives as OTLP logs: counted by its first record's RayID.
+  const countOf = (b: Batch) => (b.signal === "traces" ? (received.bySha.get(b.sha) ?? 0) : received.logs.filter((text) => text.includes(`"${b.tag}-0"`)).length);
   for (const b of m.batches) {
-    const count = received.get(b.sha) ?? 0;
+    const count = countOf(b);
     const accepted = b.acceptedAt !== null;
     const outageCovered = accepted && m.outages.some((o) => o.from <= b.acceptedAt! && (o.to ?? Infinity) >= b.acceptedAt! + RETENTION);
     const label = `batch ${b.sha.slice(0, 8)} (${b.spans} spans, sent ${new Date(b.at).toISOString()}, answers ${b.answers.join(",")})`;
@@ -344,9 +373,13 @@ async function quiesce(m: Model): Promise<void> {
   }
   // Invariant 6: Autumn's total equals what was accepted (2xx, and batches parked while suspended once delivered).
   if (!m.deleted) {
-    const expected = m.batches.filter((b) => b.acceptedAt !== null || (b.parkedWhileSuspended && (received.get(b.sha) ?? 0) > 0)).reduce((sum, b) => sum + b.spans, 0);
-    const tracked = (await autumn.usageOf(m.org))[FEATURE]?.value ?? 0;
-    expect(tracked, `Autumn's ${FEATURE} total against what was accepted`).toBe(expected);
+    const usage = await autumn.usageOf(m.org);
+    for (const [signal, feature] of [["traces", FEATURE], ["logpush", "log_records"]] as const) {
+      const expected = m.batches
+        .filter((b) => b.signal === signal && (b.acceptedAt !== null || (b.parkedWhileSuspended && countOf(b) > 0)))
+        .reduce((sum, b) => sum + b.spans, 0);
+      expect(usage[feature]?.value ?? 0, `Autumn's ${feature} total against what was accepted`).toBe(expected);
+    }
   }
 }
 
@@ -391,7 +424,7 @@ it("keeps every promise of the README under random histories of billing, support
         const minted = await billing(`/admin/orgs/${org}/ingest-keys`, { method: "POST" });
         const { key } = (await minted.json()) as { key: string };
         const m: Model = {
-          org, key, now: start, pastDue: false, deleted: false, mayDelete: run % 3 === 0, paidAt: null, manual: null, deadline: null, absentWhileHeld: false,
+          org, key, now: start, pastDue: false, deleted: false, mayDelete: run % 3 === 0, paidAt: null, manual: null, deadline: null, lastSuspendedAt: null, absentWhileHeld: false,
           roomSince: start, held: [], delivered: [], batches: [], outages: [], stepsDone: [],
         };
         try {
@@ -407,7 +440,7 @@ it("keeps every promise of the README under random histories of billing, support
           timing.quiesce = (timing.quiesce ?? 0) + (performance.now() - q0);
           if ((env as unknown as Record<string, string>).MODEL_TRACE) {
             const answers = m.batches.flatMap((b) => b.answers).reduce<Record<number, number>>((acc, a) => ({ ...acc, [a]: (acc[a] ?? 0) + 1 }), {});
-            console.error("MODEL:", JSON.stringify({ org, steps: steps.length, state: (await view(org)).state, answers, received: (await upstream.received(org)).size, usage: (await autumn.usageOf(org))[FEATURE] ?? null }));
+            console.error("MODEL:", JSON.stringify({ org, steps: steps.length, state: (await view(org)).state, answers, received: (await upstream.received(org)).bySha.size, usage: (await autumn.usageOf(org))[FEATURE] ?? null }));
           }
         } finally {
           await runInDurableObject(orgStub(org), (_i, state) => state.storage.deleteAlarm());
