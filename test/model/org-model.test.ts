@@ -491,9 +491,10 @@ it("grows no table, key or prefix with requests: the same rows and keys after N 
     const N = 40;
     const WINDOWS = 2;
     let sent = 0;
-    /** N requests through one isolate in WINDOWS one-second windows (its batcher sends one message a window), drained and reported. */
+    // One isolate for all the traffic: what an isolate keeps (its batcher's stream) is per isolate, not per request.
+    const isolate = isolateQueue();
+    /** N requests through the isolate in WINDOWS one-second windows (its batcher sends one message a window), drained and reported. */
     const traffic = async () => {
-      const isolate = isolateQueue();
       for (let i = 0; i < N; i++) {
         if (i % (N / WINDOWS) === 0) {
           now += 1_000;
