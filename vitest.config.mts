@@ -61,6 +61,7 @@ export default defineConfig({
                 MODEL_SEED: process.env.MODEL_SEED ?? "",
                 MODEL_TRACE: process.env.MODEL_TRACE ?? "",
                 MODEL_LONG: process.env.MODEL_LONG ?? "",
+                MODEL_TIME_LIMIT_MS: process.env.MODEL_TIME_LIMIT_MS ?? "",
               },
             },
           })),
