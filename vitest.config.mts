@@ -46,6 +46,29 @@ export default defineConfig({
         test: { name: "ingest", include: ["test/ingest/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"] },
       },
       {
+        // The model of the whole org (test/model): billing and ingest Workers, every object, R2 and queues in one
+        // workerd, against the Autumn stand-in and the upstream sink. `npm test` runs a fixed seed; `npm run test:model` a long run.
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: "./test/model/wrangler.jsonc" },
+            miniflare: {
+              bindings: {
+                ...secrets,
+                AUTUMN_API_URL: inject<string>("autumnUrl"),
+                UPSTREAM_OTLP_URL: inject<string>("sinkUrl"),
+                MODEL_RUNS: process.env.MODEL_RUNS ?? "",
+                MODEL_STEPS: process.env.MODEL_STEPS ?? "",
+                MODEL_SEED: process.env.MODEL_SEED ?? "",
+                MODEL_TRACE: process.env.MODEL_TRACE ?? "",
+                MODEL_LONG: process.env.MODEL_LONG ?? "",
+                MODEL_TIME_LIMIT_MS: process.env.MODEL_TIME_LIMIT_MS ?? "",
+              },
+            },
+          })),
+        ],
+        test: { name: "model", include: ["test/model/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"], testTimeout: 600_000 },
+      },
+      {
         test: { name: "tools", environment: "node", include: ["test/tools/**/*.test.ts"] },
       },
       {

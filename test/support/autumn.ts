@@ -20,7 +20,7 @@ export type Fault = {
    * timeout: nothing applied, 503 after delay_ms (default 15 s, longer than a client waits);
    * timeout_after_apply: the request is applied and its idempotency keys kept, then the same late 503.
    */
-  mode: "http_500" | "http_429" | "http_503" | "invalid_json" | "slow" | "http_404_unknown_code" | "timeout" | "timeout_after_apply" | "raw_body";
+  mode: "http_500" | "http_429" | "http_503" | "invalid_json" | "slow" | "http_404_unknown_code" | "timeout" | "timeout_after_apply" | "raw_body" | "out_of_range";
   /** raw_body: the exact text answered instead of the real answer (nothing applied), with `status` (default 200). */
   body?: string;
   status?: number;

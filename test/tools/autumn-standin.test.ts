@@ -757,6 +757,16 @@ describe("faults", () => {
     expect((await get()).json.balances).toEqual({});
   });
 
+  it("out_of_range: applied, 200 with amounts negative or past 2^53 and times past the largest Date", async () => {
+    await control("POST", "/faults", { mode: "out_of_range" });
+    const result = await get();
+    expect(result.status).toBe(200);
+    const created = result.json.created_at;
+    expect(created).toBe(8.64e15 + 1);
+    expect(Number.isNaN(new Date(created).getTime())).toBe(true);
+    expect((await get()).json.created_at).toBeLessThan(8.64e15);
+  });
+
   it("http_404_unknown_code", async () => {
     await control("POST", "/faults", { mode: "http_404_unknown_code" });
     const result = await get();

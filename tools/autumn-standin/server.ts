@@ -71,7 +71,9 @@ import { listen } from "../listen.ts";
  *                                                   a client waits), timeout_after_apply (applied and its keys kept,
  *                                                   then the same late 503: the ambiguous case idempotency is for),
  *                                                   raw_body ({body, status?}: that exact text, default 200, instead of
- *                                                   the answer, nothing applied; how a test serves a mutated answer).
+ *                                                   the answer, nothing applied; how a test serves a mutated answer),
+ *                                                   out_of_range (applied, a 200 whose amounts are negative or past
+ *                                                   2^53 and whose times are past the largest Date).
  *                                                   `rate` (0-1): hits that fraction of matching calls, drawn from a
  *                                                   PRNG seeded by `seed` (same calls, same hits), and stays until
  *                                                   deleted (`count` ignored). Faults are decided before any key or
@@ -115,7 +117,8 @@ const MAX_PAGE = 1000;
 const MAX_SEED = 100_000;
 
 const FaultInput = z.object({
-  mode: z.enum(["http_500", "http_429", "http_503", "invalid_json", "slow", "http_404_unknown_code", "timeout", "timeout_after_apply", "raw_body"]),
+  /** out_of_range: applied as usual, answered 200 with its numbers out of range (negative balances, times past year 275760, 2^53+). */
+  mode: z.enum(["http_500", "http_429", "http_503", "invalid_json", "slow", "http_404_unknown_code", "timeout", "timeout_after_apply", "raw_body", "out_of_range"]),
   /** raw_body: the exact text answered instead (a mutated Autumn answer, for fuzzing the reader), nothing applied. */
   body: z.string().max(MAX_BODY_BYTES).optional(),
   /** raw_body: its status (default 200). */
@@ -259,6 +262,21 @@ export type WebhookRecord = {
 };
 
 type Reply = { status: number; body: unknown; headers?: Record<string, string> };
+
+/** Amounts become negative or past 2^53, epoch-ms times past the largest Date (a malformed Autumn answer, schema-shaped). */
+const OUT_OF_RANGE_AMOUNTS = new Set(["remaining", "granted", "usage", "balance", "included_usage", "total"]);
+const OUT_OF_RANGE_TIMES = new Set(["next_reset_at", "created_at", "started_at", "current_period_end", "current_period_start"]);
+function outOfRange(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(outOfRange);
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([key, v]) => {
+      if (typeof v === "number" && OUT_OF_RANGE_AMOUNTS.has(key)) return [key, v % 2 === 0 ? -1 : 2 ** 53 + 2];
+      if (typeof v === "number" && OUT_OF_RANGE_TIMES.has(key)) return [key, 8.64e15 + 1];
+      return [key, outOfRange(v)];
+    }),
+  );
+}
 const reply = (status: number, body: unknown, headers?: Record<string, string>): Reply => ({ status, body, ...(headers ? { headers } : {}) });
 
 function send(res: ServerResponse, { status, body, headers }: Reply): void {
@@ -515,6 +533,7 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
           await sleep(fault.delay_ms ?? TIMEOUT_DEFAULT_MS);
           return error(503, "service_unavailable", "Service unavailable", retryAfter);
         case "timeout_after_apply":
+        case "out_of_range":
           break;
       }
     }
@@ -535,6 +554,7 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
       // Only an accepted request keeps its key: a failure releases it so the client can retry.
       if (headerKey !== undefined && answer.status >= 200 && answer.status < 300) claimKey(headerKey);
     }
+    if (fault?.mode === "out_of_range" && answer.status === 200) return { ...answer, body: outOfRange(answer.body) };
     if (fault?.mode === "timeout_after_apply") {
       await sleep(fault.delay_ms ?? TIMEOUT_DEFAULT_MS);
       return error(503, "service_unavailable", "Service unavailable", fault.retry_after === undefined ? undefined : { "retry-after": String(fault.retry_after) });
