@@ -80,6 +80,11 @@ try {
   await stopAll();
   process.exit(1);
 }
+/** The local sink, or where the data really goes when .env points UPSTREAM_OTLP_URL elsewhere. */
+function sinkLine(): string {
+  if (settings.UPSTREAM_OTLP_URL.startsWith(stack.sinkUrl)) return `  upstream sink    ${stack.sinkUrl}   (GET ${stack.sinkUrl}/_control/stats)`;
+  return `  upstream         ${settings.UPSTREAM_OTLP_URL}   (UPSTREAM_OTLP_URL; the local sink at ${stack.sinkUrl} gets nothing)`;
+}
 function eventsLine(): string {
   if (receiver) return `  event receiver   ${receiver.url}   (NOTIFY_URL ${settings.NOTIFY_URL}; events print as [events] lines; GET ${receiver.url}/_control/received)`;
   if (settings.NOTIFY_URL !== "") return `  events           sent to ${settings.NOTIFY_URL}`;
@@ -118,7 +123,7 @@ Tollgate is running:
   billing Worker   ${stack.billingUrl}   (admin token: ${settings.ADMIN_TOKEN})
   ingest Worker    ${stack.ingestUrl}
   Autumn stand-in  ${stack.autumnUrl}
-  upstream sink    ${stack.sinkUrl}   (GET ${stack.sinkUrl}/_control/stats)
+${sinkLine()}
 ${eventsLine()}
 Grace period: ${settings.GRACE_PERIOD}. Demo org "${DEMO_ORG}" has a fresh ingest key.
 
