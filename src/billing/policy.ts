@@ -66,10 +66,17 @@ export function decide(prev: PolicyInput, facts: BillingFacts | null, now: numbe
   // A deadline applies unless there is nothing to suspend for, the org is a lapsed customer, support
   // suspended it by hand, or it is exempt with no end (nothing to publish until the exemption is cleared).
   const deadlineApplies = anchor !== null && !lapsed && override?.action !== "suspend" && !(override?.action === "exempt" && override.until === null);
-  const noticeFrom = deadlineApplies ? noticeStart(prev, override, noticedAt ?? now, now) : null;
   // An exemption's end stays a term after it passes: the deadline published while exempt is the one that applies.
   const exemptionEnd = prev.override?.action === "exempt" ? prev.override.until : null;
-  const suspendAt = deadlineApplies ? deadlineOf({ anchor: anchor!, notice_from: noticeFrom!, exemption_end: exemptionEnd }, config) : null;
+  let noticeFrom = deadlineApplies ? noticeStart(prev, override, noticedAt ?? now, now) : null;
+  let suspendAt = deadlineApplies ? deadlineOf({ anchor: anchor!, notice_from: noticeFrom!, exemption_end: exemptionEnd }, config) : null;
+  // A read that moves a deadline still ahead earlier (an older open invoice found later) publishes a new deadline:
+  // its notice starts now, so it is never enforced before it has been published for the minimum notice.
+  const published = prev.suspend_at ?? null;
+  if (suspendAt !== null && published !== null && published > now && suspendAt < published && noticeFrom !== now) {
+    noticeFrom = now;
+    suspendAt = deadlineOf({ anchor: anchor!, notice_from: now, exemption_end: exemptionEnd }, config);
+  }
 
   const [state, reason] = ((): [OrgState, Reason] => {
     if (override?.action === "suspend") return ["suspended", "manual_suspend"];

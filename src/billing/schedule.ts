@@ -62,7 +62,9 @@ export function nextSyncAt(record: OrgRecord, now: number, config: ScheduleConfi
   const limitReset = owedOnce(earliest(...record.limits.map((limit) => limit.reset_at)));
   // An ok org has no other periodic read, and a refused signal sends no usage reports: without this a limit
   // lifted by an upgrade whose webhook was lost would hold until its reset, or forever.
-  const limitResync = record.limits.length === 0 ? null : (record.last_sync?.at ?? now) + config.limitResyncIntervalMs;
+  // A customer Autumn does not know (404) is re-read on the resync schedule only, limits or not: every limited org
+  // of a deployment with a wrong AUTUMN_API_URL or key would otherwise be read every LIMIT_RESYNC_INTERVAL forever.
+  const limitResync = record.limits.length === 0 || record.last_sync?.customer_unknown ? null : (record.last_sync?.at ?? now) + config.limitResyncIntervalMs;
   return earliest(record.retry_at, owedOnce(followUpAt(record.follow_up)), deadline, overrideEnd, resync, limitReset, limitResync);
 }
 
