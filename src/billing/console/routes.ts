@@ -1,12 +1,12 @@
 import { Router, type IRequest } from "itty-router";
 import { log, logWarn } from "../../shared/log.ts";
 import { isValidOrgId, ORG_ID_RULE, orgIdFromPath } from "../../shared/org-id.ts";
-import { OverrideBody } from "../admin-requests.ts";
+import { OverrideBody } from "../admin/requests.ts";
 import { adminToken } from "../config.ts";
-import { timingSafeEqualStrings } from "../constant-time.ts";
-import { orgBilling, orgIndex, reconciler } from "../org-stub.ts";
-import { indexEntryView } from "../org-view.ts";
-import { REASON_LABELS } from "../policy.ts";
+import { timingSafeEqualStrings } from "../admin/constant-time.ts";
+import { orgBilling, orgIndex, reconciler } from "../org/stub.ts";
+import { indexEntryView } from "../org/view.ts";
+import { REASON_LABELS } from "../org/policy.ts";
 import { html, page } from "./html.ts";
 import { listPage, loginPage, orgPage, overviewPage } from "./pages.ts";
 import { CLEARED_SESSION_COOKIE, hasValidSession, sameOrigin, sessionCookie } from "./session.ts";

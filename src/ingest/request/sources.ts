@@ -1,4 +1,4 @@
-import type { OrgBilling } from "../../billing/org-billing.ts";
+import type { OrgBilling } from "../../billing/org/object.ts";
 import { MirrorEntry } from "../../shared/billing-state.ts";
 import { hashIngestKey, IngestKeyRecord } from "../../shared/ingest-key.ts";
 import { billingStateKey, ingestKeyHashKey } from "../../shared/storage-keys.ts";

@@ -1,5 +1,5 @@
-import type { OrgBilling } from "../../billing/org-billing.ts";
-import { orgBilling } from "../../billing/org-stub.ts";
+import type { OrgBilling } from "../../billing/org/object.ts";
+import { orgBilling } from "../../billing/org/stub.ts";
 import { logError, logWarn } from "../../shared/log.ts";
 import { isValidOrgId } from "../../shared/org-id.ts";
 import { UsageMessage, type UsageCounts } from "../../shared/usage.ts";

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { isoOrNull as iso } from "../shared/iso-time.ts";
+import { isoOrNull as iso } from "../../shared/iso-time.ts";
 
 /**
  * What became of an org's parked batches (README, "Parking"): reported by the ingest Worker

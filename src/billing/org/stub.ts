@@ -1,6 +1,6 @@
-import type { OrgBilling } from "./org-billing.ts";
-import type { OrgIndex } from "./org-index.ts";
-import type { Reconciler } from "./reconcile/sweeper.ts";
+import type { OrgBilling } from "./object.ts";
+import type { OrgIndex } from "../index/object.ts";
+import type { Reconciler } from "../reconcile/sweeper.ts";
 
 /** The org's object. Callers must have validated `orgId` (see shared/org-id.ts) first. */
 export function orgBilling(env: { ORG_BILLING?: DurableObjectNamespace<OrgBilling> }, orgId: string): DurableObjectStub<OrgBilling> {

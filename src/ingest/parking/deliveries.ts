@@ -1,4 +1,4 @@
-import type { OrgBilling } from "../../billing/org-billing.ts";
+import type { OrgBilling } from "../../billing/org/object.ts";
 import { logError, log, logWarn } from "../../shared/log.ts";
 import { OrgId } from "../../shared/org-id.ts";
 import type { UsageCounts } from "../../shared/usage.ts";
@@ -7,7 +7,7 @@ import { gunzipBounded } from "../request/body.ts";
 import { countItems } from "../usage/count-items.ts";
 import { addCounts, sendUsage, usageCounts } from "../usage/meter.ts";
 import { signalOfRoute } from "../usage/route-signal.ts";
-import { countedOf, DeliveryMessage, DIGEST_PREFIX, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, PARKED_TOTAL_KEY, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./parking.ts";
+import { countedOf, DeliveryMessage, DIGEST_PREFIX, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, PARKED_TOTAL_KEY, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./store.ts";
 
 /**
  * Delivery of parked batches, driven by the `tollgate-deliveries` queue (this Worker is its
@@ -39,7 +39,7 @@ export type ParkingDelta = {
   refused_bytes?: number;
   /** Absolute: the bytes still parked for the org, from a run or cleanup that listed all of them. */
   listed_bytes?: number;
-  /** When that listing began: parked reports for batches parked before it add nothing (parking-progress.ts). */
+  /** When that listing began: parked reports for batches parked before it add nothing (billing/org/parking.ts). */
   listed_at?: number;
   /** When the newest batch counted in `parked_*` was parked. */
   parked_until?: number;
