@@ -1,10 +1,9 @@
 import { DurableObject } from "cloudflare:workers";
-import { z } from "zod";
 import type { MirrorEntry, OrgState } from "../../shared/billing-state.ts";
 import { generateIngestKey, hashIngestKey } from "../../shared/ingest-key.ts";
 import { log, logError, logWarn } from "../../shared/log.ts";
 import { Serialized } from "../../shared/serialized.ts";
-import { UsageCounts, UsageSeq, UsageStream } from "../../shared/usage.ts";
+import { ParkingDelta, UsageDeliveries, type IngestKeyListing, type OrgBillingRpc, type RecordParkingAnswer, type RecordUsageAnswer, type UsageDelivery } from "../../shared/contract.ts";
 import type { OverrideCommand } from "../admin/requests.ts";
 import { createAutumnClient, type AutumnFailure } from "../autumn/client.ts";
 import { readBillingFacts, type BillingFacts } from "../autumn/facts.ts";
@@ -15,12 +14,12 @@ import { newOrgRecord, type OrgRecord, type Source } from "./record.ts";
 import { MAX_ACTIVE_KEYS, OrgStore } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
 import { Outbox } from "./outbox.ts";
-import { addParking, NO_PARKING, ParkingDelta, ParkingProgress, waitingBytes } from "./parking.ts";
+import { addParking, NO_PARKING, ParkingProgress, waitingBytes } from "./parking.ts";
 import { decide } from "./policy.ts";
 import { Publisher } from "./publisher.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { AWAITING_AUTUMN_CAP_MS, earliest, mirrorPending, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay } from "./schedule.ts";
-import { UsageLedger, type UsageDelivery } from "../usage/ledger.ts";
+import { UsageLedger } from "../usage/ledger.ts";
 import { limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "../usage/limits.ts";
 import { UsageReporter } from "../usage/reporter.ts";
 import { usageView } from "../usage/usage-view.ts";
@@ -45,14 +44,6 @@ type Settings = {
   problem: ConfigError | null;
 };
 
-/** What the usage consumer hands over: queue messages, checked again here (the object trusts no caller). */
-const UsageDeliveries = z
-  .array(
-    z
-      .object({ id: z.string().min(1), stream: UsageStream.optional(), seq: UsageSeq.optional(), counts: UsageCounts, first_at: z.number(), last_at: z.number() })
-      .refine((message) => (message.stream === undefined) === (message.seq === undefined), { message: "stream and seq go together" }),
-  )
-  .max(1_000);
 
 /**
  * One per org, reached with `getByName(orgId)`: the single writer of the org's billing state,
@@ -60,7 +51,7 @@ const UsageDeliveries = z
  * a fresh Autumn read fed to the pure policy; every committed change re-arms the object's one
  * alarm to the earliest thing it owes (a read, a publication, an event or a warning).
  */
-export class OrgBilling extends DurableObject<BillingEnv> {
+export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingRpc {
   private readonly store: OrgStore;
   private readonly publisher: Publisher;
   private readonly outbox: Outbox;
@@ -103,7 +94,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
    * consumer has the queue deliver the messages again) while USAGE_FEATURES is invalid: usage is
    * kept on the queue, never dropped. Malformed messages are refused the same way and change nothing.
    */
-  async recordUsage(messages: UsageDelivery[]): Promise<{ ok: true; recorded: number; duplicates: number } | { ok: false; error: string }> {
+  async recordUsage(messages: UsageDelivery[]): Promise<RecordUsageAnswer> {
     const parsed = UsageDeliveries.safeParse(messages);
     if (!parsed.success) {
       logWarn({ event: "usage_refused", org_id: this.orgId, error: parsed.error.message });
@@ -128,7 +119,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
    * Never called per ingest request. A malformed report is refused (`ok: false`) and changes nothing.
    * Answers the bytes the org has parked now (the ingest Worker's per-org cap); an empty report only asks.
    */
-  async recordParking(delta: ParkingDelta): Promise<{ ok: false } | { ok: true; waiting_bytes: number }> {
+  async recordParking(delta: ParkingDelta): Promise<RecordParkingAnswer> {
     const parsed = ParkingDelta.strict().safeParse(delta);
     if (!parsed.success) {
       logWarn({ event: "parking_report_refused", org_id: this.orgId, error: parsed.error.message });
@@ -224,7 +215,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     return { ok: true, key_id: keyId, key, created_at: new Date(stored.created_at).toISOString() };
   }
 
-  async listIngestKeys(): Promise<{ key_id: string; created_at: string }[]> {
+  async listIngestKeys(): Promise<IngestKeyListing> {
     return this.store.ingestKeys().map((k) => ({ key_id: k.key_id, created_at: new Date(k.created_at).toISOString() }));
   }
 
@@ -275,7 +266,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     const name = this.ctx.id.name ?? this.store.load()?.org_id;
     if (!name) {
       throw new Error(
-        "OrgBilling has no org id: reach it with env.ORG_BILLING.getByName(orgId) (see org-stub.ts), not with newUniqueId() or idFromString(), which carry no name",
+        "OrgBilling has no org id: reach it with env.ORG_BILLING.getByName(orgId) (see org/stub.ts), not with newUniqueId() or idFromString(), which carry no name",
       );
     }
     return name;
