@@ -4,7 +4,7 @@ import { log, logError } from "../shared/log.ts";
 import { adminRouter } from "./admin/api.ts";
 import { consoleRouter } from "./console/routes.ts";
 import { ConfigError } from "./config.ts";
-import { reconciler } from "./org/stub.ts";
+import { reconciler } from "./reconcile/stub.ts";
 import { handleWebhook } from "./webhook/receiver.ts";
 
 export { OrgBilling } from "./org/object.ts";

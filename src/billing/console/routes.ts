@@ -4,7 +4,9 @@ import { isValidOrgId, ORG_ID_RULE, orgIdFromPath } from "../../shared/org-id.ts
 import { OverrideBody } from "../admin/requests.ts";
 import { adminToken } from "../config.ts";
 import { timingSafeEqualStrings } from "../admin/constant-time.ts";
-import { orgBilling, orgIndex, reconciler } from "../org/stub.ts";
+import { orgIndex } from "../index/stub.ts";
+import { orgBilling } from "../org/stub.ts";
+import { reconciler } from "../reconcile/stub.ts";
 import { indexEntryView } from "../org/view.ts";
 import { REASON_LABELS } from "../org/policy.ts";
 import { html, page } from "./html.ts";

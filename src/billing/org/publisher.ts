@@ -5,7 +5,7 @@ import { billingStateKey, ingestKeyHashKey } from "../../shared/storage-keys.ts"
 import { indexEntryOf, mirrorEntryOf } from "./mirror.ts";
 import { newOrgRecord } from "./record.ts";
 import type { OrgStore, StoredIngestKey, Transact } from "./store.ts";
-import { orgIndex } from "./stub.ts";
+import { orgIndex } from "../index/stub.ts";
 import { mirrorPending, retryDelay } from "./schedule.ts";
 
 /**
