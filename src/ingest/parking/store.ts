@@ -247,6 +247,8 @@ export const digestKey = (orgId: string, digest: string) => `${DIGEST_PREFIX}${o
 
 /** Where the cleanup writes the bucket's parked bytes (outside `parked/`, so no listing of parked data sees it). */
 export const PARKED_TOTAL_KEY = "meta/parked-total.json";
+/** Every R2 key format, as docs/storage.md writes them (a test holds the doc to this list). */
+export const R2_KEY_FORMATS = [orgPrefix("{orgId}"), digestKey("{orgId}", "{sha256 hex}"), PARKED_TOTAL_KEY];
 /** How often an isolate re-reads the total the cleanup wrote. */
 export const TOTAL_REFRESH_MS = 60_000;
 
