@@ -54,8 +54,12 @@ export type RecordParkingAnswer = { ok: false } | { ok: true; waiting_bytes: num
 /** `listIngestKeys()`'s answer: the org's active keys (the delivery run discards batches refused with a key revoked since). */
 export type IngestKeyListing = { key_id: string; created_at: string }[];
 
-/** The part of `OrgBilling` the ingest Worker may call; the class declares that it implements it. */
-export interface OrgBillingRpc extends Rpc.DurableObjectBranded {
+/**
+ * The part of `OrgBilling` the ingest Worker may call; the class declares that it implements it,
+ * so the billing side cannot drift from it. Plain TypeScript (no Workers types), so the Node tools
+ * that read this module type-check too.
+ */
+export interface OrgBillingRpc {
   verdict(): Promise<VerdictAnswer>;
   recordUsage(messages: UsageDelivery[]): Promise<RecordUsageAnswer>;
   recordParking(delta: ParkingDelta): Promise<RecordParkingAnswer>;
@@ -64,9 +68,9 @@ export interface OrgBillingRpc extends Rpc.DurableObjectBranded {
 
 /**
  * The org's object as the ingest Worker reaches it. Its `ORG_BILLING` binding names a class of
- * another script, so the generated type is an untyped namespace: this is the one place that
- * gives it the contract's type. Callers must have validated `orgId` (see org-id.ts) first.
+ * another script, so the generated type is an untyped namespace: this is the one place it gets
+ * the contract's type. Callers must have validated `orgId` (see org-id.ts) first.
  */
-export function orgBillingRpc(namespace: DurableObjectNamespace<OrgBillingRpc> | DurableObjectNamespace, orgId: string): DurableObjectStub<OrgBillingRpc> {
-  return (namespace as DurableObjectNamespace<OrgBillingRpc>).getByName(orgId);
+export function orgBillingRpc(namespace: { getByName(name: string): unknown }, orgId: string): OrgBillingRpc {
+  return namespace.getByName(orgId) as OrgBillingRpc;
 }

@@ -2,8 +2,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { HISTORY_KINDS, HISTORY_SOURCES } from "../../src/billing/org/record.ts";
-import { OBJECT_KV_KEYS } from "../../src/billing/org/store.ts";
-import { R2_KEY_FORMATS } from "../../src/ingest/parking/store.ts";
+import { OBJECT_KV_KEYS } from "../../src/billing/org/keys.ts";
+import { R2_KEY_FORMATS } from "../../src/ingest/parking/keys.ts";
 import { KV_KEY_FORMATS } from "../../src/shared/storage-keys.ts";
 import { REPO_ROOT } from "../../tools/paths.ts";
 

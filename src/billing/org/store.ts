@@ -13,10 +13,6 @@ export const DEDUPE_WINDOW_MS = 24 * 3_600_000;
 
 /** Raised with every table change; `migrate` brings any older object up to it (see docs/storage.md). */
 const SCHEMA_VERSION = 5;
-/** Where the parking progress lives in the object's key-value storage, beside the SQL tables (docs/storage.md). */
-export const PARKING_KEY = "parking";
-/** Every key of the object's key-value storage, as docs/storage.md lists them (a test holds the doc to this list). */
-export const OBJECT_KV_KEYS = [PARKING_KEY];
 /** Dead letters kept per org, newest first. */
 export const DEAD_LETTER_LIMIT = 100;
 
