@@ -11,6 +11,7 @@ import { autumnSettings, ConfigError, DEFAULT_POLICY, NO_USAGE, policySettings, 
 import { sameProjection, mirrorEntryOf } from "./mirror.ts";
 import { notifySettings, type NotifySettings } from "./notifier.ts";
 import { newOrgRecord, type OrgRecord, type Source } from "./record.ts";
+import { PARKING_KEY } from "./keys.ts";
 import { MAX_ACTIVE_KEYS, OrgStore } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
 import { Outbox } from "./outbox.ts";
@@ -24,7 +25,7 @@ import { limitChanges, limitDisagreements, limitsFrom, meteredBalances } from ".
 import { UsageReporter } from "../usage/reporter.ts";
 import { usageView } from "../usage/usage-view.ts";
 
-/** A webhook is acknowledged before its Autumn read finishes; this alarm re-reads if that read never lands. */
+/** The webhook is recorded before its Autumn read starts; should that read never land (a failure, an eviction), this alarm reads again. */
 const WEBHOOK_SAFETY_NET_MS = 30_000;
 /** A configuration error is logged at most this often per object and variable, however often the alarm runs. */
 const CONFIG_REPORT_INTERVAL_MS = 3_600_000;
@@ -32,8 +33,6 @@ const CONFIG_REPORT_INTERVAL_MS = 3_600_000;
 type Trigger = { source: Source; message_id?: string; note?: string };
 /** The deliveries queue (README, "Parking"), bound on the billing Worker as a producer only; absent when parking is off. */
 type DeliveriesEnv = { DELIVERIES?: { send(body: { org_id: string }): Promise<unknown> } };
-/** Where the parking progress lives in the object's key-value storage (beside the SQL tables; see docs/storage.md). */
-const PARKING_KEY = "parking";
 type Settings = {
   policy: PolicySettings;
   autumn: AutumnSettings | ConfigError;
@@ -44,12 +43,17 @@ type Settings = {
   problem: ConfigError | null;
 };
 
-
 /**
  * One per org, reached with `getByName(orgId)`: the single writer of the org's billing state,
  * its history, its publication (KV mirror and index) and its outbound events. Every decision is
  * a fresh Autumn read fed to the pure policy; every committed change re-arms the object's one
  * alarm to the earliest thing it owes (a read, a publication, an event or a warning).
+ *
+ * A webhook's 2xx goes out when `webhook()` returns: after the message is recorded as seen AND its
+ * whole sync (the Autumn read, the decision committed, the publication to KV and the index, the
+ * outbound events) has run. So a 2xx means the event is durably recorded and one read was decided
+ * and published. A failed Autumn read or KV write still answers 2xx (the event is recorded; Svix
+ * need not send it again): the alarm reads or publishes again with backoff. A redelivery is a duplicate.
  */
 export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingRpc {
   private readonly store: OrgStore;
