@@ -208,7 +208,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const orgId = this.orgId;
     const { key, keyId } = generateIngestKey();
     const stored = { key_id: keyId, key_hash: await hashIngestKey(pepper, key), created_at: Date.now() };
-    const added = this.ctx.storage.transactionSync(() => {
+    const added = this.transact(() => {
       if (this.store.ingestKeys().length >= MAX_ACTIVE_KEYS) return false;
       this.store.addIngestKey(stored);
       return true;
@@ -231,7 +231,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   async revokeIngestKey(keyId: string): Promise<boolean> {
     const key = this.store.ingestKey(keyId);
     if (key === null) return false;
-    if (key.revoked_at === null) this.store.revokeIngestKey(keyId, Date.now());
+    if (key.revoked_at === null) this.transact(() => this.store.revokeIngestKey(keyId, Date.now()));
     await this.publisher.deleteKey(key);
     log({ event: "ingest_key_revoked", org_id: this.orgId, key_id: keyId });
     return true;
