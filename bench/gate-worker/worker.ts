@@ -1,10 +1,10 @@
-import type { OrgBilling } from "../../src/billing/org-billing.ts";
+import type { OrgBilling } from "../../src/billing/org/object.ts";
 import { gateSources } from "../../src/ingest/request/sources.ts";
 import { IngestGate } from "../../src/ingest/request/gate.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { ingestKeyPepper } from "../../src/billing/config.ts";
-import type { OrgStore } from "../../src/billing/org-store.ts";
-import { Publisher } from "../../src/billing/publisher.ts";
+import type { OrgStore } from "../../src/billing/org/store.ts";
+import { Publisher } from "../../src/billing/org/publisher.ts";
 import { generateIngestKey, hashIngestKey } from "../../src/shared/ingest-key.ts";
 
 type Env = { ORG_BILLING: DurableObjectNamespace<OrgBilling>; BILLING_STATE: KVNamespace; INGEST_KEYS: KVNamespace; INGEST_KEY_PEPPER?: string };

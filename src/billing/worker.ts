@@ -1,14 +1,14 @@
 import { Router } from "itty-router";
 import { errorResponse, jsonResponse } from "../shared/http-error.ts";
 import { log, logError } from "../shared/log.ts";
-import { adminRouter } from "./admin.ts";
+import { adminRouter } from "./admin/api.ts";
 import { consoleRouter } from "./console/routes.ts";
 import { ConfigError } from "./config.ts";
-import { reconciler } from "./org-stub.ts";
-import { handleWebhook } from "./webhook.ts";
+import { reconciler } from "./reconcile/stub.ts";
+import { handleWebhook } from "./webhook/receiver.ts";
 
-export { OrgBilling } from "./org-billing.ts";
-export { OrgIndex } from "./org-index.ts";
+export { OrgBilling } from "./org/object.ts";
+export { OrgIndex } from "./index/object.ts";
 export { Reconciler } from "./reconcile/sweeper.ts";
 
 const router = Router<Request & { params: Record<string, string> }, [BillingEnv, ExecutionContext]>({

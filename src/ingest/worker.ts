@@ -3,7 +3,7 @@ import { ConfigError } from "../shared/settings.ts";
 import { errorResponse, jsonResponse } from "../shared/http-error.ts";
 import { logError } from "../shared/log.ts";
 import { ingestSettings, type IngestSettings } from "./config.ts";
-import { cleanupParked, handleDeliveries } from "./customer/deliveries.ts";
+import { cleanupParked, handleDeliveries } from "./parking/deliveries.ts";
 import { handleLogpush } from "./logpush/route.ts";
 import { handleOtlp } from "./otlp/route.ts";
 import { handleUsage, USAGE_QUEUE } from "./usage/consumer.ts";

@@ -7,8 +7,8 @@ import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 import { orgPage, sweepCard } from "../../src/billing/console/pages.ts";
 import { DEFAULT_POLICY, NO_USAGE } from "../../src/billing/config.ts";
 import { usageView } from "../../src/billing/usage/usage-view.ts";
-import { newOrgRecord } from "../../src/billing/org-record.ts";
-import { orgView } from "../../src/billing/org-view.ts";
+import { newOrgRecord } from "../../src/billing/org/record.ts";
+import { orgView } from "../../src/billing/org/view.ts";
 import { newSweep, sweepView } from "../../src/billing/reconcile/sweep-record.ts";
 
 afterEach(deleteAllAlarms);

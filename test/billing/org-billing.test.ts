@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { autumn } from "../support/autumn.ts";
-import type { OrgBilling } from "../../src/billing/org-billing.ts";
+import type { OrgBilling } from "../../src/billing/org/object.ts";
 import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, mirrorOf, orgState, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 import { receiver } from "../support/notify.ts";

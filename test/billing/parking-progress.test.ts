@@ -1,6 +1,6 @@
 import { runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import type { OrgBilling } from "../../src/billing/org-billing.ts";
+import type { OrgBilling } from "../../src/billing/org/object.ts";
 import { autumn } from "../support/autumn.ts";
 import { admin, deleteAllAlarms, orgStub, uniqueOrg } from "../support/billing.ts";
 
@@ -75,9 +75,9 @@ describe("parking progress on the org's object", () => {
 
 describe("the org.restored event", () => {
   it("carries the parking progress: parked, delivered, expired and what is waiting; other events do not", async () => {
-    const { eventsFor } = await import("../../src/billing/notifications.ts");
-    const { newOrgRecord } = await import("../../src/billing/org-record.ts");
-    const { addParking, NO_PARKING } = await import("../../src/billing/parking-progress.ts");
+    const { eventsFor } = await import("../../src/billing/org/notifications.ts");
+    const { newOrgRecord } = await import("../../src/billing/org/record.ts");
+    const { addParking, NO_PARKING } = await import("../../src/billing/org/parking.ts");
     const now = Date.parse("2026-11-25T10:00:00Z");
     const suspended = { ...newOrgRecord("org_restored_evt", now), state: "suspended" as const, reason: "manual_suspend" as const };
     const ok = { ...suspended, state: "ok" as const, reason: "not_past_due" as const };
@@ -107,7 +107,7 @@ describe("through the org's object", () => {
 
 describe("waiting_bytes and listings (issue 18 break: phantom waiting bytes)", () => {
   it("a parked report for batches parked before the last listing began adds nothing; a later one adds; an older listing sets nothing", async () => {
-    const { addParking, NO_PARKING, waitingBytes } = await import("../../src/billing/parking-progress.ts");
+    const { addParking, NO_PARKING, waitingBytes } = await import("../../src/billing/org/parking.ts");
     let p = addParking(NO_PARKING, { parked_batches: 1, parked_bytes: 400, parked_until: 1_000 }, 1_000);
     p = addParking(p, { delivered_batches: 2, delivered_bytes: 800, listed_bytes: 0, listed_at: 1_005 }, 1_006);
     // The trailing report of a batch parked at 1_001 (the listing at 1_005 saw it): nothing waits.

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { factsFromCustomer, payUrlOf, type BillingFacts } from "../../src/billing/billing-facts.ts";
-import type { AutumnCustomer, AutumnInvoice } from "../../src/billing/autumn-schemas.ts";
-import { newOrgRecord, type Override } from "../../src/billing/org-record.ts";
-import { decide, type PolicyInput } from "../../src/billing/policy.ts";
-import { eventsFor } from "../../src/billing/notifications.ts";
+import { factsFromCustomer, payUrlOf, type BillingFacts } from "../../src/billing/autumn/facts.ts";
+import type { AutumnCustomer, AutumnInvoice } from "../../src/billing/autumn/schemas.ts";
+import { newOrgRecord, type Override } from "../../src/billing/org/record.ts";
+import { decide, type PolicyInput } from "../../src/billing/org/policy.ts";
+import { eventsFor } from "../../src/billing/org/notifications.ts";
 
 const DAY = 86_400_000;
 const GRACE = 3 * DAY;

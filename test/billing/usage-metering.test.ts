@@ -1,5 +1,5 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { OrgStore } from "../../src/billing/org-store.ts";
+import { OrgStore } from "../../src/billing/org/store.ts";
 import { MAX_STREAM_GAPS, USAGE_STREAM_WINDOW_MS, UsageLedger } from "../../src/billing/usage/ledger.ts";
 import { UsageReporter } from "../../src/billing/usage/reporter.ts";
 import { afterEach, describe, expect, it } from "vitest";

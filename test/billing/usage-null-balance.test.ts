@@ -7,7 +7,7 @@ import { fakeClock } from "../support/clock.ts";
 /**
  * Break: "usage reports read Autumn only when the track answer disagrees with the limits held" meets
  * the schema boundary (Autumn answers: a non-finite number skips the item). AutumnTrackResponse turns
- * a balance that does not parse into null (autumn-schemas.ts), and reportOutcome then takes a null
+ * a balance that does not parse into null (autumn/schemas.ts), and reportOutcome then takes a null
  * balance for "no balance: not exhausted" instead of its own "unreadable: exhausted null, ignored"
  * branch, which is thereby dead. So a held limit meets an answer it cannot read as "room": every such
  * report costs a customers.get (and invoices.list pages while past due). The same happens for every

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { handleWebhook } from "../../src/billing/webhook.ts";
+import { handleWebhook } from "../../src/billing/webhook/receiver.ts";
 import { autumn } from "../support/autumn.ts";
 import { BILLING, billingUpdated, deleteAllAlarms, deliver, orgState, signWebhook, uniqueOrg } from "../support/billing.ts";
 

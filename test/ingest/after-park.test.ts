@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { afterPark, ParkedReports } from "../../src/ingest/customer/after-park.ts";
-import { parkingSettings } from "../../src/ingest/customer/parking.ts";
+import { afterPark, ParkedReports } from "../../src/ingest/parking/after-park.ts";
+import { parkingSettings } from "../../src/ingest/parking/store.ts";
 import { billingAdmin } from "../support/ingest.ts";
 
 describe("after a batch is parked", () => {

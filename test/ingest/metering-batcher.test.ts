@@ -4,7 +4,8 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { UsageMessage } from "../../src/shared/usage.ts";
 import worker from "../../src/ingest/worker.ts";
 import { UsageBatcher } from "../../src/ingest/usage/batcher.ts";
-import { usageRetryDelaySeconds, USAGE_MAX_RETRIES, type UsageRecord } from "../../src/ingest/usage/consumer.ts";
+import type { UsageDelivery } from "../../src/shared/contract.ts";
+import { usageRetryDelaySeconds, USAGE_MAX_RETRIES } from "../../src/ingest/usage/consumer.ts";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -195,7 +196,7 @@ describe("the usage batcher", () => {
 });
 
 describe("the usage queue's consumer", () => {
-  type Call = { orgId: string; records: UsageRecord[] };
+  type Call = { orgId: string; records: UsageDelivery[] };
   /** An env whose org objects record what they are handed; `failing` orgs throw. */
   function objects(failing: Set<string> = new Set(), refusing: Set<string> = new Set()) {
     const calls: Call[] = [];
@@ -203,7 +204,7 @@ describe("the usage queue's consumer", () => {
       ...env,
       ORG_BILLING: {
         getByName: (orgId: string) => ({
-          recordUsage: async (records: UsageRecord[]) => {
+          recordUsage: async (records: UsageDelivery[]) => {
             calls.push({ orgId, records });
             if (failing.has(orgId)) throw new Error("object overloaded");
             if (refusing.has(orgId)) return { ok: false, error: "USAGE_FEATURES is invalid" };

@@ -7,7 +7,7 @@ import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { counterFor } from "../../src/ingest/usage/meter.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { createMessageBatch } from "cloudflare:test";
-import { handleDeliveries } from "../../src/ingest/customer/deliveries.ts";
+import { handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
 import { gzip, INGEST, ingestWithEnv, mintKey, override, sink } from "../support/ingest.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 

@@ -2,8 +2,8 @@ import { createExecutionContext, createMessageBatch, waitOnExecutionContext } fr
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { UsageMessage } from "../../src/shared/usage.ts";
-import { handleDeliveries } from "../../src/ingest/customer/deliveries.ts";
-import { orgPrefix, park, ParkedBytes, parkingSettings } from "../../src/ingest/customer/parking.ts";
+import { handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
+import { orgPrefix, park, ParkedBytes, parkingSettings } from "../../src/ingest/parking/store.ts";
 import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { billingAdmin, bodyOf, gzip, INGEST, mintKey, override, sink } from "../support/ingest.ts";

@@ -2,7 +2,7 @@ import { createExecutionContext, createMessageBatch, waitOnExecutionContext } fr
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { UsageMessage } from "../../src/shared/usage.ts";
-import { handleDeliveries } from "../../src/ingest/customer/deliveries.ts";
+import { handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
 import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { gzip, INGEST, mintKey, override, sink } from "../support/ingest.ts";

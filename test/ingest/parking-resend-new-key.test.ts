@@ -1,8 +1,8 @@
 import { createExecutionContext, createMessageBatch, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { handleDeliveries } from "../../src/ingest/customer/deliveries.ts";
-import { orgPrefix } from "../../src/ingest/customer/parking.ts";
+import { handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
+import { orgPrefix } from "../../src/ingest/parking/store.ts";
 import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { billingAdmin, bodyOf, INGEST, mintKey, override, sink } from "../support/ingest.ts";

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { cleanupParked } from "../../src/ingest/customer/deliveries.ts";
-import { park, ParkedBytes, ParkedTotal, parkingSettings, PARKED_TOTAL_KEY } from "../../src/ingest/customer/parking.ts";
+import { cleanupParked } from "../../src/ingest/parking/deliveries.ts";
+import { park, ParkedBytes, ParkedTotal, parkingSettings, PARKED_TOTAL_KEY } from "../../src/ingest/parking/store.ts";
 
 const bucket = (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST;
 let counter = 0;

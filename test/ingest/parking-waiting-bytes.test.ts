@@ -1,9 +1,9 @@
 import { createExecutionContext, createMessageBatch, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { afterPark, askParked, ParkedReports } from "../../src/ingest/customer/after-park.ts";
-import { cleanupParked, handleDeliveries } from "../../src/ingest/customer/deliveries.ts";
-import { orgPrefix, park, ParkedBytes, parkingSettings } from "../../src/ingest/customer/parking.ts";
+import { afterPark, askParked, ParkedReports } from "../../src/ingest/parking/after-park.ts";
+import { cleanupParked, handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
+import { orgPrefix, park, ParkedBytes, parkingSettings } from "../../src/ingest/parking/store.ts";
 import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { billingAdmin, mintKey, sink } from "../support/ingest.ts";

@@ -1,8 +1,8 @@
 import { createMessageBatch, getQueueResult, createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
-import { cleanupParked, deliverOrg, deliveryBackoffSeconds, handleDeliveries } from "../../src/ingest/customer/deliveries.ts";
-import { orgPrefix, park, ParkedBytes, parkingSettings, receivedAtOfKey, type ParkingSettings } from "../../src/ingest/customer/parking.ts";
+import { cleanupParked, deliverOrg, deliveryBackoffSeconds, handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
+import { orgPrefix, park, ParkedBytes, parkingSettings, receivedAtOfKey, type ParkingSettings } from "../../src/ingest/parking/store.ts";
 import { billingAdmin, bodyOf, override, sink } from "../support/ingest.ts";
 
 const bucket = (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST;

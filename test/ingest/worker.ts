@@ -1,3 +1,3 @@
-export { OrgBilling } from "../../src/billing/org-billing.ts";
-export { OrgIndex } from "../../src/billing/org-index.ts";
+export { OrgBilling } from "../../src/billing/org/object.ts";
+export { OrgIndex } from "../../src/billing/index/object.ts";
 export { default } from "../../src/ingest/worker.ts";

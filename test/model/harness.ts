@@ -2,8 +2,8 @@ import { createExecutionContext, createMessageBatch, runDurableObjectAlarm, runI
 import { env } from "cloudflare:workers";
 import { inject } from "vitest";
 import billingWorker from "../../src/billing/worker.ts";
-import type { OrgView } from "../../src/billing/org-view.ts";
-import { cleanupParked, handleDeliveries } from "../../src/ingest/customer/deliveries.ts";
+import type { OrgView } from "../../src/billing/org/view.ts";
+import { cleanupParked, handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
 import { handleUsage } from "../../src/ingest/usage/consumer.ts";
 import ingestWorker from "../../src/ingest/worker.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";

@@ -2,7 +2,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterEach, expect, it, vi } from "vitest";
-import type { OrgView } from "../../src/billing/org-view.ts";
+import type { OrgView } from "../../src/billing/org/view.ts";
 import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { autumn, type Fault, type StandInWebhook } from "../support/autumn.ts";
 import {

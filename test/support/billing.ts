@@ -1,7 +1,7 @@
 import { listDurableObjectIds, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
-import type { OrgView } from "../../src/billing/org-view.ts";
+import type { OrgView } from "../../src/billing/org/view.ts";
 import { MirrorEntry } from "../../src/shared/billing-state.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { TEST_ADMIN_TOKEN, TEST_WEBHOOK_SECRET } from "./secrets.ts";

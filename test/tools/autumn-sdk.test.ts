@@ -1,6 +1,6 @@
 import { Autumn, AutumnError } from "autumn-js";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { AUTUMN_API_VERSION } from "../../src/billing/autumn-client.ts";
+import { AUTUMN_API_VERSION } from "../../src/billing/autumn/client.ts";
 import { startAutumnStandIn, type AutumnStandIn } from "../../tools/autumn-standin/server.ts";
 import { autumnControls } from "../support/autumn.ts";
 

@@ -1,5 +1,5 @@
 import { DISAGREEMENT_LABELS, disagreementLabel } from "../../src/billing/console/words.ts";
-import type { OrgView } from "../../src/billing/org-view.ts";
+import type { OrgView } from "../../src/billing/org/view.ts";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import { formatDuration } from "../../src/shared/duration.ts";
 import { relativeTime } from "../../src/shared/relative-time.ts";

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Webhook } from "standardwebhooks";
-import type { OrgView } from "../../src/billing/org-view.ts";
+import type { OrgView } from "../../src/billing/org/view.ts";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import { formatOrg, formatSweep, formatSweepProgress } from "./format.ts";
 

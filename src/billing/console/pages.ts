@@ -1,6 +1,6 @@
 import { relativeTime } from "../../shared/relative-time.ts";
 import { httpsUrl } from "../../shared/https-url.ts";
-import type { IndexEntryView, OrgView } from "../org-view.ts";
+import type { IndexEntryView, OrgView } from "../org/view.ts";
 import type { SweepView } from "../reconcile/sweep-record.ts";
 import { html, type Html } from "./html.ts";
 import { DISAGREEMENT_LABELS, disagreementLabel } from "./words.ts";

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { isValidOrgId } from "../../shared/org-id.ts";
-import { AutumnCustomer, balancesOf } from "../autumn-schemas.ts";
-import type { IndexEntry } from "../index-entry.ts";
+import { AutumnCustomer, balancesOf } from "../autumn/schemas.ts";
+import type { IndexEntry } from "../index/entry.ts";
 import { exhausted } from "../usage/limits.ts";
 
 /** Why the sweep hands an org to its object: the ways Autumn and Tollgate can disagree. */

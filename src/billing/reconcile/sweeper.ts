@@ -1,9 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
 import { log, logError, logWarn } from "../../shared/log.ts";
-import { createAutumnClient } from "../autumn-client.ts";
+import { createAutumnClient } from "../autumn/client.ts";
 import { autumnSettings, reconcileMaxRestoreShare, settingOrError, ConfigError, usageSettings } from "../config.ts";
-import { orgBilling, orgIndex } from "../org-stub.ts";
-import { retryDelay } from "../schedule.ts";
+import { orgIndex } from "../index/stub.ts";
+import { orgBilling } from "../org/stub.ts";
+import { retryDelay } from "../org/schedule.ts";
 import { meteredFeatures } from "../usage/limits.ts";
 import { disagreements, HandOver, missingFromListing, readCustomers, RESTORING, type Held } from "./compare.ts";
 import { fanOut } from "./fan-out.ts";

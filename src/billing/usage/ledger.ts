@@ -1,4 +1,5 @@
-import type { UsageCounts, UsageFeatures } from "../../shared/usage.ts";
+import type { UsageDelivery } from "../../shared/contract.ts";
+import type { UsageFeatures } from "../../shared/usage.ts";
 import { SIGNALS } from "../../shared/usage.ts";
 import type { LedgerRow } from "./ledger-row.ts";
 import { admit, owedGaps, type Gap, type StreamMark } from "./streams.ts";
@@ -27,12 +28,6 @@ export const STREAM_ID_PREFIX = "stream:";
  */
 export const MAX_STREAM_GAPS = 256;
 
-/**
- * One usage queue message as the consumer hands it to the org's object: `stream` and `seq` are the
- * batch's own id, minted in the ingest isolate and the same on every retried send; `id` is the queue's
- * message id, used only for messages sent before streams existed (which have neither).
- */
-export type UsageDelivery = { id: string; stream?: string | undefined; seq?: number | undefined; counts: UsageCounts; first_at: number; last_at: number };
 
 export type FrozenReport = { feature_id: string; value: number; key: string; attempts: number; first_at: number | null };
 

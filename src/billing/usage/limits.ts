@@ -1,6 +1,6 @@
 import type { Signal, UsageFeatures } from "../../shared/usage.ts";
-import { isAutumnTime, type AutumnBalance } from "../autumn-schemas.ts";
-import type { LimitRecord } from "../org-record.ts";
+import { isAutumnTime, type AutumnBalance } from "../autumn/schemas.ts";
+import type { LimitRecord } from "../org/record.ts";
 
 /** The metered features (USAGE_FEATURES values), each with the signals reported under it. */
 export function meteredFeatures(features: UsageFeatures): Map<string, Signal[]> {

@@ -1,9 +1,9 @@
 import { log, logWarn } from "../../shared/log.ts";
 import { Serialized } from "../../shared/serialized.ts";
-import type { AutumnClient, AutumnFailure } from "../autumn-client.ts";
-import { AutumnBalance } from "../autumn-schemas.ts";
-import type { Transact } from "../org-store.ts";
-import { retryDelay } from "../schedule.ts";
+import type { AutumnClient, AutumnFailure } from "../autumn/client.ts";
+import { AutumnBalance } from "../autumn/schemas.ts";
+import type { Transact } from "../org/store.ts";
+import { retryDelay } from "../org/schedule.ts";
 import type { FrozenReport, UsageLedger } from "./ledger.ts";
 import { exhausted, type BalanceAnswer } from "./limits.ts";
 

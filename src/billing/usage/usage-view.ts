@@ -1,7 +1,7 @@
 import { formatDuration } from "../../shared/duration.ts";
 import { isoOrNull as iso } from "../../shared/iso-time.ts";
 import type { UsageSettings } from "../config.ts";
-import type { OrgRecord } from "../org-record.ts";
+import type { OrgRecord } from "../org/record.ts";
 import type { LedgerRow } from "./ledger-row.ts";
 import { meteredFeatures } from "./limits.ts";
 

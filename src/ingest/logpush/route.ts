@@ -5,9 +5,9 @@ import { logUpstreamTrouble, refuse, settleForward } from "../request/account.ts
 import { admit, type Suspended } from "../request/admit.ts";
 import { isGzip } from "../request/body.ts";
 import { forward, isOutage, PARKING_UNAVAILABLE_RETRY_AFTER, UNAVAILABLE_RETRY_AFTER, type ForwardResult } from "../request/forward.ts";
-import { batchDigest, keepOnce, readMarker } from "../customer/kept-once.ts";
-import { parkBatch, parkBatchAt, parkingOf, type WaitUntil } from "../customer/park-batch.ts";
-import type { ParkingSettings } from "../customer/parking.ts";
+import { batchDigest, keepOnce, readMarker } from "../parking/kept-once.ts";
+import { parkBatch, parkBatchAt, parkingOf, type WaitUntil } from "../parking/batch.ts";
+import type { ParkingSettings } from "../parking/store.ts";
 import { log } from "../../shared/log.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
 import { readBounded } from "../../shared/bounded-read.ts";

@@ -1,9 +1,9 @@
 import { declaredLengthExceeds, readBounded } from "../../shared/bounded-read.ts";
 import type { BodyFormat } from "../../shared/http-error.ts";
 import type { IngestSettings } from "../config.ts";
-import { batchDigest, keepOnce } from "../customer/kept-once.ts";
-import { parkBatch, parkBatchAt, parkingOf, type WaitUntil } from "../customer/park-batch.ts";
-import type { Counted, ParkingSettings } from "../customer/parking.ts";
+import { batchDigest, keepOnce } from "../parking/kept-once.ts";
+import { parkBatch, parkBatchAt, parkingOf, type WaitUntil } from "../parking/batch.ts";
+import type { Counted, ParkingSettings } from "../parking/store.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
 import { withOverdueWarning } from "../customer/warn.ts";
 import { logUpstreamTrouble, refuse, settleForward } from "../request/account.ts";

@@ -1,5 +1,5 @@
-import type { OrgBilling } from "../../billing/org-billing.ts";
 import { MirrorEntry } from "../../shared/billing-state.ts";
+import { orgBillingRpc } from "../../shared/contract.ts";
 import { hashIngestKey, IngestKeyRecord } from "../../shared/ingest-key.ts";
 import { billingStateKey, ingestKeyHashKey } from "../../shared/storage-keys.ts";
 import type { IngestSettings } from "../config.ts";
@@ -14,7 +14,6 @@ const sourcesByEnv = new WeakMap<object, GateSources>();
 export function gateSources(env: IngestEnv, settings: Pick<IngestSettings, "pepper">): GateSources {
   let sources = sourcesByEnv.get(env);
   if (!sources) {
-    const objects = env.ORG_BILLING as unknown as DurableObjectNamespace<OrgBilling>;
     sources = {
       hashKey: (key) => hashIngestKey(settings.pepper, key),
       lookupKey: async (hash) => {
@@ -25,7 +24,7 @@ export function gateSources(env: IngestEnv, settings: Pick<IngestSettings, "pepp
         const raw = await env.BILLING_STATE.get(billingStateKey(orgId), { type: "json", cacheTtl: KV_CACHE_TTL_SECONDS });
         return raw === null ? null : MirrorEntry.parse(raw);
       },
-      askObject: (orgId) => objects.getByName(orgId).verdict(),
+      askObject: (orgId) => orgBillingRpc(env.ORG_BILLING, orgId).verdict(),
     };
     sourcesByEnv.set(env, sources);
   }

@@ -1,8 +1,7 @@
-import type { OrgBilling } from "../../billing/org-billing.ts";
-import { orgBilling } from "../../billing/org-stub.ts";
+import { orgBillingRpc, type UsageDelivery } from "../../shared/contract.ts";
 import { logError, logWarn } from "../../shared/log.ts";
 import { isValidOrgId } from "../../shared/org-id.ts";
-import { UsageMessage, type UsageCounts } from "../../shared/usage.ts";
+import { UsageMessage } from "../../shared/usage.ts";
 
 /**
  * The `tollgate-usage` consumer (README, "Usage metering"): each org's messages of a batch go to
@@ -24,8 +23,6 @@ export function usageRetryDelaySeconds(attempts: number): number {
   return Math.min(3600, 5 * 2 ** Math.min(20, Math.max(0, attempts - 1)));
 }
 
-/** `id` is the queue's message id; `stream` and `seq`, when the message has them, are the batch's own id, which the object dedupes by. */
-export type UsageRecord = { id: string; stream?: string; seq?: number; counts: UsageCounts; first_at: number; last_at: number };
 export type UsageRunResult = { orgId: string; outcome: "recorded" | "failed"; messages: number; recorded?: number; duplicates?: number; error?: string };
 
 export async function handleUsage(batch: MessageBatch<unknown>, env: IngestEnv): Promise<UsageRunResult[]> {
@@ -45,7 +42,7 @@ export async function handleUsage(batch: MessageBatch<unknown>, env: IngestEnv):
 }
 
 async function recordOrg(env: IngestEnv, orgId: string, messages: { message: Message<unknown>; body: UsageMessage }[]): Promise<UsageRunResult> {
-  const records: UsageRecord[] = messages.map(({ message, body }) => ({
+  const records: UsageDelivery[] = messages.map(({ message, body }) => ({
     id: message.id,
     ...(body.stream === undefined || body.seq === undefined ? {} : { stream: body.stream, seq: body.seq }),
     counts: body.counts,
@@ -53,7 +50,7 @@ async function recordOrg(env: IngestEnv, orgId: string, messages: { message: Mes
     last_at: body.last_at,
   }));
   try {
-    const stub = orgBilling(env as unknown as { ORG_BILLING: DurableObjectNamespace<OrgBilling> }, orgId);
+    const stub = orgBillingRpc(env.ORG_BILLING, orgId);
     const answer = await stub.recordUsage(records);
     // A refusal (the billing Worker's USAGE_FEATURES invalid, or a message it cannot read) keeps the usage on the queue.
     if (!answer.ok) throw new Error(`the org's object refused the usage: ${answer.error}`);

@@ -1,4 +1,4 @@
-import type { ItemCounter, ItemSignal } from "./count-items.ts";
+import type { ItemCounter, ItemSignal } from "./item-counter.ts";
 
 /**
  * Counts the items of an OTLP/JSON Export*ServiceRequest with a byte-level streaming scanner:

@@ -1,4 +1,4 @@
-import type { ItemCounter, ItemSignal } from "./count-items.ts";
+import type { ItemCounter, ItemSignal } from "./item-counter.ts";
 
 /**
  * Counts the items of a protobuf Export*ServiceRequest as a push parser over the wire format:

@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { IndexEntry } from "./index-entry.ts";
+import { IndexEntry } from "./entry.ts";
 
 /** Restored orgs stay listed this long, for "recently restored". */
 const RESTORED_RETENTION_MS = 30 * 86_400_000;

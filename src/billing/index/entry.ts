@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { OrgState } from "../shared/billing-state.ts";
-import { Reason } from "./org-record.ts";
+import { OrgState } from "../../shared/billing-state.ts";
+import { Reason } from "../org/record.ts";
 
 /** One org as the index knows it: its published state, why, and its deadlines (epoch ms). */
 export const IndexEntry = z.object({

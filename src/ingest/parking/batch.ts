@@ -1,7 +1,7 @@
 import { log, logWarn } from "../../shared/log.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
 import { afterPark, askParked } from "./after-park.ts";
-import { park, parkedBytes, parkingSettings, type Counted, type ParkedUsage, type ParkingEnv, type ParkingSettings, type ParkReason } from "./parking.ts";
+import { park, parkedBytes, parkingSettings, type Counted, type ParkedUsage, type ParkingEnv, type ParkingSettings, type ParkReason } from "./store.ts";
 
 /**
  * The request path's side of parking (README, "Parking"): one batch into R2, answered only once

@@ -1,4 +1,4 @@
-import type { OrgBilling } from "../../billing/org-billing.ts";
+import { orgBillingRpc, type ParkingDelta } from "../../shared/contract.ts";
 import { logError, log, logWarn } from "../../shared/log.ts";
 import { OrgId } from "../../shared/org-id.ts";
 import type { UsageCounts } from "../../shared/usage.ts";
@@ -7,7 +7,7 @@ import { gunzipBounded } from "../request/body.ts";
 import { countItems } from "../usage/count-items.ts";
 import { addCounts, sendUsage, usageCounts } from "../usage/meter.ts";
 import { signalOfRoute } from "../usage/route-signal.ts";
-import { countedOf, DeliveryMessage, DIGEST_PREFIX, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, PARKED_TOTAL_KEY, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./parking.ts";
+import { countedOf, DeliveryMessage, DIGEST_PREFIX, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, PARKED_TOTAL_KEY, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./store.ts";
 
 /**
  * Delivery of parked batches, driven by the `tollgate-deliveries` queue (this Worker is its
@@ -26,24 +26,6 @@ import { countedOf, DeliveryMessage, DIGEST_PREFIX, orgOfKey, orgPrefix, ParkedM
 
 export type DeliveryEnv = IngestEnv & ParkingEnv;
 
-/** Progress the org's object keeps (admin view, console, org.restored). */
-export type ParkingDelta = {
-  parked_batches?: number;
-  parked_bytes?: number;
-  delivered_batches?: number;
-  delivered_bytes?: number;
-  expired_batches?: number;
-  expired_bytes?: number;
-  /** Batches the upstream refused as invalid (400, 413) during delivery, or discarded (a revoked key's): final, deleted. */
-  refused_batches?: number;
-  refused_bytes?: number;
-  /** Absolute: the bytes still parked for the org, from a run or cleanup that listed all of them. */
-  listed_bytes?: number;
-  /** When that listing began: parked reports for batches parked before it add nothing (parking-progress.ts). */
-  listed_at?: number;
-  /** When the newest batch counted in `parked_*` was parked. */
-  parked_until?: number;
-};
 
 /** Batches per run before the message hands over to a fresh one (a run must end well within the consumer's limits). */
 export const BATCHES_PER_RUN = 100;
@@ -131,7 +113,7 @@ const emptyRun = (orgId: string): RunResult => ({ orgId, outcome: "done", delive
  */
 export async function deliverOrg(env: DeliveryEnv, parking: ParkingSettings, orgId: string, now: () => number = Date.now): Promise<RunResult> {
   const result = emptyRun(orgId);
-  const object = billingObject(env, orgId);
+  const object = orgBillingRpc(env.ORG_BILLING, orgId);
   let suspended: boolean;
   try {
     suspended = (await object.verdict()).state === "suspended";
@@ -345,16 +327,12 @@ async function deleteExpiredDigests(parking: ParkingSettings, now: number): Prom
 export async function report(env: DeliveryEnv, orgId: string, delta: ParkingDelta, ask = false): Promise<number | null> {
   if (!ask && !Object.values(delta).some((value) => (value ?? 0) > 0) && delta.listed_bytes === undefined) return null;
   try {
-    const answer = (await billingObject(env, orgId).recordParking(delta)) as { ok: boolean; waiting_bytes?: number };
-    return typeof answer.waiting_bytes === "number" ? answer.waiting_bytes : null;
+    const answer = await orgBillingRpc(env.ORG_BILLING, orgId).recordParking(delta);
+    return answer.ok ? answer.waiting_bytes : null;
   } catch (error) {
     logWarn({ event: "parking_report_failed", org_id: orgId, error: text(error) });
     return null;
   }
-}
-
-function billingObject(env: DeliveryEnv, orgId: string): DurableObjectStub<OrgBilling> {
-  return (env.ORG_BILLING as unknown as DurableObjectNamespace<OrgBilling>).getByName(orgId);
 }
 
 const text = (error: unknown) => (error instanceof Error ? error.message : String(error));

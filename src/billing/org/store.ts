@@ -1,5 +1,5 @@
 import { NotifyEvent } from "./notifications.ts";
-import { HistoryEntry, OrgRecord, type NewHistoryEntry } from "./org-record.ts";
+import { HistoryEntry, OrgRecord, type NewHistoryEntry } from "./record.ts";
 
 export const HISTORY_LIMIT = 500;
 /** Active ingest keys per org: each publication rewrites every one of them, so this bounds its writes. */

@@ -1,15 +1,17 @@
 import { Router, type IRequest } from "itty-router";
-import { errorResponse, jsonResponse } from "../shared/http-error.ts";
-import { parseJsonBody } from "../shared/json-body.ts";
-import { log, logError, logWarn } from "../shared/log.ts";
-import { decodePathSegment, ORG_ID_RULE, orgIdFromPath } from "../shared/org-id.ts";
-import { bearerToken } from "../shared/bearer.ts";
+import { errorResponse, jsonResponse } from "../../shared/http-error.ts";
+import { parseJsonBody } from "../../shared/json-body.ts";
+import { log, logError, logWarn } from "../../shared/log.ts";
+import { decodePathSegment, ORG_ID_RULE, orgIdFromPath } from "../../shared/org-id.ts";
+import { bearerToken } from "../../shared/bearer.ts";
 import { timingSafeEqualStrings } from "./constant-time.ts";
-import { ListQuery, OverrideBody } from "./admin-requests.ts";
-import { adminToken, ConfigError, ingestKeyPepper } from "./config.ts";
-import { MAX_ACTIVE_KEYS } from "./org-store.ts";
-import { orgBilling, orgIndex, reconciler } from "./org-stub.ts";
-import { indexEntryView } from "./org-view.ts";
+import { ListQuery, OverrideBody } from "./requests.ts";
+import { adminToken, ConfigError, ingestKeyPepper } from "../config.ts";
+import { MAX_ACTIVE_KEYS } from "../org/store.ts";
+import { orgIndex } from "../index/stub.ts";
+import { orgBilling } from "../org/stub.ts";
+import { reconciler } from "../reconcile/stub.ts";
+import { indexEntryView } from "../org/view.ts";
 
 type AdminRequest = IRequest & { orgId: string };
 

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { isoOrNull as iso } from "../shared/iso-time.ts";
+import type { ParkingDelta } from "../../shared/contract.ts";
+import { isoOrNull as iso } from "../../shared/iso-time.ts";
 
 /**
  * What became of an org's parked batches (README, "Parking"): reported by the ingest Worker
@@ -34,26 +35,6 @@ export const ParkingProgress = z.object({
 });
 export type ParkingProgress = z.infer<typeof ParkingProgress>;
 
-/** One report: non-negative increments, each optional. Bad input is refused by the RPC, never stored. */
-export const ParkingDelta = z
-  .object({
-    parked_batches: z.number().int().nonnegative(),
-    parked_bytes: z.number().int().nonnegative(),
-    delivered_batches: z.number().int().nonnegative(),
-    delivered_bytes: z.number().int().nonnegative(),
-    expired_batches: z.number().int().nonnegative(),
-    expired_bytes: z.number().int().nonnegative(),
-    refused_batches: z.number().int().nonnegative(),
-    refused_bytes: z.number().int().nonnegative(),
-    /** Absolute, from a listing: the bytes the org has parked now. */
-    listed_bytes: z.number().int().nonnegative(),
-    /** When that listing began (epoch ms); absent: when the report arrives. */
-    listed_at: z.number().int().nonnegative(),
-    /** When the newest batch in this report's `parked_*` counts was parked (epoch ms); absent: when the report arrives. */
-    parked_until: z.number().int().nonnegative(),
-  })
-  .partial();
-export type ParkingDelta = z.infer<typeof ParkingDelta>;
 
 export const NO_PARKING: ParkingProgress = ParkingProgress.parse({});
 

@@ -1,11 +1,11 @@
-import { log, logWarn } from "../shared/log.ts";
-import { Serialized } from "../shared/serialized.ts";
-import { ConfigError } from "./config.ts";
+import { log, logWarn } from "../../shared/log.ts";
+import { Serialized } from "../../shared/serialized.ts";
+import { ConfigError } from "../config.ts";
 import { eventsFor, isRestored, warningDueAt } from "./notifications.ts";
 import { deliver, type NotifySettings } from "./notifier.ts";
-import type { OrgRecord } from "./org-record.ts";
-import type { OrgStore, Transact } from "./org-store.ts";
-import type { ParkingProgress } from "./parking-progress.ts";
+import type { OrgRecord } from "./record.ts";
+import type { OrgStore, Transact } from "./store.ts";
+import type { ParkingProgress } from "./parking.ts";
 import { retryDelay } from "./schedule.ts";
 
 /** Events are tried inline once; a slow receiver is retried by the alarm instead of delaying the caller. */

@@ -1,5 +1,9 @@
 import { z } from "zod";
 import { byteSizeSetting, durationSetting } from "../../shared/settings.ts";
+import { digestKey, DIGEST_PREFIX, orgPrefix, PARKED_PREFIX, PARKED_TOTAL_KEY } from "./keys.ts";
+
+// The bucket's key formats live in keys.ts; handed on here for the modules that park and deliver.
+export { digestKey, DIGEST_PREFIX, orgPrefix, PARKED_PREFIX, PARKED_TOTAL_KEY };
 
 /**
  * Parking: batches that cannot go upstream now (the org is suspended, or the upstream is down)
@@ -74,8 +78,6 @@ export type ParkedBatch = {
 
 export type ParkedUsage = { signal: "logpush"; items: number; bytes: number };
 
-export const PARKED_PREFIX = "parked/";
-export const orgPrefix = (orgId: string) => `${PARKED_PREFIX}${orgId}/`;
 
 let sequence = 0;
 
@@ -236,17 +238,6 @@ export class ParkedBytes {
 /** This isolate's estimates. */
 export const parkedBytes = new ParkedBytes();
 
-/**
- * Refused batches parked once (issue 18, 5): Logpush resends a refused upload, and an exporter may
- * resend a refused batch; each would be parked, delivered and metered again. A marker under this
- * prefix (outside `parked/`) says a batch is already kept, with which key and in which objects
- * (kept-once.ts).
- */
-export const DIGEST_PREFIX = "parked-digests/";
-export const digestKey = (orgId: string, digest: string) => `${DIGEST_PREFIX}${orgId}/${digest}`;
-
-/** Where the cleanup writes the bucket's parked bytes (outside `parked/`, so no listing of parked data sees it). */
-export const PARKED_TOTAL_KEY = "meta/parked-total.json";
 /** How often an isolate re-reads the total the cleanup wrote. */
 export const TOTAL_REFRESH_MS = 60_000;
 

@@ -1,31 +1,31 @@
 import { DurableObject } from "cloudflare:workers";
-import { z } from "zod";
-import type { MirrorEntry, OrgState } from "../shared/billing-state.ts";
-import { generateIngestKey, hashIngestKey } from "../shared/ingest-key.ts";
-import { log, logError, logWarn } from "../shared/log.ts";
-import { Serialized } from "../shared/serialized.ts";
-import { UsageCounts, UsageSeq, UsageStream } from "../shared/usage.ts";
-import type { OverrideCommand } from "./admin-requests.ts";
-import { createAutumnClient, type AutumnFailure } from "./autumn-client.ts";
-import { readBillingFacts, type BillingFacts } from "./billing-facts.ts";
-import { autumnSettings, ConfigError, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "./config.ts";
+import type { MirrorEntry, OrgState } from "../../shared/billing-state.ts";
+import { generateIngestKey, hashIngestKey } from "../../shared/ingest-key.ts";
+import { log, logError, logWarn } from "../../shared/log.ts";
+import { Serialized } from "../../shared/serialized.ts";
+import { ParkingDelta, UsageDeliveries, type IngestKeyListing, type OrgBillingRpc, type RecordParkingAnswer, type RecordUsageAnswer, type UsageDelivery } from "../../shared/contract.ts";
+import type { OverrideCommand } from "../admin/requests.ts";
+import { createAutumnClient, type AutumnFailure } from "../autumn/client.ts";
+import { readBillingFacts, type BillingFacts } from "../autumn/facts.ts";
+import { autumnSettings, ConfigError, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
 import { sameProjection, mirrorEntryOf } from "./mirror.ts";
 import { notifySettings, type NotifySettings } from "./notifier.ts";
-import { newOrgRecord, type OrgRecord, type Source } from "./org-record.ts";
-import { MAX_ACTIVE_KEYS, OrgStore } from "./org-store.ts";
-import { orgView, type OrgView } from "./org-view.ts";
+import { newOrgRecord, type OrgRecord, type Source } from "./record.ts";
+import { PARKING_KEY } from "./keys.ts";
+import { MAX_ACTIVE_KEYS, OrgStore } from "./store.ts";
+import { orgView, type OrgView } from "./view.ts";
 import { Outbox } from "./outbox.ts";
-import { addParking, NO_PARKING, ParkingDelta, ParkingProgress, waitingBytes } from "./parking-progress.ts";
+import { addParking, NO_PARKING, ParkingProgress, waitingBytes } from "./parking.ts";
 import { decide } from "./policy.ts";
 import { Publisher } from "./publisher.ts";
-import type { Disagreement } from "./reconcile/compare.ts";
+import type { Disagreement } from "../reconcile/compare.ts";
 import { AWAITING_AUTUMN_CAP_MS, earliest, mirrorPending, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay } from "./schedule.ts";
-import { UsageLedger, type UsageDelivery } from "./usage/ledger.ts";
-import { limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "./usage/limits.ts";
-import { UsageReporter } from "./usage/reporter.ts";
-import { usageView } from "./usage/usage-view.ts";
+import { UsageLedger } from "../usage/ledger.ts";
+import { limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "../usage/limits.ts";
+import { UsageReporter } from "../usage/reporter.ts";
+import { usageView } from "../usage/usage-view.ts";
 
-/** A webhook is acknowledged before its Autumn read finishes; this alarm re-reads if that read never lands. */
+/** The webhook is recorded before its Autumn read starts; should that read never land (a failure, an eviction), this alarm reads again. */
 const WEBHOOK_SAFETY_NET_MS = 30_000;
 /** A configuration error is logged at most this often per object and variable, however often the alarm runs. */
 const CONFIG_REPORT_INTERVAL_MS = 3_600_000;
@@ -33,8 +33,6 @@ const CONFIG_REPORT_INTERVAL_MS = 3_600_000;
 type Trigger = { source: Source; message_id?: string; note?: string };
 /** The deliveries queue (README, "Parking"), bound on the billing Worker as a producer only; absent when parking is off. */
 type DeliveriesEnv = { DELIVERIES?: { send(body: { org_id: string }): Promise<unknown> } };
-/** Where the parking progress lives in the object's key-value storage (beside the SQL tables; see docs/storage.md). */
-const PARKING_KEY = "parking";
 type Settings = {
   policy: PolicySettings;
   autumn: AutumnSettings | ConfigError;
@@ -45,22 +43,19 @@ type Settings = {
   problem: ConfigError | null;
 };
 
-/** What the usage consumer hands over: queue messages, checked again here (the object trusts no caller). */
-const UsageDeliveries = z
-  .array(
-    z
-      .object({ id: z.string().min(1), stream: UsageStream.optional(), seq: UsageSeq.optional(), counts: UsageCounts, first_at: z.number(), last_at: z.number() })
-      .refine((message) => (message.stream === undefined) === (message.seq === undefined), { message: "stream and seq go together" }),
-  )
-  .max(1_000);
-
 /**
  * One per org, reached with `getByName(orgId)`: the single writer of the org's billing state,
  * its history, its publication (KV mirror and index) and its outbound events. Every decision is
  * a fresh Autumn read fed to the pure policy; every committed change re-arms the object's one
  * alarm to the earliest thing it owes (a read, a publication, an event or a warning).
+ *
+ * A webhook's 2xx goes out when `webhook()` returns: after the message is recorded as seen AND its
+ * whole sync (the Autumn read, the decision committed, the publication to KV and the index, the
+ * outbound events) has run. So a 2xx means the event is durably recorded and one read was decided
+ * and published. A failed Autumn read or KV write still answers 2xx (the event is recorded; Svix
+ * need not send it again): the alarm reads or publishes again with backoff. A redelivery is a duplicate.
  */
-export class OrgBilling extends DurableObject<BillingEnv> {
+export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingRpc {
   private readonly store: OrgStore;
   private readonly publisher: Publisher;
   private readonly outbox: Outbox;
@@ -103,7 +98,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
    * consumer has the queue deliver the messages again) while USAGE_FEATURES is invalid: usage is
    * kept on the queue, never dropped. Malformed messages are refused the same way and change nothing.
    */
-  async recordUsage(messages: UsageDelivery[]): Promise<{ ok: true; recorded: number; duplicates: number } | { ok: false; error: string }> {
+  async recordUsage(messages: UsageDelivery[]): Promise<RecordUsageAnswer> {
     const parsed = UsageDeliveries.safeParse(messages);
     if (!parsed.success) {
       logWarn({ event: "usage_refused", org_id: this.orgId, error: parsed.error.message });
@@ -128,7 +123,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
    * Never called per ingest request. A malformed report is refused (`ok: false`) and changes nothing.
    * Answers the bytes the org has parked now (the ingest Worker's per-org cap); an empty report only asks.
    */
-  async recordParking(delta: ParkingDelta): Promise<{ ok: false } | { ok: true; waiting_bytes: number }> {
+  async recordParking(delta: ParkingDelta): Promise<RecordParkingAnswer> {
     const parsed = ParkingDelta.strict().safeParse(delta);
     if (!parsed.success) {
       logWarn({ event: "parking_report_refused", org_id: this.orgId, error: parsed.error.message });
@@ -213,7 +208,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     const orgId = this.orgId;
     const { key, keyId } = generateIngestKey();
     const stored = { key_id: keyId, key_hash: await hashIngestKey(pepper, key), created_at: Date.now() };
-    const added = this.ctx.storage.transactionSync(() => {
+    const added = this.transact(() => {
       if (this.store.ingestKeys().length >= MAX_ACTIVE_KEYS) return false;
       this.store.addIngestKey(stored);
       return true;
@@ -224,7 +219,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     return { ok: true, key_id: keyId, key, created_at: new Date(stored.created_at).toISOString() };
   }
 
-  async listIngestKeys(): Promise<{ key_id: string; created_at: string }[]> {
+  async listIngestKeys(): Promise<IngestKeyListing> {
     return this.store.ingestKeys().map((k) => ({ key_id: k.key_id, created_at: new Date(k.created_at).toISOString() }));
   }
 
@@ -236,7 +231,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
   async revokeIngestKey(keyId: string): Promise<boolean> {
     const key = this.store.ingestKey(keyId);
     if (key === null) return false;
-    if (key.revoked_at === null) this.store.revokeIngestKey(keyId, Date.now());
+    if (key.revoked_at === null) this.transact(() => this.store.revokeIngestKey(keyId, Date.now()));
     await this.publisher.deleteKey(key);
     log({ event: "ingest_key_revoked", org_id: this.orgId, key_id: keyId });
     return true;
@@ -275,7 +270,7 @@ export class OrgBilling extends DurableObject<BillingEnv> {
     const name = this.ctx.id.name ?? this.store.load()?.org_id;
     if (!name) {
       throw new Error(
-        "OrgBilling has no org id: reach it with env.ORG_BILLING.getByName(orgId) (see org-stub.ts), not with newUniqueId() or idFromString(), which carry no name",
+        "OrgBilling has no org id: reach it with env.ORG_BILLING.getByName(orgId) (see org/stub.ts), not with newUniqueId() or idFromString(), which carry no name",
       );
     }
     return name;

@@ -1,6 +1,6 @@
-import type { OrgState } from "../shared/billing-state.ts";
-import type { BillingFacts } from "./billing-facts.ts";
-import type { OrgRecord, Override, Reason } from "./org-record.ts";
+import type { OrgState } from "../../shared/billing-state.ts";
+import type { BillingFacts } from "../autumn/facts.ts";
+import type { OrgRecord, Override, Reason } from "./record.ts";
 
 export type PolicyConfig = { gracePeriodMs: number; minNoticeMs: number };
 

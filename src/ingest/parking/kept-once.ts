@@ -2,7 +2,7 @@ import { z } from "zod";
 import { log, logWarn } from "../../shared/log.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
 import { report, type DeliveryEnv } from "./deliveries.ts";
-import { digestKey, type ParkingSettings } from "./parking.ts";
+import { digestKey, type ParkingSettings } from "./store.ts";
 
 /**
  * "Kept once" (README, "Parking"; issue 18, 5 and its break tests): a suspended org's refused batch

@@ -1,5 +1,5 @@
 import { activeOverride } from "./policy.ts";
-import type { OrgRecord, Source } from "./org-record.ts";
+import type { OrgRecord, Source } from "./record.ts";
 
 export type ScheduleConfig = { resyncIntervalMs: number; limitResyncIntervalMs: number };
 

@@ -1,6 +1,6 @@
 import { report, type DeliveryEnv } from "./deliveries.ts";
-import { parkedBytes, type ParkedBytes, type ParkingSettings, type ParkReason } from "./parking.ts";
-import { WarningLimiter } from "./warning-limiter.ts";
+import { parkedBytes, type ParkedBytes, type ParkingSettings, type ParkReason } from "./store.ts";
+import { WarningLimiter } from "../customer/warning-limiter.ts";
 
 /** How often an isolate tells an org's object about batches it parked (never per request). */
 export const PARKED_REPORT_INTERVAL_MS = 10_000;
@@ -102,7 +102,7 @@ export function afterPark(
   ledger: ParkedBytes = parkedBytes,
 ): void {
   // Each answer says what the org has parked in all: the per-org cap's estimate (parking.ts, ParkedBytes).
-  // Stamped with the newest park time: the org's object ignores bytes a later listing already saw (parking-progress.ts).
+  // Stamped with the newest park time: the org's object ignores bytes a later listing already saw (billing/org/parking.ts).
   const send = (delta: ParkedDelta) =>
     report(env, orgId, delta).then((waiting) => {
       if (waiting !== null) ledger.heard(orgId, waiting, delta.parked_bytes);

@@ -1,14 +1,14 @@
-import { formatDuration } from "../shared/duration.ts";
-import type { Evidence } from "./billing-facts.ts";
-import type { PolicySettings } from "./config.ts";
-import type { IndexEntry } from "./index-entry.ts";
-import type { HistoryEntry, OrgRecord } from "./org-record.ts";
+import { formatDuration } from "../../shared/duration.ts";
+import type { Evidence } from "../autumn/facts.ts";
+import type { PolicySettings } from "../config.ts";
+import type { IndexEntry } from "../index/entry.ts";
+import type { HistoryEntry, OrgRecord } from "./record.ts";
 import type { DeadLetter } from "./notifications.ts";
-import { NO_PARKING, parkingView, type ParkingProgress } from "./parking-progress.ts";
+import { NO_PARKING, parkingView, type ParkingProgress } from "./parking.ts";
 import { deadlineTerms, reasonMessage } from "./policy.ts";
 import { followUpAt, mirrorPending, nextAlarmAt } from "./schedule.ts";
-import { isoOrNull as iso } from "../shared/iso-time.ts";
-import type { UsageView } from "./usage/usage-view.ts";
+import { isoOrNull as iso } from "../../shared/iso-time.ts";
+import type { UsageView } from "../usage/usage-view.ts";
 
 
 function evidenceView(evidence: Evidence | null) {

@@ -1,6 +1,6 @@
-import type { MirrorEntry } from "../shared/billing-state.ts";
-import type { IndexEntry } from "./index-entry.ts";
-import type { OrgRecord } from "./org-record.ts";
+import type { MirrorEntry } from "../../shared/billing-state.ts";
+import type { IndexEntry } from "../index/entry.ts";
+import type { OrgRecord } from "./record.ts";
 import { publishedDeadline } from "./policy.ts";
 
 /**

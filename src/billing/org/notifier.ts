@@ -1,6 +1,6 @@
-import { ConfigError, durationSetting, optionalSetting, requiredSetting, type EnvVars } from "../shared/settings.ts";
+import { ConfigError, durationSetting, optionalSetting, requiredSetting, type EnvVars } from "../../shared/settings.ts";
 import type { NotifyEvent } from "./notifications.ts";
-import { importSigningSecret, isSigningSecret, signPayload } from "./signature.ts";
+import { importSigningSecret, isSigningSecret, signPayload } from "../signature.ts";
 
 export type NotifySettings = { url: string; secret: string; warningMs: number };
 

@@ -1,11 +1,11 @@
-import { declaredLengthExceeds, readBounded, TooLargeError } from "../shared/bounded-read.ts";
-import { errorResponse, jsonResponse } from "../shared/http-error.ts";
-import { log, logError, logWarn } from "../shared/log.ts";
-import { isValidOrgId, ORG_ID_RULE } from "../shared/org-id.ts";
-import { ConfigError, webhookSecrets } from "./config.ts";
-import { orgBilling } from "./org-stub.ts";
-import { importSigningSecret, verifySignature } from "./signature.ts";
-import { customerOf, WebhookEnvelope } from "./webhook-events.ts";
+import { declaredLengthExceeds, readBounded, TooLargeError } from "../../shared/bounded-read.ts";
+import { errorResponse, jsonResponse } from "../../shared/http-error.ts";
+import { log, logError, logWarn } from "../../shared/log.ts";
+import { isValidOrgId, ORG_ID_RULE } from "../../shared/org-id.ts";
+import { ConfigError, webhookSecrets } from "../config.ts";
+import { orgBilling } from "../org/stub.ts";
+import { importSigningSecret, verifySignature } from "../signature.ts";
+import { customerOf, WebhookEnvelope } from "./events.ts";
 
 export const MAX_WEBHOOK_BYTES = 256 * 1024;
 

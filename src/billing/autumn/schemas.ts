@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { logWarn } from "../shared/log.ts";
+import { logWarn } from "../../shared/log.ts";
 
 /**
  * Autumn API 2.3.0 response shapes (see shared/reference/autumn-openapi-2.3-excerpt.yml),

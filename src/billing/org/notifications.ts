@@ -1,11 +1,11 @@
 import { z } from "zod";
-import { OrgState } from "../shared/billing-state.ts";
-import type { OrgRecord } from "./org-record.ts";
-import { Reason } from "./org-record.ts";
-import { parkingView, ParkingProgress } from "./parking-progress.ts";
-import { isoOrNull as iso } from "../shared/iso-time.ts";
-import type { LimitRecord } from "./org-record.ts";
-import { limitChanges } from "./usage/limits.ts";
+import { OrgState } from "../../shared/billing-state.ts";
+import type { OrgRecord } from "./record.ts";
+import { Reason } from "./record.ts";
+import { parkingView, ParkingProgress } from "./parking.ts";
+import { isoOrNull as iso } from "../../shared/iso-time.ts";
+import type { LimitRecord } from "./record.ts";
+import { limitChanges } from "../usage/limits.ts";
 import { publishedDeadline } from "./policy.ts";
 
 /**

@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { OrgState } from "../shared/billing-state.ts";
-import { FeatureLimit } from "../shared/usage.ts";
-import { Evidence } from "./billing-facts.ts";
+import { OrgState } from "../../shared/billing-state.ts";
+import { FeatureLimit } from "../../shared/usage.ts";
+import { Evidence } from "../autumn/facts.ts";
 
 /** Why an org is in its state: stable codes for machines, explained by `reasonMessage`. */
 export const Reason = z.enum([
@@ -29,6 +29,8 @@ export type Override = z.infer<typeof Override>;
 /** What caused a read: a webhook, the object's own alarm, an operator, the reconciliation sweep, or a usage report whose answer showed a balance used up. */
 export const Source = z.enum(["webhook", "alarm", "admin", "reconcile", "metering"]);
 export type Source = z.infer<typeof Source>;
+/** Every history source, as docs/storage.md lists them (a test holds the doc to this list). */
+export const HISTORY_SOURCES = Source.options;
 
 /**
  * A metered feature the org has used up, as its last Autumn read showed (README, "Plan limits"):
@@ -119,9 +121,14 @@ export function newOrgRecord(orgId: string, now: number): OrgRecord {
   };
 }
 
+/** What a history entry records: a state change, an override, or a plan limit reached or cleared. */
+export const HistoryKind = z.enum(["transition", "override", "limit_reached", "limit_cleared"]);
+/** Every history kind, as docs/storage.md lists them (a test holds the doc to this list). */
+export const HISTORY_KINDS = HistoryKind.options;
+
 export const HistoryEntry = z.object({
   at: z.number(),
-  kind: z.enum(["transition", "override", "limit_reached", "limit_cleared"]),
+  kind: HistoryKind,
   from: OrgState,
   to: OrgState,
   reason: Reason,

@@ -1,11 +1,11 @@
-import { log, logWarn } from "../shared/log.ts";
-import { Serialized } from "../shared/serialized.ts";
-import type { IngestKeyRecord } from "../shared/ingest-key.ts";
-import { billingStateKey, ingestKeyHashKey } from "../shared/storage-keys.ts";
+import { log, logWarn } from "../../shared/log.ts";
+import { Serialized } from "../../shared/serialized.ts";
+import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
+import { billingStateKey, ingestKeyHashKey } from "../../shared/storage-keys.ts";
 import { indexEntryOf, mirrorEntryOf } from "./mirror.ts";
-import { newOrgRecord } from "./org-record.ts";
-import type { OrgStore, StoredIngestKey, Transact } from "./org-store.ts";
-import { orgIndex } from "./org-stub.ts";
+import { newOrgRecord } from "./record.ts";
+import type { OrgStore, StoredIngestKey, Transact } from "./store.ts";
+import { orgIndex } from "../index/stub.ts";
 import { mirrorPending, retryDelay } from "./schedule.ts";
 
 /**

@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { httpsUrl } from "../shared/https-url.ts";
-import type { AutumnResult, AutumnClient } from "./autumn-client.ts";
-import { AutumnBalance, balancesOf, isAutumnTime, type AutumnCustomer, type AutumnInvoice } from "./autumn-schemas.ts";
+import { httpsUrl } from "../../shared/https-url.ts";
+import type { AutumnResult, AutumnClient } from "./client.ts";
+import { AutumnBalance, balancesOf, isAutumnTime, type AutumnCustomer, type AutumnInvoice } from "./schemas.ts";
 
 const InvoiceRef = z.object({
   stripe_id: z.string(),

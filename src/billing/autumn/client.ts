@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { AutumnCustomer, AutumnCustomerPage, AutumnErrorBody, AutumnInvoicePage, AutumnTrackResponse, parseAutumn } from "./autumn-schemas.ts";
+import { AutumnCustomer, AutumnCustomerPage, AutumnErrorBody, AutumnInvoicePage, AutumnTrackResponse, parseAutumn } from "./schemas.ts";
 
 /** Pinned: without it Autumn picks a version from the account's creation date. */
 export const AUTUMN_API_VERSION = "2.3.0";
@@ -98,7 +98,7 @@ export function createAutumnClient(options: AutumnClientOptions) {
   }
 
   return {
-    /** `null` means Autumn has no such customer (404 customer_not_found); the caller decides what that means (billing-facts.ts: unknown, not paid). */
+    /** `null` means Autumn has no such customer (404 customer_not_found); the caller decides what that means (autumn/facts.ts: unknown, not paid). */
     getCustomer(customerId: string): Promise<AutumnResult<AutumnCustomer | null>> {
       return call("/v1/customers.get", { customer_id: customerId, expand: ["invoices"] }, AutumnCustomer, true);
     },
