@@ -19,14 +19,10 @@ const types = async (org: string) => (await receiver.events(org)).map((e) => e.t
 
 /**
  * Promise 1 (README "Promises"): no org is suspended by the policy before the deadline in force has been
- * published for MIN_NOTICE; and "every such suspension is preceded by the published deadline ... and,
- * where SUSPENSION_WARNING fits, the warning".
- *
- * A later read finds an older open invoice of a past-due base plan (a second base plan whose net-terms
- * invoice, open for weeks, is now overdue). The anchor moves earlier (allowed: "later reads never move it
- * later"), but notice_from carries on (policy.ts noticeStart: "an anchor found earlier" keeps the notice),
- * so the deadline in force jumps from the published T0 + GRACE to T0 + MIN_NOTICE, which is now: the org
- * is suspended at once, two days before the deadline it was told, never warned.
+ * published for MIN_NOTICE, and, where SUSPENSION_WARNING fits, warned about.
+ * Found by a reviewer: before the fix, a later read finding an older overdue invoice moved the anchor
+ * earlier but kept notice_from, so the deadline in force jumped to now: the org was suspended at once,
+ * before the deadline it was told, never warned.
  */
 describe("promise 1: a deadline moved earlier by an older invoice found later", () => {
   it("is not enforced before it has been published for MIN_NOTICE, and is warned before suspension", async () => {

@@ -17,13 +17,9 @@ afterEach(async () => {
 
 /**
  * README "Reconciliation": a customer Autumn answers 404 customer_not_found for is unknown; the object keeps
- * its state, flags it, "and re-reads it on the resync schedule (no backoff retries)".
- *
- * An org holding a plan limit whose customer is deleted (or a wrong AUTUMN_API_URL / test key, the very cases
- * the 404 rule is for) is instead re-read every LIMIT_RESYNC_INTERVAL (10 min) forever: schedule.ts:65 arms
- * limitResync from last_sync.at whatever the last read's outcome, and the 404 keeps the limit (a limit that
- * never resets is then held at the edge forever too). 144 customers.get a day per such org, for ever, instead of 4;
- * with a wrong URL that is every limited org at once.
+ * its state, flags it, and re-reads it on the resync schedule, even while it holds a plan limit.
+ * Found by a reviewer: before the fix, an org holding a limit was re-read every LIMIT_RESYNC_INTERVAL
+ * (10 min) forever, whatever the last read's outcome: 144 customers.get a day per such org instead of 4.
  */
 describe("an unknown customer holding a plan limit", () => {
   it("is re-read on the resync schedule, not every LIMIT_RESYNC_INTERVAL", async () => {

@@ -3,14 +3,10 @@ import { autumn } from "../support/autumn.ts";
 import { deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 
 /**
- * Break: "exactly once into the ledger" across the v5 deploy. The billing Worker deploys first (README,
- * Deploying), then the ingest Worker, which is both the usage queue's producer and its consumer. During
- * the ingest rollout a new isolate's message (with stream/seq) can be consumed by an old consumer
- * invocation, which hands the object only {id, counts} (the pre-v5 consumer drops stream/seq): the new
- * object folds it under usage_seen by queue message id. If that invocation is cut before its ack (a deploy
- * is exactly when in-flight invocations end), the queue redelivers the message to a new consumer, which
- * hands it with its stream/seq: the object only looks at usage_streams for such a message, never at
- * usage_seen, and folds it a second time.
+ * Promise: a usage batch is folded into the ledger once across the deploy that introduced streams.
+ * Found by a reviewer (issue 18): before the fix, a message first folded by an old consumer (under
+ * usage_seen, by message id) and redelivered to a new one (with stream/seq) was checked only against
+ * usage_streams and folded a second time.
  */
 
 afterEach(async () => {
@@ -18,7 +14,7 @@ afterEach(async () => {
   await deleteAllAlarms();
 });
 
-describe("break: a batch is folded once across the deploy that introduced streams", () => {
+describe("a batch is folded once across the deploy that introduced streams", () => {
   it("a queue message folded by id (old consumer) and redelivered with its stream and seq (new consumer) is a duplicate", async () => {
     const org = uniqueOrg("brkdeploy");
     await autumn.createCustomer(org, { webhook: false });

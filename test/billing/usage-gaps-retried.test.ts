@@ -5,14 +5,9 @@ import { autumn } from "../support/autumn.ts";
 import { deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 
 /**
- * Break: "exactly once into the ledger" (per-stream high-water mark + gaps) meets the consumer's retry
- * backoff. The consumer retries a failed hand-over with backoff doubling up to an hour
- * (usageRetryDelaySeconds), per message. An org's object that fails intermittently (every other
- * consumer batch for half an hour: overload, a slow storage op, a deploy) leaves one isolate's odd
- * batches on the queue, waiting minutes to an hour, while its even batches fold: one gap each, all
- * still owed and all still on the queue (well within the 4-day window). Past MAX_STREAM_GAPS (256:
- * ~8.5 minutes of one batch a second) the oldest gaps are abandoned, and when their batches come back
- * from the queue they are taken for duplicates: usage that was accepted and delivered is lost.
+ * Promise: usage the consumer retries (with backoff up to an hour) is folded into the ledger exactly once.
+ * Found by a reviewer (issue 18): before the fix, past MAX_STREAM_GAPS the oldest gaps were abandoned, so
+ * batches still waiting on the queue were taken for duplicates when they came back, and their usage lost.
  */
 
 afterEach(async () => {
@@ -20,7 +15,7 @@ afterEach(async () => {
   await deleteAllAlarms();
 });
 
-describe("break: usage retried by the consumer is folded exactly once", () => {
+describe("usage retried by the consumer is folded exactly once", () => {
   it("an isolate's batches held back by the consumer's backoff while later ones fold are all counted when they come back", async () => {
     expect(usageRetryDelaySeconds(8)).toBeGreaterThanOrEqual(600); // a few failures in, a retry waits 10+ min
     const org = uniqueOrg("brkgaps");

@@ -5,13 +5,10 @@ import { deleteAllAlarms, mirrorOf, orgStub, uniqueOrg } from "../support/billin
 import { fakeClock } from "../support/clock.ts";
 
 /**
- * Break: "usage reports read Autumn only when the track answer disagrees with the limits held" meets
- * the schema boundary (Autumn answers: a non-finite number skips the item). AutumnTrackResponse turns
- * a balance that does not parse into null (autumn/schemas.ts), and reportOutcome then takes a null
- * balance for "no balance: not exhausted" instead of its own "unreadable: exhausted null, ignored"
- * branch, which is thereby dead. So a held limit meets an answer it cannot read as "room": every such
- * report costs a customers.get (and invoices.list pages while past due). The same happens for every
- * report once track answers `balance: null` (Autumn 2.5's async track, per the README).
+ * Promise: a track answer whose balance cannot be read is not taken for room under a held limit.
+ * Found by a reviewer (issue 18): before the fix, reportOutcome took a null balance (what the schema makes
+ * of one that does not parse, or Autumn's `balance: null`) for "not exhausted", so every such report
+ * cost a customers.get (and invoices.list pages while past due).
  */
 
 const REPORT_INTERVAL_MS = 10_000;
@@ -27,7 +24,7 @@ async function report(org: string): Promise<void> {
   await runDurableObjectAlarm(orgStub(org));
 }
 
-describe("break: an unreadable track balance is not taken for room", () => {
+describe("an unreadable track balance is not taken for room", () => {
   it("a held limit whose report answer carries an unreadable balance (usage 1e400) reads nothing more", async () => {
     const org = uniqueOrg("brknullbal");
     await autumn.createCustomer(org, { webhook: false });

@@ -10,6 +10,7 @@ import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { decodeExportResponse, decodeStatusWithHelp } from "../support/customer-decode.ts";
 import { billingAdmin, bodyOf, gzip, ingestWithEnv, mintKey, override, sink } from "../support/ingest.ts";
+import { parkingBucket as bucket } from "../support/parking.ts";
 import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 
@@ -21,7 +22,6 @@ import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
  */
 
 const PAY = "https://invoice.stripe.com/i/acct_1/test_pay";
-const bucket = (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST;
 const parkingEnv = (extra: Record<string, unknown> = {}) => ({ ...env, PARKING: bucket, PARK_MAX_BYTES: "64KiB", PARK_RETENTION: "72h", ...extra }) as unknown as IngestEnv;
 const listed = async (orgId: string) => (await bucket.list({ prefix: orgPrefix(orgId) })).objects;
 

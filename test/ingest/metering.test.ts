@@ -9,9 +9,8 @@ import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { createMessageBatch } from "cloudflare:test";
 import { handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
 import { gzip, INGEST, ingestWithEnv, mintKey, override, sink } from "../support/ingest.ts";
+import { ALL } from "../support/parking.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
-
-const ALL = "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes";
 
 /** A USAGE queue that records what it is sent. */
 function recordingQueue() {

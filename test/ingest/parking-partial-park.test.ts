@@ -1,34 +1,19 @@
-import { createExecutionContext, createMessageBatch } from "cloudflare:test";
+import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { UsageMessage } from "../../src/shared/usage.ts";
 import { handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
 import { orgPrefix, parkedBytes } from "../../src/ingest/parking/store.ts";
 import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
-import { gzip, INGEST, mintKey, override, sink } from "../support/ingest.ts";
+import { gzip, mintKey, override, sink } from "../support/ingest.ts";
+import { ALL, noQueue, parkingBucket as bucket, recordingQueue, send, total } from "../support/parking.ts";
 
 /**
- * Break: a suspended org's Logpush batch is parked piece by piece (about 4 MiB of OTLP JSON each). When
- * a later piece cannot be parked (here a transient R2 put failure; the per-org cap does the same), the
- * job gets the plain 402 (not "kept"), no digest marker is written, but the pieces already parked stay
- * and are delivered and metered after payment. Logpush resends the refused upload; the resend is parked
- * whole. After payment the first piece reaches the upstream twice and its records are metered twice.
+ * Promise: a suspended org's Logpush batch, parked in pieces, reaches the upstream and is metered once
+ * after payment, even when a piece failed to park and Logpush resent the batch.
+ * Found by a reviewer (issue 18): before the fix, a park that stopped part way left the pieces already
+ * parked; the resend was parked whole, so the first piece was delivered and metered twice.
  */
-
-const ALL = "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes";
-const bucket = (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST;
-const noQueue = { send: async () => {}, sendBatch: async () => {} };
-
-function recordingQueue() {
-  const sent: UsageMessage[] = [];
-  return { sent, sendBatch: async (messages: Iterable<{ body: UsageMessage }>) => void sent.push(...[...messages].map((m) => m.body)) };
-}
-const total = (messages: UsageMessage[]) => {
-  const sum: Record<string, number> = {};
-  for (const m of messages) for (const [k, v] of Object.entries(m.counts)) sum[k] = (sum[k] ?? 0) + (v ?? 0);
-  return sum;
-};
 
 /** The bucket, with parked-batch puts failing from the `failFrom`-th on (one transient failure). */
 function flakyBucket(failAt: number): R2Bucket {
@@ -47,14 +32,6 @@ function flakyBucket(failAt: number): R2Bucket {
   });
 }
 
-async function send(workerEnv: object, path: string, key: string, init: RequestInit = {}) {
-  const { default: worker } = await import("../../src/ingest/worker.ts");
-  const headers = new Headers(init.headers);
-  headers.set("authorization", `Bearer ${key}`);
-  const response = await worker.fetch(new Request(`${INGEST}${path}`, { method: "POST", ...init, headers }) as never, workerEnv as IngestEnv, createExecutionContext());
-  return { status: response.status, text: await response.text() };
-}
-
 let org: string;
 beforeEach(() => {
   gate.reset();
@@ -66,7 +43,7 @@ afterEach(async () => {
   await deleteAllAlarms();
 });
 
-describe("break: a suspended org's Logpush batch reaches upstream at most once after payment", () => {
+describe("a suspended org's Logpush batch reaches upstream at most once after payment", () => {
   it("a batch whose second piece failed to park (plain 402) and is then resent: its first piece is delivered and metered once", async () => {
     const { key } = await mintKey(org);
     await override(org, "suspend");

@@ -1,12 +1,9 @@
-import { createExecutionContext, createMessageBatch, waitOnExecutionContext } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { UsageMessage } from "../../src/shared/usage.ts";
-import { handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
 import { orgPrefix, park, ParkedBytes, parkingSettings } from "../../src/ingest/parking/store.ts";
 import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
-import { billingAdmin, bodyOf, gzip, INGEST, mintKey, override, sink } from "../support/ingest.ts";
+import { billingAdmin, bodyOf, gzip, mintKey, override, sink } from "../support/ingest.ts";
+import { ALL, deliver, parkingBucket as bucket, parkingEnv, recordingQueue, send, total } from "../support/parking.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 
 /**
@@ -16,41 +13,7 @@ import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
  * refused batches are not delivered (10d).
  */
 
-const ALL = "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes";
-const bucket = (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST;
 const listed = async (orgId: string) => (await bucket.list({ prefix: orgPrefix(orgId) })).objects;
-const noQueue = { send: async () => {}, sendBatch: async () => {} };
-const parkingEnv = (extra: Record<string, unknown> = {}) => ({ ...env, PARKING: bucket, DELIVERIES: noQueue, PARK_MAX_BYTES: "4MiB", PARK_RETENTION: "72h", ...extra }) as unknown as IngestEnv;
-
-function recordingQueue() {
-  const sent: UsageMessage[] = [];
-  return { sent, sendBatch: async (messages: Iterable<{ body: UsageMessage }>) => void sent.push(...[...messages].map((m) => m.body)) };
-}
-const total = (messages: UsageMessage[]) => {
-  const sum: Record<string, number> = {};
-  for (const m of messages) for (const [k, v] of Object.entries(m.counts)) sum[k] = (sum[k] ?? 0) + (v ?? 0);
-  return sum;
-};
-
-/**
- * One request through the ingest Worker; with `settle`, resolves once its waitUntil work has settled
- * (not by default: a second park of an org within 10 s holds its trailing report that long).
- */
-async function send(workerEnv: object, path: string, key: string, init: RequestInit = {}, settle = false) {
-  const { default: worker } = await import("../../src/ingest/worker.ts");
-  const headers = new Headers(init.headers);
-  headers.set("authorization", `Bearer ${key}`);
-  const ctx = createExecutionContext();
-  const response = await worker.fetch(new Request(`${INGEST}${path}`, { method: "POST", ...init, headers }) as never, workerEnv as IngestEnv, ctx);
-  const text = await response.text();
-  if (settle) await waitOnExecutionContext(ctx);
-  return { status: response.status, text };
-}
-
-async function deliver(workerEnv: object, orgId: string) {
-  const batch = createMessageBatch("tollgate-deliveries", [{ id: `m-${orgId}-${Math.random()}`, timestamp: new Date(), attempts: 1, body: { org_id: orgId } }]);
-  return (await handleDeliveries(batch, workerEnv as never))[0]!;
-}
 
 function tracesJson(n: number): string {
   const spans = Array.from({ length: n }, (_, i) => ({ traceId: "5b8efff798038103d269b633813fc60c", spanId: i.toString(16).padStart(16, "0"), name: `op-${i}-${Math.random()}`, kind: 2, startTimeUnixNano: "1544712660000000000", endTimeUnixNano: "1544712661000000000" }));

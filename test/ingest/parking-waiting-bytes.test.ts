@@ -7,22 +7,14 @@ import { orgPrefix, park, ParkedBytes, parkingSettings } from "../../src/ingest/
 import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { billingAdmin, mintKey, sink } from "../support/ingest.ts";
+import { noQueue, parkingBucket as bucket } from "../support/parking.ts";
 
 /**
- * Break: the per-org cap's figure (the object's waiting_bytes) meets delivery. An isolate reports its
- * parks at most once per 10 s: the first at once, the rest in a trailing report at the end of the
- * interval. After an outage park the isolate queues a delivery 5 s later. So the normal order during a
- * short outage is: park 1 (reported), park 2 (held), delivery run at +5 s delivers both and sets
- * waiting_bytes outright from its listing (0), then the trailing report at +10 s adds park 2's bytes
- * back. Nothing is parked, yet the object says bytes are waiting; the cron's cleanup reports only orgs
- * it finds in R2, so it never corrects it. That phantom figure counts against PARK_MAX_BYTES: an
- * isolate at the cap keeps re-asking every 10 s and keeps hearing it, refusing parks (503 during the
- * next outage, plain 402 while suspended) with nothing parked. (Intervals shortened here; the order is
- * what production produces.)
+ * Promise: the object's waiting_bytes (the per-org cap's figure) stays in step with what R2 holds.
+ * Found by a reviewer (issue 18): before the fix, a trailing parked report landing after the delivery run
+ * added bytes back that were no longer parked; the cleanup never cleared them and the cap refused parks
+ * on them. (Intervals shortened here; the order is what production produces.)
  */
-
-const bucket = (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST;
-const noQueue = { send: async () => {}, sendBatch: async () => {} };
 
 let org: string;
 beforeEach(async () => {
@@ -36,7 +28,7 @@ afterEach(async () => {
   await deleteAllAlarms();
 });
 
-describe("break: waiting_bytes stays in step with R2", () => {
+describe("waiting_bytes stays in step with R2", () => {
   it("a trailing parked report landing after the delivery run leaves phantom waiting bytes that the cleanup never clears and the cap refuses on", async () => {
     const workerEnv = { ...env, PARKING: bucket, DELIVERIES: noQueue, PARK_MAX_BYTES: "1000B", PARK_RETENTION: "72h" } as unknown as IngestEnv;
     const settings = parkingSettings(workerEnv as never)!;

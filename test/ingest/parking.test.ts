@@ -4,8 +4,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { cleanupParked, deliverOrg, deliveryBackoffSeconds, handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
 import { orgPrefix, park, ParkedBytes, parkingSettings, receivedAtOfKey, type ParkingSettings } from "../../src/ingest/parking/store.ts";
 import { billingAdmin, bodyOf, override, sink } from "../support/ingest.ts";
+import { parkingBucket as bucket } from "../support/parking.ts";
 
-const bucket = (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST;
 let counter = 0;
 const uniqueOrg = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${counter++}`;
 const parkingEnv = (extra: Record<string, unknown> = {}) => ({ ...env, PARKING: bucket, PARK_MAX_BYTES: "1KiB", PARK_RETENTION: "72h", ...extra }) as unknown as IngestEnv;
