@@ -1,4 +1,4 @@
-import { declaredLengthExceeds } from "../../shared/bounded-read.ts";
+import { declaredLengthExceeds, readBounded } from "../../shared/bounded-read.ts";
 import { errorResponse } from "../../shared/http-error.ts";
 import type { IngestSettings } from "../config.ts";
 import { logUpstreamTrouble, refuse, settleForward } from "../request/account.ts";
@@ -10,7 +10,6 @@ import { parkBatch, parkBatchAt, parkingOf, type WaitUntil } from "../parking/ba
 import type { ParkingSettings } from "../parking/store.ts";
 import { log } from "../../shared/log.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
-import { readBounded } from "../../shared/bounded-read.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
 import { meterAccepted } from "../usage/meter.ts";
 import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs, type LogpushContext } from "./index.ts";
@@ -108,20 +107,29 @@ const logpushDigest = (request: Request, dataset: string, received: Uint8Array) 
 async function keptCopy(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, parking: ParkingSettings, orgId: string, keyId: string): Promise<{ response: Response; request?: undefined } | { response?: undefined; request: Request }> {
   // Over the limit: convert refuses it as it always does (nothing of it can be kept).
   if (declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return { request };
-  let received: Uint8Array;
-  try {
-    received = await readBounded(request.body, settings.maxBodyBytes);
-  } catch {
+  const batch = await readWhole(request, settings.maxBodyBytes);
+  if (batch === null) {
     return { response: refuse(env, "/v1/logpush", "json", 413, "payload_too_large", `the body exceeds ${settings.maxBodyBytes} bytes; lower max_upload_bytes on the Logpush job`, { orgId, keyId }).response };
   }
   const now = Date.now();
-  const marker = await readMarker(parking, orgId, await logpushDigest(request, dataset, received), now);
+  const marker = await readMarker(parking, orgId, await logpushDigest(request, dataset, batch.received), now);
   if (marker !== null && marker.keyId === keyId) {
     const count = logThrottle.hit(`${orgId} logpush_kept_copy`, now);
-    if (count !== null) log({ event: "ingest_logpush_kept_copy", org_id: orgId, bytes: received.byteLength, count, window_s: DECISION_LOG_WINDOW_MS / 1000 });
+    if (count !== null) log({ event: "ingest_logpush_kept_copy", org_id: orgId, bytes: batch.received.byteLength, count, window_s: DECISION_LOG_WINDOW_MS / 1000 });
     return { response: Response.json({ status: "accepted", records: marker.records ?? 0, kept: true }) };
   }
-  return { request: new Request(request.url, { method: "POST", headers: request.headers, body: received }) };
+  return { request: batch.request };
+}
+
+/** The batch read whole (at most `maxBytes`, else null), and the request rebuilt from those bytes for conversion. */
+async function readWhole(request: Request, maxBytes: number): Promise<{ received: Uint8Array; request: Request } | null> {
+  let received: Uint8Array;
+  try {
+    received = await readBounded(request.body, maxBytes);
+  } catch {
+    return null;
+  }
+  return { received, request: new Request(request.url, { method: "POST", headers: request.headers, body: received }) };
 }
 
 /**
@@ -137,15 +145,11 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
   // Logpush resends a refused upload: the batch as received (at most MAX_BODY_BYTES, as an OTLP park
   // holds) is known by its digest, and a resend of one already kept is answered as kept (issue 18, 5).
   if (declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return refused.response;
-  let received: Uint8Array;
-  try {
-    received = await readBounded(request.body, settings.maxBodyBytes);
-  } catch {
-    return refused.response;
-  }
+  const batch = await readWhole(request, settings.maxBodyBytes);
+  if (batch === null) return refused.response;
   const now = Date.now();
-  const digest = await logpushDigest(request, dataset, received);
-  request = new Request(request.url, { method: "POST", headers: request.headers, body: received });
+  const digest = await logpushDigest(request, dataset, batch.received);
+  request = batch.request;
   // Parked whole or not at all: a stopped park's pieces are deleted (the job resends all of it), and
   // the marker is written only for a whole batch (kept-once.ts).
   const keptNow = await keepOnce(env, parking, { orgId, keyId }, digest, now, async (parked) => {
