@@ -192,6 +192,29 @@ describe("formatting", () => {
     expect(text).toMatch(/minimum notice ends {2}2026-03-02T12:00:00.000Z \(in 1d\) {2}← the deadline/);
   });
 
+  function exemptOrg(until: number | null) {
+    const anchor = T0 - 5 * 86_400_000;
+    const record = {
+      ...newOrgRecord("org_cli", T0), state: "overdue" as const, reason: "exempt" as const, anchor, noticed_at: anchor, notice_from: T0 - 86_400_000,
+      suspend_at: until === null ? null : Math.max(T0 + 6 * 86_400_000, until),
+      override: { action: "exempt" as const, until, note: "wire pending", at: T0 - 86_400_000 },
+    };
+    return { ...orgView(record, [], [], T0, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, T0) };
+  }
+
+  it("while an exemption is in force, an org shows its end and the deadline that applies then, not a running deadline", () => {
+    const text = formatOrg(exemptOrg(T0 + 3 * 86_400_000), T0);
+    expect(text).not.toContain("← the deadline");
+    expect(text).not.toMatch(/^ {2}deadline: /m);
+    expect(text).toContain("exempt:     until 2026-03-04 12:00 UTC (in 3d); then the deadline 2026-03-07 12:00 UTC applies (in 6d), the later of:");
+  });
+
+  it("an exemption with no end says so and names no deadline", () => {
+    const text = formatOrg(exemptOrg(null), T0);
+    expect(text).not.toContain("← the deadline");
+    expect(text).toContain("exempt:     with no end (until cleared); no deadline meanwhile");
+  });
+
   it("an org's history names the sweep's finding, and its dead letters are listed", () => {
     const entry: HistoryEntry = { at: T0, kind: "transition", from: "ok", to: "overdue", reason: "in_grace_period", source: "reconcile", message_id: null, note: "unknown_past_due", override: null, evidence: null, limit: null };
     const view = overdueOrg([entry]);
