@@ -2,6 +2,8 @@ import { Router } from "itty-router";
 import { errorResponse, jsonResponse } from "../shared/http-error.ts";
 import { log, logError } from "../shared/log.ts";
 import { adminRouter } from "./admin/api.ts";
+import { redirectSignedInBrowser } from "./console/browser-redirect.ts";
+import { FAVICON_PATH, favicon } from "./console/favicon.ts";
 import { consoleRouter } from "./console/routes.ts";
 import { ConfigError } from "./config.ts";
 import { reconciler } from "./reconcile/stub.ts";
@@ -23,10 +25,12 @@ const router = Router<Request & { params: Record<string, string> }, [BillingEnv,
 })
   .get("/health", () => jsonResponse({ status: "ok", worker: "billing" }))
   .post("/api/billing/autumn/webhook", (request, env) => handleWebhook(request, env))
-  .all("/admin/reconcile", adminRouter.fetch)
-  .all("/admin/reconcile/*", adminRouter.fetch)
-  .all("/admin/orgs", adminRouter.fetch)
-  .all("/admin/orgs/*", adminRouter.fetch)
+  .get(FAVICON_PATH, favicon)
+  // A signed-in browser on an API path gets the console's page for it; API clients get the API.
+  .all("/admin/reconcile", redirectSignedInBrowser, adminRouter.fetch)
+  .all("/admin/reconcile/*", redirectSignedInBrowser, adminRouter.fetch)
+  .all("/admin/orgs", redirectSignedInBrowser, adminRouter.fetch)
+  .all("/admin/orgs/*", redirectSignedInBrowser, adminRouter.fetch)
   .all("/admin", consoleRouter.fetch)
   .all("/admin/*", consoleRouter.fetch)
   .all("*", () => errorResponse(404, "not_found", "no such route"));

@@ -222,11 +222,12 @@ describe("while an exemption is in force", () => {
       anchor,
       noticed_at: anchor,
       notice_from: NOW - DAY,
-      // What the policy stores: the latest of the grace end (passed), the notice end (tomorrow) and the exemption's end.
+      // What the policy stores: the latest of the grace end (passed), the notice end (in 6 days) and the exemption's end.
       suspend_at: until === null ? null : Math.max(NOW + 6 * DAY, until),
       override: { action: "exempt", until, note: "wire pending", at: NOW - DAY },
     };
-    return { ...orgView(record, [], [], NOW, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, NOW) };
+    // A week's minimum notice from the exemption's grant: the deadline after it is later than its end.
+    return { ...orgView(record, [], [], NOW, { ...DEFAULT_POLICY, minNoticeMs: 7 * DAY }), usage: usageView(record, [], NO_USAGE, NOW) };
   }
 
   it("shows the exemption's end and the deadline that applies then, not the deadline as if it were running", () => {
@@ -236,6 +237,7 @@ describe("while an exemption is in force", () => {
     const exemption = fact(page, "Exempt");
     expect(exemption).toContain("until 2026-12-05 10:00 UTC");
     expect(exemption).toContain("then the deadline 2026-12-08 10:00 UTC applies");
+    expect(fact(page, "Minimum notice ends")).toContain('<span class="decides">applies after the exemption</span>');
   });
 
   it("an exemption with no end says so, and names no deadline", () => {

@@ -199,7 +199,8 @@ describe("formatting", () => {
       suspend_at: until === null ? null : Math.max(T0 + 6 * 86_400_000, until),
       override: { action: "exempt" as const, until, note: "wire pending", at: T0 - 86_400_000 },
     };
-    return { ...orgView(record, [], [], T0, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, T0) };
+    // A week's minimum notice from the exemption's grant: the deadline after it is later than its end.
+    return { ...orgView(record, [], [], T0, { ...DEFAULT_POLICY, minNoticeMs: 7 * 86_400_000 }), usage: usageView(record, [], NO_USAGE, T0) };
   }
 
   it("while an exemption is in force, an org shows its end and the deadline that applies then, not a running deadline", () => {
@@ -207,6 +208,7 @@ describe("formatting", () => {
     expect(text).not.toContain("← the deadline");
     expect(text).not.toMatch(/^ {2}deadline: /m);
     expect(text).toContain("exempt:     until 2026-03-04 12:00 UTC (in 3d); then the deadline 2026-03-07 12:00 UTC applies (in 6d), the later of:");
+    expect(text).toMatch(/minimum notice ends {2}2026-03-07T12:00:00.000Z \(in 6d\) {2}← applies after the exemption \(unless the overdue invoice is paid\)/);
   });
 
   it("an exemption with no end says so and names no deadline", () => {

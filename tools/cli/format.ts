@@ -1,4 +1,4 @@
-import { DISAGREEMENT_LABELS, disagreementLabel } from "../../src/billing/console/words.ts";
+import { AFTER_EXEMPTION, DISAGREEMENT_LABELS, disagreementLabel, exemptionInForce, NO_END_EXEMPTION, utcMinute } from "../../src/billing/console/words.ts";
 import type { OrgView } from "../../src/billing/org/view.ts";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import { formatDuration } from "../../src/shared/duration.ts";
@@ -8,19 +8,29 @@ function ago(iso: string | null, now: number): string {
   return iso === null ? "—" : `${iso} (${relativeTime(iso, now)})`;
 }
 
-/** The deadline and the terms it is the latest of; "(the deadline)" marks the one that decides. */
+/**
+ * The deadline and the terms it is the latest of; "← the deadline" marks the one that decides.
+ * While an exemption is in force, its end and the deadline that applies then instead: that
+ * deadline is not running yet. The deadline is the org view's (publishedDeadline), not recomputed.
+ */
 function deadlineLines(org: OrgView, now: number): string[] {
   const lines: string[] = [];
-  if (org.suspend_at && org.state === "overdue") lines.push(`  deadline:   ${ago(org.suspend_at, now)}, the later of:`);
+  const exemption = exemptionInForce(org);
+  if (exemption && exemption.until === null) lines.push(`  exempt:     ${NO_END_EXEMPTION}`);
+  else if (exemption) {
+    const then = exemption.then_deadline ? `; then the deadline ${utcMinute(exemption.then_deadline)} applies (${relativeTime(exemption.then_deadline, now)}), the later of:` : "";
+    lines.push(`  exempt:     until ${utcMinute(exemption.until!)} (${relativeTime(exemption.until!, now)})${then}`);
+  } else if (org.published_deadline) lines.push(`  deadline:   ${ago(org.published_deadline, now)}, the later of:`);
   else if (org.deadline_terms) lines.push("  deadline terms:");
   if (org.deadline_terms) {
     const { grace_ends_at, notice_ends_at, exemption_ends_at } = org.deadline_terms;
     const at = (iso: string | null) => (iso === null ? -Infinity : Date.parse(iso));
     const latest = Math.max(at(grace_ends_at), at(notice_ends_at), at(exemption_ends_at));
     const decides = at(grace_ends_at) === latest ? "grace" : at(notice_ends_at) === latest ? "notice" : "exemption";
-    lines.push(`    grace period ends    ${ago(grace_ends_at, now)}${decides === "grace" ? "  ← the deadline" : ""}`);
-    lines.push(`    minimum notice ends  ${ago(notice_ends_at, now)}${decides === "notice" ? "  ← the deadline" : ""}`);
-    if (exemption_ends_at) lines.push(`    exemption ends       ${ago(exemption_ends_at, now)}${decides === "exemption" ? "  ← the deadline" : ""}`);
+    const mark = exemption ? `  ← applies after the exemption (${AFTER_EXEMPTION})` : "  ← the deadline";
+    lines.push(`    grace period ends    ${ago(grace_ends_at, now)}${decides === "grace" ? mark : ""}`);
+    lines.push(`    minimum notice ends  ${ago(notice_ends_at, now)}${decides === "notice" ? mark : ""}`);
+    if (exemption_ends_at) lines.push(`    exemption ends       ${ago(exemption_ends_at, now)}${decides === "exemption" ? mark : ""}`);
   }
   return lines;
 }
@@ -45,7 +55,7 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
     if (e.customer_found) lines.push(`              has paid: ${e.paid_invoice ? `yes (${e.paid_invoice.stripe_id}, ${e.paid_invoice.total} ${e.paid_invoice.currency})` : e.paid_checked === "not_needed" ? "not asked (nothing past due)" : "never"}${checked}`);
   }
   if (org.autumn_customer_unknown) lines.push("  AUTUMN DOES NOT KNOW THIS CUSTOMER (404 customer_not_found): the state is kept, re-read on the resync schedule; check the customer, the key and AUTUMN_API_URL");
-  if (org.last_sync) lines.push(`  last sync:  ${ago(org.last_sync.at, now)} ${org.last_sync.ok ? "ok" : `FAILED: ${org.last_sync.error}`}`);
+  if (org.last_sync) lines.push(`  last sync:  ${ago(org.last_sync.at, now)} ${org.last_sync.ok ? "succeeded" : `FAILED: ${org.last_sync.error}`}`);
   if (org.follow_up_at) lines.push(`  follow-up:  ${ago(org.follow_up_at, now)} (a short re-read after a webhook, in case a payment shows late)`);
   lines.push(`  next check: ${ago(org.next_check_at, now)}`);
   lines.push(`  mirror:     version ${org.mirror.version}${org.mirror.in_sync ? "" : " (behind, being repaired)"}`);

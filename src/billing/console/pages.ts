@@ -3,11 +3,13 @@ import { httpsUrl } from "../../shared/https-url.ts";
 import type { IndexEntryView, OrgView } from "../org/view.ts";
 import type { SweepView } from "../reconcile/sweep-record.ts";
 import { html, type Html } from "./html.ts";
-import { DISAGREEMENT_LABELS, disagreementLabel } from "./words.ts";
+import { FAVICON_PATH } from "./favicon.ts";
+import { UNTIL_PATTERN, UNTIL_PLACEHOLDER } from "./override-form.ts";
+import { AFTER_EXEMPTION, DISAGREEMENT_LABELS, disagreementLabel, exemptionInForce, NO_END_EXEMPTION, utcMinute } from "./words.ts";
 
 /**
  * The console's pages, rendered on the server so everything reads without JavaScript;
- * `console.js` only adds live countdowns.
+ * `console.js` only makes the relative times tick.
  */
 const STATE_LABEL = { ok: "OK", overdue: "Overdue", suspended: "Suspended" } as const;
 
@@ -17,6 +19,7 @@ function layout(title: string, body: Html, signedIn = true): Html {
       <meta charset="utf-8" />
       <meta name="viewport" content="width=device-width, initial-scale=1" />
       <title>${title} · Tollgate</title>
+      <link rel="icon" href="${FAVICON_PATH}" type="image/svg+xml" />
       <link rel="stylesheet" href="/admin/assets/console.css" />
       <script type="module" src="/admin/assets/console.js"></script>
     </head>
@@ -29,7 +32,7 @@ function layout(title: string, body: Html, signedIn = true): Html {
                 <input id="org-search" name="id" placeholder="Find an org by id" required />
                 <button type="submit">Open</button>
               </form>
-              <form method="post" action="/admin/logout"><button type="submit" class="link">Sign out</button></form>`
+              <form class="sign-out" method="post" action="/admin/logout"><button type="submit" class="link">Sign out</button></form>`
           : ""}
       </header>
       <main>${body}</main>
@@ -37,9 +40,10 @@ function layout(title: string, body: Html, signedIn = true): Html {
   </html>`;
 }
 
+/** A relative time ("in 2h 5m", "52s ago") that the script keeps ticking; a countdown is a deadline, which says when it is over. */
 export function when(iso: string | null, now: number, countdown = false): Html {
   if (iso === null) return html`<span class="muted">—</span>`;
-  return html`<time datetime="${iso}" ${countdown ? html`data-countdown` : ""} title="${iso}">${relativeTime(iso, now)}</time>`;
+  return html`<time datetime="${iso}" data-relative ${countdown ? html`data-countdown` : ""} title="${iso}">${relativeTime(iso, now)}</time>`;
 }
 
 function badge(state: keyof typeof STATE_LABEL): Html {
@@ -47,10 +51,11 @@ function badge(state: keyof typeof STATE_LABEL): Html {
 }
 
 function flashes(flash: Flash): Html {
-  return html`${flash.error ? html`<p class="error" role="alert">${flash.error}</p>` : ""}${flash.done ? html`<p class="done" role="status">${flash.done}</p>` : ""}`;
+  return html`${flash.error ? html`<p class="error" role="alert" data-error="${flash.error.code}">${flash.error.message}</p>` : ""}${flash.done ? html`<p class="done" role="status">${flash.done}</p>` : ""}`;
 }
 
-export type Flash = { error?: string; done?: string };
+/** A refused form's stable code (also on the page, as `data-error`) and its sentence, or what was done. */
+export type Flash = { error?: { code: string; message: string }; done?: string };
 
 function orgLink(orgId: string): Html {
   return html`<a href="/admin/org/${encodeURIComponent(orgId)}">${orgId}</a>`;
@@ -77,10 +82,15 @@ type Overview = { counts: Record<string, number>; due_soon: IndexEntryView[]; re
 
 function table(rows: IndexEntryView[], columns: [string, (row: IndexEntryView) => Html | string][], empty: string): Html {
   if (rows.length === 0) return html`<p class="muted">${empty}</p>`;
-  return html`<table>
+  return scroller(html`<table>
     <thead><tr>${columns.map(([title]) => html`<th scope="col">${title}</th>`)}</tr></thead>
     <tbody>${rows.map((row) => html`<tr>${columns.map(([, cell]) => html`<td>${cell(row)}</td>`)}</tr>`)}</tbody>
-  </table>`;
+  </table>`);
+}
+
+/** A wide table scrolls inside its card on a narrow screen, instead of widening the page. */
+function scroller(table: Html): Html {
+  return html`<div class="scroll">${table}</div>`;
 }
 
 const SWEEP_STATUS_LABEL = { running: "Running", held: "Held for confirmation", finished: "Finished", failed: "Failed", discarded: "Discarded" } as const;
@@ -223,7 +233,9 @@ function deadlineTerms(org: OrgView, now: number): Html {
   if (terms === null) return html``;
   const at = (iso: string | null) => (iso === null ? -Infinity : Date.parse(iso));
   const latest = Math.max(at(terms.grace_ends_at), at(terms.notice_ends_at), at(terms.exemption_ends_at));
-  const decides = (iso: string | null) => (at(iso) === latest ? html` <span class="decides">the deadline</span>` : "");
+  // While exempt, the latest term is the deadline that applies after the exemption, not one running now.
+  const label = exemptionInForce(org) ? "applies after the exemption" : "the deadline";
+  const decides = (iso: string | null) => (at(iso) === latest ? html` <span class="decides">${label}</span>` : "");
   return html`<dt>Grace period ends</dt><dd>${when(terms.grace_ends_at, now)} <span class="muted">(${org.grace_period} after overdue since)</span>${decides(terms.grace_ends_at)}</dd>
     <dt>Minimum notice ends</dt><dd>${when(terms.notice_ends_at, now)} <span class="muted">(${org.min_notice} after the deadline was first published)</span>${at(terms.grace_ends_at) === latest ? "" : decides(terms.notice_ends_at)}</dd>
     ${terms.exemption_ends_at ? html`<dt>Exemption ends</dt><dd>${when(terms.exemption_ends_at, now)}${at(terms.grace_ends_at) === latest || at(terms.notice_ends_at) === latest ? "" : decides(terms.exemption_ends_at)}</dd>` : ""}`;
@@ -270,7 +282,7 @@ function usageCard(org: OrgView, now: number): Html | "" {
   return html`<section class="card" id="usage">
     <h2>Usage and plan limits</h2>
     <p class="muted">Items and bytes accepted, reported to Autumn in reports gathering ${usage.report_interval} of usage each; used and granted are Autumn's, as of its last read. Limits are ${usage.enforced ? "enforced: the ingest Worker refuses a used-up feature (429 plan_limit_reached)" : "not enforced (ENFORCE_LIMITS is off): shown, announced, never refused"}.</p>
-    <table>
+    ${scroller(html`<table>
       <thead><tr><th scope="col">Feature</th><th scope="col">Signals</th><th scope="col">Used / granted (Autumn)</th><th scope="col">Resets</th><th scope="col">Limit</th><th scope="col">Received</th><th scope="col">Reported</th><th scope="col">Owed to Autumn</th></tr></thead>
       <tbody>
         ${usage.features.map((f) => {
@@ -281,14 +293,15 @@ function usageCard(org: OrgView, now: number): Html | "" {
           return html`<tr><td><code>${f.feature_id}</code></td><td>${f.signals.join(", ") || html`<span class="muted">not mapped</span>`}</td><td>${balance}</td><td>${f.balance?.next_reset_at ? when(f.balance.next_reset_at, now, true) : "never"}</td><td>${limit}</td><td>${fmt(f.received)}</td><td>${fmt(f.reported)}</td><td>${owed}</td></tr>`;
         })}
       </tbody>
-    </table>
+    </table>`)}
   </section>`;
 }
 
 export function orgPage(org: OrgView, keys: { key_id: string; created_at: string }[], now: number, flash: Flash): Html {
   const evidence = org.evidence;
-  // The deadline the mirror publishes: in grace, awaiting Autumn, or exempt until a time (null otherwise).
-  const liveDeadline = org.state === "overdue" && org.reason !== "lapsed_customer" && org.suspend_at !== null;
+  // The deadline that can still fire comes from the org view (publishedDeadline): the policy's one rule.
+  // While an exemption is in force, its end and what applies then are shown instead of a running deadline.
+  const exemption = exemptionInForce(org);
   return layout(
     org.org_id,
     html`<h1>${org.org_id} ${badge(org.state)}</h1>
@@ -298,7 +311,15 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
         <p class="reason"><code>${org.reason}</code> ${org.reason_message}</p>
         <dl class="facts">
           <dt>In this state since</dt><dd>${when(org.since, now)}</dd>
-          ${liveDeadline ? html`<dt>Suspension deadline</dt><dd class="deadline">${when(org.suspend_at, now, true)}</dd>` : ""}
+          ${exemption
+            ? html`<dt>Exempt</dt><dd class="exemption">${exemption.until === null
+                ? NO_END_EXEMPTION
+                : html`until ${utcMinute(exemption.until)} (${when(exemption.until, now)})${exemption.then_deadline
+                    ? html`; then the deadline ${utcMinute(exemption.then_deadline)} applies (${when(exemption.then_deadline, now)}), ${AFTER_EXEMPTION}`
+                    : ""}`}</dd>`
+            : org.published_deadline
+              ? html`<dt>Suspension deadline</dt><dd class="deadline">${when(org.published_deadline, now, true)}</dd>`
+              : ""}
           ${org.suspended_at ? html`<dt>Suspended at</dt><dd>${when(org.suspended_at, now)}</dd>` : ""}
           ${org.anchor ? html`<dt>Overdue since</dt><dd>${when(org.anchor, now)} (grace period ${org.grace_period})</dd>` : ""}
           ${org.noticed_at ? html`<dt>First seen overdue</dt><dd>${when(org.noticed_at, now)} <span class="muted">(by Tollgate; minimum notice ${org.min_notice})</span></dd>` : ""}
@@ -309,7 +330,7 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
           ${org.autumn_customer_unknown
             ? html`<dt>Autumn</dt><dd class="error">does not know this customer (404 customer_not_found): the state is kept, re-read on the resync schedule. Check the customer, the key and AUTUMN_API_URL.</dd>`
             : ""}
-          <dt>Last read from Autumn</dt><dd>${org.last_sync ? html`${when(org.last_sync.at, now)} ${org.last_sync.ok ? "ok" : html`<span class="error">failed: ${org.last_sync.error}</span>`}` : "never"}</dd>
+          <dt>Last read from Autumn</dt><dd>${org.last_sync ? html`${when(org.last_sync.at, now)}: ${org.last_sync.ok ? "succeeded" : html`<span class="error">failed: ${org.last_sync.error}</span>`}` : "never"}</dd>
           ${org.follow_up_at
             ? html`<dt>Follow-up read</dt><dd>${when(org.follow_up_at, now)} <span class="muted">(a short re-read after a webhook, in case a payment shows late)</span></dd>`
             : ""}
@@ -323,14 +344,14 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
         : html`<section class="card" id="dead-letters">
             <h2>Undelivered events</h2>
             <p>These events were given up after 3 days of failed deliveries: the receiver never got them, so the customer may not have been told.</p>
-            <table>
+            ${scroller(html`<table>
               <thead><tr><th scope="col">Event</th><th scope="col">Id</th><th scope="col">Given up</th><th scope="col">Attempts</th><th scope="col">Last error</th></tr></thead>
               <tbody>
                 ${org.dead_letters.map(
                   (d) => html`<tr><td><code>${d.event.type}</code></td><td><code>${d.event.id}</code></td><td>${when(d.at, now)}</td><td>${d.attempts}</td><td>${d.error}</td></tr>`,
                 )}
               </tbody>
-            </table>
+            </table>`)}
           </section>`}
       <section class="card">
         <h2>Evidence from Autumn</h2>
@@ -368,8 +389,9 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
             <option value="suspend">suspend: by hand, whatever billing says</option>
             <option value="clear">clear: back to the policy</option>
           </select>
-          <label for="until">Until (UTC, optional)</label>
-          <input id="until" name="until" type="datetime-local" />
+          <label for="until">Until (UTC, optional: ${UNTIL_PLACEHOLDER})</label>
+          <input id="until" name="until" type="text" inputmode="text" autocomplete="off" spellcheck="false" pattern="${UNTIL_PATTERN}" placeholder="${UNTIL_PLACEHOLDER}" title="A UTC date and time to the minute, e.g. 2026-12-31T18:00Z" aria-describedby="until-hint" />
+          <p id="until-hint" class="hint muted">In UTC, not your local time: it is now ${utcMinute(new Date(now).toISOString())}. Empty: until cleared.</p>
           <label for="note">Note (required: who asked and why)</label>
           <textarea id="note" name="note" required rows="2"></textarea>
           <button type="submit">Apply override</button>
@@ -382,7 +404,7 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
           : html`<ol class="timeline">
               ${org.history.map(
                 (h) => html`<li class="${h.kind}">
-                  <time datetime="${h.at ?? ""}">${h.at}</time>
+                  <time class="absolute" datetime="${h.at ?? ""}">${h.at}</time>
                   <span class="source">${h.source}</span>
                   ${h.kind === "override"
                     ? html`<strong>override ${h.override?.action}</strong>${h.override?.until ? html` until ${h.override.until}` : ""}`

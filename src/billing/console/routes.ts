@@ -1,7 +1,6 @@
 import { Router, type IRequest } from "itty-router";
 import { log, logWarn } from "../../shared/log.ts";
 import { isValidOrgId, ORG_ID_RULE, orgIdFromPath } from "../../shared/org-id.ts";
-import { OverrideBody } from "../admin/requests.ts";
 import { adminToken } from "../config.ts";
 import { timingSafeEqualStrings } from "../admin/constant-time.ts";
 import { orgIndex } from "../index/stub.ts";
@@ -10,7 +9,8 @@ import { reconciler } from "../reconcile/stub.ts";
 import { indexEntryView } from "../org/view.ts";
 import { REASON_LABELS } from "../org/policy.ts";
 import { html, page } from "./html.ts";
-import { listPage, loginPage, orgPage, overviewPage } from "./pages.ts";
+import { readOverrideForm } from "./override-form.ts";
+import { listPage, loginPage, orgPage, overviewPage, type Flash } from "./pages.ts";
 import { CLEARED_SESSION_COOKIE, hasValidSession, sameOrigin, sessionCookie } from "./session.ts";
 
 /**
@@ -60,7 +60,7 @@ function withOrg(request: IRequest): Response | undefined {
   return undefined;
 }
 
-async function renderOrg(env: BillingEnv, orgId: string, flash: { error?: string; done?: string }, status = 200): Promise<Response> {
+async function renderOrg(env: BillingEnv, orgId: string, flash: Flash, status = 200): Promise<Response> {
   const stub = orgBilling(env, orgId);
   const [view, keys] = await Promise.all([stub.view(), stub.listIngestKeys()]);
   return page(status, orgPage(view, keys, Date.now(), flash));
@@ -135,15 +135,12 @@ export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContex
   })
   .post("/org/:orgId/override", async (request, env) => {
     const form = await request.formData().catch(() => null);
-    const until = form?.get("until");
-    // <input type=datetime-local> sends "2026-12-31T12:00": read as UTC, as the form says.
-    const untilIso = typeof until === "string" && until !== "" ? `${until.length === 16 ? `${until}:00` : until}Z` : undefined;
-    const parsed = OverrideBody.safeParse({ action: form?.get("action"), note: form?.get("note") ?? "", ...(untilIso ? { until: untilIso } : {}) });
-    if (!parsed.success) return renderOrg(env, request.orgId, { error: parsed.error.issues[0]?.message ?? "invalid override" }, 400);
-    const untilMs = parsed.data.until === undefined ? null : Date.parse(parsed.data.until);
-    if (untilMs !== null && untilMs <= Date.now()) return renderOrg(env, request.orgId, { error: "The end of an override must be in the future." }, 400);
-    if (parsed.data.action === "clear" && untilMs !== null) return renderOrg(env, request.orgId, { error: "Clear takes no end date." }, 400);
-    await orgBilling(env, request.orgId).override({ action: parsed.data.action, until: untilMs, note: parsed.data.note });
+    const read = readOverrideForm(form, Date.now());
+    if (!read.ok) {
+      logWarn({ event: "admin_rejected", code: read.error, path: `/admin/org/${request.orgId}/override`, via: "console" });
+      return renderOrg(env, request.orgId, { error: { code: read.error, message: read.message } }, 400);
+    }
+    await orgBilling(env, request.orgId).override(read.command);
     return redirect(`/admin/org/${encodeURIComponent(request.orgId)}?done=override`);
   })
   .all("*", () => notFound("No such page."));

@@ -1,4 +1,5 @@
 import type { Disagreement } from "../reconcile/compare.ts";
+import type { OrgView } from "../org/view.ts";
 
 /**
  * Operator wording shared by the console and the CLI (`tools/cli/format.ts`), so both name
@@ -16,3 +17,24 @@ export const DISAGREEMENT_LABELS: Record<Disagreement, string> = {
 export function disagreementLabel(note: string | null): string {
   return note !== null && note in DISAGREEMENT_LABELS ? DISAGREEMENT_LABELS[note as Disagreement] : (note ?? "reconciliation");
 }
+
+/** "2026-12-05 10:00 UTC": how the console and the CLI write an instant people act on. */
+export function utcMinute(iso: string): string {
+  return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+}
+
+/**
+ * An exemption in force (the policy's reason is `exempt`): when it ends, and the deadline that
+ * applies then (the org view's `published_deadline`, from `publishedDeadline`); both null for
+ * an exemption with no end, which has no deadline until it is cleared. Null when none is in force.
+ */
+export function exemptionInForce(org: Pick<OrgView, "reason" | "override" | "published_deadline">): { until: string | null; then_deadline: string | null } | null {
+  if (org.reason !== "exempt" || org.override?.action !== "exempt") return null;
+  return { until: org.override.until, then_deadline: org.override.until === null ? null : org.published_deadline };
+}
+
+/** What an exemption with no end means, in the console and the CLI alike. */
+export const NO_END_EXEMPTION = "with no end (until cleared); no deadline meanwhile: clearing it publishes a new deadline, no sooner than the minimum notice";
+
+/** What happens once an exemption with an end is over, after "then the deadline … applies". */
+export const AFTER_EXEMPTION = "unless the overdue invoice is paid";

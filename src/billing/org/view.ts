@@ -5,7 +5,7 @@ import type { IndexEntry } from "../index/entry.ts";
 import type { HistoryEntry, OrgRecord } from "./record.ts";
 import type { DeadLetter } from "./notifications.ts";
 import { NO_PARKING, parkingView, type ParkingProgress } from "./parking.ts";
-import { deadlineTerms, reasonMessage } from "./policy.ts";
+import { deadlineTerms, publishedDeadline, reasonMessage } from "./policy.ts";
 import { followUpAt, mirrorPending, nextAlarmAt } from "./schedule.ts";
 import { isoOrNull as iso } from "../../shared/iso-time.ts";
 import type { UsageView } from "../usage/usage-view.ts";
@@ -54,6 +54,8 @@ export function orgView(
     anchor: iso(record.anchor),
     noticed_at: iso(record.noticed_at),
     suspend_at: iso(record.suspend_at),
+    /** The deadline that can still fire (publishedDeadline): in grace, awaiting Autumn, or the one that applies once an exemption ends. */
+    published_deadline: iso(publishedDeadline(record)),
     /** When the deadline in force was first published: the start of its minimum notice. */
     notice_from: iso(record.notice_from),
     /** The deadline is the latest of these: the grace period from the anchor, the minimum notice from its start, an exemption's end. */

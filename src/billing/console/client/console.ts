@@ -1,16 +1,11 @@
 /**
- * The console's only script: live countdowns for `<time data-countdown>`. Pages are
- * complete without it (the server renders the same relative times once).
+ * The console's only script: every relative time (`<time data-relative>`) ticks, once a
+ * second. Pages are complete without it (the server renders the same relative times once).
  */
-import { relativeTime } from "../../../shared/relative-time.ts";
+import { refreshTimes } from "./times.ts";
 
 function tick(): void {
-  const now = Date.now();
-  for (const element of document.querySelectorAll<HTMLTimeElement>("time[data-countdown]")) {
-    const at = element.getAttribute("datetime");
-    if (!at) continue;
-    element.textContent = Date.parse(at) <= now ? "now: reload for the new state" : relativeTime(at, now);
-  }
+  refreshTimes(document.querySelectorAll<HTMLTimeElement>("time[data-relative]"), Date.now());
 }
 
 tick();
