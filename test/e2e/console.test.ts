@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser } from "playwright-core";
+import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../tools/paths.ts";
 import { autumnControl, newCustomer, orgState, stack, waitFor } from "./stack.ts";
@@ -8,9 +8,27 @@ import { autumnControl, newCustomer, orgState, stack, waitFor } from "./stack.ts
 /**
  * The operator console in a real browser (Debian's Chromium, driven by playwright-core):
  * log in, find a suspended org, read its timeline, exempt it with a note, see it restored.
+ * Every page is looked at on a laptop (1280 px) and a phone (390 px): the screenshots in docs/
+ * are this test's, and a phone must never have to scroll sideways.
  */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const DOCS = join(REPO_ROOT, "docs");
+const LAPTOP = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
+
+/** Screenshots at both widths (the phone's named -390), and no horizontal overflow on the phone. */
+async function lookAtBothWidths(page: Page, name: string): Promise<void> {
+  mkdirSync(DOCS, { recursive: true });
+  await page.setViewportSize(LAPTOP);
+  await page.screenshot({ path: join(DOCS, `${name}.png`), fullPage: true });
+  await page.setViewportSize(PHONE);
+  expect(await page.evaluate(() => document.documentElement.scrollWidth), `${name} at 390 px`).toBeLessThanOrEqual(PHONE.width);
+  // "Sign out" stays in the header, in view.
+  const signOut = await page.locator("form.sign-out button").boundingBox();
+  expect(signOut!.x + signOut!.width).toBeLessThanOrEqual(PHONE.width);
+  await page.screenshot({ path: join(DOCS, `${name}-390.png`), fullPage: true });
+  await page.setViewportSize(LAPTOP);
+}
 
 let browser: Browser;
 beforeAll(async () => {
@@ -45,8 +63,7 @@ describe("the operator console", () => {
     const row = page.locator("section", { hasText: "Recently suspended" }).locator("tr", { hasText: suspended });
     await expect.poll(() => row.count()).toBe(1);
     expect(await row.textContent()).toContain("never paid");
-    mkdirSync(DOCS, { recursive: true });
-    await page.screenshot({ path: join(DOCS, "console-overview.png"), fullPage: true });
+    await lookAtBothWidths(page, "console-overview");
 
     await row.locator("a").click();
     await page.waitForURL(`${stack.billingUrl}/admin/org/${suspended}`);
@@ -54,11 +71,30 @@ describe("the operator console", () => {
     const timeline = page.locator("ol.timeline li");
     expect(await timeline.first().textContent()).toMatch(/overdue\s*→\s*suspended\s*grace_elapsed_never_paid/i);
     expect(await page.locator("text=never (no paid invoice with money)").count()).toBe(1);
-    // The countdown script runs: relative times are rendered live (the page also reads without it).
+    // The script runs: every relative time ticks, not only a deadline's countdown (the page also reads without it).
     await expect.poll(() => page.evaluate(() => document.querySelectorAll("script[src='/admin/assets/console.js']").length)).toBe(1);
-    await page.screenshot({ path: join(DOCS, "console-org.png"), fullPage: true });
+    const lastRead = page.locator("dt:text-is('Last read from Autumn') + dd");
+    expect(await lastRead.textContent()).toMatch(/ago: succeeded$/);
+    const lastReadTime = lastRead.locator("time");
+    const shown = await lastReadTime.textContent();
+    await expect.poll(() => lastReadTime.textContent(), { timeout: 5_000 }).not.toBe(shown);
+    const graceEnds = page.locator("dt:text-is('Grace period ends') + dd time");
+    const graceShown = await graceEnds.textContent();
+    await expect.poll(() => graceEnds.textContent(), { timeout: 5_000 }).not.toBe(graceShown);
+    // Every page has its icon.
+    expect(await page.locator("link[rel=icon]").getAttribute("href")).toBe("/favicon.ico");
+    const icon = await page.request.get(`${stack.billingUrl}/favicon.ico`);
+    expect([icon.status(), icon.headers()["content-type"]]).toEqual([200, "image/svg+xml"]);
+    await lookAtBothWidths(page, "console-org");
+
+    // The API's address in a signed-in browser shows the console's page, not a JSON 401.
+    await page.goto(`${stack.billingUrl}/admin/orgs/${suspended}`);
+    expect(page.url()).toBe(`${stack.billingUrl}/admin/org/${suspended}`);
 
     await page.selectOption("#action", "exempt");
+    // The end is typed in UTC, whatever the browser's time zone.
+    const until = `${new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 16)}Z`;
+    await page.fill("#until", until);
     await page.fill("#note", "Ticket 4411: paying by wire this week");
     await page.click("form.override button[type=submit]");
     await page.waitForURL(`${stack.billingUrl}/admin/org/${suspended}?done=override`);
@@ -67,7 +103,13 @@ describe("the operator console", () => {
     expect(await timeline.nth(0).textContent()).toMatch(/suspended\s*→\s*overdue\s*exempt/i);
     expect(await timeline.nth(0).textContent()).toContain("Ticket 4411: paying by wire this week");
     expect(await timeline.nth(1).textContent()).toContain("override exempt");
-    expect(await orgState(suspended)).toMatchObject({ state: "overdue", reason: "exempt" });
+    expect(await orgState(suspended)).toMatchObject({ state: "overdue", reason: "exempt", override: { until: `${until.slice(0, 16)}:00.000Z` } });
+    // While exempt: its end and the deadline that applies then, no running deadline.
+    const exempt = await page.locator("dt:text-is('Exempt') + dd").textContent();
+    expect(exempt).toContain(`until ${until.slice(0, 10)} ${until.slice(11, 16)} UTC`);
+    expect(exempt).toMatch(/then the deadline \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC applies/);
+    expect(await page.locator("dt:text-is('Suspension deadline')").count()).toBe(0);
+    await lookAtBothWidths(page, "console-org-exempt");
     await page.close();
   });
 });
