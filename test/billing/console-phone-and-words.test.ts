@@ -5,7 +5,7 @@ import { autumn } from "../support/autumn.ts";
 import { BILLING, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 import { orgPage } from "../../src/billing/console/pages.ts";
-import { refreshTimes } from "../../src/billing/console/client/times.ts";
+import { refreshTimes, refreshUtcNow } from "../../src/billing/console/client/times.ts";
 import { parseUtcMinute } from "../../src/billing/console/override-form.ts";
 import { DEFAULT_POLICY, NO_USAGE } from "../../src/billing/config.ts";
 import { usageView } from "../../src/billing/usage/usage-view.ts";
@@ -114,7 +114,7 @@ describe("relative times", () => {
   it("every relative time on the org page is marked to tick, not only the deadline's countdown", async () => {
     const page = await (await get(`/admin/org/${suspended}`, { cookie: await login() })).text();
     const times = [...page.matchAll(/<time [^>]*>/g)].map((m) => m[0]);
-    const relative = times.filter((t) => !/class="absolute"/.test(t));
+    const relative = times.filter((t) => !/class="absolute"|data-utc-now/.test(t));
     expect(relative.length).toBeGreaterThanOrEqual(5);
     for (const tag of relative) expect(tag).toContain("data-relative");
     expect(fact(page, "Grace period ends")).toContain("data-relative");
@@ -132,6 +132,9 @@ describe("relative times", () => {
     expect(lastRead.textContent).toBe("52s ago");
     expect(deadline.textContent).toBe("now: reload for the new state");
     expect(future.textContent).toBe("in 1m");
+    const clock = timeElement({ datetime: "2026-12-02T11:00:00.000Z", "data-utc-now": "" }, "2026-12-02 11:00 UTC");
+    refreshUtcNow([clock], now);
+    expect(clock.textContent).toBe("2026-12-02 12:00 UTC");
   });
 });
 

@@ -391,7 +391,7 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
           </select>
           <label for="until">Until (UTC, optional: ${UNTIL_PLACEHOLDER})</label>
           <input id="until" name="until" type="text" inputmode="text" autocomplete="off" spellcheck="false" pattern="${UNTIL_PATTERN}" placeholder="${UNTIL_PLACEHOLDER}" title="A UTC date and time to the minute, e.g. 2026-12-31T18:00Z" aria-describedby="until-hint" />
-          <p id="until-hint" class="hint muted">In UTC, not your local time: it is now ${utcMinute(new Date(now).toISOString())}. Empty: until cleared.</p>
+          <p id="until-hint" class="hint muted">In UTC, not your local time: it is now <time data-utc-now datetime="${new Date(now).toISOString()}">${utcMinute(new Date(now).toISOString())}</time>. Empty: until cleared.</p>
           <label for="note">Note (required: who asked and why)</label>
           <textarea id="note" name="note" required rows="2"></textarea>
           <button type="submit">Apply override</button>

@@ -1,11 +1,13 @@
 /**
  * The console's only script: every relative time (`<time data-relative>`) ticks, once a
- * second. Pages are complete without it (the server renders the same relative times once).
+ * second, and so does the UTC clock beside the override's UTC field. Pages are complete without it (the server renders the same relative times once).
  */
-import { refreshTimes } from "./times.ts";
+import { refreshTimes, refreshUtcNow } from "./times.ts";
 
 function tick(): void {
-  refreshTimes(document.querySelectorAll<HTMLTimeElement>("time[data-relative]"), Date.now());
+  const now = Date.now();
+  refreshTimes(document.querySelectorAll<HTMLTimeElement>("time[data-relative]"), now);
+  refreshUtcNow(document.querySelectorAll<HTMLTimeElement>("time[data-utc-now]"), now);
 }
 
 tick();

@@ -1,4 +1,5 @@
 import { relativeTime } from "../../../shared/relative-time.ts";
+import { utcMinute } from "../words.ts";
 
 /** What the tick needs of a `<time>` element (a DOM element, or a stand-in in tests). */
 export type TimeElement = { textContent: string | null; getAttribute(name: string): string | null; hasAttribute(name: string): boolean };
@@ -14,4 +15,9 @@ export function refreshTimes(elements: Iterable<TimeElement>, now: number): void
     if (!at || Number.isNaN(Date.parse(at))) continue;
     element.textContent = element.hasAttribute("data-countdown") && Date.parse(at) <= now ? "now: reload for the new state" : relativeTime(at, now);
   }
+}
+
+/** The current UTC time beside the override's UTC field (`data-utc-now`), so it never goes stale on an open page. */
+export function refreshUtcNow(elements: Iterable<TimeElement>, now: number): void {
+  for (const element of elements) element.textContent = utcMinute(new Date(now).toISOString());
 }
