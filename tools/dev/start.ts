@@ -147,7 +147,9 @@ ${tryItBlock({
   minNotice: settings.MIN_NOTICE,
   spansFile: shownPath(spansFile),
   limitsOn,
-}).join("\n")}
+})
+  .map((line) => `  ${line}`)
+  .join("\n")}
 
 Ctrl-C (or SIGTERM to npm) stops everything.${verbose ? "" : " The Workers' log lines follow."}
 `);

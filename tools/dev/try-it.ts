@@ -50,7 +50,7 @@ export const DEMO_SPANS = JSON.stringify({
 /** The overdue warning rides on accepted replies at most once per org per isolate per this (src/ingest/customer/warning-limiter.ts). */
 export const WARNING_INTERVAL_TEXT = "a minute";
 
-/** The block's lines, each indented two spaces as `npm start` prints them. */
+/** The block's lines, as the README shows them (`npm start` indents them two spaces). */
 export function tryItBlock(p: TryItParams): string[] {
   const show = "| node tools/dev/reply.mjs";
   const w = `-w '\\n%{http_code}'`;
@@ -94,5 +94,5 @@ export function tryItBlock(p: TryItParams): string[] {
       control(`/_control/customers/${p.org}/balances/spans`, `'{"granted": 100000, "webhook": "billing.updated"}'`),
     );
   }
-  return lines.map((line) => `  ${line}`);
+  return lines;
 }

@@ -35,6 +35,11 @@ const STACK_FRAME = /^\s+at /;
 export const OFFLINE_NOTE =
   "Offline: wrangler could not reach workers.cloudflare.com for its request.cf data and uses a placeholder; harmless for Tollgate, which does not read request.cf.";
 
+/** A logged object's first line: `{` alone, or after the level wrangler gives console.warn and console.error. */
+const OBJECT_OPENER = /^(▲ \[WARNING\] |✘ \[ERROR\] )?\{$/;
+/** An object longer than this is shown in pieces rather than held back. */
+const MAX_FOLDED_LINES = 200;
+
 // eslint-disable-next-line no-control-regex
 const ANSI = /\u001b\[[0-9;]*m/g;
 export const withoutColours = (line: string): string => line.replace(ANSI, "");
@@ -48,13 +53,14 @@ export type OutputFilter = {
 
 /**
  * One filter per Worker. Quiet: chatter and the offline warning (with its stack) are dropped; a
- * multi-line object (`{` … `}` at the line's start, as wrangler prints a logged object) comes out
- * as one line once it closes. Verbose: every line as it came.
+ * multi-line object (`{` … `}`, as wrangler prints a logged object, or `▲ [WARNING] {` … `  }` for a warning) comes
+ * out as one line once it closes. Verbose: every line as it came.
  */
 export function outputFilter(options: { verbose: boolean }): OutputFilter {
   let sawOffline = false;
   let inOfflineStack = false;
-  let folding: string[] | null = null;
+  // A logged object being folded: its lines so far and the line that closes it.
+  let folding: { lines: string[]; closer: string } | null = null;
   return {
     get sawOffline() {
       return sawOffline;
@@ -70,16 +76,18 @@ export function outputFilter(options: { verbose: boolean }): OutputFilter {
       inOfflineStack = false;
       if (options.verbose) return [raw];
       if (folding !== null) {
-        folding.push(line.trim());
-        if (line === "}") {
-          const folded = folding.join(" ").replace(/,\s*}$/, " }");
+        folding.lines.push(line.trim());
+        if (line === folding.closer || folding.lines.length >= MAX_FOLDED_LINES) {
+          const folded = folding.lines.join(" ");
           folding = null;
           return [folded];
         }
         return [];
       }
-      if (line === "{") {
-        folding = ["{"];
+      const opener = OBJECT_OPENER.exec(line);
+      if (opener) {
+        // wrangler indents a warning's or an error's object two spaces more than a plain log's.
+        folding = { lines: [line.trim()], closer: opener[1] === undefined ? "}" : "  }" };
         return [];
       }
       if (WRANGLER_CHATTER.some((pattern) => pattern.test(line))) return [];
