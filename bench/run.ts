@@ -19,7 +19,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const DISTINCT_ORGS = Number(process.env.BENCH_ORGS ?? 10_000);
 const BASE_PORT = Number(process.env.BENCH_BASE_PORT ?? 28787);
-/** BENCH_WRITE=0: print the tables, leave bench/results and README.md as they are (for trial runs). */
+/** BENCH_WRITE=0: print the tables, leave bench/results and docs/benchmark.md as they are (for trial runs). */
 const WRITE = process.env.BENCH_WRITE !== "0";
 /** The reconciliation sweep (issue 9): customers in Autumn, how many past due, how many of those Tollgate knows beforehand. */
 const SWEEP_CUSTOMERS = 20_000;
@@ -545,14 +545,15 @@ try {
     `Reconciliation sweep: Autumn listed ${sweep.customers_seen.toLocaleString("en")} customers (${sweep.customers_seeded.toLocaleString("en")} seeded for it, ${sweep.past_due} past due, ${sweep.known_beforehand} of those made known to Tollgate by signed webhooks first; the rest are the scenarios above), pages of 1,000, one per alarm run; ` +
       `reads made meanwhile by other orgs' own alarms (follow-ups after earlier webhooks: ${sweep.per_customer_calls.other}) are not the sweep's and not counted; checks ${sweep.checks_passed ? "passed" : `FAILED: ${sweep.failed_checks.join("; ")}`}.`,
   ].join("\n");
-  const readmePath = join(REPO_ROOT, "README.md");
-  const readme = readFileSync(readmePath, "utf8");
+  // The results table lives in docs/benchmark.md (moved out of the README, issue 22), between its bench markers.
+  const docPath = join(REPO_ROOT, "docs", "benchmark.md");
+  const doc = readFileSync(docPath, "utf8");
   const marked = /<!-- bench:start -->[\s\S]*<!-- bench:end -->/;
   if (WRITE) {
     writeFileSync(join(outDir, "latest.md"), `${table}\n`);
-    if (marked.test(readme)) writeFileSync(readmePath, readme.replace(marked, `<!-- bench:start -->\n${table}\n<!-- bench:end -->`));
+    if (marked.test(doc)) writeFileSync(docPath, doc.replace(marked, `<!-- bench:start -->\n${table}\n<!-- bench:end -->`));
   }
-  console.log(`\n${table}\n\n${WRITE ? `Written to bench/results/latest.json and latest.md${marked.test(readme) ? " and README.md" : ""}.` : "BENCH_WRITE=0: nothing written."}`);
+  console.log(`\n${table}\n\n${WRITE ? `Written to bench/results/latest.json and latest.md${marked.test(doc) ? " and docs/benchmark.md" : ""}.` : "BENCH_WRITE=0: nothing written."}`);
   if (!sweep.checks_passed) console.log("The reconciliation sweep's checks FAILED: see its line above and reconcile in the results.");
 } finally {
   await stack.stop();

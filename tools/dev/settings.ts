@@ -68,7 +68,7 @@ export const LOCAL_DEFAULTS = {
   NOTIFY_SECRET: "whsec_dG9sbGdhdGUtbG9jYWwtZGVtby1ub3RpZnktc2VjcmV0",
   // Warned 10 s before the demo's 20 s deadline.
   SUSPENSION_WARNING: "10s",
-  // Metering and plan limits on (README, "Usage metering"), on both Workers; the stand-in grants every
+  // Metering and plan limits on (docs/metering.md), on both Workers; the stand-in grants every
   // feature without limit until an allowance is set. Usage reaches Autumn 2 s after it was accepted.
   USAGE_FEATURES: "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes",
   USAGE_REPORT_INTERVAL: "2s",

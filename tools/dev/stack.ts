@@ -20,6 +20,8 @@ export type StackOptions = {
   persistDir: string;
   /** Where Worker output goes: a line at a time with its Worker's name, or nowhere. */
   onOutput?: (worker: "billing" | "ingest", line: string) => void;
+  /** Aborted while starting (a signal to `npm start`): whatever already runs is stopped and startStack rejects. */
+  signal?: AbortSignal;
 };
 
 /** One `wrangler dev` process; its registry lets Workers of the same stack find each other's Durable Objects. */
@@ -73,9 +75,10 @@ function startWranglerDev<N extends string>(
   return child;
 }
 
-async function waitHealthy(url: string, child: ChildProcess, timeoutMs = 90_000): Promise<void> {
+async function waitHealthy(url: string, child: ChildProcess, signal: AbortSignal | undefined, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    signal?.throwIfAborted();
     if (child.exitCode !== null) throw new Error(`${url} exited with code ${child.exitCode} before it was ready`);
     try {
       const response = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) });
@@ -140,12 +143,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     writeFileSync(billingEnv, envFileText(settings, BILLING_VARS), { mode: 0o600 });
     writeFileSync(ingestEnv, envFileText(settings, INGEST_VARS), { mode: 0o600 });
 
+    options.signal?.throwIfAborted();
     const billing = startWranglerDev("billing", "wrangler.jsonc", settings.BILLING_PORT, billingEnv, options);
     started.workers.push(billing);
-    await waitHealthy(billingUrl, billing);
+    await waitHealthy(billingUrl, billing, options.signal);
+    options.signal?.throwIfAborted();
     const ingest = startWranglerDev("ingest", "src/ingest/wrangler.jsonc", settings.INGEST_PORT, ingestEnv, options);
     started.workers.push(ingest);
-    await waitHealthy(ingestUrl, ingest);
+    await waitHealthy(ingestUrl, ingest, options.signal);
   } catch (error) {
     await stop();
     throw error;

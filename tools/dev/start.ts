@@ -1,16 +1,27 @@
 import { writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { startNotifyReceiver, type NotifyReceiver, type Received } from "../notify-receiver/server.ts";
 import { loadLocalSettings, localNotifyPort } from "./settings.ts";
 import { REPO_ROOT } from "../paths.ts";
-import { startStack } from "./stack.ts";
+import { startStack, type Stack } from "./stack.ts";
+import { DEMO_SPANS, tryItBlock } from "./try-it.ts";
+import { OFFLINE_NOTE, outputFilter } from "./worker-output.ts";
 
-/** `npm start`: the whole system locally, a demo org with a fresh ingest key, and a "try it" block. */
+/**
+ * `npm start`: the whole system locally, a demo org with a fresh ingest key, and a "try it" block.
+ * `npm start -- --verbose` shows wrangler's own output as it comes; by default only the Workers'
+ * log lines are shown, after the banner. SIGINT, SIGTERM or SIGHUP (npm forwards the first two:
+ * the script `exec`s node, so no shell sits in between) stops everything this process started.
+ */
 const DEMO_ORG = "demo-org";
+const verbose = process.argv.slice(2).includes("--verbose");
 
 const settings = loadLocalSettings({ root: REPO_ROOT });
-const persistDir = join(REPO_ROOT, ".wrangler", "state");
-console.log("Starting Tollgate locally (state in .wrangler/state) ...");
+// TOLLGATE_STATE_DIR moves the Workers' state, so a second stack (test/tools/start-stop.test.ts) never shares yours.
+const persistDir = process.env.TOLLGATE_STATE_DIR ?? join(REPO_ROOT, ".wrangler", "state");
+/** A path as the reader would type it from the repo root. */
+const shownPath = (path: string) => (relative(REPO_ROOT, path).startsWith("..") ? path : relative(REPO_ROOT, path));
+console.log(`Starting Tollgate locally (state in ${shownPath(persistDir)}) ...${verbose ? "" : " wrangler's own output is hidden: npm start -- --verbose shows it."}`);
 
 /** One line per event the local receiver accepts: what a product would email its customer about. */
 function printEvent(received: Received): void {
@@ -25,8 +36,55 @@ function printEvent(received: Received): void {
   }
 }
 
-// With NOTIFY_URL on this machine, run the event receiver there before the Workers start sending.
+// Worker output: everything as it comes with --verbose; otherwise nothing before the banner, then the
+// Workers' own log lines. The last lines are kept either way, to show why a start failed.
+const filters = { billing: outputFilter({ verbose }), ingest: outputFilter({ verbose }) };
+const recentOutput: string[] = [];
+const RECENT_LINES = 200;
+let showOutput = verbose;
+function onOutput(worker: "billing" | "ingest", line: string): void {
+  recentOutput.push(`[${worker}] ${line}`);
+  if (recentOutput.length > RECENT_LINES) recentOutput.shift();
+  for (const shown of filters[worker].push(line)) if (showOutput) console.log(`[${worker}] ${shown}`);
+}
+
+// Stopping: a signal while starting aborts the start (which stops what it began); later it stops the stack.
+const starting = new AbortController();
+let startup: Promise<Stack> | undefined;
 let receiver: NotifyReceiver | undefined;
+let stopping = false;
+
+async function stopAll(): Promise<void> {
+  const stack = await startup?.catch(() => undefined);
+  await stack?.stop();
+  await receiver?.close();
+}
+
+async function shutdown(why: string, exitCode = 0): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.log(`\n${why}: stopping the Workers and the stand-ins ...`);
+  starting.abort();
+  await stopAll();
+  process.exit(exitCode);
+}
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void shutdown(signal));
+// If npm is killed outright (SIGKILL) it forwards nothing and this process is re-parented: stop
+// rather than leave the Workers running with nobody to stop them.
+const parentPid = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parentPid) void shutdown("npm exited");
+}, 1_000).unref();
+
+async function failed(what: string, error: unknown): Promise<never> {
+  if (stopping) return new Promise<never>(() => {}); // a signal stopped the start: shutdown() exits
+  console.error(`${what}: ${(error as Error).message}`);
+  if (!verbose && recentOutput.length > 0) console.error(`wrangler's last ${recentOutput.length} lines:\n${recentOutput.join("\n")}`);
+  await shutdown("Start failed", 1);
+  return new Promise<never>(() => {});
+}
+
+// With NOTIFY_URL on this machine, run the event receiver there before the Workers start sending.
 const notifyPort = localNotifyPort(settings);
 if (notifyPort !== null) {
   try {
@@ -36,33 +94,8 @@ if (notifyPort !== null) {
   }
 }
 
-let stack: Awaited<ReturnType<typeof startStack>>;
-try {
-  stack = await startStack({
-    settings,
-    persistDir,
-    onOutput: (worker, line) => console.log(`[${worker}] ${line}`),
-  });
-} catch (error) {
-  await receiver?.close();
-  throw error;
-}
-
-async function stopAll(): Promise<void> {
-  await stack.stop();
-  await receiver?.close();
-}
-
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) return;
-  stopping = true;
-  console.log(`\n${signal}: stopping the Workers and the stand-ins ...`);
-  await stopAll();
-  process.exit(0);
-}
-process.on("SIGINT", () => void shutdown("SIGINT"));
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
+startup = startStack({ settings, persistDir, onOutput, signal: starting.signal });
+const stack = await startup.catch((error: unknown) => failed("Could not start the Workers", error));
 
 async function demoKey(): Promise<string> {
   const created = await fetch(`${stack.autumnUrl}/_control/customers`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: DEMO_ORG, name: "Demo Org" }) });
@@ -71,15 +104,8 @@ async function demoKey(): Promise<string> {
   if (minted.status !== 201) throw new Error(`minting the demo key answered ${minted.status}: ${await minted.text()}`);
   return ((await minted.json()) as { key: string }).key;
 }
+const key = await demoKey().catch((error: unknown) => failed("Could not seed the demo org", error));
 
-let key: string;
-try {
-  key = await demoKey();
-} catch (error) {
-  console.error(`Could not seed the demo org: ${(error as Error).message}`);
-  await stopAll();
-  process.exit(1);
-}
 /** The local sink, or where the data really goes when .env points UPSTREAM_OTLP_URL elsewhere. */
 function sinkLine(): string {
   if (settings.UPSTREAM_OTLP_URL.startsWith(stack.sinkUrl)) return `  upstream sink    ${stack.sinkUrl}   (GET ${stack.sinkUrl}/_control/stats)`;
@@ -91,73 +117,40 @@ function eventsLine(): string {
   return "  events           off (set NOTIFY_URL=http://127.0.0.1:8791/events in .env to see them here)";
 }
 
-const otlp = JSON.stringify({ resourceLogs: [{ resource: { attributes: [{ key: "service.name", value: { stringValue: "demo" } }] }, scopeLogs: [{ logRecords: [{ body: { stringValue: "hello from the demo" } }] }] }] });
-
-/** 25 spans in one OTLP JSON request, for the plan-limit step (valid ids: 16 and 8 bytes of hex). */
-const spans = JSON.stringify({
-  resourceSpans: [
-    {
-      resource: { attributes: [{ key: "service.name", value: { stringValue: "demo" } }] },
-      scopeSpans: [
-        {
-          spans: Array.from({ length: 25 }, (_, i) => ({
-            traceId: "5b8efff798038103d269b633813fc60c",
-            spanId: (i + 1).toString(16).padStart(16, "0"),
-            name: `GET /items/${i}`,
-            kind: 2,
-            startTimeUnixNano: "1700000000000000000",
-            endTimeUnixNano: "1700000000100000000",
-          })),
-        },
-      ],
-    },
-  ],
-});
-const limitsOn = settings.ENFORCE_LIMITS === "true" && (settings.USAGE_FEATURES ?? "").includes("traces=spans");
 // The spans request of step 6, in a file so the printed command stays short.
 const spansFile = join(persistDir, "demo-spans.json");
-writeFileSync(spansFile, spans);
+writeFileSync(spansFile, DEMO_SPANS);
+const limitsOn = settings.ENFORCE_LIMITS === "true" && (settings.USAGE_FEATURES ?? "").includes("traces=spans");
+const offline = filters.billing.sawOffline || filters.ingest.sawOffline;
 
 console.log(`
 Tollgate is running:
   billing Worker   ${stack.billingUrl}   (admin token: ${settings.ADMIN_TOKEN})
+  console          ${stack.billingUrl}/admin   (the org page: ${stack.billingUrl}/admin/org/${DEMO_ORG})
   ingest Worker    ${stack.ingestUrl}
   Autumn stand-in  ${stack.autumnUrl}
 ${sinkLine()}
 ${eventsLine()}
-Grace period: ${settings.GRACE_PERIOD}. Demo org "${DEMO_ORG}" has a fresh ingest key.
+Grace period: ${settings.GRACE_PERIOD}. Demo org "${DEMO_ORG}" has a fresh ingest key.${offline ? `\n${OFFLINE_NOTE}` : ""}
 
 Try it:
-  export TOLLGATE_INGEST_KEY=${key}
-  # 1. send OTLP JSON as the demo org (200, and the sink counts it)
-  curl -sS -X POST ${stack.ingestUrl}/v1/logs -H "Authorization: Bearer $TOLLGATE_INGEST_KEY" -H 'content-type: application/json' -d '${otlp}'
-  # 2. the demo org misses a payment: Autumn's stand-in sends a signed webhook, the org turns overdue;
-  #    within 5 s step 1 answers with a partialSuccess warning naming the deadline and where to pay
-  curl -sS -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/past-due
-  npm run tollgate -- org ${DEMO_ORG}
-  # 3. wait ${settings.GRACE_PERIOD}: the org is suspended and step 1 answers 402 naming where to pay (pay_url);
-  #    parking is on here, so each refused batch is kept (${settings.PARK_RETENTION ?? "72h"}) and the sink gets nothing yet
-  # 4. pay: ingestion resumes at once, and the batches refused while suspended reach the sink
-  curl -sS -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/pay
-  curl -sS ${stack.sinkUrl}/_control/stats
-  # 5. a lost webhook: another org goes past due (an invoice 10 days old) and Autumn never tells Tollgate;
-  #    the reconciliation sweep finds it: overdue now, suspended only after MIN_NOTICE (${settings.MIN_NOTICE})
-  curl -sS -X POST ${stack.autumnUrl}/_control/customers -H 'content-type: application/json' -d '{"id": "quiet-org"}'
-  curl -sS -X POST '${stack.autumnUrl}/_control/customers/quiet-org/past-due?deliver=0' -H 'content-type: application/json' -d '{"at": '$(( $(date +%s) * 1000 - 864000000 ))'}'
-  npm run tollgate -- reconcile --wait
-  npm run tollgate -- org quiet-org
-${
-  limitsOn
-    ? `  # 6. plan limits: an allowance of 100 spans that resets in a day; 25 spans a request, every 3 s,
-  #    until a request is refused 429 plan_limit_reached naming the feature, the reset and where to upgrade
-  #    (usage reaches Autumn within a few seconds, so a request or two past the allowance may still get in)
-  curl -sS -o /dev/null -w 'allowance set: %{http_code}\\n' -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100, "next_reset_at": '$(( ($(date +%s) + 86400) * 1000 ))'}'
-  for i in 1 2 3 4 5 6 7 8; do curl -sS -w ' [%{http_code}]\\n' -X POST ${stack.ingestUrl}/v1/traces -H "Authorization: Bearer $TOLLGATE_INGEST_KEY" -H 'content-type: application/json' -d @${spansFile}; sleep 3; done
-  npm run tollgate -- org ${DEMO_ORG}
-  #    an upgrade (Autumn's billing.updated) lifts it within about 5 s (the edge's verdict cache):
-  curl -sS -o /dev/null -w 'upgraded: %{http_code}\\n' -X POST ${stack.autumnUrl}/_control/customers/${DEMO_ORG}/balances/spans -H 'content-type: application/json' -d '{"granted": 100000, "webhook": "billing.updated"}'
-`
-    : ""
-}
-Ctrl-C stops everything.
+${tryItBlock({
+  ingestUrl: stack.ingestUrl,
+  billingUrl: stack.billingUrl,
+  autumnUrl: stack.autumnUrl,
+  sinkUrl: stack.sinkUrl,
+  adminToken: settings.ADMIN_TOKEN,
+  key,
+  org: DEMO_ORG,
+  gracePeriod: settings.GRACE_PERIOD,
+  parkRetention: settings.PARK_RETENTION ?? "72h",
+  minNotice: settings.MIN_NOTICE,
+  spansFile: shownPath(spansFile),
+  limitsOn,
+})
+  .map((line) => `  ${line}`)
+  .join("\n")}
+
+Ctrl-C (or SIGTERM to npm) stops everything.${verbose ? "" : " The Workers' log lines follow."}
 `);
+showOutput = true;
