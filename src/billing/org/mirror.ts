@@ -1,7 +1,6 @@
 import type { MirrorEntry } from "../../shared/billing-state.ts";
 import type { IndexEntry } from "../index/entry.ts";
-import type { OrgRecord } from "./record.ts";
-import { publishedDeadline } from "./policy.ts";
+import { payLink, publishedDeadline, type OrgRecord } from "./record.ts";
 
 /**
  * What the world sees of an org: its KV mirror entry (read by the ingest Worker) and its
@@ -17,7 +16,7 @@ export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
     version: record.version,
     suspend_at: publishedDeadline(record),
     suspended_at: record.suspended_at,
-    pay_url: record.state === "ok" ? null : (record.evidence?.pay_url ?? null),
+    pay_url: payLink(record),
     limits: record.limits.map(({ feature_id, signals, reset_at }) => ({ feature_id, signals, reset_at })),
   };
 }

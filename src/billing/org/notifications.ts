@@ -1,12 +1,10 @@
 import { z } from "zod";
 import { OrgState } from "../../shared/billing-state.ts";
-import type { OrgRecord } from "./record.ts";
-import { Reason } from "./record.ts";
+import { payLink, publishedDeadline, Reason, type OrgRecord } from "./record.ts";
 import { parkingView, ParkingProgress } from "./parking.ts";
 import { isoOrNull as iso } from "../../shared/iso-time.ts";
 import type { LimitRecord } from "./record.ts";
 import { limitChanges } from "../usage/limits.ts";
-import { publishedDeadline } from "./policy.ts";
 
 /**
  * Outbound events, so the product can tell its customer (`NOTIFY_URL`): one per transition,
@@ -55,12 +53,6 @@ export type NotifyEvent = z.infer<typeof NotifyEvent>;
 /** An event given up after GIVE_UP_AFTER_MS of refusals (outbox.ts), kept for the admin view. */
 export type DeadLetter = { event: NotifyEvent; attempts: number; error: string; at: number };
 
-
-/** The deadline that can still fire: the one the mirror publishes (policy.ts, `publishedDeadline`). */
-export function liveDeadline(record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "override">): number | null {
-  return publishedDeadline(record);
-}
-
 /**
  * The notice an org is in, by when its deadline was first published: an anchor that moves earlier
  * (an older invoice found later) is still the same notice, and gets no second warning; a new
@@ -75,7 +67,7 @@ export function warningDueAt(
   record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "override" | "anchor" | "noticed_at" | "notice_from" | "warned_anchor">,
   warningMs: number,
 ): number | null {
-  const deadline = liveDeadline(record);
+  const deadline = publishedDeadline(record);
   if (deadline === null || record.warned_anchor === noticePeriod(record)) return null;
   return deadline - warningMs;
 }
@@ -89,9 +81,9 @@ function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord
     state: record.state,
     previous_state: previous,
     reason: record.reason,
-    deadline: iso(liveDeadline(record)),
+    deadline: iso(publishedDeadline(record)),
     suspended_at: iso(record.suspended_at),
-    pay_url: record.state === "ok" ? null : (record.evidence?.pay_url ?? null),
+    pay_url: payLink(record),
     ...(p === null
       ? {}
       : {

@@ -121,6 +121,24 @@ export function newOrgRecord(orgId: string, now: number): OrgRecord {
   };
 }
 
+/**
+ * The deadline the world is told (the mirror entry, the index, the events, the warning): only one
+ * that can still fire, that is in grace, elapsed and awaiting Autumn, or exempt with an end (the
+ * deadline that applies once the exemption ends). Lapsed customers, exemptions without end and
+ * suspended orgs have none. The one home of this rule: every projection calls it.
+ */
+export function publishedDeadline(record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "override">): number | null {
+  if (record.state !== "overdue") return null;
+  if (record.reason === "in_grace_period" || record.reason === "grace_elapsed_awaiting_autumn") return record.suspend_at;
+  if (record.reason === "exempt" && record.override?.action === "exempt" && record.override.until !== null) return record.suspend_at;
+  return null;
+}
+
+/** Where the customer pays (the oldest open invoice's hosted page, https only), shown only while the org is not ok. */
+export function payLink(record: Pick<OrgRecord, "state" | "evidence">): string | null {
+  return record.state === "ok" ? null : (record.evidence?.pay_url ?? null);
+}
+
 /** What a history entry records: a state change, an override, or a plan limit reached or cleared. */
 export const HistoryKind = z.enum(["transition", "override", "limit_reached", "limit_cleared"]);
 /** Every history kind, as docs/storage.md lists them (a test holds the doc to this list). */
