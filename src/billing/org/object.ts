@@ -8,18 +8,17 @@ import type { OverrideCommand } from "../admin/requests.ts";
 import { createAutumnClient, type AutumnFailure } from "../autumn/client.ts";
 import { readBillingFacts, type BillingFacts } from "../autumn/facts.ts";
 import { autumnSettings, ConfigError, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
-import { notifySettings, type NotifySettings } from "./notifier.ts";
+import { EVENT_TABLES, notifySettings, Outbox, type NotifySettings } from "./events.ts";
 import { newOrgRecord, type OrgRecord, type Source } from "./record.ts";
 import { PARKING_KEY } from "./keys.ts";
 import { MAX_ACTIVE_KEYS, OrgStore } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
-import { Outbox } from "./outbox.ts";
 import { addParking, NO_PARKING, ParkingProgress, waitingBytes } from "./parking.ts";
 import { decide } from "./policy.ts";
 import { mirrorEntryOf, Publisher, sameProjection } from "./publisher.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { AWAITING_AUTUMN_CAP_MS, earliest, mirrorPending, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay } from "./schedule.ts";
-import { UsageLedger } from "../usage/ledger.ts";
+import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
 import { limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "../usage/limits.ts";
 import { UsageReporter } from "../usage/reporter.ts";
 import { usageView } from "../usage/usage-view.ts";
@@ -67,14 +66,14 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
 
   constructor(ctx: DurableObjectState, env: BillingEnv) {
     super(ctx, env);
-    this.store = new OrgStore(ctx.storage.sql);
+    this.store = new OrgStore(ctx.storage.sql, [EVENT_TABLES, USAGE_TABLES]);
     const transact = <T>(change: () => T): T => {
       const result = ctx.storage.transactionSync(change);
       this.arm();
       return result;
     };
     this.publisher = new Publisher(env, this.store, transact);
-    this.outbox = new Outbox(this.store, transact, (error) => this.reportConfig(error), () => this.parking());
+    this.outbox = new Outbox(ctx.storage.sql, this.store, transact, (error) => this.reportConfig(error), () => this.parking());
     this.usage = new UsageLedger(ctx.storage.sql);
     this.reporter = new UsageReporter(this.usage, transact);
     this.transact = transact;
@@ -86,7 +85,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const record = this.load();
     const now = Date.now();
     return {
-      ...orgView(record, this.store.history(), this.store.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.parking()),
+      ...orgView(record, this.store.history(), this.outbox.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.parking()),
       usage: usageView(record, this.usage.rows(), settings.usage, now),
     };
   }

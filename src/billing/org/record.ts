@@ -163,3 +163,46 @@ export const HistoryEntry = z.object({
 export type HistoryEntry = z.infer<typeof HistoryEntry>;
 /** A history entry as written: fields added later (with defaults) may be left out. */
 export type NewHistoryEntry = z.input<typeof HistoryEntry>;
+
+/** One outbound event (events.ts), as sent and as kept in the outbox and dead_letters tables. */
+export const NotifyEvent = z.object({
+  id: z.string(),
+  type: z.enum(["org.overdue", "org.suspension_warning", "org.suspended", "org.restored", "org.limit_reached", "org.limit_cleared"]),
+  org_id: z.string(),
+  state: OrgState,
+  previous_state: OrgState.nullable(),
+  reason: Reason,
+  deadline: z.string().nullable(),
+  suspended_at: z.string().nullable(),
+  /** Where the customer pays (https only), while the org is not ok. */
+  pay_url: z.string().nullable().default(null),
+  /**
+   * `org.restored` only: the batches parked while it was suspended (or the backend was down) and
+   * what became of them so far; the `waiting` ones are being delivered now. Absent elsewhere.
+   */
+  parking: z
+    .object({
+      parked_batches: z.number(),
+      parked_bytes: z.number(),
+      delivered_batches: z.number(),
+      delivered_bytes: z.number(),
+      expired_batches: z.number(),
+      expired_bytes: z.number(),
+      waiting_batches: z.number(),
+      waiting_bytes: z.number(),
+    })
+    .nullable()
+    .optional(),
+  /**
+   * `org.limit_reached` and `org.limit_cleared` only: the metered feature, the signals reported
+   * under it, when its balance resets (ISO; null if never) and the balance that showed it.
+   */
+  limit: z
+    .object({ feature_id: z.string(), signals: z.array(z.string()), reset_at: z.string().nullable(), usage: z.number(), granted: z.number() })
+    .optional(),
+  at: z.string(),
+});
+export type NotifyEvent = z.infer<typeof NotifyEvent>;
+
+/** An event given up after GIVE_UP_AFTER_MS of refusals (events.ts), kept for the admin view. */
+export type DeadLetter = { event: NotifyEvent; attempts: number; error: string; at: number };
