@@ -129,13 +129,4 @@ export class Publisher {
   deleteKey(key: StoredIngestKey): Promise<void> {
     return this.writes.run(() => this.env.INGEST_KEYS.delete(ingestKeyHashKey(key.key_hash)), `delete:${key.key_id}`);
   }
-
-  /** Marks the current projection unpublished, so the next flush rewrites a wrong or missing entry. */
-  republish(): void {
-    this.transact(() => {
-      const record = this.store.load();
-      if (record === null) return;
-      this.store.save({ ...record, projection_version: record.version, mirror: { ...record.mirror, version: Math.min(record.mirror.version, record.version - 1) } });
-    });
-  }
 }
