@@ -256,7 +256,7 @@ describe("usage metering: each isolate's batch folded exactly once, in storage b
       const sql = state.storage.sql;
       sql.exec("DROP TABLE usage_streams");
       sql.exec("UPDATE schema_version SET version = 4");
-      new OrgStore(sql, [EVENT_TABLES, USAGE_TABLES]);
+      new OrgStore(state.storage, [EVENT_TABLES, USAGE_TABLES]);
       return {
         version: sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
         streams: sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM usage_streams").one().n,

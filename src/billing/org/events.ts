@@ -2,6 +2,7 @@ import { isoOrNull as iso } from "../../shared/iso-time.ts";
 import { log, logWarn } from "../../shared/log.ts";
 import { Serialized } from "../../shared/serialized.ts";
 import { ConfigError, durationSetting, optionalSetting, requiredSetting, type EnvVars } from "../../shared/settings.ts";
+import type { ConfigReports } from "../config.ts";
 import { importSigningSecret, isSigningSecret, signPayload } from "../signature.ts";
 import { limitChanges } from "../usage/limits.ts";
 import { parkingView, type ParkingProgress } from "./parking.ts";
@@ -194,23 +195,20 @@ export class Outbox {
   private readonly sql: SqlStorage;
   private readonly store: OrgStore;
   private readonly transact: Transact;
-  private readonly reportConfig: (error: ConfigError) => void;
-  /** The org's parking progress (the object's key-value storage), carried by org.restored. */
-  private readonly parking: () => ParkingProgress | null;
+  private readonly configReports: ConfigReports;
 
-  constructor(sql: SqlStorage, store: OrgStore, transact: Transact, reportConfig: (error: ConfigError) => void, parking: () => ParkingProgress | null = () => null) {
+  constructor(sql: SqlStorage, store: OrgStore, transact: Transact, configReports: ConfigReports) {
     this.sql = sql;
     this.store = store;
     this.transact = transact;
-    this.reportConfig = reportConfig;
-    this.parking = parking;
+    this.configReports = configReports;
   }
 
   /** Inside the caller's transaction: queues what the change owes; returns the record with its warning marked. */
   queueFor(prev: OrgRecord, next: OrgRecord, now: number, notify: NotifySettings | null): OrgRecord {
     if (notify === null) return next;
     // Read only when the org is restored: the one event that carries it.
-    const owed = eventsFor(prev, next, now, notify.warningMs, isRestored(prev.state, next.state) ? this.parking() : null);
+    const owed = eventsFor(prev, next, now, notify.warningMs, isRestored(prev.state, next.state) ? this.store.parking() : null);
     for (const event of owed.events) this.enqueue(event, now);
     return owed.record;
   }
@@ -247,7 +245,7 @@ export class Outbox {
           result = await deliver(notify, head.event, now, NOTIFY_TIMEOUT_MS);
         } catch (error) {
           if (!(error instanceof ConfigError)) throw error;
-          this.reportConfig(error);
+          this.configReports.report(error);
           return;
         }
         const attempts = head.attempts + 1;

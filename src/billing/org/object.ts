@@ -7,13 +7,12 @@ import { ParkingDelta, UsageDeliveries, type IngestKeyListing, type OrgBillingRp
 import type { OverrideCommand } from "../admin/requests.ts";
 import { createAutumnClient, type AutumnFailure } from "../autumn/client.ts";
 import { readBillingFacts, type BillingFacts } from "../autumn/facts.ts";
-import { autumnSettings, ConfigError, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
+import { autumnSettings, ConfigError, ConfigReports, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
 import { EVENT_TABLES, notifySettings, Outbox, type NotifySettings } from "./events.ts";
 import { newOrgRecord, type OrgRecord, type Source } from "./record.ts";
-import { PARKING_KEY } from "./keys.ts";
 import { MAX_ACTIVE_KEYS, OrgStore, type Transact } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
-import { addParking, NO_PARKING, ParkingProgress, waitingBytes } from "./parking.ts";
+import { addParking, waitingBytes } from "./parking.ts";
 import { decide } from "./policy.ts";
 import { mirrorEntryOf, Publisher, sameProjection } from "./publisher.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
@@ -25,8 +24,6 @@ import { usageView } from "../usage/usage-view.ts";
 
 /** The webhook is recorded before its Autumn read starts; should that read never land (a failure, an eviction), this alarm reads again. */
 const WEBHOOK_SAFETY_NET_MS = 30_000;
-/** A configuration error is logged at most this often per object and variable, however often the alarm runs. */
-const CONFIG_REPORT_INTERVAL_MS = 3_600_000;
 
 /**
  * What caused a read, and what the read's one transaction applies besides the policy: an override
@@ -79,16 +76,17 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   private readonly usage: UsageLedger;
   private readonly reporter: UsageReporter;
   private readonly syncs = new Serialized<OrgRecord>();
-  private readonly configReported = new Map<string, number>();
-  /** Runs a storage change atomically: every write of the object and its collaborators goes through it. */
+  private readonly configReports: ConfigReports;
+  /** Runs a storage change atomically (the store's): every write of the object and its collaborators goes through it. */
   private readonly transact: Transact;
 
   constructor(ctx: DurableObjectState, env: BillingEnv) {
     super(ctx, env);
-    this.store = new OrgStore(ctx.storage.sql, [EVENT_TABLES, USAGE_TABLES]);
-    const transact: Transact = (change) => ctx.storage.transactionSync(change);
+    this.store = new OrgStore(ctx.storage, [EVENT_TABLES, USAGE_TABLES]);
+    const transact = this.store.transact;
+    this.configReports = new ConfigReports(ctx.id.name ?? null);
     this.publisher = new Publisher(env, this.store, transact);
-    this.outbox = new Outbox(ctx.storage.sql, this.store, transact, (error) => this.reportConfig(error), () => this.parking());
+    this.outbox = new Outbox(ctx.storage.sql, this.store, transact, this.configReports);
     this.usage = new UsageLedger(ctx.storage.sql);
     this.reporter = new UsageReporter(this.usage, transact);
     this.transact = transact;
@@ -103,7 +101,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const record = this.load();
     const now = Date.now();
     return {
-      ...orgView(record, this.store.history(), this.outbox.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.parking()),
+      ...orgView(record, this.store.history(), this.outbox.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking()),
       usage: usageView(record, this.usage.rows(), settings.usage, now),
     };
   }
@@ -146,11 +144,11 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       logWarn({ event: "parking_report_refused", org_id: this.orgId, error: parsed.error.message });
       return { ok: false };
     }
-    if (Object.keys(parsed.data).length === 0) return { ok: true, waiting_bytes: waitingBytes(this.parking()) };
+    if (Object.keys(parsed.data).length === 0) return { ok: true, waiting_bytes: waitingBytes(this.store.parking()) };
     // Parking progress owes the alarm nothing: no settings, no arming.
     const next = this.transact(() => {
-      const next = addParking(this.parking(), parsed.data, Date.now());
-      this.ctx.storage.kv.put(PARKING_KEY, next);
+      const next = addParking(this.store.parking(), parsed.data, Date.now());
+      this.store.saveParking(next);
       return next;
     });
     return { ok: true, waiting_bytes: waitingBytes(next) };
@@ -319,7 +317,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const notify = settingOrError(() => notifySettings(this.env));
     const usage = settingOrError(() => usageSettings(this.env));
     const problems = [policy, autumn, notify, usage].filter((value): value is ConfigError => value instanceof ConfigError);
-    for (const problem of problems) this.reportConfig(problem);
+    for (const problem of problems) this.configReports.report(problem);
     return {
       policy: policy instanceof ConfigError ? DEFAULT_POLICY : policy,
       autumn,
@@ -328,14 +326,6 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       usageProblem: usage instanceof ConfigError ? usage : null,
       problem: policy instanceof ConfigError ? policy : autumn instanceof ConfigError ? autumn : null,
     };
-  }
-
-  private reportConfig(error: ConfigError): void {
-    const now = Date.now();
-    const last = this.configReported.get(error.variable);
-    if (last !== undefined && now - last < CONFIG_REPORT_INTERVAL_MS) return;
-    this.configReported.set(error.variable, now);
-    logError({ event: "not_configured", org_id: this.ctx.id.name ?? null, variable: error.variable, message: error.message });
   }
 
   /**
@@ -455,11 +445,6 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
         log({ event: kind, org_id: next.org_id, ...entry, signals: limit.signals, source: trigger.source });
       }
     }
-  }
-
-  private parking(): ParkingProgress {
-    const stored = ParkingProgress.safeParse(this.ctx.storage.kv.get(PARKING_KEY) ?? {});
-    return stored.success ? stored.data : NO_PARKING;
   }
 
   /**

@@ -1,10 +1,12 @@
+import { PARKING_KEY } from "./keys.ts";
+import { NO_PARKING, ParkingProgress } from "./parking.ts";
 import { HistoryEntry, OrgRecord, type NewHistoryEntry } from "./record.ts";
 
 export const HISTORY_LIMIT = 500;
 /** Active ingest keys per org: each publication rewrites every one of them, so this bounds its writes. */
 export const MAX_ACTIVE_KEYS = 20;
 
-/** Runs a change to the org's storage atomically, then re-arms the object's alarm (OrgBilling's `transact`). */
+/** Runs a change to the org's storage atomically (`OrgStore.transact`); the object arms its alarm once per entry point, not here. */
 export type Transact = <T>(change: () => T) => T;
 
 export type StoredIngestKey = { key_id: string; key_hash: string; created_at: number };
@@ -19,18 +21,34 @@ const SCHEMA_VERSION = 5;
 export type TableOwner = { ddl: string; upgrade?: (sql: SqlStorage) => void };
 
 /**
- * The org's SQLite storage: its record (one JSON document validated on read), its history
- * (newest 500 kept), the webhook message ids seen in the last 24 h and its ingest keys; and the
+ * The org's storage: its record (one JSON document validated on read), its history (newest 500
+ * kept), the webhook message ids seen in the last 24 h, its ingest keys, its parking progress (the
+ * one key of the synchronous key-value storage), the one way to write atomically (`transact`); and the
  * object's one schema migration, which also creates the tables other modules own (`owners`: the
  * outbound events' in events.ts, the usage ledger's in usage/ledger.ts). Every table is listed in
  * docs/storage.md. All methods are synchronous, so a caller can compose them inside `transactionSync`.
  */
 export class OrgStore {
+  private readonly storage: DurableObjectStorage;
   private readonly sql: SqlStorage;
+  /** One `transactionSync`: every write of the object and its collaborators goes through it. */
+  readonly transact: Transact;
 
-  constructor(sql: SqlStorage, owners: readonly TableOwner[]) {
-    this.sql = sql;
+  constructor(storage: DurableObjectStorage, owners: readonly TableOwner[]) {
+    this.storage = storage;
+    this.sql = storage.sql;
+    this.transact = (change) => storage.transactionSync(change);
     this.migrate(owners);
+  }
+
+  /** The org's parking progress (parking.ts); none until the first report. */
+  parking(): ParkingProgress {
+    const stored = ParkingProgress.safeParse(this.storage.kv.get(PARKING_KEY) ?? {});
+    return stored.success ? stored.data : NO_PARKING;
+  }
+
+  saveParking(progress: ParkingProgress): void {
+    this.storage.kv.put(PARKING_KEY, progress);
   }
 
   private migrate(owners: readonly TableOwner[]): void {
