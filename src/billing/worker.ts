@@ -1,5 +1,5 @@
 import { Router } from "itty-router";
-import { errorResponse, jsonResponse } from "../shared/http-error.ts";
+import { answer, refuse, toResponse } from "../shared/result.ts";
 import { log, logError } from "../shared/log.ts";
 import { adminRouter } from "./admin/api.ts";
 import { consoleRouter } from "./console/routes.ts";
@@ -15,13 +15,13 @@ const router = Router<Request & { params: Record<string, string> }, [BillingEnv,
   catch: (error: unknown) => {
     if (error instanceof ConfigError) {
       logError({ event: "not_configured", variable: error.variable, message: error.message });
-      return errorResponse(503, "not_configured", error.message);
+      return refuse(503, "not_configured", error.message);
     }
     logError({ event: "unhandled_error", error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
-    return errorResponse(500, "internal_error", "an unexpected error occurred; it has been logged");
+    return refuse(500, "internal_error", "an unexpected error occurred; it has been logged");
   },
 })
-  .get("/health", () => jsonResponse({ status: "ok", worker: "billing" }))
+  .get("/health", () => answer({ status: "ok", worker: "billing" }))
   .post("/api/billing/autumn/webhook", (request, env) => handleWebhook(request, env))
   .all("/admin/reconcile", adminRouter.fetch)
   .all("/admin/reconcile/*", adminRouter.fetch)
@@ -29,10 +29,11 @@ const router = Router<Request & { params: Record<string, string> }, [BillingEnv,
   .all("/admin/orgs/*", adminRouter.fetch)
   .all("/admin", consoleRouter.fetch)
   .all("/admin/*", consoleRouter.fetch)
-  .all("*", () => errorResponse(404, "not_found", "no such route"));
+  .all("*", () => refuse(404, "not_found", "no such route"));
 
 export default {
-  fetch: (request, env, ctx) => router.fetch(request, env, ctx),
+  // The one place a route's Result becomes a Response (the console's pages already are one).
+  fetch: async (request, env, ctx) => toResponse(await router.fetch(request, env, ctx)),
   /** The Cron Trigger in wrangler.jsonc starts a reconciliation sweep (or finds one still running). */
   scheduled: async (controller, env, _ctx) => {
     const { started, sweep } = await reconciler(env).start("cron");
