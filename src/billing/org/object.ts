@@ -401,6 +401,10 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       return { prev, next };
     });
 
+    if (trigger.override) {
+      const { command } = trigger.override;
+      log({ event: "override", org_id: orgId, action: command.action, until: command.until, note: command.note });
+    }
     if (failure?.kind === "unknown_customer") {
       logWarn({ event: "autumn_customer_unknown", org_id: orgId, source: trigger.source, state: next.state, reason: next.reason });
     } else if (failure) {
@@ -430,7 +434,6 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       override: { action: command.action, until },
       evidence: null,
     });
-    log({ event: "override", org_id: record.org_id, action: command.action, until: command.until, note: command.note });
     return { ...record, override, version: record.version + 1 };
   }
 
