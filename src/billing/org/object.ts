@@ -56,8 +56,9 @@ type Settings = {
  *   a republication) inside the same transaction;
  * - the alarm is armed once, at the end (in a `finally`, so a failure still owes its retry), to the
  *   earliest thing the object owes (a read, a publication, an event, a warning or a usage report).
- *   The one deliberate exception: `webhook()` also arms right after recording the message, because
- *   its safety-net read must be owed even if the object is evicted before its read lands.
+ *   The one deliberate exception: `webhook()` also brings the alarm forward to its safety-net read
+ *   right after recording the message, so that read is owed even if the object is evicted before
+ *   its own read lands.
  * What happens after an awaited call (a publication, a delivery, a usage report) is recorded in a
  * transaction of its own once its answer is in: no transaction spans an await.
  *
@@ -163,19 +164,20 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   async webhook(message: { id: string; type: string }): Promise<{ duplicate: boolean; state: OrgState }> {
     return this.pass(async (settings) => {
       const now = Date.now();
-      const recorded = this.transact(() => {
-        if (!this.store.markMessageSeen(message.id, now)) return false;
+      const safetyNetAt = this.transact(() => {
+        if (!this.store.markMessageSeen(message.id, now)) return null;
         const record = this.load();
-        this.store.save({ ...record, retry_at: Math.min(record.retry_at ?? Infinity, now + WEBHOOK_SAFETY_NET_MS), version: record.version + 1 });
-        return true;
+        const retryAt = Math.min(record.retry_at ?? Infinity, now + WEBHOOK_SAFETY_NET_MS);
+        this.store.save({ ...record, retry_at: retryAt, version: record.version + 1 });
+        return retryAt;
       });
-      if (!recorded) {
+      if (safetyNetAt === null) {
         const state = this.load().state;
         log({ event: "webhook_duplicate", org_id: this.orgId, message_id: message.id, type: message.type, state });
         return { duplicate: true, state };
       }
       // The one arm before the end: the safety-net read is owed even if this object is evicted mid-read.
-      this.arm(settings);
+      await this.armNoLaterThan(safetyNetAt);
       const after = await this.sync({ source: "webhook", message_id: message.id }, settings);
       return { duplicate: false, state: after.state };
     });
@@ -464,6 +466,12 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     } catch (error) {
       logWarn({ event: "parked_delivery_queue_failed", org_id: this.orgId, error: error instanceof Error ? error.message : String(error) });
     }
+  }
+
+  /** Brings the alarm forward to `at` if it is set later or not at all (the end of the pass sets it exactly). */
+  private async armNoLaterThan(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
 
   /** Sets the object's single alarm to the earliest thing it owes, from what is stored (the usage ledger's reports included). */
