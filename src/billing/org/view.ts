@@ -2,7 +2,7 @@ import { formatDuration } from "../../shared/duration.ts";
 import type { Evidence } from "../autumn/facts.ts";
 import type { PolicySettings } from "../config.ts";
 import type { IndexEntry } from "../index/entry.ts";
-import type { DeadLetter, HistoryEntry, OrgRecord } from "./record.ts";
+import { publishedDeadline, type DeadLetter, type HistoryEntry, type OrgRecord } from "./record.ts";
 import { NO_PARKING, parkingView, type ParkingProgress } from "./parking.ts";
 import { deadlineTerms, reasonMessage } from "./policy.ts";
 import { followUpAt, mirrorPending, nextAlarmAt } from "./schedule.ts";
@@ -53,6 +53,8 @@ export function orgView(
     anchor: iso(record.anchor),
     noticed_at: iso(record.noticed_at),
     suspend_at: iso(record.suspend_at),
+    /** The deadline the customer is told (the mirror entry's `suspend_at`, the events' `deadline`): only one that can still fire, else null. */
+    published_deadline: iso(publishedDeadline(record)),
     /** When the deadline in force was first published: the start of its minimum notice. */
     notice_from: iso(record.notice_from),
     /** The deadline is the latest of these: the grace period from the anchor, the minimum notice from its start, an exemption's end. */
