@@ -1,7 +1,6 @@
 import type { UsageDelivery } from "../../shared/contract.ts";
 import type { UsageFeatures } from "../../shared/usage.ts";
 import { SIGNALS } from "../../shared/usage.ts";
-import type { TableOwner } from "../org/store.ts";
 import type { LedgerRow } from "./ledger-row.ts";
 import { admit, owedGaps, type Gap, type StreamMark } from "./streams.ts";
 
@@ -30,12 +29,13 @@ export const STREAM_ID_PREFIX = "stream:";
 export const MAX_STREAM_GAPS = 256;
 
 /**
- * The ledger's tables, created by the object's one migration (org/store.ts, `OrgStore`). Version 4:
+ * The ledger's tables (a `TableOwner`, checked where OrgStore takes it: no import back up into org/),
+ * created by the object's one migration (org/store.ts, `OrgStore`). Version 4:
  * usage_seen and usage_ledger. Version 5: usage_streams (a row per ingest isolate's stream, not per
  * batch); usage_seen stays for the messages sent before streams that are still on the queue, and
  * empties within its 4-day window.
  */
-export const USAGE_TABLES: TableOwner = {
+export const USAGE_TABLES = {
   ddl: `
     CREATE TABLE IF NOT EXISTS usage_seen (id TEXT PRIMARY KEY, at INTEGER NOT NULL);
     CREATE INDEX IF NOT EXISTS usage_seen_at ON usage_seen (at);
