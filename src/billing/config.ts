@@ -1,5 +1,6 @@
 import { ConfigError, durationSetting, optionalSetting, requiredSetting, urlSetting, type EnvVars } from "../shared/settings.ts";
 import { parseDuration } from "../shared/duration.ts";
+import { logError } from "../shared/log.ts";
 import { enforceLimits, usageFeatures, type UsageFeatures } from "../shared/usage.ts";
 
 export { ConfigError } from "../shared/settings.ts";
@@ -77,6 +78,27 @@ export function adminToken(env: EnvVars): string {
 
 export function ingestKeyPepper(env: EnvVars): string {
   return requiredSetting(env, "INGEST_KEY_PEPPER", "set a long random secret with `wrangler secret put INGEST_KEY_PEPPER` (the same value on both Workers)");
+}
+
+/** A configuration error is logged at most this often per object and variable, however often its alarm runs. */
+const CONFIG_REPORT_INTERVAL_MS = 3_600_000;
+
+/** One object's configuration problems, each logged at most once an hour per variable (the object's name in the line). */
+export class ConfigReports {
+  private readonly last = new Map<string, number>();
+  private readonly orgId: string | null;
+
+  constructor(orgId: string | null) {
+    this.orgId = orgId;
+  }
+
+  report(error: ConfigError): void {
+    const now = Date.now();
+    const last = this.last.get(error.variable);
+    if (last !== undefined && now - last < CONFIG_REPORT_INTERVAL_MS) return;
+    this.last.set(error.variable, now);
+    logError({ event: "not_configured", org_id: this.orgId, variable: error.variable, message: error.message });
+  }
 }
 
 /** Reads a setting, or returns the ConfigError that names what to fix: for callers that go on without it. */

@@ -1,5 +1,5 @@
 import { Router } from "itty-router";
-import { errorResponse, jsonResponse } from "../shared/http-error.ts";
+import { answer, refuse, toResponse } from "../shared/result.ts";
 import { log, logError } from "../shared/log.ts";
 import { adminRouter } from "./admin/api.ts";
 import { redirectSignedInBrowser } from "./console/browser-redirect.ts";
@@ -17,13 +17,13 @@ const router = Router<Request & { params: Record<string, string> }, [BillingEnv,
   catch: (error: unknown) => {
     if (error instanceof ConfigError) {
       logError({ event: "not_configured", variable: error.variable, message: error.message });
-      return errorResponse(503, "not_configured", error.message);
+      return refuse(503, "not_configured", error.message);
     }
     logError({ event: "unhandled_error", error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
-    return errorResponse(500, "internal_error", "an unexpected error occurred; it has been logged");
+    return refuse(500, "internal_error", "an unexpected error occurred; it has been logged");
   },
 })
-  .get("/health", () => jsonResponse({ status: "ok", worker: "billing" }))
+  .get("/health", () => answer({ status: "ok", worker: "billing" }))
   .post("/api/billing/autumn/webhook", (request, env) => handleWebhook(request, env))
   .get(FAVICON_PATH, favicon)
   // A signed-in browser on an API path gets the console's page for it; API clients get the API.
@@ -33,10 +33,11 @@ const router = Router<Request & { params: Record<string, string> }, [BillingEnv,
   .all("/admin/orgs/*", redirectSignedInBrowser, adminRouter.fetch)
   .all("/admin", consoleRouter.fetch)
   .all("/admin/*", consoleRouter.fetch)
-  .all("*", () => errorResponse(404, "not_found", "no such route"));
+  .all("*", () => refuse(404, "not_found", "no such route"));
 
 export default {
-  fetch: (request, env, ctx) => router.fetch(request, env, ctx),
+  // The one place a route's Result becomes a Response (the console's pages already are one).
+  fetch: async (request, env, ctx) => toResponse(await router.fetch(request, env, ctx)),
   /** The Cron Trigger in wrangler.jsonc starts a reconciliation sweep (or finds one still running). */
   scheduled: async (controller, env, _ctx) => {
     const { started, sweep } = await reconciler(env).start("cron");

@@ -75,7 +75,7 @@ describe("parking progress on the org's object", () => {
 
 describe("the org.restored event", () => {
   it("carries the parking progress: parked, delivered, expired and what is waiting; other events do not", async () => {
-    const { eventsFor } = await import("../../src/billing/org/notifications.ts");
+    const { eventsFor } = await import("../../src/billing/org/events.ts");
     const { newOrgRecord } = await import("../../src/billing/org/record.ts");
     const { addParking, NO_PARKING } = await import("../../src/billing/org/parking.ts");
     const now = Date.parse("2026-11-25T10:00:00Z");

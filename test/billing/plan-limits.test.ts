@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AutumnBalance } from "../../src/billing/autumn/schemas.ts";
-import { eventsFor } from "../../src/billing/org/notifications.ts";
+import { eventsFor } from "../../src/billing/org/events.ts";
 import { newOrgRecord, type LimitRecord } from "../../src/billing/org/record.ts";
 import { nextSyncAt } from "../../src/billing/org/schedule.ts";
 import { exhausted, limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "../../src/billing/usage/limits.ts";

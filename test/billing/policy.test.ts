@@ -3,7 +3,7 @@ import { factsFromCustomer, payUrlOf, type BillingFacts } from "../../src/billin
 import type { AutumnCustomer, AutumnInvoice } from "../../src/billing/autumn/schemas.ts";
 import { newOrgRecord, type Override } from "../../src/billing/org/record.ts";
 import { decide, type PolicyInput } from "../../src/billing/org/policy.ts";
-import { eventsFor } from "../../src/billing/org/notifications.ts";
+import { eventsFor } from "../../src/billing/org/events.ts";
 
 const DAY = 86_400_000;
 const GRACE = 3 * DAY;

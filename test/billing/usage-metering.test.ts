@@ -1,6 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { OrgStore } from "../../src/billing/org/store.ts";
-import { MAX_STREAM_GAPS, USAGE_STREAM_WINDOW_MS, UsageLedger } from "../../src/billing/usage/ledger.ts";
+import { MAX_STREAM_GAPS, USAGE_STREAM_WINDOW_MS, USAGE_TABLES, UsageLedger } from "../../src/billing/usage/ledger.ts";
+import { EVENT_TABLES } from "../../src/billing/org/events.ts";
 import { UsageReporter } from "../../src/billing/usage/reporter.ts";
 import { afterEach, describe, expect, it } from "vitest";
 import { autumn } from "../support/autumn.ts";
@@ -255,7 +256,7 @@ describe("usage metering: each isolate's batch folded exactly once, in storage b
       const sql = state.storage.sql;
       sql.exec("DROP TABLE usage_streams");
       sql.exec("UPDATE schema_version SET version = 4");
-      new OrgStore(sql);
+      new OrgStore(state.storage, [EVENT_TABLES, USAGE_TABLES]);
       return {
         version: sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
         streams: sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM usage_streams").one().n,

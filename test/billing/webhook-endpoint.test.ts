@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { handleWebhook } from "../../src/billing/webhook/receiver.ts";
+import { toResponse } from "../../src/shared/result.ts";
 import { autumn } from "../support/autumn.ts";
 import { BILLING, billingUpdated, deleteAllAlarms, deliver, orgState, signWebhook, uniqueOrg } from "../support/billing.ts";
 
@@ -154,7 +155,7 @@ describe("POST /api/billing/autumn/webhook", () => {
       const org = await pastDueCustomer();
       const signed = signWebhook(billingUpdated(org));
       const request = new Request(`${BILLING}/api/billing/autumn/webhook`, { method: "POST", headers: signed.headers, body: signed.body });
-      const response = await handleWebhook(request, { ...env, AUTUMN_WEBHOOK_SECRET: "" });
+      const response = toResponse(await handleWebhook(request, { ...env, AUTUMN_WEBHOOK_SECRET: "" }));
       expect(response.status).toBe(503);
       expect(await response.json()).toMatchObject({ error: "not_configured", message: expect.stringContaining("AUTUMN_WEBHOOK_SECRET") });
       await expectUntouched(org);

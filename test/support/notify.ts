@@ -1,6 +1,6 @@
 import { inject } from "vitest";
 import { Webhook } from "standardwebhooks";
-import type { NotifyEvent } from "../../src/billing/org/notifications.ts";
+import type { NotifyEvent } from "../../src/billing/org/record.ts";
 import { TEST_NOTIFY_SECRET } from "./secrets.ts";
 
 /** The outbound-event receiver (tools/notify-receiver) on loopback. */

@@ -1,5 +1,5 @@
 import { Router, type IRequest } from "itty-router";
-import { errorResponse, jsonResponse } from "../../shared/http-error.ts";
+import { answer, refuse, type Refusal } from "../../shared/result.ts";
 import { parseJsonBody } from "../../shared/json-body.ts";
 import { log, logError, logWarn } from "../../shared/log.ts";
 import { decodePathSegment, ORG_ID_RULE, orgIdFromPath } from "../../shared/org-id.ts";
@@ -15,20 +15,20 @@ import { indexEntryView } from "../org/view.ts";
 
 type AdminRequest = IRequest & { orgId: string };
 
-/** Bearer ADMIN_TOKEN, compared in constant time. Returns a refusal, or nothing when allowed. */
-async function authorize(request: IRequest, env: BillingEnv): Promise<Response | undefined> {
+/** Bearer ADMIN_TOKEN, compared in constant time. Returns a refusal, or nothing when allowed. Every route answers a Result; the Worker's edge makes it a Response. */
+async function authorize(request: IRequest, env: BillingEnv): Promise<Refusal | undefined> {
   let expected: string;
   try {
     expected = adminToken(env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     logError({ event: "admin_rejected", code: "not_configured", variable: error.variable });
-    return errorResponse(503, "not_configured", error.message);
+    return refuse(503, "not_configured", error.message);
   }
   const presented = bearerToken(request.headers);
   if (presented === null || !(await timingSafeEqualStrings(presented, expected))) {
     logWarn({ event: "admin_rejected", code: "unauthorized", path: new URL(request.url).pathname });
-    return errorResponse(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>", {}, { "www-authenticate": 'Bearer realm="tollgate-admin"' });
+    return refuse(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>", {}, { "www-authenticate": 'Bearer realm="tollgate-admin"' });
   }
   return undefined;
 }
@@ -38,9 +38,9 @@ const KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** Sweep ids are minted as `sweep_` + a compact time + 8 hex digits. */
 const SWEEP_ID_PATTERN = /^[A-Za-z0-9_-]{1,80}$/;
 
-function withOrg(request: IRequest): Response | undefined {
+function withOrg(request: IRequest): Refusal | undefined {
   const orgId = orgIdFromPath(request.params.orgId);
-  if (orgId === null) return errorResponse(400, "invalid_org_id", `org id must be ${ORG_ID_RULE}, percent-encoded in the path`);
+  if (orgId === null) return refuse(400, "invalid_org_id", `org id must be ${ORG_ID_RULE}, percent-encoded in the path`);
   (request as AdminRequest).orgId = orgId;
   return undefined;
 }
@@ -51,62 +51,62 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
     const query = ListQuery.safeParse(Object.fromEntries(new URL(request.url).searchParams));
     if (!query.success) {
       const issue = query.error.issues[0];
-      return errorResponse(400, "invalid_request", `${issue?.path.join(".") || "query"}: ${issue?.message ?? "invalid"} (state must be overdue, suspended or ok)`);
+      return refuse(400, "invalid_request", `${issue?.path.join(".") || "query"}: ${issue?.message ?? "invalid"} (state must be overdue, suspended or ok)`);
     }
     const page = await orgIndex(env).list({ state: query.data.state, offset: query.data.cursor, limit: query.data.limit });
-    return jsonResponse({ orgs: page.orgs.map(indexEntryView), next_cursor: page.next_offset === null ? null : String(page.next_offset) });
+    return answer({ orgs: page.orgs.map(indexEntryView), next_cursor: page.next_offset === null ? null : String(page.next_offset) });
   })
   // The reconciliation sweep: start one now (or get the one already running), or read the current or last one.
   .post("/reconcile", async (_request, env) => {
     const { started, sweep } = await reconciler(env).start("admin");
     log({ event: "admin_reconcile", started, sweep_id: sweep.id });
-    return jsonResponse({ ...sweep, started }, started ? 202 : 200);
+    return answer({ ...sweep, started }, started ? 202 : 200);
   })
   // A held sweep (it would restore too many orgs at once) goes ahead only when an operator confirms it.
   .post("/reconcile/:sweepId/confirm", async ({ params }, env) => {
     const sweepId = decodePathSegment(params.sweepId);
-    if (sweepId === null || !SWEEP_ID_PATTERN.test(sweepId)) return errorResponse(400, "invalid_sweep_id", "a sweep id is what POST or GET /admin/reconcile answered as id");
+    if (sweepId === null || !SWEEP_ID_PATTERN.test(sweepId)) return refuse(400, "invalid_sweep_id", "a sweep id is what POST or GET /admin/reconcile answered as id");
     const result = await reconciler(env).confirm(sweepId);
     if (!result.ok) {
       return result.error === "sweep_not_found"
-        ? errorResponse(404, "sweep_not_found", `no sweep ${sweepId} is kept`)
-        : errorResponse(409, "sweep_not_held", `sweep ${sweepId} is ${result.status}, not held: only the current held sweep can be confirmed (a newer sweep discards a held one)`);
+        ? refuse(404, "sweep_not_found", `no sweep ${sweepId} is kept`)
+        : refuse(409, "sweep_not_held", `sweep ${sweepId} is ${result.status}, not held: only the current held sweep can be confirmed (a newer sweep discards a held one)`);
     }
     log({ event: "admin_reconcile_confirmed", sweep_id: sweepId });
-    return jsonResponse(result.sweep, 202);
+    return answer(result.sweep, 202);
   })
   .get("/reconcile", async (_request, env) => {
     const sweep = await reconciler(env).status();
-    return sweep === null ? errorResponse(404, "no_sweep", "no reconciliation sweep has run yet: POST /admin/reconcile starts one") : jsonResponse(sweep);
+    return sweep === null ? refuse(404, "no_sweep", "no reconciliation sweep has run yet: POST /admin/reconcile starts one") : answer(sweep);
   })
   .all("/orgs/:orgId/*", withOrg)
   .all("/orgs/:orgId", withOrg)
-  .get("/orgs/:orgId", async ({ orgId }, env) => jsonResponse(await orgBilling(env, orgId).view()))
+  .get("/orgs/:orgId", async ({ orgId }, env) => answer(await orgBilling(env, orgId).view()))
   .post("/orgs/:orgId/resync", async ({ orgId }, env) => {
     log({ event: "admin_resync", org_id: orgId });
-    return jsonResponse(await orgBilling(env, orgId).resync());
+    return answer(await orgBilling(env, orgId).resync());
   })
   .post("/orgs/:orgId/override", async (request, env) => {
     const body = await parseJsonBody(request, OverrideBody);
-    if (!body.ok) return body.response;
+    if (!body.ok) return body;
     const until = body.value.until === undefined ? null : Date.parse(body.value.until);
-    if (until !== null && until <= Date.now()) return errorResponse(400, "invalid_request", "until must be in the future");
-    if (body.value.action === "clear" && until !== null) return errorResponse(400, "invalid_request", "clear takes no until");
+    if (until !== null && until <= Date.now()) return refuse(400, "invalid_request", "until must be in the future");
+    if (body.value.action === "clear" && until !== null) return refuse(400, "invalid_request", "clear takes no until");
     const view = await orgBilling(env, request.orgId).override({ action: body.value.action, until, note: body.value.note });
-    return jsonResponse(view);
+    return answer(view);
   })
   .post("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => {
     const pepper = ingestKeyPepper(env);
     const minted = await orgBilling(env, orgId).createIngestKey(pepper);
-    if (!minted.ok) return errorResponse(409, "too_many_keys", `org ${orgId} already has ${MAX_ACTIVE_KEYS} active ingest keys: revoke one first`);
+    if (!minted.ok) return refuse(409, "too_many_keys", `org ${orgId} already has ${MAX_ACTIVE_KEYS} active ingest keys: revoke one first`);
     const { ok: _ok, ...key } = minted;
-    return jsonResponse(key, 201);
+    return answer(key, 201);
   })
-  .get("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => jsonResponse({ keys: await orgBilling(env, orgId).listIngestKeys() }))
+  .get("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => answer({ keys: await orgBilling(env, orgId).listIngestKeys() }))
   .delete("/orgs/:orgId/ingest-keys/:keyId", async ({ orgId, params }, env) => {
     const keyId = decodePathSegment(params.keyId);
-    if (keyId === null || !KEY_ID_PATTERN.test(keyId)) return errorResponse(400, "invalid_key_id", "a key id is what POST .../ingest-keys returned (ik_ and 16 hex digits)");
-    if (!(await orgBilling(env, orgId).revokeIngestKey(keyId))) return errorResponse(404, "key_not_found", `org ${orgId} has no active ingest key ${keyId}`);
-    return jsonResponse({ key_id: keyId, revoked: true });
+    if (keyId === null || !KEY_ID_PATTERN.test(keyId)) return refuse(400, "invalid_key_id", "a key id is what POST .../ingest-keys returned (ik_ and 16 hex digits)");
+    if (!(await orgBilling(env, orgId).revokeIngestKey(keyId))) return refuse(404, "key_not_found", `org ${orgId} has no active ingest key ${keyId}`);
+    return answer({ key_id: keyId, revoked: true });
   })
-  .all("*", () => errorResponse(404, "not_found", "no such admin route"));
+  .all("*", () => refuse(404, "not_found", "no such admin route"));

@@ -7,30 +7,30 @@ import { ParkingDelta, UsageDeliveries, type IngestKeyListing, type OrgBillingRp
 import type { OverrideCommand } from "../admin/requests.ts";
 import { createAutumnClient, type AutumnFailure } from "../autumn/client.ts";
 import { readBillingFacts, type BillingFacts } from "../autumn/facts.ts";
-import { autumnSettings, ConfigError, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
-import { sameProjection, mirrorEntryOf } from "./mirror.ts";
-import { notifySettings, type NotifySettings } from "./notifier.ts";
+import { autumnSettings, ConfigError, ConfigReports, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
+import { EVENT_TABLES, notifySettings, Outbox, type NotifySettings } from "./events.ts";
 import { newOrgRecord, type OrgRecord, type Source } from "./record.ts";
-import { PARKING_KEY } from "./keys.ts";
-import { MAX_ACTIVE_KEYS, OrgStore } from "./store.ts";
+import { MAX_ACTIVE_KEYS, OrgStore, type Transact } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
-import { Outbox } from "./outbox.ts";
-import { addParking, NO_PARKING, ParkingProgress, waitingBytes } from "./parking.ts";
+import { addParking, waitingBytes } from "./parking.ts";
 import { decide } from "./policy.ts";
-import { Publisher } from "./publisher.ts";
+import { mirrorEntryOf, Publisher, sameProjection } from "./publisher.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { AWAITING_AUTUMN_CAP_MS, earliest, mirrorPending, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay } from "./schedule.ts";
-import { UsageLedger } from "../usage/ledger.ts";
+import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
 import { limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "../usage/limits.ts";
 import { UsageReporter } from "../usage/reporter.ts";
 import { usageView } from "../usage/usage-view.ts";
 
 /** The webhook is recorded before its Autumn read starts; should that read never land (a failure, an eviction), this alarm reads again. */
 const WEBHOOK_SAFETY_NET_MS = 30_000;
-/** A configuration error is logged at most this often per object and variable, however often the alarm runs. */
-const CONFIG_REPORT_INTERVAL_MS = 3_600_000;
 
-type Trigger = { source: Source; message_id?: string; note?: string };
+/**
+ * What caused a read, and what the read's one transaction applies besides the policy: an override
+ * recorded just before the decision (`override`), or the projection marked unpublished so the
+ * publication rewrites a wrong or missing entry (`republish`).
+ */
+type Trigger = { source: Source; message_id?: string; note?: string; override?: { command: OverrideCommand; at: number }; republish?: boolean };
 /** The deliveries queue (README, "Parking"), bound on the billing Worker as a producer only; absent when parking is off. */
 type DeliveriesEnv = { DELIVERIES?: { send(body: { org_id: string }): Promise<unknown> } };
 type Settings = {
@@ -46,14 +46,29 @@ type Settings = {
 /**
  * One per org, reached with `getByName(orgId)`: the single writer of the org's billing state,
  * its history, its publication (KV mirror and index) and its outbound events. Every decision is
- * a fresh Autumn read fed to the pure policy; every committed change re-arms the object's one
- * alarm to the earliest thing it owes (a read, a publication, an event or a warning).
+ * a fresh Autumn read fed to the pure policy.
  *
- * A webhook's 2xx goes out when `webhook()` returns: after the message is recorded as seen AND its
- * whole sync (the Autumn read, the decision committed, the publication to KV and the index, the
- * outbound events) has run. So a 2xx means the event is durably recorded and one read was decided
- * and published. A failed Autumn read or KV write still answers 2xx (the event is recorded; Svix
- * need not send it again): the alarm reads or publishes again with backoff. A redelivery is a duplicate.
+ * One pass per entry point (each public method that can change what the alarm owes, and the alarm
+ * itself; `pass`. `recordParking` owes the alarm nothing and only transacts):
+ * - the settings are read once, at the start, and handed down to whatever needs them;
+ * - every write goes through `transact` (one `transactionSync`, nothing else), and a read's decision
+ *   is committed in one transaction (`commit`), with what the entry point adds to it (an override,
+ *   a republication) inside the same transaction;
+ * - the alarm is armed once, at the end (in a `finally`, so a failure still owes its retry), to the
+ *   earliest thing the object owes (a read, a publication, an event, a warning or a usage report).
+ *   The one deliberate exception: `webhook()` also brings the alarm forward to its safety-net read
+ *   right after recording the message, so that read is owed even if the object is evicted before
+ *   its own read lands.
+ * What happens after an awaited call (a publication, a delivery, a usage report) is recorded in a
+ * transaction of its own once its answer is in: no transaction spans an await.
+ *
+ * A webhook's 2xx goes out when `webhook()` returns: after the message is recorded as seen (its own
+ * transaction, before the read) AND its whole sync has run: the Autumn read, the decision committed,
+ * the publication to KV and the index, the outbound events delivered or queued for the alarm, and the
+ * parked batches' delivery queued when a suspension ends. So a 2xx means the event is durably recorded
+ * and one read was decided and published. A failed Autumn read or KV write still answers 2xx (the event
+ * is recorded; Svix need not send it again): the alarm reads or publishes again with backoff. A
+ * redelivery within the dedupe window is a duplicate and reads nothing.
  */
 export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingRpc {
   private readonly store: OrgStore;
@@ -62,20 +77,17 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   private readonly usage: UsageLedger;
   private readonly reporter: UsageReporter;
   private readonly syncs = new Serialized<OrgRecord>();
-  private readonly configReported = new Map<string, number>();
-  /** Runs a storage change atomically, then re-arms the alarm: the one place the alarm is set after a change. */
-  private readonly transact: <T>(change: () => T) => T;
+  private readonly configReports: ConfigReports;
+  /** Runs a storage change atomically (the store's): every write of the object and its collaborators goes through it. */
+  private readonly transact: Transact;
 
   constructor(ctx: DurableObjectState, env: BillingEnv) {
     super(ctx, env);
-    this.store = new OrgStore(ctx.storage.sql);
-    const transact = <T>(change: () => T): T => {
-      const result = ctx.storage.transactionSync(change);
-      this.arm();
-      return result;
-    };
+    this.store = new OrgStore(ctx.storage, [EVENT_TABLES, USAGE_TABLES]);
+    const transact = this.store.transact;
+    this.configReports = new ConfigReports(ctx.id.name ?? null);
     this.publisher = new Publisher(env, this.store, transact);
-    this.outbox = new Outbox(this.store, transact, (error) => this.reportConfig(error), () => this.parking());
+    this.outbox = new Outbox(ctx.storage.sql, this.store, transact, this.configReports);
     this.usage = new UsageLedger(ctx.storage.sql);
     this.reporter = new UsageReporter(this.usage, transact);
     this.transact = transact;
@@ -83,11 +95,14 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
 
   /** The admin view: state, reason, deadlines, evidence, history and undeliverable events. */
   async view(): Promise<OrgView> {
-    const settings = this.settings();
+    return this.viewWith(this.settings());
+  }
+
+  private viewWith(settings: Settings): OrgView {
     const record = this.load();
     const now = Date.now();
     return {
-      ...orgView(record, this.store.history(), this.store.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.parking()),
+      ...orgView(record, this.store.history(), this.outbox.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking()),
       usage: usageView(record, this.usage.rows(), settings.usage, now),
     };
   }
@@ -104,17 +119,18 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       logWarn({ event: "usage_refused", org_id: this.orgId, error: parsed.error.message });
       return { ok: false, error: `malformed usage messages: ${parsed.error.issues[0]?.message ?? ""}` };
     }
-    const settings = this.settings();
-    if (settings.usageProblem !== null) return { ok: false, error: `usage is not recorded until the configuration is fixed: ${settings.usageProblem.message}` };
-    const now = Date.now();
-    const result = this.transact(() => this.usage.fold(parsed.data, settings.usage.features, now));
-    log({ event: "usage_recorded", org_id: this.orgId, messages: parsed.data.length, recorded: result.recorded, duplicates: result.duplicates });
-    if (result.abandoned.length > 0) {
-      // Usage may be lost if a batch from these ever arrives: never silent (bounded: the first 10 named).
-      logError({ event: "usage_gaps_abandoned", org_id: this.orgId, gaps: result.abandoned.length, first: result.abandoned.slice(0, 10), message: "a stream had more gaps than the ledger keeps; batches from the oldest are now taken for duplicates" });
-    }
-    if (result.unmapped > 0) logWarn({ event: "usage_unmapped", org_id: this.orgId, items: result.unmapped, message: "the ingest Worker counted signals this Worker's USAGE_FEATURES does not map: set the same USAGE_FEATURES on both Workers" });
-    return { ok: true, recorded: result.recorded, duplicates: result.duplicates };
+    return this.pass(async (settings) => {
+      if (settings.usageProblem !== null) return { ok: false as const, error: `usage is not recorded until the configuration is fixed: ${settings.usageProblem.message}` };
+      const now = Date.now();
+      const result = this.transact(() => this.usage.fold(parsed.data, settings.usage.features, now));
+      log({ event: "usage_recorded", org_id: this.orgId, messages: parsed.data.length, recorded: result.recorded, duplicates: result.duplicates });
+      if (result.abandoned.length > 0) {
+        // Usage may be lost if a batch from these ever arrives: never silent (bounded: the first 10 named).
+        logError({ event: "usage_gaps_abandoned", org_id: this.orgId, gaps: result.abandoned.length, first: result.abandoned.slice(0, 10), message: "a stream had more gaps than the ledger keeps; batches from the oldest are now taken for duplicates" });
+      }
+      if (result.unmapped > 0) logWarn({ event: "usage_unmapped", org_id: this.orgId, items: result.unmapped, message: "the ingest Worker counted signals this Worker's USAGE_FEATURES does not map: set the same USAGE_FEATURES on both Workers" });
+      return { ok: true, recorded: result.recorded, duplicates: result.duplicates };
+    });
   }
 
   /**
@@ -129,9 +145,13 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       logWarn({ event: "parking_report_refused", org_id: this.orgId, error: parsed.error.message });
       return { ok: false };
     }
-    if (Object.keys(parsed.data).length === 0) return { ok: true, waiting_bytes: waitingBytes(this.parking()) };
-    const next = addParking(this.parking(), parsed.data, Date.now());
-    this.transact(() => this.ctx.storage.kv.put(PARKING_KEY, next));
+    if (Object.keys(parsed.data).length === 0) return { ok: true, waiting_bytes: waitingBytes(this.store.parking()) };
+    // Parking progress owes the alarm nothing: no settings, no arming.
+    const next = this.transact(() => {
+      const next = addParking(this.store.parking(), parsed.data, Date.now());
+      this.store.saveParking(next);
+      return next;
+    });
     return { ok: true, waiting_bytes: waitingBytes(next) };
   }
 
@@ -142,61 +162,49 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
 
   /** A verified webhook for this org: recorded (deduplicated by message id), then a fresh read. */
   async webhook(message: { id: string; type: string }): Promise<{ duplicate: boolean; state: OrgState }> {
-    const now = Date.now();
-    const recorded = this.transact(() => {
-      if (!this.store.markMessageSeen(message.id, now)) return false;
-      const record = this.load();
-      this.store.save({ ...record, retry_at: Math.min(record.retry_at ?? Infinity, now + WEBHOOK_SAFETY_NET_MS), version: record.version + 1 });
-      return true;
+    return this.pass(async (settings) => {
+      const now = Date.now();
+      const safetyNetAt = this.transact(() => {
+        if (!this.store.markMessageSeen(message.id, now)) return null;
+        const record = this.load();
+        const retryAt = Math.min(record.retry_at ?? Infinity, now + WEBHOOK_SAFETY_NET_MS);
+        this.store.save({ ...record, retry_at: retryAt, version: record.version + 1 });
+        return retryAt;
+      });
+      if (safetyNetAt === null) {
+        const state = this.load().state;
+        log({ event: "webhook_duplicate", org_id: this.orgId, message_id: message.id, type: message.type, state });
+        return { duplicate: true, state };
+      }
+      // The one arm before the end: the safety-net read is owed even if this object is evicted mid-read.
+      await this.armNoLaterThan(safetyNetAt);
+      const after = await this.sync({ source: "webhook", message_id: message.id }, settings);
+      return { duplicate: false, state: after.state };
     });
-    if (!recorded) {
-      const state = this.load().state;
-      log({ event: "webhook_duplicate", org_id: this.orgId, message_id: message.id, type: message.type, state });
-      return { duplicate: true, state };
-    }
-    const after = await this.sync({ source: "webhook", message_id: message.id });
-    return { duplicate: false, state: after.state };
   }
 
   /** The reconciliation sweep saw Autumn disagree with this org's state: read Autumn now and decide. */
   async reconcile(disagreement: Disagreement): Promise<OrgState> {
-    return (await this.sync({ source: "reconcile", note: disagreement })).state;
+    return this.pass(async (settings) => (await this.sync({ source: "reconcile", note: disagreement }, settings)).state);
   }
 
   /** A fresh Autumn read now, on an operator's request; it also rewrites the mirror entry, replacing a wrong or missing one. */
   async resync(): Promise<OrgView> {
-    await this.sync({ source: "admin", note: "resync" });
-    this.publisher.republish();
-    await this.publisher.flush();
-    return this.view();
+    return this.pass(async (settings) => {
+      await this.sync({ source: "admin", note: "resync", republish: true }, settings);
+      return this.viewWith(settings);
+    });
   }
 
-  /** Support overrides: recorded in history with the note, then applied with a fresh read. */
+  /**
+   * Support overrides: a fresh read, then one transaction records the override (and its history
+   * entry, with the note) and applies the policy to it.
+   */
   async override(command: OverrideCommand): Promise<OrgView> {
-    const now = Date.now();
-    const settings = this.settings();
-    this.transact(() => {
-      const record = this.load();
-      const until = command.until ?? (command.action === "unsuspend" ? now + settings.policy.gracePeriodMs : null);
-      const override =
-        command.action === "clear" ? null : { action: command.action === "suspend" ? ("suspend" as const) : ("exempt" as const), until, note: command.note, at: now };
-      this.store.save({ ...record, override, version: record.version + 1 });
-      this.store.appendHistory({
-        at: now,
-        kind: "override",
-        from: record.state,
-        to: record.state,
-        reason: record.reason,
-        source: "admin",
-        message_id: null,
-        note: command.note,
-        override: { action: command.action, until },
-        evidence: null,
-      });
+    return this.pass(async (settings) => {
+      await this.sync({ source: "admin", note: command.note, override: { command, at: Date.now() } }, settings);
+      return this.viewWith(settings);
     });
-    log({ event: "override", org_id: this.orgId, action: command.action, until: command.until, note: command.note });
-    await this.sync({ source: "admin", note: command.note });
-    return this.view();
   }
 
   /**
@@ -205,19 +213,22 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
    * publication rewrites it. At most MAX_ACTIVE_KEYS, so a publication stays a bounded number of writes.
    */
   async createIngestKey(pepper: string): Promise<{ ok: true; key_id: string; key: string; created_at: string } | { ok: false; error: "too_many_keys" }> {
-    const orgId = this.orgId;
-    const { key, keyId } = generateIngestKey();
-    const stored = { key_id: keyId, key_hash: await hashIngestKey(pepper, key), created_at: Date.now() };
-    const added = this.transact(() => {
-      if (this.store.ingestKeys().length >= MAX_ACTIVE_KEYS) return false;
-      this.store.addIngestKey(stored);
-      return true;
+    return this.pass(async () => {
+      const orgId = this.orgId;
+      const { key, keyId } = generateIngestKey();
+      const stored = { key_id: keyId, key_hash: await hashIngestKey(pepper, key), created_at: Date.now() };
+      const added = this.transact(() => {
+        if (this.store.ingestKeys().length >= MAX_ACTIVE_KEYS) return false;
+        this.store.addIngestKey(stored);
+        return true;
+      });
+      if (!added) return { ok: false as const, error: "too_many_keys" as const };
+      await this.publisher.writeKey(orgId, stored);
+      log({ event: "ingest_key_created", org_id: orgId, key_id: keyId });
+      return { ok: true as const, key_id: keyId, key, created_at: new Date(stored.created_at).toISOString() };
     });
-    if (!added) return { ok: false, error: "too_many_keys" };
-    await this.publisher.writeKey(orgId, stored);
-    log({ event: "ingest_key_created", org_id: orgId, key_id: keyId });
-    return { ok: true, key_id: keyId, key, created_at: new Date(stored.created_at).toISOString() };
   }
+
 
   async listIngestKeys(): Promise<IngestKeyListing> {
     return this.store.ingestKeys().map((k) => ({ key_id: k.key_id, created_at: new Date(k.created_at).toISOString() }));
@@ -229,27 +240,43 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
    * the delete, so a revocation whose delete failed can simply be retried.
    */
   async revokeIngestKey(keyId: string): Promise<boolean> {
-    const key = this.store.ingestKey(keyId);
-    if (key === null) return false;
-    if (key.revoked_at === null) this.transact(() => this.store.revokeIngestKey(keyId, Date.now()));
-    await this.publisher.deleteKey(key);
-    log({ event: "ingest_key_revoked", org_id: this.orgId, key_id: keyId });
-    return true;
+    return this.pass(async () => {
+      const now = Date.now();
+      const key = this.transact(() => {
+        const key = this.store.ingestKey(keyId);
+        if (key?.revoked_at === null) this.store.revokeIngestKey(keyId, now);
+        return key;
+      });
+      if (key === null) return false;
+      await this.publisher.deleteKey(key);
+      log({ event: "ingest_key_revoked", org_id: this.orgId, key_id: keyId });
+      return true;
+    });
   }
 
+  /** Whatever is due, in order: usage reports, a publication retry, the warning, event deliveries, a read. The alarm that woke it is spent: `pass` owes the next one even when nothing changed. */
   override async alarm(): Promise<void> {
+    return this.pass(async (settings) => {
+      if ((this.usage.dueAt(settings.usage.reportIntervalMs) ?? Infinity) <= Date.now()) await this.reportUsage(settings);
+      const record = this.store.load();
+      if (record === null) return;
+      const now = Date.now();
+      if (mirrorPending(record) && (record.mirror.retry_at ?? 0) <= now) await this.publisher.flush();
+      this.outbox.queueWarningIfDue(now, settings.notify);
+      if ((this.outbox.dueAt(this.store.load(), settings.notify) ?? Infinity) <= now) await this.outbox.flush(settings.notify);
+      const due = nextSyncAt(this.store.load() ?? record, now, settings.policy);
+      if (due !== null && due <= now) await this.sync({ source: "alarm" }, settings);
+    });
+  }
+
+  /** One entry point's pass: the settings read once and handed down; the alarm armed once, at the end, whatever happened. */
+  private async pass<T>(run: (settings: Settings) => Promise<T>): Promise<T> {
     const settings = this.settings();
-    if ((this.usage.dueAt(settings.usage.reportIntervalMs) ?? Infinity) <= Date.now()) await this.reportUsage(settings);
-    const record = this.store.load();
-    if (record === null) return this.arm();
-    const now = Date.now();
-    if (mirrorPending(record) && (record.mirror.retry_at ?? 0) <= now) await this.publisher.flush();
-    this.outbox.queueWarningIfDue(now, settings.notify);
-    if ((this.outbox.dueAt(this.store.load(), settings.notify) ?? Infinity) <= now) await this.outbox.flush(settings.notify);
-    const due = nextSyncAt(this.store.load() ?? record, now, settings.policy);
-    if (due !== null && due <= now) await this.sync({ source: "alarm" });
-    // The alarm that woke us is spent: owe the next one even when nothing changed.
-    this.arm();
+    try {
+      return await run(settings);
+    } finally {
+      this.arm(settings);
+    }
   }
 
   /**
@@ -262,7 +289,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const { answers } = await this.reporter.flush(this.orgId, client, { intervalMs: settings.usage.reportIntervalMs, refusedRetryMs: settings.policy.resyncIntervalMs });
     const { reached, room } = limitDisagreements(answers, this.load().limits, Date.now());
     const notes = [...(reached.length > 0 ? [`balance used up: ${reached.join(", ")}`] : []), ...(room.length > 0 ? [`balance has room: ${room.join(", ")}`] : [])];
-    if (notes.length > 0) await this.sync({ source: "metering", note: notes.join("; ") });
+    if (notes.length > 0) await this.sync({ source: "metering", note: notes.join("; ") }, settings);
   }
 
   /** The org this object serves: its name, as given to `getByName`. */
@@ -292,7 +319,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const notify = settingOrError(() => notifySettings(this.env));
     const usage = settingOrError(() => usageSettings(this.env));
     const problems = [policy, autumn, notify, usage].filter((value): value is ConfigError => value instanceof ConfigError);
-    for (const problem of problems) this.reportConfig(problem);
+    for (const problem of problems) this.configReports.report(problem);
     return {
       policy: policy instanceof ConfigError ? DEFAULT_POLICY : policy,
       autumn,
@@ -303,24 +330,16 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     };
   }
 
-  private reportConfig(error: ConfigError): void {
-    const now = Date.now();
-    const last = this.configReported.get(error.variable);
-    if (last !== undefined && now - last < CONFIG_REPORT_INTERVAL_MS) return;
-    this.configReported.set(error.variable, now);
-    logError({ event: "not_configured", org_id: this.ctx.id.name ?? null, variable: error.variable, message: error.message });
-  }
-
   /**
    * One fresh read, decided and committed, then published and announced. Concurrent callers
    * with the same trigger share one read that started after they asked; different triggers
    * get reads of their own, so history names what caused each change.
    */
-  private sync(trigger: Trigger): Promise<OrgRecord> {
-    const key = trigger.source === "admin" ? `admin:${trigger.note ?? ""}` : trigger.source;
+  private sync(trigger: Trigger, settings: Settings): Promise<OrgRecord> {
+    // An override is never merged with another caller's read: each one's own command is applied.
+    const key = trigger.override ? `override:${crypto.randomUUID()}` : trigger.source === "admin" ? `admin:${trigger.note ?? ""}` : trigger.source;
     return this.syncs.run(async () => {
       const before = this.store.load()?.state ?? "ok";
-      const settings = this.settings();
       let read: { facts: BillingFacts; failure: null } | { facts: null; failure: AutumnFailure };
       if (settings.problem !== null) {
         read = { facts: null, failure: { kind: "not_configured", message: settings.problem.message } };
@@ -342,7 +361,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const now = Date.now();
     const orgId = this.orgId;
     const { prev, next } = this.transact(() => {
-      const prev = this.load();
+      const prev = trigger.override ? this.applyOverride(this.load(), trigger.override.command, trigger.override.at, settings) : this.load();
       const decision = decide(prev, facts, now, settings.policy);
       // Autumn not knowing the customer is no failure to retry: it is re-read on the resync schedule, not hammered.
       const unknown = failure?.kind === "unknown_customer";
@@ -362,6 +381,8 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
         version: prev.version + 1,
       };
       if (!sameProjection(prev, next)) next.projection_version = next.version;
+      // An operator's resync rewrites the entry even when nothing changed, replacing a wrong or missing one.
+      if (trigger.republish) next = { ...next, projection_version: next.version, mirror: { ...next.mirror, version: Math.min(next.mirror.version, next.version - 1) } };
       if (next.state !== prev.state) {
         this.store.appendHistory({
           at: now,
@@ -382,6 +403,10 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       return { prev, next };
     });
 
+    if (trigger.override) {
+      const { command } = trigger.override;
+      log({ event: "override", org_id: orgId, action: command.action, until: command.until, note: command.note });
+    }
     if (failure?.kind === "unknown_customer") {
       logWarn({ event: "autumn_customer_unknown", org_id: orgId, source: trigger.source, state: next.state, reason: next.reason });
     } else if (failure) {
@@ -395,6 +420,25 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     return next;
   }
 
+  /** Inside `commit`'s transaction: the override recorded on the record and in history, with its note. */
+  private applyOverride(record: OrgRecord, command: OverrideCommand, at: number, settings: Settings): OrgRecord {
+    const until = command.until ?? (command.action === "unsuspend" ? at + settings.policy.gracePeriodMs : null);
+    const override = command.action === "clear" ? null : { action: command.action === "suspend" ? ("suspend" as const) : ("exempt" as const), until, note: command.note, at };
+    this.store.appendHistory({
+      at,
+      kind: "override",
+      from: record.state,
+      to: record.state,
+      reason: record.reason,
+      source: "admin",
+      message_id: null,
+      note: command.note,
+      override: { action: command.action, until },
+      evidence: null,
+    });
+    return { ...record, override, version: record.version + 1 };
+  }
+
   /** One history entry and one log line per plan limit reached or cleared (the events are the outbox's). */
   private recordLimitChanges(prev: OrgRecord, next: OrgRecord, trigger: Trigger, now: number): void {
     const changes = limitChanges(prev.limits, next.limits);
@@ -406,11 +450,6 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
         log({ event: kind, org_id: next.org_id, ...entry, signals: limit.signals, source: trigger.source });
       }
     }
-  }
-
-  private parking(): ParkingProgress {
-    const stored = ParkingProgress.safeParse(this.ctx.storage.kv.get(PARKING_KEY) ?? {});
-    return stored.success ? stored.data : NO_PARKING;
   }
 
   /**
@@ -429,10 +468,15 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     }
   }
 
+  /** Brings the alarm forward to `at` if it is set later or not at all (the end of the pass sets it exactly). */
+  private async armNoLaterThan(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+
   /** Sets the object's single alarm to the earliest thing it owes, from what is stored (the usage ledger's reports included). */
-  private arm(): void {
+  private arm(settings: Settings): void {
     const record = this.store.load();
-    const settings = this.settings();
     const usageAt = this.usage.dueAt(settings.usage.reportIntervalMs);
     const at = record === null ? usageAt : nextAlarmAt(record, Date.now(), settings.policy, earliest(this.outbox.dueAt(record, settings.notify), usageAt));
     if (at === null) void this.ctx.storage.deleteAlarm();

@@ -123,18 +123,6 @@ function noticeStart(prev: PolicyInput, override: Override | null, noticedAt: nu
   return carriesOn ? kept : now;
 }
 
-/**
- * The deadline the mirror publishes (and the events and warnings carry): only one that can still
- * fire, that is in grace, elapsed and awaiting Autumn, or exempt with an end (the deadline that
- * applies once the exemption ends). Lapsed customers, exemptions without end and suspended orgs have none.
- */
-export function publishedDeadline(record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "override">): number | null {
-  if (record.state !== "overdue") return null;
-  if (record.reason === "in_grace_period" || record.reason === "grace_elapsed_awaiting_autumn") return record.suspend_at;
-  if (record.reason === "exempt" && record.override?.action === "exempt" && record.override.until !== null) return record.suspend_at;
-  return null;
-}
-
 /** The terms of the deadline: the grace period from the anchor, the minimum notice from its start, and an exemption's end. */
 export function deadlineTerms(
   terms: { anchor: number; notice_from: number; exemption_end: number | null },

@@ -2,11 +2,56 @@ import { log, logWarn } from "../../shared/log.ts";
 import { Serialized } from "../../shared/serialized.ts";
 import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
 import { billingStateKey, ingestKeyHashKey } from "../../shared/storage-keys.ts";
-import { indexEntryOf, mirrorEntryOf } from "./mirror.ts";
-import { newOrgRecord } from "./record.ts";
+import type { MirrorEntry } from "../../shared/billing-state.ts";
+import type { IndexEntry } from "../index/entry.ts";
+import { newOrgRecord, payLink, publishedDeadline, type OrgRecord } from "./record.ts";
 import type { OrgStore, StoredIngestKey, Transact } from "./store.ts";
 import { orgIndex } from "../index/stub.ts";
 import { mirrorPending, retryDelay } from "./schedule.ts";
+
+/**
+ * What the world sees of an org: its KV mirror entry (read by the ingest Worker) and its
+ * index entry (read by the console). Both are published after every change to them.
+ * The deadline is published only while it can still fire (in grace, elapsed and awaiting
+ * confirmation, or exempt with an end: the deadline that applies once the exemption ends),
+ * not for lapsed orgs or exemptions without end.
+ */
+export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
+  return {
+    state: record.state,
+    since: record.since,
+    version: record.version,
+    suspend_at: publishedDeadline(record),
+    suspended_at: record.suspended_at,
+    pay_url: payLink(record),
+    limits: record.limits.map(({ feature_id, signals, reset_at }) => ({ feature_id, signals, reset_at })),
+  };
+}
+
+/** The index lists orgs by billing state, and which features each holds a plan limit on (for the sweep). */
+export function indexEntryOf(record: OrgRecord): IndexEntry {
+  const { limits, ...entry } = mirrorEntryOf(record);
+  return { org_id: record.org_id, reason: record.reason, ...entry, limits: limits.map((limit) => limit.feature_id) };
+}
+
+/**
+ * Whether two records publish the same thing (versions aside). Among `ok` records the reason
+ * does not matter, so an org that is first seen in good standing publishes nothing at all.
+ */
+export function sameProjection(a: OrgRecord, b: OrgRecord): boolean {
+  const x = mirrorEntryOf(a);
+  const y = mirrorEntryOf(b);
+  const sameReason = a.reason === b.reason || (x.state === "ok" && y.state === "ok");
+  return (
+    sameReason &&
+    x.state === y.state &&
+    x.since === y.since &&
+    x.suspend_at === y.suspend_at &&
+    x.suspended_at === y.suspended_at &&
+    x.pay_url === y.pay_url &&
+    JSON.stringify(x.limits) === JSON.stringify(y.limits)
+  );
+}
 
 /**
  * Publishes the org's record where others read it: the KV mirror entry and a copy of it in each
@@ -83,14 +128,5 @@ export class Publisher {
    */
   deleteKey(key: StoredIngestKey): Promise<void> {
     return this.writes.run(() => this.env.INGEST_KEYS.delete(ingestKeyHashKey(key.key_hash)), `delete:${key.key_id}`);
-  }
-
-  /** Marks the current projection unpublished, so the next flush rewrites a wrong or missing entry. */
-  republish(): void {
-    this.transact(() => {
-      const record = this.store.load();
-      if (record === null) return;
-      this.store.save({ ...record, projection_version: record.version, mirror: { ...record.mirror, version: Math.min(record.mirror.version, record.version - 1) } });
-    });
   }
 }

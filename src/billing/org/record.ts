@@ -121,6 +121,24 @@ export function newOrgRecord(orgId: string, now: number): OrgRecord {
   };
 }
 
+/**
+ * The deadline the world is told (the mirror entry, the index, the events, the warning): only one
+ * that can still fire, that is in grace, elapsed and awaiting Autumn, or exempt with an end (the
+ * deadline that applies once the exemption ends). Lapsed customers, exemptions without end and
+ * suspended orgs have none. The one home of this rule: every projection calls it.
+ */
+export function publishedDeadline(record: Pick<OrgRecord, "state" | "reason" | "suspend_at" | "override">): number | null {
+  if (record.state !== "overdue") return null;
+  if (record.reason === "in_grace_period" || record.reason === "grace_elapsed_awaiting_autumn") return record.suspend_at;
+  if (record.reason === "exempt" && record.override?.action === "exempt" && record.override.until !== null) return record.suspend_at;
+  return null;
+}
+
+/** Where the customer pays (the oldest open invoice's hosted page, https only), shown only while the org is not ok. */
+export function payLink(record: Pick<OrgRecord, "state" | "evidence">): string | null {
+  return record.state === "ok" ? null : (record.evidence?.pay_url ?? null);
+}
+
 /** What a history entry records: a state change, an override, or a plan limit reached or cleared. */
 export const HistoryKind = z.enum(["transition", "override", "limit_reached", "limit_cleared"]);
 /** Every history kind, as docs/storage.md lists them (a test holds the doc to this list). */
@@ -145,3 +163,46 @@ export const HistoryEntry = z.object({
 export type HistoryEntry = z.infer<typeof HistoryEntry>;
 /** A history entry as written: fields added later (with defaults) may be left out. */
 export type NewHistoryEntry = z.input<typeof HistoryEntry>;
+
+/** One outbound event (events.ts), as sent and as kept in the outbox and dead_letters tables. */
+export const NotifyEvent = z.object({
+  id: z.string(),
+  type: z.enum(["org.overdue", "org.suspension_warning", "org.suspended", "org.restored", "org.limit_reached", "org.limit_cleared"]),
+  org_id: z.string(),
+  state: OrgState,
+  previous_state: OrgState.nullable(),
+  reason: Reason,
+  deadline: z.string().nullable(),
+  suspended_at: z.string().nullable(),
+  /** Where the customer pays (https only), while the org is not ok. */
+  pay_url: z.string().nullable().default(null),
+  /**
+   * `org.restored` only: the batches parked while it was suspended (or the backend was down) and
+   * what became of them so far; the `waiting` ones are being delivered now. Absent elsewhere.
+   */
+  parking: z
+    .object({
+      parked_batches: z.number(),
+      parked_bytes: z.number(),
+      delivered_batches: z.number(),
+      delivered_bytes: z.number(),
+      expired_batches: z.number(),
+      expired_bytes: z.number(),
+      waiting_batches: z.number(),
+      waiting_bytes: z.number(),
+    })
+    .nullable()
+    .optional(),
+  /**
+   * `org.limit_reached` and `org.limit_cleared` only: the metered feature, the signals reported
+   * under it, when its balance resets (ISO; null if never) and the balance that showed it.
+   */
+  limit: z
+    .object({ feature_id: z.string(), signals: z.array(z.string()), reset_at: z.string().nullable(), usage: z.number(), granted: z.number() })
+    .optional(),
+  at: z.string(),
+});
+export type NotifyEvent = z.infer<typeof NotifyEvent>;
+
+/** An event given up after GIVE_UP_AFTER_MS of refusals (events.ts), kept for the admin view. */
+export type DeadLetter = { event: NotifyEvent; attempts: number; error: string; at: number };

@@ -28,14 +28,46 @@ export const STREAM_ID_PREFIX = "stream:";
  */
 export const MAX_STREAM_GAPS = 256;
 
+/**
+ * The ledger's tables (a `TableOwner`, checked where OrgStore takes it: no import back up into org/),
+ * created by the object's one migration (org/store.ts, `OrgStore`). Version 4:
+ * usage_seen and usage_ledger. Version 5: usage_streams (a row per ingest isolate's stream, not per
+ * batch); usage_seen stays for the messages sent before streams that are still on the queue, and
+ * empties within its 4-day window.
+ */
+export const USAGE_TABLES = {
+  ddl: `
+    CREATE TABLE IF NOT EXISTS usage_seen (id TEXT PRIMARY KEY, at INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS usage_seen_at ON usage_seen (at);
+    CREATE TABLE IF NOT EXISTS usage_streams (stream TEXT PRIMARY KEY, high INTEGER NOT NULL, gaps TEXT NOT NULL, at INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS usage_streams_at ON usage_streams (at);
+    CREATE TABLE IF NOT EXISTS usage_ledger (
+      feature_id TEXT PRIMARY KEY,
+      epoch TEXT NOT NULL,
+      received INTEGER NOT NULL DEFAULT 0,
+      pending INTEGER NOT NULL DEFAULT 0,
+      pending_since INTEGER,
+      report_seq INTEGER NOT NULL DEFAULT 0,
+      report_value INTEGER,
+      report_attempts INTEGER NOT NULL DEFAULT 0,
+      report_next_at INTEGER,
+      report_first_at INTEGER,
+      reported INTEGER NOT NULL DEFAULT 0,
+      reports INTEGER NOT NULL DEFAULT 0,
+      duplicates INTEGER NOT NULL DEFAULT 0,
+      last_reported_at INTEGER,
+      last_error TEXT
+    );
+  `,
+};
 
 export type FrozenReport = { feature_id: string; value: number; key: string; attempts: number; first_at: number | null };
 
 export type FoldResult = { recorded: number; duplicates: number; unmapped: number; abandoned: { stream: string; from: number; to: number }[] };
 
 /**
- * The org's usage ledger in its SQLite storage (tables `usage_streams`, `usage_seen` and `usage_ledger`, created
- * by OrgStore's migration; see docs/storage.md). Synchronous, so callers compose it inside `transact`.
+ * The org's usage ledger in its SQLite storage (tables `usage_streams`, `usage_seen` and `usage_ledger`: `USAGE_TABLES`,
+ * created by OrgStore's migration; see docs/storage.md). Synchronous, so callers compose it inside `transact`.
  */
 export class UsageLedger {
   private readonly sql: SqlStorage;

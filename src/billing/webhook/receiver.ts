@@ -1,5 +1,5 @@
 import { declaredLengthExceeds, readBounded, TooLargeError } from "../../shared/bounded-read.ts";
-import { errorResponse, jsonResponse } from "../../shared/http-error.ts";
+import { answer, refuse, type Result } from "../../shared/result.ts";
 import { log, logError, logWarn } from "../../shared/log.ts";
 import { isValidOrgId, ORG_ID_RULE } from "../../shared/org-id.ts";
 import { ConfigError, webhookSecrets } from "../config.ts";
@@ -11,21 +11,22 @@ export const MAX_WEBHOOK_BYTES = 256 * 1024;
 
 /**
  * `POST /api/billing/autumn/webhook`: verify, parse, route to the org's object, and answer
- * 2xx only once the object has durably recorded the event. Refusals change no state.
+ * 2xx only once the object has durably recorded the event and run its sync (org/object.ts says
+ * what a 2xx means). Refusals change no state. The Worker's edge turns the result into a Response.
  */
-export async function handleWebhook(request: Request, env: BillingEnv): Promise<Response> {
+export async function handleWebhook(request: Request, env: BillingEnv): Promise<Result> {
   let keys: CryptoKey[];
   try {
     keys = await Promise.all(webhookSecrets(env).map((secret) => importSigningSecret(secret)));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     logError({ event: "webhook_rejected", code: "not_configured", variable: error.variable, message: error.message });
-    return errorResponse(503, "not_configured", error.message);
+    return refuse(503, "not_configured", error.message);
   }
 
   const reject = (status: number, code: string, message: string, fields: Record<string, unknown> = {}) => {
     logWarn({ event: "webhook_rejected", status, code, message, ...fields });
-    return errorResponse(status, code, message);
+    return refuse(status, code, message);
   };
 
   const tooLarge = `the webhook body exceeds ${MAX_WEBHOOK_BYTES} bytes`;
@@ -54,7 +55,7 @@ export async function handleWebhook(request: Request, env: BillingEnv): Promise<
   const customer = customerOf(type, data);
   if (!customer.routed) {
     log({ event: "webhook_ignored", message_id: verified.id, type });
-    return jsonResponse({ status: "ignored", type });
+    return answer({ status: "ignored", type });
   }
   if ("error" in customer) return reject(400, "invalid_payload", customer.error, { message_id: verified.id, type });
   if (!isValidOrgId(customer.customerId)) {
@@ -65,10 +66,10 @@ export async function handleWebhook(request: Request, env: BillingEnv): Promise<
   try {
     const result = await orgBilling(env, orgId).webhook({ id: verified.id, type });
     log({ event: "webhook", message_id: verified.id, type, org_id: orgId, duplicate: result.duplicate, state: result.state });
-    return jsonResponse({ status: result.duplicate ? "duplicate" : "processed", org_id: orgId, state: result.state });
+    return answer({ status: result.duplicate ? "duplicate" : "processed", org_id: orgId, state: result.state });
   } catch (error) {
     // Not recorded: a non-2xx makes Svix deliver it again.
     logError({ event: "webhook_failed", message_id: verified.id, type, org_id: orgId, error: String(error) });
-    return errorResponse(503, "temporarily_unavailable", "the event could not be recorded; it will be retried", {}, { "retry-after": "5" });
+    return refuse(503, "temporarily_unavailable", "the event could not be recorded; it will be retried", {}, { "retry-after": "5" });
   }
 }
