@@ -1,5 +1,5 @@
 import { logError } from "../../shared/log.ts";
-import { LogThrottle } from "./log-throttle.ts";
+import { LogThrottle } from "../log-throttle.ts";
 
 /** Per-org counters in Workers Analytics Engine, when the optional INGEST_ANALYTICS binding is configured. */
 export type UsagePoint = { orgId: string; route: string; outcome: "accepted" | "refused"; code: string; bytes: number };

@@ -1,6 +1,6 @@
 import { logWarn } from "../../shared/log.ts";
 import { IngestGate } from "./gate.ts";
-import { LogThrottle } from "./log-throttle.ts";
+import { LogThrottle } from "../log-throttle.ts";
 
 /** One gate per isolate: its caches are what make the hot path free. */
 export const gate = new IngestGate({
