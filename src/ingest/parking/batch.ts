@@ -1,5 +1,5 @@
 import { log, logWarn } from "../../shared/log.ts";
-import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 import { afterPark, askParked } from "./after-park.ts";
 import { park, parkedBytes, parkingSettings, type Counted, type ParkedUsage, type ParkingEnv, type ParkingSettings, type ParkReason } from "./store.ts";
 

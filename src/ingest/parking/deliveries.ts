@@ -3,7 +3,7 @@ import { logError, log, logWarn } from "../../shared/log.ts";
 import { OrgId } from "../../shared/org-id.ts";
 import type { UsageCounts } from "../../shared/usage.ts";
 import { ingestSettings, type IngestSettings } from "../config.ts";
-import { gunzipBounded } from "../request/body.ts";
+import { gunzipBounded } from "../gzip.ts";
 import { countItems } from "../usage/count-items.ts";
 import { addCounts, sendUsage, usageCounts } from "../usage/meter.ts";
 import { signalOfRoute } from "../usage/route-signal.ts";

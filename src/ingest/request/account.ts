@@ -3,7 +3,7 @@ import { log, logError, logWarn } from "../../shared/log.ts";
 import type { IngestSettings } from "../config.ts";
 import { recordUsage } from "./analytics.ts";
 import type { ForwardResult } from "./forward.ts";
-import { DECISION_LOG_WINDOW_MS, logThrottle } from "./isolate.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 
 export type Refused = { ok: false; response: Response };
 
