@@ -23,10 +23,9 @@ import { upstreamContent, type OtlpContent } from "./format.ts";
  */
 export async function keepSuspended(request: Request, env: IngestEnv, settings: IngestSettings, ctx: WaitUntil, path: string, content: OtlpContent, refused: Suspended): Promise<Response> {
   const parking = content.format !== null ? parkingOf(env) : null;
-  if (parking === null || content.format === null) return refused.response;
+  if (parking === null || !content.ok || declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return refused.response;
   const { format, encoding } = content;
   const { orgId, keyId, verdict } = refused.suspended;
-  if (encoding === null || declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return refused.response;
   let bytes: Uint8Array;
   try {
     bytes = await readBounded(request.body, settings.maxBodyBytes);

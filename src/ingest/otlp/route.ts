@@ -8,7 +8,7 @@ import { forward, isOutage, PARKING_UNAVAILABLE_RETRY_AFTER, UNAVAILABLE_RETRY_A
 import { counterFor, type OtlpSignal } from "../usage/meter.ts";
 import { signalOfRoute } from "../usage/route-signal.ts";
 import { answerForwarded, answerParked, bodyRefusal, type Batch } from "./answer.ts";
-import { otlpContent, supportedContent, upstreamContent, type Refusal } from "./format.ts";
+import { otlpContent, upstreamContent, type Refusal } from "./format.ts";
 import { keepSuspended, parkOnOutage } from "./park.ts";
 
 /**
@@ -25,15 +25,15 @@ import { keepSuspended, parkOnOutage } from "./park.ts";
  */
 export async function handleOtlp(request: Request, env: IngestEnv, settings: IngestSettings, path: string, ctx: WaitUntil): Promise<Response> {
   const content = otlpContent(request.headers);
-  const admitted = await admit(request, env, settings, path, content.format ?? "json");
+  const answerFormat = content.format ?? "json";
+  const admitted = await admit(request, env, settings, path, answerFormat);
   if (!admitted.ok) return "suspended" in admitted ? keepSuspended(request, env, settings, ctx, path, content, admitted) : admitted.response;
   const who = { orgId: admitted.orgId, keyId: admitted.keyId };
-  const refused = (refusal: Refusal, bytes = 0) => refuse(env, path, content.format ?? "json", refusal.status, refusal.code, refusal.message, { ...who, bytes }).response;
+  const refused = (refusal: Refusal, bytes = 0) => refuse(env, path, answerFormat, refusal.status, refusal.code, refusal.message, { ...who, bytes }).response;
 
   if (declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return refused(bodyRefusal({ problem: "too_large", limit: settings.maxBodyBytes }));
-  const supported = supportedContent(content);
-  if (!supported.ok) return refused(supported.refusal);
-  const { format, encoding } = supported;
+  if (!content.ok) return refused(content.refusal);
+  const { format, encoding } = content;
 
   const parking = parkingOf(env);
   // Usage metering (off: no counter, nothing counted): the route's items, counted as the body streams.
