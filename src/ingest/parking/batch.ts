@@ -25,7 +25,7 @@ export function parkingOf(env: IngestEnv): ParkingSettings | null {
 
 /**
  * `usage`: what a suspended org's Logpush piece stands for, metered at delivery; `counted`: what
- * metering already counted; `keyId`: the key a refused batch came with (parking.ts, ParkedBatch).
+ * metering already counted; `keyId`: the key a refused batch came with (store.ts, ParkedBatch).
  */
 export type BatchTarget = { route: string; contentType: string; contentEncoding: string | null; usage?: ParkedUsage; counted?: Counted; keyId?: string };
 
