@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
+import { gate } from "../../src/ingest/request/isolate.ts";
+import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { deleteAllAlarms } from "../support/billing.ts";
 import { ingestWithEnv, mintKey, sink } from "../support/ingest.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";

@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
+import { gate } from "../../src/ingest/request/isolate.ts";
+import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { gzip, ingest, mintKey, override, sink } from "../support/ingest.ts";

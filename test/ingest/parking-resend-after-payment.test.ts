@@ -1,7 +1,8 @@
 import { createMessageBatch } from "cloudflare:test";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
-import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
+import { gate } from "../../src/ingest/request/isolate.ts";
+import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { gzip, mintKey, override, sink } from "../support/ingest.ts";
 import { ALL, parkingEnv, recordingQueue, send, total } from "../support/parking.ts";

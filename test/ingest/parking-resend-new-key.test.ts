@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { orgPrefix } from "../../src/ingest/parking/store.ts";
-import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
+import { gate } from "../../src/ingest/request/isolate.ts";
+import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { billingAdmin, bodyOf, mintKey, override, sink } from "../support/ingest.ts";
 import { deliver, parkingBucket as bucket, parkingEnv, send } from "../support/parking.ts";

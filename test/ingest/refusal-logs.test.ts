@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { DECISION_LOG_WINDOW_MS, gate, logThrottle } from "../../src/ingest/request/isolate.ts";
-import { LogThrottle } from "../../src/ingest/request/log-throttle.ts";
+import { gate } from "../../src/ingest/request/isolate.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle, LogThrottle } from "../../src/ingest/log-throttle.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 import { ingestWithEnv, mintKey, override } from "../support/ingest.ts";

@@ -3,7 +3,8 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterEach, expect, it, vi } from "vitest";
 import type { OrgView } from "../../src/billing/org/view.ts";
-import { gate, logThrottle } from "../../src/ingest/request/isolate.ts";
+import { gate } from "../../src/ingest/request/isolate.ts";
+import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { autumn, type Fault, type StandInWebhook } from "../support/autumn.ts";
 import {
   alarmOf,

@@ -7,7 +7,9 @@ import { REPO_ROOT } from "../../tools/paths.ts";
 /**
  * The house's shape (issue 19): no module of `src/` reaches itself through its imports (type-only
  * imports included: a loop of types is still a loop a reader has to untangle), and the billing
- * Worker's folder keeps its parts in subfolders, with at most 4 files directly in it.
+ * Worker's folder keeps its parts in subfolders, with at most 4 files directly in it. On the ingest
+ * side the request path runs one way: `request/` and the routes call `customer/`, `usage/` and
+ * `parking/`, which never import `request/` back (an OTLP request visits `request/` once, in order).
  */
 
 const SRC = join(REPO_ROOT, "src");
@@ -52,6 +54,14 @@ function importCycles(files: string[]): string[][] {
   return [...cycles.values()];
 }
 
+/** Imports from a file under one of `from` into a file under `to` (folders relative to the repository), as "file -> target". */
+function importsAcross(files: string[], from: string[], to: string): string[] {
+  const under = (path: string, dir: string) => relative(REPO_ROOT, path).startsWith(`${dir}/`);
+  return files
+    .filter((file) => from.some((dir) => under(file, dir)))
+    .flatMap((file) => importsOf(file).filter((target) => under(target, to)).map((target) => `${relative(REPO_ROOT, file)} -> ${relative(REPO_ROOT, target)}`));
+}
+
 describe("the layout of src/", () => {
   it("has no import cycles", () => {
     expect(importCycles(sourceFiles(SRC)).map((cycle) => cycle.join(" -> "))).toEqual([]);
@@ -69,6 +79,13 @@ describe("the layout of src/", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("keeps the ingest request path one way: customer/, usage/ and parking/ never import request/", () => {
+    const leaves = ["src/ingest/customer", "src/ingest/usage", "src/ingest/parking"];
+    expect(importsAcross(sourceFiles(SRC), leaves, "src/ingest/request")).toEqual([]);
+    // The check itself works: request/ does import customer/ (admit.ts's refusals).
+    expect(importsAcross(sourceFiles(SRC), ["src/ingest/request"], "src/ingest/customer")).not.toEqual([]);
   });
 
   it("keeps at most 4 files directly in src/billing/ (the Worker's entry, its settings, and at most two more)", () => {

@@ -1,16 +1,18 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { REPO_ROOT, WRANGLER_BIN } from "../paths.ts";
 
 /**
  * What can be checked offline before a deploy: both Workers bundle (`wrangler deploy
- * --dry-run`), their size stays far below the Workers limit, and the generated binding
- * types are current. Exits non-zero on any failure.
+ * --dry-run`), their size stays far below the Workers limit, and the generated types are
+ * current: each Worker's bindings (its worker-configuration.d.ts) and the one runtime file
+ * both type-check against (types/runtime.d.ts). Exits non-zero on any failure.
  */
 const WORKERS = [
-  { name: "billing", config: "wrangler.jsonc", types: ["src/billing/worker-configuration.d.ts", "--env-interface", "BillingEnv", "--strict-vars", "false"] },
+  { name: "billing", config: "wrangler.jsonc", types: ["src/billing/worker-configuration.d.ts", "--env-interface", "BillingEnv", "--strict-vars", "false", "--include-runtime", "false"] },
   {
     name: "ingest",
     config: "src/ingest/wrangler.jsonc",
@@ -51,5 +53,34 @@ for (const worker of WORKERS) {
     failed = true;
   }
 }
+failed = !runtimeTypesCurrent() || failed;
 console.log(`\nBundle sizes (wrangler deploy --dry-run):\n${rows.join("\n")}`);
 process.exit(failed ? 1 : 0);
+
+/**
+ * types/runtime.d.ts is generated once, from the billing Worker's configuration, and serves both
+ * Workers: what each Worker's configuration (its compatibility date and flags) generates must be
+ * exactly that file, the header comment that names the flags aside. A stale file, or a Worker
+ * whose date moved alone, fails here rather than type-checking against another runtime.
+ */
+function runtimeTypesCurrent(): boolean {
+  const RUNTIME = "types/runtime.d.ts";
+  const body = (path: string) => readFileSync(path, "utf8").replace(/^\/\/ Runtime types generated with .*$/m, "");
+  const committed = body(join(REPO_ROOT, RUNTIME));
+  const dir = mkdtempSync(join(tmpdir(), "tollgate-runtime-"));
+  let current = true;
+  try {
+    for (const worker of WORKERS) {
+      const generated = join(dir, `${worker.name}.d.ts`);
+      run(["types", generated, "--include-env", "false", "--config", worker.config]);
+      if (body(generated) !== committed) {
+        console.error(`✘ ${worker.name}: its configuration generates other runtime types than ${RUNTIME}; run \`npm run types\` and commit the result (both Workers share one compatibility date)`);
+        current = false;
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (current) console.log(`✔ runtime types (${RUNTIME}) are current, the same for both Workers`);
+  return current;
+}

@@ -10,8 +10,11 @@ import { bytesField, concat, readFields, stringField } from "./protobuf.ts";
  * warning; the Collector and the SDKs log it as one.
  */
 
+/** What the warning needs of an org, as the gate's verdict (or a mirror entry) carries it: no lookup of its own. */
+export type OverdueFacts = Pick<MirrorEntry, "state" | "suspend_at" | "pay_url">;
+
 /** The message, or null when no warning is due: only `overdue` with a deadline (not lapsed, not exempt). */
-export function overdueWarning(entry: Pick<MirrorEntry, "state" | "suspend_at" | "pay_url">, _now: number): string | null {
+export function overdueWarning(entry: OverdueFacts, _now: number): string | null {
   if (entry.state !== "overdue" || entry.suspend_at === null) return null;
   const at = new Date(entry.suspend_at).toISOString().replace(/\.000Z$/, "Z");
   const payUrl = payUrlOf(entry.pay_url);

@@ -1,6 +1,5 @@
 import type { BodyFormat } from "../../shared/http-error.ts";
-import type { Verdict } from "../request/gate.ts";
-import { overdueWarning, withWarning } from "./overdue-warning.ts";
+import { overdueWarning, withWarning, type OverdueFacts } from "./overdue-warning.ts";
 import { warningLimiter } from "./warning-limiter.ts";
 
 /**
@@ -8,7 +7,7 @@ import { warningLimiter } from "./warning-limiter.ts";
  * warning in its partial_success (merged with the upstream's own), at most once per org per
  * isolate per minute. Everything it needs is in the gate's verdict: no lookup here.
  */
-export async function withOverdueWarning(response: Response, verdict: Verdict, format: BodyFormat, orgId: string, now = Date.now()): Promise<Response> {
+export async function withOverdueWarning(response: Response, verdict: OverdueFacts, format: BodyFormat, orgId: string, now = Date.now()): Promise<Response> {
   if (response.status < 200 || response.status >= 300) return response;
   const warning = overdueWarning(verdict, now);
   if (warning === null || !warningLimiter.take(orgId, now)) return response;

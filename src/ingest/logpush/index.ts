@@ -5,7 +5,7 @@
  *
  * Pure: no I/O, no mutable module state; Web-standard JavaScript only (runs in workerd).
  */
-export { isValidationBody, isValidationRequest, parseLogpushBody } from "./body.ts";
+export { isValidationBody, isValidationRequest, parseLogpushBody } from "./parse.ts";
 export { MAX_DEPTH, toJson } from "./json-text.ts";
 export { readLogpushOptions, type LogpushOptions } from "./options.ts";
 export {

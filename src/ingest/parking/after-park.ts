@@ -101,7 +101,7 @@ export function afterPark(
   reports: ParkedReports = parkedReports,
   ledger: ParkedBytes = parkedBytes,
 ): void {
-  // Each answer says what the org has parked in all: the per-org cap's estimate (parking.ts, ParkedBytes).
+  // Each answer says what the org has parked in all: the per-org cap's estimate (store.ts, ParkedBytes).
   // Stamped with the newest park time: the org's object ignores bytes a later listing already saw (billing/org/parking.ts).
   const send = (delta: ParkedDelta) =>
     report(env, orgId, delta).then((waiting) => {

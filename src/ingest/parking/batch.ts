@@ -1,5 +1,5 @@
 import { log, logWarn } from "../../shared/log.ts";
-import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 import { afterPark, askParked } from "./after-park.ts";
 import { park, parkedBytes, parkingSettings, type Counted, type ParkedUsage, type ParkingEnv, type ParkingSettings, type ParkReason } from "./store.ts";
 
@@ -25,7 +25,7 @@ export function parkingOf(env: IngestEnv): ParkingSettings | null {
 
 /**
  * `usage`: what a suspended org's Logpush piece stands for, metered at delivery; `counted`: what
- * metering already counted; `keyId`: the key a refused batch came with (parking.ts, ParkedBatch).
+ * metering already counted; `keyId`: the key a refused batch came with (store.ts, ParkedBatch).
  */
 export type BatchTarget = { route: string; contentType: string; contentEncoding: string | null; usage?: ParkedUsage; counted?: Counted; keyId?: string };
 

@@ -3,7 +3,7 @@ import { logError, log, logWarn } from "../../shared/log.ts";
 import { OrgId } from "../../shared/org-id.ts";
 import type { UsageCounts } from "../../shared/usage.ts";
 import { ingestSettings, type IngestSettings } from "../config.ts";
-import { gunzipBounded } from "../request/body.ts";
+import { gunzipBounded } from "../gzip.ts";
 import { countItems } from "../usage/count-items.ts";
 import { addCounts, sendUsage, usageCounts } from "../usage/meter.ts";
 import { signalOfRoute } from "../usage/route-signal.ts";
@@ -297,7 +297,7 @@ export async function cleanupParked(env: DeliveryEnv, now: number): Promise<Clea
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor !== undefined);
   await deleteExpiredDigests(parking, now);
-  // The global cap's figure, read by every isolate once a minute (parking.ts, ParkedTotal).
+  // The global cap's figure, read by every isolate once a minute (store.ts, ParkedTotal).
   await parking.bucket.put(PARKED_TOTAL_KEY, JSON.stringify({ bytes: keptBytes, at: now }));
   await Promise.all([...byOrg].map(([orgId, count]) => report(env, orgId, { expired_batches: count.batches, expired_bytes: count.bytes, listed_bytes: count.kept, listed_at: now })));
   const orgs = [...waiting];
@@ -308,7 +308,7 @@ export async function cleanupParked(env: DeliveryEnv, now: number): Promise<Clea
   return { expired, expiredBytes, waitingOrgs: orgs };
 }
 
-/** Digest markers (parking.ts, DIGEST_PREFIX) older than the retention: a resend after that is a new batch. */
+/** Digest markers (keys.ts, DIGEST_PREFIX) older than the retention: a resend after that is a new batch. */
 async function deleteExpiredDigests(parking: ParkingSettings, now: number): Promise<void> {
   let cursor: string | undefined;
   do {

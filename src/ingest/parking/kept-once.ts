@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { log, logWarn } from "../../shared/log.ts";
-import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 import { report, type DeliveryEnv } from "./deliveries.ts";
 import { digestKey, type ParkingSettings } from "./store.ts";
 

@@ -1,9 +1,9 @@
 import { errorResponse, type BodyFormat } from "../../shared/http-error.ts";
 import { log, logError, logWarn } from "../../shared/log.ts";
 import type { IngestSettings } from "../config.ts";
-import { recordUsage } from "./analytics.ts";
+import { writeAnalyticsPoint } from "./analytics.ts";
 import type { ForwardResult } from "./forward.ts";
-import { DECISION_LOG_WINDOW_MS, logThrottle } from "./isolate.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 
 export type Refused = { ok: false; response: Response };
 
@@ -25,7 +25,7 @@ export function refuse(
   if (refused !== null) {
     logWarn({ event: "ingest_refused", org_id: context.orgId ?? null, key_id: context.keyId ?? null, route, status, code, reason: message, refused, window_s: DECISION_LOG_WINDOW_MS / 1000 });
   }
-  if (context.orgId) recordUsage(env, { orgId: context.orgId, route, outcome: "refused", code, bytes: context.bytes ?? 0 });
+  if (context.orgId) writeAnalyticsPoint(env, { orgId: context.orgId, route, outcome: "refused", code, bytes: context.bytes ?? 0 });
   return { ok: false, response: context.response ?? errorResponse(status, code, message, context.extra, context.headers, format) };
 }
 
@@ -46,11 +46,11 @@ export function settleForward(
   const { orgId, keyId, route, bytes } = context;
   if (result.outcome !== "accepted") {
     const code = result.code ?? "upstream_unavailable";
-    recordUsage(env, { orgId, route, outcome: "refused", code, bytes });
+    writeAnalyticsPoint(env, { orgId, route, outcome: "refused", code, bytes });
     logUpstreamTrouble(context, result);
     return result.response;
   }
-  recordUsage(env, { orgId, route, outcome: "accepted", code: result.parked ? "parked" : String(result.upstreamStatus), bytes });
+  writeAnalyticsPoint(env, { orgId, route, outcome: "accepted", code: result.parked ? "parked" : String(result.upstreamStatus), bytes });
   if (settings.logSampleRate > 0 && Math.random() < settings.logSampleRate) {
     log({ event: "ingest_accepted", org_id: orgId, key_id: keyId, route, bytes, upstream_status: result.upstreamStatus });
   }

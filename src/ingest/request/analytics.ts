@@ -1,8 +1,8 @@
 import { logError } from "../../shared/log.ts";
-import { LogThrottle } from "./log-throttle.ts";
+import { LogThrottle } from "../log-throttle.ts";
 
 /** Per-org counters in Workers Analytics Engine, when the optional INGEST_ANALYTICS binding is configured. */
-export type UsagePoint = { orgId: string; route: string; outcome: "accepted" | "refused"; code: string; bytes: number };
+export type AnalyticsPoint = { orgId: string; route: string; outcome: "accepted" | "refused"; code: string; bytes: number };
 
 /** Analytics Engine's limit on the one index of a data point, in bytes. */
 export const MAX_INDEX_BYTES = 96;
@@ -24,7 +24,7 @@ export function analyticsIndex(orgId: string): string {
  * full org id, doubles 1 (a request) and the bytes. Accounting never fails a request: the
  * data may already be upstream, and a 5xx now would make the client send it again.
  */
-export function recordUsage(env: object, point: UsagePoint): void {
+export function writeAnalyticsPoint(env: object, point: AnalyticsPoint): void {
   const dataset = (env as { INGEST_ANALYTICS?: AnalyticsEngineDataset }).INGEST_ANALYTICS;
   if (!dataset) return;
   try {

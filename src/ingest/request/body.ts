@@ -1,17 +1,7 @@
 import { gunzipSync } from "node:zlib";
 import { readBounded, TooLargeError } from "../../shared/bounded-read.ts";
-import type { ItemCounter } from "../usage/count-items.ts";
-
-export class InvalidGzipError extends Error {
-  constructor() {
-    super("the body is not valid gzip");
-    this.name = "InvalidGzipError";
-  }
-}
-
-export function isGzip(bytes: Uint8Array): boolean {
-  return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
-}
+import { countBounded, isGzip } from "../gzip.ts";
+import type { ItemCounter } from "../usage/item-counter.ts";
 
 /**
  * Deflate's largest expansion is about 1,032 to 1 (RFC 1951 stored-length limits; zlib's
@@ -19,41 +9,6 @@ export function isGzip(bytes: Uint8Array): boolean {
  * decompressed cap cannot be a bomb, so it is forwarded without decompressing it at all.
  */
 export const DEFLATE_MAX_RATIO = 1032;
-
-/**
- * Streams gzip through DecompressionStream and stops as soon as the output passes
- * `limit` (a gzip bomb ends in TooLargeError, never in exhausted memory). With
- * `keep: false` the output is only counted, for validating bodies forwarded as they came.
- */
-export async function gunzipBounded(bytes: Uint8Array, limit: number, keep: true): Promise<Uint8Array>;
-export async function gunzipBounded(bytes: Uint8Array, limit: number, keep: false): Promise<number>;
-export async function gunzipBounded(bytes: Uint8Array, limit: number, keep: boolean): Promise<Uint8Array | number> {
-  if (!isGzip(bytes)) throw new InvalidGzipError();
-  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
-  try {
-    if (keep) return await readBounded(stream, limit);
-    return await countBounded(stream, limit);
-  } catch (error) {
-    if (error instanceof TooLargeError) throw error;
-    throw new InvalidGzipError();
-  }
-}
-
-/** `onChunk`: sees each decompressed chunk (usage metering counts items from them). */
-async function countBounded(stream: ReadableStream<Uint8Array>, limit: number, onChunk?: (chunk: Uint8Array) => void): Promise<number> {
-  const reader = stream.getReader();
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return size;
-    onChunk?.(value);
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      throw new TooLargeError(limit);
-    }
-  }
-}
 
 /** Why a body was refused: over the size cap, over the decompressed cap, or not gzip. */
 export type BodyProblem = { problem: "too_large"; limit: number } | { problem: "decompressed_too_large"; limit: number } | { problem: "invalid_gzip" };

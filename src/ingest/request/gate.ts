@@ -47,7 +47,7 @@ export type Verdict = {
   /**
    * When the org entered its current state (the mirror entry's `since`); absent when nothing was
    * mirrored. A recent change may be the end of a suspension: Logpush then checks for a kept copy
-   * of a retried batch (customer/kept-once.ts), and only then.
+   * of a retried batch (parking/kept-once.ts), and only then.
    */
   since?: number;
   /**

@@ -22,7 +22,11 @@ import type { ItemCounter, ItemSignal } from "./item-counter.ts";
  */
 export type { ItemCounter, ItemSignal } from "./item-counter.ts";
 
-/** null from finish(): the body was not a well-formed Export*ServiceRequest (malformed or truncated). */
+/**
+ * null from finish(): the body was not a well-formed Export*ServiceRequest (malformed or truncated).
+ * `format` is BodyFormat (shared/http-error.ts) spelled out: bench/count-items.ts type-checks this
+ * module under Node, where http-error.ts's Response body does not.
+ */
 export function itemCounter(signal: ItemSignal, format: "protobuf" | "json"): ItemCounter {
   return format === "protobuf" ? protobufItemCounter(signal) : jsonItemCounter(signal);
 }

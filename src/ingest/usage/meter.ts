@@ -1,7 +1,8 @@
+import type { BodyFormat } from "../../shared/http-error.ts";
 import { logWarn } from "../../shared/log.ts";
 import type { UsageCounts } from "../../shared/usage.ts";
 import type { IngestSettings } from "../config.ts";
-import { DECISION_LOG_WINDOW_MS, logThrottle } from "../request/isolate.ts";
+import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 import { batcherFor, type UsageQueue } from "./batcher.ts";
 import { itemCounter, type ItemCounter } from "./count-items.ts";
 import type { RouteSignal } from "./route-signal.ts";
@@ -16,10 +17,9 @@ import type { RouteSignal } from "./route-signal.ts";
 
 export type WaitUntil = { waitUntil(promise: Promise<unknown>): void };
 export type OtlpSignal = Exclude<RouteSignal, "logpush">;
-export type OtlpFormat = "protobuf" | "json";
 
 /** A counter for an OTLP body's items, when metering counts the route's signal; null otherwise (no counting work at all). */
-export function counterFor(settings: IngestSettings, signal: OtlpSignal, format: OtlpFormat): ItemCounter | null {
+export function counterFor(settings: IngestSettings, signal: OtlpSignal, format: BodyFormat): ItemCounter | null {
   if (!settings.metering || settings.usageFeatures[signal] === undefined) return null;
   return guarded(itemCounter(signal, format));
 }

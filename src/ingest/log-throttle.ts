@@ -44,3 +44,14 @@ export class LogThrottle {
     this.entries.clear();
   }
 }
+
+/** How often one kind of refusal or upstream trouble of one org is logged per isolate. */
+export const DECISION_LOG_WINDOW_MS = 10_000;
+
+/**
+ * The isolate's throttle of decision lines (refusals, upstream trouble, parking, uncounted
+ * usage): the first per org and kind in a 10 s window, then one line with the count. One
+ * throttle for all of them, so the request path and the leaf modules it calls share one bound:
+ * 10,000 keys at most (a few hundred KiB).
+ */
+export const logThrottle = new LogThrottle({ windowMs: DECISION_LOG_WINDOW_MS, capacity: 10_000 });
