@@ -132,7 +132,7 @@ export function costMarkdown(results: BenchResults): string {
   const by = results.cost?.by_scenario ?? {};
   const m = results.machine;
   const method = results.cost?.method ?? {};
-  const priceRows = Object.entries(PRICES).map(([name, p]) => `| ${name.replaceAll("_", " ")} | $${p.usd} | ${p.included} | ${p.source} |`);
+  const priceRows = Object.entries(PRICES).map(([name, p]) => `| ${name.replaceAll("_", " ")} | $${p.usd >= 0.01 ? p.usd.toFixed(2) : String(p.usd)} | ${p.included} | ${p.source} |`);
   const logpush = results.logpush_batch;
   return [
     "# What Tollgate costs on Cloudflare",
