@@ -1,4 +1,3 @@
-import { readdirSync, readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
@@ -16,6 +15,39 @@ export function traceBatch(): Uint8Array {
   }
   const encoded = ProtobufTraceSerializer.serializeRequest(memory.getFinishedSpans())!;
   return process.env.BENCH_IDENTITY ? encoded : gzipSync(encoded);
+}
+
+/**
+ * A Collector-sized batch: `spans` spans (8,192 is the batch processor's default
+ * send_batch_size) in one ExportTraceServiceRequest, serialized by the OpenTelemetry JS proto
+ * serializer and gzipped, as the Collector's `otlphttp` exporter sends it (protobuf, gzip by
+ * default). Spans of a few services, with the attributes an HTTP server span carries, parents,
+ * and distinct ids, so the body compresses like real traffic rather than like repeats.
+ */
+export function collectorBatch(spans = 8_192): { body: Uint8Array; spans: number; protobufBytes: number } {
+  const memory = new InMemorySpanExporter();
+  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: memory })] });
+  const tracers = ["checkout", "cart", "payments", "inventory"].map((service) => provider.getTracer(service));
+  const routes = ["/api/cart", "/api/checkout", "/api/items/{id}", "/api/payments", "/api/stock/{sku}"];
+  for (let i = 0; i < spans; i++) {
+    const route = routes[i % routes.length]!;
+    const span = tracers[i % tracers.length]!.startSpan(`${i % 3 === 0 ? "POST" : "GET"} ${route}`, {
+      attributes: {
+        "http.request.method": i % 3 === 0 ? "POST" : "GET",
+        "http.route": route,
+        "url.path": route.replace(/\{\w+\}/, String(1000 + (i % 977))),
+        "http.response.status_code": i % 50 === 0 ? 503 : 200,
+        "server.address": "shop.example.com",
+        "client.address": `10.0.${(i >> 8) & 255}.${i & 255}`,
+        "user_agent.original": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+      },
+    });
+    span.end();
+  }
+  const finished = memory.getFinishedSpans();
+  if (finished.length !== spans) throw new Error(`collector batch: ${finished.length} spans finished, ${spans} expected`);
+  const encoded = ProtobufTraceSerializer.serializeRequest(finished)!;
+  return { body: gzipSync(encoded), spans, protobufBytes: encoded.byteLength };
 }
 
 /** An OTLP-looking gzip body of about `target` bytes (span-like text with random ids: about 3:1), forwarded as it came. */
@@ -52,35 +84,5 @@ export function logpushNdjson(limit: number): { text: string; records: number } 
   return { text: `${lines.join("\n")}\n`, records: lines.length };
 }
 
-/** workerd's resident memory (the runtime Miniflare started under this process), in MiB. */
-export function workerdRssMib(): number {
-  let total = 0;
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "workerd") continue;
-      const status = readFileSync(`/proc/${pid}/status`, "utf8");
-      if (!new RegExp(`^PPid:\\s+${process.pid}$`, "m").test(status)) continue;
-      total += Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024;
-    } catch {
-      // the process went away
-    }
-  }
-  return total;
-}
-
-/** CPU seconds (user + system) used so far by the workerd processes Miniflare started under this process. */
-export function workerdCpuSeconds(): number {
-  let ticks = 0;
-  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "workerd") continue;
-      // Fields after the parenthesised command: state(3) ppid(4) ... utime(14) stime(15).
-      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-      if (Number(fields[1]) !== process.pid) continue;
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // the process went away
-    }
-  }
-  return ticks / 100;
-}
+// workerd's memory and CPU, read from /proc (proc.ts), kept importable from here.
+export { workerdCpuSeconds, workerdRssMib } from "./proc.ts";

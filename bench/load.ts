@@ -1,11 +1,13 @@
 import autocannon from "autocannon";
 import { readFileSync } from "node:fs";
+import { workerdCpuSeconds } from "./proc.ts";
 
 /**
  * The load generator, in its own process so it never shares an event loop (or a core's
  * scheduling) with the sink it measures. Input: a JSON spec on argv; output: JSON on stdout.
  */
-type Spec = { url: string; connections: number; duration: number; warmup: number; headers: Record<string, string>; bodyFile: string; keysFile?: string };
+/** `cpuParent`: the pid workerd runs under (the bench's); its CPU time is read just around the measured run, warm-up excluded. */
+type Spec = { url: string; connections: number; duration: number; warmup: number; headers: Record<string, string>; bodyFile: string; keysFile?: string; cpuParent?: number };
 
 const spec = JSON.parse(process.argv[2]!) as Spec;
 const body = readFileSync(spec.bodyFile);
@@ -33,5 +35,8 @@ const run = (duration: number) =>
   });
 
 if (spec.warmup > 0) await run(spec.warmup);
+const cpuBefore = spec.cpuParent === undefined ? null : workerdCpuSeconds(spec.cpuParent);
 const result = await run(spec.duration);
-process.stdout.write(JSON.stringify(result));
+// Read when the last response is in: work a request leaves behind (a queued usage flush, an alarm) after that is not in it.
+const workerdCpuS = cpuBefore === null ? null : workerdCpuSeconds(spec.cpuParent) - cpuBefore;
+process.stdout.write(JSON.stringify({ ...result, workerdCpuS }));

@@ -1,11 +1,14 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { Webhook } from "standardwebhooks";
 import { IngestGate, type GateSources } from "../src/ingest/request/gate.ts";
 import { REPO_ROOT } from "../tools/paths.ts";
-import { largeGzipBody, logpushNdjson, traceBatch, workerdRssMib } from "./bodies.ts";
+import { collectorBatch, largeGzipBody, logpushNdjson, traceBatch } from "./bodies.ts";
+import { writeCostDoc } from "./cost.ts";
+import type { OpCounts } from "./counted-ingest/ops.ts";
+import { workerdCpuSeconds, workerdRssMib } from "./proc.ts";
 import { benchSetup, runLoadGenerator, startBenchRuntime } from "./runtime.ts";
 
 /**
@@ -19,8 +22,29 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const DISTINCT_ORGS = Number(process.env.BENCH_ORGS ?? 10_000);
 const BASE_PORT = Number(process.env.BENCH_BASE_PORT ?? 28787);
-/** BENCH_WRITE=0: print the tables, leave bench/results and docs/benchmark.md as they are (for trial runs). */
-const WRITE = process.env.BENCH_WRITE !== "0";
+/**
+ * `npm run bench -- --only collector,ops`: only these sections (and the setup they need), for
+ * trying one out; nothing is written then. Sections, in the order they run: steady (1, 1b, 2,
+ * 2m, 4 and the metering check), cold (3), large (8), logpush (9), collector (10), webhooks (5),
+ * gate (6), ops (the counting pass: operations per request), sweep (7).
+ */
+const SECTIONS = ["steady", "cold", "large", "logpush", "collector", "webhooks", "gate", "ops", "sweep"] as const;
+type Section = (typeof SECTIONS)[number];
+const ONLY: Set<Section> | null = (() => {
+  const at = process.argv.indexOf("--only");
+  if (at === -1) return null;
+  const names = (process.argv[at + 1] ?? "").split(",").filter(Boolean);
+  const unknown = names.filter((name) => !(SECTIONS as readonly string[]).includes(name));
+  if (names.length === 0 || unknown.length > 0) throw new Error(`--only takes a comma-separated list of ${SECTIONS.join(", ")}${unknown.length ? `; unknown: ${unknown.join(", ")}` : ""}`);
+  return new Set(names as Section[]);
+})();
+const selected = (section: Section) => ONLY === null || ONLY.has(section);
+/** BENCH_WRITE=0 (or --only): print the tables, leave bench/results, README.md and docs/cost.md as they are (for trial runs). */
+const WRITE = process.env.BENCH_WRITE !== "0" && ONLY === null;
+/** Seconds per round of the Collector-sized scenario (10): at tens of requests a second, 3 s is plenty per round. */
+const COLLECTOR_DURATION_S = Number(process.env.BENCH_COLLECTOR_DURATION ?? Math.min(DURATION_S, 3));
+/** Seconds of load per scenario in the counting pass (ops). */
+const OPS_DURATION_S = Number(process.env.BENCH_OPS_DURATION ?? 2);
 /** The reconciliation sweep (issue 9): customers in Autumn, how many past due, how many of those Tollgate knows beforehand. */
 const SWEEP_CUSTOMERS = 20_000;
 const SWEEP_PAST_DUE = 300;
@@ -32,7 +56,8 @@ const { settings, persistDir } = benchSetup(BASE_PORT, "bench");
 const log = (message: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
 log("bundling the Workers and starting the runtime ...");
-const stack = await startBenchRuntime(settings, persistDir);
+const benchStarted = performance.now();
+const stack = await startBenchRuntime(settings, persistDir, { counted: selected("ops") });
 const gateUrl = stack.gateBenchUrl;
 
 async function admin(method: string, path: string, body?: unknown): Promise<Response> {
@@ -86,33 +111,36 @@ async function pool<T>(items: T[], concurrency: number, work: (item: T, index: n
   }));
 }
 
-type BatchRun = { seconds: number; peakRssIncreaseMib: number; status: number };
+type BatchRun = { seconds: number; peakRssIncreaseMib: number; status: number; workerdCpuMs: number };
 
 /** One large POST, timed, with workerd's RSS sampled every 20 ms against its level just before. */
 async function postBatch(url: string, body: Uint8Array, headers: Record<string, string>, expect: number): Promise<BatchRun> {
   await new Promise((resolve) => setTimeout(resolve, 500));
   const baseline = workerdRssMib();
+  const cpuBefore = workerdCpuSeconds();
   let peak = baseline;
   const sampler = setInterval(() => (peak = Math.max(peak, workerdRssMib())), 20);
   const started = performance.now();
   const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", "content-encoding": "gzip", ...headers }, body: body as Uint8Array<ArrayBuffer> });
   await response.arrayBuffer();
   const seconds = (performance.now() - started) / 1000;
+  const workerdCpuMs = (workerdCpuSeconds() - cpuBefore) * 1000;
   clearInterval(sampler);
   peak = Math.max(peak, workerdRssMib());
   if (response.status !== expect) throw new Error(`${url} answered ${response.status}, expected ${expect}`);
-  return { seconds, peakRssIncreaseMib: peak - baseline, status: response.status };
+  return { seconds, peakRssIncreaseMib: peak - baseline, status: response.status, workerdCpuMs };
 }
 
-type Scenario = { name: string; rps: number; p50_ms: number; p99_ms: number; requests: number; errors: number; unexpected_status: number; statuses: Record<string, number> };
+/** `workerd_cpu_ms`: workerd's CPU time over the measured run (all its threads and Workers, read from /proc; warm-up excluded). */
+type Scenario = { name: string; rps: number; p50_ms: number; p99_ms: number; requests: number; errors: number; unexpected_status: number; statuses: Record<string, number>; workerd_cpu_ms: number };
 
 /** One measured run of the load generator (load.ts, in a child process), with its statuses checked. */
-async function load(name: string, url: string, options: { headers: Record<string, string>; body: Uint8Array; expect: number; keys?: string[]; connections?: number }): Promise<Scenario> {
+async function load(name: string, url: string, options: { headers: Record<string, string>; body: Uint8Array; expect: number; keys?: string[]; connections?: number; duration?: number; warmup?: number }): Promise<Scenario> {
   // Cold-cache runs get no warm-up: warming is what they must not have.
-  const result = await runLoadGenerator(persistDir, { url, headers: options.headers, body: options.body, keys: options.keys, connections: options.connections ?? CONNECTIONS, duration: DURATION_S, warmup: options.keys ? 0 : 2 });
+  const result = await runLoadGenerator(persistDir, { url, headers: options.headers, body: options.body, keys: options.keys, connections: options.connections ?? CONNECTIONS, duration: options.duration ?? DURATION_S, warmup: options.warmup ?? (options.keys ? 0 : 2) });
   const statuses = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, s]) => [code, s?.count ?? 0])) as Record<string, number>;
   const unexpected = Object.entries(statuses).reduce((sum, [code, count]) => sum + (Number(code) === options.expect ? 0 : count), 0);
-  const scenario = { name, rps: result.requests.average, p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests: result.requests.total, errors: result.errors + result.timeouts, unexpected_status: unexpected, statuses };
+  const scenario = { name, rps: result.requests.average, p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests: result.requests.total, errors: result.errors + result.timeouts, unexpected_status: unexpected, statuses, workerd_cpu_ms: (result.workerdCpuS ?? 0) * 1000 };
   log(`${name}: ${scenario.rps.toFixed(0)} req/s, p50 ${scenario.p50_ms} ms, p99 ${scenario.p99_ms} ms, errors ${scenario.errors}, unexpected ${unexpected}`);
   return scenario;
 }
@@ -285,10 +313,118 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const summarize = (name: string, runs: Scenario[]): Scenario => ({
+  name,
+  rps: median(runs.map((r) => r.rps)),
+  p50_ms: median(runs.map((r) => r.p50_ms)),
+  p99_ms: median(runs.map((r) => r.p99_ms)),
+  requests: runs.reduce((sum, r) => sum + r.requests, 0),
+  errors: runs.reduce((sum, r) => sum + r.errors, 0),
+  unexpected_status: runs.reduce((sum, r) => sum + r.unexpected_status, 0),
+  statuses: {},
+  workerd_cpu_ms: runs.reduce((sum, r) => sum + r.workerd_cpu_ms, 0),
+});
+
+/**
+ * What one request costs in workerd CPU: the CPU workerd used over the measured runs (from /proc,
+ * all its threads: the Worker, the objects and queue consumers it calls, and Miniflare's local KV,
+ * R2 and queue services) over the requests they served, and over the MiB of request bodies as received.
+ */
+type CpuCost = { requests: number; body_bytes: number; workerd_cpu_ms: number; cpu_ms_per_request: number; cpu_ms_per_mib: number; from: string };
+const cpuCost = (requests: number, bodyBytes: number, cpuMs: number, from: string): CpuCost => ({
+  requests,
+  body_bytes: bodyBytes,
+  workerd_cpu_ms: cpuMs,
+  cpu_ms_per_request: requests > 0 ? cpuMs / requests : 0,
+  cpu_ms_per_mib: requests > 0 ? cpuMs / ((requests * bodyBytes) / 2 ** 20) : 0,
+  from,
+});
+
+/** Cloudflare operations per request, from the counting harness's counts (bench/counted-ingest/ops.ts). */
+type OpsPerRequest = {
+  requests_counted: number;
+  kv_reads: number;
+  kv_writes: number;
+  kv_lists: number;
+  do_requests: number;
+  queue_messages: number;
+  /** Billed operations: each message's 64 KB units written, read (once per delivery) and deleted. */
+  queue_ops: number;
+  r2_class_a: number;
+  r2_class_b: number;
+  analytics_data_points: number;
+  raw: OpCounts;
+};
+const sum = (table: Record<string, number>, filter: (key: string) => boolean = () => true) => Object.entries(table).reduce((total, [key, n]) => total + (filter(key) ? n : 0), 0);
+function perRequest(counts: OpCounts): OpsPerRequest {
+  const n = Math.max(1, counts.requests);
+  const method = (key: string) => key.slice(key.indexOf(".") + 1);
+  const sent = sum(counts.queue_messages_sent);
+  const writeOps = sum(counts.queue_write_ops);
+  const opsPerMessage = sent > 0 ? writeOps / sent : 1;
+  return {
+    requests_counted: counts.requests,
+    kv_reads: sum(counts.kv, (k) => ["get", "getWithMetadata"].includes(method(k))) / n,
+    kv_writes: sum(counts.kv, (k) => ["put", "delete"].includes(method(k))) / n,
+    kv_lists: sum(counts.kv, (k) => method(k) === "list") / n,
+    do_requests: sum(counts.durable_object_requests) / n,
+    queue_messages: sent / n,
+    queue_ops: (writeOps + counts.queue_messages_delivered * opsPerMessage + writeOps) / n,
+    r2_class_a: sum(counts.r2, (k) => ["put", "delete", "list", "createMultipartUpload", "resumeMultipartUpload"].includes(method(k))) / n,
+    r2_class_b: sum(counts.r2, (k) => ["get", "head"].includes(method(k))) / n,
+    analytics_data_points: sum(counts.analytics_data_points) / n,
+    raw: counts,
+  };
+}
+
+/** How each count in `ops` is obtained; written beside the numbers in latest.json and docs/cost.md. */
+const OPS_METHOD = {
+  harness:
+    "A bench-only Worker (bench/counted-ingest) serves the ingest Worker's own code (src/ingest/worker.ts, unchanged) with every binding wrapped in a counting proxy; each scenario's load is replayed against it for a few seconds (its own isolate, so its caches start cold) and its counts are divided by the requests it served.",
+  kv_reads: "KV get/getWithMetadata calls on INGEST_KEYS and BILLING_STATE, counted at the binding.",
+  kv_writes: "KV put/delete calls, counted at the binding (the request path makes none; the billing side's writes are in the fixed costs).",
+  do_requests: "Calls on a Durable Object stub (each RPC method call is one billed request), counted at the ORG_BILLING binding, including the usage queue consumer's calls.",
+  queue_messages: "Messages given to USAGE/DELIVERIES send/sendBatch, counted at the binding with their JSON size; operations = 64 KB units written + read once per delivery to the consumer (counted by the harness's queue handler) + deleted.",
+  r2: "R2 calls on PARKING, counted at the binding (class A: put, delete, list, multipart; class B: get, head). Only the parking-on Worker has the bucket; the timed runs have parking off.",
+  cpu: "workerd's CPU time (user + system, all threads) from /proc/<pid>/stat of the workerd processes Miniflare started, read just before and after each measured run (warm-up excluded), over the requests of those runs. It includes the objects, the queue consumer and Miniflare's local KV/R2/queue services, so it is an upper bound of the CPU Cloudflare bills the Worker for.",
+};
+
+type CollectorResult = {
+  name: string;
+  spans: number;
+  body_bytes: number;
+  protobuf_bytes: number;
+  connections: number;
+  duration_s: number;
+  passthrough: Scenario & { mib_per_s: number };
+  metering_off: Scenario & { mib_per_s: number; ratio_to_passthrough: number };
+  metering_on: Scenario & { mib_per_s: number; ratio_to_passthrough: number };
+  metering_on_vs_off: number;
+  accepted_requests: number;
+  spans_expected: number;
+  spans_in_autumn: number;
+  exact: boolean;
+};
+
+const sinkTenantRequests = async (tenant: string) => ((await (await fetch(`${stack.sinkUrl}/_control/stats`)).json()) as { tenants: Record<string, { requests: number }> }).tenants[tenant]?.requests ?? 0;
+const autumnSpans = async (org: string) => (await standIn<{ customers: Record<string, Record<string, { value: number }>> }>("GET", "/usage")).customers[org]?.spans?.value ?? 0;
+/** Waits (up to a minute) until Autumn holds `expected` spans for the org; the spans it holds then. */
+async function spansReachAutumn(org: string, expected: number): Promise<number> {
+  const started = Date.now();
+  let reported = await autumnSpans(org);
+  while (reported < expected && Date.now() - started < 60_000) {
+    await new Promise((r) => setTimeout(r, 500));
+    reported = await autumnSpans(org);
+  }
+  return reported;
+}
+
 try {
   const body = traceBatch();
   const otlpGzip: Record<string, string> = { "content-type": "application/x-protobuf", "content-encoding": "gzip" };
   const otlpHeaders: Record<string, string> = process.env.BENCH_IDENTITY ? { "content-type": "application/x-protobuf" } : { "content-type": "application/x-protobuf", "content-encoding": "gzip" };
+  const spansPerBatch = 20;
 
   log("setting up orgs ...");
   const paying = "bench_paying";
@@ -302,105 +438,180 @@ try {
   await control("/customers", { id: suspended });
   const suspendedKey = await mint(suspended);
   if (!(await admin("POST", `/orgs/${suspended}/override`, { action: "suspend", note: "benchmark: the 402 path" })).ok) throw new Error("could not suspend");
-  const setupStarted = Date.now();
-  const manyKeys = await mintMany(Array.from({ length: DISTINCT_ORGS }, (_, i) => `bench_org_${i}`));
-  log(`minted ${DISTINCT_ORGS} keys in ${((Date.now() - setupStarted) / 1000).toFixed(1)} s`);
-
-  // Scenarios 1, 1b, 2 and 4 run in interleaved rounds so that drift in the machine's
-  // conditions falls on all of them alike; each figure is the median of its rounds.
-  const steady = [
-    { name: "1. direct to the upstream sink (ceiling)", url: `${stack.sinkUrl}/v1/traces`, options: { headers: { ...otlpHeaders, "x-scope-orgid": paying }, body, expect: 200 } },
-    { name: "1b. pass-through Worker, no gate (the runtime hop alone)", url: `${stack.passthroughUrl}/v1/traces`, options: { headers: otlpHeaders, body, expect: 200 } },
-    { name: "2. ingest Worker, paying org, warm caches", url: `${stack.ingestUrl}/v1/traces`, options: { headers: { ...otlpHeaders, authorization: `Bearer ${payingKey}` }, body, expect: 200 } },
-    { name: "2m. the same with usage metering on (USAGE_FEATURES: spans counted, usage queued and reported)", url: `${stack.meteredIngestUrl}/v1/traces`, options: { headers: { ...otlpHeaders, authorization: `Bearer ${meteredKey}` }, body, expect: 200 } },
-    { name: "4. ingest Worker, suspended org (402 path)", url: `${stack.ingestUrl}/v1/traces`, options: { headers: { ...otlpHeaders, authorization: `Bearer ${suspendedKey}` }, body, expect: 402 } },
-  ];
-  const rounds: Scenario[][] = steady.map(() => []);
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const [i, scenario] of steady.entries()) rounds[i]!.push(await load(`${scenario.name} (round ${round + 1})`, scenario.url, scenario.options));
+  let manyKeys: string[] = [];
+  if (selected("cold") || selected("ops")) {
+    const setupStarted = Date.now();
+    manyKeys = await mintMany(Array.from({ length: DISTINCT_ORGS }, (_, i) => `bench_org_${i}`));
+    log(`minted ${DISTINCT_ORGS} keys in ${((Date.now() - setupStarted) / 1000).toFixed(1)} s`);
   }
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-  const summarize = (name: string, runs: Scenario[]): Scenario => ({
-    name,
-    rps: median(runs.map((r) => r.rps)),
-    p50_ms: median(runs.map((r) => r.p50_ms)),
-    p99_ms: median(runs.map((r) => r.p99_ms)),
-    requests: runs.reduce((sum, r) => sum + r.requests, 0),
-    errors: runs.reduce((sum, r) => sum + r.errors, 0),
-    unexpected_status: runs.reduce((sum, r) => sum + r.unexpected_status, 0),
-    statuses: {},
-  });
-  const [sinkRuns, hopRuns, payingRuns, meteredRuns, suspendedRuns] = rounds;
-  const scenarios: Scenario[] = [summarize(steady[0]!.name, sinkRuns!), summarize(steady[1]!.name, hopRuns!), summarize(steady[2]!.name, payingRuns!), summarize(steady[3]!.name, meteredRuns!)];
-  scenarios.push(await load(`3. ingest Worker, ${DISTINCT_ORGS.toLocaleString("en")} distinct paying orgs (cold caches, KV path)`, `${stack.ingestUrl}/v1/traces`, { headers: otlpHeaders, body, expect: 200, keys: manyKeys }));
-  scenarios.push(summarize(steady[4]!.name, suspendedRuns!));
 
-  // Metering on against off, same run: and every span the sink got from the metered org (warm-ups included) must reach Autumn, exactly.
-  const sinkStats = (await (await fetch(`${stack.sinkUrl}/_control/stats`)).json()) as { tenants: Record<string, { requests: number }> };
-  const meteredAccepted = sinkStats.tenants[metered]?.requests ?? 0;
-  const spansPerBatch = 20;
-  const autumnSpans = async () => ((await standIn<{ customers: Record<string, Record<string, { value: number }>> }>("GET", "/usage")).customers[metered]?.spans?.value ?? 0);
-  const meteringStarted = Date.now();
-  let reportedSpans = await autumnSpans();
-  while (reportedSpans < meteredAccepted * spansPerBatch && Date.now() - meteringStarted < 60_000) {
-    await new Promise((r) => setTimeout(r, 500));
-    reportedSpans = await autumnSpans();
-  }
-  const metering = {
-    name: "2m. usage metering on, against scenario 2 (off), same run",
-    ratio: scenarios[3]!.rps / scenarios[2]!.rps,
-    accepted_requests: meteredAccepted,
-    spans_expected: meteredAccepted * spansPerBatch,
-    spans_in_autumn: reportedSpans,
-    exact: reportedSpans === meteredAccepted * spansPerBatch,
+  const steadyNames = {
+    sink: "1. direct to the upstream sink (ceiling)",
+    hop: "1b. pass-through Worker, no gate (the runtime hop alone)",
+    paying: "2. ingest Worker, paying org, warm caches",
+    metered: "2m. the same with usage metering on (USAGE_FEATURES: spans counted, usage queued and reported)",
+    cold: `3. ingest Worker, ${DISTINCT_ORGS.toLocaleString("en")} distinct paying orgs (cold caches, KV path)`,
+    suspended: "4. ingest Worker, suspended org (402 path)",
   };
-  log(`${metering.name}: ${metering.ratio.toFixed(2)}×; spans in Autumn ${reportedSpans} of ${metering.spans_expected} (${metering.exact ? "exact" : "NOT exact"})`);
+  const steadyOptions = {
+    paying: { headers: { ...otlpHeaders, authorization: `Bearer ${payingKey}` }, body, expect: 200 },
+    metered: { headers: { ...otlpHeaders, authorization: `Bearer ${meteredKey}` }, body, expect: 200 },
+    cold: { headers: otlpHeaders, body, expect: 200, keys: manyKeys },
+    suspended: { headers: { ...otlpHeaders, authorization: `Bearer ${suspendedKey}` }, body, expect: 402 },
+  };
+  /** Per scenario key: its CPU cost, and (ops section) its operations per request. */
+  const costs: Record<string, { name: string; cpu: CpuCost | null; ops: OpsPerRequest | null }> = {};
+  const setCpu = (key: string, name: string, cpu: CpuCost) => (costs[key] = { name, cpu, ops: costs[key]?.ops ?? null });
+
+  // Scenarios 1, 1b, 2, 2m and 4 run in interleaved rounds so that drift in the machine's
+  // conditions falls on all of them alike; each figure is the median of its rounds.
+  let scenarios: Scenario[] = [];
+  let metering: { name: string; ratio: number; accepted_requests: number; spans_expected: number; spans_in_autumn: number; exact: boolean } | null = null;
+  if (selected("steady")) {
+    const steady = [
+      { name: steadyNames.sink, url: `${stack.sinkUrl}/v1/traces`, options: { headers: { ...otlpHeaders, "x-scope-orgid": paying }, body, expect: 200 } },
+      { name: steadyNames.hop, url: `${stack.passthroughUrl}/v1/traces`, options: { headers: otlpHeaders, body, expect: 200 } },
+      { name: steadyNames.paying, url: `${stack.ingestUrl}/v1/traces`, options: steadyOptions.paying },
+      { name: steadyNames.metered, url: `${stack.meteredIngestUrl}/v1/traces`, options: steadyOptions.metered },
+      { name: steadyNames.suspended, url: `${stack.ingestUrl}/v1/traces`, options: steadyOptions.suspended },
+    ];
+    const rounds: Scenario[][] = steady.map(() => []);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [i, scenario] of steady.entries()) rounds[i]!.push(await load(`${scenario.name} (round ${round + 1})`, scenario.url, scenario.options));
+    }
+    const [sinkRuns, hopRuns, payingRuns, meteredRuns, suspendedRuns] = rounds;
+    scenarios = [summarize(steady[0]!.name, sinkRuns!), summarize(steady[1]!.name, hopRuns!), summarize(steady[2]!.name, payingRuns!), summarize(steady[3]!.name, meteredRuns!)];
+    if (selected("cold")) scenarios.push(await load(steadyNames.cold, `${stack.ingestUrl}/v1/traces`, steadyOptions.cold));
+    scenarios.push(summarize(steady[4]!.name, suspendedRuns!));
+
+    // Metering on against off, same run: and every span the sink got from the metered org (warm-ups included) must reach Autumn, exactly.
+    const meteredAccepted = await sinkTenantRequests(metered);
+    const reportedSpans = await spansReachAutumn(metered, meteredAccepted * spansPerBatch);
+    const meteredScenario = scenarios.find((s) => s.name === steadyNames.metered)!;
+    const payingScenario = scenarios.find((s) => s.name === steadyNames.paying)!;
+    metering = {
+      name: "2m. usage metering on, against scenario 2 (off), same run",
+      ratio: meteredScenario.rps / payingScenario.rps,
+      accepted_requests: meteredAccepted,
+      spans_expected: meteredAccepted * spansPerBatch,
+      spans_in_autumn: reportedSpans,
+      exact: reportedSpans === meteredAccepted * spansPerBatch,
+    };
+    log(`${metering.name}: ${metering.ratio.toFixed(2)}×; spans in Autumn ${reportedSpans} of ${metering.spans_expected} (${metering.exact ? "exact" : "NOT exact"})`);
+  } else if (selected("cold")) {
+    scenarios.push(await load(steadyNames.cold, `${stack.ingestUrl}/v1/traces`, steadyOptions.cold));
+  }
+  const scenarioKeys: Record<string, string> = { [steadyNames.sink]: "1", [steadyNames.hop]: "1b", [steadyNames.paying]: "2", [steadyNames.metered]: "2m", [steadyNames.cold]: "3", [steadyNames.suspended]: "4" };
+  for (const s of scenarios) setCpu(scenarioKeys[s.name]!, s.name, cpuCost(s.requests, body.byteLength, s.workerd_cpu_ms, "the timed runs"));
 
   // 8. Large OTLP bodies (issue 11): 1 MiB of gzip per request, where buffering and decompression show.
   const largeOtlp = largeGzipBody(1024 * 1024);
   const largeConnections = 8;
-  const largeRuns = { hop: [] as Scenario[], ingest: [] as Scenario[] };
-  for (let round = 0; round < ROUNDS; round++) {
-    largeRuns.hop.push(await load(`8. 1 MiB gzip OTLP bodies, pass-through Worker (round ${round + 1})`, `${stack.passthroughUrl}/v1/traces`, { headers: otlpGzip, body: largeOtlp, expect: 200, connections: largeConnections }));
-    largeRuns.ingest.push(await load(`8. 1 MiB gzip OTLP bodies, ingest Worker (round ${round + 1})`, `${stack.ingestUrl}/v1/traces`, { headers: { ...otlpGzip, authorization: `Bearer ${payingKey}` }, body: largeOtlp, expect: 200, connections: largeConnections }));
-  }
-  const mib = largeOtlp.byteLength / 2 ** 20;
-  const largeBodies = {
-    name: "8. 1 MiB gzip OTLP bodies",
-    body_bytes: largeOtlp.byteLength,
-    connections: largeConnections,
-    passthrough: { ...summarize("pass-through Worker", largeRuns.hop), mib_per_s: median(largeRuns.hop.map((r) => r.rps)) * mib },
-    ingest: { ...summarize("ingest Worker", largeRuns.ingest), mib_per_s: median(largeRuns.ingest.map((r) => r.rps)) * mib },
-    ratio_to_passthrough: 0,
-  };
-  largeBodies.ratio_to_passthrough = largeBodies.ingest.mib_per_s / largeBodies.passthrough.mib_per_s;
-  log(`${largeBodies.name}: ingest ${largeBodies.ingest.mib_per_s.toFixed(1)} MiB/s, pass-through ${largeBodies.passthrough.mib_per_s.toFixed(1)} MiB/s (${largeBodies.ratio_to_passthrough.toFixed(2)}×)`);
+  const largeBodies = !selected("large") ? null : await (async () => {
+    const largeRuns = { hop: [] as Scenario[], ingest: [] as Scenario[] };
+    for (let round = 0; round < ROUNDS; round++) {
+      largeRuns.hop.push(await load(`8. 1 MiB gzip OTLP bodies, pass-through Worker (round ${round + 1})`, `${stack.passthroughUrl}/v1/traces`, { headers: otlpGzip, body: largeOtlp, expect: 200, connections: largeConnections }));
+      largeRuns.ingest.push(await load(`8. 1 MiB gzip OTLP bodies, ingest Worker (round ${round + 1})`, `${stack.ingestUrl}/v1/traces`, { headers: { ...otlpGzip, authorization: `Bearer ${payingKey}` }, body: largeOtlp, expect: 200, connections: largeConnections }));
+    }
+    const mib = largeOtlp.byteLength / 2 ** 20;
+    const passthrough = summarize("pass-through Worker", largeRuns.hop);
+    const ingest = summarize("ingest Worker", largeRuns.ingest);
+    const largeBodies = {
+      name: "8. 1 MiB gzip OTLP bodies",
+      body_bytes: largeOtlp.byteLength,
+      connections: largeConnections,
+      passthrough: { ...passthrough, mib_per_s: median(largeRuns.hop.map((r) => r.rps)) * mib },
+      ingest: { ...ingest, mib_per_s: median(largeRuns.ingest.map((r) => r.rps)) * mib },
+      ratio_to_passthrough: 0,
+    };
+    largeBodies.ratio_to_passthrough = largeBodies.ingest.mib_per_s / largeBodies.passthrough.mib_per_s;
+    setCpu("8", largeBodies.name, cpuCost(ingest.requests, largeOtlp.byteLength, ingest.workerd_cpu_ms, "the timed runs"));
+    setCpu("8-passthrough", `${largeBodies.name}, pass-through Worker`, cpuCost(passthrough.requests, largeOtlp.byteLength, passthrough.workerd_cpu_ms, "the timed runs"));
+    log(`${largeBodies.name}: ingest ${largeBodies.ingest.mib_per_s.toFixed(1)} MiB/s, pass-through ${largeBodies.passthrough.mib_per_s.toFixed(1)} MiB/s (${largeBodies.ratio_to_passthrough.toFixed(2)}×)`);
+    return largeBodies;
+  })();
 
   // 9. One Logpush batch of 64 MiB decompressed NDJSON (issue 11): throughput and workerd's peak RSS.
-  const logpushBatch = logpushNdjson(64 * 2 ** 20 - 4096);
-  const logpushGzip = gzipSync(logpushBatch.text);
-  const logpushRuns = { passthrough: [] as BatchRun[], ingest: [] as BatchRun[] };
-  for (let round = 0; round < ROUNDS; round++) {
-    logpushRuns.passthrough.push(await postBatch(`${stack.passthroughUrl}/v1/logs`, logpushGzip, {}, 200));
-    logpushRuns.ingest.push(await postBatch(`${stack.ingestUrl}/v1/logpush/http_requests`, logpushGzip, { authorization: `Bearer ${payingKey}` }, 200));
-  }
-  const decompressedMib = logpushBatch.text.length / 2 ** 20;
-  const batchSummary = (runs: BatchRun[]) => {
-    const seconds = median(runs.map((r) => r.seconds));
-    return { seconds, mib_per_s: decompressedMib / seconds, peak_rss_increase_mib: Math.max(...runs.map((r) => r.peakRssIncreaseMib)), statuses: runs.map((r) => r.status) };
-  };
-  const logpushScenario = {
-    name: "9. one Logpush batch of 64 MiB decompressed NDJSON",
-    records: logpushBatch.records,
-    decompressed_bytes: logpushBatch.text.length,
-    gzip_bytes: logpushGzip.byteLength,
-    passthrough: batchSummary(logpushRuns.passthrough),
-    ingest: batchSummary(logpushRuns.ingest),
-    ratio_to_passthrough: 0,
-  };
-  logpushScenario.ratio_to_passthrough = logpushScenario.ingest.mib_per_s / logpushScenario.passthrough.mib_per_s;
-  log(`${logpushScenario.name}: ingest ${logpushScenario.ingest.mib_per_s.toFixed(1)} MiB/s (peak RSS +${logpushScenario.ingest.peak_rss_increase_mib.toFixed(0)} MiB), pass-through ${logpushScenario.passthrough.mib_per_s.toFixed(1)} MiB/s (+${logpushScenario.passthrough.peak_rss_increase_mib.toFixed(0)} MiB)`);
+  const logpushBatch = selected("logpush") || selected("ops") ? logpushNdjson(64 * 2 ** 20 - 4096) : null;
+  const logpushGzip = logpushBatch ? gzipSync(logpushBatch.text) : null;
+  const logpushScenario = !(selected("logpush") && logpushBatch && logpushGzip) ? null : await (async () => {
+    const logpushRuns = { passthrough: [] as BatchRun[], ingest: [] as BatchRun[] };
+    for (let round = 0; round < ROUNDS; round++) {
+      logpushRuns.passthrough.push(await postBatch(`${stack.passthroughUrl}/v1/logs`, logpushGzip, {}, 200));
+      logpushRuns.ingest.push(await postBatch(`${stack.ingestUrl}/v1/logpush/http_requests`, logpushGzip, { authorization: `Bearer ${payingKey}` }, 200));
+    }
+    const decompressedMib = logpushBatch.text.length / 2 ** 20;
+    const batchSummary = (runs: BatchRun[]) => {
+      const seconds = median(runs.map((r) => r.seconds));
+      return { seconds, mib_per_s: decompressedMib / seconds, peak_rss_increase_mib: Math.max(...runs.map((r) => r.peakRssIncreaseMib)), statuses: runs.map((r) => r.status), workerd_cpu_ms: median(runs.map((r) => r.workerdCpuMs)) };
+    };
+    const logpushScenario = {
+      name: "9. one Logpush batch of 64 MiB decompressed NDJSON",
+      records: logpushBatch.records,
+      decompressed_bytes: logpushBatch.text.length,
+      gzip_bytes: logpushGzip.byteLength,
+      passthrough: batchSummary(logpushRuns.passthrough),
+      ingest: batchSummary(logpushRuns.ingest),
+      ratio_to_passthrough: 0,
+    };
+    logpushScenario.ratio_to_passthrough = logpushScenario.ingest.mib_per_s / logpushScenario.passthrough.mib_per_s;
+    // Per MiB of the gzip body as received; per decompressed MiB it is this × gzip/decompressed.
+    setCpu("9", logpushScenario.name, cpuCost(1, logpushGzip.byteLength, logpushScenario.ingest.workerd_cpu_ms, `the median of ${ROUNDS} timed batches`));
+    log(`${logpushScenario.name}: ingest ${logpushScenario.ingest.mib_per_s.toFixed(1)} MiB/s (peak RSS +${logpushScenario.ingest.peak_rss_increase_mib.toFixed(0)} MiB, ${logpushScenario.ingest.workerd_cpu_ms.toFixed(0)} ms workerd CPU), pass-through ${logpushScenario.passthrough.mib_per_s.toFixed(1)} MiB/s (+${logpushScenario.passthrough.peak_rss_increase_mib.toFixed(0)} MiB)`);
+    return logpushScenario;
+  })();
 
+  // 10. Collector-sized batches (issue 20): 8,192 spans per request, protobuf, gzip, as the
+  // Collector's otlphttp exporter sends them; pass-through, metering off and metering on, interleaved.
+  const collector = selected("collector") || selected("ops") ? collectorBatch(8_192) : null;
+  const collectorOrg = "bench_collector_metered";
+  let collectorResult: CollectorResult | null = null;
+  const collectorConnections = 8;
+  if (selected("collector") && collector) {
+    await control("/customers", { id: collectorOrg });
+    const collectorKey = await mint(collectorOrg);
+    log(`collector-sized batches: ${collector.spans} spans, ${collector.protobufBytes.toLocaleString("en")} bytes of protobuf, ${collector.body.byteLength.toLocaleString("en")} gzipped`);
+    const runs = { hop: [] as Scenario[], off: [] as Scenario[], on: [] as Scenario[] };
+    for (let round = 0; round < ROUNDS; round++) {
+      // One warm-up per target, in the first round: the isolates stay warm across rounds.
+      const common = { body: collector.body, expect: 200, connections: collectorConnections, duration: COLLECTOR_DURATION_S, warmup: round === 0 ? 1 : 0 };
+      runs.hop.push(await load(`10. Collector-sized batches, pass-through Worker (round ${round + 1})`, `${stack.passthroughUrl}/v1/traces`, { ...common, headers: otlpGzip }));
+      runs.off.push(await load(`10. Collector-sized batches, ingest Worker, metering off (round ${round + 1})`, `${stack.ingestUrl}/v1/traces`, { ...common, headers: { ...otlpGzip, authorization: `Bearer ${payingKey}` } }));
+      runs.on.push(await load(`10. Collector-sized batches, ingest Worker, metering on (round ${round + 1})`, `${stack.meteredIngestUrl}/v1/traces`, { ...common, headers: { ...otlpGzip, authorization: `Bearer ${collectorKey}` } }));
+    }
+    const mib = collector.body.byteLength / 2 ** 20;
+    const withMib = (name: string, list: Scenario[]) => ({ ...summarize(name, list), mib_per_s: median(list.map((r) => r.rps)) * mib });
+    const passthrough = withMib("pass-through Worker", runs.hop);
+    const off = withMib("ingest Worker, metering off", runs.off);
+    const on = withMib("ingest Worker, metering on", runs.on);
+    const accepted = await sinkTenantRequests(collectorOrg);
+    const inAutumn = await spansReachAutumn(collectorOrg, accepted * collector.spans);
+    collectorResult = {
+      name: "10. Collector-sized batches: 8,192 spans per request, protobuf, gzip",
+      spans: collector.spans,
+      body_bytes: collector.body.byteLength,
+      protobuf_bytes: collector.protobufBytes,
+      connections: collectorConnections,
+      duration_s: COLLECTOR_DURATION_S,
+      passthrough,
+      metering_off: { ...off, ratio_to_passthrough: off.mib_per_s / passthrough.mib_per_s },
+      metering_on: { ...on, ratio_to_passthrough: on.mib_per_s / passthrough.mib_per_s },
+      metering_on_vs_off: on.mib_per_s / off.mib_per_s,
+      accepted_requests: accepted,
+      spans_expected: accepted * collector.spans,
+      spans_in_autumn: inAutumn,
+      exact: inAutumn === accepted * collector.spans,
+    };
+    setCpu("10", `${collectorResult.name}, metering off`, cpuCost(off.requests, collector.body.byteLength, off.workerd_cpu_ms, "the timed runs"));
+    setCpu("10m", `${collectorResult.name}, metering on`, cpuCost(on.requests, collector.body.byteLength, on.workerd_cpu_ms, "the timed runs"));
+    setCpu("10-passthrough", `${collectorResult.name}, pass-through Worker`, cpuCost(passthrough.requests, collector.body.byteLength, passthrough.workerd_cpu_ms, "the timed runs"));
+    log(
+      `${collectorResult.name}: pass-through ${passthrough.mib_per_s.toFixed(1)} MiB/s; metering off ${off.mib_per_s.toFixed(1)} MiB/s (${collectorResult.metering_off.ratio_to_passthrough.toFixed(2)}×); ` +
+        `metering on ${on.mib_per_s.toFixed(1)} MiB/s (${collectorResult.metering_on.ratio_to_passthrough.toFixed(2)}×); spans in Autumn ${inAutumn} of ${collectorResult.spans_expected} (${collectorResult.exact ? "exact" : "NOT exact"})`,
+    );
+  }
+
+  const burst = !selected("webhooks") ? null : await (async () => {
   // 5. A burst of signed webhooks: 200 orgs in four billing situations, ten deliveries each
   // (two of them Svix redeliveries of an earlier message id), shuffled, 64 at a time.
   log("webhook burst ...");
@@ -461,6 +672,9 @@ try {
   };
   log(`${burst.name}: ${burst.rps.toFixed(0)}/s, processed ${outcomes.processed}, duplicates ${outcomes.duplicate}, failed ${outcomes.failed}, wrong states ${wrongState}, wrong transition counts ${wrongTransitions}`);
 
+  return burst;
+  })();
+  const gateDecision = !selected("gate") ? null : await (async () => {
   // 6. The gate decision alone. Warm: pure CPU, timed in Node on the same V8 (workerd's clocks
   // do not advance without I/O). KV and object paths: timed inside workerd with real bindings.
   log("gate micro-benchmarks ...");
@@ -490,71 +704,201 @@ try {
   const gateDecision = { warm_memory_ns: warmNs, kv_path: await timed("kv"), object_confirm_path: await timed("object") };
   log(`gate: warm ${warmNs.toFixed(0)} ns/call, KV mean ${gateDecision.kv_path.mean_ms.toFixed(3)} ms, object mean ${gateDecision.object_confirm_path.mean_ms.toFixed(3)} ms`);
 
-  const sweep = await reconciliationSweep();
+    return gateDecision;
+  })();
 
-  const ceiling = scenarios[0]!;
-  const hop = scenarios[1]!;
-  const withRatios = scenarios.map((s) => ({ ...s, rps_ratio: s.rps / ceiling.rps, rps_ratio_to_hop: s.rps / hop.rps, p50_added_ms: s.p50_ms - ceiling.p50_ms }));
+  // The counting pass: each scenario's load replayed for OPS_DURATION_S against the counting
+  // harness (bench/counted-ingest), whose bindings count the Cloudflare operations asked of them.
+  // Its own orgs, so the timed scenarios' checks above are untouched by it.
+  if (selected("ops") && stack.counted && logpushGzip && collector) {
+    const counted = stack.counted;
+    const opsUrl = (base: string) => `${base}/__bench/ops`;
+    const resetOps = async (base: string) => {
+      if (!(await fetch(opsUrl(base), { method: "DELETE" })).ok) throw new Error(`${base}: could not reset the operation counts`);
+    };
+    const readOps = async (base: string) => (await (await fetch(opsUrl(base))).json()) as OpCounts;
+    /** `drainMs`: time for work the requests left behind (usage flushes, the queue consumer) before the counts are read. */
+    const countLoad = async (key: string, name: string, base: string, path: string, options: { headers: Record<string, string>; body: Uint8Array; expect: number; keys?: string[]; connections?: number }, drainMs: number) => {
+      await resetOps(base);
+      const run = await load(`ops ${key}: ${name}`, `${base}${path}`, { ...options, duration: OPS_DURATION_S, warmup: 0 });
+      await new Promise((r) => setTimeout(r, drainMs));
+      const ops = perRequest(await readOps(base));
+      costs[key] = { name, cpu: costs[key]?.cpu ?? cpuCost(run.requests, options.body.byteLength, run.workerd_cpu_ms, "the counting pass (harness)"), ops };
+      log(`ops ${key}: per request KV reads ${ops.kv_reads.toFixed(4)}, DO requests ${ops.do_requests.toFixed(4)}, queue messages ${ops.queue_messages.toFixed(4)}, R2 A/B ${ops.r2_class_a.toFixed(3)}/${ops.r2_class_b.toFixed(3)} (${ops.requests_counted} requests)`);
+    };
+    const opsOrgs = { paying: "bench_ops_paying", metered: "bench_ops_metered", suspended: "bench_ops_suspended" };
+    for (const org of Object.values(opsOrgs)) await control("/customers", { id: org });
+    const opsKeys = { paying: await mint(opsOrgs.paying), metered: await mint(opsOrgs.metered), suspended: await mint(opsOrgs.suspended) };
+    if (!(await admin("POST", `/orgs/${opsOrgs.suspended}/override`, { action: "suspend", note: "benchmark: counting the 402 path" })).ok) throw new Error("could not suspend");
+    const bearer = (key: string) => ({ ...otlpHeaders, authorization: `Bearer ${key}` });
+    await countLoad("2", steadyNames.paying, counted.off, "/v1/traces", { headers: bearer(opsKeys.paying), body, expect: 200 }, 300);
+    await countLoad("2m", steadyNames.metered, counted.metered, "/v1/traces", { headers: bearer(opsKeys.metered), body, expect: 200 }, 3_000);
+    // The keys the timed scenario 3 used: this isolate has never seen them, so its caches are cold as that scenario's were.
+    await countLoad("3", steadyNames.cold, counted.off, "/v1/traces", { headers: otlpHeaders, body, expect: 200, keys: manyKeys.slice().reverse() }, 300);
+    await countLoad("4", steadyNames.suspended, counted.off, "/v1/traces", { headers: bearer(opsKeys.suspended), body, expect: 402 }, 300);
+    await countLoad("8", "8. 1 MiB gzip OTLP bodies", counted.off, "/v1/traces", { headers: { ...otlpGzip, authorization: `Bearer ${opsKeys.paying}` }, body: largeOtlp, expect: 200, connections: largeConnections }, 300);
+    await countLoad("10", "10. Collector-sized batches, metering off", counted.off, "/v1/traces", { headers: { ...otlpGzip, authorization: `Bearer ${opsKeys.paying}` }, body: collector.body, expect: 200, connections: collectorConnections }, 300);
+    await countLoad("10m", "10. Collector-sized batches, metering on", counted.metered, "/v1/traces", { headers: { ...otlpGzip, authorization: `Bearer ${opsKeys.metered}` }, body: collector.body, expect: 200, connections: collectorConnections }, 3_000);
+    // 9: one Logpush batch, one request.
+    await resetOps(counted.off);
+    await postBatch(`${counted.off}/v1/logpush/http_requests`, logpushGzip, { authorization: `Bearer ${opsKeys.paying}` }, 200);
+    costs["9"] = { name: "9. one Logpush batch of 64 MiB decompressed NDJSON", cpu: costs["9"]?.cpu ?? null, ops: perRequest(await readOps(counted.off)) };
+    // 4p: a suspended org with parking on (the deployed default): every batch is a new one (a
+    // resend is answered as kept, without parking it again), 200 of them, 8 at a time.
+    const parkingBodies = Array.from({ length: 200 }, () => traceBatch());
+    await resetOps(counted.parking);
+    const parkingCpuBefore = workerdCpuSeconds();
+    const parkingStatuses: Record<string, number> = {};
+    await pool(parkingBodies, 8, async (batch) => {
+      const response = await fetch(`${counted.parking}/v1/traces`, { method: "POST", headers: bearer(opsKeys.suspended), body: batch as Uint8Array<ArrayBuffer> });
+      await response.arrayBuffer();
+      parkingStatuses[response.status] = (parkingStatuses[response.status] ?? 0) + 1;
+    });
+    const parkingCpuMs = (workerdCpuSeconds() - parkingCpuBefore) * 1000;
+    if ((parkingStatuses["402"] ?? 0) !== parkingBodies.length) throw new Error(`parking-on suspended org: statuses ${JSON.stringify(parkingStatuses)}, expected 402 for all`);
+    costs["4p"] = {
+      name: "4p. suspended org with parking on (R2 bound, as deployed): 200 distinct batches, counting pass only",
+      cpu: cpuCost(parkingBodies.length, body.byteLength, parkingCpuMs, "the counting pass (harness, 8 concurrent)"),
+      ops: perRequest(await readOps(counted.parking)),
+    };
+    log(`ops 4p: per request R2 class A ${costs["4p"].ops!.r2_class_a.toFixed(2)}, class B ${costs["4p"].ops!.r2_class_b.toFixed(2)}, queue messages ${costs["4p"].ops!.queue_messages.toFixed(2)}, KV reads ${costs["4p"].ops!.kv_reads.toFixed(3)}, DO ${costs["4p"].ops!.do_requests.toFixed(3)}`);
+  }
+
+  const sweep = selected("sweep") ? await reconciliationSweep() : null;
+
+  const ceiling = scenarios.find((s) => s.name === steadyNames.sink);
+  const hop = scenarios.find((s) => s.name === steadyNames.hop);
+  const withRatios = scenarios.map((s) => ({
+    ...s,
+    rps_ratio: ceiling ? s.rps / ceiling.rps : null,
+    rps_ratio_to_hop: hop ? s.rps / hop.rps : null,
+    p50_added_ms: ceiling ? s.p50_ms - ceiling.p50_ms : null,
+    cpu_ms_per_request: costs[scenarioKeys[s.name]!]?.cpu?.cpu_ms_per_request ?? null,
+  }));
   const machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version, date: new Date().toISOString() };
-  const results = { machine, settings: { duration_s: DURATION_S, rounds: ROUNDS, connections: CONNECTIONS, body_bytes: body.byteLength, distinct_orgs: DISTINCT_ORGS }, scenarios: withRatios, metering, large_otlp: largeBodies, logpush_batch: logpushScenario, webhooks: burst, gate: gateDecision, reconcile: sweep };
+  const benchSeconds = (performance.now() - benchStarted) / 1000;
+  const results = {
+    machine,
+    settings: { duration_s: DURATION_S, rounds: ROUNDS, connections: CONNECTIONS, body_bytes: body.byteLength, distinct_orgs: DISTINCT_ORGS, collector_duration_s: COLLECTOR_DURATION_S, ops_duration_s: OPS_DURATION_S, only: ONLY ? [...ONLY] : null },
+    wall_s: benchSeconds,
+    scenarios: withRatios,
+    metering,
+    large_otlp: largeBodies,
+    logpush_batch: logpushScenario,
+    collector: collectorResult,
+    webhooks: burst,
+    gate: gateDecision,
+    reconcile: sweep,
+    cost: { method: OPS_METHOD, by_scenario: costs },
+  };
   const outDir = join(REPO_ROOT, "bench", "results");
   if (WRITE) {
     mkdirSync(outDir, { recursive: true });
     writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
   }
 
-  const f = (n: number, digits = 1) => n.toFixed(digits);
-  const table = [
-    `Measured ${machine.date.slice(0, 10)} on ${machine.cores} × ${machine.cpu}, ${machine.memory_gib} GiB, Node ${machine.node}; ${CONNECTIONS} connections, ${ROUNDS} interleaved rounds of ${DURATION_S} s per scenario (medians), a ${body.byteLength}-byte gzipped protobuf batch of 20 spans; the Workers bundled as for deploy and run in one local workerd (Miniflare), the load generator, the sink and workerd sharing the machine.`,
-    "",
-    "| scenario | req/s | × ceiling | × runtime hop | p50 ms | p99 ms | added p50 ms | errors | unexpected status |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ...withRatios.map((s) => `| ${s.name} | ${f(s.rps, 0)} | ${f(s.rps_ratio, 2)} | ${f(s.rps_ratio_to_hop, 2)} | ${s.p50_ms} | ${s.p99_ms} | ${f(s.p50_added_ms, 1)} | ${s.errors} | ${s.unexpected_status} |`),
-    `| ${burst.name} | ${f(burst.rps, 0)} | — | — | ${f(burst.p50_ms)} | ${f(burst.p99_ms)} | — | ${burst.errors} | — |`,
-    "",
-    `Usage metering (2m against 2, same run): ${f(metering.ratio, 2)}× the throughput with metering off; the ${metering.accepted_requests.toLocaleString("en")} metered batches' ${metering.spans_expected.toLocaleString("en")} spans reached Autumn ${metering.exact ? "exactly" : `NOT exactly (${metering.spans_in_autumn.toLocaleString("en")})`}.`,
-    "",
-    `| ${largeBodies.name} (${(largeBodies.body_bytes / 2 ** 20).toFixed(2)} MiB each, ${largeBodies.connections} connections) | pass-through Worker | ingest Worker | × pass-through |`,
-    "|---|---:|---:|---:|",
-    `| throughput | ${f(largeBodies.passthrough.mib_per_s)} MiB/s | ${f(largeBodies.ingest.mib_per_s)} MiB/s | ${f(largeBodies.ratio_to_passthrough, 2)} |`,
-    `| p50 / p99 latency | ${largeBodies.passthrough.p50_ms} / ${largeBodies.passthrough.p99_ms} ms | ${largeBodies.ingest.p50_ms} / ${largeBodies.ingest.p99_ms} ms | |`,
-    "",
-    `| ${logpushScenario.name} (${logpushScenario.records.toLocaleString("en")} records, ${f(logpushScenario.gzip_bytes / 2 ** 20)} MiB gzip) | pass-through Worker (buffers, forwards the gzip) | ingest Worker (decompress, convert, forward OTLP JSON) | × pass-through |`,
-    "|---|---:|---:|---:|",
-    `| throughput (decompressed MiB/s, median of ${ROUNDS}) | ${f(logpushScenario.passthrough.mib_per_s)} | ${f(logpushScenario.ingest.mib_per_s)} | ${f(logpushScenario.ratio_to_passthrough, 2)} |`,
-    `| peak workerd RSS increase | ${f(logpushScenario.passthrough.peak_rss_increase_mib, 0)} MiB | ${f(logpushScenario.ingest.peak_rss_increase_mib, 0)} MiB | |`,
-    "",
-    `Webhook burst: ${burst.processed} processed, ${burst.duplicate} acknowledged as redeliveries, ${burst.failed} failed; ${burst.orgs_in_wrong_state} orgs in a wrong state, ${burst.orgs_with_wrong_transition_count} with a wrong number of transitions.`,
-    "",
-    "| gate decision | per call |",
-    "|---|---:|",
-    `| warm (isolate memory, Node on the same V8) | ${f(warmNs, 0)} ns |`,
-    `| KV path (mirror read, inside workerd, mean of ${gateDecision.kv_path.calls}) | ${f(gateDecision.kv_path.mean_ms * 1000, 0)} µs |`,
-    `| object-confirm path (mirror says suspended, object asked; mean of ${gateDecision.object_confirm_path.calls}) | ${f(gateDecision.object_confirm_path.mean_ms * 1000, 0)} µs |`,
-    "",
-    `| ${sweep.name.replace(/^7\. /, "")} | measured |`,
-    "|---|---:|",
-    `| wall time (POST /admin/reconcile until finished) | ${f(sweep.wall_s)} s |`,
-    `| customers.list pages (customers seen) | ${sweep.pages} (${sweep.customers_seen.toLocaleString("en")}) |`,
-    `| orgs handed over: unknown past due / no longer past due / missing from Autumn | ${sweep.orgs_handed_over.unknown_past_due} / ${sweep.orgs_handed_over.no_longer_past_due} / ${sweep.orgs_handed_over.missing_from_autumn} |`,
-    `| Autumn calls per sweep: pages + customers.get + invoices.list | ${sweep.autumn_calls.total} = ${sweep.autumn_calls.customers_list} + ${sweep.autumn_calls.customers_get} + ${sweep.autumn_calls.invoices_list} |`,
-    `| object calls per sweep: org objects (+ index lookups) | ${sweep.object_calls.org_objects} (+ ${sweep.object_calls.index_lookups}) |`,
-    `| per-customer calls for customers Tollgate agreed with | ${sweep.per_customer_calls.agreeing_never_known + sweep.per_customer_calls.known_beforehand} |`,
-    `| unknown orgs found / now overdue | ${sweep.unknown_found} / ${sweep.unknown - sweep.unknown_not_overdue_after} of ${sweep.unknown} |`,
-    "",
-    `Reconciliation sweep: Autumn listed ${sweep.customers_seen.toLocaleString("en")} customers (${sweep.customers_seeded.toLocaleString("en")} seeded for it, ${sweep.past_due} past due, ${sweep.known_beforehand} of those made known to Tollgate by signed webhooks first; the rest are the scenarios above), pages of 1,000, one per alarm run; ` +
-      `reads made meanwhile by other orgs' own alarms (follow-ups after earlier webhooks: ${sweep.per_customer_calls.other}) are not the sweep's and not counted; checks ${sweep.checks_passed ? "passed" : `FAILED: ${sweep.failed_checks.join("; ")}`}.`,
-  ].join("\n");
-  // The results table lives in docs/benchmark.md (moved out of the README, issue 22), between its bench markers.
-  const docPath = join(REPO_ROOT, "docs", "benchmark.md");
-  const doc = readFileSync(docPath, "utf8");
+  const f = (n: number | null | undefined, digits = 1) => (n === null || n === undefined ? "—" : n.toFixed(digits));
+  const lines: string[] = [
+    `Measured ${machine.date.slice(0, 10)} on ${machine.cores} × ${machine.cpu}, ${machine.memory_gib} GiB, Node ${machine.node}; ${CONNECTIONS} connections, ${ROUNDS} interleaved rounds of ${DURATION_S} s per scenario (medians), a ${body.byteLength}-byte gzipped protobuf batch of 20 spans; the Workers bundled as for deploy and run in one local workerd (Miniflare), the load generator, the sink and workerd sharing the machine. The whole bench took ${f(benchSeconds / 60, 1)} minutes.`,
+  ];
+  if (withRatios.length > 0 || burst) {
+    lines.push(
+      "",
+      "| scenario | req/s | × ceiling | × runtime hop | p50 ms | p99 ms | added p50 ms | workerd CPU ms/request | errors | unexpected status |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      ...withRatios.map((s) => `| ${s.name} | ${f(s.rps, 0)} | ${f(s.rps_ratio, 2)} | ${f(s.rps_ratio_to_hop, 2)} | ${s.p50_ms} | ${s.p99_ms} | ${f(s.p50_added_ms, 1)} | ${f(s.cpu_ms_per_request, 3)} | ${s.errors} | ${s.unexpected_status} |`),
+    );
+    if (burst) lines.push(`| ${burst.name} | ${f(burst.rps, 0)} | — | — | ${f(burst.p50_ms)} | ${f(burst.p99_ms)} | — | — | ${burst.errors} | — |`);
+  }
+  if (metering) {
+    lines.push("", `Usage metering (2m against 2, same run): ${f(metering.ratio, 2)}× the throughput with metering off; the ${metering.accepted_requests.toLocaleString("en")} metered batches' ${metering.spans_expected.toLocaleString("en")} spans reached Autumn ${metering.exact ? "exactly" : `NOT exactly (${metering.spans_in_autumn.toLocaleString("en")})`}.`);
+  }
+  if (largeBodies) {
+    lines.push(
+      "",
+      `| ${largeBodies.name} (${(largeBodies.body_bytes / 2 ** 20).toFixed(2)} MiB each, ${largeBodies.connections} connections) | pass-through Worker | ingest Worker | × pass-through |`,
+      "|---|---:|---:|---:|",
+      `| throughput | ${f(largeBodies.passthrough.mib_per_s)} MiB/s | ${f(largeBodies.ingest.mib_per_s)} MiB/s | ${f(largeBodies.ratio_to_passthrough, 2)} |`,
+      `| p50 / p99 latency | ${largeBodies.passthrough.p50_ms} / ${largeBodies.passthrough.p99_ms} ms | ${largeBodies.ingest.p50_ms} / ${largeBodies.ingest.p99_ms} ms | |`,
+      `| workerd CPU per request / per MiB | ${f(costs["8-passthrough"]?.cpu?.cpu_ms_per_request, 2)} / ${f(costs["8-passthrough"]?.cpu?.cpu_ms_per_mib, 2)} ms | ${f(costs["8"]?.cpu?.cpu_ms_per_request, 2)} / ${f(costs["8"]?.cpu?.cpu_ms_per_mib, 2)} ms | |`,
+    );
+  }
+  if (logpushScenario) {
+    lines.push(
+      "",
+      `| ${logpushScenario.name} (${logpushScenario.records.toLocaleString("en")} records, ${f(logpushScenario.gzip_bytes / 2 ** 20)} MiB gzip) | pass-through Worker (buffers, forwards the gzip) | ingest Worker (decompress, convert, forward OTLP JSON) | × pass-through |`,
+      "|---|---:|---:|---:|",
+      `| throughput (decompressed MiB/s, median of ${ROUNDS}) | ${f(logpushScenario.passthrough.mib_per_s)} | ${f(logpushScenario.ingest.mib_per_s)} | ${f(logpushScenario.ratio_to_passthrough, 2)} |`,
+      `| peak workerd RSS increase | ${f(logpushScenario.passthrough.peak_rss_increase_mib, 0)} MiB | ${f(logpushScenario.ingest.peak_rss_increase_mib, 0)} MiB | |`,
+      `| workerd CPU per batch (median) | ${f(logpushScenario.passthrough.workerd_cpu_ms, 0)} ms | ${f(logpushScenario.ingest.workerd_cpu_ms, 0)} ms | |`,
+    );
+  }
+  if (collectorResult) {
+    const c = collectorResult;
+    lines.push(
+      "",
+      `| ${c.name} (${f(c.body_bytes / 2 ** 10, 0)} KiB gzip, ${f(c.protobuf_bytes / 2 ** 20, 2)} MiB protobuf, ${c.connections} connections, ${ROUNDS} rounds of ${c.duration_s} s) | pass-through Worker | ingest, metering off | ingest, metering on |`,
+      "|---|---:|---:|---:|",
+      `| throughput (MiB/s of gzip as received) | ${f(c.passthrough.mib_per_s)} | ${f(c.metering_off.mib_per_s)} | ${f(c.metering_on.mib_per_s)} |`,
+      `| × pass-through | 1.00 | ${f(c.metering_off.ratio_to_passthrough, 2)} | ${f(c.metering_on.ratio_to_passthrough, 2)} |`,
+      `| requests/s (spans/s) | ${f(c.passthrough.rps)} (${f(c.passthrough.rps * c.spans, 0)}) | ${f(c.metering_off.rps)} (${f(c.metering_off.rps * c.spans, 0)}) | ${f(c.metering_on.rps)} (${f(c.metering_on.rps * c.spans, 0)}) |`,
+      `| p50 / p99 latency | ${c.passthrough.p50_ms} / ${c.passthrough.p99_ms} ms | ${c.metering_off.p50_ms} / ${c.metering_off.p99_ms} ms | ${c.metering_on.p50_ms} / ${c.metering_on.p99_ms} ms |`,
+      `| workerd CPU per request / per MiB | ${f(costs["10-passthrough"]?.cpu?.cpu_ms_per_request, 1)} / ${f(costs["10-passthrough"]?.cpu?.cpu_ms_per_mib, 1)} ms | ${f(costs["10"]?.cpu?.cpu_ms_per_request, 1)} / ${f(costs["10"]?.cpu?.cpu_ms_per_mib, 1)} ms | ${f(costs["10m"]?.cpu?.cpu_ms_per_request, 1)} / ${f(costs["10m"]?.cpu?.cpu_ms_per_mib, 1)} ms |`,
+      "",
+      `Collector-sized batches with metering on: ${f(c.metering_on_vs_off, 2)}× metering off; the ${c.accepted_requests.toLocaleString("en")} metered batches' ${c.spans_expected.toLocaleString("en")} spans reached Autumn ${c.exact ? "exactly" : `NOT exactly (${c.spans_in_autumn.toLocaleString("en")})`}.`,
+    );
+  }
+  const opsRows = Object.entries(costs).filter(([, entry]) => entry.ops);
+  if (opsRows.length > 0) {
+    lines.push(
+      "",
+      `| Cloudflare operations per request (counting pass, ${OPS_DURATION_S} s per scenario against the counting harness; see docs/cost.md) | requests counted | KV reads | DO requests | queue messages (ops) | R2 class A / B | workerd CPU ms/request |`,
+      "|---|---:|---:|---:|---:|---:|---:|",
+      ...opsRows.map(([, e]) => `| ${e.name} | ${e.ops!.requests_counted} | ${f(e.ops!.kv_reads, 4)} | ${f(e.ops!.do_requests, 4)} | ${f(e.ops!.queue_messages, 4)} (${f(e.ops!.queue_ops, 4)}) | ${f(e.ops!.r2_class_a, 2)} / ${f(e.ops!.r2_class_b, 2)} | ${f(e.cpu?.cpu_ms_per_request, 3)} |`),
+    );
+  }
+  if (burst) lines.push("", `Webhook burst: ${burst.processed} processed, ${burst.duplicate} acknowledged as redeliveries, ${burst.failed} failed; ${burst.orgs_in_wrong_state} orgs in a wrong state, ${burst.orgs_with_wrong_transition_count} with a wrong number of transitions.`);
+  if (gateDecision) {
+    lines.push(
+      "",
+      "| gate decision | per call |",
+      "|---|---:|",
+      `| warm (isolate memory, Node on the same V8) | ${f(gateDecision.warm_memory_ns, 0)} ns |`,
+      `| KV path (mirror read, inside workerd, mean of ${gateDecision.kv_path.calls}) | ${f(gateDecision.kv_path.mean_ms * 1000, 0)} µs |`,
+      `| object-confirm path (mirror says suspended, object asked; mean of ${gateDecision.object_confirm_path.calls}) | ${f(gateDecision.object_confirm_path.mean_ms * 1000, 0)} µs |`,
+    );
+  }
+  if (sweep) {
+    lines.push(
+      "",
+      `| ${sweep.name.replace(/^7\. /, "")} | measured |`,
+      "|---|---:|",
+      `| wall time (POST /admin/reconcile until finished) | ${f(sweep.wall_s)} s |`,
+      `| customers.list pages (customers seen) | ${sweep.pages} (${sweep.customers_seen.toLocaleString("en")}) |`,
+      `| orgs handed over: unknown past due / no longer past due / missing from Autumn | ${sweep.orgs_handed_over.unknown_past_due} / ${sweep.orgs_handed_over.no_longer_past_due} / ${sweep.orgs_handed_over.missing_from_autumn} |`,
+      `| Autumn calls per sweep: pages + customers.get + invoices.list | ${sweep.autumn_calls.total} = ${sweep.autumn_calls.customers_list} + ${sweep.autumn_calls.customers_get} + ${sweep.autumn_calls.invoices_list} |`,
+      `| object calls per sweep: org objects (+ index lookups) | ${sweep.object_calls.org_objects} (+ ${sweep.object_calls.index_lookups}) |`,
+      `| per-customer calls for customers Tollgate agreed with | ${sweep.per_customer_calls.agreeing_never_known + sweep.per_customer_calls.known_beforehand} |`,
+      `| unknown orgs found / now overdue | ${sweep.unknown_found} / ${sweep.unknown - sweep.unknown_not_overdue_after} of ${sweep.unknown} |`,
+      "",
+      `Reconciliation sweep: Autumn listed ${sweep.customers_seen.toLocaleString("en")} customers (${sweep.customers_seeded.toLocaleString("en")} seeded for it, ${sweep.past_due} past due, ${sweep.known_beforehand} of those made known to Tollgate by signed webhooks first; the rest are the scenarios above), pages of 1,000, one per alarm run; ` +
+        `reads made meanwhile by other orgs' own alarms (follow-ups after earlier webhooks: ${sweep.per_customer_calls.other}) are not the sweep's and not counted; checks ${sweep.checks_passed ? "passed" : `FAILED: ${sweep.failed_checks.join("; ")}`}.`,
+    );
+  }
+  const table = lines.join("\n");
+  // The README's (or docs/benchmark.md's) marked section is rewritten with the same table.
   const marked = /<!-- bench:start -->[\s\S]*<!-- bench:end -->/;
+  const tableTargets = [join(REPO_ROOT, "README.md"), join(REPO_ROOT, "docs", "benchmark.md")].filter((path) => existsSync(path) && marked.test(readFileSync(path, "utf8")));
+  let costDoc: string | null = null;
   if (WRITE) {
     writeFileSync(join(outDir, "latest.md"), `${table}\n`);
-    if (marked.test(doc)) writeFileSync(docPath, doc.replace(marked, `<!-- bench:start -->\n${table}\n<!-- bench:end -->`));
+    for (const path of tableTargets) writeFileSync(path, readFileSync(path, "utf8").replace(marked, `<!-- bench:start -->\n${table}\n<!-- bench:end -->`));
+    costDoc = writeCostDoc(results);
   }
-  console.log(`\n${table}\n\n${WRITE ? `Written to bench/results/latest.json and latest.md${marked.test(doc) ? " and docs/benchmark.md" : ""}.` : "BENCH_WRITE=0: nothing written."}`);
-  if (!sweep.checks_passed) console.log("The reconciliation sweep's checks FAILED: see its line above and reconcile in the results.");
+  const written = ["bench/results/latest.json", "latest.md", ...tableTargets.map((path) => path.slice(REPO_ROOT.length + 1)), ...(costDoc ? [costDoc] : [])];
+  console.log(`\n${table}\n\n${WRITE ? `Written to ${written.join(", ")}.` : ONLY ? `--only ${[...ONLY].join(",")}: nothing written.` : "BENCH_WRITE=0: nothing written."}`);
+  log(`the bench took ${f(benchSeconds, 0)} s`);
+  if (sweep && !sweep.checks_passed) console.log("The reconciliation sweep's checks FAILED: see its line above and reconcile in the results.");
 } finally {
   await stack.stop();
 }

@@ -32,7 +32,8 @@ export function benchSetup(basePort: number, stateName: string): { settings: Loc
 const BENCH_USAGE_FEATURES = "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes";
 
 export type LoadSpec = { url: string; headers: Record<string, string>; body: Uint8Array; keys?: string[]; connections: number; duration: number; warmup: number };
-export type LoadResult = Result & { statusCodeStats?: Record<string, { count: number }> };
+/** `workerdCpuS`: workerd's CPU seconds over the measured run (warm-up excluded), null when not asked for. */
+export type LoadResult = Result & { statusCodeStats?: Record<string, { count: number }>; workerdCpuS: number | null };
 
 /** One run of the load generator (bench/load.ts) in its own process; the body and keys go through files in `workDir`. */
 export async function runLoadGenerator(workDir: string, spec: LoadSpec): Promise<LoadResult> {
@@ -44,12 +45,19 @@ export async function runLoadGenerator(workDir: string, spec: LoadSpec): Promise
     writeFileSync(keysFile, JSON.stringify(spec.keys));
   }
   const { url, headers, connections, duration, warmup } = spec;
-  const args = JSON.stringify({ url, connections, duration, warmup, headers, bodyFile, keysFile });
+  const args = JSON.stringify({ url, connections, duration, warmup, headers, bodyFile, keysFile, cpuParent: process.pid });
   const { stdout } = await promisify(execFile)(process.execPath, [join(REPO_ROOT, "bench", "load.ts"), args], { maxBuffer: 64 * 1024 * 1024 });
   return JSON.parse(stdout) as LoadResult;
 }
 
-export type BenchRuntime = { billingUrl: string; ingestUrl: string; meteredIngestUrl: string; passthroughUrl: string; gateBenchUrl: string; autumnUrl: string; sinkUrl: string; stop(): Promise<void> };
+/**
+ * `counted`: the counting harness (bench/counted-ingest) as three more Workers, each on its own
+ * socket and with its own isolate (so its caches start cold): metering off, metering on (its own
+ * copy of the usage queue, consumed by itself, so the consumer's object calls are counted too), and
+ * parking on (an R2 bucket and the deliveries queue bound, as src/ingest/wrangler.jsonc deploys it).
+ */
+export type CountedUrls = { off: string; metered: string; parking: string };
+export type BenchRuntime = { billingUrl: string; ingestUrl: string; meteredIngestUrl: string; passthroughUrl: string; gateBenchUrl: string; autumnUrl: string; sinkUrl: string; counted: CountedUrls | null; stop(): Promise<void> };
 
 function bundle(config: string, outdir: string): string {
   execFileSync(process.execPath, [WRANGLER_BIN, "deploy", "--dry-run", "--config", config, "--outdir", outdir], { cwd: REPO_ROOT, stdio: "pipe", env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
@@ -57,7 +65,7 @@ function bundle(config: string, outdir: string): string {
 }
 
 /** inspectorPort: workerd's DevTools inspector on loopback (bench/profile.ts), off for `npm run bench`. */
-export async function startBenchRuntime(settings: LocalSettings, workDir: string, options: { inspectorPort?: number } = {}): Promise<BenchRuntime> {
+export async function startBenchRuntime(settings: LocalSettings, workDir: string, options: { inspectorPort?: number; counted?: boolean } = {}): Promise<BenchRuntime> {
   const port = (name: keyof LocalSettings) => Number(settings[name]);
   const autumn = await startAutumnStandIn({ port: port("AUTUMN_PORT"), secretKey: settings.AUTUMN_SECRET_KEY, webhook: null });
   const sink = await startUpstreamSink({ port: port("SINK_PORT"), keepRequests: 0 });
@@ -92,6 +100,34 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
   const gateBenchPort = ingestPort + 4;
   const meteredPort = ingestPort + 5;
   const objects = { className: "OrgBilling", scriptName: "tollgate-billing", useSQLite: true };
+  // Past the inspector's port (basePort + 9, bench/profile.ts).
+  const countedPorts = { off: ingestPort + 9, metered: ingestPort + 10, parking: ingestPort + 11 };
+  const countedWorkers = options.counted
+    ? (() => {
+        const harness = built("counted-ingest", "bench/counted-ingest/wrangler.jsonc");
+        const base = { ...harness, compatibilityDate: "2026-11-01", compatibilityFlags: ["nodejs_compat"], durableObjects: { ORG_BILLING: objects }, kvNamespaces: kv };
+        return [
+          { name: "tollgate-ingest-counted", ...base, bindings: ingestBindings, unsafeDirectSockets: [{ host: "127.0.0.1", port: countedPorts.off }] },
+          {
+            name: "tollgate-ingest-counted-metered",
+            ...base,
+            bindings: { ...ingestBindings, USAGE_FEATURES: BENCH_USAGE_FEATURES },
+            queueProducers: { USAGE: { queueName: "tollgate-usage-counted" } },
+            queueConsumers: { "tollgate-usage-counted": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100 } },
+            unsafeDirectSockets: [{ host: "127.0.0.1", port: countedPorts.metered }],
+          },
+          {
+            // No consumer for its deliveries queue: delivery is not what this Worker counts.
+            name: "tollgate-ingest-counted-parking",
+            ...base,
+            bindings: ingestBindings,
+            r2Buckets: { PARKING: "bench-parking" },
+            queueProducers: { DELIVERIES: { queueName: "tollgate-deliveries-counted" } },
+            unsafeDirectSockets: [{ host: "127.0.0.1", port: countedPorts.parking }],
+          },
+        ];
+      })()
+    : [];
   const mf = new Miniflare(
     convertV4MiniflareOptions({
       // Miniflare's own entry port adds a routing worker in front; every Worker under test
@@ -103,6 +139,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
       handleStructuredLogs: () => {},
       kvPersist: join(workDir, "kv"),
       durableObjectsPersist: join(workDir, "do"),
+      r2Persist: join(workDir, "r2"),
       workers: [
         {
           name: "tollgate-ingest",
@@ -159,6 +196,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
           bindings: billingVars,
           unsafeDirectSockets: [{ host: "127.0.0.1", port: gateBenchPort }],
         },
+        ...countedWorkers,
       ],
     } as Parameters<typeof convertV4MiniflareOptions>[0]),
   );
@@ -172,6 +210,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
     gateBenchUrl: url(gateBenchPort),
     autumnUrl: autumn.url,
     sinkUrl: sink.url,
+    counted: options.counted ? { off: url(countedPorts.off), metered: url(countedPorts.metered), parking: url(countedPorts.parking) } : null,
     stop: async () => {
       await mf.dispose();
       await Promise.all([autumn.close(), sink.close()]);
