@@ -34,7 +34,7 @@ export default {
     counts.queue_messages_delivered += batch.messages.length;
     // The harness consumes its own copy of the usage queue (one consumer per queue); the ingest
     // Worker recognises the usage queue by name, so the batch is handed on under that name.
-    const named: MessageBatch<unknown> = { queue: USAGE_QUEUE, messages: batch.messages, ackAll: () => batch.ackAll(), retryAll: (options) => batch.retryAll(options) };
+    const named: MessageBatch<unknown> = { queue: USAGE_QUEUE, messages: batch.messages, metadata: batch.metadata, ackAll: () => batch.ackAll(), retryAll: (options) => batch.retryAll(options) };
     return ingest.queue!(named, wrap(env), ctx);
   },
 } satisfies ExportedHandler<IngestEnv>;
