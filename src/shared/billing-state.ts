@@ -18,7 +18,7 @@ export const MirrorEntry = z.object({
   /** Where the customer pays: the hosted page of the oldest open invoice of the past-due base plan (https only), while not ok. */
   pay_url: z.string().nullable().default(null),
   /**
-   * The metered features the org has used up (README, "Plan limits"), whatever ENFORCE_LIMITS says:
+   * The metered features the org has used up (docs/metering.md, "Plan limits"), whatever ENFORCE_LIMITS says:
    * the ingest Worker decides whether to refuse. Empty when none (and in entries written before limits existed).
    */
   limits: z.array(FeatureLimit).default([]),

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ConfigError, optionalSetting, type EnvVars } from "./settings.ts";
 
 /**
- * What Tollgate meters (README, "Usage metering"): items per signal, and bytes received.
+ * What Tollgate meters (docs/metering.md): items per signal, and bytes received.
  * `traces` spans, `logs` OTLP log records, `metrics` data points, `logpush` Logpush records,
  * `bytes` every request body byte received (as sent, before decompression) on any route.
  */

@@ -5,7 +5,7 @@ import type { FeatureLimit } from "../../shared/usage.ts";
 import { encodeStatus } from "./pay-link.ts";
 
 /**
- * The refusal of a signal whose plan allowance is used up (README, "Plan limits"): 429
+ * The refusal of a signal whose plan allowance is used up (docs/metering.md, "Plan limits"): 429
  * `plan_limit_reached`, retryable, with Retry-After until the reset (at most an hour). OTLP
  * exporters drop a batch on 402 at once but retry 429 after Retry-After; a plan limit is not the
  * data's fault and is lifted by an upgrade or the reset, so a client that holds data (a Collector

@@ -14,7 +14,7 @@ import type { Refusal } from "./format.ts";
  * What the client hears once its batch has been through the upstream (or parked instead): the
  * answer accounted for (request/account.ts), usage metered only once the data is accepted
  * (upstream 2xx, or parked during an outage), and for an org that is overdue with a deadline the
- * overdue warning in its partial_success (README, "The customer's side").
+ * overdue warning in its partial_success (docs/customers.md).
  */
 
 /** Who sent the batch, what it is, and where it went: what every answer below is about. */

@@ -11,7 +11,7 @@ import { upstreamContent, type OtlpContent } from "./format.ts";
 
 /**
  * With parking on (`PARKING` bound), an OTLP batch is kept in R2 instead of failed, in two
- * cases (README, "Parking"): a suspended org's batch, kept until it pays, and a batch the
+ * cases (docs/customers.md, "Parking"): a suspended org's batch, kept until it pays, and a batch the
  * upstream could not take during an outage, delivered once it is back. Either way a batch is
  * kept only when it passes the checks its upload would have passed (`complete`).
  */

@@ -19,7 +19,7 @@ import { keepSuspended, parkOnOutage } from "./park.ts";
  * except with parking on (`PARKING` bound), where a copy of the body (at most MAX_BODY_BYTES) is
  * kept beside the upload so that an upstream outage parks the batch instead of failing it (park.ts).
  *
- * Customer-facing extras (README, "The customer's side"): a suspended org's 402 names where to
+ * Customer-facing extras (docs/customers.md): a suspended org's 402 names where to
  * pay, and with parking on its batch is kept and delivered once paid; an accepted answer for an
  * org that is overdue with a deadline carries the overdue warning in its partial_success.
  */

@@ -4,7 +4,7 @@ import { afterPark, askParked } from "./after-park.ts";
 import { park, parkedBytes, parkingSettings, type Counted, type ParkedUsage, type ParkingEnv, type ParkingSettings, type ParkReason } from "./store.ts";
 
 /**
- * The request path's side of parking (README, "Parking"): one batch into R2, answered only once
+ * The request path's side of parking (docs/customers.md, "Parking"): one batch into R2, answered only once
  * R2 has acknowledged the write, then the throttled report and, after an outage, a delivery
  * queued (`afterPark`, off the response path). No Durable Object is called per request.
  */

@@ -18,7 +18,7 @@ import { countedOf, DeliveryMessage, DIGEST_PREFIX, orgOfKey, orgPrefix, ParkedM
  * byte for byte with the tenant header, deleting each after a 2xx. What was accepted (an outage
  * park, answered 2xx) goes whatever the org's state is now; only batches parked because the org
  * was suspended wait while it still is, and those that came with a key revoked since are
- * discarded (README, "Parking"). A
+ * discarded (docs/customers.md, "Parking"). A
  * failure stops the run and the message is retried with backoff (`msg.retry`), so later batches
  * never overtake an earlier one. Delivery is at least once: a batch whose delete failed after
  * its 2xx is sent again.
@@ -185,7 +185,7 @@ async function deliverParked(
         continue;
       }
       if (metadata.data.why === "suspended" && metadata.data.key_id !== undefined && !(await keyActive(metadata.data.key_id))) {
-        // Refused (402) when it came, with a key revoked since: never promised, and possibly not the org's data (README, "Parking").
+        // Refused (402) when it came, with a key revoked since: never promised, and possibly not the org's data (docs/customers.md, "Parking").
         logWarn({ event: "delivery_revoked_key_batch", org_id: orgId, key_id: metadata.data.key_id, bytes: listed.size, received_at: receivedAt });
         await object.body.cancel();
         await parking.bucket.delete(listed.key);

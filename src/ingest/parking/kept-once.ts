@@ -5,7 +5,7 @@ import { report, type DeliveryEnv } from "./deliveries.ts";
 import { digestKey, type ParkingSettings } from "./store.ts";
 
 /**
- * "Kept once" (README, "Parking"; issue 18, 5 and its break tests): a suspended org's refused batch
+ * "Kept once" (docs/customers.md, "Parking"; issue 18, 5 and its break tests): a suspended org's refused batch
  * is parked once, however often it is resent, and what was answered "kept" reaches the upstream
  * once. A batch is known by a digest of where it goes and its bytes as received; its marker
  * (`parked-digests/{orgId}/{digest}`) names the key the kept copy came with and the parked objects

@@ -67,7 +67,7 @@ export type ParkedBatch = {
   why: ParkReason;
   /** Default: `none` for a suspended park, `all` for an outage park. */
   counted?: Counted;
-  /** The ingest key a suspended org's batch came with: a key revoked since means it is not delivered (README, "Parking"). */
+  /** The ingest key a suspended org's batch came with: a key revoked since means it is not delivered (docs/customers.md, "Parking"). */
   keyId?: string;
   /**
    * A suspended org's Logpush batch is parked as OTLP JSON, which no longer shows what was received:

@@ -42,7 +42,7 @@ export type Verdict = {
   state: OrgState;
   suspend_at: number | null;
   pay_url: string | null;
-  /** The features the org has used up, from the same entry (README, "Plan limits"); admit decides whether they refuse. */
+  /** The features the org has used up, from the same entry (docs/metering.md, "Plan limits"); admit decides whether they refuse. */
   limits: readonly FeatureLimit[];
   /**
    * When the org entered its current state (the mirror entry's `since`); absent when nothing was

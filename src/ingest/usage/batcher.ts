@@ -2,7 +2,7 @@ import { logError } from "../../shared/log.ts";
 import type { UsageCounts, UsageMessage } from "../../shared/usage.ts";
 
 /**
- * The request path's hand-off of usage to the `tollgate-usage` queue (README, "Usage metering"),
+ * The request path's hand-off of usage to the `tollgate-usage` queue (docs/metering.md),
  * one per isolate and queue: counts are added per org in memory and flushed at most once per
  * interval (1 s), at once when more than `maxOrgs` orgs wait, as one UsageMessage per org in
  * `sendBatch` calls of at most 100 messages. `add` returns the promise of the flush that carries

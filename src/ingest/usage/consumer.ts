@@ -4,7 +4,7 @@ import { isValidOrgId } from "../../shared/org-id.ts";
 import { UsageMessage } from "../../shared/usage.ts";
 
 /**
- * The `tollgate-usage` consumer (README, "Usage metering"): each org's messages of a batch go to
+ * The `tollgate-usage` consumer (docs/metering.md): each org's messages of a batch go to
  * the org's object in one call, `recordUsage`, which deduplicates them by the batch's own id (its
  * isolate's stream and sequence; the queue's message id for older messages), so a redelivered message or a
  * batch sent twice is counted once. A message is acked once its org's call succeeded and

@@ -8,7 +8,7 @@ import { itemCounter, type ItemCounter } from "./count-items.ts";
 import type { RouteSignal } from "./route-signal.ts";
 
 /**
- * Usage metering on the request path (README, "Usage metering"): what was accepted (the upstream
+ * Usage metering on the request path (docs/metering.md): what was accepted (the upstream
  * answered 2xx, or the batch was parked during an outage and the client got its 2xx) is counted
  * per org, items of the route's signal and bytes received as sent, only for the signals
  * USAGE_FEATURES maps, and handed to the isolate's batcher without delaying the response.

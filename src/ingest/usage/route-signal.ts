@@ -1,6 +1,6 @@
 import type { Signal } from "../../shared/usage.ts";
 
-/** A route's own signal (README, "Usage metering"); `bytes` is no route's: it is counted on all of them. */
+/** A route's own signal (docs/metering.md); `bytes` is no route's: it is counted on all of them. */
 export type RouteSignal = Exclude<Signal, "bytes">;
 
 const SIGNALS: Record<string, RouteSignal> = { "/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metrics", "/v1/logpush": "logpush" };
