@@ -2,6 +2,7 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import type { FakeUrls } from "./test/support/fake-urls.ts";
 import { FAKE_SETS } from "./test/support/global-setup.ts";
+import { ModelFirst } from "./test/support/sequencer.ts";
 import { TEST_ADMIN_TOKEN, TEST_AUTUMN_SECRET_KEY, TEST_INGEST_KEY_PEPPER, TEST_NOTIFY_SECRET, TEST_WEBHOOK_SECRET } from "./test/support/secrets.ts";
 
 const secrets = {
@@ -39,6 +40,7 @@ export default defineConfig({
     // Both cores (Vitest's default leaves one free). Files run grouped by project, so a shared runtime
     // (isolate: false below) carries one project's files one after another.
     maxWorkers: FAKE_SETS,
+    sequence: { sequencer: ModelFirst },
     projects: [
       {
         plugins: [
