@@ -2,6 +2,7 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import type { FakeUrls } from "./test/support/fake-urls.ts";
 import { FAKE_SETS } from "./test/support/global-setup.ts";
+import { dropWranglerSecretNotices, depsWithoutBrokenSourceMaps } from "./test/support/quiet-config.ts";
 import { ModelFirst } from "./test/support/sequencer.ts";
 import { TEST_ADMIN_TOKEN, TEST_AUTUMN_SECRET_KEY, TEST_INGEST_KEY_PEPPER, TEST_NOTIFY_SECRET, TEST_WEBHOOK_SECRET } from "./test/support/secrets.ts";
 
@@ -11,6 +12,9 @@ const secrets = {
   ADMIN_TOKEN: TEST_ADMIN_TOKEN,
   INGEST_KEY_PEPPER: TEST_INGEST_KEY_PEPPER,
 };
+
+// The workerd projects' secrets are bindings below, not .dev.vars: wrangler's notice that it found none is dropped.
+dropWranglerSecretNotices([...Object.keys(secrets), "NOTIFY_SECRET"]);
 
 type Inject = <T>(key: string) => T;
 
@@ -44,6 +48,7 @@ export default defineConfig({
     projects: [
       {
         plugins: [
+          depsWithoutBrokenSourceMaps(),
           cloudflareTest(({ inject }) => {
             const fakes = billingFakes(inject);
             return {
@@ -75,6 +80,7 @@ export default defineConfig({
       },
       {
         plugins: [
+          depsWithoutBrokenSourceMaps(),
           cloudflareTest(({ inject }) => {
             const fakes = ingestFakes(inject);
             return {
@@ -97,6 +103,7 @@ export default defineConfig({
         // The model of the whole org (test/model): billing and ingest Workers, every object, R2 and queues in one
         // workerd, against the Autumn stand-in and the upstream sink. `npm test` runs a fixed seed; `npm run test:model` a long run.
         plugins: [
+          depsWithoutBrokenSourceMaps(),
           cloudflareTest(({ inject }) => {
             const fakes = modelFakes(inject);
             return {

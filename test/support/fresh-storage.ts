@@ -1,22 +1,32 @@
-import { reset } from "cloudflare:test";
+import { listDurableObjectIds, reset, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll } from "vitest";
 
 /**
  * Setup file of the workerd projects, which run their test files one after another in a shared runtime
  * (`isolate: false` in vitest.config.mts: starting one workerd per file cost about 3 s a file). Each file
- * still starts with the storage a fresh runtime had: no Durable Object (their storage and alarms go with
- * them; a leftover alarm would otherwise run in a later file), empty KV namespaces and empty R2 buckets
- * (some tests list a whole namespace or prefix).
+ * still starts with the storage a fresh runtime had: no Durable Object and no alarm, empty KV namespaces
+ * and empty R2 buckets (some tests list a whole namespace or prefix).
  */
-// By class name: service bindings (Fetchers) answer to any property, so duck typing would match them.
 beforeAll(async () => {
+  const bindings = Object.values(env as unknown as Record<string, unknown>);
+  // Alarms outlive reset(): one left by an earlier file would wake a deleted object, with no storage and no name.
+  for (const namespace of bindings.filter(isDurableObjectNamespace)) {
+    for (const id of await listDurableObjectIds(namespace)) {
+      await runInDurableObject(namespace.get(id), (_instance, state) => state.storage.deleteAlarm());
+    }
+  }
   await reset();
-  for (const binding of Object.values(env as unknown as Record<string, unknown>)) {
+  for (const binding of bindings) {
     if (isKv(binding)) await emptyKv(binding);
     else if (isR2(binding)) await emptyR2(binding);
   }
 });
+
+// By class name: service bindings (Fetchers) answer to any property, so duck typing would match them.
+function isDurableObjectNamespace(binding: unknown): binding is DurableObjectNamespace {
+  return typeof binding === "object" && binding !== null && binding.constructor.name === "DurableObjectNamespace";
+}
 
 function isKv(binding: unknown): binding is KVNamespace {
   return typeof binding === "object" && binding !== null && binding.constructor.name === "KvNamespace";

@@ -1,4 +1,5 @@
 import { env } from "cloudflare:workers";
+import { beforeAll } from "vitest";
 import { RUNTIME_FAKES, type FakeUrls } from "./fake-urls.ts";
 
 /**
@@ -7,3 +8,20 @@ import { RUNTIME_FAKES, type FakeUrls } from "./fake-urls.ts";
  */
 const fakes = JSON.parse((env as unknown as { TEST_FAKES: string }).TEST_FAKES) as FakeUrls;
 (globalThis as { [RUNTIME_FAKES]?: FakeUrls })[RUNTIME_FAKES] = fakes;
+
+/**
+ * Each file starts with an empty stand-in, as its storage starts empty (fresh-storage.ts): a sweep would
+ * otherwise hand over the customers an earlier file left there to objects that file already used.
+ */
+beforeAll(async () => {
+  await control(`${fakes.autumnUrl}/_control/reset`, "POST");
+  await control(`${fakes.sinkUrl}/_control/faults`, "DELETE");
+  await control(`${fakes.receiverUrl}/_control/received`, "DELETE");
+  await control(`${fakes.receiverUrl}/_control/down`, "DELETE");
+});
+
+async function control(url: string, method: string): Promise<void> {
+  const response = await fetch(url, { method });
+  await response.body?.cancel();
+  if (!response.ok) throw new Error(`${method} ${url} answered ${response.status}`);
+}
