@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config";
 import type { FakeUrls } from "./test/support/fake-urls.ts";
 import { FAKE_SETS } from "./test/support/global-setup.ts";
 import { dropWranglerSecretNotices, depsWithoutBrokenSourceMaps } from "./test/support/quiet-config.ts";
-import { ModelFirst } from "./test/support/sequencer.ts";
+import { ModelAndToolsFirst } from "./test/support/sequencer.ts";
 import { TEST_ADMIN_TOKEN, TEST_AUTUMN_SECRET_KEY, TEST_INGEST_KEY_PEPPER, TEST_NOTIFY_SECRET, TEST_WEBHOOK_SECRET } from "./test/support/secrets.ts";
 
 const secrets = {
@@ -33,9 +33,41 @@ function fakesPerRuntime(): (inject: Inject) => FakeUrls & { TEST_FAKES: string 
   };
 }
 const billingFakes = fakesPerRuntime();
-const ingestFakes = fakesPerRuntime();
 const modelFakes = fakesPerRuntime();
+// Two runtimes and the fakes share two cores, so a CPU-bound test (a 5 MiB Logpush batch parked in pieces:
+// 2.5 s alone) can take four times as long as alone; 5 s, Vitest's default, failed it once in a full run.
+const CPU_SHARED_TIMEOUT_MS = 30_000;
 const workerdSetup = ["./test/support/runtime-fakes.ts", "./test/support/fresh-storage.ts"];
+
+/**
+ * The ingest Worker composed with the OrgBilling class (test/ingest/wrangler.jsonc). `ingest` is in `npm test`;
+ * `ingest-e2e`, the same setting for its slowest end-to-end checks, in `npm run test:e2e`.
+ */
+function ingestProject(name: string, include: string[]) {
+  const fakes = fakesPerRuntime();
+  return {
+    plugins: [
+      depsWithoutBrokenSourceMaps(),
+      cloudflareTest(({ inject }) => {
+        const set = fakes(inject);
+        return {
+          wrangler: { configPath: "./test/ingest/wrangler.jsonc" },
+          miniflare: {
+            bindings: { ...secrets, TEST_FAKES: set.TEST_FAKES, AUTUMN_API_URL: set.autumnUrl, UPSTREAM_OTLP_URL: set.sinkUrl },
+          },
+        };
+      }),
+    ],
+    test: {
+      name,
+      include,
+      globalSetup: ["./test/support/global-setup.ts"],
+      isolate: false,
+      setupFiles: workerdSetup,
+      testTimeout: CPU_SHARED_TIMEOUT_MS,
+    },
+  };
+}
 
 export default defineConfig({
   test: {
@@ -44,7 +76,7 @@ export default defineConfig({
     // Both cores (Vitest's default leaves one free). Files run grouped by project, so a shared runtime
     // (isolate: false below) carries one project's files one after another.
     maxWorkers: FAKE_SETS,
-    sequence: { sequencer: ModelFirst },
+    sequence: { sequencer: ModelAndToolsFirst },
     projects: [
       {
         plugins: [
@@ -76,29 +108,10 @@ export default defineConfig({
           // One workerd for many files, each starting on empty storage (test/support/fresh-storage.ts).
           isolate: false,
           setupFiles: workerdSetup,
+          testTimeout: CPU_SHARED_TIMEOUT_MS,
         },
       },
-      {
-        plugins: [
-          depsWithoutBrokenSourceMaps(),
-          cloudflareTest(({ inject }) => {
-            const fakes = ingestFakes(inject);
-            return {
-              wrangler: { configPath: "./test/ingest/wrangler.jsonc" },
-              miniflare: {
-                bindings: { ...secrets, TEST_FAKES: fakes.TEST_FAKES, AUTUMN_API_URL: fakes.autumnUrl, UPSTREAM_OTLP_URL: fakes.sinkUrl },
-              },
-            };
-          }),
-        ],
-        test: {
-          name: "ingest",
-          include: ["test/ingest/**/*.test.ts"],
-          globalSetup: ["./test/support/global-setup.ts"],
-          isolate: false,
-          setupFiles: workerdSetup,
-        },
-      },
+      ingestProject("ingest", ["test/ingest/**/*.test.ts"]),
       {
         // The model of the whole org (test/model): billing and ingest Workers, every object, R2 and queues in one
         // workerd, against the Autumn stand-in and the upstream sink. `npm test` runs a fixed seed; `npm run test:model` a long run.
@@ -130,6 +143,7 @@ export default defineConfig({
       {
         test: { name: "tools", environment: "node", include: ["test/tools/**/*.test.ts"] },
       },
+      ingestProject("ingest-e2e", ["test/ingest-e2e/**/*.test.ts"]),
       {
         // `npm run test:e2e`: the whole local stack (both Workers under wrangler dev) with real clients.
         test: {
