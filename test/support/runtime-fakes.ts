@@ -11,11 +11,13 @@ const fakes = JSON.parse((env as unknown as { TEST_FAKES: string }).TEST_FAKES) 
 
 /**
  * Each file starts with an empty stand-in, as its storage starts empty (fresh-storage.ts): a sweep would
- * otherwise hand over the customers an earlier file left there to objects that file already used.
+ * otherwise hand over the customers an earlier file left there to objects that file already used. No fault,
+ * outage or refusing receiver of an earlier file carries over either.
  */
 beforeAll(async () => {
   await control(`${fakes.autumnUrl}/_control/reset`, "POST");
   await control(`${fakes.sinkUrl}/_control/faults`, "DELETE");
+  await control(`${fakes.sinkUrl}/_control/outage`, "DELETE");
   await control(`${fakes.receiverUrl}/_control/received`, "DELETE");
   await control(`${fakes.receiverUrl}/_control/down`, "DELETE");
 });
