@@ -1,5 +1,9 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import type { FakeUrls } from "./test/support/fake-urls.ts";
+import { FAKE_SETS } from "./test/support/global-setup.ts";
+import { dropWranglerSecretNotices, depsWithoutBrokenSourceMaps } from "./test/support/quiet-config.ts";
+import { ModelAndToolsFirst } from "./test/support/sequencer.ts";
 import { TEST_ADMIN_TOKEN, TEST_AUTUMN_SECRET_KEY, TEST_INGEST_KEY_PEPPER, TEST_NOTIFY_SECRET, TEST_WEBHOOK_SECRET } from "./test/support/secrets.ts";
 
 const secrets = {
@@ -9,68 +13,138 @@ const secrets = {
   INGEST_KEY_PEPPER: TEST_INGEST_KEY_PEPPER,
 };
 
+// The workerd projects' secrets are bindings below, not .dev.vars: wrangler's notice that it found none is dropped.
+dropWranglerSecretNotices([...Object.keys(secrets), "NOTIFY_SECRET"]);
+
+type Inject = <T>(key: string) => T;
+
+/**
+ * Each runtime a project starts gets the next set of fakes, so two runtimes of one project running at once
+ * never share a stand-in's faults (test files set them globally and clear them after each test). With
+ * isolate: false a project's runtimes run its files one after another and stop only when its files are
+ * done, so at most FAKE_SETS (= maxWorkers) of them are ever started, and in turn. TEST_FAKES tells the
+ * tests' own control calls which set that is (test/support/runtime-fakes.ts).
+ */
+function fakesPerRuntime(): (inject: Inject) => FakeUrls & { TEST_FAKES: string } {
+  let started = 0;
+  return (inject) => {
+    const set = inject<FakeUrls[]>("fakes")[started++ % FAKE_SETS]!;
+    return { ...set, TEST_FAKES: JSON.stringify(set) };
+  };
+}
+const billingFakes = fakesPerRuntime();
+const modelFakes = fakesPerRuntime();
+// Several runtimes and the fakes share two cores, so a CPU-bound test (a 5 MiB Logpush batch parked in pieces:
+// 2.5 s alone) can take four times as long as alone; 5 s, Vitest's default, failed it once in a full run.
+const CPU_SHARED_TIMEOUT_MS = 30_000;
+const workerdSetup = ["./test/support/runtime-fakes.ts", "./test/support/fresh-storage.ts"];
+
+/**
+ * The ingest Worker composed with the OrgBilling class (test/ingest/wrangler.jsonc). `ingest` is in `npm test`;
+ * `ingest-e2e`, the same setting for its slowest end-to-end checks, in `npm run test:e2e`.
+ */
+function ingestProject(name: string, include: string[]) {
+  const fakes = fakesPerRuntime();
+  return {
+    plugins: [
+      depsWithoutBrokenSourceMaps(),
+      cloudflareTest(({ inject }) => {
+        const set = fakes(inject);
+        return {
+          wrangler: { configPath: "./test/ingest/wrangler.jsonc" },
+          miniflare: {
+            bindings: { ...secrets, TEST_FAKES: set.TEST_FAKES, AUTUMN_API_URL: set.autumnUrl, UPSTREAM_OTLP_URL: set.sinkUrl },
+          },
+        };
+      }),
+    ],
+    test: {
+      name,
+      include,
+      globalSetup: ["./test/support/global-setup.ts"],
+      isolate: false,
+      setupFiles: workerdSetup,
+      testTimeout: CPU_SHARED_TIMEOUT_MS,
+    },
+  };
+}
+
 export default defineConfig({
   test: {
     // Every decision logs a JSON line; show them only for tests that fail.
     silent: "passed-only",
+    // Four runtimes on two cores: the tests mostly wait (on the fakes, on I/O), and two left the cores half idle
+    // (ingest alone: 53 s with two, 44 s with four). Files run grouped by project, so a shared runtime
+    // (isolate: false below) carries one project's files one after another.
+    maxWorkers: FAKE_SETS,
+    sequence: { sequencer: ModelAndToolsFirst },
     projects: [
       {
         plugins: [
-          cloudflareTest(({ inject }) => ({
-            wrangler: { configPath: "./wrangler.jsonc" },
-            miniflare: {
-              bindings: {
-                ...secrets,
-                AUTUMN_API_URL: inject<string>("autumnUrl"),
-                AUTUMN_TIMEOUT: "1s",
-                NOTIFY_URL: `${inject<string>("receiverUrl")}/tollgate-events`,
-                NOTIFY_SECRET: TEST_NOTIFY_SECRET,
-                // Metering on for the billing tests (the ledger and plan limits); reports gather 10 s of usage.
-                USAGE_FEATURES: "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes",
-                USAGE_REPORT_INTERVAL: "10s",
+          depsWithoutBrokenSourceMaps(),
+          cloudflareTest(({ inject }) => {
+            const fakes = billingFakes(inject);
+            return {
+              wrangler: { configPath: "./wrangler.jsonc" },
+              miniflare: {
+                bindings: {
+                  ...secrets,
+                  TEST_FAKES: fakes.TEST_FAKES,
+                  AUTUMN_API_URL: fakes.autumnUrl,
+                  AUTUMN_TIMEOUT: "1s",
+                  NOTIFY_URL: `${fakes.receiverUrl}/tollgate-events`,
+                  NOTIFY_SECRET: TEST_NOTIFY_SECRET,
+                  // Metering on for the billing tests (the ledger and plan limits); reports gather 10 s of usage.
+                  USAGE_FEATURES: "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes",
+                  USAGE_REPORT_INTERVAL: "10s",
+                },
               },
-            },
-          })),
+            };
+          }),
         ],
-        test: { name: "billing", include: ["test/billing/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"] },
+        test: {
+          name: "billing",
+          include: ["test/billing/**/*.test.ts"],
+          globalSetup: ["./test/support/global-setup.ts"],
+          // One workerd for many files, each starting on empty storage (test/support/fresh-storage.ts).
+          isolate: false,
+          setupFiles: workerdSetup,
+          testTimeout: CPU_SHARED_TIMEOUT_MS,
+        },
       },
-      {
-        plugins: [
-          cloudflareTest(({ inject }) => ({
-            wrangler: { configPath: "./test/ingest/wrangler.jsonc" },
-            miniflare: {
-              bindings: { ...secrets, AUTUMN_API_URL: inject<string>("autumnUrl"), UPSTREAM_OTLP_URL: inject<string>("sinkUrl") },
-            },
-          })),
-        ],
-        test: { name: "ingest", include: ["test/ingest/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"] },
-      },
+      ingestProject("ingest", ["test/ingest/**/*.test.ts"]),
       {
         // The model of the whole org (test/model): billing and ingest Workers, every object, R2 and queues in one
         // workerd, against the Autumn stand-in and the upstream sink. `npm test` runs a fixed seed; `npm run test:model` a long run.
         plugins: [
-          cloudflareTest(({ inject }) => ({
-            wrangler: { configPath: "./test/model/wrangler.jsonc" },
-            miniflare: {
-              bindings: {
-                ...secrets,
-                AUTUMN_API_URL: inject<string>("autumnUrl"),
-                UPSTREAM_OTLP_URL: inject<string>("sinkUrl"),
-                MODEL_RUNS: process.env.MODEL_RUNS ?? "",
-                MODEL_STEPS: process.env.MODEL_STEPS ?? "",
-                MODEL_SEED: process.env.MODEL_SEED ?? "",
-                MODEL_TRACE: process.env.MODEL_TRACE ?? "",
-                MODEL_LONG: process.env.MODEL_LONG ?? "",
-                MODEL_TIME_LIMIT_MS: process.env.MODEL_TIME_LIMIT_MS ?? "",
+          depsWithoutBrokenSourceMaps(),
+          cloudflareTest(({ inject }) => {
+            const fakes = modelFakes(inject);
+            return {
+              wrangler: { configPath: "./test/model/wrangler.jsonc" },
+              miniflare: {
+                bindings: {
+                  ...secrets,
+                  TEST_FAKES: fakes.TEST_FAKES,
+                  AUTUMN_API_URL: fakes.autumnUrl,
+                  UPSTREAM_OTLP_URL: fakes.sinkUrl,
+                  MODEL_RUNS: process.env.MODEL_RUNS ?? "",
+                  MODEL_STEPS: process.env.MODEL_STEPS ?? "",
+                  MODEL_SEED: process.env.MODEL_SEED ?? "",
+                  MODEL_TRACE: process.env.MODEL_TRACE ?? "",
+                  MODEL_LONG: process.env.MODEL_LONG ?? "",
+                  MODEL_TIME_LIMIT_MS: process.env.MODEL_TIME_LIMIT_MS ?? "",
+                },
               },
-            },
-          })),
+            };
+          }),
         ],
-        test: { name: "model", include: ["test/model/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"], testTimeout: 600_000 },
+        test: { name: "model", include: ["test/model/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"], setupFiles: ["./test/support/runtime-fakes.ts"], testTimeout: 600_000 },
       },
       {
         test: { name: "tools", environment: "node", include: ["test/tools/**/*.test.ts"] },
       },
+      ingestProject("ingest-e2e", ["test/ingest-e2e/**/*.test.ts"]),
       {
         // `npm run test:e2e`: the whole local stack (both Workers under wrangler dev) with real clients.
         test: {

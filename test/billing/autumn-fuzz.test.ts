@@ -1,5 +1,5 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
-import { inject } from "vitest";
+import { fakeUrl } from "../support/fake-urls.ts";
 import { afterEach, describe, expect, it } from "vitest";
 import { AUTUMN_API_VERSION, createAutumnClient } from "../../src/billing/autumn/client.ts";
 import { isAutumnTime } from "../../src/billing/autumn/schemas.ts";
@@ -90,7 +90,7 @@ function mutate(rng: Rng, answer: Json): { text: string; done: string[] } {
 
 /** A real Autumn call to the stand-in (not counted against the org: no fault is installed yet). */
 async function answer(path: string, body: unknown): Promise<Json> {
-  const response = await fetch(`${inject("autumnUrl")}${path}`, {
+  const response = await fetch(`${fakeUrl("autumnUrl")}${path}`, {
     method: "POST",
     headers: { authorization: `Bearer ${TEST_AUTUMN_SECRET_KEY}`, "x-api-version": AUTUMN_API_VERSION, "content-type": "application/json" },
     body: JSON.stringify(body),
@@ -167,7 +167,7 @@ describe("Autumn's answers, fuzzed", () => {
     await autumn.pastDue(org, { at: clock.now - 10 * DAY, webhook: false });
     const page = (await answer("/v1/customers.list", { limit: 3 })) as { list: Json[]; next_cursor: string | null };
     page.list = [(await answer("/v1/customers.get", { customer_id: org })) as Json, ...page.list];
-    const client = createAutumnClient({ baseUrl: inject("autumnUrl"), secretKey: TEST_AUTUMN_SECRET_KEY, timeoutMs: 5_000 });
+    const client = createAutumnClient({ baseUrl: fakeUrl("autumnUrl"), secretKey: TEST_AUTUMN_SECRET_KEY, timeoutMs: 5_000 });
     const outcomes = { read: 0, unreadable_page: 0, unreadable_customers: 0 };
     for (let round = 0; round < 200; round++) {
       const { text, done } = mutate(rng, page);

@@ -43,7 +43,8 @@ async function metered(path: string, init: RequestInit & { key?: string }, extra
   const ctx = createExecutionContext();
   const request = new Request(`${INGEST}${path}`, { method: "POST", ...init, headers }) as Request<unknown, IncomingRequestCfProperties>;
   const response = await worker.fetch(request, workerEnv, ctx);
-  const text = await response.text();
+  // Decoded rather than .text(): an upstream answer passed through may be protobuf, and workerd warns on .text() of one.
+  const text = new TextDecoder().decode(await response.arrayBuffer());
   await waitOnExecutionContext(ctx);
   return { response, text, sent: queue.sent, calls: queue.calls };
 }

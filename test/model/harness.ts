@@ -1,6 +1,6 @@
 import { createExecutionContext, createMessageBatch, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { inject } from "vitest";
+import { fakeUrl } from "../support/fake-urls.ts";
 import billingWorker from "../../src/billing/worker.ts";
 import type { OrgView } from "../../src/billing/org/view.ts";
 import { cleanupParked, handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
@@ -133,7 +133,7 @@ export async function sweep(limit = 30): Promise<void> {
 }
 
 async function sinkControl<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const response = await fetch(`${inject("sinkUrl")}/_control${path}`, {
+  const response = await fetch(`${fakeUrl("sinkUrl")}/_control${path}`, {
     method,
     headers: { "content-type": "application/json" },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),

@@ -1,4 +1,4 @@
-import { inject } from "vitest";
+import { fakeUrl } from "./fake-urls.ts";
 import { TEST_AUTUMN_SECRET_KEY } from "./secrets.ts";
 import type { BalancePatch, BalanceView as StandInBalance } from "../../tools/autumn-standin/store.ts";
 
@@ -221,4 +221,4 @@ declare module "vitest" {
   }
 }
 
-export const autumn = autumnControls(() => inject("autumnUrl"));
+export const autumn = autumnControls(() => fakeUrl("autumnUrl"));

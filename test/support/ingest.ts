@@ -1,6 +1,7 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
-import { afterEach, beforeEach, inject } from "vitest";
+import { afterEach, beforeEach } from "vitest";
+import { fakeUrl } from "./fake-urls.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { deleteAllAlarms, uniqueOrg } from "./billing.ts";
@@ -60,7 +61,7 @@ export type SinkRecord = {
 };
 
 async function sinkControl<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const response = await fetch(`${inject("sinkUrl")}/_control${path}`, {
+  const response = await fetch(`${fakeUrl("sinkUrl")}/_control${path}`, {
     method,
     headers: { "content-type": "application/json" },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),

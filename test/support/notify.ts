@@ -1,4 +1,4 @@
-import { inject } from "vitest";
+import { fakeUrl } from "./fake-urls.ts";
 import { Webhook } from "standardwebhooks";
 import type { NotifyEvent } from "../../src/billing/org/record.ts";
 import { TEST_NOTIFY_SECRET } from "./secrets.ts";
@@ -7,7 +7,7 @@ import { TEST_NOTIFY_SECRET } from "./secrets.ts";
 type Received = { headers: Record<string, string>; body: string; status: number };
 
 async function control<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const response = await fetch(`${inject("receiverUrl")}/_control${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  const response = await fetch(`${fakeUrl("receiverUrl")}/_control${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
   return (await response.json()) as T;
 }
 

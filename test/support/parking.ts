@@ -41,7 +41,8 @@ export async function send(workerEnv: object, path: string, key: string, init: R
   headers.set("authorization", `Bearer ${key}`);
   const ctx = createExecutionContext();
   const response = await worker.fetch(new Request(`${INGEST}${path}`, { method: "POST", ...init, headers }) as never, workerEnv as IngestEnv, ctx);
-  const text = await response.text();
+  // Decoded rather than .text(): an upstream answer passed through may be protobuf, and workerd warns on .text() of one.
+  const text = new TextDecoder().decode(await response.arrayBuffer());
   if (settle) await waitOnExecutionContext(ctx);
   return { status: response.status, text };
 }
