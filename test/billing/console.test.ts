@@ -64,6 +64,14 @@ describe("signing in", () => {
     expect(await response.text()).toContain("That is not the admin token.");
   });
 
+  it("refuses a sign-in posted from another site, and sets no cookie (a found defect: it signed in)", async () => {
+    const response = await postForm("/admin/login", { token: TEST_ADMIN_TOKEN }, { origin: "https://evil.example" });
+    expect(response.status).toBe(403);
+    expect(response.headers.get("set-cookie")).toBeNull();
+    // A client that sends no Origin (curl, a script) is not a browser on another site: it still signs in.
+    expect((await postForm("/admin/login", { token: TEST_ADMIN_TOKEN }, { origin: null })).status).toBe(303);
+  });
+
   it("sets a Secure, HttpOnly, SameSite=Strict session cookie that does not contain the token", async () => {
     const response = await postForm("/admin/login", { token: TEST_ADMIN_TOKEN });
     const cookie = response.headers.get("set-cookie")!;

@@ -66,6 +66,11 @@ describe("npm start's view of wrangler's output (issue 22)", () => {
     expect(run(false, lines).shown).toEqual(lines);
   });
 
+  it("prints a one-line warning without wrangler's colour codes (they leaked into a log file)", () => {
+    const coloured = "\x1b[33m▲ \x1b[43;33m[\x1b[43;30mWARNING\x1b[43;33m]\x1b[0m \x1b[1m{ event: 'admin_rejected', code: 'unauthorized', path: '/admin/login' }\x1b[0m";
+    expect(run(false, [coloured]).shown).toEqual(["▲ [WARNING] { event: 'admin_rejected', code: 'unauthorized', path: '/admin/login' }"]);
+  });
+
   it("shows every line as it came with --verbose, still noting the offline warning", () => {
     const { shown, filter } = run(true, [...STARTUP, ...LOGGED_OBJECT]);
     expect(shown).toEqual([...STARTUP, ...LOGGED_OBJECT]);

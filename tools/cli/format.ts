@@ -61,7 +61,7 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
   lines.push(`  mirror:     version ${org.mirror.version}${org.mirror.in_sync ? "" : " (behind, being repaired)"}`);
   const p = org.parking;
   if (p && p.parked_batches > 0) {
-    lines.push(`  parked:     ${p.parked_batches} batches (${p.parked_bytes} bytes); delivered ${p.delivered_batches}, expired ${p.expired_batches}, refused ${p.refused_batches}; waiting ${p.waiting_batches} (${p.waiting_bytes} bytes)`);
+    lines.push(`  parked:     ${p.parked_batches} ${p.parked_batches === 1 ? "batch" : "batches"} (${p.parked_bytes} bytes); delivered ${p.delivered_batches}, expired ${p.expired_batches}, refused ${p.refused_batches}; waiting ${p.waiting_batches} (${p.waiting_bytes} bytes)`);
   }
   const usage = org.usage;
   if (usage && (usage.metering || usage.features.length > 0)) {

@@ -71,7 +71,7 @@ export function tryItBlock(p: TryItParams): string[] {
     `npm run tollgate -- org ${p.org}`,
     `# 3. wait ${p.gracePeriod}: the org is suspended and step 1 answers 402 billing_suspended naming where to pay;`,
     `#    parking is on here, so each refused batch is kept (${p.parkRetention}) and the sink gets nothing yet`,
-    `# 4. pay: ingestion resumes at once; wait (up to 30 s) until the batches refused while suspended are delivered, then read the sink`,
+    `# 4. pay: ingestion resumes within a second; wait (up to 30 s) until the batches refused while suspended are delivered, then read the sink`,
     control(`/_control/customers/${p.org}/pay`),
     waitParked,
     `curl -sS ${w} ${p.sinkUrl}/_control/stats ${show}`,

@@ -91,7 +91,7 @@ export function outputFilter(options: { verbose: boolean }): OutputFilter {
         return [];
       }
       if (WRANGLER_CHATTER.some((pattern) => pattern.test(line))) return [];
-      return [raw];
+      return [line];
     },
   };
 }

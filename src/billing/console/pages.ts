@@ -262,7 +262,7 @@ function parkingCard(org: OrgView, now: number): Html | "" {
     <h2>Parked data</h2>
     <p class="muted">Batches kept in R2 while the org was suspended or the backend was down, delivered once it can take them.</p>
     <dl class="facts">
-      <dt>Parked</dt><dd>${p.parked_batches} batches, ${bytes(p.parked_bytes)}</dd>
+      <dt>Parked</dt><dd>${p.parked_batches} ${p.parked_batches === 1 ? "batch" : "batches"}, ${bytes(p.parked_bytes)}</dd>
       <dt>Delivered</dt><dd>${p.delivered_batches} batches, ${bytes(p.delivered_bytes)}${p.last_delivery_at ? html` <span class="muted">(last ${when(p.last_delivery_at, now)})</span>` : ""}</dd>
       <dt>Expired</dt><dd>${p.expired_batches} batches, ${bytes(p.expired_bytes)}</dd>
       ${p.refused_batches > 0 ? html`<dt>Refused by the backend</dt><dd>${p.refused_batches} batches</dd>` : ""}

@@ -11,7 +11,7 @@ import { REASON_LABELS } from "../org/policy.ts";
 import { html, page } from "./html.ts";
 import { readOverrideForm } from "./override-form.ts";
 import { listPage, loginPage, orgPage, overviewPage, type Flash } from "./pages.ts";
-import { CLEARED_SESSION_COOKIE, hasValidSession, sameOrigin, sessionCookie } from "./session.ts";
+import { CLEARED_SESSION_COOKIE, fromAnotherSite, hasValidSession, sameOrigin, sessionCookie } from "./session.ts";
 
 /**
  * The operator console at /admin: server-rendered pages behind a login form that sets a
@@ -44,7 +44,11 @@ function notFound(message: string): Response {
 
 async function requireSession(request: IRequest, env: BillingEnv): Promise<Response | undefined> {
   const path = new URL(request.url).pathname;
-  if (path === "/admin/login") return undefined;
+  if (path === "/admin/login") {
+    if (request.method !== "POST" || !fromAnotherSite(request)) return undefined;
+    logWarn({ event: "admin_rejected", code: "csrf_rejected", path });
+    return page(403, html`<p>Refused: this sign-in was not sent from the console itself.</p>`);
+  }
   if (!(await hasValidSession(request.headers, adminToken(env), Date.now()))) return redirect("/admin/login");
   if (request.method !== "GET" && !sameOrigin(request)) {
     logWarn({ event: "admin_rejected", code: "csrf_rejected", path });

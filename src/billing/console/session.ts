@@ -36,6 +36,18 @@ export async function hasValidSession(headers: Headers, token: string, now: numb
   return expected.length === presented.length && crypto.subtle.timingSafeEqual(expected, presented);
 }
 
+/**
+ * A post a browser sent from another site: its Origin is not ours, or it says cross-site. A client
+ * that sends neither (curl, a script) is not such a browser. Used for the sign-in form, which has no
+ * session to check yet: a page elsewhere must not sign a browser in.
+ */
+export function fromAnotherSite(request: Request): boolean {
+  const origin = request.headers.get("origin");
+  if (origin !== null) return origin !== new URL(request.url).origin;
+  const site = request.headers.get("sec-fetch-site");
+  return site !== null && site !== "same-origin" && site !== "none";
+}
+
 /** Cookie-authenticated writes must come from our own pages (SameSite=Strict already blocks most). */
 export function sameOrigin(request: Request): boolean {
   const origin = request.headers.get("origin");
