@@ -297,7 +297,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const name = this.ctx.id.name ?? this.store.load()?.org_id;
     if (!name) {
       throw new Error(
-        "OrgBilling has no org id: reach it with env.ORG_BILLING.getByName(orgId) (see org/stub.ts), not with newUniqueId() or idFromString(), which carry no name",
+        "OrgBilling has no org id: reach it with env.ORG_BILLING.getByName(orgId) (see orgBilling in org/object.ts), not with newUniqueId() or idFromString(), which carry no name",
       );
     }
     return name;
@@ -482,4 +482,12 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     if (at === null) void this.ctx.storage.deleteAlarm();
     else void this.ctx.storage.setAlarm(at);
   }
+}
+
+/** The org's object. Callers must have validated `orgId` (see shared/org-id.ts) first. */
+export function orgBilling(env: { ORG_BILLING?: DurableObjectNamespace<OrgBilling> }, orgId: string): DurableObjectStub<OrgBilling> {
+  if (!env.ORG_BILLING) {
+    throw new Error("The ORG_BILLING Durable Object binding is missing: did you forget to add it to durable_objects.bindings in your wrangler.jsonc?");
+  }
+  return env.ORG_BILLING.getByName(orgId);
 }

@@ -6,7 +6,7 @@ import type { MirrorEntry } from "../../shared/billing-state.ts";
 import type { IndexEntry } from "../index/entry.ts";
 import { newOrgRecord, payLink, publishedDeadline, type OrgRecord } from "./record.ts";
 import type { OrgStore, StoredIngestKey, Transact } from "./store.ts";
-import { orgIndex } from "../index/stub.ts";
+import { orgIndex } from "../index/object.ts";
 import { mirrorPending, retryDelay } from "./schedule.ts";
 
 /**
