@@ -1,6 +1,7 @@
 import type { OrgState } from "../../shared/billing-state.ts";
-import type { BillingFacts } from "../autumn/facts.ts";
-import type { OrgRecord, Override, Reason } from "./record.ts";
+import type { UsageFeatures } from "../../shared/usage.ts";
+import { exhausted, isAutumnTime, meteredFeatures, type AutumnBalance, type BillingFacts } from "../autumn/answers.ts";
+import type { LimitRecord, OrgRecord, Override, Reason } from "./record.ts";
 
 export type PolicyConfig = { gracePeriodMs: number; minNoticeMs: number };
 
@@ -172,3 +173,50 @@ export const REASON_LABELS: Record<Reason, string> = {
   exempt: "past due, exempted by support",
   manual_suspend: "suspended by support",
 };
+
+/**
+ * The plan limits a fresh read shows: every metered feature whose balance is used up, until its
+ * next reset. A limit already in force keeps its `since`. Pure: the org's object calls it on
+ * every good read, so a plan change or a reset that shows room again lifts the limit.
+ */
+export function limitsFrom(balances: Record<string, AutumnBalance>, features: UsageFeatures, previous: readonly LimitRecord[], now: number): LimitRecord[] {
+  const limits: LimitRecord[] = [];
+  for (const [featureId, signals] of meteredFeatures(features)) {
+    const balance = balances[featureId];
+    if (!exhausted(balance)) continue;
+    const since = previous.find((limit) => limit.feature_id === featureId)?.since ?? now;
+    // The schema already makes an out-of-range reset absent; checked again because a limit's reset is formatted into
+    // events and the mirror, where one bad time would stop every commit of the org.
+    const resetAt = isAutumnTime(balance!.next_reset_at) ? balance!.next_reset_at : null;
+    limits.push({ feature_id: featureId, signals, reset_at: resetAt, since, usage: balance!.usage, granted: balance!.granted });
+  }
+  return limits;
+}
+
+/** What changed between two sets of limits: features newly used up, and features with room again. */
+export function limitChanges(before: readonly LimitRecord[], after: readonly LimitRecord[]): { reached: LimitRecord[]; cleared: LimitRecord[] } {
+  const had = new Set(before.map((limit) => limit.feature_id));
+  const has = new Set(after.map((limit) => limit.feature_id));
+  return { reached: after.filter((limit) => !had.has(limit.feature_id)), cleared: before.filter((limit) => !has.has(limit.feature_id)) };
+}
+
+/** What a usage report's answer (the track response's balance) said of its feature. */
+export type BalanceAnswer = { feature_id: string; exhausted: boolean };
+
+/**
+ * The features whose report answers disagree with the limits held at `now`: used up but not held limited,
+ * or held limited but showing room. Only those are worth a full Autumn read (customers.get, and invoices.list
+ * while past due); an answer that agrees changes nothing, so a balance that stays used up while usage keeps
+ * coming (ENFORCE_LIMITS=false) costs no read per report. A held limit whose reset has passed is lifted at
+ * the edge already, so it counts as not held: a used-up answer then reads, for the new period's reset.
+ */
+export function limitDisagreements(answers: readonly BalanceAnswer[], held: readonly LimitRecord[], now: number): { reached: string[]; room: string[] } {
+  const inForce = new Set(held.filter((limit) => limit.reset_at === null || limit.reset_at > now).map((limit) => limit.feature_id));
+  const reached = new Set<string>();
+  const room = new Set<string>();
+  for (const answer of answers) {
+    if (answer.exhausted && !inForce.has(answer.feature_id)) reached.add(answer.feature_id);
+    if (!answer.exhausted && inForce.has(answer.feature_id)) room.add(answer.feature_id);
+  }
+  return { reached: [...reached], room: [...room] };
+}

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { OrgState } from "../../shared/billing-state.ts";
 import { FeatureLimit } from "../../shared/usage.ts";
-import { Evidence } from "../autumn/facts.ts";
+import { Evidence } from "../autumn/answers.ts";
 
 /** Why an org is in its state: stable codes for machines, explained by `reasonMessage`. */
 export const Reason = z.enum([

@@ -1,5 +1,5 @@
 import { formatDuration } from "../../shared/duration.ts";
-import type { Evidence } from "../autumn/facts.ts";
+import type { Evidence } from "../autumn/answers.ts";
 import type { PolicySettings } from "../config.ts";
 import type { IndexEntry } from "../index/entry.ts";
 import { publishedDeadline, type DeadLetter, type HistoryEntry, type OrgRecord } from "./record.ts";

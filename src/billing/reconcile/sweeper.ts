@@ -5,7 +5,7 @@ import { autumnSettings, reconcileMaxRestoreShare, settingOrError, ConfigError, 
 import { orgIndex } from "../index/object.ts";
 import { orgBilling } from "../org/object.ts";
 import { retryDelay } from "../org/schedule.ts";
-import { meteredFeatures } from "../usage/limits.ts";
+import { meteredFeatures } from "../autumn/answers.ts";
 import { disagreements, HandOver, missingFromListing, readCustomers, RESTORING, type Held } from "./compare.ts";
 import { fanOut } from "./fan-out.ts";
 import { newSweep, SAMPLE_LIMIT, SweepRecord, sweepView, withErrors, type SweepView } from "./sweep-record.ts";
