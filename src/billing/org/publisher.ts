@@ -7,7 +7,7 @@ import type { IndexEntry } from "../index/entry.ts";
 import { newOrgRecord, payLink, publishedDeadline, type OrgRecord } from "./record.ts";
 import type { OrgStore, StoredIngestKey, Transact } from "./store.ts";
 import { orgIndex } from "../index/object.ts";
-import { mirrorPending, retryDelay } from "./schedule.ts";
+import { mirrorPending, retryDelay } from "./policy.ts";
 
 /**
  * What the world sees of an org: its KV mirror entry (read by the ingest Worker) and its

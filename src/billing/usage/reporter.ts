@@ -3,7 +3,7 @@ import { Serialized } from "../../shared/serialized.ts";
 import type { AutumnClient, AutumnFailure } from "../autumn/client.ts";
 import { AutumnBalance, exhausted } from "../autumn/answers.ts";
 import type { Transact } from "../org/store.ts";
-import { retryDelay } from "../org/schedule.ts";
+import { retryDelay } from "../org/policy.ts";
 import type { FrozenReport, UsageLedger } from "./ledger.ts";
 import type { BalanceAnswer } from "../org/policy.ts";
 
