@@ -7,7 +7,7 @@ import { orgIndex } from "../index/object.ts";
 import { orgBilling } from "../org/object.ts";
 import { reconciler } from "../reconcile/sweeper.ts";
 import { indexEntryView } from "../org/view.ts";
-import { REASON_LABELS } from "../org/policy.ts";
+import { REASON_LABELS } from "../org/record.ts";
 import { html, page } from "./html.ts";
 import { readOverrideForm } from "./override-form.ts";
 import { listPage, loginPage, orgPage, overviewPage, type Flash } from "./pages.ts";

@@ -9,11 +9,10 @@ import { createAutumnClient, readBillingFacts, type AutumnFailure } from "../aut
 import type { BillingFacts } from "../autumn/answers.ts";
 import { autumnSettings, ConfigError, ConfigReports, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
 import { EVENT_TABLES, notifySettings, Outbox, type NotifySettings } from "./events.ts";
-import { newOrgRecord, type OrgRecord, type Source } from "./record.ts";
+import { AWAITING_AUTUMN_CAP_MS, decide, earliest, limitChanges, limitDisagreements, limitsFrom, mirrorPending, newOrgRecord, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay, type OrgRecord, type Source } from "./record.ts";
 import { MAX_ACTIVE_KEYS, OrgStore, type Transact } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
 import { addParking, waitingBytes } from "./parking.ts";
-import { AWAITING_AUTUMN_CAP_MS, decide, earliest, limitChanges, limitDisagreements, limitsFrom, mirrorPending, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay } from "./policy.ts";
 import { mirrorEntryOf, Publisher, sameProjection } from "./publisher.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";

@@ -4,7 +4,7 @@ import { createAutumnClient } from "../autumn/client.ts";
 import { autumnSettings, reconcileMaxRestoreShare, settingOrError, ConfigError, usageSettings } from "../config.ts";
 import { orgIndex } from "../index/object.ts";
 import { orgBilling } from "../org/object.ts";
-import { retryDelay } from "../org/policy.ts";
+import { retryDelay } from "../org/record.ts";
 import { meteredFeatures } from "../autumn/answers.ts";
 import { disagreements, HandOver, missingFromListing, readCustomers, RESTORING, type Held } from "./compare.ts";
 import { fanOut } from "./fan-out.ts";
