@@ -6,7 +6,7 @@ import { redirectSignedInBrowser } from "./console/browser-redirect.ts";
 import { FAVICON_PATH, favicon } from "./console/favicon.ts";
 import { consoleRouter } from "./console/routes.ts";
 import { ConfigError } from "./config.ts";
-import { reconciler } from "./reconcile/stub.ts";
+import { reconciler } from "./reconcile/sweeper.ts";
 import { handleWebhook } from "./webhook/receiver.ts";
 
 export { OrgBilling } from "./org/object.ts";

@@ -2,7 +2,7 @@ import { runDurableObjectAlarm } from "cloudflare:test";
 import { fakeUrl } from "../support/fake-urls.ts";
 import { afterEach, describe, expect, it } from "vitest";
 import { AUTUMN_API_VERSION, createAutumnClient } from "../../src/billing/autumn/client.ts";
-import { isAutumnTime } from "../../src/billing/autumn/schemas.ts";
+import { isAutumnTime } from "../../src/billing/autumn/answers.ts";
 import { readCustomers } from "../../src/billing/reconcile/compare.ts";
 import { autumn } from "../support/autumn.ts";
 import { billingUpdated, deleteAllAlarms, deliver, orgState, orgStub, signWebhook, uniqueOrg } from "../support/billing.ts";

@@ -1,10 +1,9 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import type { AutumnBalance } from "../../src/billing/autumn/schemas.ts";
+import type { AutumnBalance } from "../../src/billing/autumn/answers.ts";
 import { eventsFor } from "../../src/billing/org/events.ts";
-import { newOrgRecord, type LimitRecord } from "../../src/billing/org/record.ts";
-import { nextSyncAt } from "../../src/billing/org/schedule.ts";
-import { exhausted, limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "../../src/billing/usage/limits.ts";
+import { limitChanges, limitDisagreements, limitsFrom, newOrgRecord, nextSyncAt, type LimitRecord } from "../../src/billing/org/record.ts";
+import { exhausted, meteredBalances } from "../../src/billing/autumn/answers.ts";
 import { reportOutcome } from "../../src/billing/usage/reporter.ts";
 import { limitFor, type UsageFeatures } from "../../src/shared/usage.ts";
 import { autumn } from "../support/autumn.ts";

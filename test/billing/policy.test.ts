@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { factsFromCustomer, payUrlOf, type BillingFacts } from "../../src/billing/autumn/facts.ts";
-import type { AutumnCustomer, AutumnInvoice } from "../../src/billing/autumn/schemas.ts";
-import { newOrgRecord, type Override } from "../../src/billing/org/record.ts";
-import { decide, type PolicyInput } from "../../src/billing/org/policy.ts";
+import { factsFromCustomer, payUrlOf, type BillingFacts } from "../../src/billing/autumn/answers.ts";
+import type { AutumnCustomer, AutumnInvoice } from "../../src/billing/autumn/answers.ts";
+import { decide, newOrgRecord, type Override, type PolicyInput } from "../../src/billing/org/record.ts";
 import { eventsFor } from "../../src/billing/org/events.ts";
 
 const DAY = 86_400_000;

@@ -8,9 +8,9 @@ import { timingSafeEqualStrings } from "./constant-time.ts";
 import { ListQuery, OverrideBody } from "./requests.ts";
 import { adminToken, ConfigError, ingestKeyPepper } from "../config.ts";
 import { MAX_ACTIVE_KEYS } from "../org/store.ts";
-import { orgIndex } from "../index/stub.ts";
-import { orgBilling } from "../org/stub.ts";
-import { reconciler } from "../reconcile/stub.ts";
+import { orgIndex } from "../index/object.ts";
+import { orgBilling } from "../org/object.ts";
+import { reconciler } from "../reconcile/sweeper.ts";
 import { indexEntryView } from "../org/view.ts";
 
 type AdminRequest = IRequest & { orgId: string };

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { AutumnCustomer, AutumnCustomerPage, AutumnErrorBody, AutumnInvoicePage, AutumnTrackResponse, parseAutumn } from "./schemas.ts";
+import { AutumnCustomer, AutumnCustomerPage, AutumnErrorBody, AutumnInvoicePage, AutumnTrackResponse, factsFromCustomer, isPaidWithMoney, needsPaidLookup, parseAutumn, type BillingFacts } from "./answers.ts";
 
 /** Pinned: without it Autumn picks a version from the account's creation date. */
 export const AUTUMN_API_VERSION = "2.3.0";
@@ -98,7 +98,7 @@ export function createAutumnClient(options: AutumnClientOptions) {
   }
 
   return {
-    /** `null` means Autumn has no such customer (404 customer_not_found); the caller decides what that means (autumn/facts.ts: unknown, not paid). */
+    /** `null` means Autumn has no such customer (404 customer_not_found); the caller decides what that means (readBillingFacts below: unknown, not paid). */
     getCustomer(customerId: string): Promise<AutumnResult<AutumnCustomer | null>> {
       return call("/v1/customers.get", { customer_id: customerId, expand: ["invoices"] }, AutumnCustomer, true);
     },
@@ -129,4 +129,30 @@ export function parseRetryAfter(value: string | null, now: number): number | und
   const date = Date.parse(trimmed);
   if (Number.isNaN(date)) return undefined;
   return Math.max(0, date - now);
+}
+
+/** Enough pages for any real history of $0 trial invoices; more is treated as unreadable. */
+const MAX_PAID_PAGES = 20;
+
+/** One fresh read of Autumn: `customers.get`, then `invoices.list` (paid only) when needed. */
+export async function readBillingFacts(client: AutumnClient, orgId: string): Promise<AutumnResult<BillingFacts>> {
+  const customer = await client.getCustomer(orgId);
+  if (!customer.ok) return customer;
+  // A customer Autumn does not know is unknown, not paid: a deleted customer, a test key in production or a
+  // wrong AUTUMN_API_URL must never restore an org. The object keeps its state and flags the org.
+  if (customer.value === null) {
+    return { ok: false, failure: { kind: "unknown_customer", status: 404, code: "customer_not_found", message: `Autumn has no customer ${orgId} (404 customer_not_found)` } };
+  }
+  if (!needsPaidLookup(customer.value)) return { ok: true, value: factsFromCustomer(customer.value) };
+
+  let cursor = "";
+  for (let page = 0; page < MAX_PAID_PAGES; page++) {
+    const result = await client.listPaidInvoices(orgId, cursor);
+    if (!result.ok) return result;
+    const withMoney = result.value.list.find(isPaidWithMoney);
+    if (withMoney) return { ok: true, value: factsFromCustomer(customer.value, withMoney) };
+    if (!result.value.next_cursor) return { ok: true, value: factsFromCustomer(customer.value, null) };
+    cursor = result.value.next_cursor;
+  }
+  return { ok: false, failure: { kind: "invalid_response", message: `invoices.list did not end within ${MAX_PAID_PAGES} pages` } };
 }

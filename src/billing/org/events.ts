@@ -4,10 +4,8 @@ import { Serialized } from "../../shared/serialized.ts";
 import { ConfigError, durationSetting, optionalSetting, requiredSetting, type EnvVars } from "../../shared/settings.ts";
 import type { ConfigReports } from "../config.ts";
 import { importSigningSecret, isSigningSecret, signPayload } from "../signature.ts";
-import { limitChanges } from "../usage/limits.ts";
+import { limitChanges, NotifyEvent, payLink, publishedDeadline, retryDelay, type DeadLetter, type LimitRecord, type OrgRecord } from "./record.ts";
 import { parkingView, type ParkingProgress } from "./parking.ts";
-import { NotifyEvent, payLink, publishedDeadline, type DeadLetter, type LimitRecord, type OrgRecord } from "./record.ts";
-import { retryDelay } from "./schedule.ts";
 import type { OrgStore, TableOwner, Transact } from "./store.ts";
 
 /*

@@ -5,20 +5,18 @@ import { log, logError, logWarn } from "../../shared/log.ts";
 import { Serialized } from "../../shared/serialized.ts";
 import { ParkingDelta, UsageDeliveries, type IngestKeyListing, type OrgBillingRpc, type RecordParkingAnswer, type RecordUsageAnswer, type UsageDelivery } from "../../shared/contract.ts";
 import type { OverrideCommand } from "../admin/requests.ts";
-import { createAutumnClient, type AutumnFailure } from "../autumn/client.ts";
-import { readBillingFacts, type BillingFacts } from "../autumn/facts.ts";
+import { createAutumnClient, readBillingFacts, type AutumnFailure } from "../autumn/client.ts";
+import type { BillingFacts } from "../autumn/answers.ts";
 import { autumnSettings, ConfigError, ConfigReports, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
 import { EVENT_TABLES, notifySettings, Outbox, type NotifySettings } from "./events.ts";
-import { newOrgRecord, type OrgRecord, type Source } from "./record.ts";
+import { AWAITING_AUTUMN_CAP_MS, decide, earliest, limitChanges, limitDisagreements, limitsFrom, mirrorPending, newOrgRecord, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay, type OrgRecord, type Source } from "./record.ts";
 import { MAX_ACTIVE_KEYS, OrgStore, type Transact } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
 import { addParking, waitingBytes } from "./parking.ts";
-import { decide } from "./policy.ts";
 import { mirrorEntryOf, Publisher, sameProjection } from "./publisher.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
-import { AWAITING_AUTUMN_CAP_MS, earliest, mirrorPending, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay } from "./schedule.ts";
 import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
-import { limitChanges, limitDisagreements, limitsFrom, meteredBalances } from "../usage/limits.ts";
+import { meteredBalances } from "../autumn/answers.ts";
 import { UsageReporter } from "../usage/reporter.ts";
 import { usageView } from "../usage/usage-view.ts";
 
@@ -297,7 +295,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const name = this.ctx.id.name ?? this.store.load()?.org_id;
     if (!name) {
       throw new Error(
-        "OrgBilling has no org id: reach it with env.ORG_BILLING.getByName(orgId) (see org/stub.ts), not with newUniqueId() or idFromString(), which carry no name",
+        "OrgBilling has no org id: reach it with env.ORG_BILLING.getByName(orgId) (see orgBilling in org/object.ts), not with newUniqueId() or idFromString(), which carry no name",
       );
     }
     return name;
@@ -482,4 +480,12 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     if (at === null) void this.ctx.storage.deleteAlarm();
     else void this.ctx.storage.setAlarm(at);
   }
+}
+
+/** The org's object. Callers must have validated `orgId` (see shared/org-id.ts) first. */
+export function orgBilling(env: { ORG_BILLING?: DurableObjectNamespace<OrgBilling> }, orgId: string): DurableObjectStub<OrgBilling> {
+  if (!env.ORG_BILLING) {
+    throw new Error("The ORG_BILLING Durable Object binding is missing: did you forget to add it to durable_objects.bindings in your wrangler.jsonc?");
+  }
+  return env.ORG_BILLING.getByName(orgId);
 }

@@ -4,10 +4,9 @@ import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
 import { billingStateKey, ingestKeyHashKey } from "../../shared/storage-keys.ts";
 import type { MirrorEntry } from "../../shared/billing-state.ts";
 import type { IndexEntry } from "../index/entry.ts";
-import { newOrgRecord, payLink, publishedDeadline, type OrgRecord } from "./record.ts";
+import { mirrorPending, newOrgRecord, payLink, publishedDeadline, retryDelay, type OrgRecord } from "./record.ts";
 import type { OrgStore, StoredIngestKey, Transact } from "./store.ts";
-import { orgIndex } from "../index/stub.ts";
-import { mirrorPending, retryDelay } from "./schedule.ts";
+import { orgIndex } from "../index/object.ts";
 
 /**
  * What the world sees of an org: its KV mirror entry (read by the ingest Worker) and its

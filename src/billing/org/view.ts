@@ -1,11 +1,9 @@
 import { formatDuration } from "../../shared/duration.ts";
-import type { Evidence } from "../autumn/facts.ts";
+import type { Evidence } from "../autumn/answers.ts";
 import type { PolicySettings } from "../config.ts";
 import type { IndexEntry } from "../index/entry.ts";
-import { publishedDeadline, type DeadLetter, type HistoryEntry, type OrgRecord } from "./record.ts";
+import { deadlineTerms, followUpAt, mirrorPending, nextAlarmAt, publishedDeadline, reasonMessage, type DeadLetter, type HistoryEntry, type OrgRecord } from "./record.ts";
 import { NO_PARKING, parkingView, type ParkingProgress } from "./parking.ts";
-import { deadlineTerms, reasonMessage } from "./policy.ts";
-import { followUpAt, mirrorPending, nextAlarmAt } from "./schedule.ts";
 import { isoOrNull as iso } from "../../shared/iso-time.ts";
 import type { UsageView } from "../usage/usage-view.ts";
 

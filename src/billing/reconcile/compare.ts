@@ -1,8 +1,7 @@
 import { z } from "zod";
 import { isValidOrgId } from "../../shared/org-id.ts";
-import { AutumnCustomer, balancesOf } from "../autumn/schemas.ts";
+import { AutumnCustomer, balancesOf, exhausted } from "../autumn/answers.ts";
 import type { IndexEntry } from "../index/entry.ts";
-import { exhausted } from "../usage/limits.ts";
 
 /** Why the sweep hands an org to its object: the ways Autumn and Tollgate can disagree. */
 export const Disagreement = z.enum(["unknown_past_due", "no_longer_past_due", "missing_from_autumn", "limit_reached", "limit_lifted"]);
@@ -35,7 +34,7 @@ function settledBySupport(held: Held): boolean {
   return held.reason === "manual_suspend";
 }
 
-/** The metered features whose listed balance is used up, decided as the object decides them (usage/limits.ts). */
+/** The metered features whose listed balance is used up, decided as the object decides them (autumn/answers.ts). */
 function limitedFeatures(customer: Pick<AutumnCustomer, "balances">, metered: readonly string[]): string[] {
   const balances = balancesOf(customer.balances ?? {});
   return metered.filter((feature) => exhausted(balances[feature]));

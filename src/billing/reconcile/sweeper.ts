@@ -2,10 +2,10 @@ import { DurableObject } from "cloudflare:workers";
 import { log, logError, logWarn } from "../../shared/log.ts";
 import { createAutumnClient } from "../autumn/client.ts";
 import { autumnSettings, reconcileMaxRestoreShare, settingOrError, ConfigError, usageSettings } from "../config.ts";
-import { orgIndex } from "../index/stub.ts";
-import { orgBilling } from "../org/stub.ts";
-import { retryDelay } from "../org/schedule.ts";
-import { meteredFeatures } from "../usage/limits.ts";
+import { orgIndex } from "../index/object.ts";
+import { orgBilling } from "../org/object.ts";
+import { retryDelay } from "../org/record.ts";
+import { meteredFeatures } from "../autumn/answers.ts";
 import { disagreements, HandOver, missingFromListing, readCustomers, RESTORING, type Held } from "./compare.ts";
 import { fanOut } from "./fan-out.ts";
 import { newSweep, SAMPLE_LIMIT, SweepRecord, sweepView, withErrors, type SweepView } from "./sweep-record.ts";
@@ -304,4 +304,12 @@ class PageFailure extends Error {
     super(message);
     this.retryAfterMs = retryAfterMs;
   }
+}
+
+/** The single reconciliation sweeper. */
+export function reconciler(env: { RECONCILER?: DurableObjectNamespace<Reconciler> }): DurableObjectStub<Reconciler> {
+  if (!env.RECONCILER) {
+    throw new Error("The RECONCILER Durable Object binding is missing: did you forget to add it (class Reconciler, migration v3) to your wrangler.jsonc?");
+  }
+  return env.RECONCILER.getByName("sweeper");
 }

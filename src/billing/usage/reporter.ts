@@ -1,11 +1,10 @@
 import { log, logWarn } from "../../shared/log.ts";
 import { Serialized } from "../../shared/serialized.ts";
 import type { AutumnClient, AutumnFailure } from "../autumn/client.ts";
-import { AutumnBalance } from "../autumn/schemas.ts";
+import { AutumnBalance, exhausted } from "../autumn/answers.ts";
 import type { Transact } from "../org/store.ts";
-import { retryDelay } from "../org/schedule.ts";
+import { retryDelay, type BalanceAnswer } from "../org/record.ts";
 import type { FrozenReport, UsageLedger } from "./ledger.ts";
-import { exhausted, type BalanceAnswer } from "./limits.ts";
 
 /** What one report attempt came to, for the ledger. */
 export type ReportOutcome =
@@ -57,7 +56,7 @@ export class UsageReporter {
    * configured, so each due report waits `refusedRetryMs` like a refused one (never a tight loop of
    * alarms; the configuration error itself is reported by the object).
    * Returns what each applied report's answer said of its balance: the object reads Autumn only when that
-   * disagrees with the limits it holds (limits.ts, `limitDisagreements`).
+   * disagrees with the limits it holds (org/record.ts, `limitDisagreements`).
    */
   flush(orgId: string, client: AutumnClient | AutumnFailure, options: { intervalMs: number; refusedRetryMs: number }): Promise<{ answers: BalanceAnswer[] }> {
     return this.runs.run(async () => {

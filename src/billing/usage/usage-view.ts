@@ -3,7 +3,7 @@ import { isoOrNull as iso } from "../../shared/iso-time.ts";
 import type { UsageSettings } from "../config.ts";
 import type { OrgRecord } from "../org/record.ts";
 import type { LedgerRow } from "./ledger-row.ts";
-import { meteredFeatures } from "./limits.ts";
+import { meteredFeatures } from "../autumn/answers.ts";
 
 /**
  * The admin view's `usage` block (README, "Usage metering"): per metered feature, the ledger
