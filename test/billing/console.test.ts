@@ -111,6 +111,14 @@ describe("reading", () => {
     expect(page).toMatch(/<ol class="timeline">[\s\S]*Overdue<\/span> → <span class="badge suspended">/i);
   });
 
+  it("says so when Tollgate has no record of the org, rather than showing a mistyped id as a healthy one (a found defect)", async () => {
+    const cookie = await login();
+    const unknown = await (await get(`/admin/org/${uniqueOrg("never-seen")}`, cookie)).text();
+    expect(unknown).toContain("Tollgate has no record of this org");
+    const known = await (await get(`/admin/org/${suspended}`, cookie)).text();
+    expect(known).not.toContain("Tollgate has no record of this org");
+  });
+
   it("finds an org by id from the search box", async () => {
     const response = await get(`/admin/org?id=${suspended}`, await login());
     expect(response.headers.get("location")).toBe(`/admin/org/${suspended}`);

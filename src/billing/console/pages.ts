@@ -306,6 +306,9 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
     org.org_id,
     html`<h1>${org.org_id} ${badge(org.state)}</h1>
       ${flashes(flash)}
+      ${org.version === 0 && keys.length === 0
+        ? html`<p class="notice">Tollgate has no record of this org: no webhook, no read from Autumn and no ingest key yet. Check the id; an org Tollgate never heard of is served as <code>ok</code>.</p>`
+        : ""}
       <section class="card">
         <h2>Why</h2>
         <p class="reason"><code>${org.reason}</code> ${org.reason_message}</p>
