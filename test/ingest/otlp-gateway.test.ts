@@ -124,6 +124,7 @@ describe("bad input is a 4xx and reaches nobody", () => {
     await expectError(await ingest("/v1/traces", { key, headers: { "content-type": "application/json" }, body }), 413, "payload_too_large");
   });
 
+  // The client is still sending when the body is refused; the rest is never read, so workerd reports the client's cut-off upload ("read end of pipe was aborted", issue 22). On purpose.
   it("413 for a streamed body over the cap without a length", async () => {
     const chunk = new Uint8Array(64 * 1024);
     let sent = 0;
@@ -185,6 +186,7 @@ describe("upstream trouble is retryable, so nothing accepted is lost", () => {
     expect((await send()).status).toBe(503);
   });
 
+  // workerd prints three lines for the reset it reports ("client error (SendRequest)", "Uncaught (in promise) ... Network connection lost" and its jsg.Error): its own report of any failed fetch, even one whose rejection is handled; not a rejection of ours (issue 22).
   it("a dropped connection → 503", async () => {
     await sink.fault({ mode: "reset", tenant: org });
     expect((await send()).status).toBe(503);
