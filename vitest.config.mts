@@ -13,6 +13,9 @@ const secrets = {
   INGEST_KEY_PEPPER: TEST_INGEST_KEY_PEPPER,
 };
 
+/** `FUZZ_REQUESTS=1000 npm test`: more seeded malformed requests per route in the fuzz tests (npm test sends 100). */
+const knobs = { FUZZ_REQUESTS: process.env.FUZZ_REQUESTS ?? "" };
+
 // The workerd projects' secrets are bindings below, not .dev.vars: wrangler's notice that it found none is dropped.
 dropWranglerSecretNotices([...Object.keys(secrets), "NOTIFY_SECRET"]);
 
@@ -53,7 +56,7 @@ function ingestProject(name: string, include: string[]) {
         return {
           wrangler: { configPath: "./test/ingest/wrangler.jsonc" },
           miniflare: {
-            bindings: { ...secrets, TEST_FAKES: set.TEST_FAKES, AUTUMN_API_URL: set.autumnUrl, UPSTREAM_OTLP_URL: set.sinkUrl },
+            bindings: { ...secrets, ...knobs, TEST_FAKES: set.TEST_FAKES, AUTUMN_API_URL: set.autumnUrl, UPSTREAM_OTLP_URL: set.sinkUrl },
           },
         };
       }),
@@ -89,6 +92,7 @@ export default defineConfig({
               miniflare: {
                 bindings: {
                   ...secrets,
+                  ...knobs,
                   TEST_FAKES: fakes.TEST_FAKES,
                   AUTUMN_API_URL: fakes.autumnUrl,
                   AUTUMN_TIMEOUT: "1s",
