@@ -407,7 +407,22 @@ type CollectorResult = {
   exact: boolean;
 };
 
-const sinkTenantRequests = async (tenant: string) => ((await (await fetch(`${stack.sinkUrl}/_control/stats`)).json()) as { tenants: Record<string, { requests: number }> }).tenants[tenant]?.requests ?? 0;
+const sinkTenantCount = async (tenant: string) => ((await (await fetch(`${stack.sinkUrl}/_control/stats`)).json()) as { tenants: Record<string, { requests: number }> }).tenants[tenant]?.requests ?? 0;
+/**
+ * The requests the sink got for a tenant, once no more arrive: when a load round ends, the requests still
+ * in flight on its connections (one each, hundreds of ms for a Collector-sized batch) are still being
+ * forwarded, and reading the count at once missed them (8 batches short, one per connection).
+ */
+async function sinkTenantRequests(tenant: string): Promise<number> {
+  let count = await sinkTenantCount(tenant);
+  for (const started = Date.now(); Date.now() - started < 30_000; ) {
+    await new Promise((r) => setTimeout(r, 1_000));
+    const next = await sinkTenantCount(tenant);
+    if (next === count) break;
+    count = next;
+  }
+  return count;
+}
 const autumnSpans = async (org: string) => (await standIn<{ customers: Record<string, Record<string, { value: number }>> }>("GET", "/usage")).customers[org]?.spans?.value ?? 0;
 /** Waits (up to a minute) until Autumn holds `expected` spans for the org; the spans it holds then. */
 async function spansReachAutumn(org: string, expected: number): Promise<number> {
