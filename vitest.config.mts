@@ -2,7 +2,7 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import type { FakeUrls } from "./test/support/fake-urls.ts";
 import { FAKE_SETS } from "./test/support/global-setup.ts";
-import { dropWranglerSecretNotices, depsWithoutBrokenSourceMaps } from "./test/support/quiet-config.ts";
+import { dropWranglerSecretNotices, dropWorkerdFaultReports, depsWithoutBrokenSourceMaps } from "./test/support/quiet-config.ts";
 import { ModelAndToolsFirst } from "./test/support/sequencer.ts";
 import { TEST_ADMIN_TOKEN, TEST_AUTUMN_SECRET_KEY, TEST_INGEST_KEY_PEPPER, TEST_NOTIFY_SECRET, TEST_WEBHOOK_SECRET } from "./test/support/secrets.ts";
 
@@ -18,6 +18,7 @@ const knobs = { FUZZ_REQUESTS: process.env.FUZZ_REQUESTS ?? "" };
 
 // The workerd projects' secrets are bindings below, not .dev.vars: wrangler's notice that it found none is dropped.
 dropWranglerSecretNotices([...Object.keys(secrets), "NOTIFY_SECRET"]);
+dropWorkerdFaultReports();
 
 type Inject = <T>(key: string) => T;
 

@@ -1,4 +1,4 @@
-// The Logpush batches of test/ingest/logpush-stream.test.ts and test/ingest-e2e/logpush-large.test.ts.
+// The Logpush batches of test/ingest-e2e/logpush-large.test.ts (and the bench's, bench/bodies.ts, which runs in Node without the test helpers).
 
 /** One http_requests record, about 330 bytes, distinct per index. */
 export function record(i: number): string {

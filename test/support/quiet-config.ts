@@ -39,3 +39,49 @@ export function depsWithoutBrokenSourceMaps(): Plugin {
     },
   };
 }
+
+/**
+ * workerd's own reports of the faults tests cause on purpose: an upstream that resets or refuses the
+ * connection (the sink's `reset` fault, a closed port), an upload the Worker stops reading (a body over a
+ * cap), and a sweeper alarm run by hand (`runDurableObjectAlarm`) whose scheduled run workerd then cancels.
+ * Each such test asserts what the Worker answers; the line workerd prints beside it (with its `stack:` of
+ * addresses) points at no problem, so it is dropped, as the pool already drops its own list (ignoreMessages
+ * in @cloudflare/vitest-plugin). Anything else workerd prints still shows.
+ */
+const WORKERD_FAULT_REPORTS = [
+  /uncaught exception; source = Uncaught \(in promise\); stack = Error: Network connection lost\./,
+  /uncaught exception; exception = workerd\/jsg\/value\.h:\d+: disconnected: jsg\.Error: Network connection lost\./,
+  /exception = rust\/worker\/ffi\.rs:\d+: disconnected: (client error \(SendRequest\)|Connection refused \(os error 111\))/,
+  /exception = kj\/async-io\.c\+\+:\d+: disconnected: (read end of pipe was aborted|abortRead\(\) has been called)/,
+  /NOSENTRY SQLite alarm handler canceled with requestScheduledAlarm\./,
+];
+const HEX_STACK = /^stack:( \S+@[0-9a-f]+)+\s*$/;
+
+/** A filter over a stream's writes: drops the fault reports and the `stack:` lines right after them. */
+export function faultReportFilter(): (text: string) => string {
+  let droppingStack = false;
+  return (text) =>
+    text
+      .split("\n")
+      .filter((line) => {
+        if (WORKERD_FAULT_REPORTS.some((pattern) => pattern.test(line))) return (droppingStack = true), false;
+        if (droppingStack && HEX_STACK.test(line.trim())) return false;
+        if (line.trim() !== "") droppingStack = false;
+        return true;
+      })
+      .join("\n");
+}
+
+export function dropWorkerdFaultReports(): void {
+  for (const stream of [process.stderr, process.stdout]) {
+    const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    const filter = faultReportFilter();
+    stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+      if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) return write(chunk, ...rest);
+      const text = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+      const out = filter(text);
+      if (out === text) return write(chunk, ...rest);
+      return out.trim() === "" ? true : write(out, ...rest);
+    }) as typeof stream.write;
+  }
+}
