@@ -154,18 +154,14 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
   let problem: BodyProblem | null = null;
   const abort = new AbortController();
   /**
-   * A failed check aborts the upstream request rather than erroring the body stream: workerd
-   * ends an errored chunked upload as if complete (tried for issue 22: the test sink then
-   * records the request whole), so the upstream would get a truncated batch as a good one.
-   * Aborted, the upstream sees a broken connection. The stage then never settles; the aborted
-   * fetch cancels it. The abort carries no reason of ours: workerd logs the cancelled upload
-   * as an uncaught exception for any reason the script gives (an Error, a string, even an
-   * explicit DOMException AbortError), not for the runtime's own. `settled()` says why.
+   * A failed check aborts the upstream request rather than erroring the body stream (which the
+   * runtime may end as if complete): the upstream sees a broken connection, never a whole
+   * request. The stage then never settles; the aborted fetch cancels it.
    */
   const fail = (found: BodyProblem): Promise<never> => {
     problem ??= found;
     verdict = { ok: false, ...problem };
-    abort.abort();
+    abort.abort(new Error(`request body refused: ${problem.problem}`));
     return new Promise<never>(() => {});
   };
 
