@@ -143,7 +143,7 @@ export function costMarkdown(results: BenchResults): string {
     "",
     "## How the numbers are obtained",
     "",
-    `- **CPU per request.** ${method.cpu ?? ""} The machine is shared (2 cores, other work running), so absolute numbers are noisy; the lead reruns the bench on a quiet machine.`,
+    `- **CPU per request.** ${method.cpu ?? ""} On 2 cores the load generator, the sink and workerd share the machine, so absolute numbers move from run to run (the ratios to the pass-through Worker compare better).`,
     `- **Operations per request.** ${method.harness ?? ""}`,
     `  - KV reads: ${method.kv_reads ?? ""}`,
     `  - KV writes: ${method.kv_writes ?? ""}`,

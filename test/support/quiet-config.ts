@@ -42,8 +42,8 @@ export function depsWithoutBrokenSourceMaps(): Plugin {
 
 /**
  * workerd's own reports of the faults tests cause on purpose: an upstream that resets or refuses the
- * connection (the sink's `reset` fault, a closed port), an upload the Worker stops reading (a body over a
- * cap), and a sweeper alarm run by hand (`runDurableObjectAlarm`) whose scheduled run workerd then cancels.
+ * connection (the sink's `reset` fault, a closed port), an upload the Worker stops reading or aborts (a body
+ * over a cap, broken gzip: src/ingest/request/body.ts), and a sweeper alarm run by hand (`runDurableObjectAlarm`) whose scheduled run workerd then cancels.
  * Each such test asserts what the Worker answers; the line workerd prints beside it (with its `stack:` of
  * addresses) points at no problem, so it is dropped, as the pool already drops its own list (ignoreMessages
  * in @cloudflare/vitest-plugin). Anything else workerd prints still shows.
@@ -54,6 +54,7 @@ const WORKERD_FAULT_REPORTS = [
   /exception = rust\/worker\/ffi\.rs:\d+: disconnected: (client error \(SendRequest\)|Connection refused \(os error 111\))/,
   /exception = kj\/async-io\.c\+\+:\d+: disconnected: (read end of pipe was aborted|abortRead\(\) has been called)/,
   /NOSENTRY SQLite alarm handler canceled with requestScheduledAlarm\./,
+  /uncaught exception; exception = workerd\/jsg\/value\.h:\d+: failed: jsg\.Error: request body refused: (too_large|decompressed_too_large|invalid_gzip)$/,
 ];
 const HEX_STACK = /^stack:( \S+@[0-9a-f]+)+\s*$/;
 

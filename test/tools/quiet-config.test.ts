@@ -8,6 +8,7 @@ describe("npm test's view of workerd's output (issue 22)", () => {
     const filter = faultReportFilter();
     expect(filter("uncaught exception; source = Uncaught (in promise); stack = Error: Network connection lost.\n")).toBe("");
     expect(filter(`${STACK}\n`).trim()).toBe("");
+    expect(filter("uncaught exception; exception = workerd/jsg/value.h:1535: failed: jsg.Error: request body refused: invalid_gzip\n").trim()).toBe("");
     expect(filter("exception = kj/async-io.c++:763: disconnected: read end of pipe was aborted\nstack: /x/workerd@1 /x/workerd@2\n").trim()).toBe("");
   });
 

@@ -154,9 +154,13 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
   let problem: BodyProblem | null = null;
   const abort = new AbortController();
   /**
-   * A failed check aborts the upstream request rather than erroring the body stream (which the
-   * runtime may end as if complete): the upstream sees a broken connection, never a whole
-   * request. The stage then never settles; the aborted fetch cancels it.
+   * A failed check aborts the upstream request rather than erroring the body stream: workerd
+   * ends an errored chunked upload as if complete (tried for issue 22: the test sink then
+   * records the request whole), so the upstream would get a truncated batch as a good one.
+   * Aborted, the upstream sees a broken connection. The stage then never settles; the aborted
+   * fetch cancels it. workerd reports the cancelled upload ("request body refused: …") as an
+   * uncaught exception; aborting with the runtime's own reason instead (which it does not report)
+   * left the fetch waiting for its timeout in a loaded full run (413 became 503), so the reason stays.
    */
   const fail = (found: BodyProblem): Promise<never> => {
     problem ??= found;
