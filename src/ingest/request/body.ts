@@ -159,8 +159,7 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
    * records the request whole), so the upstream would get a truncated batch as a good one.
    * Aborted, the upstream sees a broken connection. The stage then never settles; the aborted
    * fetch cancels it. workerd reports the cancelled upload ("request body refused: …") as an
-   * uncaught exception; aborting with the runtime's own reason instead (which it does not report)
-   * left the fetch waiting for its timeout in a loaded full run (413 became 503), so the reason stays.
+   * uncaught exception (the tests drop that report: test/support/quiet-config.ts).
    */
   const fail = (found: BodyProblem): Promise<never> => {
     problem ??= found;
