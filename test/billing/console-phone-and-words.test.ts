@@ -1,8 +1,7 @@
 import { exports } from "cloudflare:workers";
-import { runDurableObjectAlarm } from "cloudflare:test";
-import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { autumn } from "../support/autumn.ts";
-import { BILLING, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { BILLING, deleteAllAlarms, deliver, orgState, uniqueOrg } from "../support/billing.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 import { orgPage } from "../../src/billing/console/pages.ts";
 import { refreshTimes, refreshUtcNow } from "../../src/billing/console/client/times.ts";
@@ -11,6 +10,7 @@ import { DEFAULT_POLICY, NO_USAGE } from "../../src/billing/config.ts";
 import { usageView } from "../../src/billing/usage/usage-view.ts";
 import { newOrgRecord, type OrgRecord } from "../../src/billing/org/record.ts";
 import { orgView } from "../../src/billing/org/view.ts";
+import { GRACE, suspendedOrg } from "../support/console.ts";
 
 /**
  * Issue 22's console defects, each checked as a person (or a browser) meets it: a signed-in
@@ -19,7 +19,6 @@ import { orgView } from "../../src/billing/org/view.ts";
  */
 afterEach(deleteAllAlarms);
 
-const GRACE = 3 * 86_400_000;
 const HTML_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
 function get(path: string, headers: Record<string, string> = {}): Promise<Response> {
@@ -53,15 +52,7 @@ function fact(page: string, term: string): string {
 
 let suspended: string;
 beforeAll(async () => {
-  suspended = uniqueOrg("console_p");
-  await autumn.createCustomer(suspended);
-  const now = Date.now();
-  vi.useFakeTimers({ toFake: ["Date"] });
-  vi.setSystemTime(now - MIN_NOTICE_MS - 60_000);
-  await autumn.pastDue(suspended, Date.now() - GRACE);
-  await deliverNow(suspended);
-  vi.useRealTimers();
-  await runDurableObjectAlarm(orgStub(suspended));
+  suspended = await suspendedOrg("console_p");
 });
 
 describe("a signed-in browser on an admin API path", () => {

@@ -1,8 +1,8 @@
 import { env, exports } from "cloudflare:workers";
 import { runDurableObjectAlarm } from "cloudflare:test";
-import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { autumn } from "../support/autumn.ts";
-import { BILLING, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { BILLING, deleteAllAlarms, deliver, orgState, uniqueOrg } from "../support/billing.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 import { orgPage, sweepCard } from "../../src/billing/console/pages.ts";
 import { DEFAULT_POLICY, NO_USAGE } from "../../src/billing/config.ts";
@@ -10,10 +10,10 @@ import { usageView } from "../../src/billing/usage/usage-view.ts";
 import { newOrgRecord } from "../../src/billing/org/record.ts";
 import { orgView } from "../../src/billing/org/view.ts";
 import { newSweep, sweepView } from "../../src/billing/reconcile/sweep-record.ts";
+import { GRACE, suspendedOrg } from "../support/console.ts";
 
 afterEach(deleteAllAlarms);
 
-const GRACE = 3 * 86_400_000;
 
 function get(path: string, cookie?: string): Promise<Response> {
   return exports.default.fetch(`${BILLING}${path}`, { redirect: "manual", headers: cookie ? { cookie } : {} });
@@ -34,16 +34,7 @@ async function login(): Promise<string> {
 
 let suspended: string;
 beforeAll(async () => {
-  suspended = uniqueOrg("console");
-  await autumn.createCustomer(suspended);
-  // First seen overdue longer ago than the minimum notice (the Date alone is faked), then read again now.
-  const now = Date.now();
-  vi.useFakeTimers({ toFake: ["Date"] });
-  vi.setSystemTime(now - MIN_NOTICE_MS - 60_000);
-  await autumn.pastDue(suspended, Date.now() - GRACE);
-  await deliverNow(suspended);
-  vi.useRealTimers();
-  await runDurableObjectAlarm(orgStub(suspended));
+  suspended = await suspendedOrg("console");
 });
 
 describe("signing in", () => {
