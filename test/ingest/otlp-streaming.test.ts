@@ -20,12 +20,12 @@ function randomBytes(n: number): Uint8Array {
   return out;
 }
 
-/** `bytes` as a client stream with no declared length, in `chunk`-byte pieces, yielding between them. */
-function chunked(bytes: Uint8Array, chunk = 16 * 1024): ReadableStream<Uint8Array> {
+/** `bytes` as a client stream with no declared length, in `chunk`-byte pieces, waiting `pauseMs` before each. */
+function chunked(bytes: Uint8Array, chunk = 16 * 1024, pauseMs = 0): ReadableStream<Uint8Array> {
   let offset = 0;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      await new Promise((resolve) => setTimeout(resolve, 0));
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
       if (offset >= bytes.byteLength) return controller.close();
       controller.enqueue(bytes.slice(offset, offset + chunk));
       offset += chunk;
@@ -72,6 +72,24 @@ describe("streaming OTLP bodies upstream", () => {
     const response = await post(chunked(gzipped));
     expect(response.status).toBe(503);
     // Parking off: short enough for a default exporter to retry within one export.
+    expect(response.headers.get("retry-after")).toBe("2");
+  });
+
+  // UPSTREAM_TIMEOUT is 1 s here: it times the upstream, so a slow client's upload that keeps moving is not cut off by it.
+  it("an upload that takes longer than UPSTREAM_TIMEOUT but never pauses that long is forwarded whole", async () => {
+    const payload = await gzip(randomBytes(96 * 1024));
+    const started = Date.now();
+    const response = await post(chunked(payload, 16 * 1024, 180));
+    expect(Date.now() - started).toBeGreaterThan(1_000);
+    expect(response.status).toBe(200);
+    const [record] = await sink.requests(org);
+    expect(record!.sha256).toBe(await sha256Hex(payload));
+  });
+
+  it("an upstream slow to answer a streamed body still times out: 503, retryable", async () => {
+    await sink.fault({ mode: "slow", delay_ms: 1_500, tenant: org });
+    const response = await post(chunked(await gzip(randomBytes(64 * 1024)), 16 * 1024));
+    expect(response.status).toBe(503);
     expect(response.headers.get("retry-after")).toBe("2");
   });
 

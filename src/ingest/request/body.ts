@@ -22,6 +22,8 @@ export type OutgoingBody = {
   body: BodyInit;
   /** Aborts the upstream request when the body fails a check mid-stream (so the upstream never sees a complete request). */
   signal?: AbortSignal;
+  /** A streamed body only: when it last moved (ms since the epoch); the upstream's timeout counts from it. */
+  moved?: () => number;
   /** The body's verdict when it is known: every byte passed the checks, or a problem; `unread` when the upstream answered without reading it all. */
   settled(): { ok: true; bytes: number } | ({ ok: false } & BodyProblem) | { ok: true; bytes: number; unread: true };
   /**
@@ -150,6 +152,7 @@ function declaredLength(headers: Headers): number | null {
 /** The body piped through a counting (and, for gzip, decompression-checking) stage; see `outgoingBody`. */
 function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits: BodyLimits, counter: ItemCounter | null): OutgoingBody {
   let bytes = 0;
+  let moved = Date.now();
   let verdict: ReturnType<OutgoingBody["settled"]> | null = null;
   let problem: BodyProblem | null = null;
   const abort = new AbortController();
@@ -183,6 +186,7 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
   const check = new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
       if (problem) return fail(problem);
+      moved = Date.now();
       bytes += chunk.byteLength;
       if (bytes > limits.maxBodyBytes) return fail({ problem: "too_large", limit: limits.maxBodyBytes });
       if (inflate) {
@@ -206,6 +210,7 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
         await inflated;
       }
       if (problem) return fail(problem);
+      moved = Date.now();
       verdict = { ok: true, bytes };
     },
   });
@@ -213,6 +218,7 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
   return {
     body,
     signal: abort.signal,
+    moved: () => moved,
     // The verdict is ok only once every byte (and, for gzip, every decompressed byte) has passed, counter included.
     ...(counter ? { items: () => (verdict?.ok === true && !("unread" in verdict) ? counter.finish() : null) } : {}),
     settled: () => {

@@ -27,6 +27,8 @@ export type Forward = {
   format: BodyFormat;
   /** Aborts the request from our side (a streamed body that failed its checks). */
   signal?: AbortSignal;
+  /** When a streamed body last moved (ms since the epoch): the timeout then counts from it. */
+  bodyMoved?: () => number;
   /** Retry-After of a 503 upstream_unavailable; UNAVAILABLE_RETRY_AFTER unless given. */
   unavailableRetryAfter?: string;
 };
@@ -84,7 +86,8 @@ export async function forward(request: Forward): Promise<ForwardResult> {
   if (request.contentEncoding) headers["content-encoding"] = request.contentEncoding;
   let upstream: Response;
   try {
-    upstream = await fetch(request.url, { method: "POST", headers, body: request.body, redirect: "manual", signal: request.signal ? AbortSignal.any([AbortSignal.timeout(request.timeoutMs), request.signal]) : AbortSignal.timeout(request.timeoutMs) });
+    const timeout = silenceTimeout(request.timeoutMs, request.bodyMoved);
+    upstream = await fetch(request.url, { method: "POST", headers, body: request.body, redirect: "manual", signal: request.signal ? AbortSignal.any([timeout, request.signal]) : timeout });
   } catch (error) {
     const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
     const failure = timedOut ? `no answer within ${request.timeoutMs} ms` : `unreachable: ${error instanceof Error ? error.message : String(error)}`;
@@ -126,6 +129,24 @@ export async function forward(request: Forward): Promise<ForwardResult> {
     default:
       return result(unavailable(request, failure), "upstream_unavailable");
   }
+}
+
+/**
+ * UPSTREAM_TIMEOUT times the upstream, not the client: with a streamed body it counts from the
+ * body's latest chunk, so a slow upload that keeps moving is not cut off (issue 22: chunked
+ * uploads on a loaded machine took longer than the timeout as a whole), while an upstream that
+ * stops reading, or is slow to answer once it has everything, still times out.
+ */
+function silenceTimeout(ms: number, bodyMoved?: () => number): AbortSignal {
+  if (!bodyMoved) return AbortSignal.timeout(ms);
+  const controller = new AbortController();
+  const check = () => {
+    const quiet = Date.now() - bodyMoved();
+    if (quiet >= ms) controller.abort(new DOMException(`no progress within ${ms} ms`, "TimeoutError"));
+    else setTimeout(check, ms - quiet);
+  };
+  setTimeout(check, ms);
+  return controller.signal;
 }
 
 function unavailable(request: Pick<Forward, "format" | "unavailableRetryAfter">, failure: string): Response {
