@@ -139,12 +139,19 @@ describe("an event the receiver never takes", () => {
     await deliver((await autumn.pastDue(org, clock.now)).webhook);
     const start = clock.now;
     // Retried by the alarm with backoff (at most 15 min apart); the org's later events wait behind it.
+    // The first 12 retries and the last hour run at their alarms; the days between are skipped (one
+    // late alarm, as after an outage of the runtime), which spares some 280 runs and proves the same.
     let state = await orgState(org);
-    for (let runs = 0; runs < 1_000 && state.dead_letters.length === 0; runs++) {
-      clock.set((await alarmOf(org))!);
+    const runAlarm = async (at?: number) => {
+      clock.set(at ?? (await alarmOf(org))!);
       await runDurableObjectAlarm(orgStub(org));
       state = await orgState(org);
-    }
+    };
+    for (let runs = 0; runs < 12; runs++) await runAlarm();
+    expect(state.dead_letters).toEqual([]);
+    await runAlarm(start + 3 * DAY - 60 * 60_000);
+    expect(state.dead_letters).toEqual([]);
+    for (let runs = 0; runs < 100 && state.dead_letters.length === 0; runs++) await runAlarm();
     expect(clock.now - start).toBeGreaterThanOrEqual(3 * DAY);
     expect(clock.now - start).toBeLessThan(3 * DAY + 16 * 60_000);
     expect(state.dead_letters.map((d) => d.event.type)).toEqual(["org.overdue"]);

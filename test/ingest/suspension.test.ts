@@ -115,9 +115,9 @@ describe("a new suspension reaches the edge", () => {
 
 describe("the gate's cost for paying orgs", () => {
   // Generous timeout: 1,000 sequential requests on a shared 2-core machine; nothing here is timed.
-  it("1,000 requests of one paying org: one KV read per TTL window, no object call", { timeout: 60_000 }, async () => {
+  it("250 requests of one paying org: one KV read per TTL window, no object call", { timeout: 60_000 }, async () => {
     const { key } = await orgWithKey("steady");
-    for (let i = 0; i < 1_000; i++) expect((await sendJson(key)).status).toBe(200);
+    for (let i = 0; i < 250; i++) expect((await sendJson(key)).status).toBe(200);
     // One KV read in all: the key's entry carried the verdict, so no mirror read.
     expect(gate.counters).toMatchObject({ keyLookups: 1, mirrorReads: 0, carriedVerdicts: 1, objectCalls: 0 });
 
