@@ -3,8 +3,7 @@ import { gateSources } from "../../src/ingest/request/sources.ts";
 import { IngestGate } from "../../src/ingest/request/gate.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { ingestKeyPepper } from "../../src/billing/config.ts";
-import type { OrgStore } from "../../src/billing/org/store.ts";
-import { Publisher } from "../../src/billing/org/publisher.ts";
+import { Publisher, type OrgStore } from "../../src/billing/org/store.ts";
 import { generateIngestKey, hashIngestKey } from "../../src/shared/ingest-key.ts";
 
 type Env = { ORG_BILLING: DurableObjectNamespace<OrgBilling>; BILLING_STATE: KVNamespace; INGEST_KEYS: KVNamespace; INGEST_KEY_PEPPER?: string };

@@ -69,7 +69,7 @@ export interface OrgBillingRpc {
 /**
  * The org's object as the ingest Worker reaches it. Its `ORG_BILLING` binding names a class of
  * another script, so the generated type is an untyped namespace: this is the one place it gets
- * the contract's type. Callers must have validated `orgId` (see org-id.ts) first.
+ * the contract's type. Callers must have validated `orgId` (see storage-keys.ts) first.
  */
 export function orgBillingRpc(namespace: { getByName(name: string): unknown }, orgId: string): OrgBillingRpc {
   return namespace.getByName(orgId) as OrgBillingRpc;

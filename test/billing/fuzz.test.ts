@@ -3,7 +3,7 @@ import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { sessionCookie } from "../../src/billing/console/session.ts";
 import worker from "../../src/billing/worker.ts";
-import { orgIdFromPath } from "../../src/shared/org-id.ts";
+import { orgIdFromPath } from "../../src/shared/storage-keys.ts";
 import { autumn } from "../support/autumn.ts";
 import { admin, BILLING, billingUpdated, deleteAllAlarms, orgState, signWebhook, uniqueOrg } from "../support/billing.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";

@@ -10,6 +10,8 @@ import { REPO_ROOT } from "../../tools/paths.ts";
  * Worker's folder keeps its parts in subfolders, with at most 4 files directly in it. On the ingest
  * side the request path runs one way: `request/` and the routes call `customer/`, `usage/` and
  * `parking/`, which never import `request/` back (an OTLP request visits `request/` once, in order).
+ * `docs/architecture.md`'s webhook walk is held to the code: each module it names exists and is
+ * imported by one named above it, and the path to the mirror write stays within 12 modules.
  */
 
 const SRC = join(REPO_ROOT, "src");
@@ -92,5 +94,56 @@ describe("the layout of src/", () => {
     const top = readdirSync(join(SRC, "billing")).filter((name) => statSync(join(SRC, "billing", name)).isFile());
     expect(top.length, `directly in src/billing/: ${top.join(", ")}`).toBeLessThanOrEqual(4);
     expect(top).toEqual(expect.arrayContaining(["worker.ts", "config.ts"]));
+  });
+});
+
+/**
+ * `docs/architecture.md`'s webhook table, as [module, row text] in order: the module in the
+ * second cell, with " again" rows included (a module visited a second time).
+ */
+function webhookRows(doc: string): { module: string; text: string }[] {
+  const section = doc.split(/^## /m).find((part) => part.startsWith("One Autumn webhook"));
+  if (section === undefined) throw new Error('docs/architecture.md has no "## One Autumn webhook" section');
+  return section
+    .split("\n")
+    .map((line) => /^\|\s*(?:\d+|—)\s*\|\s*`([^`]+)`(?: again)?\s*\|(.*)$/.exec(line))
+    .filter((match): match is RegExpExecArray => match !== null)
+    .map((match) => ({ module: match[1]!, text: match[2]! }));
+}
+
+/** The distinct modules of the rows up to and including the first whose text names `marker`. */
+function modulesUpTo(rows: { module: string; text: string }[], marker: string): string[] {
+  const end = rows.findIndex((row) => row.text.includes(marker));
+  if (end < 0) throw new Error(`no row of the webhook table names ${marker}`);
+  return [...new Set(rows.slice(0, end + 1).map((row) => row.module))];
+}
+
+describe("docs/architecture.md's webhook path against the code", () => {
+  const doc = readFileSync(join(REPO_ROOT, "docs", "architecture.md"), "utf8");
+  const rows = webhookRows(doc);
+
+  it("names modules that exist, each reached through an import of a module on an earlier row", () => {
+    expect(rows.length).toBeGreaterThan(0);
+    for (const [i, row] of rows.entries()) {
+      expect(statSync(join(REPO_ROOT, row.module)).isFile(), row.module).toBe(true);
+      if (i === 0) continue;
+      const earlier = new Set(rows.slice(0, i).map((before) => before.module));
+      const importers = [...earlier].filter((module) => importsOf(join(REPO_ROOT, module)).some((target) => relative(REPO_ROOT, target) === row.module));
+      // A row revisiting a module needs no importer: control came back to it.
+      if (!earlier.has(row.module)) expect(importers, `row ${i + 1}, ${row.module}: imported by no module above it`).not.toEqual([]);
+    }
+  });
+
+  it("visits at most 12 modules from fetch to the BILLING_STATE.put, and says how many", () => {
+    const toPut = modulesUpTo(rows, "BILLING_STATE.put");
+    expect(toPut.length, toPut.join(", ")).toBeLessThanOrEqual(12);
+    expect(doc).toContain(`**Count: ${toPut.length} modules** from \`fetch\` to the \`BILLING_STATE.put\` itself, **${new Set(rows.map((row) => row.module)).size}** with the index upsert`);
+  });
+
+  it("counts a revisited module once (the check itself works)", () => {
+    const sample = "## One Autumn webhook\n| 1 | `a.ts` | x |\n| 2 | `b.ts` | y |\n| — | `a.ts` again | `BILLING_STATE.put` |\n| 3 | `c.ts` | z |\n## Next\n| 9 | `d.ts` | w |\n";
+    const sampleRows = webhookRows(sample);
+    expect(sampleRows.map((row) => row.module)).toEqual(["a.ts", "b.ts", "a.ts", "c.ts"]);
+    expect(modulesUpTo(sampleRows, "BILLING_STATE.put")).toEqual(["a.ts", "b.ts"]);
   });
 });

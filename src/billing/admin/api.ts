@@ -2,7 +2,7 @@ import { Router, type IRequest } from "itty-router";
 import { answer, refuse, type Refusal } from "../../shared/result.ts";
 import { parseJsonBody } from "../../shared/json-body.ts";
 import { log, logError, logWarn } from "../../shared/log.ts";
-import { decodePathSegment, ORG_ID_RULE, orgIdFromPath } from "../../shared/org-id.ts";
+import { decodePathSegment, ORG_ID_RULE, orgIdFromPath } from "../../shared/storage-keys.ts";
 import { bearerToken } from "../../shared/bearer.ts";
 import { timingSafeEqualStrings } from "./constant-time.ts";
 import { ListQuery, OverrideBody } from "./requests.ts";

@@ -1,5 +1,5 @@
 import { log } from "../../shared/log.ts";
-import { orgIdFromPath } from "../../shared/org-id.ts";
+import { orgIdFromPath } from "../../shared/storage-keys.ts";
 import { adminToken } from "../config.ts";
 import { hasValidSession, SESSION_COOKIE } from "./session.ts";
 

@@ -1,6 +1,6 @@
 import { Router, type IRequest } from "itty-router";
 import { log, logWarn } from "../../shared/log.ts";
-import { isValidOrgId, ORG_ID_RULE, orgIdFromPath } from "../../shared/org-id.ts";
+import { isValidOrgId, ORG_ID_RULE, orgIdFromPath } from "../../shared/storage-keys.ts";
 import { adminToken } from "../config.ts";
 import { timingSafeEqualStrings } from "../admin/constant-time.ts";
 import { orgIndex } from "../index/object.ts";

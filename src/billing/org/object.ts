@@ -10,10 +10,9 @@ import type { BillingFacts } from "../autumn/answers.ts";
 import { autumnSettings, ConfigError, ConfigReports, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
 import { EVENT_TABLES, notifySettings, Outbox, type NotifySettings } from "./events.ts";
 import { AWAITING_AUTUMN_CAP_MS, decide, earliest, limitChanges, limitDisagreements, limitsFrom, mirrorPending, newOrgRecord, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay, type OrgRecord, type Source } from "./record.ts";
-import { MAX_ACTIVE_KEYS, OrgStore, type Transact } from "./store.ts";
+import { MAX_ACTIVE_KEYS, mirrorEntryOf, OrgStore, Publisher, sameProjection, type Transact } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
 import { addParking, waitingBytes } from "./parking.ts";
-import { mirrorEntryOf, Publisher, sameProjection } from "./publisher.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
 import { meteredBalances } from "../autumn/answers.ts";
@@ -482,7 +481,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   }
 }
 
-/** The org's object. Callers must have validated `orgId` (see shared/org-id.ts) first. */
+/** The org's object. Callers must have validated `orgId` (see shared/storage-keys.ts) first. */
 export function orgBilling(env: { ORG_BILLING?: DurableObjectNamespace<OrgBilling> }, orgId: string): DurableObjectStub<OrgBilling> {
   if (!env.ORG_BILLING) {
     throw new Error("The ORG_BILLING Durable Object binding is missing: did you forget to add it to durable_objects.bindings in your wrangler.jsonc?");

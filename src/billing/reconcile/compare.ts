@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { isValidOrgId } from "../../shared/org-id.ts";
+import { isValidOrgId } from "../../shared/storage-keys.ts";
 import { AutumnCustomer, balancesOf, exhausted } from "../autumn/answers.ts";
 import type { IndexEntry } from "../index/entry.ts";
 

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { declaredLengthExceeds, readBounded, TooLargeError } from "../../shared/bounded-read.ts";
 import { answer, refuse, type Result } from "../../shared/result.ts";
 import { log, logError, logWarn } from "../../shared/log.ts";
-import { isValidOrgId, ORG_ID_RULE } from "../../shared/org-id.ts";
+import { isValidOrgId, ORG_ID_RULE } from "../../shared/storage-keys.ts";
 import { ConfigError, webhookSecrets } from "../config.ts";
 import { orgBilling } from "../org/object.ts";
 import { importSigningSecret, verifySignature } from "../signature.ts";

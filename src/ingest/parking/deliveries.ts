@@ -1,6 +1,6 @@
 import { orgBillingRpc, type ParkingDelta } from "../../shared/contract.ts";
 import { logError, log, logWarn } from "../../shared/log.ts";
-import { OrgId } from "../../shared/org-id.ts";
+import { OrgId } from "../../shared/storage-keys.ts";
 import type { UsageCounts } from "../../shared/usage.ts";
 import { ingestSettings, type IngestSettings } from "../config.ts";
 import { gunzipBounded } from "../gzip.ts";

@@ -1,6 +1,6 @@
 import { orgBillingRpc, type UsageDelivery } from "../../shared/contract.ts";
 import { logError, logWarn } from "../../shared/log.ts";
-import { isValidOrgId } from "../../shared/org-id.ts";
+import { isValidOrgId } from "../../shared/storage-keys.ts";
 import { UsageMessage } from "../../shared/usage.ts";
 
 /**
