@@ -697,7 +697,7 @@ try {
     hashKey: async (key) => key,
     lookupKey: async () => ({ org_id: "org_warm", key_id: "ik_warm", created_at: 0 }),
     readMirror: async () => null,
-    askObject: async () => ({ state: "ok", since: 0, version: 0, suspend_at: null, suspended_at: null, pay_url: null, limits: [] }),
+    askObject: async () => ({ state: "ok", since: 0, version: 0, suspend_at: null, suspended_at: null, pay_url: null, limits: [], enforcement: null }),
   };
   const gate = new IngestGate();
   const t0 = Date.now();

@@ -6,6 +6,13 @@ export const OrgState = z.enum(["ok", "overdue", "suspended"]);
 export type OrgState = z.infer<typeof OrgState>;
 
 /**
+ * Whether refusals are carried out (`enforce`) or only counted and logged while the data goes through
+ * (`observe`): each Worker's ENFORCEMENT, and an org's own override of it (a canary; issue 21).
+ */
+export const EnforcementMode = z.enum(["enforce", "observe"]);
+export type EnforcementMode = z.infer<typeof EnforcementMode>;
+
+/**
  * What the OrgBilling object mirrors to KV (`BILLING_STATE`) after every committed change,
  * and what the ingest Worker reads on its hot path. Times are epoch milliseconds.
  */
@@ -22,5 +29,7 @@ export const MirrorEntry = z.object({
    * the ingest Worker decides whether to refuse. Empty when none (and in entries written before limits existed).
    */
   limits: z.array(FeatureLimit).default([]),
+  /** The org's own enforcement mode, overriding the Workers' ENFORCEMENT; null (and in older entries): theirs. */
+  enforcement: EnforcementMode.nullable().default(null),
 });
 export type MirrorEntry = z.infer<typeof MirrorEntry>;

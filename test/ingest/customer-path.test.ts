@@ -38,7 +38,7 @@ afterEach(async () => {
 
 function entry(state: MirrorEntry["state"], payUrl: string | null, suspendAt: number | null = null): MirrorEntry {
   const now = Date.now();
-  return { state, since: now, version: 1_000, suspend_at: suspendAt, suspended_at: state === "suspended" ? now : null, pay_url: payUrl, limits: [] };
+  return { state, since: now, version: 1_000, suspend_at: suspendAt, suspended_at: state === "suspended" ? now : null, pay_url: payUrl, limits: [], enforcement: null };
 }
 
 /** The key's KV entry carries this verdict (as the object's publication would have written it). */

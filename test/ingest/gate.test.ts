@@ -3,7 +3,7 @@ import { GATE_TIMINGS, IngestGate, type DependencyFailure, type GateSources } fr
 import type { MirrorEntry } from "../../src/shared/billing-state.ts";
 
 const T = 1_800_000_000_000;
-const entry = (state: MirrorEntry["state"]): MirrorEntry => ({ state, since: T, version: 1, suspend_at: null, suspended_at: state === "suspended" ? T : null, pay_url: null, limits: [] });
+const entry = (state: MirrorEntry["state"]): MirrorEntry => ({ state, since: T, version: 1, suspend_at: null, suspended_at: state === "suspended" ? T : null, pay_url: null, limits: [], enforcement: null });
 
 /** In-memory sources with switchable outages, counting every call. */
 function memorySources() {

@@ -35,7 +35,7 @@ afterEach(async () => {
 });
 
 function entry(limits: FeatureLimit[], state: MirrorEntry["state"] = "ok"): MirrorEntry {
-  return { state, since: clock.now, version: 1_000, suspend_at: null, suspended_at: state === "suspended" ? clock.now : null, pay_url: null, limits };
+  return { state, since: clock.now, version: 1_000, suspend_at: null, suspended_at: state === "suspended" ? clock.now : null, pay_url: null, limits, enforcement: null };
 }
 
 /** A paying org whose key's KV entry carries `verdict` (as the object's publication writes it). */

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { OrgState } from "../../shared/billing-state.ts";
+import { EnforcementMode, OrgState } from "../../shared/billing-state.ts";
 import { FeatureLimit, type UsageFeatures } from "../../shared/usage.ts";
 import { Evidence, exhausted, isAutumnTime, meteredFeatures, type AutumnBalance, type BillingFacts } from "../autumn/answers.ts";
 
@@ -87,6 +87,8 @@ export const OrgRecord = z.object({
    */
   follow_up: z.object({ from: z.number(), step: z.number().int().nonnegative() }).nullable().default(null),
   override: Override.nullable(),
+  /** The org's enforcement override (a canary against the Workers' ENFORCEMENT), set by an operator with a note; null: none. */
+  enforcement: z.object({ mode: EnforcementMode, note: z.string(), at: z.number() }).nullable().default(null),
   /** The notice (by `notice_from`; by `noticed_at`, or the anchor, in older records) whose suspension warning was queued. */
   warned_anchor: z.number().nullable().default(null),
   /** The metered features used up at the last good read; empty when none (or metering is off). */
@@ -117,6 +119,7 @@ export function newOrgRecord(orgId: string, now: number): OrgRecord {
     retry_at: null,
     follow_up: null,
     override: null,
+    enforcement: null,
     warned_anchor: null,
     limits: [],
     version: 0,

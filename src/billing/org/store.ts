@@ -152,6 +152,7 @@ export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
     suspended_at: record.suspended_at,
     pay_url: payLink(record),
     limits: record.limits.map(({ feature_id, signals, reset_at }) => ({ feature_id, signals, reset_at })),
+    enforcement: record.enforcement?.mode ?? null,
   };
 }
 
