@@ -148,7 +148,9 @@ export default defineConfig({
         test: { name: "model", include: ["test/model/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"], setupFiles: ["./test/support/runtime-fakes.ts"], testTimeout: 600_000 },
       },
       {
-        test: { name: "tools", environment: "node", include: ["test/tools/**/*.test.ts"] },
+        // Node tests of the tools, beside the workerd runtimes on the same two cores: the stand-in's bulk seeding and long
+        // walks took over 5 s (Vitest's default) under that load.
+        test: { name: "tools", environment: "node", include: ["test/tools/**/*.test.ts"], testTimeout: CPU_SHARED_TIMEOUT_MS },
       },
       ingestProject("ingest-e2e", ["test/ingest-e2e/**/*.test.ts"]),
       {
