@@ -7,6 +7,7 @@ import type { IndexEntry } from "../index/entry.ts";
 import { mirrorPending, newOrgRecord, payLink, publishedDeadline, retryDelay, type OrgRecord } from "./record.ts";
 import type { OrgStore, StoredIngestKey, Transact } from "./store.ts";
 import { orgIndex } from "../index/object.ts";
+import { NO_PARKING, parkedFigures, type ParkingProgress } from "./parking.ts";
 
 /**
  * What the world sees of an org: its KV mirror entry (read by the ingest Worker) and its
@@ -15,7 +16,7 @@ import { orgIndex } from "../index/object.ts";
  * confirmation, or exempt with an end: the deadline that applies once the exemption ends),
  * not for lapsed orgs or exemptions without end.
  */
-export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
+export function mirrorEntryOf(record: OrgRecord, parking: ParkingProgress = NO_PARKING): MirrorEntry {
   return {
     state: record.state,
     since: record.since,
@@ -24,12 +25,16 @@ export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
     suspended_at: record.suspended_at,
     pay_url: payLink(record),
     limits: record.limits.map(({ feature_id, signals, reset_at }) => ({ feature_id, signals, reset_at })),
+    // For the customer's status (GET /v1/status): already compared by sameProjection, so it owes no publication of its own.
+    reason: record.reason,
+    // Not compared by sameProjection: recordParking (object.ts) schedules the publication a change to it owes.
+    parked: parkedFigures(parking),
   };
 }
 
 /** The index lists orgs by billing state, and which features each holds a plan limit on (for the sweep). */
 export function indexEntryOf(record: OrgRecord): IndexEntry {
-  const { limits, ...entry } = mirrorEntryOf(record);
+  const { limits, parked: _parked, reason: _reason, ...entry } = mirrorEntryOf(record);
   return { org_id: record.org_id, reason: record.reason, ...entry, limits: limits.map((limit) => limit.feature_id) };
 }
 
@@ -76,7 +81,7 @@ export class Publisher {
       for (;;) {
         const record = this.store.load();
         if (record === null || !mirrorPending(record)) return;
-        const entry = mirrorEntryOf(record);
+        const entry = mirrorEntryOf(record, this.store.parking());
         // Both writes settle before deciding: a write still in flight could otherwise land after
         // a later flush's, leaving an older value in place while the record says it is current.
         const results = await Promise.allSettled([
@@ -115,7 +120,7 @@ export class Publisher {
    */
   writeKey(orgId: string, key: StoredIngestKey): Promise<void> {
     return this.writes.run(async () => {
-      const verdict = mirrorEntryOf(this.store.load() ?? newOrgRecord(orgId, Date.now()));
+      const verdict = mirrorEntryOf(this.store.load() ?? newOrgRecord(orgId, Date.now()), this.store.parking());
       const value: IngestKeyRecord = { org_id: orgId, key_id: key.key_id, created_at: key.created_at, verdict };
       await this.env.INGEST_KEYS.put(ingestKeyHashKey(key.key_hash), JSON.stringify(value));
     }, `write:${key.key_id}`);
