@@ -38,27 +38,29 @@ function readable(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-const payClause = (payUrl: string | null) => (payUrl ? `: ${payUrl}` : "");
+/** The pay link as its own sentence, when there is one. */
+const payClause = (payUrl: string | null) => (payUrl ? ` Pay at ${payUrl}.` : "");
 
 /** Why the org is in its billing state, from the state, the reason code and the dates the mirror carries. */
 function stateSentence(verdict: Verdict, now: number, payUrl: string | null): string {
   const since = verdict.since === undefined ? "" : ` since ${readable(verdict.since)}`;
+  const pay = payClause(payUrl);
   if (verdict.state === "ok") return "In good standing: no invoice is past due.";
   if (verdict.state === "suspended") {
     const at = verdict.suspended_at === null ? "" : ` since ${readable(verdict.suspended_at)}`;
     if (verdict.reason === "manual_suspend") return `Ingestion is suspended by support${at}; contact support to resume it.`;
-    return `Ingestion is suspended${at}: an invoice stayed past due beyond its grace period and no payment was received. Pay it${payClause(payUrl)} and ingestion resumes within seconds.`;
+    return `Ingestion is suspended${at}: an invoice stayed past due beyond its grace period and no payment was received; ingestion resumes within seconds of payment.${pay}`;
   }
   // Overdue: with a deadline (in grace, exempt with an end, or the deadline passed and billing confirming), or without (lapsed, exempt until cleared).
   if (verdict.suspend_at !== null) {
     const deadline = readable(verdict.suspend_at);
-    if (verdict.suspend_at <= now) return `An invoice is past due${since} and its deadline ${deadline} has passed; ingestion stops as soon as billing confirms it is still unpaid. Pay it now${payClause(payUrl)}.`;
+    if (verdict.suspend_at <= now) return `An invoice is past due${since} and its deadline ${deadline} has passed; ingestion stops as soon as billing confirms it is still unpaid.${pay}`;
     const exempt = verdict.reason === "exempt" ? " support has exempted the org for now, but" : "";
-    return `An invoice is past due${since};${exempt} ingestion stops at ${deadline} unless it is paid${payClause(payUrl)}.`;
+    return `An invoice is past due${since};${exempt} ingestion stops at ${deadline} unless it is paid.${pay}`;
   }
-  if (verdict.reason === "lapsed_customer") return `An invoice is past due${since}; ingestion is not scheduled to stop (the usual payment reminders apply). Pay it${payClause(payUrl)}.`;
-  if (verdict.reason === "exempt") return `An invoice is past due${since}; support has exempted the org until further notice, so ingestion is not scheduled to stop. Pay it${payClause(payUrl)}.`;
-  return `An invoice is past due${since}; no date is set for ingestion to stop. Pay it${payClause(payUrl)}.`;
+  if (verdict.reason === "lapsed_customer") return `An invoice is past due${since}; ingestion is not scheduled to stop (the usual payment reminders apply).${pay}`;
+  if (verdict.reason === "exempt") return `An invoice is past due${since}; support has exempted the org until further notice, so ingestion is not scheduled to stop.${pay}`;
+  return `An invoice is past due${since}; no date is set for ingestion to stop.${pay}`;
 }
 
 /** The limits in force (not yet reset), as the gate would apply them. */
