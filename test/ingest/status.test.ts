@@ -8,7 +8,7 @@ import type { FeatureLimit } from "../../src/shared/usage.ts";
 import { PARKED_PUBLISH_INTERVAL_MS } from "../../src/billing/org/parking.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
-import type { OrgStatus } from "../../src/ingest/status/view.ts";
+import type { OrgStatus } from "../../src/ingest/status/answer.ts";
 import { autumn } from "../support/autumn.ts";
 import { alarmOf, deleteAllAlarms, mirrorOf, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";

@@ -20,10 +20,11 @@ export async function handleStatus(request: Request, env: IngestEnv, settings: I
   if (!identified.ok) return withNoStore(identified.response);
   const { orgId, keyId, verdict, now } = identified;
   // KV failed and nothing was known: the gate accepts data then, but a status saying "in good standing" would be a guess.
-  if (verdict.source === "fail_open") {
+  const source = verdict.source;
+  if (source === "fail_open") {
     return errorResponse(503, "status_unavailable", "the billing state could not be read just now; retry shortly", {}, { ...NO_STORE, "retry-after": "5" });
   }
-  const status = orgStatus(verdict, { orgId, now, enforceLimits: settings.enforceLimits, upgradeUrl: upgradeUrlFor(settings, orgId), enforcement: "enforce" });
+  const status = orgStatus({ ...verdict, source }, { orgId, now, enforceLimits: settings.enforceLimits, upgradeUrl: upgradeUrlFor(settings, orgId), enforcement: "enforce" });
   // Logged like accepted exports: only as LOG_SAMPLE_RATE allows (refusals above are logged by `refuse`, throttled).
   if (settings.logSampleRate > 0 && Math.random() < settings.logSampleRate) {
     log({ event: "ingest_status", org_id: orgId, key_id: keyId, state: status.state, source: status.source });

@@ -1,35 +1,11 @@
-import type { OrgState } from "../../shared/billing-state.ts";
 import { isoOrNull } from "../../shared/iso-time.ts";
 import type { FeatureLimit } from "../../shared/usage.ts";
 import { payUrlOf } from "../customer/pay-link.ts";
 import type { Verdict } from "../request/gate.ts";
+import type { Enforcement, OrgStatus } from "./answer.ts";
 
-/**
- * Whether refusals are enforced. Always "enforce" today; issue 21's observe mode (ENFORCEMENT=observe)
- * will fill it from the setting. The field is there now so customers' scripts need not change then.
- */
-export type Enforcement = "enforce" | "observe";
-
-export type StatusLimit = { feature_id: string; signals: string[]; reset_at: string | null; enforced: boolean };
-
-/** What `GET /v1/status` answers (docs/ingest-api.md, "Status"): times are ISO strings, null when none. */
-export type OrgStatus = {
-  org_id: string;
-  state: OrgState;
-  /** A sentence for people: why the org is in its state, what happens next and by when. */
-  reason: string;
-  since: string | null;
-  deadline: string | null;
-  suspended_at: string | null;
-  pay_url: string | null;
-  limits: StatusLimit[];
-  upgrade_url: string | null;
-  parked: { batches: number; bytes: number; updated_at: string | null };
-  enforcement: Enforcement;
-  checked_at: string;
-  /** Where the answer came from (the gate's source): memory, mirror (KV), object, or unconfirmed (the object could not be asked; the last mirrored suspension stands). */
-  source: Verdict["source"];
-};
+/** The gate's verdict as a status can answer it: not `fail_open` (nothing known; the route answers 503). */
+export type KnownVerdict = Omit<Verdict, "source"> & { source: OrgStatus["source"] };
 
 export type StatusContext = { orgId: string; now: number; enforceLimits: boolean; upgradeUrl: string | null; enforcement: Enforcement };
 
@@ -42,7 +18,7 @@ function readable(ms: number): string {
 const payClause = (payUrl: string | null) => (payUrl ? ` Pay at ${payUrl}.` : "");
 
 /** Why the org is in its billing state, from the state, the reason code and the dates the mirror carries. */
-function stateSentence(verdict: Verdict, now: number, payUrl: string | null): string {
+function stateSentence(verdict: KnownVerdict, now: number, payUrl: string | null): string {
   const since = verdict.since === undefined ? "" : ` since ${readable(verdict.since)}`;
   const pay = payClause(payUrl);
   if (verdict.state === "ok") return "In good standing: no invoice is past due.";
@@ -76,7 +52,7 @@ function limitSentence(limits: readonly FeatureLimit[], enforced: boolean): stri
 }
 
 /** The customer's status, pure: the gate's verdict (the org's mirror entry) and the Worker's settings at `now`. */
-export function orgStatus(verdict: Verdict, context: StatusContext): OrgStatus {
+export function orgStatus(verdict: KnownVerdict, context: StatusContext): OrgStatus {
   const { now } = context;
   const payUrl = verdict.state === "ok" ? null : payUrlOf(verdict.pay_url);
   const limits = limitsInForce(verdict.limits, now);
