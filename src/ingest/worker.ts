@@ -40,7 +40,7 @@ const router = Router<IngestRequest, [IngestEnv, ExecutionContext]>({
   .post("/v1/logs", (request, env, ctx) => handleOtlp(request, env, request.settings, "/v1/logs", ctx))
   .post("/v1/logpush/:dataset", (request, env, ctx) => handleLogpush(request, env, request.settings, decodeURIComponent(request.params.dataset ?? ""), ctx))
   .get("/v1/status", (request, env) => handleStatus(request, env, request.settings))
-  // 405 only where POST would have been served; any other path is 404, whatever the method.
+  // 405 only where another method would have been served (POST; GET for /v1/status); any other path is 404, whatever the method.
   .all("/v1/traces", methodNotAllowed)
   .all("/v1/metrics", methodNotAllowed)
   .all("/v1/logs", methodNotAllowed)
