@@ -6,11 +6,12 @@ import { ingestSettings, type IngestSettings } from "./config.ts";
 import { cleanupParked, handleDeliveries } from "./parking/deliveries.ts";
 import { handleLogpush } from "./logpush/route.ts";
 import { handleOtlp } from "./otlp/route.ts";
+import { handleStatus, statusMethodNotAllowed } from "./status/route.ts";
 import { handleUsage, USAGE_QUEUE } from "./usage/consumer.ts";
 
 const methodNotAllowed = () => errorResponse(405, "method_not_allowed", "OTLP and Logpush routes accept POST only", {}, { allow: "POST" });
 const health = () => jsonResponse({ status: "ok", worker: "ingest" });
-const ROUTES_HINT = "use /v1/traces, /v1/metrics, /v1/logs or /v1/logpush/{dataset}";
+const ROUTES_HINT = "use /v1/traces, /v1/metrics, /v1/logs, /v1/logpush/{dataset} or GET /v1/status";
 
 type IngestRequest = Request & { params: Record<string, string>; settings: IngestSettings };
 
@@ -38,11 +39,13 @@ const router = Router<IngestRequest, [IngestEnv, ExecutionContext]>({
   .post("/v1/metrics", (request, env, ctx) => handleOtlp(request, env, request.settings, "/v1/metrics", ctx))
   .post("/v1/logs", (request, env, ctx) => handleOtlp(request, env, request.settings, "/v1/logs", ctx))
   .post("/v1/logpush/:dataset", (request, env, ctx) => handleLogpush(request, env, request.settings, decodeURIComponent(request.params.dataset ?? ""), ctx))
-  // 405 only where POST would have been served; any other path is 404, whatever the method.
+  .get("/v1/status", (request, env) => handleStatus(request, env, request.settings))
+  // 405 only where another method would have been served (POST; GET for /v1/status); any other path is 404, whatever the method.
   .all("/v1/traces", methodNotAllowed)
   .all("/v1/metrics", methodNotAllowed)
   .all("/v1/logs", methodNotAllowed)
   .all("/v1/logpush/:dataset", methodNotAllowed)
+  .all("/v1/status", statusMethodNotAllowed)
   .all("*", () => errorResponse(404, "not_found", `no such route: ${ROUTES_HINT}`));
 
 /**

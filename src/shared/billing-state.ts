@@ -31,5 +31,18 @@ export const MirrorEntry = z.object({
   limits: z.array(FeatureLimit).default([]),
   /** The org's own enforcement mode, overriding the Workers' ENFORCEMENT; null (and in older entries): theirs. */
   enforcement: EnforcementMode.nullable().default(null),
+  /**
+   * Why the org is in its state: the object's reason code (e.g. `in_grace_period`, `manual_suspend`), for the
+   * customer's status sentence. Absent in entries written before it. Among `ok` orgs it may lag (never_synced or
+   * not_past_due: no publication is owed for that alone).
+   * Optional (not defaulted) so an entry built without it, like those written before it, still types.
+   */
+  reason: z.string().optional(),
+  /**
+   * What the org has parked and not yet delivered (README, "Parking"), as the object last heard it, with when
+   * it last changed (epoch ms). Published with every entry, but a change to it alone rewrites the entry at most
+   * once a minute (org/object.ts, recordParking). Absent in entries written before it, or with nothing ever parked.
+   */
+  parked: z.object({ batches: z.number().int().nonnegative(), bytes: z.number().int().nonnegative(), updated_at: z.number().nullable() }).optional(),
 });
 export type MirrorEntry = z.infer<typeof MirrorEntry>;

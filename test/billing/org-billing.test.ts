@@ -36,7 +36,7 @@ describe("a past-due org that never paid", () => {
     expect(state).toMatchObject({ state: "overdue", reason: "in_grace_period", anchor: new Date(clock.now).toISOString(), suspend_at: new Date(clock.now + GRACE).toISOString() });
     expect(state.history).toHaveLength(1);
     expect(state.history[0]).toMatchObject({ kind: "transition", from: "ok", to: "overdue", source: "webhook", message_id: expect.stringMatching(/^msg_/) });
-    expect(await mirrorOf(org)).toEqual({ state: "overdue", since: clock.now, version: expect.any(Number), suspend_at: clock.now + GRACE, suspended_at: null, pay_url: expect.stringMatching(/^https:\/\//), limits: [], enforcement: null });
+    expect(await mirrorOf(org)).toEqual({ state: "overdue", since: clock.now, version: expect.any(Number), suspend_at: clock.now + GRACE, suspended_at: null, pay_url: expect.stringMatching(/^https:\/\//), limits: [], enforcement: null, reason: "in_grace_period" });
     // The first follow-up read after the webhook (1 min) comes before the resync (6 h) and the deadline (3 d).
     expect(await alarmOf(org)).toBe(clock.now + 60 * SECOND);
   });

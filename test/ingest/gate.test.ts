@@ -103,7 +103,7 @@ describe("the ingest gate", () => {
     const { state, sources } = memorySources();
     state.mirror.set("org_b", entry("suspended"));
     state.objectDown = true;
-    expect(await gate.verdict("org_b", sources, T)).toEqual({ suspended: true, suspended_at: T, state: "suspended", suspend_at: null, pay_url: null, limits: [], since: T, source: "unconfirmed" });
+    expect(await gate.verdict("org_b", sources, T)).toEqual({ suspended: true, suspended_at: T, state: "suspended", suspend_at: null, pay_url: null, limits: [], since: T, enforcement: null, source: "unconfirmed" });
     expect(events).toEqual([{ org_id: "org_b", dependency: "object", error: expect.stringContaining("down"), last_verdict: "none", decision: "refuse" }]);
 
     // Held briefly instead of hammering an object that is down or overloaded.
@@ -131,7 +131,7 @@ describe("the ingest gate", () => {
     expect(events).toEqual([]);
 
     state.objectDown = true;
-    expect(await gate.verdict("org_b", sources, later + GATE_TIMINGS.confirmTtlMs)).toEqual({ suspended: true, suspended_at: T, state: "suspended", suspend_at: null, pay_url: null, limits: [], since: T, source: "unconfirmed" });
+    expect(await gate.verdict("org_b", sources, later + GATE_TIMINGS.confirmTtlMs)).toEqual({ suspended: true, suspended_at: T, state: "suspended", suspend_at: null, pay_url: null, limits: [], since: T, enforcement: null, source: "unconfirmed" });
     expect(events).toEqual([expect.objectContaining({ dependency: "kv_and_object", last_verdict: "suspended", decision: "refuse" })]);
   });
 

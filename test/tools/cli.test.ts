@@ -9,7 +9,8 @@ import { newOrgRecord, type HistoryEntry } from "../../src/billing/org/record.ts
 import { orgView } from "../../src/billing/org/view.ts";
 import { newSweep, sweepView, type SweepRecord, type SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import { listen } from "../../tools/listen.ts";
-import { formatOrg, formatSweep, formatSweepProgress } from "../../tools/cli/format.ts";
+import { formatOrg, formatStatus, formatSweep, formatSweepProgress } from "../../tools/cli/format.ts";
+import type { OrgStatus } from "../../src/ingest/status/answer.ts";
 
 const CLI = fileURLToPath(new URL("../../tools/cli/tollgate.ts", import.meta.url));
 const TOKEN = "cli-test-token";
@@ -41,8 +42,8 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
 });
 
-async function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TOLLGATE_ADMIN_TOKEN: "", ADMIN_TOKEN: "" } });
+async function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TOLLGATE_ADMIN_TOKEN: "", ADMIN_TOKEN: "", TOLLGATE_INGEST_KEY: "", ...env } });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
@@ -255,5 +256,92 @@ describe("formatting", () => {
     expect(text).toContain("usage:      limits enforced; each report to Autumn gathers 30s of usage");
     expect(text).toContain("spans (traces): 100/100 used (Autumn), LIMITED until 2026-03-02T12:00:00.000Z; received 130, reported 100; owed to Autumn 30");
     expect(text).toContain("metering  limit reached: spans 100/100 until 2026-03-02T12:00:00.000Z");
+  });
+});
+
+/** A status as the ingest Worker answers it (src/ingest/status/view.ts builds it there). */
+const OVERDUE_STATUS: OrgStatus = {
+  org_id: "org_cli",
+  state: "overdue",
+  reason: "An invoice is past due since 2026-03-01T12:00:00Z; ingestion stops at 2026-03-04T12:00:00Z unless it is paid. Pay at https://invoice.stripe.com/i/cli.",
+  since: new Date(T0).toISOString(),
+  deadline: new Date(T0 + 3 * 86_400_000).toISOString(),
+  suspended_at: null,
+  pay_url: "https://invoice.stripe.com/i/cli",
+  limits: [],
+  upgrade_url: null,
+  parked: { batches: 0, bytes: 0, updated_at: null },
+  enforcement: "enforce",
+  checked_at: new Date(T0).toISOString(),
+  source: "mirror",
+};
+
+/** A stand-in for the ingest Worker's GET /v1/status: answers `answer` and records who asked. */
+async function fakeIngest(answer: { status: number; body: unknown }) {
+  const calls: Call[] = [];
+  const server: Server = createServer((request, response) => {
+    calls.push({ method: request.method!, path: request.url!, authorization: request.headers.authorization });
+    response.writeHead(answer.status, { "content-type": "application/json" }).end(JSON.stringify(answer.body));
+  });
+  const { url } = await listen(server);
+  servers.push(server);
+  return { url, calls };
+}
+
+describe("tollgate status", () => {
+  it("asks the ingest Worker with the ingest key (no admin token) and prints the standing for people", async () => {
+    const ingest = await fakeIngest({ status: 200, body: OVERDUE_STATUS });
+    const result = await run(["status", "--key", "tg_ik_cli", "--url", `${ingest.url}/`]);
+    expect(result.code).toBe(0);
+    expect(ingest.calls).toEqual([{ method: "GET", path: "/v1/status", authorization: "Bearer tg_ik_cli" }]);
+    expect(result.stdout).toContain("org_cli: OVERDUE since 2026-03-01T12:00:00.000Z");
+    expect(result.stdout).toContain(`why:         ${OVERDUE_STATUS.reason}`);
+    expect(result.stdout).toContain("deadline:    2026-03-04T12:00:00.000Z");
+    expect(result.stdout).toContain("pay at:      https://invoice.stripe.com/i/cli");
+    expect(result.stdout).toContain("parked:      0 batches (0 bytes) waiting");
+    expect(result.stdout).toContain("enforcement: enforce");
+  });
+
+  it("--json prints the answer as it came; the key may come from TOLLGATE_INGEST_KEY", async () => {
+    const ingest = await fakeIngest({ status: 200, body: OVERDUE_STATUS });
+    const result = await run(["status", "--json", "--url", ingest.url], { TOLLGATE_INGEST_KEY: "tg_ik_from_env" });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual(OVERDUE_STATUS);
+    expect(ingest.calls[0]!.authorization).toBe("Bearer tg_ik_from_env");
+  });
+
+  it("a refused key exits 1 naming the status and the code; no key at all exits 1 before asking", async () => {
+    const ingest = await fakeIngest({ status: 401, body: { error: "unknown_ingest_key", message: "the ingest key is unknown or has been revoked; mint a new one" } });
+    const refused = await run(["status", "--key", "tg_ik_gone", "--url", ingest.url]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("GET /v1/status answered 401 unknown_ingest_key: the ingest key is unknown or has been revoked");
+    const missing = await run(["status", "--url", ingest.url]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("no ingest key: pass --key or set TOLLGATE_INGEST_KEY");
+    expect(ingest.calls).toHaveLength(1);
+  });
+
+  it("formats limits with their resets, the upgrade link and parked data", () => {
+    const text = formatStatus(
+      {
+        ...OVERDUE_STATUS,
+        state: "suspended",
+        deadline: null,
+        suspended_at: new Date(T0 - 3_600_000).toISOString(),
+        limits: [
+          { feature_id: "spans", signals: ["traces"], reset_at: new Date(T0 + 5 * 86_400_000).toISOString(), enforced: true },
+          { feature_id: "ingest_bytes", signals: ["bytes"], reset_at: null, enforced: false },
+        ],
+        upgrade_url: "https://billing.example.com/upgrade?org=org_cli",
+        parked: { batches: 3, bytes: 3072, updated_at: new Date(T0 - 60_000).toISOString() },
+      },
+      T0,
+    );
+    expect(text).toContain("suspended:   2026-03-01T11:00:00.000Z (1h ago)");
+    expect(text).not.toContain("deadline:");
+    expect(text).toContain("limits:      spans (traces) used up until 2026-03-06T12:00:00.000Z (in 5d); refused (429)");
+    expect(text).toContain("             ingest_bytes (bytes) used up until the plan changes; not enforced");
+    expect(text).toContain("upgrade at:  https://billing.example.com/upgrade?org=org_cli");
+    expect(text).toContain("parked:      3 batches (3072 bytes) waiting, as of 2026-03-01T11:59:00.000Z (1m ago)");
   });
 });

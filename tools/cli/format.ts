@@ -1,6 +1,7 @@
 import { AFTER_EXEMPTION, DISAGREEMENT_LABELS, disagreementLabel, exemptionInForce, NO_END_EXEMPTION, utcMinute } from "../../src/billing/console/words.ts";
 import type { OrgView } from "../../src/billing/org/view.ts";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
+import type { OrgStatus } from "../../src/ingest/status/answer.ts";
 import { formatDuration } from "../../src/shared/duration.ts";
 import { relativeTime } from "../../src/shared/relative-time.ts";
 
@@ -140,4 +141,21 @@ export function formatSweepProgress(sweep: SweepView, now = Date.now()): string 
   const total = Object.values(sweep.orgs_handed_over).reduce((a, b) => a + b, 0);
   const errors = sweep.error_count === 0 ? "" : ` · ${sweep.error_count} error${sweep.error_count === 1 ? "" : "s"}`;
   return `  ${sweep.pages} page${sweep.pages === 1 ? "" : "s"} · ${sweep.customers_seen} customers seen · ${total} handed over${errors}${retrying(sweep, now)}`;
+}
+
+/** `tollgate status`: the org's standing as its own engineers read it (GET /v1/status on the ingest Worker). */
+export function formatStatus(status: OrgStatus, now = Date.now()): string {
+  const lines = [`${status.org_id}: ${status.state.toUpperCase()}${status.since ? ` since ${ago(status.since, now)}` : ""}`, `  why:         ${status.reason}`];
+  if (status.deadline) lines.push(`  deadline:    ${ago(status.deadline, now)} (ingestion stops then unless paid)`);
+  if (status.suspended_at) lines.push(`  suspended:   ${ago(status.suspended_at, now)}`);
+  if (status.pay_url) lines.push(`  pay at:      ${status.pay_url}`);
+  status.limits.forEach((limit, i) => {
+    const until = limit.reset_at === null ? "until the plan changes" : `until ${ago(limit.reset_at, now)}`;
+    lines.push(`  ${i === 0 ? "limits:     " : "           "} ${limit.feature_id} (${limit.signals.join(", ")}) used up ${until}; ${limit.enforced ? "refused (429)" : "not enforced"}`);
+  });
+  if (status.limits.length > 0 && status.upgrade_url) lines.push(`  upgrade at:  ${status.upgrade_url}`);
+  const { batches, bytes, updated_at } = status.parked;
+  lines.push(`  parked:      ${batches} ${batches === 1 ? "batch" : "batches"} (${bytes} bytes) waiting${updated_at ? `, as of ${ago(updated_at, now)}` : ""}`);
+  lines.push(`  enforcement: ${status.enforcement}`);
+  return lines.join("\n");
 }

@@ -2,7 +2,8 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { Webhook } from "standardwebhooks";
 import type { OrgView } from "../../src/billing/org/view.ts";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
-import { formatOrg, formatSweep, formatSweepProgress } from "./format.ts";
+import type { OrgStatus } from "../../src/ingest/status/answer.ts";
+import { formatOrg, formatStatus, formatSweep, formatSweepProgress } from "./format.ts";
 
 /** `npm run tollgate -- <command>`: the admin API for operators and demos. */
 class CliError extends Error {
@@ -16,7 +17,7 @@ class CliError extends Error {
 
 type Globals = { url: string; token?: string; json?: boolean };
 
-const program = new Command().name("tollgate").description("Operate Tollgate through the billing Worker's admin API.").showHelpAfterError();
+const program = new Command().name("tollgate").description("Operate Tollgate through the billing Worker's admin API; `status` reads an org's standing from the ingest Worker with its ingest key.").showHelpAfterError();
 
 let current: Globals = { url: "" };
 
@@ -187,6 +188,38 @@ adminCommand(keys, "revoke <orgId> <keyId>")
   .action(async (orgId: string, keyId: string) => {
     const revoked = await call<{ key_id: string }>("DELETE", `/orgs/${encodeURIComponent(orgId)}/ingest-keys/${encodeURIComponent(keyId)}`);
     print(revoked, () => `revoked ${revoked.key_id} (refused everywhere within about a minute)`);
+  });
+
+/**
+ * What a customer's engineers can run: the org's standing as the ingest Worker tells it (GET /v1/status),
+ * with the org's ingest key, no admin token. Exits 0 whatever the state; 1 when the key is refused or the Worker cannot be reached.
+ */
+program
+  .command("status")
+  .description("an org's billing standing, as its ingest key reads it from the ingest Worker (GET /v1/status)")
+  .addOption(new Option("--key <key>", "the org's ingest key (tg_ik_...)").env("TOLLGATE_INGEST_KEY"))
+  .addOption(new Option("--url <url>", "ingest Worker URL").env("TOLLGATE_INGEST_URL").default("http://127.0.0.1:8788"))
+  .option("--json", "print the raw JSON answer")
+  .action(async (options: { key?: string; url: string; json?: boolean }) => {
+    current = { url: options.url, json: options.json };
+    if (!options.key) throw new CliError("no ingest key: pass --key or set TOLLGATE_INGEST_KEY");
+    const url = `${options.url.replace(/\/+$/, "")}/v1/status`;
+    const response = await fetch(url, { headers: { authorization: `Bearer ${options.key}` } }).catch((error: Error) => {
+      throw new CliError(`cannot reach ${options.url}: ${error.message} (is \`npm start\` running, or is --url the ingest Worker's URL?)`);
+    });
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+    if (!response.ok) {
+      const err = parsed as { error?: string; message?: string };
+      throw new CliError(`GET /v1/status answered ${response.status}${err.error ? ` ${err.error}` : ""}: ${err.message ?? text}`, response.status);
+    }
+    const status = parsed as OrgStatus;
+    print(status, () => formatStatus(status));
   });
 
 program

@@ -12,7 +12,7 @@ import { EVENT_TABLES, notifySettings, Outbox, type NotifySettings } from "./eve
 import { AWAITING_AUTUMN_CAP_MS, decide, earliest, limitChanges, limitDisagreements, limitsFrom, mirrorPending, newOrgRecord, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay, type OrgRecord, type Source } from "./record.ts";
 import { MAX_ACTIVE_KEYS, mirrorEntryOf, OrgStore, Publisher, sameProjection, type Transact } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
-import { addParking, waitingBytes } from "./parking.ts";
+import { addParking, PARKED_PUBLISH_INTERVAL_MS, parkedFiguresDiffer, waitingBytes } from "./parking.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
 import { meteredBalances } from "../autumn/answers.ts";
@@ -143,18 +143,39 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       return { ok: false };
     }
     if (Object.keys(parsed.data).length === 0) return { ok: true, waiting_bytes: waitingBytes(this.store.parking()) };
-    // Parking progress owes the alarm nothing: no settings, no arming.
-    const next = this.transact(() => {
-      const next = addParking(this.store.parking(), parsed.data, Date.now());
+    // Parking progress owes the alarm nothing (no settings, no arming), except a publication put off by the throttle below.
+    const now = Date.now();
+    const { next, publishAt } = this.transact(() => {
+      const prev = this.store.parking();
+      let next = addParking(prev, parsed.data, now);
+      const publishAt = parkedFiguresDiffer(prev, next) ? this.owePublication(next.published_at, now) : null;
+      if (publishAt !== null) next = { ...next, published_at: publishAt };
       this.store.saveParking(next);
-      return next;
+      return { next, publishAt };
     });
+    if (publishAt !== null && publishAt <= now) await this.publisher.flush();
+    else if (publishAt !== null) await this.armNoLaterThan(publishAt);
     return { ok: true, waiting_bytes: waitingBytes(next) };
+  }
+
+  /**
+   * Inside recordParking's transaction: the parked figures changed, and the mirror entry carries them (the
+   * customer's status reads them there). A publication is owed now, or a minute after the last one they owed
+   * (`lastAt`), so a parking org's reports rewrite its entries at most once a minute; the alarm publishes a
+   * put-off one (`mirror.retry_at`). Null when a publication is owed already: it carries the figures current then.
+   */
+  private owePublication(lastAt: number | null, now: number): number | null {
+    const record = this.load();
+    if (mirrorPending(record)) return null;
+    const at = Math.max(now, (lastAt ?? -Infinity) + PARKED_PUBLISH_INTERVAL_MS);
+    const version = record.version + 1;
+    this.store.save({ ...record, version, projection_version: version, mirror: { ...record.mirror, retry_at: at > now ? at : null } });
+    return at;
   }
 
   /** The ingest Worker's question, answered from storage without calling Autumn. */
   async verdict(): Promise<MirrorEntry> {
-    return mirrorEntryOf(this.load());
+    return mirrorEntryOf(this.load(), this.store.parking());
   }
 
   /** A verified webhook for this org: recorded (deduplicated by message id), then a fresh read. */

@@ -32,6 +32,12 @@ export const ParkingProgress = z.object({
   listed_at: z.number().nullable().default(null),
   last_delivery_at: z.number().nullable().default(null),
   updated_at: z.number().nullable().default(null),
+  /**
+   * When a change to the parked figures last scheduled a publication of the mirror entry (for the customer's
+   * status): the next such change waits until PARKED_PUBLISH_INTERVAL_MS after it, so parking reports (every
+   * 10 s per isolate while an org parks) rewrite the entry at most once a minute. Bookkeeping, not in the view.
+   */
+  published_at: z.number().nullable().default(null),
 });
 export type ParkingProgress = z.infer<typeof ParkingProgress>;
 
@@ -67,13 +73,37 @@ export function waitingBytes(progress: ParkingProgress): number {
   return progress.waiting_bytes ?? derivedWaiting(progress);
 }
 
+/** The batches parked and not yet delivered, expired or refused, as these counts tell. */
+function waitingBatches(progress: ParkingProgress): number {
+  return Math.max(0, progress.parked_batches - progress.delivered_batches - progress.expired_batches - progress.refused_batches);
+}
+
+/** At most this often a change to the parked figures alone rewrites the org's mirror entry (recordParking, object.ts). */
+export const PARKED_PUBLISH_INTERVAL_MS = 60_000;
+
+/**
+ * What the mirror entry carries of the parking (the customer's status): what still waits, and when that last
+ * changed; undefined when nothing was ever parked, so an org that never parked publishes what it did before.
+ */
+export function parkedFigures(progress: ParkingProgress): { batches: number; bytes: number; updated_at: number | null } | undefined {
+  if (progress.updated_at === null) return undefined;
+  return { batches: waitingBatches(progress), bytes: waitingBytes(progress), updated_at: progress.updated_at };
+}
+
+/** Whether two progresses publish different figures (what a customer sees: batches and bytes waiting). */
+export function parkedFiguresDiffer(a: ParkingProgress, b: ParkingProgress): boolean {
+  const x = parkedFigures(a);
+  const y = parkedFigures(b);
+  return x?.batches !== y?.batches || x?.bytes !== y?.bytes;
+}
+
 /** For the admin view and events: the counts, what is still waiting, times as ISO strings. */
 export function parkingView(progress: ParkingProgress) {
-  // `listed_at` is bookkeeping for waiting_bytes, not part of the view or the org.restored event.
-  const { listed_at: _listedAt, ...shown } = progress;
+  // `listed_at` is bookkeeping for waiting_bytes and `published_at` for the mirror, not part of the view or the org.restored event.
+  const { listed_at: _listedAt, published_at: _publishedAt, ...shown } = progress;
   return {
     ...shown,
-    waiting_batches: Math.max(0, progress.parked_batches - progress.delivered_batches - progress.expired_batches - progress.refused_batches),
+    waiting_batches: waitingBatches(progress),
     waiting_bytes: waitingBytes(progress),
     last_delivery_at: iso(progress.last_delivery_at),
     updated_at: iso(progress.updated_at),

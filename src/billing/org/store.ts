@@ -6,7 +6,7 @@ import type { MirrorEntry } from "../../shared/billing-state.ts";
 import type { IndexEntry } from "../index/entry.ts";
 import { orgIndex } from "../index/object.ts";
 import { PARKING_KEY } from "./keys.ts";
-import { NO_PARKING, ParkingProgress } from "./parking.ts";
+import { NO_PARKING, parkedFigures, ParkingProgress } from "./parking.ts";
 import { HistoryEntry, mirrorPending, newOrgRecord, OrgRecord, payLink, publishedDeadline, retryDelay, type NewHistoryEntry } from "./record.ts";
 
 /**
@@ -143,7 +143,7 @@ export class OrgStore {
  * confirmation, or exempt with an end: the deadline that applies once the exemption ends),
  * not for lapsed orgs or exemptions without end.
  */
-export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
+export function mirrorEntryOf(record: OrgRecord, parking: ParkingProgress = NO_PARKING): MirrorEntry {
   return {
     state: record.state,
     since: record.since,
@@ -153,12 +153,16 @@ export function mirrorEntryOf(record: OrgRecord): MirrorEntry {
     pay_url: payLink(record),
     limits: record.limits.map(({ feature_id, signals, reset_at }) => ({ feature_id, signals, reset_at })),
     enforcement: record.enforcement?.mode ?? null,
+    // For the customer's status (GET /v1/status): already compared by sameProjection, so it owes no publication of its own.
+    reason: record.reason,
+    // Not compared by sameProjection: recordParking (object.ts) schedules the publication a change to it owes.
+    parked: parkedFigures(parking),
   };
 }
 
 /** The index lists orgs by billing state, and which features each holds a plan limit on (for the sweep). */
 export function indexEntryOf(record: OrgRecord): IndexEntry {
-  const { limits, ...entry } = mirrorEntryOf(record);
+  const { limits, parked: _parked, reason: _reason, enforcement: _enforcement, ...entry } = mirrorEntryOf(record);
   return { org_id: record.org_id, reason: record.reason, ...entry, limits: limits.map((limit) => limit.feature_id) };
 }
 
@@ -177,6 +181,7 @@ export function sameProjection(a: OrgRecord, b: OrgRecord): boolean {
     x.suspend_at === y.suspend_at &&
     x.suspended_at === y.suspended_at &&
     x.pay_url === y.pay_url &&
+    x.enforcement === y.enforcement &&
     JSON.stringify(x.limits) === JSON.stringify(y.limits)
   );
 }
@@ -205,7 +210,7 @@ export class Publisher {
       for (;;) {
         const record = this.store.load();
         if (record === null || !mirrorPending(record)) return;
-        const entry = mirrorEntryOf(record);
+        const entry = mirrorEntryOf(record, this.store.parking());
         // Both writes settle before deciding: a write still in flight could otherwise land after
         // a later flush's, leaving an older value in place while the record says it is current.
         const results = await Promise.allSettled([
@@ -244,7 +249,7 @@ export class Publisher {
    */
   writeKey(orgId: string, key: StoredIngestKey): Promise<void> {
     return this.writes.run(async () => {
-      const verdict = mirrorEntryOf(this.store.load() ?? newOrgRecord(orgId, Date.now()));
+      const verdict = mirrorEntryOf(this.store.load() ?? newOrgRecord(orgId, Date.now()), this.store.parking());
       const value: IngestKeyRecord = { org_id: orgId, key_id: key.key_id, created_at: key.created_at, verdict };
       await this.env.INGEST_KEYS.put(ingestKeyHashKey(key.key_hash), JSON.stringify(value));
     }, `write:${key.key_id}`);

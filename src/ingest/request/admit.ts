@@ -16,13 +16,15 @@ export type Admitted = { ok: true; orgId: string; keyId: string; verdict: Verdic
 /** A suspended org's refusal: the plain 402 (with the pay link), and what a route needs to park the batch instead. */
 export type Suspended = Refused & { suspended: { orgId: string; keyId: string; verdict: Verdict } };
 
+/** Who is asking: the key's org and the gate's verdict on it, refused on nothing but the key. `now`: when the gate answered. */
+export type Identified = { ok: true; orgId: string; keyId: string; verdict: Verdict; now: number };
+
 /**
- * Who is sending, and may they? In order: missing or malformed key 401, unknown or
- * revoked key 401, suspended org 402, then (with ENFORCE_LIMITS) a used-up plan feature
- * covering the route's signal 429. Nothing here reads the body; the limits come with the
- * gate's verdict, so a limit costs no lookup.
+ * The key check every authenticated route shares: missing or malformed key 401, unknown or revoked
+ * key 401, key store unreachable (and the key never seen) 503; otherwise the org and the gate's
+ * verdict (memory, then KV, then only for a suspension the object), whatever that verdict says.
  */
-export async function admit(request: Request, env: IngestEnv, settings: IngestSettings, route: string, format: BodyFormat): Promise<Admitted | Refused | Suspended> {
+export async function identify(request: Request, env: IngestEnv, settings: IngestSettings, route: string, format: BodyFormat): Promise<Identified | Refused> {
   const key = presentedIngestKey(request.headers);
   if (key === null) return refuse(env, route, format, 401, "missing_ingest_key", "send the ingest key as Authorization: Bearer <key> or x-ingest-key: <key>");
   if (!isWellFormedIngestKey(key)) return refuse(env, route, format, 401, "malformed_ingest_key", "the ingest key is not a Tollgate key (tg_ik_...); check for truncation or extra characters");
@@ -39,7 +41,19 @@ export async function admit(request: Request, env: IngestEnv, settings: IngestSe
     }
     admission = { org_id: check.org_id, key_id: check.key_id, verdict: await gate.verdict(check.org_id, sources, now, check.verdict) };
   }
-  const { org_id: orgId, key_id: keyId, verdict } = admission;
+  return { ok: true, orgId: admission.org_id, keyId: admission.key_id, verdict: admission.verdict, now };
+}
+
+/**
+ * Who is sending, and may they? In order: missing or malformed key 401, unknown or
+ * revoked key 401, suspended org 402, then (with ENFORCE_LIMITS) a used-up plan feature
+ * covering the route's signal 429. Nothing here reads the body; the limits come with the
+ * gate's verdict, so a limit costs no lookup.
+ */
+export async function admit(request: Request, env: IngestEnv, settings: IngestSettings, route: string, format: BodyFormat): Promise<Admitted | Refused | Suspended> {
+  const identified = await identify(request, env, settings, route, format);
+  if (!identified.ok) return identified;
+  const { orgId, keyId, verdict, now } = identified;
   if (verdict.suspended) {
     const refusal = { format, orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: null, logpush: route === "/v1/logpush" };
     const refused = refuse(env, route, format, 402, "billing_suspended", suspendedMessage(refusal), { orgId, keyId, response: suspendedResponse(refusal) });

@@ -50,6 +50,11 @@ export type Verdict = {
    * of a retried batch (parking/kept-once.ts), and only then.
    */
   since?: number;
+  /** The rest of the same entry, for the customer's status (src/ingest/status/): why the org is in its state, and what it has parked. */
+  reason?: string;
+  parked?: MirrorEntry["parked"];
+  /** The org's own enforcement mode (an operator's canary), over the Worker's ENFORCEMENT; null or absent: the Worker's. */
+  enforcement?: MirrorEntry["enforcement"];
   /**
    * Where the answer came from: memory, the KV mirror, the object, a failed lookup with
    * nothing known (accepted), or a suspension the object could not confirm (kept).
@@ -87,7 +92,7 @@ function heldOf(entry: MirrorEntry | null): Held {
   if (entry === null) return OK;
   const suspended = entry.state === "suspended";
   // `limits` may be absent from an object's answer (RPC is not parsed like KV entries) written before limits existed.
-  return { suspended, suspended_at: suspended ? entry.suspended_at : null, state: entry.state, suspend_at: entry.suspend_at, pay_url: entry.pay_url ?? null, limits: entry.limits ?? [], since: entry.since };
+  return { suspended, suspended_at: suspended ? entry.suspended_at : null, state: entry.state, suspend_at: entry.suspend_at, pay_url: entry.pay_url ?? null, limits: entry.limits ?? [], since: entry.since, reason: entry.reason, parked: entry.parked, enforcement: entry.enforcement ?? null };
 }
 
 /**
