@@ -35,7 +35,7 @@ describe("the ingest gate", () => {
     expect(gate.cached("k1", T)).toBeUndefined();
     await gate.checkKey("k1", sources, T);
     await gate.verdict("org_a", sources, T);
-    expect(gate.cached("k1", T + 1)).toEqual({ org_id: "org_a", key_id: "ik_1", verdict: { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [], source: "memory" } });
+    expect(gate.cached("k1", T + 1)).toEqual({ org_id: "org_a", key_id: "ik_1", verdict: { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [], enforcement: null, source: "memory" } });
     expect(gate.cached("k1", T + GATE_TIMINGS.stateTtlMs)).toBeUndefined();
   });
 
@@ -103,7 +103,7 @@ describe("the ingest gate", () => {
     const { state, sources } = memorySources();
     state.mirror.set("org_b", entry("suspended"));
     state.objectDown = true;
-    expect(await gate.verdict("org_b", sources, T)).toEqual({ suspended: true, suspended_at: T, state: "suspended", suspend_at: null, pay_url: null, limits: [], since: T, source: "unconfirmed" });
+    expect(await gate.verdict("org_b", sources, T)).toEqual({ suspended: true, suspended_at: T, state: "suspended", suspend_at: null, pay_url: null, limits: [], enforcement: null, since: T, source: "unconfirmed" });
     expect(events).toEqual([{ org_id: "org_b", dependency: "object", error: expect.stringContaining("down"), last_verdict: "none", decision: "refuse" }]);
 
     // Held briefly instead of hammering an object that is down or overloaded.
@@ -131,7 +131,7 @@ describe("the ingest gate", () => {
     expect(events).toEqual([]);
 
     state.objectDown = true;
-    expect(await gate.verdict("org_b", sources, later + GATE_TIMINGS.confirmTtlMs)).toEqual({ suspended: true, suspended_at: T, state: "suspended", suspend_at: null, pay_url: null, limits: [], since: T, source: "unconfirmed" });
+    expect(await gate.verdict("org_b", sources, later + GATE_TIMINGS.confirmTtlMs)).toEqual({ suspended: true, suspended_at: T, state: "suspended", suspend_at: null, pay_url: null, limits: [], enforcement: null, since: T, source: "unconfirmed" });
     expect(events).toEqual([expect.objectContaining({ dependency: "kv_and_object", last_verdict: "suspended", decision: "refuse" })]);
   });
 

@@ -1,4 +1,4 @@
-import type { MirrorEntry, OrgState } from "../../shared/billing-state.ts";
+import type { EnforcementMode, MirrorEntry, OrgState } from "../../shared/billing-state.ts";
 import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
 import type { FeatureLimit } from "../../shared/usage.ts";
 import { TtlCache } from "./ttl-cache.ts";
@@ -44,6 +44,8 @@ export type Verdict = {
   pay_url: string | null;
   /** The features the org has used up, from the same entry (docs/metering.md, "Plan limits"); admit decides whether they refuse. */
   limits: readonly FeatureLimit[];
+  /** The org's own enforcement mode (an operator's canary), from the same entry; null: the Worker's ENFORCEMENT. */
+  enforcement: EnforcementMode | null;
   /**
    * When the org entered its current state (the mirror entry's `since`); absent when nothing was
    * mirrored. A recent change may be the end of a suspension: Logpush then checks for a kept copy
@@ -80,14 +82,14 @@ const ZERO_COUNTERS: GateCounters = { keyLookups: 0, mirrorReads: 0, carriedVerd
 
 type Held = Omit<Verdict, "source">;
 
-const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [] };
+const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [], enforcement: null };
 
 /** The verdict a mirror entry (or the object's answer) gives; null (never mirrored) is ok. */
 function heldOf(entry: MirrorEntry | null): Held {
   if (entry === null) return OK;
   const suspended = entry.state === "suspended";
   // `limits` may be absent from an object's answer (RPC is not parsed like KV entries) written before limits existed.
-  return { suspended, suspended_at: suspended ? entry.suspended_at : null, state: entry.state, suspend_at: entry.suspend_at, pay_url: entry.pay_url ?? null, limits: entry.limits ?? [], since: entry.since };
+  return { suspended, suspended_at: suspended ? entry.suspended_at : null, state: entry.state, suspend_at: entry.suspend_at, pay_url: entry.pay_url ?? null, limits: entry.limits ?? [], enforcement: entry.enforcement ?? null, since: entry.since };
 }
 
 /**
