@@ -177,7 +177,8 @@ export function sameProjection(a: OrgRecord, b: OrgRecord): boolean {
     x.suspend_at === y.suspend_at &&
     x.suspended_at === y.suspended_at &&
     x.pay_url === y.pay_url &&
-    JSON.stringify(x.limits) === JSON.stringify(y.limits)
+    JSON.stringify(x.limits) === JSON.stringify(y.limits) &&
+    x.enforcement === y.enforcement
   );
 }
 
