@@ -1,10 +1,11 @@
-import { env } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { eventsFor, notifySettings } from "../../src/billing/org/events.ts";
 import { newOrgRecord } from "../../src/billing/org/record.ts";
 import { ConfigError } from "../../src/shared/settings.ts";
 import { autumn } from "../support/autumn.ts";
-import { admin, deleteAllAlarms, deliver, mirrorOf, orgState, uniqueOrg } from "../support/billing.ts";
+import { admin, BILLING, deleteAllAlarms, deliver, mirrorOf, orgState, uniqueOrg } from "../support/billing.ts";
+import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 import { receiver } from "../support/notify.ts";
 import { fakeClock } from "../support/clock.ts";
 
@@ -120,5 +121,43 @@ describe("outbound events carry the enforcement mode", () => {
   it("a bad ENFORCEMENT is a configuration error naming the variable (notifications wait until it is fixed)", () => {
     expect(() => notifySettings({ ...env, NOTIFY_URL: "https://receiver.example.com/events", ENFORCEMENT: "sometimes" })).toThrow(ConfigError);
     expect(() => notifySettings({ ...env, NOTIFY_URL: "https://receiver.example.com/events", ENFORCEMENT: "sometimes" })).toThrow(/ENFORCEMENT/);
+  });
+});
+
+describe("the console's enforcement form", () => {
+  const form = (path: string, fields: Record<string, string>, cookie?: string) =>
+    exports.default.fetch(`${BILLING}${path}`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: BILLING, ...(cookie ? { cookie } : {}) },
+      body: new URLSearchParams(fields).toString(),
+    });
+  const login = async () => (await form("/admin/login", { token: TEST_ADMIN_TOKEN })).headers.get("set-cookie")!.split(";")[0]!;
+  const page = async (path: string, cookie: string) => (await exports.default.fetch(`${BILLING}${path}`, { redirect: "manual", headers: { cookie } })).text();
+
+  it("sets the mode with a note, shown on the org page and in its timeline (escaped)", async () => {
+    const org = uniqueOrg("console_canary");
+    const cookie = await login();
+    expect(await page(`/admin/org/${org}`, cookie)).toContain(`action="/admin/org/${org}/enforcement"`);
+    const response = await form(`/admin/org/${org}/enforcement`, { mode: "enforce", note: "first canary <b>ops</b>" }, cookie);
+    expect(response.status).toBe(303);
+    expect(response.headers.get("location")).toBe(`/admin/org/${org}?done=enforcement`);
+    expect((await mirrorOf(org))?.enforcement).toBe("enforce");
+    const html = await page(`/admin/org/${org}?done=enforcement`, cookie);
+    expect(html).toContain("Enforcement set and recorded in the timeline");
+    expect(html).toMatch(/<dd class="enforcement"><strong>enforce<\/strong> \(this org's own override/);
+    expect(html).toContain("<strong>enforcement enforce</strong>");
+    expect(html).toContain("first canary &lt;b&gt;ops&lt;/b&gt;");
+  });
+
+  it("a bad mode or no note: 400 naming the problem, and nothing changes", async () => {
+    const org = uniqueOrg("console_canary_bad");
+    const cookie = await login();
+    const noNote = await form(`/admin/org/${org}/enforcement`, { mode: "observe", note: " " }, cookie);
+    expect(noNote.status).toBe(400);
+    expect(await noNote.text()).toContain("a note is required");
+    expect((await form(`/admin/org/${org}/enforcement`, { mode: "sometimes", note: "x" }, cookie)).status).toBe(400);
+    expect((await orgState(org)).history).toEqual([]);
+    expect(await mirrorOf(org)).toBeNull();
   });
 });
