@@ -1,4 +1,5 @@
-import { ConfigError, durationSetting, optionalSetting, requiredSetting, urlSetting, type EnvVars } from "../shared/settings.ts";
+import { ConfigError, durationSetting, enforcementSetting, optionalSetting, requiredSetting, urlSetting, type EnvVars } from "../shared/settings.ts";
+import type { EnforcementMode } from "../shared/billing-state.ts";
 import { parseDuration } from "../shared/duration.ts";
 import { logError } from "../shared/log.ts";
 import { enforceLimits, usageFeatures, type UsageFeatures } from "../shared/usage.ts";
@@ -109,4 +110,12 @@ export function settingOrError<T>(read: () => T): T | ConfigError {
     if (error instanceof ConfigError) return error;
     throw error;
   }
+}
+
+/**
+ * ENFORCEMENT on the billing Worker: only what outbound events say (`"enforcement"`); every decision,
+ * transition, warning and usage report is the same in both modes. An org's own override wins.
+ */
+export function enforcementMode(env: EnvVars): EnforcementMode {
+  return enforcementSetting(env);
 }

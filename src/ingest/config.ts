@@ -1,4 +1,5 @@
-import { byteSizeSetting, durationSetting, optionalSetting, requiredSetting, urlSetting, ConfigError } from "../shared/settings.ts";
+import type { EnforcementMode } from "../shared/billing-state.ts";
+import { byteSizeSetting, durationSetting, enforcementSetting, optionalSetting, requiredSetting, urlSetting, ConfigError } from "../shared/settings.ts";
 import { enforceLimits, usageFeatures, type UsageFeatures } from "../shared/usage.ts";
 
 export type IngestSettings = {
@@ -15,6 +16,8 @@ export type IngestSettings = {
   metering: boolean;
   /** ENFORCE_LIMITS: refuse a signal whose feature the org has used up (429 plan_limit_reached). */
   enforceLimits: boolean;
+  /** ENFORCEMENT: `observe` accepts and forwards what would be refused 402 or 429 (counted and logged); an org's own override wins. */
+  enforcement: EnforcementMode;
   /** UPGRADE_URL: where a customer upgrades their plan (https; `{org_id}` is replaced); null when not given. */
   upgradeUrl: string | null;
 };
@@ -45,6 +48,7 @@ export function ingestSettings(env: IngestEnv): IngestSettings {
       usageFeatures: features,
       metering: Object.keys(features).length > 0,
       enforceLimits: enforceLimits(env),
+      enforcement: enforcementSetting(env),
       upgradeUrl: upgradeUrlSetting(env),
     };
     parsed.set(env, settings);

@@ -50,3 +50,13 @@ export function urlSetting(env: EnvVars, name: string, fallback?: string): strin
   if (!URL.canParse(text)) throw new ConfigError(name, `${name}="${text}" is not a URL`);
   return text.replace(/\/+$/, "");
 }
+
+/**
+ * ENFORCEMENT (issue 21): `enforce` (the default) carries refusals out; `observe` only counts and logs
+ * what would have been refused while the data goes through. Read by both Workers, so set it alike.
+ */
+export function enforcementSetting(env: EnvVars): "enforce" | "observe" {
+  const text = optionalSetting(env, "ENFORCEMENT", "enforce").toLowerCase();
+  if (text !== "enforce" && text !== "observe") throw new ConfigError("ENFORCEMENT", `ENFORCEMENT="${text}" must be enforce or observe`);
+  return text;
+}

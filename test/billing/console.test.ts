@@ -255,7 +255,7 @@ describe("reconciliation", () => {
     const now = Date.now();
     const record = { ...newOrgRecord("org_letters", now), state: "overdue" as const, reason: "in_grace_period" as const, anchor: now, noticed_at: now, suspend_at: now + GRACE };
     const view = { ...orgView(record, [], [], now, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, now) };
-    const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_letters", state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, pay_url: null, at: new Date(now).toISOString() };
+    const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_letters", enforcement: "enforce" as const, state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, pay_url: null, at: new Date(now).toISOString() };
     const page = orgPage({ ...view, dead_letters: [{ event, attempts: 40, error: "receiver answered 500 <html>", at: new Date(now).toISOString() }] }, [], now, {}).value;
     expect(page).toContain("<h2>Undelivered events</h2>");
     expect(page).toContain("<td><code>org.overdue</code></td><td><code>evt_1</code></td>");

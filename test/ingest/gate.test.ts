@@ -35,7 +35,7 @@ describe("the ingest gate", () => {
     expect(gate.cached("k1", T)).toBeUndefined();
     await gate.checkKey("k1", sources, T);
     await gate.verdict("org_a", sources, T);
-    expect(gate.cached("k1", T + 1)).toEqual({ org_id: "org_a", key_id: "ik_1", verdict: { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [], source: "memory" } });
+    expect(gate.cached("k1", T + 1)).toEqual({ org_id: "org_a", key_id: "ik_1", verdict: { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [], enforcement: null, source: "memory" } });
     expect(gate.cached("k1", T + GATE_TIMINGS.stateTtlMs)).toBeUndefined();
   });
 

@@ -219,9 +219,9 @@ describe("formatting", () => {
   });
 
   it("an org's history names the sweep's finding, and its dead letters are listed", () => {
-    const entry: HistoryEntry = { at: T0, kind: "transition", from: "ok", to: "overdue", reason: "in_grace_period", source: "reconcile", message_id: null, note: "unknown_past_due", override: null, evidence: null, limit: null };
+    const entry: HistoryEntry = { at: T0, kind: "transition", from: "ok", to: "overdue", reason: "in_grace_period", source: "reconcile", message_id: null, note: "unknown_past_due", override: null, evidence: null, limit: null, enforcement: null };
     const view = overdueOrg([entry]);
-    const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_cli", state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, pay_url: null, at: new Date(T0).toISOString() };
+    const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_cli", enforcement: "enforce" as const, state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, pay_url: null, at: new Date(T0).toISOString() };
     const text = formatOrg({ ...view, follow_up_at: new Date(T0 + 60_000).toISOString(), dead_letters: [{ event, attempts: 40, error: "receiver answered 500", at: new Date(T0).toISOString() }] }, T0);
     expect(text).toContain("reconcile ok → overdue (in_grace_period) — sweep: past due in Autumn, ok or unknown here");
     expect(text).toContain("follow-up:  2026-03-01T12:01:00.000Z (in 1m)");
@@ -243,7 +243,7 @@ describe("formatting", () => {
 
   it("an org's usage per feature, its limits and what is owed to Autumn; limit history entries", () => {
     const view = overdueOrg([
-      { at: T0, kind: "limit_reached", from: "overdue", to: "overdue", reason: "in_grace_period", source: "metering", message_id: null, note: null, override: null, evidence: null, limit: { feature_id: "spans", reset_at: T0 + 86_400_000, usage: 100, granted: 100 } },
+      { at: T0, kind: "limit_reached", from: "overdue", to: "overdue", reason: "in_grace_period", source: "metering", message_id: null, note: null, override: null, evidence: null, limit: { feature_id: "spans", reset_at: T0 + 86_400_000, usage: 100, granted: 100 }, enforcement: null },
     ]);
     expect(formatOrg(view, T0)).not.toContain("usage:");
     const record = {
@@ -343,5 +343,52 @@ describe("tollgate status", () => {
     expect(text).toContain("             ingest_bytes (bytes) used up until the plan changes; not enforced");
     expect(text).toContain("upgrade at:  https://billing.example.com/upgrade?org=org_cli");
     expect(text).toContain("parked:      3 batches (3072 bytes) waiting, as of 2026-03-01T11:59:00.000Z (1m ago)");
+  });
+});
+
+describe("tollgate enforcement", () => {
+  /** A stand-in admin API recording each request's body, answering with an org view. */
+  async function recordingAdmin(status = 200, body: unknown = null) {
+    const calls: { method: string; path: string; body: unknown }[] = [];
+    const server: Server = createServer((request, response) => {
+      let text = "";
+      request.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
+      request.on("end", () => {
+        calls.push({ method: request.method!, path: request.url!, body: text === "" ? null : JSON.parse(text) });
+        const record = { ...newOrgRecord("org cli", T0), enforcement: { mode: "observe" as const, note: "canary (ops-42)", at: T0 } };
+        const view = { ...orgView(record, [{ at: T0, kind: "override", from: "ok", to: "ok", reason: "never_synced", source: "admin", message_id: null, note: "canary (ops-42)", override: null, evidence: null, limit: null, enforcement: "observe" }], [], T0, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, T0) };
+        response.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body ?? view));
+      });
+    });
+    const { url } = await listen(server);
+    servers.push(server);
+    return { url, calls };
+  }
+
+  it("sets an org's mode with its note and prints the org, its enforcement and the history entry", async () => {
+    const admin = await recordingAdmin();
+    const result = await run(["enforcement", "org cli", "observe", "--note", "canary (ops-42)", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(admin.calls).toEqual([{ method: "POST", path: "/admin/orgs/org%20cli/enforcement", body: { mode: "observe", note: "canary (ops-42)" } }]);
+    expect(result.stdout).toContain('enforcement: observe (this org\'s own override, since 2026-03-01T12:00:00.000Z');
+    expect(result.stdout).toContain('admin     enforcement observe — "canary (ops-42)"');
+  });
+
+  it("refuses an unknown mode without calling the API, and requires a note", async () => {
+    const admin = await recordingAdmin();
+    const bad = await run(["enforcement", "org_cli", "off", "--note", "x", "--url", admin.url, "--token", TOKEN]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('unknown mode "off": use enforce, observe or default');
+    const noNote = await run(["enforcement", "org_cli", "enforce", "--url", admin.url, "--token", TOKEN]);
+    expect(noNote.code).not.toBe(0);
+    expect(noNote.stderr).toContain("--note");
+    expect(admin.calls).toEqual([]);
+  });
+
+  it("names the admin API's error and exits 1", async () => {
+    const admin = await recordingAdmin(400, { error: "invalid_request", message: "note: a note is required" });
+    const result = await run(["enforcement", "org_cli", "default", "--note", "x", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("answered 400 invalid_request: note: a note is required");
   });
 });

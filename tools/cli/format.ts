@@ -47,6 +47,7 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
   lines.push(...deadlineLines(org, now));
   if (org.suspended_at) lines.push(`  suspended:  ${ago(org.suspended_at, now)}`);
   if (org.override) lines.push(`  override:   ${org.override.action} until ${org.override.until ?? "cleared"} — "${org.override.note}"`);
+  if (org.enforcement) lines.push(`  enforcement: ${org.enforcement.mode} (this org's own override, since ${ago(org.enforcement.at, now)}) — "${org.enforcement.note}"`);
   if (org.evidence) {
     const e = org.evidence;
     const open = e.open_invoices.map((i) => `${i.stripe_id} ${i.total} ${i.currency}${i.hosted_invoice_url ? ` ${i.hosted_invoice_url}` : ""}`).join(", ");
@@ -78,7 +79,9 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
   if (org.history.length === 0) lines.push("  (no transitions yet)");
   for (const h of org.history) {
     const what =
-      h.kind === "override"
+      h.kind === "override" && h.enforcement
+        ? `enforcement ${h.enforcement}`
+        : h.kind === "override"
         ? `override ${h.override?.action}${h.override?.until ? ` until ${h.override.until}` : ""}`
         : h.limit
           ? `${h.kind === "limit_reached" ? "limit reached" : "limit cleared"}: ${h.limit.feature_id} ${h.limit.usage}/${h.limit.granted}${h.limit.reset_at ? ` until ${h.limit.reset_at}` : ""}`

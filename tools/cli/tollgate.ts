@@ -97,6 +97,15 @@ adminCommand(program, "override <orgId> <action>")
     print(org, () => formatOrg(org));
   });
 
+adminCommand(program, "enforcement <orgId> <mode>")
+  .description("enforce | observe | default: the org's own enforcement mode against the Workers' ENFORCEMENT (a canary), with a note")
+  .requiredOption("--note <text>", "who asked and why")
+  .action(async (orgId: string, mode: string, options: { note: string }) => {
+    if (!["enforce", "observe", "default"].includes(mode)) throw new CliError(`unknown mode "${mode}": use enforce, observe or default`);
+    const org = await call<OrgView>("POST", `/orgs/${encodeURIComponent(orgId)}/enforcement`, { mode, note: options.note });
+    print(org, () => formatOrg(org));
+  });
+
 /** The current or last sweep; null before the first one. */
 async function sweepStatus(): Promise<SweepView | null> {
   try {

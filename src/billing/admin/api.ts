@@ -5,7 +5,7 @@ import { log, logError, logWarn } from "../../shared/log.ts";
 import { decodePathSegment, ORG_ID_RULE, orgIdFromPath } from "../../shared/storage-keys.ts";
 import { bearerToken } from "../../shared/bearer.ts";
 import { timingSafeEqualStrings } from "./constant-time.ts";
-import { ListQuery, OverrideBody } from "./requests.ts";
+import { EnforcementBody, ListQuery, OverrideBody } from "./requests.ts";
 import { adminToken, ConfigError, ingestKeyPepper } from "../config.ts";
 import { MAX_ACTIVE_KEYS } from "../org/store.ts";
 import { orgIndex } from "../index/object.ts";
@@ -94,6 +94,12 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
     if (body.value.action === "clear" && until !== null) return refuse(400, "invalid_request", "clear takes no until");
     const view = await orgBilling(env, request.orgId).override({ action: body.value.action, until, note: body.value.note });
     return answer(view);
+  })
+  // The org's own enforcement mode (a canary against the Workers' ENFORCEMENT): no Autumn read, only republished.
+  .post("/orgs/:orgId/enforcement", async (request, env) => {
+    const body = await parseJsonBody(request, EnforcementBody);
+    if (!body.ok) return body;
+    return answer(await orgBilling(env, request.orgId).setEnforcement(body.value));
   })
   .post("/orgs/:orgId/ingest-keys", async ({ orgId }, env) => {
     const pepper = ingestKeyPepper(env);

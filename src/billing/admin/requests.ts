@@ -8,6 +8,16 @@ export const OverrideBody = z.object({
 });
 export type OverrideBody = z.infer<typeof OverrideBody>;
 
+/**
+ * `POST /admin/orgs/{orgId}/enforcement` (issue 21): the org's own enforcement mode against the Workers'
+ * ENFORCEMENT (a canary); `default` clears it. A note, as every override has.
+ */
+export const EnforcementBody = z.object({
+  mode: z.enum(["enforce", "observe", "default"]),
+  note: z.string().trim().min(1, "a note is required: say who asked and why").max(2000),
+});
+export type EnforcementBody = z.infer<typeof EnforcementBody>;
+
 /** What the org's object receives once the worker has validated the request. */
 export type OverrideCommand = { action: OverrideBody["action"]; until: number | null; note: string };
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { OverrideBody, type OverrideCommand } from "../admin/requests.ts";
+import { EnforcementBody, OverrideBody, type OverrideCommand } from "../admin/requests.ts";
 
 /**
  * The console's override form, checked on the server: the browser's `pattern` is a hint,
@@ -55,4 +55,17 @@ export function readOverrideForm(form: FormData | null, now: number): OverrideFo
   if (until !== null && until <= now) return { ok: false, error: "until_in_past", message: "The end of an override must be in the future." };
   if (body.data.action === "clear" && until !== null) return { ok: false, error: "clear_takes_no_end", message: "Clear takes no end date." };
   return { ok: true, command: { action: body.data.action, until, note: body.data.note } };
+}
+
+export type EnforcementFormResult = { ok: true; command: EnforcementBody } | { ok: false; error: string; message: string };
+
+/** The enforcement form (mode and note), checked as the admin API checks it. */
+export function readEnforcementForm(form: FormData | null): EnforcementFormResult {
+  const field = (name: string) => {
+    const value = form?.get(name);
+    return typeof value === "string" ? value : undefined;
+  };
+  const body = EnforcementBody.safeParse({ mode: field("mode"), note: field("note") ?? "" });
+  if (!body.success) return { ok: false, error: "invalid_enforcement", message: body.error.issues[0]?.message ?? "invalid enforcement" };
+  return { ok: true, command: body.data };
 }

@@ -330,6 +330,9 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
           ${org.override
             ? html`<dt>Override</dt><dd>${org.override.action} until ${org.override.until ? when(org.override.until, now) : "cleared"}: “${org.override.note}”</dd>`
             : ""}
+          <dt>Enforcement</dt><dd class="enforcement">${org.enforcement
+            ? html`<strong>${org.enforcement.mode}</strong> (this org's own override, ${when(org.enforcement.at, now)}): “${org.enforcement.note}”`
+            : html`the Workers' <code>ENFORCEMENT</code>`}</dd>
           ${org.autumn_customer_unknown
             ? html`<dt>Autumn</dt><dd class="error">does not know this customer (404 customer_not_found): the state is kept, re-read on the resync schedule. Check the customer, the key and AUTUMN_API_URL.</dd>`
             : ""}
@@ -399,6 +402,17 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
           <textarea id="note" name="note" required rows="2"></textarea>
           <button type="submit">Apply override</button>
         </form>
+        <form method="post" action="/admin/org/${encodeURIComponent(org.org_id)}/enforcement" class="override enforcement">
+          <label for="mode">Enforcement (a canary against the Workers' <code>ENFORCEMENT</code>)</label>
+          <select id="mode" name="mode">
+            <option value="enforce">enforce: refuse this org (402, 429) even while the Workers observe</option>
+            <option value="observe">observe: accept and count what this org would be refused</option>
+            <option value="default">default: back to the Workers' ENFORCEMENT</option>
+          </select>
+          <label for="enforcement-note">Note (required: who asked and why)</label>
+          <textarea id="enforcement-note" name="note" required rows="2"></textarea>
+          <button type="submit">Set enforcement</button>
+        </form>
       </section>
       <section class="card">
         <h2>Timeline</h2>
@@ -409,7 +423,9 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
                 (h) => html`<li class="${h.kind}">
                   <time class="absolute" datetime="${h.at ?? ""}">${h.at}</time>
                   <span class="source">${h.source}</span>
-                  ${h.kind === "override"
+                  ${h.kind === "override" && h.enforcement
+                    ? html`<strong>enforcement ${h.enforcement}</strong>`
+                    : h.kind === "override"
                     ? html`<strong>override ${h.override?.action}</strong>${h.override?.until ? html` until ${h.override.until}` : ""}`
                     : h.limit
                       ? html`<strong>${h.kind === "limit_reached" ? "plan limit reached" : "plan limit cleared"}</strong> <code>${h.limit.feature_id}</code> ${h.limit.usage} / ${h.limit.granted}${h.limit.reset_at ? html` until ${h.limit.reset_at}` : ""}`

@@ -9,7 +9,7 @@ import { reconciler } from "../reconcile/sweeper.ts";
 import { indexEntryView } from "../org/view.ts";
 import { REASON_LABELS } from "../org/record.ts";
 import { html, page } from "./html.ts";
-import { readOverrideForm } from "./override-form.ts";
+import { readEnforcementForm, readOverrideForm } from "./override-form.ts";
 import { listPage, loginPage, orgPage, overviewPage, type Flash } from "./pages.ts";
 import { CLEARED_SESSION_COOKIE, fromAnotherSite, hasValidSession, sameOrigin, sessionCookie } from "./session.ts";
 
@@ -23,6 +23,7 @@ type ConsoleRequest = IRequest & { orgId: string };
 const DONE_MESSAGES: Record<string, string> = {
   resync: "Read Autumn again and applied the policy.",
   override: "Override applied and recorded in the timeline.",
+  enforcement: "Enforcement set and recorded in the timeline; the ingest Worker follows within seconds.",
   sweep_started: "Started a reconciliation sweep: reload to follow it.",
   sweep_running: "A sweep is already running: reload to follow it.",
   sweep_confirmed: "Confirmed the held sweep: it is handing its orgs over; reload to follow it.",
@@ -146,5 +147,15 @@ export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContex
     }
     await orgBilling(env, request.orgId).override(read.command);
     return redirect(`/admin/org/${encodeURIComponent(request.orgId)}?done=override`);
+  })
+  .post("/org/:orgId/enforcement", async (request, env) => {
+    const form = await request.formData().catch(() => null);
+    const read = readEnforcementForm(form);
+    if (!read.ok) {
+      logWarn({ event: "admin_rejected", code: read.error, path: `/admin/org/${request.orgId}/enforcement`, via: "console" });
+      return renderOrg(env, request.orgId, { error: { code: read.error, message: read.message } }, 400);
+    }
+    await orgBilling(env, request.orgId).setEnforcement(read.command);
+    return redirect(`/admin/org/${encodeURIComponent(request.orgId)}?done=enforcement`);
   })
   .all("*", () => notFound("No such page."));

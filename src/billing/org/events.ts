@@ -2,7 +2,8 @@ import { isoOrNull as iso } from "../../shared/iso-time.ts";
 import { log, logWarn } from "../../shared/log.ts";
 import { Serialized } from "../../shared/serialized.ts";
 import { ConfigError, durationSetting, optionalSetting, requiredSetting, type EnvVars } from "../../shared/settings.ts";
-import type { ConfigReports } from "../config.ts";
+import type { EnforcementMode } from "../../shared/billing-state.ts";
+import { enforcementMode, type ConfigReports } from "../config.ts";
 import { importSigningSecret, isSigningSecret, signPayload } from "../signature.ts";
 import { limitChanges, NotifyEvent, payLink, publishedDeadline, retryDelay, type DeadLetter, type LimitRecord, type OrgRecord } from "./record.ts";
 import { parkingView, type ParkingProgress } from "./parking.ts";
@@ -37,12 +38,17 @@ export function warningDueAt(
   return deadline - warningMs;
 }
 
-function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord["state"] | null, now: number, parking: ParkingProgress | null = null): NotifyEvent {
+/**
+ * `workerMode`: the billing Worker's ENFORCEMENT; the org's own override wins. An event says which mode the
+ * org is in (issue 21), so a receiver can tell a suspension carried out from one only observed.
+ */
+function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord["state"] | null, now: number, workerMode: EnforcementMode, parking: ParkingProgress | null = null): NotifyEvent {
   const p = type === "org.restored" && parking !== null ? parkingView(parking) : null;
   return {
     id: `evt_${crypto.randomUUID().replaceAll("-", "")}`,
     type,
     org_id: record.org_id,
+    enforcement: record.enforcement?.mode ?? workerMode,
     state: record.state,
     previous_state: previous,
     reason: record.reason,
@@ -67,9 +73,9 @@ function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord
   };
 }
 
-function limitEvent(type: "org.limit_reached" | "org.limit_cleared", record: OrgRecord, limit: LimitRecord, now: number): NotifyEvent {
+function limitEvent(type: "org.limit_reached" | "org.limit_cleared", record: OrgRecord, limit: LimitRecord, now: number, workerMode: EnforcementMode): NotifyEvent {
   const { feature_id, signals, reset_at, usage, granted } = limit;
-  return { ...event(type, record, null, now), limit: { feature_id, signals, reset_at: iso(reset_at), usage, granted } };
+  return { ...event(type, record, null, now, workerMode), limit: { feature_id, signals, reset_at: iso(reset_at), usage, granted } };
 }
 
 const TYPE_FOR_STATE = { ok: "org.restored", overdue: "org.overdue", suspended: "org.suspended" } as const;
@@ -100,27 +106,29 @@ export function eventsFor(
   now: number,
   warningMs: number,
   parking: ParkingProgress | null = null,
+  workerMode: EnforcementMode = "enforce",
 ): { events: NotifyEvent[]; record: OrgRecord } {
   const events: NotifyEvent[] = [];
-  if (next.state !== prev.state) events.push(event(transitionType(prev.state, next.state), next, prev.state, now, parking));
+  if (next.state !== prev.state) events.push(event(transitionType(prev.state, next.state), next, prev.state, now, workerMode, parking));
   const limits = limitChanges(prev.limits, next.limits);
-  for (const limit of limits.reached) events.push(limitEvent("org.limit_reached", next, limit, now));
-  for (const limit of limits.cleared) events.push(limitEvent("org.limit_cleared", next, limit, now));
+  for (const limit of limits.reached) events.push(limitEvent("org.limit_reached", next, limit, now, workerMode));
+  for (const limit of limits.cleared) events.push(limitEvent("org.limit_cleared", next, limit, now, workerMode));
   // Back in good standing: the next overdue period gets its own warning, whatever its anchor.
   if (next.state === "ok") return { events, record: { ...next, warned_anchor: null } };
   const warnAt = warningDueAt(next, warningMs);
   if (warnAt !== null && now >= warnAt) {
-    events.push(event("org.suspension_warning", next, null, now));
+    events.push(event("org.suspension_warning", next, null, now, workerMode));
     return { events, record: { ...next, warned_anchor: noticePeriod(next) } };
   }
   return { events, record: next };
 }
 
-export type NotifySettings = { url: string; secret: string; warningMs: number };
+/** `enforcement`: the billing Worker's ENFORCEMENT, which events carry unless the org has its own. */
+export type NotifySettings = { url: string; secret: string; warningMs: number; enforcement: EnforcementMode };
 
 /**
  * Null when `NOTIFY_URL` is unset: then no event is queued at all. With `NOTIFY_URL` set,
- * a missing or malformed `NOTIFY_SECRET` or an invalid `SUSPENSION_WARNING` throws a ConfigError
+ * a missing or malformed `NOTIFY_SECRET`, an invalid `SUSPENSION_WARNING` or `ENFORCEMENT` throws a ConfigError
  * (notifications are then off, and queued events wait), so a delivery can never fail on configuration.
  */
 export function notifySettings(env: EnvVars): NotifySettings | null {
@@ -128,7 +136,7 @@ export function notifySettings(env: EnvVars): NotifySettings | null {
   if (url === "") return null;
   const secret = requiredSetting(env, "NOTIFY_SECRET", "set a whsec_ secret with `wrangler secret put NOTIFY_SECRET` and give it to the receiver");
   if (!isSigningSecret(secret)) throw new ConfigError("NOTIFY_SECRET", "NOTIFY_SECRET must be whsec_ followed by base64 (for example whsec_ + base64 of 32 random bytes)");
-  return { url, secret, warningMs: durationSetting(env, "SUSPENSION_WARNING", "24h") };
+  return { url, secret, warningMs: durationSetting(env, "SUSPENSION_WARNING", "24h"), enforcement: enforcementMode(env) };
 }
 
 export type Delivery = { ok: true; status: number } | { ok: false; error: string; status?: number };
@@ -206,7 +214,7 @@ export class Outbox {
   queueFor(prev: OrgRecord, next: OrgRecord, now: number, notify: NotifySettings | null): OrgRecord {
     if (notify === null) return next;
     // Read only when the org is restored: the one event that carries it.
-    const owed = eventsFor(prev, next, now, notify.warningMs, isRestored(prev.state, next.state) ? this.store.parking() : null);
+    const owed = eventsFor(prev, next, now, notify.warningMs, isRestored(prev.state, next.state) ? this.store.parking() : null, notify.enforcement);
     for (const event of owed.events) this.enqueue(event, now);
     return owed.record;
   }

@@ -4,7 +4,7 @@ import { generateIngestKey, hashIngestKey } from "../../shared/ingest-key.ts";
 import { log, logError, logWarn } from "../../shared/log.ts";
 import { Serialized } from "../../shared/serialized.ts";
 import { ParkingDelta, UsageDeliveries, type IngestKeyListing, type OrgBillingRpc, type RecordParkingAnswer, type RecordUsageAnswer, type UsageDelivery } from "../../shared/contract.ts";
-import type { OverrideCommand } from "../admin/requests.ts";
+import type { EnforcementBody, OverrideCommand } from "../admin/requests.ts";
 import { createAutumnClient, readBillingFacts, type AutumnFailure } from "../autumn/client.ts";
 import type { BillingFacts } from "../autumn/answers.ts";
 import { autumnSettings, ConfigError, ConfigReports, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
@@ -221,6 +221,29 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   async override(command: OverrideCommand): Promise<OrgView> {
     return this.pass(async (settings) => {
       await this.sync({ source: "admin", note: command.note, override: { command, at: Date.now() } }, settings);
+      return this.viewWith(settings);
+    });
+  }
+
+  /**
+   * The org's own enforcement mode (issue 21: a canary), with its note: one transaction records it on
+   * the record and in history (an `override` entry), marks the projection changed, then the mirror
+   * entry and every key's entry are republished so the ingest Worker follows within its cache bounds.
+   * No Autumn read and no decision: the billing state is what it was.
+   */
+  async setEnforcement(command: EnforcementBody): Promise<OrgView> {
+    return this.pass(async (settings) => {
+      const at = Date.now();
+      this.transact(() => {
+        const record = this.load();
+        this.store.appendHistory({ at, kind: "override", from: record.state, to: record.state, reason: record.reason, source: "admin", message_id: null, note: command.note, override: null, evidence: null, enforcement: command.mode });
+        const enforcement = command.mode === "default" ? null : { mode: command.mode, note: command.note, at };
+        const next = { ...record, enforcement, version: record.version + 1 };
+        if (!sameProjection(record, next)) next.projection_version = next.version;
+        this.store.save(next);
+      });
+      log({ event: "enforcement_override", org_id: this.orgId, mode: command.mode, note: command.note });
+      await this.publisher.flush();
       return this.viewWith(settings);
     });
   }

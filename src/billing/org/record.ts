@@ -166,6 +166,8 @@ export const HistoryEntry = z.object({
   evidence: Evidence.nullable(),
   /** Plan limit entries only: the feature, when it resets, and the balance that showed it. */
   limit: z.object({ feature_id: z.string(), reset_at: z.number().nullable(), usage: z.number(), granted: z.number() }).nullable().default(null),
+  /** Enforcement override entries only (kind `override`, `override` null): the mode set; `default` cleared it (issue 21). */
+  enforcement: z.enum(["enforce", "observe", "default"]).nullable().default(null),
 });
 export type HistoryEntry = z.infer<typeof HistoryEntry>;
 /** A history entry as written: fields added later (with defaults) may be left out. */
@@ -176,6 +178,8 @@ export const NotifyEvent = z.object({
   id: z.string(),
   type: z.enum(["org.overdue", "org.suspension_warning", "org.suspended", "org.restored", "org.limit_reached", "org.limit_cleared"]),
   org_id: z.string(),
+  /** The org's enforcement mode when the event was made: its own override, else the billing Worker's ENFORCEMENT (issue 21); events queued before it read as `enforce`. */
+  enforcement: EnforcementMode.default("enforce"),
   state: OrgState,
   previous_state: OrgState.nullable(),
   reason: Reason,

@@ -72,6 +72,8 @@ export function orgView(
     next_check_at: iso(nextAlarmAt(record, now, settings, othersDueAt)),
     follow_up_at: iso(followUpAt(record.follow_up)),
     override: record.override === null ? null : { ...record.override, until: iso(record.override.until), at: iso(record.override.at) },
+    /** The org's own enforcement mode (a canary against the Workers' ENFORCEMENT), with its note; null: the Workers'. */
+    enforcement: record.enforcement === null ? null : { ...record.enforcement, at: iso(record.enforcement.at) },
     version: record.version,
     mirror: { version: record.mirror.version, in_sync: !mirrorPending(record) },
     history: history.map(historyView),

@@ -21,6 +21,16 @@ export function overdueWarning(entry: OverdueFacts, _now: number): string | null
   return `Billing: an invoice is overdue; ingestion will be suspended at ${at} unless it is paid${payUrl ? `: ${payUrl}` : "."}`;
 }
 
+/**
+ * Observe mode (issue 21): a suspended org whose data is still accepted hears the same kind of
+ * warning, since the deadline has passed: it may be cut off whenever enforcement is turned on.
+ */
+export function suspensionWarning(entry: Pick<MirrorEntry, "suspended_at" | "pay_url">): string {
+  const at = entry.suspended_at === null ? "" : ` at ${new Date(entry.suspended_at).toISOString().replace(/\.000Z$/, "Z")}`;
+  const payUrl = payUrlOf(entry.pay_url);
+  return `Billing: an invoice is overdue and its deadline passed${at}; ingestion may be suspended at any time unless it is paid${payUrl ? `: ${payUrl}` : "."}`;
+}
+
 const join = (theirs: string, ours: string) => (theirs.trim() === "" ? ours : `${theirs}; ${ours}`);
 
 /**

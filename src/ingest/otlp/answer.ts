@@ -14,7 +14,8 @@ import type { Refusal } from "./format.ts";
  * What the client hears once its batch has been through the upstream (or parked instead): the
  * answer accounted for (request/account.ts), usage metered only once the data is accepted
  * (upstream 2xx, or parked during an outage), and for an org that is overdue with a deadline the
- * overdue warning in its partial_success (docs/customers.md).
+ * overdue warning in its partial_success (docs/customers.md); so does a suspended org's batch that
+ * observe mode let through (issue 21), instead of the 402 it would have had.
  */
 
 /** Who sent the batch, what it is, and where it went: what every answer below is about. */
@@ -24,7 +25,7 @@ export type Batch = { env: IngestEnv; settings: IngestSettings; ctx: WaitUntil; 
 export function answerForwarded(batch: Batch, result: ForwardResult, items: () => number | null | Promise<number | null>): Promise<Response> {
   const { env, settings, ctx, admitted, format, signal, context } = batch;
   if (settings.metering && result.outcome === "accepted") meterAccepted(env, settings, ctx, admitted.orgId, signal, { items: items(), bytes: context.bytes });
-  return withOverdueWarning(settleForward(env, settings, context, result), admitted.verdict, format, admitted.orgId);
+  return withOverdueWarning(settleForward(env, settings, context, result), admitted.verdict, format, admitted.orgId, undefined, admitted.observed === "billing_suspended");
 }
 
 /**
@@ -36,7 +37,7 @@ export function answerParked(batch: Batch, result: ForwardResult, parked: Parked
   logUpstreamTrouble(context, result, true);
   const accepted = settleForward(env, settings, { ...context, bytes: parked.bytes }, { ...result, response: emptyExportResponse(format), outcome: "accepted", code: null, failure: null, parked: true });
   meterAccepted(env, settings, ctx, admitted.orgId, signal, parked);
-  return withOverdueWarning(accepted, admitted.verdict, format, admitted.orgId);
+  return withOverdueWarning(accepted, admitted.verdict, format, admitted.orgId, undefined, admitted.observed === "billing_suspended");
 }
 
 /** A body that failed its checks, before or while it went upstream: 400 for broken gzip, 413 past a cap. */

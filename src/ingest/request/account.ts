@@ -30,6 +30,19 @@ export function refuse(
 }
 
 /**
+ * A refusal not carried out (observe mode, issue 21): the same exact counter under outcome
+ * `would_refuse`, and `ingest_would_refuse` for the first of this org and code in the window (then
+ * one with `would_refuse: N`); the request goes on and is accounted for as usual.
+ */
+export function wouldRefuse(env: IngestEnv, route: string, status: number, code: string, message: string, context: { orgId: string; keyId: string }): void {
+  const count = logThrottle.hit(`${context.orgId} would_${code}`, Date.now());
+  if (count !== null) {
+    log({ event: "ingest_would_refuse", org_id: context.orgId, key_id: context.keyId, route, status, code, reason: message, enforcement: "observe", would_refuse: count, window_s: DECISION_LOG_WINDOW_MS / 1000 });
+  }
+  writeAnalyticsPoint(env, { orgId: context.orgId, route, outcome: "would_refuse", code, bytes: 0 });
+}
+
+/**
  * Accounts for a forwarded request. Upstream trouble is logged, throttled like refusals:
  * `ingest_upstream_failed` at error level when the client got a retryable answer
  * (misconfigured, unavailable, unreachable) and at warn level for 429;

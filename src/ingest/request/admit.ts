@@ -5,13 +5,16 @@ import { upgradeUrlFor, type IngestSettings } from "../config.ts";
 import { suspendedMessage, suspendedResponse } from "../customer/pay-link.ts";
 import { planLimitMessage, planLimitResponse } from "../customer/plan-limit.ts";
 import { signalOfRoute } from "../usage/route-signal.ts";
-import { refuse, type Refused } from "./account.ts";
+import { refuse, wouldRefuse, type Refused } from "./account.ts";
 import type { Verdict } from "./gate.ts";
 import { gate } from "./isolate.ts";
 import { gateSources } from "./sources.ts";
 
-/** `verdict`: the gate's answer, with what the overdue warning needs (state, deadline, pay link). */
-export type Admitted = { ok: true; orgId: string; keyId: string; verdict: Verdict };
+/**
+ * `verdict`: the gate's answer, with what the overdue warning needs (state, deadline, pay link).
+ * `observed`: the refusal this request would have got but for observe mode (issue 21), else null.
+ */
+export type Admitted = { ok: true; orgId: string; keyId: string; verdict: Verdict; observed: "billing_suspended" | "plan_limit_reached" | null };
 
 /** A suspended org's refusal: the plain 402 (with the pay link), and what a route needs to park the batch instead. */
 export type Suspended = Refused & { suspended: { orgId: string; keyId: string; verdict: Verdict } };
@@ -54,8 +57,13 @@ export async function admit(request: Request, env: IngestEnv, settings: IngestSe
   const identified = await identify(request, env, settings, route, format);
   if (!identified.ok) return identified;
   const { orgId, keyId, verdict, now } = identified;
+  const observing = (verdict.enforcement ?? settings.enforcement) === "observe";
   if (verdict.suspended) {
     const refusal = { format, orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: null, logpush: route === "/v1/logpush" };
+    if (observing) {
+      wouldRefuse(env, route, 402, "billing_suspended", suspendedMessage(refusal), { orgId, keyId });
+      return { ok: true, orgId, keyId, verdict, observed: "billing_suspended" };
+    }
     const refused = refuse(env, route, format, 402, "billing_suspended", suspendedMessage(refusal), { orgId, keyId, response: suspendedResponse(refusal) });
     return { ...refused, suspended: { orgId, keyId, verdict } };
   }
@@ -65,8 +73,12 @@ export async function admit(request: Request, env: IngestEnv, settings: IngestSe
     const limit = signal === null ? null : limitFor(verdict.limits, signal, now);
     if (limit) {
       const refusal = { format, limit, upgradeUrl: upgradeUrlFor(settings, orgId), logpush: route === "/v1/logpush", now };
+      if (observing) {
+        wouldRefuse(env, route, 429, "plan_limit_reached", planLimitMessage(refusal), { orgId, keyId });
+        return { ok: true, orgId, keyId, verdict, observed: "plan_limit_reached" };
+      }
       return refuse(env, route, format, 429, "plan_limit_reached", planLimitMessage(refusal), { orgId, keyId, response: planLimitResponse(refusal) });
     }
   }
-  return { ok: true, orgId, keyId, verdict };
+  return { ok: true, orgId, keyId, verdict, observed: null };
 }

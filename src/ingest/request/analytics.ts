@@ -1,8 +1,12 @@
 import { logError } from "../../shared/log.ts";
 import { LogThrottle } from "../log-throttle.ts";
 
-/** Per-org counters in Workers Analytics Engine, when the optional INGEST_ANALYTICS binding is configured. */
-export type AnalyticsPoint = { orgId: string; route: string; outcome: "accepted" | "refused"; code: string; bytes: number };
+/**
+ * Per-org counters in Workers Analytics Engine, when the optional INGEST_ANALYTICS binding is configured.
+ * `would_refuse` (observe mode, issue 21): the refusal `code` that was not carried out; the request's own
+ * `accepted` (or refused) point follows it, so request totals stay one point per request per outcome.
+ */
+export type AnalyticsPoint = { orgId: string; route: string; outcome: "accepted" | "refused" | "would_refuse"; code: string; bytes: number };
 
 /** Analytics Engine's limit on the one index of a data point, in bytes. */
 export const MAX_INDEX_BYTES = 96;

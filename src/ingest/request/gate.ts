@@ -1,4 +1,4 @@
-import type { MirrorEntry, OrgState } from "../../shared/billing-state.ts";
+import type { EnforcementMode, MirrorEntry, OrgState } from "../../shared/billing-state.ts";
 import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
 import type { FeatureLimit } from "../../shared/usage.ts";
 import { TtlCache } from "./ttl-cache.ts";
@@ -44,6 +44,8 @@ export type Verdict = {
   pay_url: string | null;
   /** The features the org has used up, from the same entry (docs/metering.md, "Plan limits"); admit decides whether they refuse. */
   limits: readonly FeatureLimit[];
+  /** The org's own enforcement mode (an operator's canary), from the same entry; null: the Worker's ENFORCEMENT. */
+  enforcement: EnforcementMode | null;
   /**
    * When the org entered its current state (the mirror entry's `since`); absent when nothing was
    * mirrored. A recent change may be the end of a suspension: Logpush then checks for a kept copy
@@ -53,8 +55,6 @@ export type Verdict = {
   /** The rest of the same entry, for the customer's status (src/ingest/status/): why the org is in its state, and what it has parked. */
   reason?: string;
   parked?: MirrorEntry["parked"];
-  /** The org's own enforcement mode (an operator's canary), over the Worker's ENFORCEMENT; null or absent: the Worker's. */
-  enforcement?: MirrorEntry["enforcement"];
   /**
    * Where the answer came from: memory, the KV mirror, the object, a failed lookup with
    * nothing known (accepted), or a suspension the object could not confirm (kept).
@@ -85,7 +85,7 @@ const ZERO_COUNTERS: GateCounters = { keyLookups: 0, mirrorReads: 0, carriedVerd
 
 type Held = Omit<Verdict, "source">;
 
-const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [] };
+const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [], enforcement: null };
 
 /** The verdict a mirror entry (or the object's answer) gives; null (never mirrored) is ok. */
 function heldOf(entry: MirrorEntry | null): Held {

@@ -24,7 +24,7 @@ export async function handleStatus(request: Request, env: IngestEnv, settings: I
   if (source === "fail_open") {
     return errorResponse(503, "status_unavailable", "the billing state could not be read just now; retry shortly", {}, { ...NO_STORE, "retry-after": "5" });
   }
-  const status = orgStatus({ ...verdict, source }, { orgId, now, enforceLimits: settings.enforceLimits, upgradeUrl: upgradeUrlFor(settings, orgId), enforcement: verdict.enforcement ?? "enforce" });
+  const status = orgStatus({ ...verdict, source }, { orgId, now, enforceLimits: settings.enforceLimits, upgradeUrl: upgradeUrlFor(settings, orgId), enforcement: verdict.enforcement ?? settings.enforcement });
   // Logged like accepted exports: only as LOG_SAMPLE_RATE allows (refusals above are logged by `refuse`, throttled).
   if (settings.logSampleRate > 0 && Math.random() < settings.logSampleRate) {
     log({ event: "ingest_status", org_id: orgId, key_id: keyId, state: status.state, source: status.source });
