@@ -7,7 +7,7 @@ import { workerdCpuSeconds } from "./proc.ts";
  * scheduling) with the sink it measures. Input: a JSON spec on argv; output: JSON on stdout.
  */
 /** `cpuParent`: the pid workerd runs under (the bench's); its CPU time is read just around the measured run, warm-up excluded. */
-type Spec = { url: string; connections: number; duration: number; warmup: number; headers: Record<string, string>; bodyFile: string; keysFile?: string; cpuParent?: number };
+type Spec = { url: string; method?: "GET" | "POST"; connections: number; duration: number; warmup: number; headers: Record<string, string>; bodyFile: string; keysFile?: string; cpuParent?: number };
 
 const spec = JSON.parse(process.argv[2]!) as Spec;
 const body = readFileSync(spec.bodyFile);
@@ -17,11 +17,11 @@ let turn = 0;
 const run = (duration: number) =>
   autocannon({
     url: spec.url,
-    method: "POST",
+    method: spec.method ?? "POST",
     connections: spec.connections,
     duration,
     headers: spec.headers,
-    body,
+    ...(spec.method === "GET" ? {} : { body }),
     ...(keys
       ? {
           requests: [

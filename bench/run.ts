@@ -135,9 +135,9 @@ async function postBatch(url: string, body: Uint8Array, headers: Record<string, 
 type Scenario = { name: string; rps: number; p50_ms: number; p99_ms: number; requests: number; errors: number; unexpected_status: number; statuses: Record<string, number>; workerd_cpu_ms: number };
 
 /** One measured run of the load generator (load.ts, in a child process), with its statuses checked. */
-async function load(name: string, url: string, options: { headers: Record<string, string>; body: Uint8Array; expect: number; keys?: string[]; connections?: number; duration?: number; warmup?: number }): Promise<Scenario> {
+async function load(name: string, url: string, options: { method?: "GET" | "POST"; headers: Record<string, string>; body: Uint8Array; expect: number; keys?: string[]; connections?: number; duration?: number; warmup?: number }): Promise<Scenario> {
   // Cold-cache runs get no warm-up: warming is what they must not have.
-  const result = await runLoadGenerator(persistDir, { url, headers: options.headers, body: options.body, keys: options.keys, connections: options.connections ?? CONNECTIONS, duration: options.duration ?? DURATION_S, warmup: options.warmup ?? (options.keys ? 0 : 2) });
+  const result = await runLoadGenerator(persistDir, { url, method: options.method, headers: options.headers, body: options.body, keys: options.keys, connections: options.connections ?? CONNECTIONS, duration: options.duration ?? DURATION_S, warmup: options.warmup ?? (options.keys ? 0 : 2) });
   const statuses = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, s]) => [code, s?.count ?? 0])) as Record<string, number>;
   const unexpected = Object.entries(statuses).reduce((sum, [code, count]) => sum + (Number(code) === options.expect ? 0 : count), 0);
   const scenario = { name, rps: result.requests.average, p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests: result.requests.total, errors: result.errors + result.timeouts, unexpected_status: unexpected, statuses, workerd_cpu_ms: (result.workerdCpuS ?? 0) * 1000 };
@@ -467,18 +467,20 @@ try {
     metered: "2m. the same with usage metering on (USAGE_FEATURES: spans counted, usage queued and reported)",
     cold: `3. ingest Worker, ${DISTINCT_ORGS.toLocaleString("en")} distinct paying orgs (cold caches, KV path)`,
     suspended: "4. ingest Worker, suspended org (402 path)",
+    status: "2s. GET /v1/status, the paying org's key, warm (against scenario 2: the gate's warm path)",
   };
   const steadyOptions = {
     paying: { headers: { ...otlpHeaders, authorization: `Bearer ${payingKey}` }, body, expect: 200 },
     metered: { headers: { ...otlpHeaders, authorization: `Bearer ${meteredKey}` }, body, expect: 200 },
     cold: { headers: otlpHeaders, body, expect: 200, keys: manyKeys },
     suspended: { headers: { ...otlpHeaders, authorization: `Bearer ${suspendedKey}` }, body, expect: 402 },
+    status: { method: "GET" as const, headers: { authorization: `Bearer ${payingKey}` }, body: new Uint8Array(0), expect: 200 },
   };
   /** Per scenario key: its CPU cost, and (ops section) its operations per request. */
   const costs: Record<string, { name: string; cpu: CpuCost | null; ops: OpsPerRequest | null }> = {};
   const setCpu = (key: string, name: string, cpu: CpuCost) => (costs[key] = { name, cpu, ops: costs[key]?.ops ?? null });
 
-  // Scenarios 1, 1b, 2, 2m and 4 run in interleaved rounds so that drift in the machine's
+  // Scenarios 1, 1b, 2, 2m, 4 and 2s run in interleaved rounds so that drift in the machine's
   // conditions falls on all of them alike; each figure is the median of its rounds.
   let scenarios: Scenario[] = [];
   let metering: { name: string; ratio: number; accepted_requests: number; spans_expected: number; spans_in_autumn: number; exact: boolean } | null = null;
@@ -489,15 +491,17 @@ try {
       { name: steadyNames.paying, url: `${stack.ingestUrl}/v1/traces`, options: steadyOptions.paying },
       { name: steadyNames.metered, url: `${stack.meteredIngestUrl}/v1/traces`, options: steadyOptions.metered },
       { name: steadyNames.suspended, url: `${stack.ingestUrl}/v1/traces`, options: steadyOptions.suspended },
+      { name: steadyNames.status, url: `${stack.ingestUrl}/v1/status`, options: steadyOptions.status },
     ];
     const rounds: Scenario[][] = steady.map(() => []);
     for (let round = 0; round < ROUNDS; round++) {
       for (const [i, scenario] of steady.entries()) rounds[i]!.push(await load(`${scenario.name} (round ${round + 1})`, scenario.url, scenario.options));
     }
-    const [sinkRuns, hopRuns, payingRuns, meteredRuns, suspendedRuns] = rounds;
+    const [sinkRuns, hopRuns, payingRuns, meteredRuns, suspendedRuns, statusRuns] = rounds;
     scenarios = [summarize(steady[0]!.name, sinkRuns!), summarize(steady[1]!.name, hopRuns!), summarize(steady[2]!.name, payingRuns!), summarize(steady[3]!.name, meteredRuns!)];
     if (selected("cold")) scenarios.push(await load(steadyNames.cold, `${stack.ingestUrl}/v1/traces`, steadyOptions.cold));
     scenarios.push(summarize(steady[4]!.name, suspendedRuns!));
+    scenarios.push(summarize(steady[5]!.name, statusRuns!));
 
     // Metering on against off, same run: and every span the sink got from the metered org (warm-ups included) must reach Autumn, exactly.
     const meteredAccepted = await sinkTenantRequests(metered);
@@ -516,7 +520,7 @@ try {
   } else if (selected("cold")) {
     scenarios.push(await load(steadyNames.cold, `${stack.ingestUrl}/v1/traces`, steadyOptions.cold));
   }
-  const scenarioKeys: Record<string, string> = { [steadyNames.sink]: "1", [steadyNames.hop]: "1b", [steadyNames.paying]: "2", [steadyNames.metered]: "2m", [steadyNames.cold]: "3", [steadyNames.suspended]: "4" };
+  const scenarioKeys: Record<string, string> = { [steadyNames.sink]: "1", [steadyNames.hop]: "1b", [steadyNames.paying]: "2", [steadyNames.metered]: "2m", [steadyNames.cold]: "3", [steadyNames.suspended]: "4", [steadyNames.status]: "2s" };
   for (const s of scenarios) setCpu(scenarioKeys[s.name]!, s.name, cpuCost(s.requests, body.byteLength, s.workerd_cpu_ms, "the timed runs"));
 
   // 8. Large OTLP bodies (issue 11): 1 MiB of gzip per request, where buffering and decompression show.

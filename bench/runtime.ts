@@ -31,7 +31,7 @@ export function benchSetup(basePort: number, stateName: string): { settings: Loc
 /** The features the metered ingest Worker (scenario 2m) and the billing Worker report usage under. */
 const BENCH_USAGE_FEATURES = "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes";
 
-export type LoadSpec = { url: string; headers: Record<string, string>; body: Uint8Array; keys?: string[]; connections: number; duration: number; warmup: number };
+export type LoadSpec = { url: string; method?: "GET" | "POST"; headers: Record<string, string>; body: Uint8Array; keys?: string[]; connections: number; duration: number; warmup: number };
 /** `workerdCpuS`: workerd's CPU seconds over the measured run (warm-up excluded), null when not asked for. */
 export type LoadResult = Result & { statusCodeStats?: Record<string, { count: number }>; workerdCpuS: number | null };
 
@@ -44,8 +44,8 @@ export async function runLoadGenerator(workDir: string, spec: LoadSpec): Promise
     keysFile = join(workDir, "keys.json");
     writeFileSync(keysFile, JSON.stringify(spec.keys));
   }
-  const { url, headers, connections, duration, warmup } = spec;
-  const args = JSON.stringify({ url, connections, duration, warmup, headers, bodyFile, keysFile, cpuParent: process.pid });
+  const { url, method, headers, connections, duration, warmup } = spec;
+  const args = JSON.stringify({ url, method, connections, duration, warmup, headers, bodyFile, keysFile, cpuParent: process.pid });
   const { stdout } = await promisify(execFile)(process.execPath, [join(REPO_ROOT, "bench", "load.ts"), args], { maxBuffer: 64 * 1024 * 1024 });
   return JSON.parse(stdout) as LoadResult;
 }
