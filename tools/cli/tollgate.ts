@@ -45,15 +45,17 @@ function isLocal(url: string): boolean {
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const { url, token } = globals();
   if (!token) throw new CliError("no admin token: pass --token or set TOLLGATE_ADMIN_TOKEN");
+  const init = { method, headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) };
+  return request<T>(`${url.replace(/\/+$/, "")}/admin${path}`, init, `${method} ${path}`, `cannot reach ${url}`, "is `npm start` running, or is --url right?");
+}
+
+/** One call to a Worker: its JSON answer, or a CliError naming the route, the status and the Worker's error code and message. */
+async function request<T>(target: string, init: RequestInit, route: string, unreachable: string, hint: string): Promise<T> {
   let response: Response;
   try {
-    response = await fetch(`${url.replace(/\/+$/, "")}/admin${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+    response = await fetch(target, init);
   } catch (error) {
-    throw new CliError(`cannot reach ${url}: ${(error as Error).message} (is \`npm start\` running, or is --url right?)`);
+    throw new CliError(`${unreachable}: ${(error as Error).message} (${hint})`);
   }
   const text = await response.text();
   let parsed: unknown;
@@ -64,7 +66,7 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   }
   if (!response.ok) {
     const err = parsed as { error?: string; message?: string };
-    throw new CliError(`${method} ${path} answered ${response.status}${err.error ? ` ${err.error}` : ""}: ${err.message ?? text}`, response.status);
+    throw new CliError(`${route} answered ${response.status}${err.error ? ` ${err.error}` : ""}: ${err.message ?? text}`, response.status);
   }
   return parsed as T;
 }
@@ -212,22 +214,7 @@ program
   .action(async (options: { key?: string; url: string; json?: boolean }) => {
     current = { url: options.url, json: options.json };
     if (!options.key) throw new CliError("no ingest key: pass --key or set TOLLGATE_INGEST_KEY");
-    const url = `${options.url.replace(/\/+$/, "")}/v1/status`;
-    const response = await fetch(url, { headers: { authorization: `Bearer ${options.key}` } }).catch((error: Error) => {
-      throw new CliError(`cannot reach ${options.url}: ${error.message} (is \`npm start\` running, or is --url the ingest Worker's URL?)`);
-    });
-    const text = await response.text();
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = text;
-    }
-    if (!response.ok) {
-      const err = parsed as { error?: string; message?: string };
-      throw new CliError(`GET /v1/status answered ${response.status}${err.error ? ` ${err.error}` : ""}: ${err.message ?? text}`, response.status);
-    }
-    const status = parsed as OrgStatus;
+    const status = await request<OrgStatus>(`${options.url.replace(/\/+$/, "")}/v1/status`, { headers: { authorization: `Bearer ${options.key}` } }, "GET /v1/status", `cannot reach ${options.url}`, "is `npm start` running, or is --url the ingest Worker's URL?");
     print(status, () => formatStatus(status));
   });
 
