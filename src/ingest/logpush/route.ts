@@ -217,14 +217,20 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
   let records = 0;
   let delivered = 0;
   let last: ForwardResult | null = null;
-  const send = async (): Promise<Stop | null> => {
-    if (pending.length === 0) return null;
-    const body = `${envelopeStart}"logRecords":[${pending.join(",")}]${envelopeEnd}`;
-    const share = { records: pendingRecords, bytes: compressed - sharedBytes };
-    sharedBytes = compressed;
-    pending.length = 0;
-    pendingBytes = 0;
-    pendingRecords = 0;
+  /**
+   * The piece in flight upstream, if any: the next one is converted while it travels (the
+   * upstream's time no longer adds to the conversion's), and sent only once it was accepted, so
+   * the upstream sees the same pieces, in the same order, as when each was awaited in turn.
+   */
+  let inFlight: Promise<Stop | null> | null = null;
+  const settle = async (): Promise<Stop | null> => {
+    const flight = inFlight;
+    inFlight = null;
+    return flight ? await flight : null;
+  };
+  /** A stop found while a piece was in flight: that piece's failure, if it failed, came first. */
+  const stopWith = async (stop: Stop): Promise<Response> => ((await settle()) ?? stop).stop;
+  const deliver = async (body: string, share: { records: number; bytes: number }): Promise<Stop | null> => {
     last = await pieces.send(body, share);
     if (last.outcome === "accepted") {
       delivered++;
@@ -239,6 +245,22 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
       };
     }
     return { stop: pieces.account ? settleForward(env, settings, { ...ctx, route, bytes: decompressed }, last) : last.response };
+  };
+  const send = async (): Promise<Stop | null> => {
+    const previous = await settle();
+    if (previous) return previous;
+    if (pending.length === 0) return null;
+    const body = `${envelopeStart}"logRecords":[${pending.join(",")}]${envelopeEnd}`;
+    const share = { records: pendingRecords, bytes: compressed - sharedBytes };
+    sharedBytes = compressed;
+    pending.length = 0;
+    pendingBytes = 0;
+    pendingRecords = 0;
+    const flight = deliver(body, share);
+    // Its failure (a parking error included) surfaces when it is settled; never unhandled meanwhile.
+    flight.catch(() => {});
+    inFlight = flight;
+    return null;
   };
 
   // Segments of whole records, parsed and converted one at a time.
@@ -327,19 +349,19 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
       if (compressed > settings.maxBodyBytes) throw new BodyError("body");
       if (!inflate) {
         const stop = await decode(chunk.value);
-        if (stop) return stop.stop;
+        if (stop) return stopWith(stop);
         continue;
       }
       for (let at = 0; at < chunk.value.byteLength; at += INFLATE_SLICE_BYTES) {
         await inflating(inflate.write(chunk.value.subarray(at, at + INFLATE_SLICE_BYTES)));
         const stop = await drain();
-        if (stop) return stop.stop;
+        if (stop) return stopWith(stop);
       }
     }
     if (inflate) {
       await inflating(inflate.end());
       const stop = await drain();
-      if (stop) return stop.stop;
+      if (stop) return stopWith(stop);
     }
     let rest: string;
     try {
@@ -347,13 +369,15 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
     } catch {
       throw new BodyError("utf8");
     }
-    const stop = (await take(rest, true)) ?? (await send());
-    if (stop) return stop.stop;
+    const stop = (await take(rest, true)) ?? (await send()) ?? (await settle());
+    if (stop) return stopWith(stop);
   } catch (error) {
     if (!(error instanceof BodyError)) throw error;
     // Not awaited: cancelling a half-read request body can wait on the client.
     reader.cancel().catch(() => {});
     inflate?.abort();
+    const earlier = await settle();
+    if (earlier) return earlier.stop;
     if (error.what === "body") return tooLarge("body", settings.maxBodyBytes);
     if (error.what === "decompressed") return tooLarge("decompressed body", settings.maxDecompressedBytes);
     if (error.what === "gzip") return invalid("invalid_gzip", "the body is declared gzip but does not decompress");
