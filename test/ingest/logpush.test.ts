@@ -9,7 +9,6 @@ import {
   type LogpushRecord,
   type LogRecordJson,
 } from "../../src/ingest/logpush/index.ts";
-import { flatNdjsonLogs } from "../../src/ingest/logpush/flat-records.ts";
 import firewallEvents from "./fixtures/logpush/firewall_events.ndjson?raw";
 import httpRfc3339 from "./fixtures/logpush/http_requests.rfc3339.ndjson?raw";
 import httpUnix from "./fixtures/logpush/http_requests.unix.ndjson?raw";
@@ -531,59 +530,5 @@ describe("toOtlpLogs", () => {
 
   it("returns an empty log list for no records", () => {
     expect(logRecords("http_requests", [])).toEqual([]);
-  });
-});
-
-describe("flatNdjsonLogs (the flat-record path)", () => {
-  const general = (text: string, context: Parameters<typeof toOtlpLogs>[1]) => JSON.stringify(toOtlpLogs(records(text), context).resourceLogs[0]!.scopeLogs[0]!.logRecords).slice(1, -1);
-
-  it("writes exactly the general path's text, for every fixture it takes and every dataset's time and severity rules", () => {
-    for (const dataset of ["http_requests", "firewall_events"]) {
-      for (const text of [httpUnixNano, httpRfc3339, httpUnix, httpUnixMs]) {
-        for (const timeField of [null, "RayID"]) {
-          const context = { ...CONTEXT, dataset, timeField };
-          const fast = flatNdjsonLogs(text, context);
-          expect(fast).not.toBeNull();
-          expect(fast!.records).toBe(records(text).length);
-          expect(fast!.json).toBe(general(text, context));
-        }
-      }
-    }
-  });
-
-  it("writes every value type as toAnyValue does: strings, integers of any size, -0, fractions, exponents, booleans, nulls skipped", () => {
-    const lines = [
-      '{"minusZero":-0,"EdgeStartTimestamp":1741964966}',
-      '{"EdgeStartTimestamp":1741964966535897932,"s":"a } , { ] [ é ☃","i":-42,"z":0,"f":1.5,"g":-2.50,"e":1e3,"big":1e400,"tiny":5e-324,"t":true,"n":null,"u":"","whole":3.0}',
-      '  { "EdgeResponseStatus" : 503 , "ClientRequestHost":"x.example" , "__proto__": "p", "after": false }  \r',
-      "{}",
-      '{"only":null}',
-      '{"EdgeResponseStatus":"404","Huge":123456789012345678901234567890,"Neg":-9007199254740993}',
-    ].join("\n");
-    for (const dataset of ["http_requests", "workers_trace_events", "dns_logs"]) {
-      const context = { ...CONTEXT, dataset };
-      const fast = flatNdjsonLogs(lines, context);
-      expect(fast).not.toBeNull();
-      expect(fast!.records).toBe(6);
-      expect(fast!.json).toBe(general(lines, context));
-    }
-  });
-
-  it("leaves to the general path what it cannot write exactly or must refuse", () => {
-    const context = { ...CONTEXT, dataset: "http_requests" };
-    for (const text of [
-      workersTraceEvents, // nested records
-      firewallEvents, // one record with a nested field
-      '{"a":"quote \\" inside"}', // an escape
-      '{"a":1,"a":2}', // a key given twice
-      '{"b":1,"1":2}', // an array-index key (JS puts it first)
-      '{"a":1},{"b":2}', // another record_delimiter
-      '[{"a":1}]', // a JSON array
-      '{"a":null}\n{}', // no record with data: the general path refuses it
-      '{"a":1}\n{"b":', // broken: the general path names the line
-      "\uFEFF{\"a\":1}", // a BOM
-    ]) {
-      expect(flatNdjsonLogs(text, context)).toBeNull();
-    }
   });
 });

@@ -28,7 +28,7 @@ export type ExportLogsServiceRequestJson = {
   }[];
 };
 
-export type TimeField = { name: string; unit?: TimeUnit };
+type TimeField = { name: string; unit?: TimeUnit };
 
 /**
  * Where each dataset keeps its event time, in order of preference. Fields ending in `Ms` are
@@ -69,7 +69,7 @@ const GENERIC_TIME_FIELDS: TimeField[] = [
 const RENAMED_TIME_FIELDS: TimeField[] = [{ name: "timestamp" }, { name: "@timestamp" }, { name: "time" }];
 
 /** The configured time field first (a name ending in `Ms` is milliseconds, like Cloudflare's), then the dataset's, then common renamed ones. */
-export function timeFields(dataset: string, configured: string | null): TimeField[] {
+function timeFields(dataset: string, configured: string | null): TimeField[] {
   const known = [...(TIME_FIELDS[dataset] ?? GENERIC_TIME_FIELDS), ...RENAMED_TIME_FIELDS];
   return configured === null ? known : [{ name: configured, ...(configured.endsWith("Ms") ? { unit: "ms" as const } : {}) }, ...known];
 }
@@ -243,16 +243,4 @@ export function toOtlpLogs(records: readonly LogpushRecord[], context: LogpushCo
       },
     ],
   };
-}
-
-/**
- * A log record's JSON up to its attributes' opening bracket, as `JSON.stringify` writes the object
- * `toOtlpLogs` builds for `record` (same fields, same order): for flat-records.ts, which writes the
- * attributes from the record's own text.
- */
-export function logRecordHead(record: LogpushRecord, context: LogpushContext, fields: readonly TimeField[], observed: string): string {
-  const time = eventTime(record, fields);
-  const severity = severityOf(context.dataset, record);
-  const text = severity.severityText === undefined ? "" : `,"severityText":${JSON.stringify(severity.severityText)}`;
-  return `{"timeUnixNano":"${time === null ? observed : time.ns.toString()}","observedTimeUnixNano":"${observed}","severityNumber":${severity.severityNumber}${text},"body":{"stringValue":${JSON.stringify(bodyOf(context.dataset, record, time?.field ?? null))}},"attributes":[`;
 }

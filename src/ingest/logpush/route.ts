@@ -13,7 +13,6 @@ import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
 import { meterAccepted } from "../usage/meter.ts";
 import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs, type LogpushContext } from "./index.ts";
-import { flatNdjsonLogs } from "./flat-records.ts";
 import { countLines, Segmenter, shiftLine } from "./segments.ts";
 
 const DATASET = /^[a-z0-9_]{1,64}$/;
@@ -283,15 +282,6 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
       }
     }
     lineOffset += countLines(segment);
-    // The common batch (NDJSON of flat records) written straight to OTLP JSON; anything else, and every refusal, below.
-    const flat = options.format === "json" ? flatNdjsonLogs(text, context) : null;
-    if (flat) {
-      records += flat.records;
-      pendingRecords += flat.records;
-      pending.push(flat.json);
-      pendingBytes += flat.json.length + 2;
-      return pendingBytes >= UPSTREAM_BATCH_BYTES ? send() : null;
-    }
     const parsed = parseLogpushBody(text, options);
     if (!parsed.ok) return { stop: invalid(parsed.code, shiftLine(parsed.message, offset)) };
     records += parsed.records.length;
