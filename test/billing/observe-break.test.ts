@@ -9,8 +9,9 @@ import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 /**
  * Issue 21, second read (adversarial): the per-org enforcement override and observe mode where they meet
  * the state machine, outbound events, support's overrides, resyncs and sweeps, the admin API's input
- * checks and the console's forms. Tests named "FINDING" fail on the code as merged (d1c5278) and say
- * what should happen; the others pin behaviour that held.
+ * checks and the console's forms. Three defects found this way
+ * (kept batches held after a switch to observe, a silent cut-off, the timing promise) failed at d1c5278 and
+ * are fixed; the others pin behaviour that held.
  */
 
 const clock = fakeClock();

@@ -11,8 +11,9 @@ import { OTLP_JSON } from "./fixtures/otlp.ts";
 /**
  * Issue 21, second read (adversarial): observe mode and the per-org canary where they meet parking,
  * metering, the gate's caches and the decision log, driven end to end through the real OrgBilling
- * object, KV, R2 and the sink. Tests named "FINDING" fail on the code as merged (d1c5278) and say what
- * should happen; the others pin behaviour that held.
+ * object, KV, R2 and the sink. Three defects found this way
+ * (kept batches held after a switch to observe, a silent cut-off, the timing promise) failed at d1c5278 and
+ * are fixed; the others pin behaviour that held.
  */
 
 const clock = fakeClock();
