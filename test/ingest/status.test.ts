@@ -129,6 +129,27 @@ describe("GET /v1/status in every state", () => {
     expect(body.reason).toMatch(/^Ingestion is suspended by support since \S+Z; contact support to resume it\.$/);
   });
 
+  it("observe mode: a suspended org, and a limited one, are told their data still goes through, not that they are cut off", async () => {
+    const org = uniqueOrg("status_observed");
+    const { key } = await mintKey(org);
+    await override(org, "suspend");
+    const observing = { ...env, ENFORCEMENT: "observe" };
+    const body = await statusOf(observing, key);
+    expect(body).toMatchObject({ state: "suspended", enforcement: "observe" });
+    expect(body.reason).toContain("Enforcement is only observed for now: exports are still accepted, and would be refused (402) once it is enforced.");
+    gate.reset();
+    const enforced = await statusOf(env, key);
+    expect(enforced).toMatchObject({ state: "suspended", enforcement: "enforce" });
+    expect(enforced.reason).not.toContain("only observed");
+
+    const limited = uniqueOrg("status_observed_limit");
+    const limits: FeatureLimit[] = [{ feature_id: "spans", signals: ["traces"], reset_at: null }];
+    const limitedKey = await keyWithVerdict(limited, { state: "ok", since: clock.now - DAY, version: 1_000, suspend_at: null, suspended_at: null, pay_url: null, limits, enforcement: null });
+    gate.reset();
+    const limitedBody = await statusOf({ ...observing, ENFORCE_LIMITS: "true" }, limitedKey);
+    expect(limitedBody.reason).toContain("those signals would be refused (429) until then, but enforcement is only observed for now: they are still accepted");
+  });
+
   it("limited: each limit in force with its reset, whether it is enforced, and where to upgrade; a limit already reset is left out", async () => {
     const org = uniqueOrg("status_limited");
     const resetAt = clock.now + 5 * DAY;

@@ -26,11 +26,12 @@ console.log(`Starting Tollgate locally (state in ${shownPath(persistDir)}) ...${
 /** One line per event the local receiver accepts: what a product would email its customer about. */
 function printEvent(received: Received): void {
   try {
-    const event = JSON.parse(received.body) as { type?: string; org_id?: string; previous_state?: string; state?: string; reason?: string; deadline?: string | null };
+    const event = JSON.parse(received.body) as { type?: string; org_id?: string; previous_state?: string; state?: string; reason?: string; deadline?: string | null; enforcement?: string };
     const signature = received.verified === null ? "" : received.verified ? "  (signature ok)" : "  (SIGNATURE INVALID: NOTIFY_SECRET differs)";
     const deadline = event.deadline ? `  deadline ${event.deadline}` : "";
     const change = event.previous_state ? `${event.previous_state} -> ${event.state}` : `still ${event.state}`;
-    console.log(`[events] ${event.type} ${event.org_id}: ${change} (${event.reason})${deadline}${signature}`);
+    const observed = event.enforcement === "observe" ? "  [observe: not enforced]" : "";
+    console.log(`[events] ${event.type} ${event.org_id}: ${change} (${event.reason})${deadline}${observed}${signature}`);
   } catch {
     console.log(`[events] ${received.body}`);
   }
@@ -121,6 +122,7 @@ function eventsLine(): string {
 const spansFile = join(persistDir, "demo-spans.json");
 writeFileSync(spansFile, DEMO_SPANS);
 const limitsOn = settings.ENFORCE_LIMITS === "true" && (settings.USAGE_FEATURES ?? "").includes("traces=spans");
+const observe = settings.ENFORCEMENT === "observe";
 const offline = filters.billing.sawOffline || filters.ingest.sawOffline;
 
 console.log(`
@@ -131,7 +133,7 @@ Tollgate is running:
   Autumn stand-in  ${stack.autumnUrl}
 ${sinkLine()}
 ${eventsLine()}
-Grace period: ${settings.GRACE_PERIOD}. Demo org "${DEMO_ORG}" has a fresh ingest key.${offline ? `\n${OFFLINE_NOTE}` : ""}
+Grace period: ${settings.GRACE_PERIOD}. Demo org "${DEMO_ORG}" has a fresh ingest key.${offline ? `\n${OFFLINE_NOTE}` : ""}${observe ? "\nENFORCEMENT=observe: nothing is refused for billing; would-be refusals are logged (ingest_would_refuse) and counted." : ""}
 
 Try it:
 ${tryItBlock({
@@ -147,6 +149,7 @@ ${tryItBlock({
   minNotice: settings.MIN_NOTICE,
   spansFile: shownPath(spansFile),
   limitsOn,
+  observe,
 })
   .map((line) => `  ${line}`)
   .join("\n")}

@@ -19,6 +19,8 @@ export type TryItParams = {
   spansFile: string;
   /** Metering and ENFORCE_LIMITS on with spans metered: the plan-limit step applies. */
   limitsOn: boolean;
+  /** ENFORCEMENT=observe (docs/deploying.md): refusals are only counted and logged, so steps 3 and 6 answer 200. */
+  observe?: boolean;
 };
 
 /** One OTLP JSON log record as the demo org. */
@@ -69,8 +71,15 @@ export function tryItBlock(p: TryItParams): string[] {
     `#    (at most once ${WARNING_INTERVAL_TEXT} per org and isolate; the replies between are a plain 200 {})`,
     control(`/_control/customers/${p.org}/past-due`),
     `npm run tollgate -- org ${p.org}`,
-    `# 3. wait ${p.gracePeriod}: the org is suspended and step 1 answers 402 billing_suspended naming where to pay;`,
-    `#    parking is on here, so each refused batch is kept (${p.parkRetention}) and the sink gets nothing yet`,
+    ...(p.observe
+      ? [
+          `# 3. wait ${p.gracePeriod}: the org is suspended, but ENFORCEMENT=observe: step 1 still answers 200 (with a warning)`,
+          `#    and the Workers log ingest_would_refuse billing_suspended instead of refusing; the sink gets every batch`,
+        ]
+      : [
+          `# 3. wait ${p.gracePeriod}: the org is suspended and step 1 answers 402 billing_suspended naming where to pay;`,
+          `#    parking is on here, so each refused batch is kept (${p.parkRetention}) and the sink gets nothing yet`,
+        ]),
     `# 4. pay: ingestion resumes within a second; wait (up to 30 s) until the batches refused while suspended are delivered, then read the sink`,
     control(`/_control/customers/${p.org}/pay`),
     waitParked,
@@ -85,7 +94,9 @@ export function tryItBlock(p: TryItParams): string[] {
   if (p.limitsOn) {
     lines.push(
       `# 6. plan limits: an allowance of 100 spans that resets in a day; 25 spans a request, every 3 s,`,
-      `#    until a request is refused 429 plan_limit_reached naming the feature, the reset and where to upgrade`,
+      p.observe
+        ? `#    past it each request still answers 200 (observe) and the Workers log ingest_would_refuse plan_limit_reached`
+        : `#    until a request is refused 429 plan_limit_reached naming the feature, the reset and where to upgrade`,
       `#    (usage reaches Autumn within a few seconds, so a request or two past the allowance may still get in)`,
       control(`/_control/customers/${p.org}/balances/spans`, `'{"granted": 100, "next_reset_at": '$(( ($(date +%s) + 86400) * 1000 ))'}'`),
       `for i in 1 2 3 4 5 6 7 8; do curl -sS ${w} -X POST ${p.ingestUrl}/v1/traces -H "Authorization: Bearer $TOLLGATE_INGEST_KEY" -H 'content-type: application/json' -d @${p.spansFile} ${show}; sleep 3; done`,

@@ -39,15 +39,25 @@ function stateSentence(verdict: KnownVerdict, now: number, payUrl: string | null
   return `An invoice is past due${since}; no date is set for ingestion to stop.${pay}`;
 }
 
+/** Observe mode (issue 21): a suspended org is told its data still goes through, so the state is not read as a cut-off. */
+function observedSentence(verdict: KnownVerdict, enforcement: Enforcement): string {
+  if (enforcement !== "observe" || verdict.state !== "suspended") return "";
+  return " Enforcement is only observed for now: exports are still accepted, and would be refused (402) once it is enforced.";
+}
+
 /** The limits in force (not yet reset), as the gate would apply them. */
 function limitsInForce(limits: readonly FeatureLimit[], now: number): FeatureLimit[] {
   return limits.filter((limit) => limit.reset_at === null || limit.reset_at > now);
 }
 
-function limitSentence(limits: readonly FeatureLimit[], enforced: boolean): string {
+function limitSentence(limits: readonly FeatureLimit[], enforced: boolean, observed: boolean): string {
   if (limits.length === 0) return "";
   const each = limits.map((limit) => `${limit.feature_id} (${limit.signals.join(", ")}) ${limit.reset_at === null ? "until the plan changes" : `until ${readable(limit.reset_at)}`}`);
-  const effect = enforced ? "those signals are refused (429) until then" : "those signals are still accepted (plan limits are not enforced)";
+  const effect = !enforced
+    ? "those signals are still accepted (plan limits are not enforced)"
+    : observed
+      ? "those signals would be refused (429) until then, but enforcement is only observed for now: they are still accepted"
+      : "those signals are refused (429) until then";
   return ` The plan's allowance is used up for ${each.join("; ")}: ${effect}.`;
 }
 
@@ -60,7 +70,7 @@ export function orgStatus(verdict: KnownVerdict, context: StatusContext): OrgSta
   return {
     org_id: context.orgId,
     state: verdict.state,
-    reason: stateSentence(verdict, now, payUrl) + limitSentence(limits, context.enforceLimits),
+    reason: stateSentence(verdict, now, payUrl) + observedSentence(verdict, context.enforcement) + limitSentence(limits, context.enforceLimits, context.enforcement === "observe"),
     since: isoOrNull(verdict.since),
     deadline: verdict.state === "overdue" ? isoOrNull(verdict.suspend_at) : null,
     suspended_at: verdict.state === "suspended" ? isoOrNull(verdict.suspended_at) : null,
