@@ -2,6 +2,7 @@ import { relativeTime } from "../../shared/relative-time.ts";
 import { httpsUrl } from "../../shared/https-url.ts";
 import type { IndexEntryView, OrgView } from "../org/view.ts";
 import type { SweepView } from "../reconcile/sweep-record.ts";
+import { activityChart } from "./chart.ts";
 import { html, type Html } from "./html.ts";
 import { FAVICON_PATH } from "./favicon.ts";
 import { UNTIL_PATTERN, UNTIL_PLACEHOLDER } from "./override-form.ts";
@@ -413,6 +414,11 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
           <textarea id="enforcement-note" name="note" required rows="2"></textarea>
           <button type="submit">Set enforcement</button>
         </form>
+      </section>
+      <section class="card" id="activity">
+        <h2>The last 30 days</h2>
+        <p class="muted">What became of this org's ${org.activity.unit} each hour, as the ingest Worker counted them, with the periods it was overdue, suspended, exempt or limited shaded behind.</p>
+        ${activityChart({ points: org.activity.hours.map((h) => ({ ...h, hour: Date.parse(h.hour) })), history: org.history, now, unit: org.activity.unit })}
       </section>
       <section class="card">
         <h2>Timeline</h2>
