@@ -57,7 +57,7 @@ export async function runLoadGenerator(workDir: string, spec: LoadSpec): Promise
  * parking on (an R2 bucket and the deliveries queue bound, as src/ingest/wrangler.jsonc deploys it).
  */
 export type CountedUrls = { off: string; metered: string; parking: string };
-export type BenchRuntime = { billingUrl: string; ingestUrl: string; meteredIngestUrl: string; passthroughUrl: string; gateBenchUrl: string; autumnUrl: string; sinkUrl: string; counted: CountedUrls | null; stop(): Promise<void> };
+export type BenchRuntime = { billingUrl: string; ingestUrl: string; meteredIngestUrl: string; uninflatedIngestUrl: string; passthroughUrl: string; gateBenchUrl: string; autumnUrl: string; sinkUrl: string; counted: CountedUrls | null; stop(): Promise<void> };
 
 function bundle(config: string, outdir: string): string {
   execFileSync(process.execPath, [WRANGLER_BIN, "deploy", "--dry-run", "--config", config, "--outdir", outdir], { cwd: REPO_ROOT, stdio: "pipe", env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
@@ -99,6 +99,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
   const passthroughPort = ingestPort + 3;
   const gateBenchPort = ingestPort + 4;
   const meteredPort = ingestPort + 5;
+  const uninflatedPort = ingestPort + 6;
   const objects = { className: "OrgBilling", scriptName: "tollgate-billing", useSQLite: true };
   // Past the inspector's port (basePort + 9, bench/profile.ts).
   const countedPorts = { off: ingestPort + 9, metered: ingestPort + 10, parking: ingestPort + 11 };
@@ -166,6 +167,18 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
           queueConsumers: { "tollgate-usage": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100 } },
         },
         {
+          // The same ingest Worker with the bomb check off (MAX_DECOMPRESSED_BYTES=0) and metering off (scenario 8,
+          // issue 20): a gzip body is forwarded without being inflated at all.
+          name: "tollgate-ingest-uninflated",
+          ...built("ingest", "src/ingest/wrangler.jsonc"),
+          unsafeDirectSockets: [{ host: "127.0.0.1", port: uninflatedPort }],
+          compatibilityDate: "2026-11-01",
+          compatibilityFlags: ["nodejs_compat"],
+          durableObjects: { ORG_BILLING: objects },
+          kvNamespaces: kv,
+          bindings: { ...ingestBindings, MAX_DECOMPRESSED_BYTES: "0" },
+        },
+        {
           name: "tollgate-billing",
           ...built("billing", "wrangler.jsonc"),
           compatibilityDate: "2026-11-01",
@@ -206,6 +219,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
     billingUrl: url(billingPort),
     ingestUrl: url(ingestPort),
     meteredIngestUrl: url(meteredPort),
+    uninflatedIngestUrl: url(uninflatedPort),
     passthroughUrl: url(passthroughPort),
     gateBenchUrl: url(gateBenchPort),
     autumnUrl: autumn.url,

@@ -40,6 +40,8 @@ export const ParkingDelta = z
     refused_bytes: z.number().int().nonnegative(),
     /** Absolute, from a listing: the bytes the org has parked now. */
     listed_bytes: z.number().int().nonnegative(),
+    /** Absolute, from the same listing: the batches the org has parked now. Absent from older reports (then 0 bytes means none). */
+    listed_batches: z.number().int().nonnegative(),
     /** When that listing began (epoch ms); absent: when the report arrives. Parked reports for batches parked before it add nothing. */
     listed_at: z.number().int().nonnegative(),
     /** When the newest batch in this report's `parked_*` counts was parked (epoch ms); absent: when the report arrives. */

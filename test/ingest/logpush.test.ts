@@ -63,6 +63,28 @@ describe("parseLogpushBody", () => {
     expect(nested).toEqual({ a: { b: [12345678901234567890n, -9007199254740993n, 9007199254740991, 1.5, 1e20] }, s: "12345678901234567890" });
   });
 
+  it("keeps a flat record's integers above 2^53 exact without a reviver, and leaves everything else as JSON.parse reads it", () => {
+    // The flat-record path (json-text.ts parseFlatExact): long digit runs inside strings, in
+    // fractions and exponents, negative integers, duplicate keys (the last wins) and escaped keys.
+    const text =
+      '{"t":1741964966535897932,"n":-9007199254740993,"s":"x:12345678901234567890,","f":1234567890123456789.5,"e":1e1234567890123456,' +
+      '"safe":9007199254740991,"d":12345678901234567891,"d":"later","k\\u0065y":12345678901234567892,"z":0.12345678901234567891}';
+    const [flat] = records(text);
+    expect(flat).toEqual({
+      t: 1741964966535897932n,
+      n: -9007199254740993n,
+      s: "x:12345678901234567890,",
+      f: 1234567890123456789.5,
+      e: Infinity,
+      safe: 9007199254740991,
+      d: "later",
+      key: 12345678901234567892n,
+      z: 0.12345678901234567891,
+    });
+    const [twice] = records('{"d":12345678901234567891,"d":12345678901234567893}');
+    expect(twice).toEqual({ d: 12345678901234567893n });
+  });
+
   it("tolerates CRLF, blank lines, leading/trailing whitespace and a BOM", () => {
     const lines = httpUnix.trim().split("\n");
     const body = `\uFEFF\r\n${lines[0]}\r\n\r\n   \r\n${lines[1]}\r\n\r\n`;

@@ -1,3 +1,4 @@
+import { gunzipSync } from "node:zlib";
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -121,6 +122,22 @@ describe("usage metering: accepted data is counted per org and handed to the que
 
     const streamed = await metered("/v1/traces", { key, headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: chunked(big, 1000) });
     expect(streamed.sent.map((m) => m.counts)).toEqual([{ traces: 5_000, bytes: big.byteLength }]);
+  });
+
+  it("gzip with the bomb check off (MAX_DECOMPRESSED_BYTES=0): still inflated to count its items, exactly, and forwarded as it came", async () => {
+    const off = { MAX_DECOMPRESSED_BYTES: "0" };
+    const big = await gzip(tracesJson(5_000));
+    const declared = await metered("/v1/traces", { key, headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: big }, off);
+    expect(declared.response.status).toBe(200);
+    expect(declared.sent.map((m) => m.counts)).toEqual([{ traces: 5_000, bytes: big.byteLength }]);
+    const streamed = await metered("/v1/traces", { key, headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: chunked(big, 1000) }, off);
+    expect(streamed.sent.map((m) => m.counts)).toEqual([{ traces: 5_000, bytes: big.byteLength }]);
+    // Past the 4 MiB cap the check would enforce: counted all the same.
+    const many = await gzip(tracesJson(40_000, 1));
+    expect(gunzipSync(many).byteLength).toBeGreaterThan(4 * 1024 * 1024);
+    const uncapped = await metered("/v1/traces", { key, headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: many }, off);
+    expect(uncapped.sent.map((m) => m.counts)).toEqual([{ traces: 40_000, bytes: many.byteLength }]);
+    expect((await sink.requests(org)).map((r) => r.bytes)).toEqual([big.byteLength, big.byteLength, many.byteLength]);
   });
 
   it("identity bodies: declared length (the request's own stream) and streamed without a length", async () => {

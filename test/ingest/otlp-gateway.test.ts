@@ -148,6 +148,28 @@ describe("bad input is a 4xx and reaches nobody", () => {
     expect(decodeRpcStatus(new Uint8Array(await response.arrayBuffer())).details[0]?.reason).toBe("payload_too_large");
   });
 
+  it("MAX_DECOMPRESSED_BYTES=0 turns the bomb check off: gzip goes upstream as it came, never inflated (the backend's limit applies)", async () => {
+    const off = { ...env, MAX_DECOMPRESSED_BYTES: "0" };
+    const gzipped = { "content-type": "application/x-protobuf", "content-encoding": "gzip" };
+    // Past the cap that would refuse it with the check on; declared length and streamed.
+    const bomb = await gzip(new Uint8Array(MAX_DECOMPRESSED * 4));
+    expect((await ingestWithEnv(off, "/v1/traces", { key, headers: gzipped, body: bomb })).status).toBe(200);
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let at = 0; at < bomb.byteLength; at += 1024) controller.enqueue(bomb.slice(at, at + 1024));
+        controller.close();
+      },
+    });
+    expect((await ingestWithEnv(off, "/v1/traces", { key, headers: gzipped, body: stream, duplex: "half" } as RequestInit)).status).toBe(200);
+    // Not even its integrity is checked: a truncated body is the backend's to refuse.
+    const truncated = bomb.slice(0, bomb.byteLength - 100);
+    expect((await ingestWithEnv(off, "/v1/traces", { key, headers: gzipped, body: truncated })).status).toBe(200);
+    const received = await sink.requests(org);
+    expect(received.map((r) => r.sha256)).toEqual([await sha256Hex(bomb), await sha256Hex(bomb), await sha256Hex(truncated)]);
+    // Over MAX_BODY_BYTES is still refused.
+    await expectError(await ingestWithEnv(off, "/v1/traces", { key, headers: { ...gzipped, "content-type": "application/json" }, body: new Uint8Array(MAX_BODY + 1) }), 413, "payload_too_large");
+  });
+
   it("protobuf clients get their errors as google.rpc.Status", async () => {
     const response = await ingest("/v1/traces", { key, headers: { "content-type": "application/x-protobuf", "content-encoding": "gzip" }, body: "not gzip" });
     expect(response.status).toBe(400);

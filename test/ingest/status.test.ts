@@ -6,6 +6,8 @@ import { hashIngestKey } from "../../src/shared/ingest-key.ts";
 import { ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
 import type { FeatureLimit } from "../../src/shared/usage.ts";
 import { PARKED_PUBLISH_INTERVAL_MS } from "../../src/billing/org/parking.ts";
+import { cleanupParked } from "../../src/ingest/parking/deliveries.ts";
+import { GATE_TIMINGS } from "../../src/ingest/request/gate.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import type { OrgStatus } from "../../src/ingest/status/answer.ts";
@@ -225,6 +227,129 @@ describe("parked batches in the status", () => {
     // A listing that confirms the same waiting bytes.
     await stub.recordParking({ listed_bytes: 100 });
     expect(await mirrorOf(org)).toEqual(before);
+  });
+});
+
+describe("parked figures set by a listing, and their time", () => {
+  it("the cleanup's listing sets the waiting batches outright: a report of a batch that never reached R2 leaves no phantom", async () => {
+    const org = uniqueOrg("status_listed");
+    const { key } = await mintKey(org);
+    await override(org, "suspend");
+    const parking = parkingEnv();
+    expect((await send2(parking, key)).status).toBe(402);
+    const stub = orgStub(org);
+    const real = (await stub.verdict()).parked!;
+    expect(real).toMatchObject({ batches: 1 });
+    // A report of a second batch whose put never landed (nothing of it is in R2).
+    await stub.recordParking({ parked_batches: 1, parked_bytes: 10 });
+    expect((await stub.verdict()).parked).toMatchObject({ batches: 2, bytes: real.bytes + 10 });
+    clock.set(clock.now + 1_000);
+    await cleanupParked(parking as never, clock.now);
+    expect((await stub.verdict()).parked).toMatchObject({ batches: 1, bytes: real.bytes, updated_at: clock.now });
+  });
+
+  it("a listing from before listed_batches (bytes only) keeps at least one batch beside its bytes, and none beside zero", async () => {
+    const org = uniqueOrg("status_oldlisting");
+    await mintKey(org);
+    const stub = orgStub(org);
+    await stub.recordParking({ parked_batches: 2, parked_bytes: 200, expired_batches: 2, expired_bytes: 100 });
+    expect((await stub.verdict()).parked).toMatchObject({ batches: 0, bytes: 100 });
+    await stub.recordParking({ listed_bytes: 100 });
+    expect((await stub.verdict()).parked).toMatchObject({ batches: 1, bytes: 100 });
+    await stub.recordParking({ listed_bytes: 0 });
+    expect((await stub.verdict()).parked).toMatchObject({ batches: 0, bytes: 0 });
+  });
+
+  it("parked.updated_at moves with the figures only: a report that moves none keeps it, one that moves one sets it", async () => {
+    const org = uniqueOrg("status_changed_at");
+    await mintKey(org);
+    const stub = orgStub(org);
+    const t0 = clock.now;
+    await stub.recordParking({ parked_batches: 1, parked_bytes: 100 });
+    clock.set(t0 + 5_000);
+    await stub.recordParking({ listed_bytes: 100 });
+    clock.set(t0 + 7_000);
+    expect(await stub.recordParking({ listed_bytes: 100, listed_batches: 1 })).toEqual({ ok: true, waiting_bytes: 100 });
+    expect((await stub.verdict()).parked).toEqual({ batches: 1, bytes: 100, updated_at: t0 });
+    clock.set(t0 + 9_000);
+    await stub.recordParking({ delivered_batches: 1, delivered_bytes: 100 });
+    expect((await stub.verdict()).parked).toEqual({ batches: 0, bytes: 0, updated_at: t0 + 9_000 });
+    // The admin view still shows when the last report came (its own updated_at), as before.
+    const view = (await (await billingAdmin(`/orgs/${org}`)).json()) as { parking: Record<string, unknown> };
+    expect(view.parking).toMatchObject({ updated_at: new Date(t0 + 9_000).toISOString(), waiting_batches: 0, waiting_bytes: 0 });
+    expect(view.parking).not.toHaveProperty("figures_changed_at");
+  });
+});
+
+describe("a KV outage", () => {
+  /** An env whose BILLING_STATE reads fail while `down.kv` is set (fresh settings, the shared gate). */
+  function kvFlaky() {
+    const down = { kv: false };
+    const billingState = new Proxy(env.BILLING_STATE, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (prop === "get") return (...args: unknown[]) => (down.kv ? Promise.reject(new Error("KV is down")) : (value as (...a: unknown[]) => unknown).apply(target, args));
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    return { down, env: { ...env, BILLING_STATE: billingState } };
+  }
+
+  it("longer than the gate's fail-open hold: the status keeps the verdict last known (overdue, unconfirmed) while exports are still accepted", async () => {
+    const org = uniqueOrg("status_kvdown");
+    await autumn.createCustomer(org);
+    const { key } = await mintKey(org);
+    await pastDue(org, clock.now);
+    const flaky = kvFlaky();
+    const before = await statusOf(flaky.env, key);
+    expect(before).toMatchObject({ state: "overdue", source: "mirror" });
+    clock.set(clock.now + GATE_TIMINGS.stateTtlMs + 1);
+    flaky.down.kv = true;
+    for (let round = 0; round < 3; round++) {
+      const body = await statusOf(flaky.env, key);
+      expect(body).toMatchObject({ state: "overdue", source: "unconfirmed", deadline: before.deadline, since: before.since, pay_url: before.pay_url });
+      // The gate's fail-open is unchanged: an org nothing says is suspended is accepted.
+      expect((await ingestWithEnv(flaky.env, "/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] })).status).toBe(200);
+      clock.set(clock.now + GATE_TIMINGS.failOpenTtlMs);
+    }
+    flaky.down.kv = false;
+    expect(await statusOf(flaky.env, key)).toMatchObject({ state: "overdue", source: "mirror" });
+  });
+
+  it("an org last seen in good standing reads ok, unconfirmed (not a 503); one never seen reads 503", async () => {
+    const org = uniqueOrg("status_kvdown_ok");
+    const { key } = await mintKey(org);
+    const flaky = kvFlaky();
+    expect((await statusOf(flaky.env, key)).state).toBe("ok");
+    clock.set(clock.now + GATE_TIMINGS.stateTtlMs + 1);
+    flaky.down.kv = true;
+    expect(await statusOf(flaky.env, key)).toMatchObject({ state: "ok", source: "unconfirmed" });
+    flaky.down.kv = false;
+    // An org this isolate never saw, whose key entry carries no verdict: nothing is known.
+    const { key: otherKey } = await mintKey(uniqueOrg("status_kvdown_new"));
+    const hashKey = ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, otherKey));
+    const { verdict: _dropped, ...withoutVerdict } = (await env.INGEST_KEYS.get(hashKey, "json")) as Record<string, unknown>;
+    await env.INGEST_KEYS.put(hashKey, JSON.stringify(withoutVerdict));
+    flaky.down.kv = true;
+    const unknown = await status(flaky.env, otherKey);
+    expect(unknown.status).toBe(503);
+    expect(((await unknown.json()) as { error: string }).error).toBe("status_unavailable");
+  });
+});
+
+describe("keys minted before anything is published", () => {
+  it("the first mint keeps the org's new record, which owes nothing: no alarm, no mirror entry, and later keys carry its since", async () => {
+    const org = uniqueOrg("status_firstkey");
+    const t0 = clock.now;
+    const { key: first } = await mintKey(org);
+    expect(await alarmOf(org)).toBeNull();
+    expect(await mirrorOf(org)).toBeNull();
+    clock.set(t0 + DAY);
+    const { key: second } = await mintKey(org);
+    for (const key of [first, second]) {
+      gate.reset();
+      expect(await statusOf(env, key)).toMatchObject({ state: "ok", since: new Date(t0).toISOString(), source: "mirror" });
+    }
   });
 });
 

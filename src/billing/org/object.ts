@@ -12,7 +12,7 @@ import { EVENT_TABLES, notifySettings, Outbox, type NotifySettings } from "./eve
 import { AWAITING_AUTUMN_CAP_MS, decide, earliest, limitChanges, limitDisagreements, limitsFrom, mirrorPending, newOrgRecord, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay, type OrgRecord, type Source } from "./record.ts";
 import { MAX_ACTIVE_KEYS, mirrorEntryOf, OrgStore, Publisher, sameProjection, type Transact } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
-import { addParking, PARKED_PUBLISH_INTERVAL_MS, parkedFiguresDiffer, waitingBytes } from "./parking.ts";
+import { addParking, parkedFiguresDiffer, parkedPublicationAt, waitingBytes } from "./parking.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
 import { meteredBalances } from "../autumn/answers.ts";
@@ -153,8 +153,13 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       this.store.saveParking(next);
       return { next, publishAt };
     });
-    if (publishAt !== null && publishAt <= now) await this.publisher.flush();
-    else if (publishAt !== null) await this.armNoLaterThan(publishAt);
+    if (publishAt !== null && publishAt <= now) {
+      await this.publisher.flush();
+      // This entry point is no pass: a publication the flush left owed (a failed write, or figures a report
+      // changed while it was writing, put off by the throttle) needs the alarm brought forward here.
+      const after = this.store.load();
+      if (after !== null && mirrorPending(after)) await this.armNoLaterThan(after.mirror.retry_at ?? Date.now());
+    } else if (publishAt !== null) await this.armNoLaterThan(publishAt);
     return { ok: true, waiting_bytes: waitingBytes(next) };
   }
 
@@ -162,12 +167,14 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
    * Inside recordParking's transaction: the parked figures changed, and the mirror entry carries them (the
    * customer's status reads them there). A publication is owed now, or a minute after the last one they owed
    * (`lastAt`), so a parking org's reports rewrite its entries at most once a minute; the alarm publishes a
-   * put-off one (`mirror.retry_at`). Null when a publication is owed already: it carries the figures current then.
+   * put-off one (`mirror.retry_at`). Null when a publication is owed already: one not yet started carries the
+   * figures current then, and one whose writes are in flight owes these figures itself when it lands
+   * (`Publisher.flush` compares what it wrote with the progress).
    */
   private owePublication(lastAt: number | null, now: number): number | null {
     const record = this.load();
     if (mirrorPending(record)) return null;
-    const at = Math.max(now, (lastAt ?? -Infinity) + PARKED_PUBLISH_INTERVAL_MS);
+    const at = parkedPublicationAt(lastAt, now);
     const version = record.version + 1;
     this.store.save({ ...record, version, projection_version: version, mirror: { ...record.mirror, retry_at: at > now ? at : null } });
     return at;
@@ -261,6 +268,9 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       const added = this.transact(() => {
         if (this.store.ingestKeys().length >= MAX_ACTIVE_KEYS) return false;
         this.store.addIngestKey(stored);
+        // The org's first key: its new record is kept, so every key minted before anything is published carries
+        // the same verdict (the same `since`). An ok, never-synced record owes no read and no publication.
+        if (this.store.load() === null) this.store.save(newOrgRecord(orgId, stored.created_at));
         return true;
       });
       if (!added) return { ok: false as const, error: "too_many_keys" as const };

@@ -30,8 +30,20 @@ export const ParkingProgress = z.object({
    * to it (a trailing report landing after a delivery run left phantom bytes the cap refused on).
    */
   listed_at: z.number().nullable().default(null),
+  /**
+   * The batches still parked, kept like `waiting_bytes`: moved by each report, set outright by a listing (its
+   * `listed_batches`; a listing of no bytes has no batches), so a lost expiry report leaves no phantom batch
+   * beside zero bytes. Null until the first listing (and in older documents): derived from the counts.
+   */
+  waiting_batches: z.number().int().nonnegative().nullable().default(null),
   last_delivery_at: z.number().nullable().default(null),
   updated_at: z.number().nullable().default(null),
+  /**
+   * When the waiting figures (batches or bytes) last changed: the `updated_at` the mirror entry publishes (the
+   * customer's status says when the figure last changed, not when a report last came). Null in older documents,
+   * then `updated_at` stands in until the next report. Bookkeeping, not in the view.
+   */
+  figures_changed_at: z.number().nullable().default(null),
   /**
    * When a change to the parked figures last scheduled a publication of the mirror entry (for the customer's
    * status): the next such change waits until PARKED_PUBLISH_INTERVAL_MS after it, so parking reports (every
@@ -57,15 +69,34 @@ export function addParking(progress: ParkingProgress, delta: ParkingDelta, now: 
   if ((delta.delivered_batches ?? 0) > 0) next.last_delivery_at = now;
   // Parked before the last listing began: that listing saw these batches (or they were delivered since).
   const listedAlready = progress.listed_at !== null && delta.parked_until !== undefined && delta.parked_until < progress.listed_at;
-  const parked = listedAlready ? 0 : (delta.parked_bytes ?? 0);
-  const moved = parked - (delta.delivered_bytes ?? 0) - (delta.expired_bytes ?? 0) - (delta.refused_bytes ?? 0);
+  const parkedBytes = listedAlready ? 0 : (delta.parked_bytes ?? 0);
+  const parkedBatches = listedAlready ? 0 : (delta.parked_batches ?? 0);
+  const movedBytes = parkedBytes - (delta.delivered_bytes ?? 0) - (delta.expired_bytes ?? 0) - (delta.refused_bytes ?? 0);
+  const movedBatches = parkedBatches - (delta.delivered_batches ?? 0) - (delta.expired_batches ?? 0) - (delta.refused_batches ?? 0);
   const listedAt = delta.listed_at ?? now;
   // A listing older than the one already applied (a slow cleanup) says less than it: its counts only.
   if (delta.listed_bytes !== undefined && (progress.listed_at === null || listedAt >= progress.listed_at)) {
     next.waiting_bytes = delta.listed_bytes;
+    next.waiting_batches = listedBatches(delta.listed_bytes, delta.listed_batches, waitingBatches(progress) + movedBatches);
     next.listed_at = listedAt;
-  } else next.waiting_bytes = Math.max(0, (progress.waiting_bytes ?? derivedWaiting(progress)) + moved);
+  } else {
+    next.waiting_bytes = Math.max(0, waitingBytes(progress) + movedBytes);
+    // Kept as a figure of its own only once a listing has set it; until then the counts tell it.
+    if (progress.waiting_batches !== null) next.waiting_batches = Math.max(0, progress.waiting_batches + movedBatches);
+  }
+  // First report, or a figure moved: the time the customer's status shows.
+  if (progress.updated_at === null || waitingBatches(progress) !== waitingBatches(next) || waitingBytes(progress) !== waitingBytes(next)) next.figures_changed_at = now;
+  else next.figures_changed_at = progress.figures_changed_at ?? progress.updated_at;
   return next;
+}
+
+/**
+ * The batches a listing leaves waiting: its own count when it reports one; a listing from before `listed_batches`
+ * existed tells only bytes, so no bytes is no batch, and some bytes at least one batch (else the running count).
+ */
+function listedBatches(bytes: number, batches: number | undefined, running: number): number {
+  if (batches !== undefined) return batches;
+  return bytes === 0 ? 0 : Math.max(1, running);
 }
 
 /** The bytes the org has parked now, as the object knows it (the ingest Worker's per-org cap). */
@@ -73,9 +104,9 @@ export function waitingBytes(progress: ParkingProgress): number {
   return progress.waiting_bytes ?? derivedWaiting(progress);
 }
 
-/** The batches parked and not yet delivered, expired or refused, as these counts tell. */
+/** The batches parked and not yet delivered, expired or refused: as the last listing set them and the reports since moved them, else as the counts tell. */
 function waitingBatches(progress: ParkingProgress): number {
-  return Math.max(0, progress.parked_batches - progress.delivered_batches - progress.expired_batches - progress.refused_batches);
+  return progress.waiting_batches ?? Math.max(0, progress.parked_batches - progress.delivered_batches - progress.expired_batches - progress.refused_batches);
 }
 
 /** At most this often a change to the parked figures alone rewrites the org's mirror entry (recordParking, object.ts). */
@@ -85,22 +116,36 @@ export const PARKED_PUBLISH_INTERVAL_MS = 60_000;
  * What the mirror entry carries of the parking (the customer's status): what still waits, and when that last
  * changed; undefined when nothing was ever parked, so an org that never parked publishes what it did before.
  */
-export function parkedFigures(progress: ParkingProgress): { batches: number; bytes: number; updated_at: number | null } | undefined {
+export type ParkedFigures = { batches: number; bytes: number; updated_at: number | null };
+
+export function parkedFigures(progress: ParkingProgress): ParkedFigures | undefined {
   if (progress.updated_at === null) return undefined;
-  return { batches: waitingBatches(progress), bytes: waitingBytes(progress), updated_at: progress.updated_at };
+  return { batches: waitingBatches(progress), bytes: waitingBytes(progress), updated_at: progress.figures_changed_at ?? progress.updated_at };
 }
 
 /** Whether two progresses publish different figures (what a customer sees: batches and bytes waiting). */
 export function parkedFiguresDiffer(a: ParkingProgress, b: ParkingProgress): boolean {
-  const x = parkedFigures(a);
-  const y = parkedFigures(b);
+  return figuresDiffer(parkedFigures(a), parkedFigures(b));
+}
+
+/** Whether two published parked figures differ in what waits (batches or bytes), e.g. an entry just written and the progress now. */
+export function figuresDiffer(x: ParkedFigures | undefined, y: ParkedFigures | undefined): boolean {
   return x?.batches !== y?.batches || x?.bytes !== y?.bytes;
+}
+
+/**
+ * When a publication owed to a change of the parked figures alone may run: now, or a minute after the last
+ * one they owed (`lastAt`), so a parking org's reports rewrite its entries at most once a minute.
+ */
+export function parkedPublicationAt(lastAt: number | null, now: number): number {
+  return Math.max(now, (lastAt ?? -Infinity) + PARKED_PUBLISH_INTERVAL_MS);
 }
 
 /** For the admin view and events: the counts, what is still waiting, times as ISO strings. */
 export function parkingView(progress: ParkingProgress) {
-  // `listed_at` is bookkeeping for waiting_bytes and `published_at` for the mirror, not part of the view or the org.restored event.
-  const { listed_at: _listedAt, published_at: _publishedAt, ...shown } = progress;
+  // `listed_at` is bookkeeping for the waiting figures and `published_at` for the mirror, not part of the view or the org.restored event.
+  // `figures_changed_at` is the mirror's too; `waiting_batches` is shown below, resolved like `waiting_bytes`.
+  const { listed_at: _listedAt, published_at: _publishedAt, figures_changed_at: _figuresChangedAt, ...shown } = progress;
   return {
     ...shown,
     waiting_batches: waitingBatches(progress),

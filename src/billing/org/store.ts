@@ -6,7 +6,7 @@ import type { MirrorEntry } from "../../shared/billing-state.ts";
 import type { IndexEntry } from "../index/entry.ts";
 import { orgIndex } from "../index/object.ts";
 import { PARKING_KEY } from "./keys.ts";
-import { NO_PARKING, parkedFigures, ParkingProgress } from "./parking.ts";
+import { figuresDiffer, NO_PARKING, parkedFigures, parkedPublicationAt, ParkingProgress } from "./parking.ts";
 import { HistoryEntry, mirrorPending, newOrgRecord, OrgRecord, payLink, publishedDeadline, retryDelay, type NewHistoryEntry } from "./record.ts";
 
 /**
@@ -234,11 +234,26 @@ export class Publisher {
           logWarn({ event: "mirror_write_failed", org_id: record.org_id, version: entry.version, error: String(failure.reason), retry_at: failed.mirror.retry_at });
           return;
         }
-        this.transact(() => {
+        const now = Date.now();
+        const putOff = this.transact(() => {
           const current = this.store.load()!;
-          this.store.save({ ...current, mirror: { version: Math.max(current.mirror.version, entry.version), retry_at: null, failures: 0 } });
+          const written = { ...current, mirror: { version: Math.max(current.mirror.version, entry.version), retry_at: null, failures: 0 } };
+          // A parking report that came while these writes were in flight found a publication pending and owed
+          // none: if it moved the figures, this publication owes them, now or (throttled) by the alarm.
+          const parking = this.store.parking();
+          if (mirrorPending(written) || !figuresDiffer(entry.parked, parkedFigures(parking))) {
+            this.store.save(written);
+            return null;
+          }
+          const at = parkedPublicationAt(parking.published_at, now);
+          const version = written.version + 1;
+          this.store.save({ ...written, version, projection_version: version, mirror: { ...written.mirror, retry_at: at > now ? at : null } });
+          this.store.saveParking({ ...parking, published_at: at });
+          return at > now ? at : null;
         });
         log({ event: "mirror_written", org_id: record.org_id, state: entry.state, version: entry.version });
+        // Put off by the throttle: the alarm publishes it (the caller arms it; see recordParking in object.ts).
+        if (putOff !== null) return;
       }
     });
   }

@@ -17,6 +17,7 @@ const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
+const COLON = 0x3a;
 
 export type Scan = { ok: true; end: number } | { ok: false; reason: "unterminated" | "too_deep"; at: number };
 
@@ -78,7 +79,71 @@ function keepUnsafeIntegers(_key: string, value: unknown, context?: { source?: s
  * batches parse at plain `JSON.parse` speed. Throws SyntaxError.
  */
 export function parseJson(text: string): unknown {
-  return LONG_DIGIT_RUN.test(text) ? JSON.parse(text, keepUnsafeIntegers) : JSON.parse(text);
+  if (!LONG_DIGIT_RUN.test(text)) return JSON.parse(text);
+  return parseFlatExact(text) ?? JSON.parse(text, keepUnsafeIntegers);
+}
+
+const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
+/** Characters that make a digit run part of a fraction or exponent rather than an integer. */
+const isNumberPart = (c: number) => c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b;
+
+/**
+ * A flat object (no object or array inside, the common Logpush record) with its unsafe integers
+ * exact, at plain `JSON.parse` speed: the reviver made a 64 MiB Logpush batch of unixnano
+ * timestamps parse about 6× slower (issue 20). One pass over the text (strings jumped with
+ * indexOf) finds each integer literal of 16+ digits outside strings and the key before it;
+ * after the plain parse, a key whose value is that literal, rounded, gets the exact bigint.
+ * undefined when the text is not a flat object, or gives a key twice (the caller then uses the
+ * reviver); throws JSON.parse's SyntaxError.
+ */
+function parseFlatExact(text: string): Record<string, unknown> | undefined {
+  const n = text.length;
+  let i = 0;
+  while (i < n && text.charCodeAt(i) !== OPEN_BRACE) {
+    if (text.charCodeAt(i) > 0x20) return undefined;
+    i++;
+  }
+  const exact: { key: string; digits: string }[] = [];
+  let lastString = -1;
+  let lastStringEnd = -1;
+  let keys = 0;
+  for (i++; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      const end = endOfString(text, i);
+      if (end === -1) return undefined;
+      lastString = i;
+      lastStringEnd = end;
+      let after = end;
+      while (after < n && text.charCodeAt(after) <= 0x20) after++;
+      if (text.charCodeAt(after) === COLON) keys++;
+      i = end - 1;
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      return undefined;
+    } else if (isDigit(c)) {
+      let end = i + 1;
+      while (end < n && isDigit(text.charCodeAt(end))) end++;
+      const before = text.charCodeAt(i - 1);
+      if (end - i >= 16 && !isNumberPart(before) && !(end < n && isNumberPart(text.charCodeAt(end))) && lastString !== -1) {
+        try {
+          exact.push({ key: JSON.parse(text.slice(lastString, lastStringEnd)) as string, digits: text.slice(before === 0x2d ? i - 1 : i, end) });
+        } catch {
+          return undefined;
+        }
+      }
+      i = end - 1;
+    }
+  }
+  const value = JSON.parse(text) as unknown;
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined;
+  const record = value as Record<string, unknown>;
+  // A key given twice: which literal's value JSON.parse kept is the reviver's to say.
+  if (exact.length > 0 && Object.keys(record).length !== keys) return undefined;
+  for (const { key, digits } of exact) {
+    const parsed = record[key];
+    if (typeof parsed === "number" && !Number.isSafeInteger(parsed) && parsed === Number(digits)) record[key] = BigInt(digits);
+  }
+  return record;
 }
 
 /**

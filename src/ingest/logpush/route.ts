@@ -1,9 +1,9 @@
-import { declaredLengthExceeds, readBounded } from "../../shared/bounded-read.ts";
+import { declaredLengthExceeds, readBounded, TooLargeError } from "../../shared/bounded-read.ts";
 import { errorResponse } from "../../shared/http-error.ts";
 import type { IngestSettings } from "../config.ts";
 import { logUpstreamTrouble, refuse, settleForward } from "../request/account.ts";
 import { admit, type Suspended } from "../request/admit.ts";
-import { isGzip } from "../gzip.ts";
+import { decompressedCap, inflater, isGzip } from "../gzip.ts";
 import { forward, isOutage, PARKING_UNAVAILABLE_RETRY_AFTER, UNAVAILABLE_RETRY_AFTER, type ForwardResult } from "../request/forward.ts";
 import { batchDigest, keepOnce, readMarker } from "../parking/kept-once.ts";
 import { parkBatch, parkBatchAt, parkingOf, type WaitUntil } from "../parking/batch.ts";
@@ -22,6 +22,11 @@ const DATASET = /^[a-z0-9_]{1,64}$/;
 export const SEGMENT_CHARS = 1 << 20;
 /** OTLP JSON sent upstream per request: the batch is forwarded in pieces of about this size. */
 export const UPSTREAM_BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Compressed bytes inflated at a time: deflate expands at most about 1,032 to 1, so one slice's
+ * output, held until it is decoded, stays under about 16 MiB even for a bomb (typically ~200 KiB).
+ */
+const INFLATE_SLICE_BYTES = 16 * 1024;
 
 type Stop = { stop: Response };
 
@@ -216,14 +221,20 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
   let records = 0;
   let delivered = 0;
   let last: ForwardResult | null = null;
-  const send = async (): Promise<Stop | null> => {
-    if (pending.length === 0) return null;
-    const body = `${envelopeStart}"logRecords":[${pending.join(",")}]${envelopeEnd}`;
-    const share = { records: pendingRecords, bytes: compressed - sharedBytes };
-    sharedBytes = compressed;
-    pending.length = 0;
-    pendingBytes = 0;
-    pendingRecords = 0;
+  /**
+   * The piece in flight upstream, if any: the next one is converted while it travels (the
+   * upstream's time no longer adds to the conversion's), and sent only once it was accepted, so
+   * the upstream sees the same pieces, in the same order, as when each was awaited in turn.
+   */
+  let inFlight: Promise<Stop | null> | null = null;
+  const settle = async (): Promise<Stop | null> => {
+    const flight = inFlight;
+    inFlight = null;
+    return flight ? await flight : null;
+  };
+  /** A stop found while a piece was in flight: that piece's failure, if it failed, came first. */
+  const stopWith = async (stop: Stop): Promise<Response> => ((await settle()) ?? stop).stop;
+  const deliver = async (body: string, share: { records: number; bytes: number }): Promise<Stop | null> => {
     last = await pieces.send(body, share);
     if (last.outcome === "accepted") {
       delivered++;
@@ -238,6 +249,22 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
       };
     }
     return { stop: pieces.account ? settleForward(env, settings, { ...ctx, route, bytes: decompressed }, last) : last.response };
+  };
+  const send = async (): Promise<Stop | null> => {
+    const previous = await settle();
+    if (previous) return previous;
+    if (pending.length === 0) return null;
+    const body = `${envelopeStart}"logRecords":[${pending.join(",")}]${envelopeEnd}`;
+    const share = { records: pendingRecords, bytes: compressed - sharedBytes };
+    sharedBytes = compressed;
+    pending.length = 0;
+    pendingBytes = 0;
+    pendingRecords = 0;
+    const flight = deliver(body, share);
+    // Its failure (a parking error included) surfaces when it is settled; never unhandled meanwhile.
+    flight.catch(() => {});
+    inFlight = flight;
+    return null;
   };
 
   // Segments of whole records, parsed and converted one at a time.
@@ -271,47 +298,74 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
     return pendingBytes >= UPSTREAM_BATCH_BYTES ? send() : null;
   };
 
-  // The body: counted, decompressed when gzip (declared, or by its magic bytes), decoded, cut.
+  // The body: counted, inflated when gzip (declared, or by its magic bytes), decoded, cut.
   let decompressed = 0;
-  const source = await peekGzip(request.body);
-  let stream = source.stream;
   let compressed = 0;
-  const limitCompressed = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      compressed += chunk.byteLength;
-      if (compressed > settings.maxBodyBytes) throw new BodyError("body");
-      controller.enqueue(chunk);
-    },
-  });
-  stream = stream.pipeThrough(limitCompressed);
+  const source = await peekGzip(request.body);
+  const reader = source.stream.getReader();
   // Logpush always gzips; some senders omit the header, so the magic bytes decide too.
   const gzipped = encoding === "gzip" || source.gzip;
-  if (gzipped) stream = stream.pipeThrough(new DecompressionStream("gzip"));
-  const reader = stream.getReader();
+  /** Inflated output not yet decoded: at most one input slice's worth (see INFLATE_SLICE_BYTES). */
+  const inflated: Uint8Array[] = [];
+  const inflate = gzipped ? inflater(decompressedCap(settings.maxDecompressedBytes), (chunk) => inflated.push(chunk)) : null;
   const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
   const segmenter = new Segmenter(options.format === "csv", SEGMENT_CHARS);
+  const decode = async (chunk: Uint8Array): Promise<Stop | null> => {
+    decompressed += chunk.byteLength;
+    if (settings.maxDecompressedBytes > 0 && decompressed > settings.maxDecompressedBytes) throw new BodyError("decompressed");
+    let text: string;
+    try {
+      text = decoder.decode(chunk, { stream: true });
+    } catch {
+      throw new BodyError("utf8");
+    }
+    for (const segment of segmenter.push(text)) {
+      const stop = await take(segment, false);
+      if (stop) return stop;
+    }
+    return null;
+  };
+  const drain = async (): Promise<Stop | null> => {
+    while (inflated.length > 0) {
+      const stop = await decode(inflated.shift()!);
+      if (stop) return stop;
+    }
+    return null;
+  };
+  const inflating = async (step: Promise<unknown>): Promise<void> => {
+    try {
+      await step;
+    } catch (error) {
+      throw new BodyError(error instanceof TooLargeError ? "decompressed" : "gzip");
+    }
+  };
   try {
     if (gzipped && !source.gzip) throw new BodyError("gzip");
     for (;;) {
       let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
         chunk = await reader.read();
-      } catch (error) {
-        throw error instanceof BodyError ? error : new BodyError(gzipped ? "gzip" : "body");
+      } catch {
+        throw new BodyError(gzipped ? "gzip" : "body");
       }
       if (chunk.done) break;
-      decompressed += chunk.value.byteLength;
-      if (decompressed > settings.maxDecompressedBytes) throw new BodyError("decompressed");
-      let text: string;
-      try {
-        text = decoder.decode(chunk.value, { stream: true });
-      } catch {
-        throw new BodyError("utf8");
+      compressed += chunk.value.byteLength;
+      if (compressed > settings.maxBodyBytes) throw new BodyError("body");
+      if (!inflate) {
+        const stop = await decode(chunk.value);
+        if (stop) return stopWith(stop);
+        continue;
       }
-      for (const segment of segmenter.push(text)) {
-        const stop = await take(segment, false);
-        if (stop) return stop.stop;
+      for (let at = 0; at < chunk.value.byteLength; at += INFLATE_SLICE_BYTES) {
+        await inflating(inflate.write(chunk.value.subarray(at, at + INFLATE_SLICE_BYTES)));
+        const stop = await drain();
+        if (stop) return stopWith(stop);
       }
+    }
+    if (inflate) {
+      await inflating(inflate.end());
+      const stop = await drain();
+      if (stop) return stopWith(stop);
     }
     let rest: string;
     try {
@@ -319,12 +373,15 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
     } catch {
       throw new BodyError("utf8");
     }
-    const stop = (await take(rest, true)) ?? (await send());
-    if (stop) return stop.stop;
+    const stop = (await take(rest, true)) ?? (await send()) ?? (await settle());
+    if (stop) return stopWith(stop);
   } catch (error) {
     if (!(error instanceof BodyError)) throw error;
     // Not awaited: cancelling a half-read request body can wait on the client.
     reader.cancel().catch(() => {});
+    inflate?.abort();
+    const earlier = await settle();
+    if (earlier) return earlier.stop;
     if (error.what === "body") return tooLarge("body", settings.maxBodyBytes);
     if (error.what === "decompressed") return tooLarge("decompressed body", settings.maxDecompressedBytes);
     if (error.what === "gzip") return invalid("invalid_gzip", "the body is declared gzip but does not decompress");

@@ -53,22 +53,57 @@ export class Segmenter {
     return rest;
   }
 
+  /**
+   * Strings are jumped quote to quote with indexOf (most of a record's text is inside strings),
+   * brackets counted outside them: about 2× the char-by-char loop's speed (issue 20).
+   */
   private scan(text: string, base: number): void {
     const n = text.length;
-    for (let i = 0; i < n; i++) {
+    let i = 0;
+    if (this.inString) {
+      i = this.skipString(text, 0);
+      if (i === -1) return;
+    }
+    for (; i < n; i++) {
       const c = text.charCodeAt(i);
-      if (this.inString) {
-        if (this.escaped) this.escaped = false;
-        else if (c === BACKSLASH) this.escaped = true;
-        else if (c === QUOTE) this.inString = false;
-        continue;
-      }
-      if (c === QUOTE) this.inString = true;
-      else if (c === 0x7b || c === 0x5b) this.depth++;
+      if (c === QUOTE) {
+        this.inString = true;
+        const end = this.skipString(text, i + 1);
+        if (end === -1) return;
+        i = end - 1;
+      } else if (c === 0x7b || c === 0x5b) this.depth++;
       else if (c === 0x7d || c === 0x5d) {
         this.depth--;
         if (!this.csv && this.depth === 0) this.lastCut = base + i + 1;
       } else if (this.csv && c === NEWLINE && this.depth === 0) this.lastCut = base + i + 1;
+    }
+  }
+
+  /**
+   * From `from`, inside a string: the index just after its closing quote, or -1 when the text
+   * ends inside it (then `escaped` says whether the next text's first character is escaped).
+   */
+  private skipString(text: string, from: number): number {
+    let j = from;
+    if (this.escaped) {
+      if (j >= text.length) return -1;
+      this.escaped = false;
+      j++;
+    }
+    for (;;) {
+      const quote = text.indexOf('"', j);
+      const stop = quote === -1 ? text.length : quote;
+      let backslashes = 0;
+      for (let k = stop - 1; k >= j && text.charCodeAt(k) === BACKSLASH; k--) backslashes++;
+      if (quote === -1) {
+        this.escaped = backslashes % 2 === 1;
+        return -1;
+      }
+      if (backslashes % 2 === 0) {
+        this.inString = false;
+        return quote + 1;
+      }
+      j = quote + 1;
     }
   }
 }

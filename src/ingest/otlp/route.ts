@@ -14,11 +14,12 @@ import { keepSuspended, parkOnOutage } from "./park.ts";
 
 /**
  * `POST /v1/{traces,metrics,logs}`, top to bottom; this function only sequences. The key and the
- * gate (`admit`), the body's headers (format.ts), the body streamed upstream byte for byte while
- * it is checked (size, gzip integrity and decompressed size; see `outgoingBody`), then the
- * upstream's answer accounted for (answer.ts). Nothing is decoded, re-encoded or held whole,
- * except with parking on (`PARKING` bound), where a copy of the body (at most MAX_BODY_BYTES) is
- * kept beside the upload so that an upstream outage parks the batch instead of failing it (park.ts).
+ * gate (`admit`), the body's headers (format.ts), the body sent upstream byte for byte once it is
+ * checked (size, gzip integrity and decompressed size; see `outgoingBody`: a gzip body with a
+ * declared length is read whole, at most MAX_BODY_BYTES, and inflated once before it goes; one
+ * without a length is checked chunk by chunk as it streams), then the upstream's answer accounted
+ * for (answer.ts). Nothing is re-encoded. With parking on (`PARKING` bound) a copy of the body (at
+ * most MAX_BODY_BYTES) is kept so that an upstream outage parks the batch instead of failing it (park.ts).
  *
  * Customer-facing extras (docs/customers.md): a suspended org's 402 names where to
  * pay, and with parking on its batch is kept and delivered once paid; an accepted answer for an

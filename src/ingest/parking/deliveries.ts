@@ -265,7 +265,7 @@ export type CleanupResult = { expired: number; expiredBytes: number; waitingOrgs
 export async function cleanupParked(env: DeliveryEnv, now: number): Promise<CleanupResult | null> {
   const parking = parkingSettings(env);
   if (!parking) return null;
-  const byOrg = new Map<string, { batches: number; bytes: number; kept: number }>();
+  const byOrg = new Map<string, { batches: number; bytes: number; kept: number; keptBatches: number }>();
   const waiting = new Set<string>();
   let expired = 0;
   let expiredBytes = 0;
@@ -277,7 +277,7 @@ export async function cleanupParked(env: DeliveryEnv, now: number): Promise<Clea
     for (const object of page.objects) {
       const orgId = orgOfKey(object.key);
       const receivedAt = receivedAtOfKey(object.key);
-      const count = orgId === null ? null : (byOrg.get(orgId) ?? { batches: 0, bytes: 0, kept: 0 });
+      const count = orgId === null ? null : (byOrg.get(orgId) ?? { batches: 0, bytes: 0, kept: 0, keptBatches: 0 });
       if (orgId !== null && count !== null) byOrg.set(orgId, count);
       if (orgId === null || receivedAt === null || now - receivedAt >= parking.retentionMs) {
         doomed.push(object.key);
@@ -291,6 +291,7 @@ export async function cleanupParked(env: DeliveryEnv, now: number): Promise<Clea
         waiting.add(orgId);
         keptBytes += object.size;
         count!.kept += object.size;
+        count!.keptBatches++;
       }
     }
     if (doomed.length > 0) await parking.bucket.delete(doomed);
@@ -299,7 +300,7 @@ export async function cleanupParked(env: DeliveryEnv, now: number): Promise<Clea
   await deleteExpiredDigests(parking, now);
   // The global cap's figure, read by every isolate once a minute (store.ts, ParkedTotal).
   await parking.bucket.put(PARKED_TOTAL_KEY, JSON.stringify({ bytes: keptBytes, at: now }));
-  await Promise.all([...byOrg].map(([orgId, count]) => report(env, orgId, { expired_batches: count.batches, expired_bytes: count.bytes, listed_bytes: count.kept, listed_at: now })));
+  await Promise.all([...byOrg].map(([orgId, count]) => report(env, orgId, { expired_batches: count.batches, expired_bytes: count.bytes, listed_bytes: count.kept, listed_batches: count.keptBatches, listed_at: now })));
   const orgs = [...waiting];
   if (parking.queue) {
     for (let i = 0; i < orgs.length; i += 100) await parking.queue.sendBatch(orgs.slice(i, i + 100).map((org_id) => ({ body: { org_id } })));

@@ -1,6 +1,6 @@
 import { gunzipSync } from "node:zlib";
 import { readBounded, TooLargeError } from "../../shared/bounded-read.ts";
-import { countBounded, isGzip } from "../gzip.ts";
+import { decompressedCap, inflater, inflateWhole, isGzip } from "../gzip.ts";
 import type { ItemCounter } from "../usage/item-counter.ts";
 
 /**
@@ -43,15 +43,21 @@ export type OutgoingBody = {
 export type BodyLimits = { maxBodyBytes: number; maxDecompressedBytes: number };
 
 /**
- * Plans how a body goes upstream without holding it:
- * - identity with a declared length: the request's own stream (the runtime enforces the length);
+ * Plans how a body goes upstream. A gzip body is inflated only when something needs its
+ * decompressed bytes: the bomb check (MAX_DECOMPRESSED_BYTES, 0 turns it off) or usage metering's
+ * item count. Then it is inflated once, natively (gzip.ts), the count taken from that inflation.
+ * - identity with a declared length, or gzip nothing needs inflated: the request's own stream (the
+ *   runtime enforces the length);
  * - gzip small enough that it cannot be a bomb (`DEFLATE_MAX_RATIO`): read natively (it is at most
  *   MAX_DECOMPRESSED_BYTES / 1,032 bytes, 65 KB by default) and checked for gzip's magic bytes only;
  *   a corrupt stream behind them is the backend's to refuse (400, final for the client);
- * - anything else streams through a check: bytes counted against MAX_BODY_BYTES, and for gzip a
- *   tee into a DecompressionStream counted against MAX_DECOMPRESSED_BYTES. The upstream request
- *   never sees the end of the body before the check has passed, so a bomb or broken gzip
- *   aborts it (the upstream sees a failed upload, never a complete request).
+ * - other gzip with a declared length (at most MAX_BODY_BYTES): read whole, inflated (the output
+ *   counted and dropped a chunk at a time), and only then sent, so a bomb or broken gzip never
+ *   reaches the upstream at all. Memory: the body plus one output chunk (256 KiB);
+ * - a body without a declared length streams through a check: bytes counted against
+ *   MAX_BODY_BYTES, and gzip inflated as it passes, counted against MAX_DECOMPRESSED_BYTES. The
+ *   upstream request never sees the end of the body before the check has passed, so a bomb or
+ *   broken gzip aborts it (the upstream sees a failed upload, never a complete request).
  */
 export async function outgoingBody(
   request: Request,
@@ -62,7 +68,9 @@ export async function outgoingBody(
 ): Promise<OutgoingBody | ({ ok: false } & BodyProblem)> {
   const declared = declaredLength(request.headers);
   if (declared !== null && declared > limits.maxBodyBytes) return { ok: false, problem: "too_large", limit: limits.maxBodyBytes };
-  if (declared !== null && !gzip) {
+  const checkBomb = limits.maxDecompressedBytes > 0;
+  const inflate = gzip && (checkBomb || counter !== null);
+  if (declared !== null && !inflate) {
     if (request.body === null) return withItems(withCopy(settledWith(new Uint8Array(0), declared), keepCopy ? Promise.resolve(new Uint8Array(0)) : undefined), counter && (() => counter.finish()));
     if (!keepCopy) {
       if (!counter) return settledWith(request.body, declared);
@@ -76,16 +84,33 @@ export async function outgoingBody(
     // Metering counts the copy, which is in memory anyway.
     return withItems(withCopy(settledWith(upload.pipeThrough(new FixedLengthStream(declared)), declared), kept), counter && (async () => countWhole(counter, await kept)));
   }
-  if (declared !== null && declared * DEFLATE_MAX_RATIO <= limits.maxDecompressedBytes) {
+  if (declared !== null && checkBomb && declared * DEFLATE_MAX_RATIO <= limits.maxDecompressedBytes) {
     const bytes = new Uint8Array(await request.arrayBuffer());
     if (!isGzip(bytes)) return { ok: false, problem: "invalid_gzip" };
     // Metering decompresses it (at most MAX_DECOMPRESSED_BYTES / 1,032 bytes) only once the upstream has answered.
     return withItems(withCopy(settledWith(bytes, bytes.byteLength), keepCopy ? Promise.resolve(bytes) : undefined), counter && (() => countGzip(counter, bytes, limits.maxDecompressedBytes)));
   }
+  if (declared !== null) return inflatedFirst(new Uint8Array(await request.arrayBuffer()), limits, keepCopy, counter);
   const source = request.body ?? new Blob([]).stream();
-  if (!keepCopy) return checkedStream(source, gzip, limits, counter);
+  if (!keepCopy) return checkedStream(source, inflate, limits, counter);
   const [upload, copy] = source.tee();
-  return withCopy(checkedStream(upload, gzip, limits, counter), collectBounded(copy, limits.maxBodyBytes));
+  return withCopy(checkedStream(upload, inflate, limits, counter), collectBounded(copy, limits.maxBodyBytes));
+}
+
+/** Why an inflation stopped, as the client hears it. */
+function inflateProblem(error: unknown, limits: BodyLimits): BodyProblem {
+  return error instanceof TooLargeError ? { problem: "decompressed_too_large", limit: limits.maxDecompressedBytes } : { problem: "invalid_gzip" };
+}
+
+/** A whole gzip body inflated once (its items counted from that inflation) before any of it goes upstream. */
+async function inflatedFirst(bytes: Uint8Array, limits: BodyLimits, keepCopy: boolean, counter: ItemCounter | null): Promise<OutgoingBody | ({ ok: false } & BodyProblem)> {
+  try {
+    await inflateWhole(bytes, decompressedCap(limits.maxDecompressedBytes), counter ? (chunk) => counter.push(chunk) : undefined);
+  } catch (error) {
+    return { ok: false, ...inflateProblem(error, limits) };
+  }
+  const items = counter ? counter.finish() : null;
+  return withItems(withCopy(settledWith(bytes, bytes.byteLength), keepCopy ? Promise.resolve(bytes) : undefined), counter && (() => items));
 }
 
 function withItems(body: OutgoingBody, items: OutgoingBody["items"] | null): OutgoingBody {
@@ -149,7 +174,7 @@ function declaredLength(headers: Headers): number | null {
   return declared !== null && /^\d+$/.test(declared) ? Number(declared) : null;
 }
 
-/** The body piped through a counting (and, for gzip, decompression-checking) stage; see `outgoingBody`. */
+/** The body piped through a counting (and, for gzip, inflating) stage; see `outgoingBody`. */
 function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits: BodyLimits, counter: ItemCounter | null): OutgoingBody {
   let bytes = 0;
   let moved = Date.now();
@@ -171,17 +196,8 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
     return new Promise<never>(() => {});
   };
 
-  const decompressor = gzip ? new DecompressionStream("gzip") : null;
-  const inflate = decompressor?.writable.getWriter() ?? null;
-  // The decompressed side is only counted; a bomb stops it (and with it the upload) at the cap.
-  const inflated: Promise<void> = decompressor
-    ? countBounded(decompressor.readable, limits.maxDecompressedBytes, counter ? (chunk) => counter.push(chunk) : undefined).then(
-        () => {},
-        (error: unknown) => {
-          problem ??= error instanceof TooLargeError ? { problem: "decompressed_too_large", limit: limits.maxDecompressedBytes } : { problem: "invalid_gzip" };
-        },
-      )
-    : Promise.resolve();
+  // Inflated as it passes, each chunk before it is sent on: a bomb stops the upload at the cap.
+  const inflate = gzip ? inflater(decompressedCap(limits.maxDecompressedBytes), counter ? (chunk) => counter.push(chunk) : undefined) : null;
 
   const check = new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
@@ -191,13 +207,10 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
       if (bytes > limits.maxBodyBytes) return fail({ problem: "too_large", limit: limits.maxBodyBytes });
       if (inflate) {
         try {
-          await inflate.ready;
-        } catch {
-          // The decompressor stopped (a bomb at the cap, or broken gzip): `inflated` says which.
-          await inflated;
-          return fail(problem ?? { problem: "invalid_gzip" });
+          await inflate.write(chunk);
+        } catch (error) {
+          return fail(inflateProblem(error, limits));
         }
-        inflate.write(chunk).catch(() => {}); // its failure surfaces through `inflated`
       } else {
         counter?.push(chunk);
       }
@@ -206,8 +219,11 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
     async flush() {
       // The upstream sees the end of the body only once the whole of it has passed.
       if (inflate) {
-        await inflate.close().catch(() => {});
-        await inflated;
+        try {
+          await inflate.end();
+        } catch (error) {
+          return fail(inflateProblem(error, limits));
+        }
       }
       if (problem) return fail(problem);
       moved = Date.now();
@@ -226,7 +242,7 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
       if (problem) return { ok: false, ...problem };
       // The upstream answered before reading it all (an early refusal): its answer stands.
       body.cancel().catch(() => {});
-      inflate?.abort().catch(() => {});
+      inflate?.abort();
       return { ok: true, bytes, unread: true };
     },
   };

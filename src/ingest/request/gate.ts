@@ -60,6 +60,12 @@ export type Verdict = {
    * nothing known (accepted), or a suspension the object could not confirm (kept).
    */
   source: "memory" | "mirror" | "object" | "fail_open" | "unconfirmed";
+  /**
+   * With `fail_open` only: the verdict this isolate held for the org before the lookup failed (not
+   * suspended: a known suspension is refused instead), for the customer's status. The gate accepts
+   * regardless; absent when nothing was known.
+   */
+  last_known?: Held;
 };
 
 /**
@@ -83,7 +89,24 @@ export type GateCounters = { keyLookups: number; mirrorReads: number; carriedVer
 
 const ZERO_COUNTERS: GateCounters = { keyLookups: 0, mirrorReads: 0, carriedVerdicts: 0, objectCalls: 0, failOpens: 0, unconfirmedRefusals: 0 };
 
-type Held = Omit<Verdict, "source">;
+type Held = Omit<Verdict, "source" | "last_known">;
+/**
+ * What the verdicts cache holds: a verdict, or a fail-open acceptance (`failed_open`) that keeps what was
+ * known before the failure, so a warm read says `fail_open` (never a confident `memory`) while it is held.
+ */
+type Cached = Held & { failed_open?: { last_known: Held | undefined } };
+
+/** A cached verdict as the gate answers it from memory. */
+function fromMemory(entry: Cached): Verdict {
+  const { failed_open: failedOpen, ...held } = entry;
+  if (!failedOpen) return { ...held, source: "memory" };
+  return failedOpen.last_known ? { ...held, source: "fail_open", last_known: failedOpen.last_known } : { ...held, source: "fail_open" };
+}
+
+/** What the isolate really knew of an org: a fail-open acceptance stands for what was known before it. */
+function knownOf(entry: Cached | undefined): Held | undefined {
+  return entry?.failed_open ? entry.failed_open.last_known : entry;
+}
 
 const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [], enforcement: null };
 
@@ -109,7 +132,7 @@ function heldOf(entry: MirrorEntry | null): Held {
 export class IngestGate {
   readonly counters: GateCounters = { ...ZERO_COUNTERS };
   private readonly keys: TtlCache<IngestKeyRecord | null>;
-  private readonly verdicts: TtlCache<Held>;
+  private readonly verdicts: TtlCache<Cached>;
   /** One pending lookup per org; bounded by the requests in flight. */
   private readonly inflight = new Map<string, Promise<Verdict>>();
   private readonly onDependencyFailure: (event: DependencyFailure) => void;
@@ -126,7 +149,7 @@ export class IngestGate {
     if (!record) return undefined;
     const verdict = this.verdicts.get(record.org_id, now);
     if (!verdict) return undefined;
-    return { org_id: record.org_id, key_id: record.key_id, verdict: { ...verdict, source: "memory" } };
+    return { org_id: record.org_id, key_id: record.key_id, verdict: fromMemory(verdict) };
   }
 
   async checkKey(key: string, sources: GateSources, now: number): Promise<KeyCheck> {
@@ -153,7 +176,7 @@ export class IngestGate {
    */
   async verdict(orgId: string, sources: GateSources, now: number, carried?: MirrorEntry): Promise<Verdict> {
     const cached = this.verdicts.get(orgId, now);
-    if (cached) return { ...cached, source: "memory" };
+    if (cached) return fromMemory(cached);
     // Single flight: a flood from one org while its entry is cold is one KV read and at
     // most one object call, not one per request.
     const pending = this.inflight.get(orgId);
@@ -208,11 +231,12 @@ export class IngestGate {
    * is held briefly instead of hammering a dependency that is down or overloaded.
    */
   private degraded(orgId: string, dependency: DependencyFailure["dependency"], error: unknown, now: number, held: Held | null): Verdict {
-    const last = this.verdicts.peek(orgId);
-    const verdict = held ?? OK;
+    const last = knownOf(this.verdicts.peek(orgId));
     if (held) this.counters.unconfirmedRefusals++;
     else this.counters.failOpens++;
-    this.verdicts.set(orgId, verdict, now + GATE_TIMINGS.failOpenTtlMs);
+    // Accepting (OK) is the decision; what was known before stays beside it for the customer's status.
+    const entry: Cached = held ?? { ...OK, failed_open: { last_known: last } };
+    this.verdicts.set(orgId, entry, now + GATE_TIMINGS.failOpenTtlMs);
     this.onDependencyFailure({
       org_id: orgId,
       dependency,
@@ -220,7 +244,7 @@ export class IngestGate {
       last_verdict: last === undefined ? "none" : last.suspended ? "suspended" : "ok",
       decision: held ? "refuse" : "accept",
     });
-    return { ...verdict, source: held ? "unconfirmed" : "fail_open" };
+    return held ? { ...held, source: "unconfirmed" } : last ? { ...OK, source: "fail_open", last_known: last } : { ...OK, source: "fail_open" };
   }
 
   /** For tests and the benchmark: forget everything this isolate has cached. */

@@ -25,7 +25,8 @@ export type OrgStatus = {
   checked_at: string;
   /**
    * Where the answer came from, as the gate got it: isolate memory, the KV mirror, the org's object, or
-   * `unconfirmed` (the object could not be asked; the last mirrored suspension stands).
+   * `unconfirmed` (a lookup failed: the object could not be asked, and the last mirrored suspension stands; or
+   * KV could not be read, and the verdict this isolate last held stands).
    */
   source: "memory" | "mirror" | "object" | "unconfirmed";
 };

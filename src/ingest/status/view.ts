@@ -4,7 +4,7 @@ import { payUrlOf } from "../customer/pay-link.ts";
 import type { Verdict } from "../request/gate.ts";
 import type { Enforcement, OrgStatus } from "./answer.ts";
 
-/** The gate's verdict as a status can answer it: not `fail_open` (nothing known; the route answers 503). */
+/** The gate's verdict as a status can answer it: not `fail_open` (the route answers what was known before, as `unconfirmed`, or 503). */
 export type KnownVerdict = Omit<Verdict, "source"> & { source: OrgStatus["source"] };
 
 export type StatusContext = { orgId: string; now: number; enforceLimits: boolean; upgradeUrl: string | null; enforcement: Enforcement };
