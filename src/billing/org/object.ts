@@ -15,6 +15,7 @@ import { orgView, type OrgView } from "./view.ts";
 import { addParking, parkedFiguresDiffer, parkedPublicationAt, waitingBytes } from "./parking.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
+import { ACTIVITY_TABLES, ActivityLog } from "../usage/activity.ts";
 import { meteredBalances } from "../autumn/answers.ts";
 import { UsageReporter } from "../usage/reporter.ts";
 import { usageView } from "../usage/usage-view.ts";
@@ -72,6 +73,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   private readonly publisher: Publisher;
   private readonly outbox: Outbox;
   private readonly usage: UsageLedger;
+  private readonly activity: ActivityLog;
   private readonly reporter: UsageReporter;
   private readonly syncs = new Serialized<OrgRecord>();
   private readonly configReports: ConfigReports;
@@ -80,12 +82,13 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
 
   constructor(ctx: DurableObjectState, env: BillingEnv) {
     super(ctx, env);
-    this.store = new OrgStore(ctx.storage, [EVENT_TABLES, USAGE_TABLES]);
+    this.store = new OrgStore(ctx.storage, [EVENT_TABLES, USAGE_TABLES, ACTIVITY_TABLES]);
     const transact = this.store.transact;
     this.configReports = new ConfigReports(ctx.id.name ?? null);
     this.publisher = new Publisher(env, this.store, transact);
     this.outbox = new Outbox(ctx.storage.sql, this.store, transact, this.configReports);
     this.usage = new UsageLedger(ctx.storage.sql);
+    this.activity = new ActivityLog(ctx.storage.sql);
     this.reporter = new UsageReporter(this.usage, transact);
     this.transact = transact;
   }
@@ -99,7 +102,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const record = this.load();
     const now = Date.now();
     return {
-      ...orgView(record, this.store.history(), this.outbox.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking()),
+      ...orgView(record, this.store.history(), this.outbox.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking(), this.activity.view(now)),
       usage: usageView(record, this.usage.rows(), settings.usage, now),
     };
   }
@@ -119,7 +122,12 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     return this.pass(async (settings) => {
       if (settings.usageProblem !== null) return { ok: false as const, error: `usage is not recorded until the configuration is fixed: ${settings.usageProblem.message}` };
       const now = Date.now();
-      const result = this.transact(() => this.usage.fold(parsed.data, settings.usage.features, now));
+      // The activity of the messages the ledger found new, in the same transaction: each message's once.
+      const result = this.transact(() => {
+        const folded = this.usage.fold(parsed.data, settings.usage.features, now);
+        this.activity.fold(folded.fresh, now);
+        return folded;
+      });
       log({ event: "usage_recorded", org_id: this.orgId, messages: parsed.data.length, recorded: result.recorded, duplicates: result.duplicates });
       if (result.abandoned.length > 0) {
         // Usage may be lost if a batch from these ever arrives: never silent (bounded: the first 10 named).
