@@ -1,7 +1,8 @@
 import { runInDurableObject } from "cloudflare:test";
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
-import { ACTIVITY_TABLES, activityOf, activityStart, ACTIVITY_HOURS } from "../../src/billing/usage/activity.ts";
+import { ACTIVITY_TABLES, activityOf, activityStart, ACTIVITY_HOURS, wouldRefuseDue } from "../../src/billing/usage/activity.ts";
+import { orgIndex } from "../../src/billing/index/object.ts";
 import { EVENT_TABLES } from "../../src/billing/org/events.ts";
 import { OrgStore } from "../../src/billing/org/store.ts";
 import { USAGE_TABLES } from "../../src/billing/usage/ledger.ts";
@@ -19,6 +20,18 @@ import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 afterEach(deleteAllAlarms);
 
 const hoursAgo = (n: number, now = Date.now()) => hourOf(now) - n * HOUR_MS;
+
+/** A console page, signed in. */
+async function consolePage(path: string): Promise<string> {
+  const login = await exports.default.fetch(`${BILLING}/admin/login`, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: BILLING },
+    body: new URLSearchParams({ token: TEST_ADMIN_TOKEN }).toString(),
+  });
+  const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+  return (await exports.default.fetch(`${BILLING}${path}`, { headers: { cookie } })).text();
+}
 
 function message(id: string, hours: { hour: number; accepted?: number; refused?: number; would_refuse?: number; parked?: number }[], stream?: { stream: string; seq: number }): UsageDelivery {
   const at = Date.now();
@@ -100,19 +113,57 @@ describe("the org's object keeps its activity", () => {
   it("the console's org page draws it", async () => {
     const org = uniqueOrg("activity-page");
     await orgStub(org).recordUsage([message("p1", [{ hour: hoursAgo(3), accepted: 40, parked: 9 }])]);
-    const login = await exports.default.fetch(`${BILLING}/admin/login`, {
-      method: "POST",
-      redirect: "manual",
-      headers: { "content-type": "application/x-www-form-urlencoded", origin: BILLING },
-      body: new URLSearchParams({ token: TEST_ADMIN_TOKEN }).toString(),
-    });
-    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
-    const page = await (await exports.default.fetch(`${BILLING}/admin/org/${org}`, { headers: { cookie } })).text();
+    const page = await consolePage(`/admin/org/${org}`);
     const chart = page.indexOf('<section class="card" id="activity">');
     expect(chart).toBeGreaterThan(0);
     expect(chart).toBeLessThan(page.indexOf("<h2>Timeline</h2>"));
     expect(page).toContain('<path class="layer accepted"');
     expect(page).toContain('<path class="layer parked"');
     expect(page).toMatch(/<th scope="row">Parked<\/th><td>9<\/td><td>9<\/td>/);
+  });
+});
+
+describe("the console overview's would-be-refused list (the index)", () => {
+  it("is due when a fold brings would-be refusals, at most once per org and hour", () => {
+    const now = Date.UTC(2026, 10, 30, 12, 30);
+    const some = [{ hour: hourOf(now), accepted: 0, refused: 0, would_refuse: 1, parked: 0 }];
+    const none = [{ hour: hourOf(now), accepted: 5, refused: 1, would_refuse: 0, parked: 2 }];
+    expect(wouldRefuseDue(some, null, now)).toBe(true);
+    expect(wouldRefuseDue(some, hourOf(now) - HOUR_MS, now)).toBe(true);
+    expect(wouldRefuseDue(some, hourOf(now), now)).toBe(false);
+    expect(wouldRefuseDue(none, null, now)).toBe(false);
+    expect(wouldRefuseDue([], null, now)).toBe(false);
+  });
+
+  it("an org's object writes its last 24 hours' would-be refusals to the index; the overview sums them per org, the most first", async () => {
+    const big = uniqueOrg("would-big");
+    const small = uniqueOrg("would-small");
+    // The first fold with would-be refusals this hour writes every hour of the last 24 that had some (not the 30th hour ago).
+    await orgStub(big).recordUsage([message("b1", [{ hour: hoursAgo(30), would_refuse: 1_000 }, { hour: hoursAgo(5), would_refuse: 400 }, { hour: hoursAgo(0), would_refuse: 20, accepted: 3 }])]);
+    // A second fold in the same hour does not write again: the index keeps the first write's count for this hour.
+    await orgStub(big).recordUsage([message("b2", [{ hour: hoursAgo(0), would_refuse: 5 }])]);
+    await orgStub(small).recordUsage([message("s1", [{ hour: hoursAgo(1), would_refuse: 7 }])]);
+    await orgStub(uniqueOrg("would-none")).recordUsage([message("n1", [{ hour: hoursAgo(1), accepted: 7, refused: 2 }])]);
+    const overview = await orgIndex(env).overview(Date.now(), 24 * HOUR_MS);
+    const ours = overview.would_refuse.filter((row) => row.org_id === big || row.org_id === small || row.org_id.startsWith("would-none"));
+    expect(ours).toEqual([
+      { org_id: big, requests: 420, last_hour: hoursAgo(0) },
+      { org_id: small, requests: 7, last_hour: hoursAgo(1) },
+    ]);
+    // The object's own count is exact all the same.
+    expect((await orgState(big)).activity.hours.find((h) => h.hour === new Date(hoursAgo(0)).toISOString())?.would_refuse).toBe(25);
+    const page = await consolePage("/admin");
+    const card = page.slice(page.indexOf('id="would-refuse"'));
+    expect(card).toContain("Would have been refused in the last 24 hours");
+    expect(card).toMatch(new RegExp(`${big}</a></td><td>420</td>`));
+  });
+
+  it("the index keeps the larger count for an hour (a late, older write cannot lower it) and refuses a malformed write", async () => {
+    const org = uniqueOrg("would-late");
+    const index = orgIndex(env);
+    expect(await index.recordWouldRefuse(org, [{ hour: hoursAgo(2), requests: 9 }])).toEqual({ ok: true });
+    expect(await index.recordWouldRefuse(org, [{ hour: hoursAgo(2), requests: 4 }])).toEqual({ ok: true });
+    expect(await index.recordWouldRefuse(org, [{ hour: hoursAgo(1), requests: 3 }, { hour: hoursAgo(0), requests: -1 }])).toEqual({ ok: false });
+    expect((await index.overview(Date.now(), HOUR_MS)).would_refuse.filter((row) => row.org_id === org)).toEqual([{ org_id: org, requests: 9, last_hour: hoursAgo(2) }]);
   });
 });

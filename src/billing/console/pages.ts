@@ -79,7 +79,28 @@ export function loginPage(error: string | null): Html {
   );
 }
 
-type Overview = { counts: Record<string, number>; due_soon: IndexEntryView[]; recently_suspended: IndexEntryView[]; recently_restored: IndexEntryView[] };
+type Overview = {
+  counts: Record<string, number>;
+  due_soon: IndexEntryView[];
+  recently_suspended: IndexEntryView[];
+  recently_restored: IndexEntryView[];
+  /** Orgs observe mode let through in the last 24 h (issue 21), the most first, with the latest hour counted. */
+  would_refuse: { org_id: string; requests: number; last_hour: string }[];
+};
+
+/** The orgs that would have been refused (402 or 429) but for observe mode: what turning enforcement on would cut off. */
+function wouldRefuseCard(rows: Overview["would_refuse"], now: number): Html {
+  return html`<section class="card" id="would-refuse">
+    <h2>Would have been refused in the last 24 hours</h2>
+    <p class="muted">Requests accepted only because of observe mode (<code>ENFORCEMENT=observe</code> or the org's own override): each org's object reports them here at most once an hour, so the latest hour may be short.</p>
+    ${rows.length === 0
+      ? html`<p class="muted">No org would have been refused in the last 24 hours.</p>`
+      : scroller(html`<table>
+          <thead><tr><th scope="col">Org</th><th scope="col">Requests</th><th scope="col">Latest hour</th></tr></thead>
+          <tbody>${rows.map((row) => html`<tr><td>${orgLink(row.org_id)}</td><td>${row.requests.toLocaleString("en-US")}</td><td>${when(row.last_hour, now)}</td></tr>`)}</tbody>
+        </table>`)}
+  </section>`;
+}
 
 function table(rows: IndexEntryView[], columns: [string, (row: IndexEntryView) => Html | string][], empty: string): Html {
   if (rows.length === 0) return html`<p class="muted">${empty}</p>`;
@@ -202,6 +223,7 @@ export function overviewPage(overview: Overview, reasons: Record<string, string>
           "No org was restored in the last 30 days.",
         )}
       </section>
+      ${wouldRefuseCard(overview.would_refuse, now)}
       ${sweepCard(sweep, now)}`,
   );
 }

@@ -15,7 +15,9 @@ import { orgView, type OrgView } from "./view.ts";
 import { addParking, parkedFiguresDiffer, parkedPublicationAt, waitingBytes } from "./parking.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
-import { ACTIVITY_TABLES, ActivityLog } from "../usage/activity.ts";
+import { ACTIVITY_TABLES, ActivityLog, wouldRefuseDue } from "../usage/activity.ts";
+import { hourOf } from "../../shared/usage.ts";
+import { orgIndex } from "../index/object.ts";
 import { meteredBalances } from "../autumn/answers.ts";
 import { UsageReporter } from "../usage/reporter.ts";
 import { usageView } from "../usage/usage-view.ts";
@@ -74,6 +76,8 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   private readonly outbox: Outbox;
   private readonly usage: UsageLedger;
   private readonly activity: ActivityLog;
+  /** The hour the would-be refusals last went to the index (in memory: a new instance writes once more at most). */
+  private wouldRefuseIndexedHour: number | null = null;
   private readonly reporter: UsageReporter;
   private readonly syncs = new Serialized<OrgRecord>();
   private readonly configReports: ConfigReports;
@@ -125,9 +129,9 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       // The activity of the messages the ledger found new, in the same transaction: each message's once.
       const result = this.transact(() => {
         const folded = this.usage.fold(parsed.data, settings.usage.features, now);
-        this.activity.fold(folded.fresh, now);
-        return folded;
+        return { ...folded, activity: this.activity.fold(folded.fresh, now) };
       });
+      if (wouldRefuseDue(result.activity, this.wouldRefuseIndexedHour, now)) await this.indexWouldRefuse(now);
       log({ event: "usage_recorded", org_id: this.orgId, messages: parsed.data.length, recorded: result.recorded, duplicates: result.duplicates });
       if (result.abandoned.length > 0) {
         // Usage may be lost if a batch from these ever arrives: never silent (bounded: the first 10 named).
@@ -136,6 +140,17 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       if (result.unmapped > 0) logWarn({ event: "usage_unmapped", org_id: this.orgId, items: result.unmapped, message: "the ingest Worker counted signals this Worker's USAGE_FEATURES does not map: set the same USAGE_FEATURES on both Workers" });
       return { ok: true, recorded: result.recorded, duplicates: result.duplicates };
     });
+  }
+
+  /** The overview's would-be-refused list (index/object.ts): a failure is logged and tried at the next fold; the usage stays recorded. */
+  private async indexWouldRefuse(now: number): Promise<void> {
+    try {
+      const answer = await orgIndex(this.env).recordWouldRefuse(this.orgId, this.activity.wouldRefuseHours(now));
+      if (!answer.ok) throw new Error("the index refused the hours as malformed");
+      this.wouldRefuseIndexedHour = hourOf(now);
+    } catch (error) {
+      logWarn({ event: "would_refuse_index_failed", org_id: this.orgId, error: error instanceof Error ? error.message : String(error) });
+    }
   }
 
   /**

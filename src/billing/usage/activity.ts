@@ -1,6 +1,7 @@
 import type { UsageDelivery } from "../../shared/contract.ts";
 import { isoOrNull as iso } from "../../shared/iso-time.ts";
 import { ACTIVITY_KINDS, HOUR_MS, hourOf, type ActivityKind } from "../../shared/usage.ts";
+import type { WouldRefuseHours } from "../index/entry.ts";
 import { ACTIVITY_DAYS, type ActivityView } from "./activity-view.ts";
 
 /**
@@ -55,6 +56,16 @@ export function activityOf(messages: readonly UsageDelivery[], now: number): Act
   return [...hours.values()].sort((a, b) => a.hour - b.hour);
 }
 
+/**
+ * Whether the org's object hands its would-be refusals to the index now (the console overview's list
+ * of orgs observe mode let through): when this fold brought some, at most once per org and hour
+ * (`pushedHour`, the hour of the last write). Each write carries the last 24 hours' totals, so the
+ * list is exact up to the hour before the org's latest write and counts the latest hour as far as then.
+ */
+export function wouldRefuseDue(folded: readonly ActivityRow[], pushedHour: number | null, now: number): boolean {
+  return folded.some((row) => row.would_refuse > 0) && (pushedHour === null || pushedHour < hourOf(now));
+}
+
 /** The `usage_activity` table. Synchronous, so callers compose it inside `transact`. */
 export class ActivityLog {
   private readonly sql: SqlStorage;
@@ -85,6 +96,13 @@ export class ActivityLog {
   /** The window's hours with something counted, oldest first (rows past the window may wait for the next fold: left out). */
   points(now: number): ActivityRow[] {
     return this.sql.exec<ActivityRow>("SELECT hour, accepted, refused, would_refuse, parked FROM usage_activity WHERE hour >= ? ORDER BY hour", activityStart(now)).toArray();
+  }
+
+  /** The last 24 hours' would-be refusals, per hour that had some (at most 24), for the index. */
+  wouldRefuseHours(now: number): WouldRefuseHours {
+    return this.sql
+      .exec<{ hour: number; requests: number }>("SELECT hour, would_refuse AS requests FROM usage_activity WHERE hour >= ? AND would_refuse > 0 ORDER BY hour", hourOf(now) - 23 * HOUR_MS)
+      .toArray();
   }
 
   view(now: number): ActivityView {
