@@ -109,6 +109,7 @@ describe("the series and its scale", () => {
   it("a layer's outline keeps only its corners: a flat hour run is one segment", () => {
     const y = (v: number) => 100 - v * 10;
     expect(layerPath([0, 0, 0], [2, 2, 2], y)).toBe("M40 80L41.5 80L41.5 100L40 100Z");
+    expect(layerPath([0, 0, 0], [2, 2, 2], y, 15)).toBe("M40 80L85 80L85 100L40 100Z");
     expect(layerPath([0, 0], [1, 3], y)).toBe("M40 90L40.5 90L40.5 70L41 70L41 100L40 100Z");
   });
 });
@@ -117,23 +118,31 @@ describe("activityChart", () => {
   const now = T0 + 30 * DAY - 1;
   const { start } = chartWindow(now);
 
-  it("draws each kind counted, the periods behind, and says it all in words (title, desc, table)", () => {
+  it("draws each kind counted, the periods behind, and says it all in words (title, desc, table); the last day again, closer", () => {
     const page = activityChart({
       now,
       unit: "requests",
       points: [
         { hour: start + 10 * HOUR_MS, accepted: 120, refused: 0, would_refuse: 0, parked: 0 },
         { hour: start + 500 * HOUR_MS, accepted: 0, refused: 30, would_refuse: 0, parked: 45 },
+        { hour: start + 719 * HOUR_MS, accepted: 0, refused: 0, would_refuse: 6, parked: 0 },
       ],
       history: [entry(start + 100 * HOUR_MS, { from: "ok", to: "overdue" }), entry(start + 400 * HOUR_MS, { from: "overdue", to: "suspended" })],
     }).value;
-    expect(page).toContain('viewBox="0 0 406 160" width="100%" role="img" aria-labelledby="chart-title chart-desc"');
-    expect(page.match(/<path class="layer (\w+)"/g)).toEqual(['<path class="layer accepted"', '<path class="layer parked"', '<path class="layer refused"']);
-    expect(page.match(/<rect class="period (\w+)"/g)).toEqual(['<rect class="period overdue"', '<rect class="period suspended"']);
+    const [month, day] = page.split("</svg>");
+    expect(month).toContain('viewBox="0 0 406 160" width="100%" role="img" aria-labelledby="chart-30d-title chart-30d-desc"');
+    expect(month!.match(/<path class="layer (\w+)"/g)).toEqual(['<path class="layer accepted"', '<path class="layer would_refuse"', '<path class="layer parked"', '<path class="layer refused"']);
+    expect(month!.match(/<rect class="period (\w+)"/g)).toEqual(['<rect class="period overdue"', '<rect class="period suspended"']);
     // The y axis tops at 200 (the largest hour holds 120).
-    expect(page).toMatch(/text-anchor="end">200<\/text>/);
-    expect(page).toMatch(/<desc id="chart-desc">accepted 120, refused 30, would be refused 0, parked 45 requests in the last 30 days; overdue from [^;]+; suspended from .+ to now\.<\/desc>/);
+    expect(month).toMatch(/text-anchor="end">200<\/text>/);
+    expect(month).toMatch(/<desc id="chart-30d-desc">accepted 120, refused 30, would be refused 6, parked 45 requests in the last 30 days; overdue from [^;]+; suspended from .+ to now\.<\/desc>/);
+    // The last 24 hours: only the would-be refusals of the last hour, 15 units wide, under the suspension still in force.
+    expect(day).toContain('aria-labelledby="chart-24h-title chart-24h-desc"');
+    expect(day!.match(/<path class="layer (\w+)"/g)).toEqual(['<path class="layer would_refuse"']);
+    expect(day).toContain('d="M40 140L385 140L385 68L400 68L400 140Z"'); // 6 of an axis topping at 10
+    expect(day!.match(/<rect class="period (\w+)"[^>]*>/g)).toEqual(['<rect class="period suspended" x="40" y="20" width="360" height="120">']);
     expect(page).toMatch(/<th scope="row">Parked<\/th><td>0<\/td><td>45<\/td>/);
+    expect(page).toMatch(/<th scope="row">Would be refused<\/th><td>6<\/td><td>6<\/td>/);
     expect(page).toContain("Suspended: ");
     expect(page).not.toContain("No requests counted");
   });
@@ -143,6 +152,7 @@ describe("activityChart", () => {
     expect(page).not.toContain('<path class="layer');
     expect(page).not.toContain('<rect class="period');
     expect(page).toContain("No requests counted in the last 30 days");
+    expect(page).toContain("No requests counted in the last 24 hours");
     expect(page).toContain("Never overdue, suspended, exempt or limited in the last 30 days.");
     expect(page).toMatch(/<th scope="row">Accepted<\/th><td>0<\/td><td>0<\/td>/);
   });

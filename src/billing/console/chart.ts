@@ -105,23 +105,25 @@ export function periodsFrom(history: readonly ChartHistoryEntry[], start: number
   return periods.sort((a, b) => a.from - b.from || PERIOD_KINDS.indexOf(a.kind) - PERIOD_KINDS.indexOf(b.kind));
 }
 
-// The drawing's own units (viewBox): half a unit per hour, so 30 days are 360 wide and a 390 px phone
-// shows the labels at about their size; wider screens scale it up (CSS caps it).
+// The drawing's own units (viewBox): the plot is 360 wide whatever the window (30 days: half a unit an
+// hour), so a 390 px phone shows the labels at about their size; wider screens scale it up (CSS caps it).
 const X0 = 40;
-const PER_HOUR = 0.5;
+const PLOT_WIDTH = 360;
 const PLOT_TOP = 20;
 const PLOT_BOTTOM = 140;
-const WIDTH = X0 + CHART_HOURS * PER_HOUR + 6;
+const WIDTH = X0 + PLOT_WIDTH + 6;
 const HEIGHT = 160;
 const STRIP = { exempt: [2, 8], limited: [11, 17] } as const;
+/** The closer look beside the 30 days: the last day, where a short period or one busy hour is visible. */
+export const CLOSE_HOURS = 24;
 
 const round = (n: number) => Math.round(n * 10) / 10;
 
-/** The outline of one stacked layer: its top edge left to right, its bottom edge back, as axis-aligned steps. */
-export function layerPath(bottoms: readonly number[], tops: readonly number[], y: (value: number) => number): string {
+/** The outline of one stacked layer: its top edge left to right, its bottom edge back, as axis-aligned steps `perHour` wide. */
+export function layerPath(bottoms: readonly number[], tops: readonly number[], y: (value: number) => number, perHour = PLOT_WIDTH / CHART_HOURS): string {
   const points: [number, number][] = [];
-  tops.forEach((top, i) => points.push([X0 + i * PER_HOUR, y(top)], [X0 + (i + 1) * PER_HOUR, y(top)]));
-  for (let i = bottoms.length - 1; i >= 0; i--) points.push([X0 + (i + 1) * PER_HOUR, y(bottoms[i]!)], [X0 + i * PER_HOUR, y(bottoms[i]!)]);
+  tops.forEach((top, i) => points.push([X0 + i * perHour, y(top)], [X0 + (i + 1) * perHour, y(top)]));
+  for (let i = bottoms.length - 1; i >= 0; i--) points.push([X0 + (i + 1) * perHour, y(bottoms[i]!)], [X0 + i * perHour, y(bottoms[i]!)]);
   // Only the corners: a point between two others on the same horizontal or vertical line adds nothing.
   const corners = points.filter((p, i) => {
     const a = points[i - 1];
@@ -129,61 +131,86 @@ export function layerPath(bottoms: readonly number[], tops: readonly number[], y
     if (!a || !c) return true;
     return !((a[1] === p[1] && p[1] === c[1]) || (a[0] === p[0] && p[0] === c[0]));
   });
+  // The outline closes by itself (Z): a last corner on the first is left out.
+  const last = corners[corners.length - 1]!;
+  if (corners.length > 1 && last[0] === corners[0]![0] && last[1] === corners[0]![1]) corners.pop();
   return `M${corners.map(([x, yy]) => `${round(x)} ${round(yy)}`).join("L")}Z`;
 }
 
 const count = (n: number) => n.toLocaleString("en-US");
 const day = (t: number) => new Date(t).toISOString().slice(5, 10);
+const clock = (t: number) => new Date(t).toISOString().slice(11, 16);
 const minute = (t: number) => `${new Date(t).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+const sumOf = (series: readonly ActivityPoint[]) => Object.fromEntries(ACTIVITY_KINDS.map((kind) => [kind, series.reduce((sum, p) => sum + p[kind], 0)])) as Record<ActivityKind, number>;
+const periodWords = (periods: readonly Period[], end: number) =>
+  periods.length === 0 ? "never overdue, suspended, exempt or limited in that time" : periods.map((p) => `${PERIOD_LABEL[p.kind].toLowerCase()} from ${minute(p.from)} to ${p.to >= end ? "now" : minute(p.to)}`).join("; ");
 
-/** The chart, its legend and its table, for the org page. `unit`: what the counts are (requests). */
-export function activityChart(input: { points: readonly ActivityPoint[]; history: readonly ChartHistoryEntry[]; now: number; unit: string }): Html {
-  const { start, end } = chartWindow(input.now);
-  const series = hourlySeries(input.points, start);
-  const periods = periodsFrom(input.history, start, end);
-  const totals = Object.fromEntries(ACTIVITY_KINDS.map((kind) => [kind, series.reduce((sum, p) => sum + p[kind], 0)])) as Record<ActivityKind, number>;
-  const lastDay = Object.fromEntries(ACTIVITY_KINDS.map((kind) => [kind, series.slice(-24).reduce((sum, p) => sum + p[kind], 0)])) as Record<ActivityKind, number>;
+/** One window drawn: `series` one point per hour from `start`, `periods` clipped to it; `id` keeps its title and desc apart from the other's. */
+function drawing(id: string, series: readonly ActivityPoint[], periods: readonly Period[], start: number, unit: string, span: string): Html {
+  const hours = series.length;
+  const end = start + hours * HOUR_MS;
+  const perHour = PLOT_WIDTH / hours;
+  const totals = sumOf(series);
   const top = niceMax(Math.max(0, ...series.map((p) => STACK.reduce((sum, kind) => sum + p[kind], 0))));
   const y = (value: number) => PLOT_BOTTOM - (value / top) * (PLOT_BOTTOM - PLOT_TOP);
-  const x = (t: number) => X0 + ((t - start) / HOUR_MS) * PER_HOUR;
+  const x = (t: number) => X0 + ((t - start) / HOUR_MS) * perHour;
 
   const layers: Html[] = [];
   let bottoms = series.map(() => 0);
   for (const kind of STACK) {
     if (totals[kind] === 0) continue;
     const tops = series.map((p, i) => bottoms[i]! + p[kind]);
-    layers.push(html`<path class="layer ${kind}" d="${layerPath(bottoms, tops, y)}"><title>${LABEL[kind]}: ${count(totals[kind])} ${input.unit}</title></path>`);
+    layers.push(html`<path class="layer ${kind}" d="${layerPath(bottoms, tops, y, perHour)}"><title>${LABEL[kind]}: ${count(totals[kind])} ${unit}</title></path>`);
     bottoms = tops;
   }
+  // A period shorter than the drawing can show is still drawn, half a unit wide.
   const shading = periods.map((p) => {
     const [y1, y2] = p.kind === "exempt" || p.kind === "limited" ? STRIP[p.kind] : [PLOT_TOP, PLOT_BOTTOM];
     return html`<rect class="period ${p.kind}" x="${round(x(p.from))}" y="${y1}" width="${Math.max(0.5, round(x(p.to) - x(p.from)))}" height="${y2 - y1}"><title>${PERIOD_LABEL[p.kind]} ${minute(p.from)} to ${p.to >= end ? "now" : minute(p.to)}</title></rect>`;
   });
-  // A date under every fifth day, from the first whole day of the window.
+  // 30 days: a date under every fifth day from the first whole one; a day: the time every sixth hour.
+  const step = hours > CLOSE_HOURS ? 5 * 86_400_000 : 6 * HOUR_MS;
+  const label = hours > CLOSE_HOURS ? day : clock;
   const ticks: Html[] = [];
-  for (let t = Math.ceil(start / 86_400_000) * 86_400_000; t < end; t += 5 * 86_400_000) {
-    ticks.push(html`<line class="tick" x1="${round(x(t))}" x2="${round(x(t))}" y1="${PLOT_BOTTOM}" y2="${PLOT_BOTTOM + 3}" /><text class="axis" x="${round(x(t))}" y="${PLOT_BOTTOM + 13}" text-anchor="middle">${day(t)}</text>`);
+  for (let t = Math.ceil(start / step) * step; t < end; t += step) {
+    ticks.push(html`<line class="tick" x1="${round(x(t))}" x2="${round(x(t))}" y1="${PLOT_BOTTOM}" y2="${PLOT_BOTTOM + 3}" /><text class="axis" x="${round(x(t))}" y="${PLOT_BOTTOM + 13}" text-anchor="middle">${label(t)}</text>`);
   }
   const empty = STACK.every((kind) => totals[kind] === 0);
-  const summary = `${ACTIVITY_KINDS.map((kind) => `${LABEL[kind].toLowerCase()} ${count(totals[kind])}`).join(", ")} ${input.unit} in the last 30 days`;
-  const periodWords = periods.length === 0 ? "never overdue, suspended, exempt or limited in that time" : periods.map((p) => `${PERIOD_LABEL[p.kind].toLowerCase()} from ${minute(p.from)} to ${p.to >= end ? "now" : minute(p.to)}`).join("; ");
-
-  return html`<figure class="chart">
-    <svg viewBox="0 0 ${WIDTH} ${HEIGHT}" width="100%" role="img" aria-labelledby="chart-title chart-desc" preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">
-      <title id="chart-title">${input.unit[0]!.toUpperCase()}${input.unit.slice(1)} per hour, ${day(start)} to ${day(end - 1)} (UTC)</title>
-      <desc id="chart-desc">${summary}; ${periodWords}.</desc>
+  const summary = `${ACTIVITY_KINDS.map((kind) => `${LABEL[kind].toLowerCase()} ${count(totals[kind])}`).join(", ")} ${unit} in ${span}`;
+  return html`<svg viewBox="0 0 ${WIDTH} ${HEIGHT}" width="100%" role="img" aria-labelledby="${id}-title ${id}-desc" preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">
+      <title id="${id}-title">${unit[0]!.toUpperCase()}${unit.slice(1)} per hour, ${span}: ${minute(start)} to ${minute(end)}</title>
+      <desc id="${id}-desc">${summary}; ${periodWords(periods, end)}.</desc>
       ${shading}
-      <line class="grid" x1="${X0}" x2="${X0 + CHART_HOURS * PER_HOUR}" y1="${y(top / 2)}" y2="${y(top / 2)}" />
+      <line class="grid" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${y(top / 2)}" y2="${y(top / 2)}" />
       ${layers}
-      <line class="axis-line" x1="${X0}" x2="${X0 + CHART_HOURS * PER_HOUR}" y1="${PLOT_BOTTOM}" y2="${PLOT_BOTTOM}" />
+      <line class="axis-line" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${PLOT_BOTTOM}" y2="${PLOT_BOTTOM}" />
       <text class="axis" x="${X0 - 4}" y="${PLOT_TOP + 4}" text-anchor="end">${count(top)}</text>
       ${top > 1 ? html`<text class="axis" x="${X0 - 4}" y="${round(y(top / 2)) + 3}" text-anchor="end">${count(top / 2)}</text>` : ""}
       <text class="axis" x="${X0 - 4}" y="${PLOT_BOTTOM + 3}" text-anchor="end">0</text>
       <text class="axis strip-label" x="${X0 - 4}" y="${STRIP.exempt[1]}" text-anchor="end">exempt</text>
       <text class="axis strip-label" x="${X0 - 4}" y="${STRIP.limited[1]}" text-anchor="end">limited</text>
       ${ticks}
-      ${empty ? html`<text class="axis empty" x="${X0 + (CHART_HOURS * PER_HOUR) / 2}" y="${(PLOT_TOP + PLOT_BOTTOM) / 2}" text-anchor="middle">No ${input.unit} counted in the last 30 days</text>` : ""}
-    </svg>
+      ${empty ? html`<text class="axis empty" x="${X0 + PLOT_WIDTH / 2}" y="${(PLOT_TOP + PLOT_BOTTOM) / 2}" text-anchor="middle">No ${unit} counted in ${span}</text>` : ""}
+    </svg>`;
+}
+
+/**
+ * The chart, its legend and its table, for the org page: the last 30 days, then the last 24 hours
+ * drawn closer (the same hours, wider), so a period of minutes or one busy hour can be seen.
+ * `unit`: what the counts are (requests).
+ */
+export function activityChart(input: { points: readonly ActivityPoint[]; history: readonly ChartHistoryEntry[]; now: number; unit: string }): Html {
+  const { start, end } = chartWindow(input.now);
+  const series = hourlySeries(input.points, start);
+  const periods = periodsFrom(input.history, start, end);
+  const closeStart = end - CLOSE_HOURS * HOUR_MS;
+  const totals = sumOf(series);
+  const lastDay = sumOf(series.slice(-CLOSE_HOURS));
+  const Unit = `${input.unit[0]!.toUpperCase()}${input.unit.slice(1)}`;
+
+  return html`<figure class="chart">
+    ${drawing("chart-30d", series, periods, start, input.unit, "the last 30 days")}
+    ${drawing("chart-24h", series.slice(-CLOSE_HOURS), periodsFrom(input.history, closeStart, end), closeStart, input.unit, "the last 24 hours")}
     <figcaption>
       <ul class="legend">
         ${STACK.map((kind) => html`<li><span class="swatch ${kind}" aria-hidden="true"></span>${LABEL[kind]}</li>`)}
@@ -192,7 +219,7 @@ export function activityChart(input: { points: readonly ActivityPoint[]; history
     </figcaption>
   </figure>
   <div class="scroll"><table class="chart-table">
-    <caption>${input.unit[0]!.toUpperCase()}${input.unit.slice(1)}, counted by the ingest Worker</caption>
+    <caption>${Unit}, counted by the ingest Worker</caption>
     <thead><tr><th scope="col"></th><th scope="col">Last 24 hours</th><th scope="col">Last 30 days</th></tr></thead>
     <tbody>${ACTIVITY_KINDS.map((kind) => html`<tr><th scope="row">${LABEL[kind]}</th><td>${count(lastDay[kind])}</td><td>${count(totals[kind])}</td></tr>`)}</tbody>
   </table></div>
