@@ -130,7 +130,7 @@ describe("activityChart", () => {
       history: [entry(start + 100 * HOUR_MS, { from: "ok", to: "overdue" }), entry(start + 400 * HOUR_MS, { from: "overdue", to: "suspended" })],
     }).value;
     const [month, day] = page.split("</svg>");
-    expect(month).toContain('viewBox="0 0 406 160" width="100%" role="img" aria-labelledby="chart-30d-title chart-30d-desc"');
+    expect(month).toContain('viewBox="0 0 406 166" width="100%" role="img" aria-labelledby="chart-30d-title chart-30d-desc"');
     expect(month!.match(/<path class="layer (\w+)"/g)).toEqual(['<path class="layer accepted"', '<path class="layer would_refuse"', '<path class="layer parked"', '<path class="layer refused"']);
     expect(month!.match(/<rect class="period (\w+)"/g)).toEqual(['<rect class="period overdue"', '<rect class="period suspended"']);
     // The y axis tops at 200 (the largest hour holds 120).
@@ -139,8 +139,8 @@ describe("activityChart", () => {
     // The last 24 hours: only the would-be refusals of the last hour, 15 units wide, under the suspension still in force.
     expect(day).toContain('aria-labelledby="chart-24h-title chart-24h-desc"');
     expect(day!.match(/<path class="layer (\w+)"/g)).toEqual(['<path class="layer would_refuse"']);
-    expect(day).toContain('d="M40 140L385 140L385 68L400 68L400 140Z"'); // 6 of an axis topping at 10
-    expect(day!.match(/<rect class="period (\w+)"[^>]*>/g)).toEqual(['<rect class="period suspended" x="40" y="20" width="360" height="120">']);
+    expect(day).toContain('d="M40 146L385 146L385 76.4L400 76.4L400 146Z"'); // 6 of an axis topping at 10
+    expect(day!.match(/<rect class="period (\w+)"[^>]*>/g)).toEqual(['<rect class="period suspended" x="40" y="30" width="360" height="116">']);
     expect(page).toMatch(/<th scope="row">Parked<\/th><td>0<\/td><td>45<\/td>/);
     expect(page).toMatch(/<th scope="row">Would be refused<\/th><td>6<\/td><td>6<\/td>/);
     expect(page).toContain("Suspended: ");

@@ -109,11 +109,11 @@ export function periodsFrom(history: readonly ChartHistoryEntry[], start: number
 // hour), so a 390 px phone shows the labels at about their size; wider screens scale it up (CSS caps it).
 const X0 = 40;
 const PLOT_WIDTH = 360;
-const PLOT_TOP = 20;
-const PLOT_BOTTOM = 140;
+const PLOT_TOP = 30;
+const PLOT_BOTTOM = 146;
 const WIDTH = X0 + PLOT_WIDTH + 6;
-const HEIGHT = 160;
-const STRIP = { exempt: [2, 8], limited: [11, 17] } as const;
+const HEIGHT = 166;
+const STRIP = { exempt: [1, 9], limited: [12, 20] } as const;
 /** The closer look beside the 30 days: the last day, where a short period or one busy hour is visible. */
 export const CLOSE_HOURS = 24;
 
@@ -184,7 +184,7 @@ function drawing(id: string, series: readonly ActivityPoint[], periods: readonly
       <line class="grid" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${y(top / 2)}" y2="${y(top / 2)}" />
       ${layers}
       <line class="axis-line" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${PLOT_BOTTOM}" y2="${PLOT_BOTTOM}" />
-      <text class="axis" x="${X0 - 4}" y="${PLOT_TOP + 4}" text-anchor="end">${count(top)}</text>
+      <text class="axis" x="${X0 - 4}" y="${PLOT_TOP + 3}" text-anchor="end">${count(top)}</text>
       ${top > 1 ? html`<text class="axis" x="${X0 - 4}" y="${round(y(top / 2)) + 3}" text-anchor="end">${count(top / 2)}</text>` : ""}
       <text class="axis" x="${X0 - 4}" y="${PLOT_BOTTOM + 3}" text-anchor="end">0</text>
       <text class="axis strip-label" x="${X0 - 4}" y="${STRIP.exempt[1]}" text-anchor="end">exempt</text>
