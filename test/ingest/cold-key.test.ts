@@ -4,7 +4,7 @@ import { gate } from "../../src/ingest/request/isolate.ts";
 import { hashIngestKey } from "../../src/shared/ingest-key.ts";
 import { ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
-import { ingestWithEnv, mintKey, override } from "../support/ingest.ts";
+import { countingEnv, ingestWithEnv, mintKey, override } from "../support/ingest.ts";
 import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
 import { fakeClock } from "../support/clock.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
@@ -13,32 +13,6 @@ fakeClock();
 
 beforeEach(() => gate.reset());
 afterEach(deleteAllAlarms);
-
-/** The real env with every KV read and object call counted (a fresh env: fresh gate sources). */
-function countingEnv() {
-  const reads = { INGEST_KEYS: 0, BILLING_STATE: 0, object: 0 };
-  const counted = (name: "INGEST_KEYS" | "BILLING_STATE") =>
-    new Proxy(env[name], {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target);
-        if (prop !== "get" || typeof value !== "function") return typeof value === "function" ? value.bind(target) : value;
-        return (...args: unknown[]) => {
-          reads[name]++;
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      },
-    });
-  const objects = env.ORG_BILLING;
-  return {
-    reads,
-    env: {
-      ...env,
-      INGEST_KEYS: counted("INGEST_KEYS"),
-      BILLING_STATE: counted("BILLING_STATE"),
-      ORG_BILLING: { getByName: (name: string) => (reads.object++, objects.getByName(name)) },
-    },
-  };
-}
 
 const send = (workerEnv: object, key: string) =>
   ingestWithEnv(workerEnv, "/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] });

@@ -14,7 +14,7 @@ import type { OrgStatus } from "../../src/ingest/status/answer.ts";
 import { autumn } from "../support/autumn.ts";
 import { alarmOf, deleteAllAlarms, mirrorOf, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
-import { billingAdmin, ingestWithEnv, mintKey, override } from "../support/ingest.ts";
+import { billingAdmin, countingEnv, ingestWithEnv, mintKey, override } from "../support/ingest.ts";
 import { parkingEnv, send } from "../support/parking.ts";
 import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
@@ -385,27 +385,6 @@ describe("who may read it", () => {
     expect(((await post.json()) as { error: string }).error).toBe("method_not_allowed");
   });
 });
-
-/** The real env with every KV read and object call counted (a fresh env: fresh gate sources), as cold-key.test.ts counts them. */
-function countingEnv() {
-  const reads = { INGEST_KEYS: 0, BILLING_STATE: 0, object: 0 };
-  const counted = (name: "INGEST_KEYS" | "BILLING_STATE") =>
-    new Proxy(env[name], {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target);
-        if (prop !== "get" || typeof value !== "function") return typeof value === "function" ? value.bind(target) : value;
-        return (...args: unknown[]) => {
-          reads[name]++;
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      },
-    });
-  const objects = env.ORG_BILLING;
-  return {
-    reads,
-    env: { ...env, INGEST_KEYS: counted("INGEST_KEYS"), BILLING_STATE: counted("BILLING_STATE"), ORG_BILLING: { getByName: (name: string) => (reads.object++, objects.getByName(name)) } },
-  };
-}
 
 describe("what a status read costs", () => {
   it("cold: one KV read (the key entry carries the verdict), no object call; warm: nothing at all", async () => {

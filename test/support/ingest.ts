@@ -109,3 +109,29 @@ export function freshOrgPerTest(prefix: string, use: (orgId: string, key: string
     await deleteAllAlarms();
   });
 }
+
+/** The real env with every KV read and object call counted (a fresh env: fresh gate sources). */
+export function countingEnv() {
+  const reads = { INGEST_KEYS: 0, BILLING_STATE: 0, object: 0 };
+  const counted = (name: "INGEST_KEYS" | "BILLING_STATE") =>
+    new Proxy(env[name], {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (prop !== "get" || typeof value !== "function") return typeof value === "function" ? value.bind(target) : value;
+        return (...args: unknown[]) => {
+          reads[name]++;
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+  const objects = env.ORG_BILLING;
+  return {
+    reads,
+    env: {
+      ...env,
+      INGEST_KEYS: counted("INGEST_KEYS"),
+      BILLING_STATE: counted("BILLING_STATE"),
+      ORG_BILLING: { getByName: (name: string) => (reads.object++, objects.getByName(name)) },
+    },
+  };
+}

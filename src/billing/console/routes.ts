@@ -23,7 +23,7 @@ type ConsoleRequest = IRequest & { orgId: string };
 const DONE_MESSAGES: Record<string, string> = {
   resync: "Read Autumn again and applied the policy.",
   override: "Override applied and recorded in the timeline.",
-  enforcement: "Enforcement set and recorded in the timeline; the ingest Worker follows within seconds.",
+  enforcement: "Enforcement set and recorded in the timeline; the ingest Worker follows within 1 s for a suspended org, within about 1.5 min otherwise.",
   sweep_started: "Started a reconciliation sweep: reload to follow it.",
   sweep_running: "A sweep is already running: reload to follow it.",
   sweep_confirmed: "Confirmed the held sweep: it is handing its orgs over; reload to follow it.",

@@ -48,7 +48,7 @@ function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord
     id: `evt_${crypto.randomUUID().replaceAll("-", "")}`,
     type,
     org_id: record.org_id,
-    enforcement: record.enforcement?.mode ?? workerMode,
+    enforcement: modeOf(record, workerMode),
     state: record.state,
     previous_state: previous,
     reason: record.reason,
@@ -76,6 +76,11 @@ function event(type: NotifyEvent["type"], record: OrgRecord, previous: OrgRecord
 function limitEvent(type: "org.limit_reached" | "org.limit_cleared", record: OrgRecord, limit: LimitRecord, now: number, workerMode: EnforcementMode): NotifyEvent {
   const { feature_id, signals, reset_at, usage, granted } = limit;
   return { ...event(type, record, null, now, workerMode), limit: { feature_id, signals, reset_at: iso(reset_at), usage, granted } };
+}
+
+/** The org's enforcement mode: its own override, else the billing Worker's ENFORCEMENT. */
+export function modeOf(record: OrgRecord, workerMode: EnforcementMode): EnforcementMode {
+  return record.enforcement?.mode ?? workerMode;
 }
 
 const TYPE_FOR_STATE = { ok: "org.restored", overdue: "org.overdue", suspended: "org.suspended" } as const;
@@ -110,6 +115,9 @@ export function eventsFor(
 ): { events: NotifyEvent[]; record: OrgRecord } {
   const events: NotifyEvent[] = [];
   if (next.state !== prev.state) events.push(event(transitionType(prev.state, next.state), next, prev.state, now, workerMode, parking));
+  // A suspended org whose refusals start or stop being carried out (its enforcement override): ingestion
+  // stops or comes back although the state did not change, so the receiver hears it.
+  else if (next.state === "suspended" && modeOf(prev, workerMode) !== modeOf(next, workerMode)) events.push(event("org.enforcement_changed", next, prev.state, now, workerMode));
   const limits = limitChanges(prev.limits, next.limits);
   for (const limit of limits.reached) events.push(limitEvent("org.limit_reached", next, limit, now, workerMode));
   for (const limit of limits.cleared) events.push(limitEvent("org.limit_cleared", next, limit, now, workerMode));

@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import type { MirrorEntry, OrgState } from "../../shared/billing-state.ts";
+import type { EnforcementMode, MirrorEntry, OrgState } from "../../shared/billing-state.ts";
 import { generateIngestKey, hashIngestKey } from "../../shared/ingest-key.ts";
 import { log, logError, logWarn } from "../../shared/log.ts";
 import { Serialized } from "../../shared/serialized.ts";
@@ -7,8 +7,8 @@ import { ParkingDelta, UsageDeliveries, type IngestKeyListing, type OrgBillingRp
 import type { EnforcementBody, OverrideCommand } from "../admin/requests.ts";
 import { createAutumnClient, readBillingFacts, type AutumnFailure } from "../autumn/client.ts";
 import type { BillingFacts } from "../autumn/answers.ts";
-import { autumnSettings, ConfigError, ConfigReports, DEFAULT_POLICY, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
-import { EVENT_TABLES, notifySettings, Outbox, type NotifySettings } from "./events.ts";
+import { autumnSettings, ConfigError, ConfigReports, DEFAULT_POLICY, enforcementMode, NO_USAGE, policySettings, settingOrError, usageSettings, type AutumnSettings, type PolicySettings, type UsageSettings } from "../config.ts";
+import { EVENT_TABLES, modeOf, notifySettings, Outbox, type NotifySettings } from "./events.ts";
 import { AWAITING_AUTUMN_CAP_MS, decide, earliest, limitChanges, limitDisagreements, limitsFrom, mirrorPending, newOrgRecord, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay, type OrgRecord, type Source } from "./record.ts";
 import { MAX_ACTIVE_KEYS, mirrorEntryOf, OrgStore, Publisher, sameProjection, type Transact } from "./store.ts";
 import { orgView, type OrgView } from "./view.ts";
@@ -37,6 +37,8 @@ type Settings = {
   policy: PolicySettings;
   autumn: AutumnSettings | ConfigError;
   notify: NotifySettings | null;
+  /** The billing Worker's ENFORCEMENT (enforce while invalid: the setting's problem is reported like the others). */
+  enforcement: EnforcementMode;
   /** Metering off (NO_USAGE) when its settings are invalid; `usageProblem` then says why. */
   usage: UsageSettings;
   usageProblem: ConfigError | null;
@@ -264,16 +266,22 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   async setEnforcement(command: EnforcementBody): Promise<OrgView> {
     return this.pass(async (settings) => {
       const at = Date.now();
-      this.transact(() => {
+      const { prev, next } = this.transact(() => {
         const record = this.load();
         this.store.appendHistory({ at, kind: "override", from: record.state, to: record.state, reason: record.reason, source: "admin", message_id: null, note: command.note, override: null, evidence: null, enforcement: command.mode });
         const enforcement = command.mode === "default" ? null : { mode: command.mode, note: command.note, at };
-        const next = { ...record, enforcement, version: record.version + 1 };
+        let next = { ...record, enforcement, version: record.version + 1 };
         if (!sameProjection(record, next)) next.projection_version = next.version;
+        // A suspended org cut off or let through by this: `org.enforcement_changed` (events.ts).
+        next = this.outbox.queueFor(record, next, at, settings.notify);
         this.store.save(next);
+        return { prev: record, next };
       });
       log({ event: "enforcement_override", org_id: this.orgId, mode: command.mode, note: command.note });
       await this.publisher.flush();
+      await this.outbox.flush(settings.notify);
+      // Observed now, no longer refused: what was kept while it was enforced goes upstream (parking/deliveries.ts).
+      if (next.state === "suspended" && modeOf(next, settings.enforcement) === "observe" && modeOf(prev, settings.enforcement) === "enforce") await this.deliverParked();
       return this.viewWith(settings);
     });
   }
@@ -392,12 +400,14 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const autumn = settingOrError(() => autumnSettings(this.env));
     const notify = settingOrError(() => notifySettings(this.env));
     const usage = settingOrError(() => usageSettings(this.env));
-    const problems = [policy, autumn, notify, usage].filter((value): value is ConfigError => value instanceof ConfigError);
+    const enforcement = settingOrError(() => enforcementMode(this.env));
+    const problems = [policy, autumn, notify, usage, enforcement].filter((value): value is ConfigError => value instanceof ConfigError);
     for (const problem of problems) this.configReports.report(problem);
     return {
       policy: policy instanceof ConfigError ? DEFAULT_POLICY : policy,
       autumn,
       notify: notify instanceof ConfigError ? null : notify,
+      enforcement: enforcement instanceof ConfigError ? "enforce" : enforcement,
       usage: usage instanceof ConfigError ? NO_USAGE : usage,
       usageProblem: usage instanceof ConfigError ? usage : null,
       problem: policy instanceof ConfigError ? policy : autumn instanceof ConfigError ? autumn : null,

@@ -176,7 +176,7 @@ export type NewHistoryEntry = z.input<typeof HistoryEntry>;
 /** One outbound event (events.ts), as sent and as kept in the outbox and dead_letters tables. */
 export const NotifyEvent = z.object({
   id: z.string(),
-  type: z.enum(["org.overdue", "org.suspension_warning", "org.suspended", "org.restored", "org.limit_reached", "org.limit_cleared"]),
+  type: z.enum(["org.overdue", "org.suspension_warning", "org.suspended", "org.restored", "org.limit_reached", "org.limit_cleared", "org.enforcement_changed"]),
   org_id: z.string(),
   /** The org's enforcement mode when the event was made: its own override, else the billing Worker's ENFORCEMENT (issue 21); events queued before it read as `enforce`. */
   enforcement: EnforcementMode.default("enforce"),

@@ -17,7 +17,7 @@ import { countedOf, DeliveryMessage, DIGEST_PREFIX, orgOfKey, orgPrefix, ParkedM
  * for every org that still has batches waiting. Each run delivers the org's batches oldest first,
  * byte for byte with the tenant header, deleting each after a 2xx. What was accepted (an outage
  * park, answered 2xx) goes whatever the org's state is now; only batches parked because the org
- * was suspended wait while it still is, and those that came with a key revoked since are
+ * was suspended wait while it still is and is enforced (not observed), and those that came with a key revoked since are
  * discarded (docs/customers.md, "Parking"). A
  * failure stops the run and the message is retried with backoff (`msg.retry`), so later batches
  * never overtake an earlier one. Delivery is at least once: a batch whose delete failed after
@@ -108,22 +108,25 @@ const emptyRun = (orgId: string): RunResult => ({ orgId, outcome: "done", delive
 
 /**
  * One run for one org: oldest first until done, a failure, or the per-run budget. While the org is
- * suspended, the batches parked because of it are held (they wait for its payment, whose transition
- * sends a message of its own); every other batch was accepted and goes now (issue 18, 3).
+ * suspended and enforced, the batches parked because of it are held (they wait for its payment, whose
+ * transition sends a message of its own); every other batch was accepted and goes now (issue 18, 3).
+ * An org observed (its own override, else ENFORCEMENT; issue 21) is no longer refused, so what was
+ * kept while it was enforced goes too: the data the operator chose not to refuse is not held back.
  */
 export async function deliverOrg(env: DeliveryEnv, parking: ParkingSettings, orgId: string, now: () => number = Date.now): Promise<RunResult> {
   const result = emptyRun(orgId);
   const object = orgBillingRpc(env.ORG_BILLING, orgId);
+  const settings = ingestSettings(env);
   let suspended: boolean;
   try {
-    suspended = (await object.verdict()).state === "suspended";
+    const verdict = await object.verdict();
+    suspended = verdict.state === "suspended" && (verdict.enforcement ?? settings.enforcement) === "enforce";
   } catch (error) {
     return { ...result, outcome: "failed", failure: `the org's billing object is unreachable: ${text(error)}` };
   }
   // The org's active keys, asked once a run and only if a refused batch is about to go.
   let active: Promise<Set<string>> | null = null;
   const keyActive = async (keyId: string) => (await (active ??= object.listIngestKeys().then((keys) => new Set(keys.map((k) => k.key_id))))).has(keyId);
-  const settings = ingestSettings(env);
   try {
     const done = await deliverParked(parking, settings, orgId, now, result, suspended, keyActive);
     return done.outcome === "done" && suspended ? { ...done, outcome: "suspended" } : done;
