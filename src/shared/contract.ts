@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { MirrorEntry } from "./billing-state.ts";
-import { UsageCounts, UsageSeq, UsageStream } from "./usage.ts";
+import { UsageActivity, UsageCounts, UsageSeq, UsageStream } from "./usage.ts";
 
 /**
  * What the two Workers say to each other over RPC: the ingest Worker calls four methods of the
@@ -17,7 +17,7 @@ export type VerdictAnswer = MirrorEntry;
  * `stream` and `seq`, when the message has them, are the batch's own id, which the object dedupes by.
  */
 export const UsageDelivery = z
-  .object({ id: z.string().min(1), stream: UsageStream.optional(), seq: UsageSeq.optional(), counts: UsageCounts, first_at: z.number(), last_at: z.number() })
+  .object({ id: z.string().min(1), stream: UsageStream.optional(), seq: UsageSeq.optional(), counts: UsageCounts, first_at: z.number(), last_at: z.number(), activity: UsageActivity.optional() })
   .refine((message) => (message.stream === undefined) === (message.seq === undefined), { message: "stream and seq go together" });
 export type UsageDelivery = z.infer<typeof UsageDelivery>;
 /** One call carries at most this many (a queue batch is at most 100 messages; the bound keeps a bad caller cheap). */

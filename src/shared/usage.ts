@@ -54,6 +54,49 @@ export const UsageStream = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
 export const UsageSeq = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 
 /**
+ * What became of an org's requests (issue 21, the console's chart; docs/metering.md, "Activity"). Each
+ * answered request counts once, under one kind: `accepted` (the upstream took it), `would_refuse` (taken
+ * only because of observe mode), `parked` (kept in R2: a suspended org's batch, or one the upstream could
+ * not take during an outage) or `refused` (a 402 or 429 refusal that kept nothing). Other refusals (a bad
+ * key, a malformed body, the upstream's own) are not counted.
+ */
+export const ACTIVITY_KINDS = ["accepted", "refused", "would_refuse", "parked"] as const;
+export type ActivityKind = (typeof ACTIVITY_KINDS)[number];
+
+export const HOUR_MS = 3_600_000;
+
+const ActivityCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional();
+
+/** One hour's counts: `hour` is the epoch ms of the hour's start; absent kinds are zero. */
+export const ActivityHour = z.object({
+  hour: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).multipleOf(HOUR_MS),
+  accepted: ActivityCount,
+  refused: ActivityCount,
+  would_refuse: ActivityCount,
+  parked: ActivityCount,
+});
+export type ActivityHour = z.infer<typeof ActivityHour>;
+
+/** A message carries at most this many hours (a flush window spans one or two; the bound keeps a bad message cheap). */
+export const MAX_ACTIVITY_HOURS = 48;
+
+/**
+ * An org's activity over one flush window. Counted in requests (`unit`), whether metering is on or
+ * not: a refusal's items are never read, so only requests count every kind alike; the items accepted
+ * are in the message's `counts` where metering is on.
+ */
+export const UsageActivity = z.object({
+  unit: z.literal("requests"),
+  hours: z.array(ActivityHour).min(1).max(MAX_ACTIVITY_HOURS),
+});
+export type UsageActivity = z.infer<typeof UsageActivity>;
+
+/** The start of the hour holding `at` (epoch ms). */
+export function hourOf(at: number): number {
+  return Math.floor(at / HOUR_MS) * HOUR_MS;
+}
+
+/**
  * One message on the `tollgate-usage` queue: what one ingest isolate accepted for one org
  * over a short window. `stream` and `seq` are the batch's id, the same on every retried send
  * (a send may fail after the queue took it), which the org's object deduplicates by. Messages
@@ -64,10 +107,13 @@ export const UsageMessage = z
     org_id: z.string().min(1),
     stream: UsageStream.optional(),
     seq: UsageSeq.optional(),
+    /** Empty when metering is off (or counted nothing): the message then carries only `activity`. */
     counts: UsageCounts,
-    /** The window's first and last acceptance, epoch ms (for the ledger and logs). */
+    /** The window's first and last request counted, epoch ms (for the ledger and logs). */
     first_at: z.number(),
     last_at: z.number(),
+    /** Absent from messages sent before activity existed (issue 21). */
+    activity: UsageActivity.optional(),
   })
   .refine((message) => (message.stream === undefined) === (message.seq === undefined), { message: "stream and seq go together" });
 export type UsageMessage = z.infer<typeof UsageMessage>;

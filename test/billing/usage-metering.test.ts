@@ -1,6 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { OrgStore } from "../../src/billing/org/store.ts";
 import { MAX_STREAM_GAPS, USAGE_STREAM_WINDOW_MS, USAGE_TABLES, UsageLedger } from "../../src/billing/usage/ledger.ts";
+import { ACTIVITY_TABLES } from "../../src/billing/usage/activity.ts";
 import { EVENT_TABLES } from "../../src/billing/org/events.ts";
 import { UsageReporter } from "../../src/billing/usage/reporter.ts";
 import { afterEach, describe, expect, it } from "vitest";
@@ -256,14 +257,15 @@ describe("usage metering: each isolate's batch folded exactly once, in storage b
       const sql = state.storage.sql;
       sql.exec("DROP TABLE usage_streams");
       sql.exec("UPDATE schema_version SET version = 4");
-      new OrgStore(state.storage, [EVENT_TABLES, USAGE_TABLES]);
+      new OrgStore(state.storage, [EVENT_TABLES, USAGE_TABLES, ACTIVITY_TABLES]);
       return {
         version: sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
         streams: sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM usage_streams").one().n,
         seen: sql.exec<{ id: string }>("SELECT id FROM usage_seen").toArray().map((row) => row.id),
       };
     });
-    expect(after).toEqual({ version: 5, streams: 0, seen: ["old_queue_id"] });
+    // Brought up to the current version (6: usage_activity, test/billing/usage-activity.test.ts).
+    expect(after).toEqual({ version: 6, streams: 0, seen: ["old_queue_id"] });
     expect(await orgStub(org).recordUsage([message({ traces: 1 }, "old_queue_id")])).toEqual({ ok: true, recorded: 0, duplicates: 1 });
   });
 });

@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../tools/paths.ts";
-import { autumnControl, newCustomer, orgState, stack, waitFor } from "./stack.ts";
+import { OTLP_JSON } from "../ingest/fixtures/otlp.ts";
+import { admin, autumnControl, mintKey, newCustomer, orgState, stack, waitFor } from "./stack.ts";
 
 /**
  * The operator console in a real browser (Debian's Chromium, driven by playwright-core):
@@ -29,6 +30,24 @@ async function lookAtBothWidths(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(DOCS, `${name}-390.png`), fullPage: true });
   await page.setViewportSize(LAPTOP);
 }
+
+/** Signed in, on the overview. */
+async function signIn(page: Page): Promise<void> {
+  await page.goto(`${stack.billingUrl}/admin/login`);
+  await page.fill("#token", stack.adminToken);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${stack.billingUrl}/admin`);
+}
+
+/** One OTLP/JSON export with the org's key: its status. */
+async function exportTraces(key: string): Promise<number> {
+  const response = await fetch(`${stack.ingestUrl}/v1/traces`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] });
+  await response.arrayBuffer();
+  return response.status;
+}
+
+type Activity = { hours: { hour: string; accepted: number; refused: number; would_refuse: number; parked: number }[] };
+const summed = (activity: Activity) => activity.hours.reduce((sum, h) => ({ accepted: sum.accepted + h.accepted, parked: sum.parked + h.parked }), { accepted: 0, parked: 0 });
 
 let browser: Browser;
 beforeAll(async () => {
@@ -112,4 +131,44 @@ describe("the operator console", () => {
     await lookAtBothWidths(page, "console-org-exempt");
     await page.close();
   });
+
+  it("draws an org's story: data accepted, the org overdue, then suspended with its data parked (issue 21)", { timeout: 90_000 }, async () => {
+    const org = `initech_${Math.random().toString(36).slice(2, 7)}`;
+    await newCustomer(org);
+    const key = await mintKey(org);
+    let accepted = 0;
+    for (let i = 0; i < 6; i++, accepted++) expect(await exportTraces(key)).toBe(200);
+    // Past due from now: overdue through the grace period (4 s here), exports still accepted, then suspended.
+    await autumnControl(`/customers/${org}/past-due`);
+    await waitFor("overdue", () => orgState(org), (s) => s.state === "overdue", 10_000);
+    for (let i = 0; i < 3; i++, accepted++) expect(await exportTraces(key)).toBe(200);
+    await waitFor("suspension after the grace period", () => orgState(org), (s) => s.state === "suspended", 20_000);
+    // The edge hears of it within its cache's bound (docs/policy.md): accepted until then.
+    await waitFor("the first 402", async () => { const status = await exportTraces(key); if (status === 200) accepted++; return status; }, (status) => status === 402, 40_000);
+    // Suspended with parking on (the local stack's): each export is kept, and answered 402 saying so.
+    for (let i = 0; i < 3; i++) expect(await exportTraces(key)).toBe(402);
+    // The counts reach the org's object through the usage queue.
+    await waitFor("the activity counted", async () => summed((await admin<{ activity: Activity }>("GET", `/orgs/${org}`)).body.activity), (sum) => sum.accepted === accepted && sum.parked === 4, 20_000);
+
+    const page = await browser.newPage({ viewport: LAPTOP });
+    await signIn(page);
+    await page.goto(`${stack.billingUrl}/admin/org/${org}`);
+    const chart = page.locator("#activity");
+    // The 30 days and the last 24 hours: each with the accepted and parked data, and the overdue and suspended periods behind.
+    expect(await chart.locator("svg").count()).toBe(2);
+    for (const selector of ["path.layer.accepted", "path.layer.parked", "rect.period.overdue", "rect.period.suspended"]) {
+      expect(await chart.locator(`svg ${selector}`).count(), selector).toBe(2);
+    }
+    expect(await chart.locator("table.chart-table tr", { hasText: "Parked" }).locator("td").allTextContents()).toEqual(["4", "4"]);
+    expect(await chart.locator("table.chart-table tr", { hasText: "Accepted" }).locator("td").allTextContents()).toEqual([String(accepted), String(accepted)]);
+    expect(await chart.locator("ul.periods li").allTextContents()).toEqual([expect.stringMatching(/^Overdue: /), expect.stringMatching(/^Suspended: .* to now$/)]);
+    // Read without JavaScript or sight: each drawing has its title and description.
+    expect(await chart.locator("svg desc").first().textContent()).toMatch(new RegExp(`^accepted ${accepted}, refused 0, would be refused 0, parked 4 requests in the last 30 days; overdue from .+; suspended from .+ to now\\.$`));
+    await lookAtBothWidths(page, "console-org-chart");
+    await chart.screenshot({ path: join(DOCS, "console-chart.png") });
+    await page.setViewportSize(PHONE);
+    await chart.screenshot({ path: join(DOCS, "console-chart-390.png") });
+    await page.close();
+  });
 });
+

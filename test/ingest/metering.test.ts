@@ -93,7 +93,9 @@ describe("usage metering: accepted data is counted per org and handed to the que
     const { response, sent, calls } = await metered("/v1/traces", { key, headers: { "content-type": "application/x-protobuf" }, body });
     expect(response.status).toBe(200);
     expect(calls).toBe(1);
-    expect(sent).toEqual([{ org_id: org, stream: expect.stringMatching(/^[a-f0-9]{32}$/), seq: 1, counts: { traces: 1, bytes: body.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number) }]);
+    expect(sent).toEqual([
+      { org_id: org, stream: expect.stringMatching(/^[a-f0-9]{32}$/), seq: 1, counts: { traces: 1, bytes: body.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number), activity: { unit: "requests", hours: [{ hour: expect.any(Number), accepted: 1 }] } },
+    ]);
   });
 
   it("JSON logs and JSON metrics: their own signals", async () => {
@@ -163,7 +165,7 @@ describe("usage metering: accepted data is counted per org and handed to the que
     const traces = await metered("/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] }, extra);
     expect(traces.sent.map((m) => m.counts)).toEqual([{ traces: 1 }]);
     const logs = await metered("/v1/logs", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/logs"] }, extra);
-    expect(logs.calls).toBe(0);
+    expect(logs.sent.map((m) => m.counts)).toEqual([{}]); // only the chart's activity goes
     const bytesOnly = await metered("/v1/logs", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/logs"] }, { USAGE_FEATURES: "bytes=ingest_bytes" });
     expect(bytesOnly.sent.map((m) => m.counts)).toEqual([{ bytes: new TextEncoder().encode(OTLP_JSON["/v1/logs"]).byteLength }]);
   });
@@ -207,22 +209,23 @@ describe("usage metering: refused data is never counted", () => {
     }
   });
 
+  // Its message carries only the chart's activity (refused or parked, test/ingest/activity.test.ts): no usage counts.
   it("a suspended org's 402 (parked or not) is not counted at acceptance", async () => {
     await override(org, "suspend");
     const plain = await metered("/v1/traces", { key, headers: json, body: OTLP_JSON["/v1/traces"] });
     expect(plain.response.status).toBe(402);
-    expect(plain.calls).toBe(0);
+    expect(plain.sent.map((m) => m.counts)).toEqual([{}]);
     const parking = { PARKING: (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST, DELIVERIES: { send: async () => {} } };
     const parked = await metered("/v1/traces", { key, headers: json, body: OTLP_JSON["/v1/traces"] }, parking);
     expect(parked.response.status).toBe(402);
-    expect(parked.calls).toBe(0);
+    expect(parked.sent.map((m) => m.counts)).toEqual([{}]);
     // Another org: a second park of the same org within 10 s holds the test for its trailing report.
     const other = uniqueOrg("meter-lp");
     const otherKey = (await mintKey(other)).key;
     await override(other, "suspend");
     const logpush = await metered("/v1/logpush/http_requests", { key: otherKey, body: '{"EdgeStartTimestamp":1700000000}\n' }, parking);
     expect(logpush.response.status).toBe(402);
-    expect(logpush.calls).toBe(0);
+    expect(logpush.sent.map((m) => m.counts)).toEqual([{}]);
   });
 
   it("a Logpush batch the backend fails after part of it went upstream is not counted (the job resends all of it)", async () => {
@@ -237,13 +240,14 @@ describe("usage metering: refused data is never counted", () => {
 });
 
 describe("usage metering off", () => {
-  it("with USAGE_FEATURES empty: no counter, no queue send", async () => {
+  // The message still goes, for the chart's activity alone (issue 21; test/ingest/activity.test.ts).
+  it("with USAGE_FEATURES empty: no counter, no usage counts sent", async () => {
     const offEnv = { ...env, USAGE_FEATURES: "" } as unknown as IngestEnv;
     expect(ingestSettings(offEnv).metering).toBe(false);
     expect(counterFor(ingestSettings(offEnv), "traces", "protobuf")).toBeNull();
     const off = await metered("/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] }, { USAGE_FEATURES: "" });
     expect(off.response.status).toBe(200);
-    expect(off.calls).toBe(0);
+    expect(off.sent.map((m) => m.counts)).toEqual([{}]);
     const onEnv = { ...env, USAGE_FEATURES: "logs=log_records" } as unknown as IngestEnv;
     expect(counterFor(ingestSettings(onEnv), "traces", "protobuf")).toBeNull(); // an unmapped signal is not counted either
     expect(counterFor(ingestSettings(onEnv), "logs", "protobuf")).not.toBeNull();

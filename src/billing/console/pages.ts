@@ -2,6 +2,7 @@ import { relativeTime } from "../../shared/relative-time.ts";
 import { httpsUrl } from "../../shared/https-url.ts";
 import type { IndexEntryView, OrgView } from "../org/view.ts";
 import type { SweepView } from "../reconcile/sweep-record.ts";
+import { activityChart } from "./chart.ts";
 import { html, type Html } from "./html.ts";
 import { FAVICON_PATH } from "./favicon.ts";
 import { UNTIL_PATTERN, UNTIL_PLACEHOLDER } from "./override-form.ts";
@@ -78,7 +79,28 @@ export function loginPage(error: string | null): Html {
   );
 }
 
-type Overview = { counts: Record<string, number>; due_soon: IndexEntryView[]; recently_suspended: IndexEntryView[]; recently_restored: IndexEntryView[] };
+type Overview = {
+  counts: Record<string, number>;
+  due_soon: IndexEntryView[];
+  recently_suspended: IndexEntryView[];
+  recently_restored: IndexEntryView[];
+  /** Orgs observe mode let through in the last 24 h (issue 21), the most first, with the latest hour counted. */
+  would_refuse: { org_id: string; requests: number; last_hour: string }[];
+};
+
+/** The orgs that would have been refused (402 or 429) but for observe mode: what turning enforcement on would cut off. */
+function wouldRefuseCard(rows: Overview["would_refuse"], now: number): Html {
+  return html`<section class="card" id="would-refuse">
+    <h2>Would have been refused in the last 24 hours</h2>
+    <p class="muted">Requests accepted only because of observe mode (<code>ENFORCEMENT=observe</code> or the org's own override): each org's object reports them here at most once an hour, so the latest hour may be short.</p>
+    ${rows.length === 0
+      ? html`<p class="muted">No org would have been refused in the last 24 hours.</p>`
+      : scroller(html`<table>
+          <thead><tr><th scope="col">Org</th><th scope="col">Requests</th><th scope="col">Latest hour</th></tr></thead>
+          <tbody>${rows.map((row) => html`<tr><td>${orgLink(row.org_id)}</td><td>${row.requests.toLocaleString("en-US")}</td><td>${when(row.last_hour, now)}</td></tr>`)}</tbody>
+        </table>`)}
+  </section>`;
+}
 
 function table(rows: IndexEntryView[], columns: [string, (row: IndexEntryView) => Html | string][], empty: string): Html {
   if (rows.length === 0) return html`<p class="muted">${empty}</p>`;
@@ -201,6 +223,7 @@ export function overviewPage(overview: Overview, reasons: Record<string, string>
           "No org was restored in the last 30 days.",
         )}
       </section>
+      ${wouldRefuseCard(overview.would_refuse, now)}
       ${sweepCard(sweep, now)}`,
   );
 }
@@ -413,6 +436,11 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
           <textarea id="enforcement-note" name="note" required rows="2"></textarea>
           <button type="submit">Set enforcement</button>
         </form>
+      </section>
+      <section class="card" id="activity">
+        <h2>The last 30 days</h2>
+        <p class="muted">What became of this org's ${org.activity.unit} each hour, as the ingest Worker counted them, with the periods it was overdue, suspended, exempt or limited shaded behind.</p>
+        ${activityChart({ points: org.activity.hours.map((h) => ({ ...h, hour: Date.parse(h.hour) })), history: org.history, now, unit: org.activity.unit })}
       </section>
       <section class="card">
         <h2>Timeline</h2>

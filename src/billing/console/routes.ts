@@ -101,6 +101,7 @@ export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContex
       due_soon: overview.due_soon.map(indexEntryView),
       recently_suspended: overview.recently_suspended.map(indexEntryView),
       recently_restored: overview.recently_restored.map(indexEntryView),
+      would_refuse: overview.would_refuse.map((row) => ({ ...row, last_hour: new Date(row.last_hour).toISOString() })),
     };
     return page(200, overviewPage(view, REASON_LABELS, sweep, now, { done: doneMessage(request) }));
   })

@@ -16,3 +16,12 @@ export const IndexEntry = z.object({
   limits: z.array(z.string()).default([]),
 });
 export type IndexEntry = z.infer<typeof IndexEntry>;
+
+/** An org's would-be refusals per hour (epoch ms of the hour's start), as its object hands them to the index: at most 24. */
+export const WouldRefuseHours = z
+  .array(z.object({ hour: z.number().int().nonnegative(), requests: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }))
+  .max(24);
+export type WouldRefuseHours = z.infer<typeof WouldRefuseHours>;
+
+/** One org on the overview's would-be-refused list: its requests in the last 24 h, and the latest hour among them. */
+export type WouldRefuseOrg = { org_id: string; requests: number; last_hour: number };

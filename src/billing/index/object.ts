@@ -1,5 +1,11 @@
 import { DurableObject } from "cloudflare:workers";
-import { IndexEntry } from "./entry.ts";
+import { HOUR_MS, hourOf } from "../../shared/usage.ts";
+import { IndexEntry, WouldRefuseHours, type WouldRefuseOrg } from "./entry.ts";
+
+/** Would-be refusals are kept this long per org and hour: the overview sums the last 24 h. */
+const WOULD_REFUSE_RETENTION_MS = 48 * HOUR_MS;
+/** The overview's list of would-be-refused orgs: the most refused first, at most this many. */
+export const WOULD_REFUSE_SHOWN = 50;
 
 /** Restored orgs stay listed this long, for "recently restored". */
 const RESTORED_RETENTION_MS = 30 * 86_400_000;
@@ -31,6 +37,7 @@ export class OrgIndex extends DurableObject<BillingEnv> {
       );
       CREATE INDEX IF NOT EXISTS orgs_by_state ON orgs (state, suspend_at, suspended_at, since);
       CREATE TABLE IF NOT EXISTS org_limits (org_id TEXT PRIMARY KEY, features TEXT NOT NULL, version INTEGER NOT NULL, at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS would_refuse (org_id TEXT NOT NULL, hour INTEGER NOT NULL, requests INTEGER NOT NULL, PRIMARY KEY (org_id, hour));
     `);
   }
 
@@ -120,8 +127,29 @@ export class OrgIndex extends DurableObject<BillingEnv> {
       .map((row) => IndexEntry.pick({ org_id: true, state: true, reason: true, since: true }).parse(row));
   }
 
+  /**
+   * An org's would-be refusals (observe mode, issue 21) per hour, as its object counts them: each hour's
+   * total so far; an hour's total only grows, so the larger stays (a repeated or late write is harmless). The org's object writes
+   * at most once an hour (usage/activity.ts `wouldRefusePush`); rows past 48 h go at every write.
+   */
+  async recordWouldRefuse(orgId: string, hours: WouldRefuseHours): Promise<{ ok: boolean }> {
+    // Refused whole, never stored, if malformed (answered, not thrown: the caller logs it).
+    const parsed = WouldRefuseHours.safeParse(hours);
+    if (!parsed.success) return { ok: false };
+    for (const { hour, requests } of parsed.data) {
+      this.sql.exec(
+        "INSERT INTO would_refuse (org_id, hour, requests) VALUES (?, ?, ?) ON CONFLICT (org_id, hour) DO UPDATE SET requests = MAX(requests, excluded.requests)",
+        orgId,
+        hour,
+        requests,
+      );
+    }
+    this.sql.exec("DELETE FROM would_refuse WHERE hour < ?", Date.now() - WOULD_REFUSE_RETENTION_MS);
+    return { ok: true };
+  }
+
   /** What the console's overview shows. */
-  async overview(now: number, horizonMs: number): Promise<{ counts: Record<string, number>; due_soon: IndexEntry[]; recently_suspended: IndexEntry[]; recently_restored: IndexEntry[] }> {
+  async overview(now: number, horizonMs: number): Promise<{ counts: Record<string, number>; due_soon: IndexEntry[]; recently_suspended: IndexEntry[]; recently_restored: IndexEntry[]; would_refuse: WouldRefuseOrg[] }> {
     const counts = Object.fromEntries(LISTED_STATES.map((state) => [state, 0]));
     for (const row of this.sql.exec<{ state: string; n: number }>("SELECT state, COUNT(*) AS n FROM orgs GROUP BY state")) counts[row.state] = row.n;
     const select = (where: string, order: string, ...params: (string | number)[]) =>
@@ -131,6 +159,14 @@ export class OrgIndex extends DurableObject<BillingEnv> {
       due_soon: select("state = 'overdue' AND suspend_at IS NOT NULL AND suspend_at <= ?", "suspend_at, org_id", now + horizonMs),
       recently_suspended: select("state = 'suspended'", "suspended_at DESC, org_id"),
       recently_restored: select("state = 'ok'", "since DESC, org_id"),
+      // The last 24 hours: this hour and the 23 before it.
+      would_refuse: this.sql
+        .exec<WouldRefuseOrg>(
+          "SELECT org_id, SUM(requests) AS requests, MAX(hour) AS last_hour FROM would_refuse WHERE hour >= ? GROUP BY org_id ORDER BY requests DESC, org_id LIMIT ?",
+          hourOf(now) - 23 * HOUR_MS,
+          WOULD_REFUSE_SHOWN,
+        )
+        .toArray(),
     };
   }
 }

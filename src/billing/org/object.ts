@@ -15,6 +15,9 @@ import { orgView, type OrgView } from "./view.ts";
 import { addParking, parkedFiguresDiffer, parkedPublicationAt, waitingBytes } from "./parking.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
+import { ACTIVITY_TABLES, ActivityLog, wouldRefuseDue } from "../usage/activity.ts";
+import { hourOf } from "../../shared/usage.ts";
+import { orgIndex } from "../index/object.ts";
 import { meteredBalances } from "../autumn/answers.ts";
 import { UsageReporter } from "../usage/reporter.ts";
 import { usageView } from "../usage/usage-view.ts";
@@ -74,6 +77,9 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   private readonly publisher: Publisher;
   private readonly outbox: Outbox;
   private readonly usage: UsageLedger;
+  private readonly activity: ActivityLog;
+  /** The hour the would-be refusals last went to the index (in memory: a new instance writes once more at most). */
+  private wouldRefuseIndexedHour: number | null = null;
   private readonly reporter: UsageReporter;
   private readonly syncs = new Serialized<OrgRecord>();
   private readonly configReports: ConfigReports;
@@ -82,12 +88,13 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
 
   constructor(ctx: DurableObjectState, env: BillingEnv) {
     super(ctx, env);
-    this.store = new OrgStore(ctx.storage, [EVENT_TABLES, USAGE_TABLES]);
+    this.store = new OrgStore(ctx.storage, [EVENT_TABLES, USAGE_TABLES, ACTIVITY_TABLES]);
     const transact = this.store.transact;
     this.configReports = new ConfigReports(ctx.id.name ?? null);
     this.publisher = new Publisher(env, this.store, transact);
     this.outbox = new Outbox(ctx.storage.sql, this.store, transact, this.configReports);
     this.usage = new UsageLedger(ctx.storage.sql);
+    this.activity = new ActivityLog(ctx.storage.sql);
     this.reporter = new UsageReporter(this.usage, transact);
     this.transact = transact;
   }
@@ -101,7 +108,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     const record = this.load();
     const now = Date.now();
     return {
-      ...orgView(record, this.store.history(), this.outbox.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking()),
+      ...orgView(record, this.store.history(), this.outbox.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking(), this.activity.view(now)),
       usage: usageView(record, this.usage.rows(), settings.usage, now),
     };
   }
@@ -121,7 +128,12 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     return this.pass(async (settings) => {
       if (settings.usageProblem !== null) return { ok: false as const, error: `usage is not recorded until the configuration is fixed: ${settings.usageProblem.message}` };
       const now = Date.now();
-      const result = this.transact(() => this.usage.fold(parsed.data, settings.usage.features, now));
+      // The activity of the messages the ledger found new, in the same transaction: each message's once.
+      const result = this.transact(() => {
+        const folded = this.usage.fold(parsed.data, settings.usage.features, now);
+        return { ...folded, activity: this.activity.fold(folded.fresh, now) };
+      });
+      if (wouldRefuseDue(result.activity, this.wouldRefuseIndexedHour, now)) await this.indexWouldRefuse(now);
       log({ event: "usage_recorded", org_id: this.orgId, messages: parsed.data.length, recorded: result.recorded, duplicates: result.duplicates });
       if (result.abandoned.length > 0) {
         // Usage may be lost if a batch from these ever arrives: never silent (bounded: the first 10 named).
@@ -130,6 +142,17 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
       if (result.unmapped > 0) logWarn({ event: "usage_unmapped", org_id: this.orgId, items: result.unmapped, message: "the ingest Worker counted signals this Worker's USAGE_FEATURES does not map: set the same USAGE_FEATURES on both Workers" });
       return { ok: true, recorded: result.recorded, duplicates: result.duplicates };
     });
+  }
+
+  /** The overview's would-be-refused list (index/object.ts): a failure is logged and tried at the next fold; the usage stays recorded. */
+  private async indexWouldRefuse(now: number): Promise<void> {
+    try {
+      const answer = await orgIndex(this.env).recordWouldRefuse(this.orgId, this.activity.wouldRefuseHours(now));
+      if (!answer.ok) throw new Error("the index refused the hours as malformed");
+      this.wouldRefuseIndexedHour = hourOf(now);
+    } catch (error) {
+      logWarn({ event: "would_refuse_index_failed", org_id: this.orgId, error: error instanceof Error ? error.message : String(error) });
+    }
   }
 
   /**

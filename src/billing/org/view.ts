@@ -6,6 +6,7 @@ import { deadlineTerms, followUpAt, mirrorPending, nextAlarmAt, publishedDeadlin
 import { NO_PARKING, parkingView, type ParkingProgress } from "./parking.ts";
 import { isoOrNull as iso } from "../../shared/iso-time.ts";
 import type { UsageView } from "../usage/usage-view.ts";
+import { NO_ACTIVITY, type ActivityView } from "../usage/activity-view.ts";
 
 
 function evidenceView(evidence: Evidence | null) {
@@ -39,6 +40,8 @@ export function orgView(
   /** When the object's outbox and usage ledger next owe something (they live outside the record). */
   othersDueAt: number | null = null,
   parking: ParkingProgress = NO_PARKING,
+  /** The last 30 days' requests per hour (usage/activity.ts): the console's chart. */
+  activity: ActivityView = NO_ACTIVITY,
 ) {
   const exemptionEnd = record.override?.action === "exempt" ? record.override.until : null;
   const terms = record.anchor === null ? null : deadlineTerms({ anchor: record.anchor, notice_from: record.notice_from ?? record.noticed_at ?? record.anchor, exemption_end: exemptionEnd }, settings);
@@ -80,6 +83,8 @@ export function orgView(
     dead_letters: deadLetters.map((letter) => ({ ...letter, at: iso(letter.at) })),
     /** Batches kept while suspended or while the upstream was down, and what became of them (README, "Parking"). */
     parking: parkingView(parking),
+    /** What became of the org's requests per hour, the last 30 days (docs/metering.md, "Activity"); only hours with something counted. */
+    activity,
   };
 }
 /** What the admin API answers for one org: the billing view, and its usage (usage/usage-view.ts). */

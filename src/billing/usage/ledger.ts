@@ -63,7 +63,8 @@ export const USAGE_TABLES = {
 
 export type FrozenReport = { feature_id: string; value: number; key: string; attempts: number; first_at: number | null };
 
-export type FoldResult = { recorded: number; duplicates: number; unmapped: number; abandoned: { stream: string; from: number; to: number }[] };
+/** `fresh`: the messages folded now (not duplicates), for what else folds once per message (activity.ts). */
+export type FoldResult = { recorded: number; duplicates: number; unmapped: number; abandoned: { stream: string; from: number; to: number }[]; fresh: UsageDelivery[] };
 
 /**
  * The org's usage ledger in its SQLite storage (tables `usage_streams`, `usage_seen` and `usage_ledger`: `USAGE_TABLES`,
@@ -90,13 +91,14 @@ export class UsageLedger {
     this.sql.exec("DELETE FROM usage_seen WHERE at < ?", now - USAGE_DEDUPE_WINDOW_MS);
     this.sql.exec("DELETE FROM usage_streams WHERE at < ?", now - USAGE_STREAM_WINDOW_MS);
     const marks = new Map<string, StreamMark | null>();
-    const result: FoldResult = { recorded: 0, duplicates: 0, unmapped: 0, abandoned: [] };
+    const result: FoldResult = { recorded: 0, duplicates: 0, unmapped: 0, abandoned: [], fresh: [] };
     for (const message of messages) {
       if (!this.admit(message, marks, now, result)) {
         result.duplicates++;
         continue;
       }
       result.recorded++;
+      result.fresh.push(message);
       for (const signal of SIGNALS) {
         const count = message.counts[signal] ?? 0;
         if (count === 0) continue;

@@ -11,6 +11,7 @@ import type { ParkingSettings } from "../parking/store.ts";
 import { log } from "../../shared/log.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
+import { countActivity, refusedAnswer } from "../usage/activity.ts";
 import { meterAccepted } from "../usage/meter.ts";
 import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs, type LogpushContext } from "./index.ts";
 import { countLines, Segmenter, shiftLine } from "./segments.ts";
@@ -49,8 +50,11 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
   const admitted = await admit(request, env, settings, route, "json");
   const parking = parkingOf(env);
   if (!admitted.ok) {
-    if (!("suspended" in admitted) || parking === null) return admitted.response;
-    return parkRefused(request, env, settings, dataset, waitUntil, parking, admitted);
+    if (!("suspended" in admitted) || parking === null) return refusedAnswer(env, waitUntil, admitted);
+    const answer = await parkRefused(request, env, settings, dataset, waitUntil, parking, admitted);
+    // parkRefused answers the plain 402 itself when nothing was kept: a refusal, else parked data.
+    countActivity(env, waitUntil, admitted.suspended.orgId, answer === admitted.response ? "refused" : "parked");
+    return answer;
   }
   if (parking && admitted.verdict.since !== undefined && Date.now() - admitted.verdict.since < parking.retentionMs) {
     // The org's state changed within the retention: maybe it just paid, and this is Logpush retrying
@@ -59,7 +63,7 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
     if (held.response) return held.response;
     request = held.request;
   }
-  return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId, admitted.keyId), waitUntil);
+  return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId, observed: admitted.observed !== null }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId, admitted.keyId), waitUntil);
 }
 
 /**
@@ -171,7 +175,7 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
     };
     let response: Response;
     try {
-      response = await convert(request, env, settings, dataset, { orgId, keyId }, pieces, waitUntil);
+      response = await convert(request, env, settings, dataset, { orgId, keyId, observed: false }, pieces, waitUntil);
     } catch (error) {
       if (error instanceof ParkStopped) return { whole: false, records: null };
       throw error;
@@ -191,7 +195,7 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
  * a forward (not a suspended org's, which is parked) is metered once every piece was accepted:
  * its records, and its bytes as received.
  */
-async function convert(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, admitted: { orgId: string; keyId: string }, pieces: Pieces, waitUntil: WaitUntil): Promise<Response> {
+async function convert(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, admitted: { orgId: string; keyId: string; observed: boolean }, pieces: Pieces, waitUntil: WaitUntil): Promise<Response> {
   const route = "/v1/logpush";
   const ctx = { orgId: admitted.orgId, keyId: admitted.keyId };
   const tooLarge = (what: string, limit: number) => refuse(env, route, "json", 413, "payload_too_large", `the ${what} exceeds ${limit} bytes; lower max_upload_bytes on the Logpush job`, ctx).response;
@@ -389,6 +393,7 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
   if (pieces.account) {
     settleForward(env, settings, { ...ctx, route, bytes: decompressed }, result);
     if (settings.metering) meterAccepted(env, settings, waitUntil, admitted.orgId, "logpush", { items: records, bytes: compressed });
+    countActivity(env, waitUntil, admitted.orgId, result.parked ? "parked" : admitted.observed ? "would_refuse" : "accepted");
   }
   return Response.json({ status: "accepted", records });
 }

@@ -6,6 +6,7 @@ import { logUpstreamTrouble, settleForward } from "../request/account.ts";
 import type { Admitted } from "../request/admit.ts";
 import type { BodyProblem } from "../request/body.ts";
 import type { ForwardResult } from "../request/forward.ts";
+import { countActivity } from "../usage/activity.ts";
 import { meterAccepted, type OtlpSignal } from "../usage/meter.ts";
 import type { ParkedOnOutage } from "./park.ts";
 import type { Refusal } from "./format.ts";
@@ -15,7 +16,8 @@ import type { Refusal } from "./format.ts";
  * answer accounted for (request/account.ts), usage metered only once the data is accepted
  * (upstream 2xx, or parked during an outage), and for an org that is overdue with a deadline the
  * overdue warning in its partial_success (docs/customers.md); so does a suspended org's batch that
- * observe mode let through (issue 21), instead of the 402 it would have had.
+ * observe mode let through (issue 21), instead of the 402 it would have had. Each answer counts the
+ * request's activity (usage/activity.ts): accepted, would-be-refused (observe mode) or parked.
  */
 
 /** Who sent the batch, what it is, and where it went: what every answer below is about. */
@@ -24,7 +26,10 @@ export type Batch = { env: IngestEnv; settings: IngestSettings; ctx: WaitUntil; 
 /** The upstream's own answer, accounted for; metered when it accepted the batch. */
 export function answerForwarded(batch: Batch, result: ForwardResult, items: () => number | null | Promise<number | null>): Promise<Response> {
   const { env, settings, ctx, admitted, format, signal, context } = batch;
-  if (settings.metering && result.outcome === "accepted") meterAccepted(env, settings, ctx, admitted.orgId, signal, { items: items(), bytes: context.bytes });
+  if (result.outcome === "accepted") {
+    countActivity(env, ctx, admitted.orgId, admitted.observed === null ? "accepted" : "would_refuse");
+    if (settings.metering) meterAccepted(env, settings, ctx, admitted.orgId, signal, { items: items(), bytes: context.bytes });
+  }
   return withOverdueWarning(settleForward(env, settings, context, result), admitted.verdict, format, admitted.orgId, undefined, admitted.observed === "billing_suspended");
 }
 
@@ -37,6 +42,7 @@ export function answerParked(batch: Batch, result: ForwardResult, parked: Parked
   logUpstreamTrouble(context, result, true);
   const accepted = settleForward(env, settings, { ...context, bytes: parked.bytes }, { ...result, response: emptyExportResponse(format), outcome: "accepted", code: null, failure: null, parked: true });
   meterAccepted(env, settings, ctx, admitted.orgId, signal, parked);
+  countActivity(env, ctx, admitted.orgId, "parked");
   return withOverdueWarning(accepted, admitted.verdict, format, admitted.orgId, undefined, admitted.observed === "billing_suspended");
 }
 

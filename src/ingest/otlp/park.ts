@@ -7,6 +7,7 @@ import { batchDigest, keepOnce } from "../parking/kept-once.ts";
 import type { Counted, ParkingSettings } from "../parking/store.ts";
 import type { OutgoingBody } from "../request/body.ts";
 import type { Suspended } from "../request/admit.ts";
+import { countActivity } from "../usage/activity.ts";
 import { upstreamContent, type OtlpContent } from "./format.ts";
 
 /**
@@ -22,17 +23,25 @@ import { upstreamContent, type OtlpContent } from "./format.ts";
  * OTLP request, the org's parked bytes at PARK_MAX_BYTES, R2 failing).
  */
 export async function keepSuspended(request: Request, env: IngestEnv, settings: IngestSettings, ctx: WaitUntil, path: string, content: OtlpContent, refused: Suspended): Promise<Response> {
+  const kept = await keptResponse(request, env, settings, ctx, path, content, refused);
+  // The chart's activity (usage/activity.ts): a kept batch is parked data, a plain 402 a refusal.
+  countActivity(env, ctx, refused.suspended.orgId, kept === null ? "refused" : "parked");
+  return kept ?? refused.response;
+}
+
+/** The 402 saying the batch is kept, once it is; null when it cannot be. */
+async function keptResponse(request: Request, env: IngestEnv, settings: IngestSettings, ctx: WaitUntil, path: string, content: OtlpContent, refused: Suspended): Promise<Response | null> {
   const parking = content.format !== null ? parkingOf(env) : null;
-  if (parking === null || !content.ok || declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return refused.response;
+  if (parking === null || !content.ok || declaredLengthExceeds(request.headers, settings.maxBodyBytes)) return null;
   const { format, encoding } = content;
   const { orgId, keyId, verdict } = refused.suspended;
   let bytes: Uint8Array;
   try {
     bytes = await readBounded(request.body, settings.maxBodyBytes);
   } catch {
-    return refused.response;
+    return null;
   }
-  if (!(await complete(bytes, encoding === "gzip", settings))) return refused.response;
+  if (!(await complete(bytes, encoding === "gzip", settings))) return null;
   const target = { route: path, ...upstreamContent(format, encoding), keyId };
   // A resend of a batch already kept with this key is answered as kept, not parked again (kept-once.ts).
   const now = Date.now();
@@ -42,7 +51,7 @@ export async function keepSuspended(request: Request, env: IngestEnv, settings: 
     if (parked) pieces.push(parked);
     return { whole: parked !== null, records: null };
   });
-  if (!kept) return refused.response;
+  if (!kept) return null;
   return suspendedResponse({ format, orgId, suspendedAt: verdict.suspended_at, payUrl: verdict.pay_url, parked: { retentionMs: parking.retentionMs }, logpush: false });
 }
 

@@ -5,6 +5,7 @@ import { refuse } from "../request/account.ts";
 import { admit } from "../request/admit.ts";
 import { outgoingBody } from "../request/body.ts";
 import { forward, isOutage, PARKING_UNAVAILABLE_RETRY_AFTER, UNAVAILABLE_RETRY_AFTER } from "../request/forward.ts";
+import { refusedAnswer } from "../usage/activity.ts";
 import { counterFor, type OtlpSignal } from "../usage/meter.ts";
 import { signalOfRoute } from "../usage/route-signal.ts";
 import { answerForwarded, answerParked, bodyRefusal, type Batch } from "./answer.ts";
@@ -28,7 +29,7 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
   const content = otlpContent(request.headers);
   const answerFormat = content.format ?? "json";
   const admitted = await admit(request, env, settings, path, answerFormat);
-  if (!admitted.ok) return "suspended" in admitted ? keepSuspended(request, env, settings, ctx, path, content, admitted) : admitted.response;
+  if (!admitted.ok) return "suspended" in admitted ? keepSuspended(request, env, settings, ctx, path, content, admitted) : refusedAnswer(env, ctx, admitted);
   const who = { orgId: admitted.orgId, keyId: admitted.keyId };
   const refused = (refusal: Refusal, bytes = 0) => refuse(env, path, answerFormat, refusal.status, refusal.code, refusal.message, { ...who, bytes }).response;
 

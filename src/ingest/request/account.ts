@@ -5,7 +5,8 @@ import { writeAnalyticsPoint } from "./analytics.ts";
 import type { ForwardResult } from "./forward.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 
-export type Refused = { ok: false; response: Response };
+/** `billingOrgId`: set on a 402 or 429 refusal (suspended, plan limit), the org whose activity counts it `refused` (usage/activity.ts). */
+export type Refused = { ok: false; response: Response; billingOrgId?: string };
 
 /**
  * A refusal: one exact counter, and a log line for the first refusal of this org and code in
@@ -26,7 +27,8 @@ export function refuse(
     logWarn({ event: "ingest_refused", org_id: context.orgId ?? null, key_id: context.keyId ?? null, route, status, code, reason: message, refused, window_s: DECISION_LOG_WINDOW_MS / 1000 });
   }
   if (context.orgId) writeAnalyticsPoint(env, { orgId: context.orgId, route, outcome: "refused", code, bytes: context.bytes ?? 0 });
-  return { ok: false, response: context.response ?? errorResponse(status, code, message, context.extra, context.headers, format) };
+  const response = context.response ?? errorResponse(status, code, message, context.extra, context.headers, format);
+  return context.orgId !== undefined && (status === 402 || status === 429) ? { ok: false, response, billingOrgId: context.orgId } : { ok: false, response };
 }
 
 /**

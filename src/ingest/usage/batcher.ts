@@ -1,5 +1,5 @@
 import { logError } from "../../shared/log.ts";
-import type { UsageCounts, UsageMessage } from "../../shared/usage.ts";
+import { hourOf, type ActivityHour, type ActivityKind, type UsageCounts, type UsageMessage } from "../../shared/usage.ts";
 
 /**
  * The request path's hand-off of usage to the `tollgate-usage` queue (docs/metering.md),
@@ -16,6 +16,10 @@ import type { UsageCounts, UsageMessage } from "../../shared/usage.ts";
  * (1, 2, 3, … per org), fixed when the flush builds it. A send can throw after the queue took the
  * batch, so a retry may put the same usage on the queue twice under new queue message ids; the org's
  * object folds a stream's number once (src/billing/usage/streams.ts), so it is counted once.
+ *
+ * Activity (issue 21) rides the same messages: what became of each request (`addActivity`), per
+ * hour, sent whether metering is on or off; an org with only activity in the window gets a message
+ * with empty `counts`. No extra send: still one message per org per window.
  */
 
 export type UsageQueue = { sendBatch(messages: Iterable<{ body: UsageMessage }>): Promise<unknown> };
@@ -39,7 +43,7 @@ export const USAGE_MAX_ORGS = 100;
 export const SEND_BATCH_MAX = 100;
 export const USAGE_RETRY_DELAYS_MS = [100, 400, 1_600] as const;
 
-type Pending = { counts: Record<string, number>; first_at: number; last_at: number };
+type Pending = { counts: Record<string, number>; first_at: number; last_at: number; activity: Map<number, ActivityHour> | null };
 
 export class UsageBatcher {
   private readonly queue: UsageQueue;
@@ -79,14 +83,37 @@ export class UsageBatcher {
    * pending when it runs, and needs no waitUntil of its own (one per window, not one per request).
    */
   add(orgId: string, counts: UsageCounts, at: number): { done: Promise<void>; opened: boolean } {
+    const entry = this.entry(orgId, at);
+    for (const [signal, value] of Object.entries(counts)) entry.counts[signal] = (entry.counts[signal] ?? 0) + (value ?? 0);
+    return this.ride();
+  }
+
+  /** Counts one request's outcome for its org in the hour holding `at`; `done` and `opened` as for `add`. */
+  addActivity(orgId: string, kind: ActivityKind, at: number): { done: Promise<void>; opened: boolean } {
+    const entry = this.entry(orgId, at);
+    entry.activity ??= new Map();
+    const hour = hourOf(at);
+    let counts = entry.activity.get(hour);
+    if (!counts) entry.activity.set(hour, (counts = { hour }));
+    counts[kind] = (counts[kind] ?? 0) + 1;
+    return this.ride();
+  }
+
+  /** The org's pending entry, its window stretched to `at`. */
+  private entry(orgId: string, at: number): Pending {
     const entry = this.pending.get(orgId);
     if (entry) {
-      for (const [signal, value] of Object.entries(counts)) entry.counts[signal] = (entry.counts[signal] ?? 0) + (value ?? 0);
       entry.first_at = Math.min(entry.first_at, at);
       entry.last_at = Math.max(entry.last_at, at);
-    } else {
-      this.pending.set(orgId, { counts: { ...counts } as Record<string, number>, first_at: at, last_at: at });
+      return entry;
     }
+    const created: Pending = { counts: {}, first_at: at, last_at: at, activity: null };
+    this.pending.set(orgId, created);
+    return created;
+  }
+
+  /** The flush that will carry what was just added (scheduled now if none is). */
+  private ride(): { done: Promise<void>; opened: boolean } {
     const opened = this.next === null;
     const next = (this.next ??= this.schedule());
     if (this.pending.size >= this.maxOrgs) next.start();
@@ -110,7 +137,10 @@ export class UsageBatcher {
     const messages = [...batch].map(([org_id, p]): { body: UsageMessage } => {
       const seq = (this.seqs.get(org_id) ?? 0) + 1;
       this.seqs.set(org_id, seq);
-      return { body: { org_id, stream: this.stream, seq, counts: p.counts, first_at: p.first_at, last_at: p.last_at } };
+      const body: UsageMessage = { org_id, stream: this.stream, seq, counts: p.counts, first_at: p.first_at, last_at: p.last_at };
+      // A window spans an hour boundary at most once or twice: the hours stay far under MAX_ACTIVITY_HOURS.
+      if (p.activity) body.activity = { unit: "requests", hours: [...p.activity.values()].sort((a, b) => a.hour - b.hour) };
+      return { body };
     });
     const chunks: { body: UsageMessage }[][] = [];
     for (let i = 0; i < messages.length; i += SEND_BATCH_MAX) chunks.push(messages.slice(i, i + SEND_BATCH_MAX));
@@ -131,7 +161,7 @@ export class UsageBatcher {
     // Never silent: what the queue could not take is named, org by org, for the operator to report by hand.
     const reason = error instanceof Error ? error.message : String(error);
     for (const { body } of chunk) {
-      logError({ event: "usage_lost", org_id: body.org_id, stream: body.stream, seq: body.seq, counts: body.counts, first_at: body.first_at, last_at: body.last_at, attempts: this.retryDelaysMs.length + 1, error: reason });
+      logError({ event: "usage_lost", org_id: body.org_id, stream: body.stream, seq: body.seq, counts: body.counts, activity: body.activity, first_at: body.first_at, last_at: body.last_at, attempts: this.retryDelaysMs.length + 1, error: reason });
     }
   }
 }

@@ -48,6 +48,7 @@ async function recordOrg(env: IngestEnv, orgId: string, messages: { message: Mes
     counts: body.counts,
     first_at: body.first_at,
     last_at: body.last_at,
+    ...(body.activity === undefined ? {} : { activity: body.activity }),
   }));
   try {
     const stub = orgBillingRpc(env.ORG_BILLING, orgId);

@@ -1,0 +1,229 @@
+import { ACTIVITY_KINDS, HOUR_MS, hourOf, type ActivityKind } from "../../shared/usage.ts";
+import { html, type Html } from "./html.ts";
+
+/**
+ * The org page's chart (issue 21): the last 30 days, one point per hour, of what became of the
+ * org's requests (accepted, would-be-refused, parked, refused; stacked), with the periods it was
+ * overdue, suspended, exempt or limited shaded behind. An inline SVG drawn here, on the server:
+ * no client library, and a <title>, a <desc> and a table beside it say the same for anyone who
+ * cannot see it. Pure: the page hands it the org's activity and history.
+ */
+
+export const CHART_HOURS = 30 * 24;
+
+/** One hour's counts, `hour` the epoch ms of its start. */
+export type ActivityPoint = { hour: number } & Record<ActivityKind, number>;
+
+export const PERIOD_KINDS = ["overdue", "suspended", "exempt", "limited"] as const;
+export type PeriodKind = (typeof PERIOD_KINDS)[number];
+export type Period = { kind: PeriodKind; from: number; to: number };
+
+/** What the chart needs of a history entry (OrgView's: times as ISO strings). */
+export type ChartHistoryEntry = {
+  at: string | null;
+  kind: "transition" | "override" | "limit_reached" | "limit_cleared";
+  from: "ok" | "overdue" | "suspended";
+  to: "ok" | "overdue" | "suspended";
+  override: { action: "exempt" | "suspend" | "unsuspend" | "clear"; until: string | null } | null;
+  limit: { feature_id: string } | null;
+};
+
+const LABEL: Record<ActivityKind, string> = { accepted: "Accepted", would_refuse: "Would be refused", parked: "Parked", refused: "Refused" };
+const PERIOD_LABEL: Record<PeriodKind, string> = { overdue: "Overdue", suspended: "Suspended", exempt: "Exempt", limited: "Plan limit reached" };
+/** Bottom to top: what went through first, then what was kept, then what was turned away. */
+const STACK: readonly ActivityKind[] = ["accepted", "would_refuse", "parked", "refused"];
+
+/** The window: the 720 hours ending with the one holding `now`. */
+export function chartWindow(now: number): { start: number; end: number } {
+  const end = hourOf(now) + HOUR_MS;
+  return { start: end - CHART_HOURS * HOUR_MS, end };
+}
+
+/** One point per hour of the window, zeros where nothing was counted; points outside it are left out. */
+export function hourlySeries(points: readonly ActivityPoint[], start: number, hours = CHART_HOURS): ActivityPoint[] {
+  const series: ActivityPoint[] = Array.from({ length: hours }, (_, i) => ({ hour: start + i * HOUR_MS, accepted: 0, refused: 0, would_refuse: 0, parked: 0 }));
+  for (const point of points) {
+    const i = Math.floor((point.hour - start) / HOUR_MS);
+    if (i < 0 || i >= hours) continue;
+    for (const kind of ACTIVITY_KINDS) series[i]![kind] += point[kind];
+  }
+  return series;
+}
+
+/** The y axis's top: the smallest 1, 2 or 5 × 10^k at or above `max` (1 for an empty chart). */
+export function niceMax(max: number): number {
+  if (!(max > 1)) return 1;
+  const power = 10 ** Math.floor(Math.log10(max));
+  for (const step of [1, 2, 5, 10]) if (step * power >= max) return step * power;
+  return 10 * power;
+}
+
+/**
+ * The periods, from the org's history (any order), clipped to [start, end): `overdue` and `suspended`
+ * from every entry's `to` (the state before the first entry is its `from`); `exempt` from an `exempt` or
+ * `unsuspend` override until its end or the next override; `limited` while any feature's limit_reached
+ * has no limit_cleared yet. Enforcement-mode entries (an override entry without `override`) change nothing.
+ */
+export function periodsFrom(history: readonly ChartHistoryEntry[], start: number, end: number): Period[] {
+  const entries = history
+    .map((entry) => ({ entry, at: entry.at === null ? NaN : Date.parse(entry.at) }))
+    .filter(({ at }) => Number.isFinite(at))
+    .sort((a, b) => a.at - b.at);
+  const periods: Period[] = [];
+  const add = (kind: PeriodKind, from: number, to: number) => {
+    const clipped = { kind, from: Math.max(from, start), to: Math.min(to, end) };
+    if (clipped.from < clipped.to) periods.push(clipped);
+  };
+  let state = entries[0]?.entry.from ?? "ok";
+  let stateSince = -Infinity;
+  let exempt: { from: number; until: number } | null = null;
+  const limited = new Set<string>();
+  let limitedSince = -Infinity;
+  for (const { entry, at } of entries) {
+    if (entry.to !== state) {
+      if (state !== "ok") add(state, stateSince, at);
+      state = entry.to;
+      stateSince = at;
+    }
+    if (entry.kind === "override" && entry.override !== null) {
+      if (exempt !== null) add("exempt", exempt.from, Math.min(exempt.until, at));
+      const exempting = entry.override.action === "exempt" || entry.override.action === "unsuspend";
+      const until = entry.override.until === null ? Infinity : Date.parse(entry.override.until);
+      exempt = exempting ? { from: at, until: Number.isNaN(until) ? Infinity : until } : null;
+    }
+    if (entry.limit !== null && (entry.kind === "limit_reached" || entry.kind === "limit_cleared")) {
+      const was = limited.size > 0;
+      if (entry.kind === "limit_reached") limited.add(entry.limit.feature_id);
+      else limited.delete(entry.limit.feature_id);
+      if (!was && limited.size > 0) limitedSince = at;
+      if (was && limited.size === 0) add("limited", limitedSince, at);
+    }
+  }
+  if (state !== "ok") add(state, stateSince, end);
+  if (exempt !== null) add("exempt", exempt.from, exempt.until);
+  if (limited.size > 0) add("limited", limitedSince, end);
+  return periods.sort((a, b) => a.from - b.from || PERIOD_KINDS.indexOf(a.kind) - PERIOD_KINDS.indexOf(b.kind));
+}
+
+// The drawing's own units (viewBox): the plot is 360 wide whatever the window (30 days: half a unit an
+// hour), so a 390 px phone shows the labels at about their size; wider screens scale it up (CSS caps it).
+const X0 = 40;
+const PLOT_WIDTH = 360;
+const PLOT_TOP = 30;
+const PLOT_BOTTOM = 146;
+const WIDTH = X0 + PLOT_WIDTH + 6;
+const HEIGHT = 166;
+const STRIP = { exempt: [1, 9], limited: [12, 20] } as const;
+/** The closer look beside the 30 days: the last day, where a short period or one busy hour is visible. */
+export const CLOSE_HOURS = 24;
+
+const round = (n: number) => Math.round(n * 10) / 10;
+
+/** The outline of one stacked layer: its top edge left to right, its bottom edge back, as axis-aligned steps `perHour` wide. */
+export function layerPath(bottoms: readonly number[], tops: readonly number[], y: (value: number) => number, perHour = PLOT_WIDTH / CHART_HOURS): string {
+  const points: [number, number][] = [];
+  tops.forEach((top, i) => points.push([X0 + i * perHour, y(top)], [X0 + (i + 1) * perHour, y(top)]));
+  for (let i = bottoms.length - 1; i >= 0; i--) points.push([X0 + (i + 1) * perHour, y(bottoms[i]!)], [X0 + i * perHour, y(bottoms[i]!)]);
+  // Only the corners: a point between two others on the same horizontal or vertical line adds nothing.
+  const corners = points.filter((p, i) => {
+    const a = points[i - 1];
+    const c = points[i + 1];
+    if (!a || !c) return true;
+    return !((a[1] === p[1] && p[1] === c[1]) || (a[0] === p[0] && p[0] === c[0]));
+  });
+  // The outline closes by itself (Z): a last corner on the first is left out.
+  const last = corners[corners.length - 1]!;
+  if (corners.length > 1 && last[0] === corners[0]![0] && last[1] === corners[0]![1]) corners.pop();
+  return `M${corners.map(([x, yy]) => `${round(x)} ${round(yy)}`).join("L")}Z`;
+}
+
+const count = (n: number) => n.toLocaleString("en-US");
+const day = (t: number) => new Date(t).toISOString().slice(5, 10);
+const clock = (t: number) => new Date(t).toISOString().slice(11, 16);
+const minute = (t: number) => `${new Date(t).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+const sumOf = (series: readonly ActivityPoint[]) => Object.fromEntries(ACTIVITY_KINDS.map((kind) => [kind, series.reduce((sum, p) => sum + p[kind], 0)])) as Record<ActivityKind, number>;
+const periodWords = (periods: readonly Period[], end: number) =>
+  periods.length === 0 ? "never overdue, suspended, exempt or limited in that time" : periods.map((p) => `${PERIOD_LABEL[p.kind].toLowerCase()} from ${minute(p.from)} to ${p.to >= end ? "now" : minute(p.to)}`).join("; ");
+
+/** One window drawn: `series` one point per hour from `start`, `periods` clipped to it; `id` keeps its title and desc apart from the other's. */
+function drawing(id: string, series: readonly ActivityPoint[], periods: readonly Period[], start: number, unit: string, span: string): Html {
+  const hours = series.length;
+  const end = start + hours * HOUR_MS;
+  const perHour = PLOT_WIDTH / hours;
+  const totals = sumOf(series);
+  const top = niceMax(Math.max(0, ...series.map((p) => STACK.reduce((sum, kind) => sum + p[kind], 0))));
+  const y = (value: number) => PLOT_BOTTOM - (value / top) * (PLOT_BOTTOM - PLOT_TOP);
+  const x = (t: number) => X0 + ((t - start) / HOUR_MS) * perHour;
+
+  const layers: Html[] = [];
+  let bottoms = series.map(() => 0);
+  for (const kind of STACK) {
+    if (totals[kind] === 0) continue;
+    const tops = series.map((p, i) => bottoms[i]! + p[kind]);
+    layers.push(html`<path class="layer ${kind}" d="${layerPath(bottoms, tops, y, perHour)}"><title>${LABEL[kind]}: ${count(totals[kind])} ${unit}</title></path>`);
+    bottoms = tops;
+  }
+  // A period shorter than the drawing can show is still drawn, half a unit wide.
+  const shading = periods.map((p) => {
+    const [y1, y2] = p.kind === "exempt" || p.kind === "limited" ? STRIP[p.kind] : [PLOT_TOP, PLOT_BOTTOM];
+    return html`<rect class="period ${p.kind}" x="${round(x(p.from))}" y="${y1}" width="${Math.max(0.5, round(x(p.to) - x(p.from)))}" height="${y2 - y1}"><title>${PERIOD_LABEL[p.kind]} ${minute(p.from)} to ${p.to >= end ? "now" : minute(p.to)}</title></rect>`;
+  });
+  // 30 days: a date under every fifth day from the first whole one; a day: the time every sixth hour.
+  const step = hours > CLOSE_HOURS ? 5 * 86_400_000 : 6 * HOUR_MS;
+  const label = hours > CLOSE_HOURS ? day : clock;
+  const ticks: Html[] = [];
+  for (let t = Math.ceil(start / step) * step; t < end; t += step) {
+    ticks.push(html`<line class="tick" x1="${round(x(t))}" x2="${round(x(t))}" y1="${PLOT_BOTTOM}" y2="${PLOT_BOTTOM + 3}" /><text class="axis" x="${round(x(t))}" y="${PLOT_BOTTOM + 13}" text-anchor="middle">${label(t)}</text>`);
+  }
+  const empty = STACK.every((kind) => totals[kind] === 0);
+  const summary = `${ACTIVITY_KINDS.map((kind) => `${LABEL[kind].toLowerCase()} ${count(totals[kind])}`).join(", ")} ${unit} in ${span}`;
+  return html`<svg viewBox="0 0 ${WIDTH} ${HEIGHT}" width="100%" role="img" aria-labelledby="${id}-title ${id}-desc" preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">
+      <title id="${id}-title">${unit[0]!.toUpperCase()}${unit.slice(1)} per hour, ${span}: ${minute(start)} to ${minute(end)}</title>
+      <desc id="${id}-desc">${summary}; ${periodWords(periods, end)}.</desc>
+      ${shading}
+      <line class="grid" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${y(top / 2)}" y2="${y(top / 2)}" />
+      ${layers}
+      <line class="axis-line" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${PLOT_BOTTOM}" y2="${PLOT_BOTTOM}" />
+      <text class="axis" x="${X0 - 4}" y="${PLOT_TOP + 3}" text-anchor="end">${count(top)}</text>
+      ${top > 1 ? html`<text class="axis" x="${X0 - 4}" y="${round(y(top / 2)) + 3}" text-anchor="end">${count(top / 2)}</text>` : ""}
+      <text class="axis" x="${X0 - 4}" y="${PLOT_BOTTOM + 3}" text-anchor="end">0</text>
+      <text class="axis strip-label" x="${X0 - 4}" y="${STRIP.exempt[1]}" text-anchor="end">exempt</text>
+      <text class="axis strip-label" x="${X0 - 4}" y="${STRIP.limited[1]}" text-anchor="end">limited</text>
+      ${ticks}
+      ${empty ? html`<text class="axis empty" x="${X0 + PLOT_WIDTH / 2}" y="${(PLOT_TOP + PLOT_BOTTOM) / 2}" text-anchor="middle">No ${unit} counted in ${span}</text>` : ""}
+    </svg>`;
+}
+
+/**
+ * The chart, its legend and its table, for the org page: the last 30 days, then the last 24 hours
+ * drawn closer (the same hours, wider), so a period of minutes or one busy hour can be seen.
+ * `unit`: what the counts are (requests).
+ */
+export function activityChart(input: { points: readonly ActivityPoint[]; history: readonly ChartHistoryEntry[]; now: number; unit: string }): Html {
+  const { start, end } = chartWindow(input.now);
+  const series = hourlySeries(input.points, start);
+  const periods = periodsFrom(input.history, start, end);
+  const closeStart = end - CLOSE_HOURS * HOUR_MS;
+  const totals = sumOf(series);
+  const lastDay = sumOf(series.slice(-CLOSE_HOURS));
+  const Unit = `${input.unit[0]!.toUpperCase()}${input.unit.slice(1)}`;
+
+  return html`<figure class="chart">
+    ${drawing("chart-30d", series, periods, start, input.unit, "the last 30 days")}
+    ${drawing("chart-24h", series.slice(-CLOSE_HOURS), periodsFrom(input.history, closeStart, end), closeStart, input.unit, "the last 24 hours")}
+    <figcaption>
+      <ul class="legend">
+        ${STACK.map((kind) => html`<li><span class="swatch ${kind}" aria-hidden="true"></span>${LABEL[kind]}</li>`)}
+        ${PERIOD_KINDS.map((kind) => html`<li><span class="swatch period ${kind}" aria-hidden="true"></span>${PERIOD_LABEL[kind]}</li>`)}
+      </ul>
+    </figcaption>
+  </figure>
+  <div class="scroll"><table class="chart-table">
+    <caption>${Unit}, counted by the ingest Worker</caption>
+    <thead><tr><th scope="col"></th><th scope="col">Last 24 hours</th><th scope="col">Last 30 days</th></tr></thead>
+    <tbody>${ACTIVITY_KINDS.map((kind) => html`<tr><th scope="row">${LABEL[kind]}</th><td>${count(lastDay[kind])}</td><td>${count(totals[kind])}</td></tr>`)}</tbody>
+  </table></div>
+  ${periods.length === 0
+    ? html`<p class="muted">Never overdue, suspended, exempt or limited in the last 30 days.</p>`
+    : html`<ul class="periods">${periods.map((p) => html`<li><span class="swatch period ${p.kind}" aria-hidden="true"></span>${PERIOD_LABEL[p.kind]}: ${minute(p.from)} to ${p.to >= end ? "now" : minute(p.to)}</li>`)}</ul>`}`;
+}
