@@ -26,7 +26,7 @@ afterEach(async () => {
 });
 
 const SEED = 0x5eed_a11;
-const ROUNDS = 30;
+const ROUNDS = 15;
 const FUZZ_TIMEOUT_MS = 180_000;
 const DAY = 86_400_000;
 const REPORT_INTERVAL_MS = 10_000;

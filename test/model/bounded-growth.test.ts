@@ -48,7 +48,7 @@ it("grows no table, key or prefix with requests: the same rows and keys after N 
     // A paying org that was once overdue (so it has a history, an index entry and a mirror entry).
     await deliverWebhook((await autumn.pastDue(org, { at: now, webhook: false })).webhook);
     await deliverWebhook((await autumn.pay(org, { at: now, webhook: false })).webhook);
-    const N = 40;
+    const N = 20;
     const WINDOWS = 2;
     let sent = 0;
     // One isolate for all the traffic: what an isolate keeps (its batcher's stream) is per isolate, not per request.

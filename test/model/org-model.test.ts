@@ -422,7 +422,7 @@ afterEach(async () => {
 const LONG = Boolean((env as unknown as Record<string, string | undefined>).MODEL_LONG);
 
 it("keeps every promise of the README under random histories of billing, support, traffic, outages and faults", { timeout: LONG ? 6 * 3_600_000 : 120_000 }, async () => {
-  const runs = envNumber("MODEL_RUNS", 4);
+  const runs = envNumber("MODEL_RUNS", 2);
   const steps = envNumber("MODEL_STEPS", 60);
   const seedFromEnv = (env as unknown as Record<string, string | undefined>).MODEL_SEED;
   // npm test: a fixed seed, stop at the first failure. npm run test:model (MODEL_LONG): a random seed unless given, shrunk.
