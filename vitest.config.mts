@@ -13,7 +13,7 @@ const secrets = {
   INGEST_KEY_PEPPER: TEST_INGEST_KEY_PEPPER,
 };
 
-/** `FUZZ_REQUESTS=1000 npm test`: more seeded malformed requests per route in the fuzz tests (npm test sends 30). */
+/** `FUZZ_REQUESTS=1000 npm test`: more seeded malformed requests per route in the fuzz tests (npm test sends 30 per billing route, 60 per ingest route). */
 const knobs = { FUZZ_REQUESTS: process.env.FUZZ_REQUESTS ?? "" };
 
 // The workerd projects' secrets are bindings below, not .dev.vars: wrangler's notice that it found none is dropped.
