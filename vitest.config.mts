@@ -77,9 +77,10 @@ export default defineConfig({
   test: {
     // Every decision logs a JSON line; show them only for tests that fail.
     silent: "passed-only",
-    // Four runtimes on two cores: the tests mostly wait (on the fakes, on I/O), and fewer left the cores idle
-    // (ingest alone: 53 s with two, 44 s with four; npm test 121 s with three, 94–105 s with four). Five ran in
-    // 89–94 s here but failed twice in a fresh clone (two otlp-streaming tests waited out UPSTREAM_TIMEOUT): kept at four. Files run grouped by project, so a shared runtime
+    // Five runtimes on two cores: the tests mostly wait (on the fakes, on I/O), and fewer left the cores idle
+    // (ingest alone: 53 s with two, 44 s with four; npm test 121 s with three, 94–105 s with four, 89–94 s with five).
+    // Five once failed two otlp-streaming tests whose slow chunked uploads outlasted UPSTREAM_TIMEOUT as a whole;
+    // the timeout now counts the upstream's silence from the body's latest chunk. Files run grouped by project, so a shared runtime
     // (isolate: false below) carries one project's files one after another.
     maxWorkers: FAKE_SETS,
     sequence: { sequencer: ModelAndToolsFirst },

@@ -9,7 +9,7 @@ import { TEST_AUTUMN_SECRET_KEY, TEST_WEBHOOK_SECRET } from "./secrets.ts";
  * How many runtimes of one project run at once (`maxWorkers` in vitest.config.mts): each gets its own
  * set of fakes, since tests set global faults and clear them after each test.
  */
-export const FAKE_SETS = 4;
+export const FAKE_SETS = 5;
 
 /**
  * Real loopback fakes for what the Workers call out to: the Autumn stand-in (tests deliver
