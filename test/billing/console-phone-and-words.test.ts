@@ -137,10 +137,17 @@ describe("words that cannot be misread", () => {
     expect(lastRead).not.toMatch(/\bok\b/);
   });
 
+  it("shows the mode that applies, observe included, when the org has no override of its own", () => {
+    const now = Date.now();
+    const record = newOrgRecord("org_observed", now);
+    const view = { ...orgView(record, [], [], now, DEFAULT_POLICY), enforcement_mode: "observe" as const, usage: usageView(record, [], NO_USAGE, now) };
+    expect(fact(orgPage(view, [], now, {}).value, "Enforcement")).toContain("<strong>observe</strong> (the Workers' <code>ENFORCEMENT</code>) <span class=\"muted\">nothing is refused for billing");
+  });
+
   it("says a failed read failed, and why", () => {
     const now = Date.now();
     const record: OrgRecord = { ...newOrgRecord("org_failed_read", now), last_sync: { at: now - 52_000, ok: false, error: "Autumn answered 503", customer_unknown: false } };
-    const view = { ...orgView(record, [], [], now, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, now) };
+    const view = { ...orgView(record, [], [], now, DEFAULT_POLICY), enforcement_mode: "enforce" as const, usage: usageView(record, [], NO_USAGE, now) };
     expect(fact(orgPage(view, [], now, {}).value, "Last read from Autumn")).toMatch(/52s ago<\/time>: <span class="error">failed: Autumn answered 503<\/span>$/);
   });
 });
@@ -221,7 +228,7 @@ describe("while an exemption is in force", () => {
       override: { action: "exempt", until, note: "wire pending", at: NOW - DAY },
     };
     // A week's minimum notice from the exemption's grant: the deadline after it is later than its end.
-    return { ...orgView(record, [], [], NOW, { ...DEFAULT_POLICY, minNoticeMs: 7 * DAY }), usage: usageView(record, [], NO_USAGE, NOW) };
+    return { ...orgView(record, [], [], NOW, { ...DEFAULT_POLICY, minNoticeMs: 7 * DAY }), enforcement_mode: "enforce" as const, usage: usageView(record, [], NO_USAGE, NOW) };
   }
 
   it("shows the exemption's end and the deadline that applies then, not the deadline as if it were running", () => {
@@ -242,7 +249,7 @@ describe("while an exemption is in force", () => {
 
   it("an org in its grace period still shows its live deadline (from the org view)", () => {
     const record: OrgRecord = { ...newOrgRecord("org_grace_view", NOW), state: "overdue", reason: "in_grace_period", anchor: NOW, noticed_at: NOW, notice_from: NOW, suspend_at: NOW + 3 * DAY };
-    const view = { ...orgView(record, [], [], NOW, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, NOW) };
+    const view = { ...orgView(record, [], [], NOW, DEFAULT_POLICY), enforcement_mode: "enforce" as const, usage: usageView(record, [], NO_USAGE, NOW) };
     expect(view.published_deadline).toBe("2026-12-05T10:00:00.000Z");
     const page = orgPage(view, [], NOW, {}).value;
     expect(fact(page, "Suspension deadline")).toContain('datetime="2026-12-05T10:00:00.000Z"');

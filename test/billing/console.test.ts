@@ -254,7 +254,7 @@ describe("reconciliation", () => {
   it("the org page lists undelivered events, escaped", () => {
     const now = Date.now();
     const record = { ...newOrgRecord("org_letters", now), state: "overdue" as const, reason: "in_grace_period" as const, anchor: now, noticed_at: now, suspend_at: now + GRACE };
-    const view = { ...orgView(record, [], [], now, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, now) };
+    const view = { ...orgView(record, [], [], now, DEFAULT_POLICY), enforcement_mode: "enforce" as const, usage: usageView(record, [], NO_USAGE, now) };
     const event = { id: "evt_1", type: "org.overdue" as const, org_id: "org_letters", enforcement: "enforce" as const, state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, pay_url: null, at: new Date(now).toISOString() };
     const page = orgPage({ ...view, dead_letters: [{ event, attempts: 40, error: "receiver answered 500 <html>", at: new Date(now).toISOString() }] }, [], now, {}).value;
     expect(page).toContain("<h2>Undelivered events</h2>");
@@ -280,7 +280,7 @@ describe("reconciliation", () => {
     const row = (feature_id: string, over: object) => ({ feature_id, epoch: "e", received: 0, pending: 0, pending_since: null, report_seq: 0, report_value: null, report_attempts: 0, report_next_at: null, report_first_at: null, reported: 0, reports: 0, duplicates: 0, last_reported_at: null, last_error: null, ...over });
     const rows = [row("spans", { received: 130, reported: 100, pending: 30 }), row("ingest_bytes", { received: 3_145_728, report_value: 1_048_576, report_attempts: 2, report_next_at: now + 30_000, last_error: "/v1/balances.track answered 503" })];
     const features = { traces: "spans", bytes: "ingest_bytes" };
-    const view = { ...orgView(record, [], [], now, DEFAULT_POLICY), usage: usageView(record, rows, { features, reportIntervalMs: 30_000, enforce: true }, now) };
+    const view = { ...orgView(record, [], [], now, DEFAULT_POLICY), enforcement_mode: "enforce" as const, usage: usageView(record, rows, { features, reportIntervalMs: 30_000, enforce: true }, now) };
     const page = orgPage(view, [], now, {}).value;
     expect(page).toContain("<h2>Usage and plan limits</h2>");
     expect(page).toContain("Limits are enforced");

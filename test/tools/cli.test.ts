@@ -182,7 +182,7 @@ describe("formatting", () => {
   function overdueOrg(history: HistoryEntry[] = []) {
     const anchor = T0 - 3 * 86_400_000 + 3_600_000;
     const record = { ...newOrgRecord("org_cli", T0), state: "overdue" as const, reason: "in_grace_period" as const, anchor, noticed_at: T0, suspend_at: T0 + 86_400_000 };
-    return { ...orgView(record, history, [], T0, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, T0) };
+    return { ...orgView(record, history, [], T0, DEFAULT_POLICY), enforcement_mode: "enforce" as const, usage: usageView(record, [], NO_USAGE, T0) };
   }
 
   it("an org shows both terms of its deadline and marks the later one", () => {
@@ -193,6 +193,11 @@ describe("formatting", () => {
     expect(text).toMatch(/minimum notice ends {2}2026-03-02T12:00:00.000Z \(in 1d\) {2}← the deadline/);
   });
 
+  it("an org under the Workers' observe mode says so, though it has no override of its own (a new user's trial found it silent)", () => {
+    expect(formatOrg({ ...overdueOrg(), enforcement_mode: "observe" }, T0)).toContain("enforcement: observe (the Workers' ENFORCEMENT): nothing is refused for billing, would-be refusals are only counted");
+    expect(formatOrg(overdueOrg(), T0)).toContain("enforcement: enforce (the Workers' ENFORCEMENT)");
+  });
+
   function exemptOrg(until: number | null) {
     const anchor = T0 - 5 * 86_400_000;
     const record = {
@@ -201,7 +206,7 @@ describe("formatting", () => {
       override: { action: "exempt" as const, until, note: "wire pending", at: T0 - 86_400_000 },
     };
     // A week's minimum notice from the exemption's grant: the deadline after it is later than its end.
-    return { ...orgView(record, [], [], T0, { ...DEFAULT_POLICY, minNoticeMs: 7 * 86_400_000 }), usage: usageView(record, [], NO_USAGE, T0) };
+    return { ...orgView(record, [], [], T0, { ...DEFAULT_POLICY, minNoticeMs: 7 * 86_400_000 }), enforcement_mode: "enforce" as const, usage: usageView(record, [], NO_USAGE, T0) };
   }
 
   it("while an exemption is in force, an org shows its end and the deadline that applies then, not a running deadline", () => {
@@ -356,7 +361,7 @@ describe("tollgate enforcement", () => {
       request.on("end", () => {
         calls.push({ method: request.method!, path: request.url!, body: text === "" ? null : JSON.parse(text) });
         const record = { ...newOrgRecord("org cli", T0), enforcement: { mode: "observe" as const, note: "canary (ops-42)", at: T0 } };
-        const view = { ...orgView(record, [{ at: T0, kind: "override", from: "ok", to: "ok", reason: "never_synced", source: "admin", message_id: null, note: "canary (ops-42)", override: null, evidence: null, limit: null, enforcement: "observe" }], [], T0, DEFAULT_POLICY), usage: usageView(record, [], NO_USAGE, T0) };
+        const view = { ...orgView(record, [{ at: T0, kind: "override", from: "ok", to: "ok", reason: "never_synced", source: "admin", message_id: null, note: "canary (ops-42)", override: null, evidence: null, limit: null, enforcement: "observe" }], [], T0, DEFAULT_POLICY), enforcement_mode: "enforce" as const, usage: usageView(record, [], NO_USAGE, T0) };
         response.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body ?? view));
       });
     });

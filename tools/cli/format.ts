@@ -48,6 +48,7 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
   if (org.suspended_at) lines.push(`  suspended:  ${ago(org.suspended_at, now)}`);
   if (org.override) lines.push(`  override:   ${org.override.action} until ${org.override.until ?? "cleared"} — "${org.override.note}"`);
   if (org.enforcement) lines.push(`  enforcement: ${org.enforcement.mode} (this org's own override, since ${ago(org.enforcement.at, now)}) — "${org.enforcement.note}"`);
+  else if (org.enforcement_mode) lines.push(`  enforcement: ${org.enforcement_mode} (the Workers' ENFORCEMENT)${org.enforcement_mode === "observe" ? ": nothing is refused for billing, would-be refusals are only counted" : ""}`);
   if (org.evidence) {
     const e = org.evidence;
     const open = e.open_invoices.map((i) => `${i.stripe_id} ${i.total} ${i.currency}${i.hosted_invoice_url ? ` ${i.hosted_invoice_url}` : ""}`).join(", ");

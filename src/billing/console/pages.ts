@@ -277,6 +277,8 @@ function bytes(n: number): string {
   return `${n} B`;
 }
 
+const batchCount = (n: number) => `${n} ${n === 1 ? "batch" : "batches"}`;
+
 /** Batches kept while suspended or while the upstream was down (README, "Parking"); shown once there are any. */
 function parkingCard(org: OrgView, now: number): Html | "" {
   const p = org.parking;
@@ -285,11 +287,11 @@ function parkingCard(org: OrgView, now: number): Html | "" {
     <h2>Parked data</h2>
     <p class="muted">Batches kept in R2 while the org was suspended or the backend was down, delivered once it can take them.</p>
     <dl class="facts">
-      <dt>Parked</dt><dd>${p.parked_batches} ${p.parked_batches === 1 ? "batch" : "batches"}, ${bytes(p.parked_bytes)}</dd>
-      <dt>Delivered</dt><dd>${p.delivered_batches} batches, ${bytes(p.delivered_bytes)}${p.last_delivery_at ? html` <span class="muted">(last ${when(p.last_delivery_at, now)})</span>` : ""}</dd>
-      <dt>Expired</dt><dd>${p.expired_batches} batches, ${bytes(p.expired_bytes)}</dd>
-      ${p.refused_batches > 0 ? html`<dt>Refused by the backend</dt><dd>${p.refused_batches} batches</dd>` : ""}
-      <dt>Waiting</dt><dd>${p.waiting_batches} batches, ${bytes(p.waiting_bytes)}</dd>
+      <dt>Parked</dt><dd>${batchCount(p.parked_batches)}, ${bytes(p.parked_bytes)}</dd>
+      <dt>Delivered</dt><dd>${batchCount(p.delivered_batches)}, ${bytes(p.delivered_bytes)}${p.last_delivery_at ? html` <span class="muted">(last ${when(p.last_delivery_at, now)})</span>` : ""}</dd>
+      <dt>Expired</dt><dd>${batchCount(p.expired_batches)}, ${bytes(p.expired_bytes)}</dd>
+      ${p.refused_batches > 0 ? html`<dt>Refused by the backend</dt><dd>${batchCount(p.refused_batches)}</dd>` : ""}
+      <dt>Waiting</dt><dd>${batchCount(p.waiting_batches)}, ${bytes(p.waiting_bytes)}</dd>
     </dl>
   </section>`;
 }
@@ -304,7 +306,7 @@ function usageCard(org: OrgView, now: number): Html | "" {
   const amount = (feature: OrgView["usage"]["features"][number]) => (feature.signals.includes("bytes") ? bytes : (n: number) => n.toLocaleString("en-US"));
   return html`<section class="card" id="usage">
     <h2>Usage and plan limits</h2>
-    <p class="muted">Items and bytes accepted, reported to Autumn in reports gathering ${usage.report_interval} of usage each; used and granted are Autumn's, as of its last read. Limits are ${usage.enforced ? "enforced: the ingest Worker refuses a used-up feature (429 plan_limit_reached)" : "not enforced (ENFORCE_LIMITS is off): shown, announced, never refused"}.</p>
+    <p class="muted">Items and bytes accepted, reported to Autumn in reports gathering ${usage.report_interval} of usage each; used and granted are Autumn's, as of its last read. Limits are ${!usage.enforced ? "not enforced (ENFORCE_LIMITS is off): shown, announced, never refused" : org.enforcement_mode === "observe" ? "enforced, but this org is observed: a used-up feature's requests are accepted and counted as would-be refusals (429 plan_limit_reached)" : "enforced: the ingest Worker refuses a used-up feature (429 plan_limit_reached)"}.</p>
     ${scroller(html`<table>
       <thead><tr><th scope="col">Feature</th><th scope="col">Signals</th><th scope="col">Used / granted (Autumn)</th><th scope="col">Resets</th><th scope="col">Limit</th><th scope="col">Received</th><th scope="col">Reported</th><th scope="col">Owed to Autumn</th></tr></thead>
       <tbody>
@@ -355,7 +357,7 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
             : ""}
           <dt>Enforcement</dt><dd class="enforcement">${org.enforcement
             ? html`<strong>${org.enforcement.mode}</strong> (this org's own override, ${when(org.enforcement.at, now)}): “${org.enforcement.note}”`
-            : html`the Workers' <code>ENFORCEMENT</code>`}</dd>
+            : html`<strong>${org.enforcement_mode}</strong> (the Workers' <code>ENFORCEMENT</code>)`}${org.enforcement_mode === "observe" ? html` <span class="muted">nothing is refused for billing: would-be refusals are only counted and logged</span>` : ""}</dd>
           ${org.autumn_customer_unknown
             ? html`<dt>Autumn</dt><dd class="error">does not know this customer (404 customer_not_found): the state is kept, re-read on the resync schedule. Check the customer, the key and AUTUMN_API_URL.</dd>`
             : ""}

@@ -110,6 +110,7 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     return {
       ...orgView(record, this.store.history(), this.outbox.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking(), this.activity.view(now)),
       usage: usageView(record, this.usage.rows(), settings.usage, now),
+      enforcement_mode: modeOf(record, settings.enforcement),
     };
   }
 

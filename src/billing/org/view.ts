@@ -1,3 +1,4 @@
+import type { EnforcementMode } from "../../shared/billing-state.ts";
 import { formatDuration } from "../../shared/duration.ts";
 import type { Evidence } from "../autumn/answers.ts";
 import type { PolicySettings } from "../config.ts";
@@ -88,7 +89,11 @@ export function orgView(
   };
 }
 /** What the admin API answers for one org: the billing view, and its usage (usage/usage-view.ts). */
-export type OrgView = ReturnType<typeof orgView> & { usage: UsageView };
+/**
+ * `enforcement_mode`: what applies to the org now, its own override or else the billing Worker's
+ * ENFORCEMENT (the ingest Worker's should match it: docs/deploying.md), so an operator sees observe mode.
+ */
+export type OrgView = ReturnType<typeof orgView> & { usage: UsageView; enforcement_mode: EnforcementMode };
 
 /** An index entry for the admin API and the console: times as ISO strings. */
 export function indexEntryView(entry: IndexEntry) {
