@@ -1,5 +1,5 @@
 import { createGunzip } from "node:zlib";
-import { TooLargeError } from "../shared/bounded-read.ts";
+import { joinChunks, TooLargeError } from "../shared/bounded-read.ts";
 
 /**
  * Gzip, bounded: a body's magic bytes, and its decompression stopped at a cap. The upload's
@@ -115,14 +115,7 @@ export async function gunzipBounded(bytes: Uint8Array, limit: number, keep: bool
   if (!keep) return inflateWhole(bytes, decompressedCap(limit));
   const chunks: Uint8Array[] = [];
   const size = await inflateWhole(bytes, limit === 0 ? KEEP_UNCAPPED_BYTES : limit, (chunk) => chunks.push(chunk));
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
+  return joinChunks(chunks, size);
 }
 
 /** What `gunzipBounded` keeps at most when MAX_DECOMPRESSED_BYTES is 0 (its default cap). */

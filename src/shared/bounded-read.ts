@@ -27,6 +27,11 @@ export async function readBounded(stream: ReadableStream<Uint8Array> | null, lim
     }
     chunks.push(value);
   }
+  return joinChunks(chunks, size);
+}
+
+/** Chunks read in turn as one array (`size`: their total length); a single chunk as it is. */
+export function joinChunks(chunks: Uint8Array[], size: number): Uint8Array {
   if (chunks.length === 1) return chunks[0]!;
   const out = new Uint8Array(size);
   let offset = 0;

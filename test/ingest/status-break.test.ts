@@ -1,8 +1,7 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { hashIngestKey } from "../../src/shared/ingest-key.ts";
-import { billingStateKey, ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
+import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { PARKED_PUBLISH_INTERVAL_MS } from "../../src/billing/org/parking.ts";
 import { GATE_TIMINGS } from "../../src/ingest/request/gate.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
@@ -13,8 +12,8 @@ import { deleteAllAlarms, mirrorOf, orgStub, sitOutMinimumNotice, uniqueOrg } fr
 import { deliver, parkingEnv, send } from "../support/parking.ts";
 import { fakeClock } from "../support/clock.ts";
 import { billingAdmin, ingestWithEnv, mintKey, override } from "../support/ingest.ts";
-import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
+import { keyWithVerdict, pastDue, status, statusOf } from "../support/status.ts";
 
 // An adversarial second read of GET /v1/status (issue 21) where it meets suspension, payment, plan
 // limits, parking, revocation and outages. A test here that fails is a finding (see the report on
@@ -33,30 +32,6 @@ afterEach(async () => {
   await deleteAllAlarms();
 });
 
-const status = (workerEnv: object, key: string | null, init: RequestInit = {}, path = "/v1/status") =>
-  ingestWithEnv(workerEnv, path, { method: "GET", ...init, ...(key === null ? {} : { key }) });
-
-async function statusOf(workerEnv: object, key: string): Promise<OrgStatus> {
-  const response = await status(workerEnv, key);
-  expect(response.status).toBe(200);
-  return (await response.json()) as OrgStatus;
-}
-
-/** A key whose KV entry carries `verdict` (raw: any shape, old ones included), as the org's publication writes it. */
-async function keyWithRawVerdict(org: string, verdict: Record<string, unknown> | null): Promise<string> {
-  const { key } = await mintKey(org);
-  const hashKey = ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key));
-  const record = (await env.INGEST_KEYS.get(hashKey, "json")) as Record<string, unknown>;
-  const { verdict: _dropped, ...rest } = record;
-  await env.INGEST_KEYS.put(hashKey, JSON.stringify(verdict === null ? rest : { ...rest, verdict }));
-  return key;
-}
-
-async function pastDue(org: string, at: number): Promise<void> {
-  await autumn.pastDue(org, { at, webhook: false });
-  const resync = await billingAdmin(`/orgs/${org}/resync`, { method: "POST" });
-  expect(resync.ok).toBe(true);
-}
 
 /** A fresh env (fresh gate sources and settings) whose BILLING_STATE reads fail while `down.kv` is set, and whose object calls fail while `down.object` is. */
 function flakyEnv(extra: Record<string, unknown> = {}) {
@@ -215,7 +190,7 @@ describe("outages", () => {
 
   it("an org never seen, with KV down for its mirror and a key entry without a verdict: 503 status_unavailable, no-store, Retry-After", async () => {
     const org = uniqueOrg("brk_unknown");
-    const key = await keyWithRawVerdict(org, null);
+    const key = await keyWithVerdict(org, null);
     const flaky = flakyEnv();
     flaky.down.kv = true;
     const response = await status(flaky.env, key);
@@ -294,7 +269,7 @@ describe("plan limits and enforcement", () => {
   it("the status says `observe` exactly when the gate lets a would-be refusal through", async () => {
     const org = uniqueOrg("brk_observe");
     // An entry carrying the org's enforcement override (a canary): the gate and the status read the same entry.
-    const key = await keyWithRawVerdict(org, {
+    const key = await keyWithVerdict(org, {
       state: "ok",
       since: clock.now - DAY,
       version: 5,
@@ -313,7 +288,7 @@ describe("plan limits and enforcement", () => {
 
   it("a limit reset exactly now is left out of the status, as the gate no longer applies it", async () => {
     const org = uniqueOrg("brk_reset");
-    const key = await keyWithRawVerdict(org, {
+    const key = await keyWithVerdict(org, {
       state: "ok",
       since: clock.now - DAY,
       version: 5,
@@ -331,7 +306,7 @@ describe("plan limits and enforcement", () => {
 describe("old entries and keys", () => {
   it("the oldest entry shape (no pay_url, limits, enforcement, reason or parked) still answers every documented field", async () => {
     const org = uniqueOrg("brk_oldest");
-    const key = await keyWithRawVerdict(org, { state: "overdue", since: clock.now - HOUR, version: 3, suspend_at: clock.now + DAY, suspended_at: null });
+    const key = await keyWithVerdict(org, { state: "overdue", since: clock.now - HOUR, version: 3, suspend_at: clock.now + DAY, suspended_at: null });
     const body = await statusOf(env, key);
     expect(body).toEqual({
       org_id: org,
@@ -352,7 +327,7 @@ describe("old entries and keys", () => {
 
   it("a key entry without a verdict and no mirror entry (never published): ok, since null (docs)", async () => {
     const org = uniqueOrg("brk_nomirror");
-    const key = await keyWithRawVerdict(org, null);
+    const key = await keyWithVerdict(org, null);
     await env.BILLING_STATE.delete(billingStateKey(org));
     const body = await statusOf(env, key);
     expect(body).toMatchObject({ state: "ok", since: null, deadline: null, parked: { batches: 0, bytes: 0, updated_at: null }, source: "mirror" });
@@ -360,7 +335,7 @@ describe("old entries and keys", () => {
 
   it("a mirror entry with a non-https pay link shows no pay_url and no 'Pay at' sentence", async () => {
     const org = uniqueOrg("brk_http");
-    const key = await keyWithRawVerdict(org, { state: "overdue", since: clock.now - HOUR, version: 3, suspend_at: clock.now + DAY, suspended_at: null, pay_url: "http://evil.example/pay" });
+    const key = await keyWithVerdict(org, { state: "overdue", since: clock.now - HOUR, version: 3, suspend_at: clock.now + DAY, suspended_at: null, pay_url: "http://evil.example/pay" });
     const body = await statusOf(env, key);
     expect(body.pay_url).toBeNull();
     expect(body.reason).not.toContain("evil");

@@ -1,7 +1,6 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { MirrorEntry } from "../../src/shared/billing-state.ts";
 import { hashIngestKey } from "../../src/shared/ingest-key.ts";
 import { ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
 import type { FeatureLimit } from "../../src/shared/usage.ts";
@@ -10,7 +9,6 @@ import { cleanupParked } from "../../src/ingest/parking/deliveries.ts";
 import { GATE_TIMINGS } from "../../src/ingest/request/gate.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
-import type { OrgStatus } from "../../src/ingest/status/answer.ts";
 import { autumn } from "../support/autumn.ts";
 import { alarmOf, deleteAllAlarms, mirrorOf, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
@@ -18,6 +16,7 @@ import { billingAdmin, countingEnv, ingestWithEnv, mintKey, override } from "../
 import { parkingEnv, send } from "../support/parking.ts";
 import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
+import { keyWithVerdict, pastDue, readable, status, statusOf } from "../support/status.ts";
 
 const clock = fakeClock();
 const HOUR = 3_600_000;
@@ -34,34 +33,6 @@ afterEach(async () => {
   await deleteAllAlarms();
 });
 
-/** "2026-12-01T10:00:00Z", as the reason sentence writes times. */
-const readable = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
-
-const status = (workerEnv: object, key: string | null, init: RequestInit = {}) => ingestWithEnv(workerEnv, "/v1/status", { method: "GET", ...init, ...(key === null ? {} : { key }) });
-
-async function statusOf(workerEnv: object, key: string): Promise<OrgStatus> {
-  const response = await status(workerEnv, key);
-  expect(response.status).toBe(200);
-  expect(response.headers.get("cache-control")).toBe("no-store");
-  expect(response.headers.get("content-type")).toContain("application/json");
-  return (await response.json()) as OrgStatus;
-}
-
-/** A key whose KV entry carries `verdict`, as the org's publication writes it (plan-limits.test.ts does the same). */
-async function keyWithVerdict(org: string, verdict: MirrorEntry): Promise<string> {
-  const { key } = await mintKey(org);
-  const hashKey = ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key));
-  const record = (await env.INGEST_KEYS.get(hashKey, "json")) as Record<string, unknown>;
-  await env.INGEST_KEYS.put(hashKey, JSON.stringify({ ...record, verdict }));
-  return key;
-}
-
-/** The org's base plan goes past due on an invoice created `at`, and the object reads it (an operator's resync: this test Worker serves the ingest routes, not the webhook). */
-async function pastDue(org: string, at: number): Promise<void> {
-  await autumn.pastDue(org, { at, webhook: false });
-  const resync = await billingAdmin(`/orgs/${org}/resync`, { method: "POST" });
-  expect(resync.ok).toBe(true);
-}
 
 const send2 = (workerEnv: object, key: string) => send(workerEnv, "/v1/traces", key, { headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] }, true);
 
