@@ -4,6 +4,7 @@ import { IngestGate } from "../../src/ingest/request/gate.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { ingestKeyPepper } from "../../src/billing/config.ts";
 import { Publisher, type OrgStore } from "../../src/billing/org/store.ts";
+import { NO_PARKING } from "../../src/billing/org/parking.ts";
 import { generateIngestKey, hashIngestKey } from "../../src/shared/ingest-key.ts";
 
 type Env = { ORG_BILLING: DurableObjectNamespace<OrgBilling>; BILLING_STATE: KVNamespace; INGEST_KEYS: KVNamespace; INGEST_KEY_PEPPER?: string };
@@ -39,8 +40,8 @@ export default {
       const { orgs, concurrency = 16 } = (await request.json()) as { orgs: string[]; concurrency?: number };
       const pepper = ingestKeyPepper(env);
       // What a fresh org's object holds when its first key is minted: no record yet, so the
-      // publisher writes the verdict of a new record (ok), as OrgBilling.createIngestKey does.
-      const freshOrg = { load: () => null } as unknown as OrgStore;
+      // publisher writes the verdict of a new record (ok) and nothing parked, as OrgBilling.createIngestKey does.
+      const freshOrg = { load: () => null, parking: () => NO_PARKING } as unknown as OrgStore;
       const keys: string[] = new Array(orgs.length);
       let next = 0;
       await Promise.all(
