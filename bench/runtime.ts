@@ -108,7 +108,8 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
         const harness = built("counted-ingest", "bench/counted-ingest/wrangler.jsonc");
         const base = { ...harness, compatibilityDate: "2026-11-01", compatibilityFlags: ["nodejs_compat"], durableObjects: { ORG_BILLING: objects }, kvNamespaces: kv };
         return [
-          { name: "tollgate-ingest-counted", ...base, bindings: ingestBindings, unsafeDirectSockets: [{ host: "127.0.0.1", port: countedPorts.off }] },
+          // Metering off, but the usage queue bound as deployed: the activity counts (issue 21) still go on it.
+          { name: "tollgate-ingest-counted", ...base, bindings: ingestBindings, queueProducers: { USAGE: { queueName: "tollgate-usage-counted" } }, unsafeDirectSockets: [{ host: "127.0.0.1", port: countedPorts.off }] },
           {
             name: "tollgate-ingest-counted-metered",
             ...base,
@@ -151,6 +152,9 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
           durableObjects: { ORG_BILLING: objects },
           kvNamespaces: kv,
           bindings: ingestBindings,
+          // As deployed: metering off, the usage queue still bound, so each flush window's activity counts (issue 21,
+          // the console's chart) are sent and their cost is in scenario 2; the metered Worker below consumes the queue.
+          queueProducers: { USAGE: { queueName: "tollgate-usage" } },
         },
         {
           // The same ingest Worker with metering on (scenario 2m): counted items and bytes go through the
