@@ -132,7 +132,8 @@ describe("activityChart", () => {
     const [month, day] = page.split("</svg>");
     expect(month).toContain('viewBox="0 0 406 166" width="100%" role="img" aria-labelledby="chart-30d-title chart-30d-desc"');
     expect(month!.match(/<path class="layer (\w+)"/g)).toEqual(['<path class="layer accepted"', '<path class="layer would_refuse"', '<path class="layer parked"', '<path class="layer refused"']);
-    expect(month!.match(/<rect class="period (\w+)"/g)).toEqual(['<rect class="period overdue"', '<rect class="period suspended"']);
+    // The longer period first, the shorter drawn over it.
+    expect(month!.match(/<rect class="period (\w+)"/g)).toEqual(['<rect class="period suspended"', '<rect class="period overdue"']);
     // The y axis tops at 200 (the largest hour holds 120).
     expect(month).toMatch(/text-anchor="end">200<\/text>/);
     expect(month).toMatch(/<desc id="chart-30d-desc">accepted 120, refused 30, would be refused 6, parked 45 requests in the last 30 days; overdue from [^;]+; suspended from .+ to now\.<\/desc>/);
@@ -145,6 +146,23 @@ describe("activityChart", () => {
     expect(page).toMatch(/<th scope="row">Would be refused<\/th><td>6<\/td><td>6<\/td>/);
     expect(page).toContain("Suspended: ");
     expect(page).not.toContain("No requests counted");
+  });
+
+  it("a spell of seconds overdue before a suspension is still seen: drawn 3 units wide, over the suspension", () => {
+    const overdueAt = now - 2 * HOUR_MS;
+    const page = activityChart({
+      now,
+      unit: "requests",
+      points: [],
+      history: [entry(overdueAt, { from: "ok", to: "overdue" }), entry(overdueAt + 20_000, { from: "overdue", to: "suspended" })],
+    }).value;
+    const day = page.split("</svg>")[1]!;
+    const rects = day.match(/<rect class="period (\w+)" x="([\d.]+)" y="\d+" width="([\d.]+)"/g)!;
+    expect(rects.map((r) => r.match(/period (\w+)/)![1])).toEqual(["suspended", "overdue"]);
+    const overdue = /<rect class="period overdue" x="([\d.]+)" y="\d+" width="([\d.]+)"/.exec(day)!;
+    const suspended = /<rect class="period suspended" x="([\d.]+)"/.exec(day)!;
+    expect(Number(overdue[2])).toBe(3);
+    expect(Number(overdue[1])).toBeLessThanOrEqual(Number(suspended[1]));
   });
 
   it("an org with no activity and no history: axes, a sentence, zeros in the table", () => {

@@ -145,6 +145,9 @@ const sumOf = (series: readonly ActivityPoint[]) => Object.fromEntries(ACTIVITY_
 const periodWords = (periods: readonly Period[], end: number) =>
   periods.length === 0 ? "never overdue, suspended, exempt or limited in that time" : periods.map((p) => `${PERIOD_LABEL[p.kind].toLowerCase()} from ${minute(p.from)} to ${p.to >= end ? "now" : minute(p.to)}`).join("; ");
 
+/** The narrowest a period is drawn, in viewBox units (the plot is 360 wide): visible on a 390 px phone. */
+const MIN_PERIOD_WIDTH = 3;
+
 /** One window drawn: `series` one point per hour from `start`, `periods` clipped to it; `id` keeps its title and desc apart from the other's. */
 function drawing(id: string, series: readonly ActivityPoint[], periods: readonly Period[], start: number, unit: string, span: string): Html {
   const hours = series.length;
@@ -163,10 +166,12 @@ function drawing(id: string, series: readonly ActivityPoint[], periods: readonly
     layers.push(html`<path class="layer ${kind}" d="${layerPath(bottoms, tops, y, perHour)}"><title>${LABEL[kind]}: ${count(totals[kind])} ${unit}</title></path>`);
     bottoms = tops;
   }
-  // A period shorter than the drawing can show is still drawn, half a unit wide.
-  const shading = periods.map((p) => {
+  // A period shorter than the drawing can show is still drawn, MIN_PERIOD_WIDTH wide, and the shorter periods over
+  // the longer ones: an overdue spell of seconds before a suspension stays visible at its start.
+  const byLength = [...periods].sort((a, b) => b.to - b.from - (a.to - a.from));
+  const shading = byLength.map((p) => {
     const [y1, y2] = p.kind === "exempt" || p.kind === "limited" ? STRIP[p.kind] : [PLOT_TOP, PLOT_BOTTOM];
-    return html`<rect class="period ${p.kind}" x="${round(x(p.from))}" y="${y1}" width="${Math.max(0.5, round(x(p.to) - x(p.from)))}" height="${y2 - y1}"><title>${PERIOD_LABEL[p.kind]} ${minute(p.from)} to ${p.to >= end ? "now" : minute(p.to)}</title></rect>`;
+    return html`<rect class="period ${p.kind}" x="${round(x(p.from))}" y="${y1}" width="${Math.max(MIN_PERIOD_WIDTH, round(x(p.to) - x(p.from)))}" height="${y2 - y1}"><title>${PERIOD_LABEL[p.kind]} ${minute(p.from)} to ${p.to >= end ? "now" : minute(p.to)}</title></rect>`;
   });
   // 30 days: a date under every fifth day from the first whole one; a day: the time every sixth hour.
   const step = hours > CLOSE_HOURS ? 5 * 86_400_000 : 6 * HOUR_MS;
