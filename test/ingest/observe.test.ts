@@ -1,17 +1,15 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { MirrorEntry } from "../../src/shared/billing-state.ts";
-import { hashIngestKey } from "../../src/shared/ingest-key.ts";
-import { billingStateKey, ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
+import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import type { FeatureLimit } from "../../src/shared/usage.ts";
 import { orgPrefix } from "../../src/ingest/parking/store.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../../src/ingest/log-throttle.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
-import { gzip, ingestWithEnv, mintKey, sink } from "../support/ingest.ts";
+import { gzip, ingestWithEnv, keyWithVerdict, sink } from "../support/ingest.ts";
 import { parkingBucket } from "../support/parking.ts";
-import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
 
 /**
@@ -48,10 +46,7 @@ function entry(state: MirrorEntry["state"], enforcement: MirrorEntry["enforcemen
 /** An org whose mirror entry is `verdict`, and whose key's KV entry carries it, as the object's publication writes both. */
 async function orgWith(prefix: string, verdict: MirrorEntry) {
   const org = uniqueOrg(prefix);
-  const { key } = await mintKey(org);
-  const hashKey = ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key));
-  const record = (await env.INGEST_KEYS.get(hashKey, "json")) as Record<string, unknown>;
-  await env.INGEST_KEYS.put(hashKey, JSON.stringify({ ...record, verdict }));
+  const key = await keyWithVerdict(org, verdict);
   await env.BILLING_STATE.put(billingStateKey(org), JSON.stringify(verdict));
   return { org, key };
 }

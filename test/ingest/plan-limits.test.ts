@@ -1,8 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { MirrorEntry } from "../../src/shared/billing-state.ts";
-import { hashIngestKey } from "../../src/shared/ingest-key.ts";
-import { ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
 import type { FeatureLimit } from "../../src/shared/usage.ts";
 import { planLimitRetryAfter, UPGRADE_LINK_DESCRIPTION } from "../../src/ingest/customer/plan-limit.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
@@ -10,8 +8,7 @@ import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 import { decodeStatusWithHelp } from "../support/customer-decode.ts";
-import { ingestWithEnv, mintKey, sink } from "../support/ingest.ts";
-import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
+import { ingestWithEnv, keyWithVerdict, sink } from "../support/ingest.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 
 const clock = fakeClock();
@@ -41,11 +38,7 @@ function entry(limits: FeatureLimit[], state: MirrorEntry["state"] = "ok"): Mirr
 /** A paying org whose key's KV entry carries `verdict` (as the object's publication writes it). */
 async function orgWith(prefix: string, verdict: MirrorEntry) {
   const org = uniqueOrg(prefix);
-  const { key } = await mintKey(org);
-  const hashKey = ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key));
-  const record = (await env.INGEST_KEYS.get(hashKey, "json")) as Record<string, unknown>;
-  await env.INGEST_KEYS.put(hashKey, JSON.stringify({ ...record, verdict }));
-  return { org, key };
+  return { org, key: await keyWithVerdict(org, verdict) };
 }
 
 const spans = (resetAt: number | null): FeatureLimit => ({ feature_id: "spans", signals: ["traces"], reset_at: resetAt });

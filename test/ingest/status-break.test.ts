@@ -11,9 +11,9 @@ import { autumn } from "../support/autumn.ts";
 import { deleteAllAlarms, mirrorOf, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { deliver, parkingEnv, send } from "../support/parking.ts";
 import { fakeClock } from "../support/clock.ts";
-import { billingAdmin, ingestWithEnv, mintKey, override } from "../support/ingest.ts";
+import { billingAdmin, ingestWithEnv, keyWithVerdict, mintKey, override } from "../support/ingest.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
-import { keyWithVerdict, pastDue, status, statusOf } from "../support/status.ts";
+import { pastDue, status, statusOf } from "../support/status.ts";
 
 // An adversarial second read of GET /v1/status (issue 21) where it meets suspension, payment, plan
 // limits, parking, revocation and outages. A test here that fails is a finding (see the report on
@@ -60,12 +60,17 @@ function flakyEnv(extra: Record<string, unknown> = {}) {
 
 const TRACES = { headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] };
 
+/** A suspended org with a key, its object's stub and the time it was suspended: where the parked-figure tests start. */
+async function suspendedOrg(prefix: string) {
+  const org = uniqueOrg(prefix);
+  const { key } = await mintKey(org);
+  await override(org, "suspend");
+  return { org, key, stub: orgStub(org), t0: clock.now };
+}
+
 describe("parked figures: can one stay stale forever?", () => {
   it("a parking report that lands while a publication is in flight is published (not lost until some later change)", async () => {
-    const org = uniqueOrg("brk_race");
-    await mintKey(org);
-    await override(org, "suspend");
-    const stub = orgStub(org);
+    const { org, stub } = await suspendedOrg("brk_race");
     // Two reports reach the object together (two isolates' throttled reports): the first publishes at
     // once; the second arrives while that publication's KV writes are in flight.
     await Promise.all([stub.recordParking({ parked_batches: 1, parked_bytes: 100 }), stub.recordParking({ parked_batches: 1, parked_bytes: 200 })]);
@@ -79,11 +84,7 @@ describe("parked figures: can one stay stale forever?", () => {
   });
 
   it("after a throttled change, the last change before a quiet period is published by the alarm within a minute", async () => {
-    const org = uniqueOrg("brk_quiet");
-    const { key } = await mintKey(org);
-    await override(org, "suspend");
-    const stub = orgStub(org);
-    const t0 = clock.now;
+    const { org, key, stub, t0 } = await suspendedOrg("brk_quiet");
     await stub.recordParking({ parked_batches: 1, parked_bytes: 100 });
     clock.set(t0 + 70_000);
     await stub.recordParking({ parked_batches: 1, parked_bytes: 100 });
@@ -97,11 +98,7 @@ describe("parked figures: can one stay stale forever?", () => {
   });
 
   it("after every batch is delivered the status reads zero batches and zero bytes (not the last figure seen)", async () => {
-    const org = uniqueOrg("brk_drained");
-    const { key } = await mintKey(org);
-    await override(org, "suspend");
-    const stub = orgStub(org);
-    const t0 = clock.now;
+    const { org, key, stub, t0 } = await suspendedOrg("brk_drained");
     await stub.recordParking({ parked_batches: 2, parked_bytes: 500 });
     await override(org, "clear");
     clock.set(t0 + 5_000);
@@ -116,11 +113,7 @@ describe("parked figures: can one stay stale forever?", () => {
   });
 
   it("parked.updated_at is when the figures last changed (docs), not when a report that changed nothing last came", async () => {
-    const org = uniqueOrg("brk_updated");
-    const { key } = await mintKey(org);
-    await override(org, "suspend");
-    const stub = orgStub(org);
-    const t0 = clock.now;
+    const { org, key, stub, t0 } = await suspendedOrg("brk_updated");
     await stub.recordParking({ parked_batches: 1, parked_bytes: 100 });
     // Two minutes later a cleanup's listing confirms the same bytes: no figure changes (and nothing is published for it).
     clock.set(t0 + 2 * PARKED_PUBLISH_INTERVAL_MS);
@@ -134,11 +127,7 @@ describe("parked figures: can one stay stale forever?", () => {
   });
 
   it("a cleanup listing that finds nothing parked leaves no phantom batch beside zero bytes", async () => {
-    const org = uniqueOrg("brk_phantom");
-    const { key } = await mintKey(org);
-    await override(org, "suspend");
-    const stub = orgStub(org);
-    const t0 = clock.now;
+    const { key, stub, t0 } = await suspendedOrg("brk_phantom");
     await stub.recordParking({ parked_batches: 1, parked_bytes: 100 });
     // The batch's expiry report was lost; the next cleanup lists the org's prefix and finds nothing.
     clock.set(t0 + 2 * PARKED_PUBLISH_INTERVAL_MS);

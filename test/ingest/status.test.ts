@@ -12,11 +12,11 @@ import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { autumn } from "../support/autumn.ts";
 import { alarmOf, deleteAllAlarms, mirrorOf, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
-import { billingAdmin, countingEnv, ingestWithEnv, mintKey, override } from "../support/ingest.ts";
+import { billingAdmin, countingEnv, ingestWithEnv, keyWithVerdict, mintKey, override } from "../support/ingest.ts";
 import { parkingEnv, send } from "../support/parking.ts";
 import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
-import { keyWithVerdict, pastDue, readable, status, statusOf } from "../support/status.ts";
+import { pastDue, readable, status, statusOf } from "../support/status.ts";
 
 const clock = fakeClock();
 const HOUR = 3_600_000;

@@ -6,7 +6,9 @@ import { gate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { deleteAllAlarms, uniqueOrg } from "./billing.ts";
 import billingWorker from "../../src/billing/worker.ts";
-import { TEST_ADMIN_TOKEN } from "./secrets.ts";
+import { TEST_ADMIN_TOKEN, TEST_INGEST_KEY_PEPPER } from "./secrets.ts";
+import { hashIngestKey } from "../../src/shared/ingest-key.ts";
+import { ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
 
 export const INGEST = "http://ingest.test";
 
@@ -134,4 +136,16 @@ export function countingEnv() {
       ORG_BILLING: { getByName: (name: string) => (reads.object++, objects.getByName(name)) },
     },
   };
+}
+
+/**
+ * A key whose KV entry carries `verdict`, as the org's publication writes it; any shape (older entries
+ * included), and `null` leaves the entry without one.
+ */
+export async function keyWithVerdict(org: string, verdict: Record<string, unknown> | null): Promise<string> {
+  const { key } = await mintKey(org);
+  const hashKey = ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key));
+  const { verdict: _dropped, ...record } = (await env.INGEST_KEYS.get(hashKey, "json")) as Record<string, unknown>;
+  await env.INGEST_KEYS.put(hashKey, JSON.stringify(verdict === null ? record : { ...record, verdict }));
+  return key;
 }

@@ -1,11 +1,7 @@
-import { env } from "cloudflare:workers";
 import { expect } from "vitest";
-import { hashIngestKey } from "../../src/shared/ingest-key.ts";
-import { ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
 import type { OrgStatus } from "../../src/ingest/status/answer.ts";
 import { autumn } from "./autumn.ts";
-import { billingAdmin, ingestWithEnv, mintKey } from "./ingest.ts";
-import { TEST_INGEST_KEY_PEPPER } from "./secrets.ts";
+import { billingAdmin, ingestWithEnv } from "./ingest.ts";
 
 /** What the status tests share (test/ingest/status*.test.ts): reading GET /v1/status and putting an org in a state. */
 
@@ -22,18 +18,6 @@ export async function statusOf(workerEnv: object, key: string): Promise<OrgStatu
   expect(response.headers.get("cache-control")).toBe("no-store");
   expect(response.headers.get("content-type")).toContain("application/json");
   return (await response.json()) as OrgStatus;
-}
-
-/**
- * A key whose KV entry carries `verdict`, as the org's publication writes it; any shape (older entries
- * included), and `null` leaves the entry without one.
- */
-export async function keyWithVerdict(org: string, verdict: Record<string, unknown> | null): Promise<string> {
-  const { key } = await mintKey(org);
-  const hashKey = ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key));
-  const { verdict: _dropped, ...record } = (await env.INGEST_KEYS.get(hashKey, "json")) as Record<string, unknown>;
-  await env.INGEST_KEYS.put(hashKey, JSON.stringify(verdict === null ? record : { ...record, verdict }));
-  return key;
 }
 
 /** The org's base plan goes past due on an invoice created `at`, and the object reads it (an operator's resync: the test Worker serves the ingest routes, not the webhook). */
