@@ -1,5 +1,6 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { bodyOf, freshOrgPerTest, gzip, ingest, sha256Hex, sink } from "../support/ingest.ts";
+import { bodyOf, freshOrgPerTest, gzip, ingestWithEnv, sha256Hex, sink } from "../support/ingest.ts";
 
 // Issue 11: OTLP bodies stream to the upstream; the checks run on the way.
 const MAX_BODY = 1024 * 1024; // test/ingest/wrangler.jsonc
@@ -33,8 +34,12 @@ function chunked(bytes: Uint8Array, chunk = 16 * 1024, pauseMs = 0): ReadableStr
   });
 }
 
-const post = (body: BodyInit, headers: Record<string, string> = {}) =>
-  ingest("/v1/traces", { key, headers: { "content-type": "application/x-protobuf", "content-encoding": "gzip", ...headers }, body });
+/**
+ * A streamed upload, the ingest Worker's UPSTREAM_TIMEOUT at `upstreamTimeout`: 10 s unless a test is about the
+ * timeout. The project's 1 s cut these uploads off on a loaded CI machine, where a chunk can wait over a second.
+ */
+const post = (body: BodyInit, headers: Record<string, string> = {}, upstreamTimeout = "10s") =>
+  ingestWithEnv({ ...env, UPSTREAM_TIMEOUT: upstreamTimeout }, "/v1/traces", { key, headers: { "content-type": "application/x-protobuf", "content-encoding": "gzip", ...headers }, body });
 
 describe("streaming OTLP bodies upstream", () => {
   // Here and in the over-MAX_BODY_BYTES test the client is still sending when the body is refused; the rest is never read, so
@@ -75,12 +80,12 @@ describe("streaming OTLP bodies upstream", () => {
     expect(response.headers.get("retry-after")).toBe("2");
   });
 
-  // UPSTREAM_TIMEOUT is 1 s here: it times the upstream, so a slow client's upload that keeps moving is not cut off by it.
+  // UPSTREAM_TIMEOUT is 2 s here: it times the upstream, so a slow client's upload that keeps moving is not cut off by it.
   it("an upload that takes longer than UPSTREAM_TIMEOUT but never pauses that long is forwarded whole", async () => {
-    const payload = await gzip(randomBytes(96 * 1024));
+    const payload = await gzip(randomBytes(144 * 1024));
     const started = Date.now();
-    const response = await post(chunked(payload, 16 * 1024, 180));
-    expect(Date.now() - started).toBeGreaterThan(1_000);
+    const response = await post(chunked(payload, 16 * 1024, 250), {}, "2s");
+    expect(Date.now() - started).toBeGreaterThan(2_000);
     expect(response.status).toBe(200);
     const [record] = await sink.requests(org);
     expect(record!.sha256).toBe(await sha256Hex(payload));
@@ -88,7 +93,7 @@ describe("streaming OTLP bodies upstream", () => {
 
   it("an upstream slow to answer a streamed body still times out: 503, retryable", async () => {
     await sink.fault({ mode: "slow", delay_ms: 1_500, tenant: org });
-    const response = await post(chunked(await gzip(randomBytes(64 * 1024)), 16 * 1024));
+    const response = await post(chunked(await gzip(randomBytes(64 * 1024)), 16 * 1024), {}, "1s");
     expect(response.status).toBe(503);
     expect(response.headers.get("retry-after")).toBe("2");
   });
