@@ -53,8 +53,8 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
       const issue = query.error.issues[0];
       return refuse(400, "invalid_request", `${issue?.path.join(".") || "query"}: ${issue?.message ?? "invalid"} (state must be overdue, suspended or ok)`);
     }
-    const page = await orgIndex(env).list({ state: query.data.state, offset: query.data.cursor, limit: query.data.limit });
-    return answer({ orgs: page.orgs.map(indexEntryView), next_cursor: page.next_offset === null ? null : String(page.next_offset) });
+    const page = await orgIndex(env).list({ state: query.data.state, cursor: query.data.cursor ?? null, limit: query.data.limit });
+    return answer({ orgs: page.orgs.map(indexEntryView), next_cursor: page.next_cursor });
   })
   // The reconciliation sweep: start one now (or get the one already running), or read the current or last one.
   .post("/reconcile", async (_request, env) => {

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { IndexCursor } from "../index/entry.ts";
 
 /** `POST /admin/orgs/{orgId}/override`. `until` is an ISO time in the future. */
 export const OverrideBody = z.object({
@@ -25,9 +26,5 @@ export type OverrideCommand = { action: OverrideBody["action"]; until: number | 
 export const ListQuery = z.object({
   state: z.enum(["overdue", "suspended", "ok"]),
   limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z
-    .string()
-    .regex(/^\d{1,9}$/, "cursor must be a next_cursor from a previous page")
-    .transform(Number)
-    .default(0),
+  cursor: IndexCursor.optional(),
 });

@@ -3,6 +3,7 @@ import { log, logWarn } from "../../shared/log.ts";
 import { isValidOrgId, ORG_ID_RULE, orgIdFromPath } from "../../shared/storage-keys.ts";
 import { adminToken } from "../config.ts";
 import { timingSafeEqualStrings } from "../admin/constant-time.ts";
+import { IndexCursor } from "../index/entry.ts";
 import { orgIndex } from "../index/object.ts";
 import { orgBilling } from "../org/object.ts";
 import { reconciler } from "../reconcile/sweeper.ts";
@@ -122,11 +123,10 @@ export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContex
   .get("/list/:state", async (request, env) => {
     const state = request.params.state;
     if (state !== "ok" && state !== "overdue" && state !== "suspended") return notFound("Lists exist for ok, overdue and suspended.");
-    // The admin API's cursor rule (ListQuery): up to 9 digits. "1e99" is an integer to Number()
-    // but not to SQLite; anything else shows the first page.
-    const cursor = new URL(request.url).searchParams.get("cursor") ?? "";
-    const list = await orgIndex(env).list({ state, offset: /^\d{1,9}$/.test(cursor) ? Number(cursor) : 0, limit: 50 });
-    return page(200, listPage(state, list.orgs.map(indexEntryView), list.next_offset === null ? null : String(list.next_offset), Date.now()));
+    // The admin API's cursor rule (IndexCursor); anything else shows the first page.
+    const cursor = IndexCursor.safeParse(new URL(request.url).searchParams.get("cursor"));
+    const list = await orgIndex(env).list({ state, cursor: cursor.success ? cursor.data : null, limit: 50 });
+    return page(200, listPage(state, list.orgs.map(indexEntryView), list.next_cursor, Date.now()));
   })
   .get("/org", (request) => {
     const id = new URL(request.url).searchParams.get("id")?.trim() ?? "";

@@ -25,3 +25,11 @@ export type WouldRefuseHours = z.infer<typeof WouldRefuseHours>;
 
 /** One org on the overview's would-be-refused list: its requests in the last 24 h, and the latest hour among them. */
 export type WouldRefuseOrg = { org_id: string; requests: number; last_hour: number };
+
+/**
+ * Where a page of `OrgIndex.list` starts: the `next_cursor` of the page before, opaque to callers. The admin
+ * API and the console check a cursor with this schema (a 400 `invalid_request` otherwise) and hand it over as
+ * it came; only the index reads what is inside.
+ */
+export const IndexCursor = z.string().regex(/^\d{1,9}$/, "cursor must be a next_cursor from a previous page");
+export type IndexCursor = z.infer<typeof IndexCursor>;

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { HOUR_MS, hourOf } from "../../shared/usage.ts";
-import { IndexEntry, WouldRefuseHours, type WouldRefuseOrg } from "./entry.ts";
+import { IndexEntry, type IndexCursor, WouldRefuseHours, type WouldRefuseOrg } from "./entry.ts";
 
 /** Would-be refusals are kept this long per org and hour: the overview sums the last 24 h. */
 const WOULD_REFUSE_RETENTION_MS = 48 * HOUR_MS;
@@ -102,12 +102,14 @@ export class OrgIndex extends DurableObject<BillingEnv> {
   }
 
   /** One page of orgs in a state: overdue by deadline (soonest first), suspended and ok most recent first. */
-  async list(query: { state: (typeof LISTED_STATES)[number]; offset: number; limit: number }): Promise<{ orgs: IndexEntry[]; next_offset: number | null }> {
+  async list(query: { state: (typeof LISTED_STATES)[number]; cursor: IndexCursor | null; limit: number }): Promise<{ orgs: IndexEntry[]; next_cursor: IndexCursor | null }> {
+    // The cursor is the row offset (IndexCursor: digits, checked by the caller).
+    const offset = query.cursor === null ? 0 : Number(query.cursor);
     const order =
       query.state === "overdue" ? "suspend_at IS NULL, suspend_at, org_id" : query.state === "suspended" ? "suspended_at DESC, org_id" : "since DESC, org_id";
-    const rows = this.sql.exec<Row>(`SELECT * FROM orgs WHERE state = ? ORDER BY ${order} LIMIT ? OFFSET ?`, query.state, query.limit + 1, query.offset).toArray();
+    const rows = this.sql.exec<Row>(`SELECT * FROM orgs WHERE state = ? ORDER BY ${order} LIMIT ? OFFSET ?`, query.state, query.limit + 1, offset).toArray();
     const orgs = rows.slice(0, query.limit).map((row) => IndexEntry.parse(row));
-    return { orgs, next_offset: rows.length > query.limit ? query.offset + query.limit : null };
+    return { orgs, next_cursor: rows.length > query.limit ? String(offset + query.limit) : null };
   }
 
   /** The orgs among `ids` that are not ok, for the sweep's comparison (one call per customers.list page). */
