@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config";
 import type { FakeUrls } from "./test/support/fake-urls.ts";
 import { FAKE_SETS } from "./test/support/global-setup.ts";
 import { dropWranglerSecretNotices, dropWorkerdFaultReports, depsWithoutBrokenSourceMaps } from "./test/support/quiet-config.ts";
-import { poolSocketsUncompressed } from "./test/support/pool-frames.ts";
+import { poolSocketsUncompressed, runtimeStorageInMemory } from "./test/support/runtime-cost.ts";
 import { ModelAndToolsFirst } from "./test/support/sequencer.ts";
 import { TEST_ADMIN_TOKEN, TEST_AUTUMN_SECRET_KEY, TEST_INGEST_KEY_PEPPER, TEST_NOTIFY_SECRET, TEST_WEBHOOK_SECRET } from "./test/support/secrets.ts";
 
@@ -21,6 +21,7 @@ const knobs = { FUZZ_REQUESTS: process.env.FUZZ_REQUESTS ?? "" };
 dropWranglerSecretNotices([...Object.keys(secrets), "NOTIFY_SECRET"]);
 dropWorkerdFaultReports();
 poolSocketsUncompressed();
+runtimeStorageInMemory();
 
 type Inject = <T>(key: string) => T;
 
