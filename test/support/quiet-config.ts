@@ -43,7 +43,8 @@ export function depsWithoutBrokenSourceMaps(): Plugin {
 /**
  * workerd's own reports of the faults tests cause on purpose: an upstream that resets or refuses the
  * connection (the sink's `reset` fault, a closed port), an upload the Worker stops reading or aborts (a body
- * over a cap, broken gzip: src/ingest/request/body.ts), and a sweeper alarm run by hand (`runDurableObjectAlarm`) whose scheduled run workerd then cancels.
+ * over a cap, broken gzip: src/ingest/request/body.ts), a request the Worker aborts at its own timeout (UPSTREAM_TIMEOUT,
+ * AUTUMN_TIMEOUT: the timeout tests' slow stand-ins), and a sweeper alarm run by hand (`runDurableObjectAlarm`) whose scheduled run workerd then cancels.
  * Each such test asserts what the Worker answers; the line workerd prints beside it (with its `stack:` of
  * addresses) points at no problem, so it is dropped, as the pool already drops its own list (ignoreMessages
  * in @cloudflare/vitest-plugin). Anything else workerd prints still shows.
@@ -53,6 +54,7 @@ const WORKERD_FAULT_REPORTS = [
   /uncaught exception; exception = workerd\/jsg\/value\.h:\d+: disconnected: jsg\.Error: Network connection lost\./,
   /exception = rust\/worker\/ffi\.rs:\d+: disconnected: (client error \(SendRequest\)|Connection refused \(os error 111\))/,
   /exception = kj\/async-io\.c\+\+:\d+: disconnected: (read end of pipe was aborted|abortRead\(\) has been called)/,
+  /exception = workerd\/api\/basics\.c\+\+:\d+: disconnected: jsg\.DOMException\(TimeoutError\): The operation was aborted due to timeout$/,
   /NOSENTRY SQLite alarm handler canceled with requestScheduledAlarm\./,
   /uncaught exception; exception = workerd\/jsg\/value\.h:\d+: failed: jsg\.Error: request body refused: (too_large|decompressed_too_large|invalid_gzip)$/,
 ];
