@@ -216,7 +216,7 @@ describe("activityChart", () => {
     expect(day).toContain('<path class="layer parked" d="M40 100L370 100L370 109.2L385 109.2L385 100Z">');
     expect(page).toContain("Accepted (items, above the line)");
     expect(page).toContain("Refused (requests, below the line)");
-    expect(page).toContain("items are never read (it is answered before its body is), a parked batch");
+    expect(page).toContain("Below it: requests that did not, whose items are not known");
     expect(page).toContain("<caption>Items and requests, counted by the ingest Worker (each row names its unit)</caption>");
     for (const [label, last, month30] of [
       ["Accepted, items", 300, 300],

@@ -87,6 +87,10 @@ describe("activity in the usage messages", () => {
     const parked = await sent(parking, "/v1/traces", key);
     expect(parked.status).toBe(402);
     expect(kinds(parked.messages)).toEqual([{ parked: 1 }]);
+    // Metering on: a refusal's body is never read, so no items for it (nor for the kept batch, metered at delivery).
+    const meteredPlain = await sent({ USAGE_FEATURES: ALL }, "/v1/traces", key);
+    expect(kinds(meteredPlain.messages)).toEqual([{ refused: 1 }]);
+    expect(meteredPlain.messages[0]!.counts).toEqual({});
     const logpushPlain = await sent({}, "/v1/logpush/http_requests", key, { body: '{"EdgeStartTimestamp":1700000000}\n' });
     expect(logpushPlain.status).toBe(402);
     expect(kinds(logpushPlain.messages)).toEqual([{ refused: 1 }]);
@@ -131,6 +135,12 @@ describe("activity in the usage messages", () => {
     const parked = await sent({ PARKING: parkingBucket, DELIVERIES: noDeliveries }, "/v1/logs", key, { headers: json, body: OTLP_JSON["/v1/logs"] });
     expect(parked.status).toBe(200);
     expect(kinds(parked.messages)).toEqual([{ parked: 1 }]);
+    // Metering on: the parked batch's items are metered (its client got a 2xx), but the chart counts parked data in requests (docs/metering.md, "Activity").
+    await sink.fault({ mode: "status", status: 503, tenant: org, count: 1 });
+    const meteredPark = await sent({ PARKING: parkingBucket, DELIVERIES: noDeliveries, USAGE_FEATURES: ALL }, "/v1/logs", key, { headers: json, body: OTLP_JSON["/v1/logs"] });
+    expect(meteredPark.status).toBe(200);
+    expect(meteredPark.messages[0]!.counts).toMatchObject({ logs: 1 });
+    expect(kinds(meteredPark.messages)).toEqual([{ parked: 1 }]);
     await sink.fault({ mode: "status", status: 400, tenant: org, count: 1 });
     expect((await sent({}, "/v1/traces", key)).messages).toEqual([]);
     expect((await sent({}, "/v1/traces", "tg_ik_unknownunknownunknownunknown")).messages).toEqual([]);

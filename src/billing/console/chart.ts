@@ -324,7 +324,7 @@ export function activityChart(input: { points: readonly ActivityPoint[]; history
         ${PERIOD_KINDS.map((kind) => html`<li><span class="swatch period ${kind}" aria-hidden="true"></span>${PERIOD_LABEL[kind]}</li>`)}
       </ul>
       <p class="muted">${metered
-        ? "Two units, each on its own scale: items where they are known, requests where they are not. Above the line, the items the upstream took (accepted, and would-be-refused ones let through by observe mode), as metering counted them. Below it, the requests that did not go upstream: a refusal's items are never read (it is answered before its body is), a parked batch's only when it is delivered."
+        ? "Two units, each on its own scale. Above the line: items that went upstream, as metered. Below it: requests that did not, whose items are not known (a refusal's are never read, a parked batch's only when it is delivered)."
         : `In ${input.unit}: no items were metered in these 30 days (metering off, or nothing metered went upstream).`}</p>
     </figcaption>
   </figure>
