@@ -63,17 +63,39 @@ export const UsageSeq = z.number().int().positive().max(Number.MAX_SAFE_INTEGER)
 export const ACTIVITY_KINDS = ["accepted", "refused", "would_refuse", "parked"] as const;
 export type ActivityKind = (typeof ACTIVITY_KINDS)[number];
 
+/**
+ * The stable codes a would-be refusal would have been answered with (src/ingest/request/admit.ts):
+ * 402 `billing_suspended` (the org is suspended) and 429 `plan_limit_reached` (a used-up feature).
+ */
+export const WOULD_REFUSE_CODES = ["billing_suspended", "plan_limit_reached"] as const;
+export const WouldRefuseCode = z.enum(WOULD_REFUSE_CODES);
+export type WouldRefuseCode = z.infer<typeof WouldRefuseCode>;
+
+/** The kinds whose requests went to the upstream, so whose items metering counted (src/ingest/usage/meter.ts). */
+export type ForwardedKind = "accepted" | "would_refuse";
+
 export const HOUR_MS = 3_600_000;
 
-const ActivityCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional();
+const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const ActivityCount = Count.optional();
 
-/** One hour's counts: `hour` is the epoch ms of the hour's start; absent kinds are zero. */
+/**
+ * One hour's counts: `hour` the epoch ms of the hour's start; absent kinds are zero; counts in requests.
+ * `would_refuse_codes` splits `would_refuse` by the code that was not answered (version 7 of the org's
+ * tables). An ingest Worker from before the split sends `would_refuse` alone: the org's object counts it
+ * in the total and under no code (`unknown` in the admin view), never drops it; a billing Worker from
+ * before the split strips the field (zod drops unknown keys) and counts the total as before.
+ * `items`: the items metering counted in the hour's accepted and would-be-refused requests (only those
+ * went upstream, so only their bodies were read); present only where metering counted the route's signal.
+ */
 export const ActivityHour = z.object({
   hour: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).multipleOf(HOUR_MS),
   accepted: ActivityCount,
   refused: ActivityCount,
   would_refuse: ActivityCount,
   parked: ActivityCount,
+  would_refuse_codes: z.partialRecord(WouldRefuseCode, Count).optional(),
+  items: z.object({ accepted: ActivityCount, would_refuse: ActivityCount }).optional(),
 });
 export type ActivityHour = z.infer<typeof ActivityHour>;
 
@@ -81,9 +103,9 @@ export type ActivityHour = z.infer<typeof ActivityHour>;
 export const MAX_ACTIVITY_HOURS = 48;
 
 /**
- * An org's activity over one flush window. Counted in requests (`unit`), whether metering is on or
- * not: a refusal's items are never read, so only requests count every kind alike; the items accepted
- * are in the message's `counts` where metering is on.
+ * An org's activity over one flush window, counted in requests (`unit`) whether metering is on or not:
+ * a refusal's items are never read, so only requests count every kind alike. Where metering is on, each
+ * hour's `items` adds the items of the requests that went upstream (accepted and would-be-refused).
  */
 export const UsageActivity = z.object({
   unit: z.literal("requests"),

@@ -97,9 +97,28 @@ describe("the series and its scale", () => {
       T0,
     );
     expect(series).toHaveLength(CHART_HOURS);
-    expect(series[0]).toEqual({ hour: T0, accepted: 4, refused: 2, would_refuse: 0, parked: 0 });
-    expect(series[5]).toEqual({ hour: T0 + 5 * HOUR_MS, accepted: 0, refused: 0, would_refuse: 4, parked: 7 });
+    const noCodes = { billing_suspended: 0, plan_limit_reached: 0, unknown: 0 };
+    expect(series[0]).toEqual({ hour: T0, accepted: 4, refused: 2, would_refuse: 0, parked: 0, would_refuse_by_code: noCodes, items: null });
+    // A point without codes (an older view) counts its would-be refusals under no code.
+    expect(series[5]).toEqual({ hour: T0 + 5 * HOUR_MS, accepted: 0, refused: 0, would_refuse: 4, parked: 7, would_refuse_by_code: { ...noCodes, unknown: 4 }, items: null });
     expect(series.reduce((sum, p) => sum + p.accepted + p.refused + p.would_refuse + p.parked, 0)).toBe(17);
+  });
+
+  it("sums the would-be refusals per code and the items, items staying null in an hour none were metered", () => {
+    const codes = (billing_suspended: number, plan_limit_reached: number, unknown = 0) => ({ billing_suspended, plan_limit_reached, unknown });
+    const series = hourlySeries(
+      [
+        { hour: T0, accepted: 2, refused: 0, would_refuse: 3, parked: 0, would_refuse_by_code: codes(2, 1), items: { accepted: 20, would_refuse: 30 } },
+        { hour: T0, accepted: 1, refused: 0, would_refuse: 1, parked: 0, would_refuse_by_code: codes(0, 1), items: { accepted: 5, would_refuse: 0 } },
+        { hour: T0 + HOUR_MS, accepted: 0, refused: 4, would_refuse: 0, parked: 0, would_refuse_by_code: codes(0, 0) },
+      ],
+      T0,
+      2,
+    );
+    expect(series).toEqual([
+      { hour: T0, accepted: 3, refused: 0, would_refuse: 4, parked: 0, would_refuse_by_code: codes(2, 2), items: { accepted: 25, would_refuse: 30 } },
+      { hour: T0 + HOUR_MS, accepted: 0, refused: 4, would_refuse: 0, parked: 0, would_refuse_by_code: codes(0, 0), items: null },
+    ]);
   });
 
   it("the y axis tops at the next 1, 2 or 5 × 10^k; an empty chart at 1", () => {
@@ -146,6 +165,81 @@ describe("activityChart", () => {
     expect(page).toMatch(/<th scope="row">Would be refused<\/th><td>6<\/td><td>6<\/td>/);
     expect(page).toContain("Suspended: ");
     expect(page).not.toContain("No requests counted");
+  });
+
+  it("per code: a row for each would-be refusal's code, and one for those counted before codes only when there are some", () => {
+    const page = activityChart({
+      now,
+      unit: "requests",
+      points: [
+        { hour: start + 700 * HOUR_MS, accepted: 0, refused: 0, would_refuse: 5, parked: 0, would_refuse_by_code: { billing_suspended: 3, plan_limit_reached: 2, unknown: 0 } },
+        { hour: start + 100 * HOUR_MS, accepted: 0, refused: 0, would_refuse: 4, parked: 0 },
+      ],
+      history: [],
+    }).value;
+    expect(page).toMatch(/<th scope="row">Would be refused<\/th><td>5<\/td><td>9<\/td>/);
+    expect(page).toMatch(/<th scope="row">Would be refused: 402 billing_suspended<\/th><td>3<\/td><td>3<\/td>/);
+    expect(page).toMatch(/<th scope="row">Would be refused: 429 plan_limit_reached<\/th><td>2<\/td><td>2<\/td>/);
+    expect(page).toMatch(/<th scope="row">Would be refused: code not recorded<\/th><td>0<\/td><td>4<\/td>/);
+    const coded = activityChart({ now, unit: "requests", points: [{ hour: start, accepted: 0, refused: 0, would_refuse: 1, parked: 0, would_refuse_by_code: { billing_suspended: 1, plan_limit_reached: 0, unknown: 0 } }], history: [] }).value;
+    expect(coded).not.toContain("code not recorded");
+  });
+
+  it("metering on: items above the line for what went upstream, requests below it for what did not, each on its own scale and named", () => {
+    const page = activityChart({
+      now,
+      unit: "requests",
+      points: [
+        { hour: start + 719 * HOUR_MS, accepted: 3, refused: 0, would_refuse: 2, parked: 0, would_refuse_by_code: { billing_suspended: 2, plan_limit_reached: 0, unknown: 0 }, items: { accepted: 300, would_refuse: 140 } },
+        { hour: start + 718 * HOUR_MS, accepted: 0, refused: 7, would_refuse: 0, parked: 4, would_refuse_by_code: { billing_suspended: 0, plan_limit_reached: 0, unknown: 0 } },
+      ],
+      history: [],
+    }).value;
+    const [month, day] = page.split("</svg>");
+    for (const drawn of [month!, day!]) {
+      // Never stacked on one scale: items up from the line at 100 (topping at 500), requests down from it (topping at 20).
+      expect(drawn.match(/<path class="layer (\w+)"/g)).toEqual(['<path class="layer accepted"', '<path class="layer would_refuse"', '<path class="layer parked"', '<path class="layer refused"']);
+      expect(drawn).toMatch(/<title>Accepted: 300 items<\/title>/);
+      expect(drawn).toMatch(/<title>Would be refused: 140 items<\/title>/);
+      expect(drawn).toMatch(/<title>Parked: 4 requests<\/title>/);
+      expect(drawn).toMatch(/<title>Refused: 7 requests<\/title>/);
+      expect(drawn).toMatch(/text-anchor="end">500<\/text>/);
+      expect(drawn).toMatch(/text-anchor="end">20<\/text>/);
+      expect(drawn).toMatch(/band-unit"[^>]*>items<\/text>/);
+      expect(drawn).toMatch(/band-unit"[^>]*>requests<\/text>/);
+      expect(drawn).toContain('<line class="axis-line" x1="40" x2="400" y1="100" y2="100" />');
+    }
+    expect(month).toMatch(/<desc id="chart-30d-desc">accepted 300 items in 3 requests, refused 7 requests, would be refused 140 items in 2 requests, parked 4 requests in the last 30 days; never/);
+    expect(month).toContain("Items that went upstream (above the line) and requests that did not (below it) per hour, the last 30 days");
+    // The last day, 15 units an hour: accepted's 300 of 500 rise 42 of the 70 units above the line; parked's 4 of 20 drop 9.2 of 46 below it.
+    expect(day).toContain('<path class="layer accepted" d="M40 100L385 100L385 58L400 58L400 100Z">');
+    expect(day).toContain('<path class="layer parked" d="M40 100L370 100L370 109.2L385 109.2L385 100Z">');
+    expect(page).toContain("Accepted (items, above the line)");
+    expect(page).toContain("Refused (requests, below the line)");
+    expect(page).toContain("Below it: requests that did not, whose items are not known");
+    expect(page).toContain("<caption>Items and requests, counted by the ingest Worker (each row names its unit)</caption>");
+    for (const [label, last, month30] of [
+      ["Accepted, items", 300, 300],
+      ["Accepted, requests", 3, 3],
+      ["Refused, requests", 7, 7],
+      ["Would be refused, items", 140, 140],
+      ["Would be refused, requests", 2, 2],
+      ["Would be refused, requests: 402 billing_suspended", 2, 2],
+      ["Would be refused, requests: 429 plan_limit_reached", 0, 0],
+      ["Parked, requests", 4, 4],
+    ] as const) {
+      expect(page).toContain(`<th scope="row">${label}</th><td>${last}</td><td>${month30}</td>`);
+    }
+    // Every row of the table names its unit.
+    expect(page.match(/<th scope="row">[^<]*<\/th>/g)!.every((row) => /, (items|requests)/.test(row))).toBe(true);
+  });
+
+  it("metering off (no hour has items): requests only, one scale, and it says why", () => {
+    const page = activityChart({ now, unit: "requests", points: [{ hour: start + 719 * HOUR_MS, accepted: 3, refused: 1, would_refuse: 0, parked: 0 }], history: [] }).value;
+    expect(page).not.toContain("band-unit");
+    expect(page).not.toContain(", items");
+    expect(page).toContain("In requests: no items were metered in these 30 days");
+    expect(page).toContain("<caption>Requests, counted by the ingest Worker</caption>");
   });
 
   it("a spell of seconds overdue before a suspension is still seen: drawn 3 units wide, over the suspension", () => {

@@ -33,10 +33,17 @@ async function consolePage(path: string): Promise<string> {
   return (await exports.default.fetch(`${BILLING}${path}`, { headers: { cookie } })).text();
 }
 
-function message(id: string, hours: { hour: number; accepted?: number; refused?: number; would_refuse?: number; parked?: number }[], stream?: { stream: string; seq: number }): UsageDelivery {
+type MessageHour = NonNullable<UsageDelivery["activity"]>["hours"][number];
+
+function message(id: string, hours: MessageHour[], stream?: { stream: string; seq: number }): UsageDelivery {
   const at = Date.now();
   return { id, ...stream, counts: {}, first_at: at, last_at: at, activity: { unit: "requests", hours } };
 }
+
+/** A row of the table with nothing counted: no would-be refusal of either code, no items metered. */
+const row = (hour: number) => ({ hour, accepted: 0, refused: 0, would_refuse: 0, parked: 0, would_refuse_billing_suspended: 0, would_refuse_plan_limit_reached: 0, accepted_items: null, would_refuse_items: null });
+/** An hour of the admin view with nothing counted. */
+const viewed = (hour: number) => ({ hour: new Date(hour).toISOString(), accepted: 0, refused: 0, would_refuse: 0, parked: 0, would_refuse_by_code: { billing_suspended: 0, plan_limit_reached: 0, unknown: 0 } });
 
 describe("activityOf: a batch of messages per hour", () => {
   it("sums the same hour across messages, drops hours before the window, counts a future hour in the current one", () => {
@@ -52,8 +59,8 @@ describe("activityOf: a batch of messages per hour", () => {
       now,
     );
     expect(rows).toEqual([
-      { hour: current - HOUR_MS, accepted: 5, refused: 0, would_refuse: 0, parked: 4 },
-      { hour: current, accepted: 0, refused: 1, would_refuse: 5, parked: 0 },
+      { ...row(current - HOUR_MS), accepted: 5, parked: 4 },
+      { ...row(current), refused: 1, would_refuse: 5 },
     ]);
     expect(hourOf(now) - activityStart(now)).toBe((ACTIVITY_HOURS - 1) * HOUR_MS);
   });
@@ -74,8 +81,9 @@ describe("the org's object keeps its activity", () => {
       unit: "requests",
       days: 30,
       hours: [
-        { hour: new Date(hoursAgo(2)).toISOString(), accepted: 10, refused: 0, would_refuse: 3, parked: 2 },
-        { hour: new Date(hoursAgo(0)).toISOString(), accepted: 0, refused: 7, would_refuse: 0, parked: 0 },
+        // Would-be refusals in a message naming no code (an ingest Worker from before the split) count under `unknown`.
+        { ...viewed(hoursAgo(2)), accepted: 10, would_refuse: 3, parked: 2, would_refuse_by_code: { billing_suspended: 0, plan_limit_reached: 0, unknown: 3 } },
+        { ...viewed(hoursAgo(0)), refused: 7 },
       ],
     });
   });
@@ -105,9 +113,9 @@ describe("the org's object keeps its activity", () => {
       new OrgStore(state.storage, [EVENT_TABLES, USAGE_TABLES, ACTIVITY_TABLES]);
       return sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version;
     });
-    expect(version).toBe(6);
+    expect(version).toBe(7);
     await stub.recordUsage([message("v6", [{ hour: hoursAgo(1), refused: 2 }])]);
-    expect((await orgState(org)).activity.hours).toEqual([{ hour: new Date(hoursAgo(1)).toISOString(), accepted: 0, refused: 2, would_refuse: 0, parked: 0 }]);
+    expect((await orgState(org)).activity.hours).toEqual([{ ...viewed(hoursAgo(1)), refused: 2 }]);
   });
 
   it("the console's org page draws it", async () => {
@@ -123,11 +131,72 @@ describe("the org's object keeps its activity", () => {
   });
 });
 
+describe("would-be refusals per code, and the items of what went upstream (schema 7)", () => {
+  it("activityOf sums each code, keeps a message naming no code in the total, and items only where a message carried them", () => {
+    const now = Date.UTC(2026, 10, 30, 12, 30);
+    const current = hourOf(now);
+    const rows = activityOf(
+      [
+        message("a", [{ hour: current, would_refuse: 3, would_refuse_codes: { billing_suspended: 2, plan_limit_reached: 1 }, accepted: 1, items: { accepted: 40, would_refuse: 25 } }]),
+        message("old", [{ hour: current, would_refuse: 4 }, { hour: current - HOUR_MS, refused: 2 }]),
+        // A total below its codes (no producer sends one) is raised to their sum, never below.
+        message("odd", [{ hour: current, would_refuse: 0, would_refuse_codes: { plan_limit_reached: 2 } }]),
+      ],
+      now,
+    );
+    expect(rows).toEqual([
+      { ...row(current - HOUR_MS), refused: 2 },
+      { ...row(current), accepted: 1, would_refuse: 9, would_refuse_billing_suspended: 2, would_refuse_plan_limit_reached: 3, accepted_items: 40, would_refuse_items: 25 },
+    ]);
+  });
+
+  it("the org's object counts would-be refusals per code and items per hour; the admin view shows the total, each code, and the items", async () => {
+    const org = uniqueOrg("activity-codes");
+    const stub = orgStub(org);
+    await stub.recordUsage([
+      message("c1", [{ hour: hoursAgo(1), would_refuse: 5, would_refuse_codes: { billing_suspended: 5 }, items: { would_refuse: 50 } }], { stream: "iso1", seq: 1 }),
+      message("c2", [{ hour: hoursAgo(1), would_refuse: 2, would_refuse_codes: { plan_limit_reached: 2 }, accepted: 3, items: { accepted: 30, would_refuse: 20 } }], { stream: "iso1", seq: 2 }),
+    ]);
+    // An older ingest Worker's message: a total with no code, no items.
+    await stub.recordUsage([message("legacy", [{ hour: hoursAgo(1), would_refuse: 4 }, { hour: hoursAgo(0), refused: 1 }])]);
+    // GET /admin/orgs/{id}
+    expect((await orgState(org)).activity).toEqual({
+      unit: "requests",
+      days: 30,
+      hours: [
+        { ...viewed(hoursAgo(1)), accepted: 3, would_refuse: 11, would_refuse_by_code: { billing_suspended: 5, plan_limit_reached: 2, unknown: 4 }, items: { accepted: 30, would_refuse: 70 } },
+        // Nothing metered this hour: no items, not 0 items.
+        { ...viewed(hoursAgo(0)), refused: 1 },
+      ],
+    });
+  });
+
+  it("an object at schema 6 is migrated to 7: its rows keep their counts (would-be refusals under no code, no items), and fold per code", async () => {
+    const org = uniqueOrg("activity-v7");
+    const stub = orgStub(org);
+    const version = await runInDurableObject(stub, (_instance: OrgBilling, state) => {
+      const sql = state.storage.sql;
+      // The table as version 6 made it, with a row folded then.
+      sql.exec("DROP TABLE usage_activity");
+      sql.exec("CREATE TABLE usage_activity (hour INTEGER PRIMARY KEY, accepted INTEGER NOT NULL DEFAULT 0, refused INTEGER NOT NULL DEFAULT 0, would_refuse INTEGER NOT NULL DEFAULT 0, parked INTEGER NOT NULL DEFAULT 0)");
+      sql.exec("INSERT INTO usage_activity (hour, accepted, would_refuse) VALUES (?, 6, 8)", hoursAgo(2));
+      sql.exec("UPDATE schema_version SET version = 6");
+      new OrgStore(state.storage, [EVENT_TABLES, USAGE_TABLES, ACTIVITY_TABLES]);
+      return sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version;
+    });
+    expect(version).toBe(7);
+    await stub.recordUsage([message("v7", [{ hour: hoursAgo(2), would_refuse: 1, would_refuse_codes: { plan_limit_reached: 1 }, items: { would_refuse: 9 } }])]);
+    expect((await orgState(org)).activity.hours).toEqual([
+      { ...viewed(hoursAgo(2)), accepted: 6, would_refuse: 9, would_refuse_by_code: { billing_suspended: 0, plan_limit_reached: 1, unknown: 8 }, items: { accepted: 0, would_refuse: 9 } },
+    ]);
+  });
+});
+
 describe("the console overview's would-be-refused list (the index)", () => {
   it("is due when a fold brings would-be refusals, at most once per org and hour", () => {
     const now = Date.UTC(2026, 10, 30, 12, 30);
-    const some = [{ hour: hourOf(now), accepted: 0, refused: 0, would_refuse: 1, parked: 0 }];
-    const none = [{ hour: hourOf(now), accepted: 5, refused: 1, would_refuse: 0, parked: 2 }];
+    const some = [{ ...row(hourOf(now)), would_refuse: 1 }];
+    const none = [{ ...row(hourOf(now)), accepted: 5, refused: 1, parked: 2 }];
     expect(wouldRefuseDue(some, null, now)).toBe(true);
     expect(wouldRefuseDue(some, hourOf(now) - HOUR_MS, now)).toBe(true);
     expect(wouldRefuseDue(some, hourOf(now), now)).toBe(false);

@@ -264,8 +264,8 @@ describe("usage metering: each isolate's batch folded exactly once, in storage b
         seen: sql.exec<{ id: string }>("SELECT id FROM usage_seen").toArray().map((row) => row.id),
       };
     });
-    // Brought up to the current version (6: usage_activity, test/billing/usage-activity.test.ts).
-    expect(after).toEqual({ version: 6, streams: 0, seen: ["old_queue_id"] });
+    // Brought up to the current version (7: usage_activity per code and items, test/billing/usage-activity.test.ts).
+    expect(after).toEqual({ version: 7, streams: 0, seen: ["old_queue_id"] });
     expect(await orgStub(org).recordUsage([message({ traces: 1 }, "old_queue_id")])).toEqual({ ok: true, recorded: 0, duplicates: 1 });
   });
 });

@@ -159,11 +159,15 @@ describe("the operator console", () => {
     for (const selector of ["path.layer.accepted", "path.layer.parked", "rect.period.overdue", "rect.period.suspended"]) {
       expect(await chart.locator(`svg ${selector}`).count(), selector).toBe(2);
     }
-    expect(await chart.locator("table.chart-table tr", { hasText: "Parked" }).locator("td").allTextContents()).toEqual(["4", "4"]);
-    expect(await chart.locator("table.chart-table tr", { hasText: "Accepted" }).locator("td").allTextContents()).toEqual([String(accepted), String(accepted)]);
+    // The local stack meters (tools/dev/settings.ts): items of what went upstream, requests of what did not, each row naming its unit.
+    const row = (label: string) => chart.locator("table.chart-table tr", { has: page.locator(`th:text-is("${label}")`) }).locator("td").allTextContents();
+    expect(await row("Parked, requests")).toEqual(["4", "4"]);
+    expect(await row("Accepted, requests")).toEqual([String(accepted), String(accepted)]);
+    // One span per export.
+    expect(await row("Accepted, items")).toEqual([String(accepted), String(accepted)]);
     expect(await chart.locator("ul.periods li").allTextContents()).toEqual([expect.stringMatching(/^Overdue: /), expect.stringMatching(/^Suspended: .* to now$/)]);
     // Read without JavaScript or sight: each drawing has its title and description.
-    expect(await chart.locator("svg desc").first().textContent()).toMatch(new RegExp(`^accepted ${accepted}, refused 0, would be refused 0, parked 4 requests in the last 30 days; overdue from .+; suspended from .+ to now\\.$`));
+    expect(await chart.locator("svg desc").first().textContent()).toMatch(new RegExp(`^accepted ${accepted} items in ${accepted} requests, refused 0 requests, would be refused 0 items in 0 requests, parked 4 requests in the last 30 days; overdue from .+; suspended from .+ to now\\.$`));
     await lookAtBothWidths(page, "console-org-chart");
     await chart.screenshot({ path: join(DOCS, "console-chart.png") });
     await page.setViewportSize(PHONE);

@@ -37,6 +37,15 @@ const kinds = (messages: UsageMessage[]) => hours(messages).map(({ hour: _hour, 
 let org: string;
 let key: string;
 
+/** The org's traces limited (spans used up), in its key's copy of the verdict and the mirror. */
+async function limitTraces(orgId: string, ingestKey: string): Promise<void> {
+  const verdict: MirrorEntry = { state: "ok", since: Date.now(), version: 1_000, suspend_at: null, suspended_at: null, pay_url: null, limits: [{ feature_id: "spans", signals: ["traces"], reset_at: null }], enforcement: null };
+  const hashKey = ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, ingestKey));
+  const record = (await env.INGEST_KEYS.get(hashKey, "json")) as Record<string, unknown>;
+  await env.INGEST_KEYS.put(hashKey, JSON.stringify({ ...record, verdict }));
+  await env.BILLING_STATE.put(billingStateKey(orgId), JSON.stringify(verdict));
+}
+
 beforeEach(async () => {
   gate.reset();
   logThrottle.reset();
@@ -59,6 +68,12 @@ describe("activity in the usage messages", () => {
     const { messages } = await sent({ USAGE_FEATURES: ALL }, "/v1/traces", key);
     expect(messages).toHaveLength(1);
     expect(messages[0]!.counts).toMatchObject({ traces: 1 });
+    // The accepted request's items, as metered, in its hour too (the chart's items).
+    expect(kinds(messages)).toEqual([{ accepted: 1, items: { accepted: 1 } }]);
+  });
+
+  it("metering on for another signal only: the traces request's items are not counted (no items), only its request", async () => {
+    const { messages } = await sent({ USAGE_FEATURES: "logs=log_records" }, "/v1/traces", key);
     expect(kinds(messages)).toEqual([{ accepted: 1 }]);
   });
 
@@ -72,6 +87,10 @@ describe("activity in the usage messages", () => {
     const parked = await sent(parking, "/v1/traces", key);
     expect(parked.status).toBe(402);
     expect(kinds(parked.messages)).toEqual([{ parked: 1 }]);
+    // Metering on: a refusal's body is never read, so no items for it (nor for the kept batch, metered at delivery).
+    const meteredPlain = await sent({ USAGE_FEATURES: ALL }, "/v1/traces", key);
+    expect(kinds(meteredPlain.messages)).toEqual([{ refused: 1 }]);
+    expect(meteredPlain.messages[0]!.counts).toEqual({});
     const logpushPlain = await sent({}, "/v1/logpush/http_requests", key, { body: '{"EdgeStartTimestamp":1700000000}\n' });
     expect(logpushPlain.status).toBe(402);
     expect(kinds(logpushPlain.messages)).toEqual([{ refused: 1 }]);
@@ -84,22 +103,28 @@ describe("activity in the usage messages", () => {
     expect(logpushParked.messages.map((m) => [m.org_id, m.activity?.hours.map(({ hour: _h, ...c }) => c)])).toEqual([[other, [{ parked: 1 }]]]);
   });
 
-  it("observe mode: the suspended org's export is accepted and counts would_refuse, not accepted", async () => {
+  it("observe mode: the suspended org's export is accepted and counts would_refuse under 402's code, not accepted", async () => {
     await override(org, "suspend");
     const observed = await sent({ ENFORCEMENT: "observe" }, "/v1/traces", key);
     expect(observed.status).toBe(200);
-    expect(kinds(observed.messages)).toEqual([{ would_refuse: 1 }]);
+    expect(kinds(observed.messages)).toEqual([{ would_refuse: 1, would_refuse_codes: { billing_suspended: 1 } }]);
     const logpush = await sent({ ENFORCEMENT: "observe" }, "/v1/logpush/http_requests", key, { body: '{"EdgeStartTimestamp":1700000000}\n' });
     expect(logpush.status).toBe(200);
-    expect(kinds(logpush.messages)).toEqual([{ would_refuse: 1 }]);
+    expect(kinds(logpush.messages)).toEqual([{ would_refuse: 1, would_refuse_codes: { billing_suspended: 1 } }]);
+    // Metering on: its items are metered (it went upstream), and counted as would-be-refused items.
+    const metered = await sent({ ENFORCEMENT: "observe", USAGE_FEATURES: ALL }, "/v1/logpush/http_requests", key, { body: '{"EdgeStartTimestamp":1700000000}\n{"EdgeStartTimestamp":1700000001}\n' });
+    expect(kinds(metered.messages)).toEqual([{ would_refuse: 1, would_refuse_codes: { billing_suspended: 1 }, items: { would_refuse: 2 } }]);
+  });
+
+  it("observe mode: a plan limit's export is accepted and counts would_refuse under 429's code", async () => {
+    await limitTraces(org, key);
+    const observed = await sent({ ENFORCE_LIMITS: "true", ENFORCEMENT: "observe", USAGE_FEATURES: ALL }, "/v1/traces", key);
+    expect(observed.status).toBe(200);
+    expect(kinds(observed.messages)).toEqual([{ would_refuse: 1, would_refuse_codes: { plan_limit_reached: 1 }, items: { would_refuse: 1 } }]);
   });
 
   it("a plan limit's 429 counts refused", async () => {
-    const verdict: MirrorEntry = { state: "ok", since: Date.now(), version: 1_000, suspend_at: null, suspended_at: null, pay_url: null, limits: [{ feature_id: "spans", signals: ["traces"], reset_at: null }], enforcement: null };
-    const hashKey = ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key));
-    const record = (await env.INGEST_KEYS.get(hashKey, "json")) as Record<string, unknown>;
-    await env.INGEST_KEYS.put(hashKey, JSON.stringify({ ...record, verdict }));
-    await env.BILLING_STATE.put(billingStateKey(org), JSON.stringify(verdict));
+    await limitTraces(org, key);
     const limited = await sent({ ENFORCE_LIMITS: "true" }, "/v1/traces", key);
     expect(limited.status).toBe(429);
     expect(kinds(limited.messages)).toEqual([{ refused: 1 }]);
@@ -110,6 +135,12 @@ describe("activity in the usage messages", () => {
     const parked = await sent({ PARKING: parkingBucket, DELIVERIES: noDeliveries }, "/v1/logs", key, { headers: json, body: OTLP_JSON["/v1/logs"] });
     expect(parked.status).toBe(200);
     expect(kinds(parked.messages)).toEqual([{ parked: 1 }]);
+    // Metering on: the parked batch's items are metered (its client got a 2xx), but the chart counts parked data in requests (docs/metering.md, "Activity").
+    await sink.fault({ mode: "status", status: 503, tenant: org, count: 1 });
+    const meteredPark = await sent({ PARKING: parkingBucket, DELIVERIES: noDeliveries, USAGE_FEATURES: ALL }, "/v1/logs", key, { headers: json, body: OTLP_JSON["/v1/logs"] });
+    expect(meteredPark.status).toBe(200);
+    expect(meteredPark.messages[0]!.counts).toMatchObject({ logs: 1 });
+    expect(kinds(meteredPark.messages)).toEqual([{ parked: 1 }]);
     await sink.fault({ mode: "status", status: 400, tenant: org, count: 1 });
     expect((await sent({}, "/v1/traces", key)).messages).toEqual([]);
     expect((await sent({}, "/v1/traces", "tg_ik_unknownunknownunknownunknown")).messages).toEqual([]);
@@ -134,11 +165,25 @@ describe("the batcher's activity", () => {
     batcher.addActivity("org_a", "refused", hour + 3_600_000);
     batcher.add("org_a", { traces: 5 }, hour + 3_600_000);
     batcher.addActivity("org_b", "would_refuse", hour);
+    batcher.addActivity("org_b", "would_refuse", hour, "plan_limit_reached");
+    batcher.addActivity("org_b", "would_refuse", hour + 5, "billing_suspended");
+    batcher.addActivity("org_b", "would_refuse", hour + 6, "plan_limit_reached");
+    batcher.add("org_b", { logs: 7 }, hour + 6, { kind: "would_refuse", items: 7 });
+    batcher.add("org_b", {}, hour + 6, { kind: "accepted", items: 0 });
     timers.shift()!();
     await first.done;
     expect(queue.sent).toEqual([
       { org_id: "org_a", stream: batcher.stream, seq: 1, counts: { traces: 5 }, first_at: hour + 1, last_at: hour + 3_600_000, activity: { unit: "requests", hours: [{ hour, accepted: 2 }, { hour: hour + 3_600_000, refused: 1 }] } },
-      { org_id: "org_b", stream: batcher.stream, seq: 1, counts: {}, first_at: hour, last_at: hour, activity: { unit: "requests", hours: [{ hour, would_refuse: 1 }] } },
+      // A would-be refusal without its code (no caller leaves it out) still counts in the total.
+      {
+        org_id: "org_b",
+        stream: batcher.stream,
+        seq: 1,
+        counts: { logs: 7 },
+        first_at: hour,
+        last_at: hour + 6,
+        activity: { unit: "requests", hours: [{ hour, would_refuse: 4, would_refuse_codes: { plan_limit_reached: 2, billing_suspended: 1 }, items: { would_refuse: 7, accepted: 0 } }] },
+      },
     ]);
     for (const message of queue.sent) expect(UsageMessage.safeParse(message).success).toBe(true);
   });
@@ -158,5 +203,14 @@ describe("UsageMessage's activity: optional, bounded", () => {
     expect(withActivity({ unit: "bytes", hours: [{ hour: 0, accepted: 1 }] })).toBe(false);
     expect(withActivity({ unit: "requests", hours: [] })).toBe(false);
     expect(withActivity({ unit: "requests", hours: Array.from({ length: MAX_ACTIVITY_HOURS + 1 }, (_, i) => ({ hour: i * 3_600_000, accepted: 1 })) })).toBe(false);
+  });
+  it("would-be refusals per code and items: optional (an older ingest Worker's hour parses); known codes and whole counts only", () => {
+    const hour = (fields: Record<string, unknown>) => UsageMessage.safeParse({ ...base, activity: { unit: "requests", hours: [{ hour: 0, ...fields }] } });
+    expect(hour({ would_refuse: 2 }).success).toBe(true);
+    const split = hour({ would_refuse: 2, would_refuse_codes: { billing_suspended: 1, plan_limit_reached: 1 }, items: { accepted: 0, would_refuse: 9 } });
+    expect(split.success && split.data.activity?.hours[0]).toEqual({ hour: 0, would_refuse: 2, would_refuse_codes: { billing_suspended: 1, plan_limit_reached: 1 }, items: { accepted: 0, would_refuse: 9 } });
+    expect(hour({ would_refuse: 1, would_refuse_codes: { payment_required: 1 } }).success).toBe(false);
+    expect(hour({ would_refuse: 1, would_refuse_codes: { billing_suspended: -1 } }).success).toBe(false);
+    expect(hour({ items: { accepted: 1.5 } }).success).toBe(false);
   });
 });

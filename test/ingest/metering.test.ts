@@ -94,7 +94,7 @@ describe("usage metering: accepted data is counted per org and handed to the que
     expect(response.status).toBe(200);
     expect(calls).toBe(1);
     expect(sent).toEqual([
-      { org_id: org, stream: expect.stringMatching(/^[a-f0-9]{32}$/), seq: 1, counts: { traces: 1, bytes: body.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number), activity: { unit: "requests", hours: [{ hour: expect.any(Number), accepted: 1 }] } },
+      { org_id: org, stream: expect.stringMatching(/^[a-f0-9]{32}$/), seq: 1, counts: { traces: 1, bytes: body.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number), activity: { unit: "requests", hours: [{ hour: expect.any(Number), accepted: 1, items: { accepted: 1 } }] } },
     ]);
   });
 

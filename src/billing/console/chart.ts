@@ -1,18 +1,35 @@
-import { ACTIVITY_KINDS, HOUR_MS, hourOf, type ActivityKind } from "../../shared/usage.ts";
+import { ACTIVITY_KINDS, HOUR_MS, hourOf, WOULD_REFUSE_CODES, type ActivityKind, type ForwardedKind, type WouldRefuseCode } from "../../shared/usage.ts";
 import { html, type Html } from "./html.ts";
 
 /**
  * The org page's chart (issue 21): the last 30 days, one point per hour, of what became of the
- * org's requests (accepted, would-be-refused, parked, refused; stacked), with the periods it was
- * overdue, suspended, exempt or limited shaded behind. An inline SVG drawn here, on the server:
- * no client library, and a <title>, a <desc> and a table beside it say the same for anyone who
- * cannot see it. Pure: the page hands it the org's activity and history.
+ * org's data, with the periods it was overdue, suspended, exempt or limited shaded behind. An inline
+ * SVG drawn here, on the server: no client library, and a <title>, a <desc> and a table beside it
+ * say the same for anyone who cannot see it. Pure: the page hands it the org's activity and history.
+ *
+ * Its units (docs/metering.md, "Activity"): with metering off, requests of every kind, stacked
+ * (accepted, would-be-refused, parked, refused). With metering on (an hour of the window carries
+ * items), items where they are known and requests where they are not, never on one scale: above the
+ * zero line the items that went upstream (accepted and would-be-refused: metered as they streamed),
+ * below it, on a scale of its own, the requests that did not (parked and refused), whose items are not
+ * read when they come: a refusal's never (it is answered before its body is read, so the suspended
+ * path costs no parsing), a parked batch's only when it is delivered. The legend, the axis and every
+ * row of the table name the unit.
  */
 
 export const CHART_HOURS = 30 * 24;
 
-/** One hour's counts, `hour` the epoch ms of its start. */
-export type ActivityPoint = { hour: number } & Record<ActivityKind, number>;
+/**
+ * One hour's counts in requests, `hour` the epoch ms of its start; the would-be refusals per code
+ * (`unknown`: counted before the split) and the items metered where the admin view has them.
+ */
+export type ActivityPoint = { hour: number } & Record<ActivityKind, number> & {
+    would_refuse_by_code?: Record<WouldRefuseCode | "unknown", number>;
+    items?: Record<ForwardedKind, number>;
+  };
+
+/** An hour of the chart's series: every count present, items null where none were metered. */
+export type SeriesPoint = { hour: number } & Record<ActivityKind, number> & { would_refuse_by_code: Record<WouldRefuseCode | "unknown", number>; items: Record<ForwardedKind, number> | null };
 
 export const PERIOD_KINDS = ["overdue", "suspended", "exempt", "limited"] as const;
 export type PeriodKind = (typeof PERIOD_KINDS)[number];
@@ -39,16 +56,37 @@ export function chartWindow(now: number): { start: number; end: number } {
   return { start: end - CHART_HOURS * HOUR_MS, end };
 }
 
-/** One point per hour of the window, zeros where nothing was counted; points outside it are left out. */
-export function hourlySeries(points: readonly ActivityPoint[], start: number, hours = CHART_HOURS): ActivityPoint[] {
-  const series: ActivityPoint[] = Array.from({ length: hours }, (_, i) => ({ hour: start + i * HOUR_MS, accepted: 0, refused: 0, would_refuse: 0, parked: 0 }));
+/**
+ * One point per hour of the window, zeros where nothing was counted; points outside it are left out.
+ * A point without codes counts its would-be refusals under `unknown`.
+ */
+export function hourlySeries(points: readonly ActivityPoint[], start: number, hours = CHART_HOURS): SeriesPoint[] {
+  const series: SeriesPoint[] = Array.from({ length: hours }, (_, i) => ({
+    hour: start + i * HOUR_MS,
+    accepted: 0,
+    refused: 0,
+    would_refuse: 0,
+    parked: 0,
+    would_refuse_by_code: { billing_suspended: 0, plan_limit_reached: 0, unknown: 0 },
+    items: null,
+  }));
   for (const point of points) {
     const i = Math.floor((point.hour - start) / HOUR_MS);
     if (i < 0 || i >= hours) continue;
-    for (const kind of ACTIVITY_KINDS) series[i]![kind] += point[kind];
+    const hour = series[i]!;
+    for (const kind of ACTIVITY_KINDS) hour[kind] += point[kind];
+    const codes = point.would_refuse_by_code ?? { billing_suspended: 0, plan_limit_reached: 0, unknown: point.would_refuse };
+    for (const code of CODE_KEYS) hour.would_refuse_by_code[code] += codes[code];
+    if (point.items) {
+      hour.items ??= { accepted: 0, would_refuse: 0 };
+      for (const kind of FORWARDED) hour.items[kind] += point.items[kind];
+    }
   }
   return series;
 }
+
+const FORWARDED: readonly ForwardedKind[] = ["accepted", "would_refuse"];
+const CODE_KEYS = [...WOULD_REFUSE_CODES, "unknown"] as const;
 
 /** The y axis's top: the smallest 1, 2 or 5 × 10^k at or above `max` (1 for an empty chart). */
 export function niceMax(max: number): number {
@@ -141,30 +179,76 @@ const count = (n: number) => n.toLocaleString("en-US");
 const day = (t: number) => new Date(t).toISOString().slice(5, 10);
 const clock = (t: number) => new Date(t).toISOString().slice(11, 16);
 const minute = (t: number) => `${new Date(t).toISOString().slice(0, 16).replace("T", " ")} UTC`;
-const sumOf = (series: readonly ActivityPoint[]) => Object.fromEntries(ACTIVITY_KINDS.map((kind) => [kind, series.reduce((sum, p) => sum + p[kind], 0)])) as Record<ActivityKind, number>;
+const capital = (text: string) => `${text[0]!.toUpperCase()}${text.slice(1)}`;
 const periodWords = (periods: readonly Period[], end: number) =>
   periods.length === 0 ? "never overdue, suspended, exempt or limited in that time" : periods.map((p) => `${PERIOD_LABEL[p.kind].toLowerCase()} from ${minute(p.from)} to ${p.to >= end ? "now" : minute(p.to)}`).join("; ");
 
 /** The narrowest a period is drawn, in viewBox units (the plot is 360 wide): visible on a 390 px phone. */
 const MIN_PERIOD_WIDTH = 3;
+/** With metering on, the zero line: items above it (the larger share), requests below. */
+const MID = 100;
+
+/** One series of the chart: a kind counted in one unit, an hour a value. */
+type Series = { kind: ActivityKind; unit: "items" | "requests"; values: (p: SeriesPoint) => number };
+/** A stack of series in one unit, drawn from the `zero` line towards `far` (up or down) on a scale of its own. */
+type Band = { unit: "items" | "requests"; series: readonly Series[]; zero: number; far: number };
+
+const requestsOf = (kind: ActivityKind): Series => ({ kind, unit: "requests", values: (p) => p[kind] });
+const itemsOf = (kind: ForwardedKind): Series => ({ kind, unit: "items", values: (p) => p.items?.[kind] ?? 0 });
+
+/**
+ * What is drawn: metering off (no hour of the window has items), one stack of requests bottom to top
+ * (what went through first, then what was kept, then what was turned away); metering on, the items
+ * that went upstream above the zero line and the requests that did not below it.
+ */
+function bandsFor(metered: boolean): readonly Band[] {
+  if (!metered) return [{ unit: "requests", series: STACK.map(requestsOf), zero: PLOT_BOTTOM, far: PLOT_TOP }];
+  return [
+    { unit: "items", series: [itemsOf("accepted"), itemsOf("would_refuse")], zero: MID, far: PLOT_TOP },
+    { unit: "requests", series: [requestsOf("parked"), requestsOf("refused")], zero: MID, far: PLOT_BOTTOM },
+  ];
+}
+
+const total = (series: readonly SeriesPoint[], values: (p: SeriesPoint) => number) => series.reduce((sum, p) => sum + values(p), 0);
+
+/** The window's totals in words, each with its unit. */
+function summaryOf(series: readonly SeriesPoint[], metered: boolean, span: string): string {
+  if (!metered) return `${ACTIVITY_KINDS.map((kind) => `${LABEL[kind].toLowerCase()} ${count(total(series, (p) => p[kind]))}`).join(", ")} requests in ${span}`;
+  const words = ACTIVITY_KINDS.map((kind) => {
+    const requests = `${count(total(series, (p) => p[kind]))} requests`;
+    return kind === "accepted" || kind === "would_refuse" ? `${LABEL[kind].toLowerCase()} ${count(total(series, (p) => p.items?.[kind] ?? 0))} items in ${requests}` : `${LABEL[kind].toLowerCase()} ${requests}`;
+  });
+  return `${words.join(", ")} in ${span}`;
+}
 
 /** One window drawn: `series` one point per hour from `start`, `periods` clipped to it; `id` keeps its title and desc apart from the other's. */
-function drawing(id: string, series: readonly ActivityPoint[], periods: readonly Period[], start: number, unit: string, span: string): Html {
+function drawing(id: string, series: readonly SeriesPoint[], periods: readonly Period[], start: number, metered: boolean, span: string): Html {
   const hours = series.length;
   const end = start + hours * HOUR_MS;
   const perHour = PLOT_WIDTH / hours;
-  const totals = sumOf(series);
-  const top = niceMax(Math.max(0, ...series.map((p) => STACK.reduce((sum, kind) => sum + p[kind], 0))));
-  const y = (value: number) => PLOT_BOTTOM - (value / top) * (PLOT_BOTTOM - PLOT_TOP);
   const x = (t: number) => X0 + ((t - start) / HOUR_MS) * perHour;
 
   const layers: Html[] = [];
-  let bottoms = series.map(() => 0);
-  for (const kind of STACK) {
-    if (totals[kind] === 0) continue;
-    const tops = series.map((p, i) => bottoms[i]! + p[kind]);
-    layers.push(html`<path class="layer ${kind}" d="${layerPath(bottoms, tops, y, perHour)}"><title>${LABEL[kind]}: ${count(totals[kind])} ${unit}</title></path>`);
-    bottoms = tops;
+  const axis: Html[] = [];
+  let drawn = false;
+  for (const [n, band] of bandsFor(metered).entries()) {
+    const top = niceMax(Math.max(0, ...series.map((p) => band.series.reduce((sum, one) => sum + one.values(p), 0))));
+    const y = (value: number) => band.zero + (value / top) * (band.far - band.zero);
+    let bottoms = series.map(() => 0);
+    for (const one of band.series) {
+      const sum = total(series, one.values);
+      if (sum === 0) continue;
+      drawn = true;
+      const tops = series.map((p, i) => bottoms[i]! + one.values(p));
+      layers.push(html`<path class="layer ${one.kind}" d="${layerPath(bottoms, tops, y, perHour)}"><title>${LABEL[one.kind]}: ${count(sum)} ${one.unit}</title></path>`);
+      bottoms = tops;
+    }
+    const up = band.far < band.zero;
+    axis.push(html`<line class="grid" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${y(top / 2)}" y2="${y(top / 2)}" />
+      <text class="axis" x="${X0 - 4}" y="${round(y(top)) + (up ? 3 : 0)}" text-anchor="end">${count(top)}</text>
+      ${top > 1 ? html`<text class="axis" x="${X0 - 4}" y="${round(y(top / 2)) + 3}" text-anchor="end">${count(top / 2)}</text>` : ""}
+      ${n === 0 ? html`<text class="axis" x="${X0 - 4}" y="${band.zero + 3}" text-anchor="end">0</text>` : ""}
+      ${metered ? html`<text class="axis strip-label band-unit" x="${X0 - 4}" y="${round(y(top)) + (up ? 12 : -9)}" text-anchor="end">${band.unit}</text>` : ""}`);
   }
   // A period shorter than the drawing can show is still drawn, MIN_PERIOD_WIDTH wide, and the shorter periods over
   // the longer ones: an overdue spell of seconds before a suspension stays visible at its start.
@@ -180,53 +264,74 @@ function drawing(id: string, series: readonly ActivityPoint[], periods: readonly
   for (let t = Math.ceil(start / step) * step; t < end; t += step) {
     ticks.push(html`<line class="tick" x1="${round(x(t))}" x2="${round(x(t))}" y1="${PLOT_BOTTOM}" y2="${PLOT_BOTTOM + 3}" /><text class="axis" x="${round(x(t))}" y="${PLOT_BOTTOM + 13}" text-anchor="middle">${label(t)}</text>`);
   }
-  const empty = STACK.every((kind) => totals[kind] === 0);
-  const summary = `${ACTIVITY_KINDS.map((kind) => `${LABEL[kind].toLowerCase()} ${count(totals[kind])}`).join(", ")} ${unit} in ${span}`;
+  const what = metered ? "Items that went upstream (above the line) and requests that did not (below it)" : "Requests";
+  const zeroLine = metered ? MID : PLOT_BOTTOM;
   return html`<svg viewBox="0 0 ${WIDTH} ${HEIGHT}" width="100%" role="img" aria-labelledby="${id}-title ${id}-desc" preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">
-      <title id="${id}-title">${unit[0]!.toUpperCase()}${unit.slice(1)} per hour, ${span}: ${minute(start)} to ${minute(end)}</title>
-      <desc id="${id}-desc">${summary}; ${periodWords(periods, end)}.</desc>
+      <title id="${id}-title">${what} per hour, ${span}: ${minute(start)} to ${minute(end)}</title>
+      <desc id="${id}-desc">${summaryOf(series, metered, span)}; ${periodWords(periods, end)}.</desc>
       ${shading}
-      <line class="grid" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${y(top / 2)}" y2="${y(top / 2)}" />
+      ${axis}
       ${layers}
-      <line class="axis-line" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${PLOT_BOTTOM}" y2="${PLOT_BOTTOM}" />
-      <text class="axis" x="${X0 - 4}" y="${PLOT_TOP + 3}" text-anchor="end">${count(top)}</text>
-      ${top > 1 ? html`<text class="axis" x="${X0 - 4}" y="${round(y(top / 2)) + 3}" text-anchor="end">${count(top / 2)}</text>` : ""}
-      <text class="axis" x="${X0 - 4}" y="${PLOT_BOTTOM + 3}" text-anchor="end">0</text>
+      <line class="axis-line" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${zeroLine}" y2="${zeroLine}" />
+      ${metered ? html`<line class="axis-line" x1="${X0}" x2="${X0 + PLOT_WIDTH}" y1="${PLOT_BOTTOM}" y2="${PLOT_BOTTOM}" />` : ""}
       <text class="axis strip-label" x="${X0 - 4}" y="${STRIP.exempt[1]}" text-anchor="end">exempt</text>
       <text class="axis strip-label" x="${X0 - 4}" y="${STRIP.limited[1]}" text-anchor="end">limited</text>
       ${ticks}
-      ${empty ? html`<text class="axis empty" x="${X0 + PLOT_WIDTH / 2}" y="${(PLOT_TOP + PLOT_BOTTOM) / 2}" text-anchor="middle">No ${unit} counted in ${span}</text>` : ""}
+      ${drawn ? "" : html`<text class="axis empty" x="${X0 + PLOT_WIDTH / 2}" y="${(PLOT_TOP + PLOT_BOTTOM) / 2}" text-anchor="middle">No ${metered ? "items or requests" : "requests"} counted in ${span}</text>`}
     </svg>`;
 }
+
+/** The table's rows: each kind in requests, metered items beside those that went upstream, the would-be refusals per code; every row names its unit when the chart mixes them. */
+function tableRows(series: readonly SeriesPoint[], metered: boolean): { label: string; values: (p: SeriesPoint) => number }[] {
+  const rows: { label: string; values: (p: SeriesPoint) => number }[] = [];
+  const unit = (text: string) => (metered ? `, ${text}` : "");
+  for (const kind of ACTIVITY_KINDS) {
+    if (metered && (kind === "accepted" || kind === "would_refuse")) rows.push({ label: `${LABEL[kind]}, items`, values: (p) => p.items?.[kind] ?? 0 });
+    rows.push({ label: `${LABEL[kind]}${unit("requests")}`, values: (p) => p[kind] });
+    if (kind !== "would_refuse") continue;
+    for (const code of WOULD_REFUSE_CODES) rows.push({ label: `${LABEL[kind]}${unit("requests")}: ${CODE_LABEL[code]}`, values: (p) => p.would_refuse_by_code[code] });
+    // Counted by an ingest Worker from before the split: shown only when there are some.
+    if (total(series, (p) => p.would_refuse_by_code.unknown) > 0) rows.push({ label: `${LABEL[kind]}${unit("requests")}: code not recorded`, values: (p) => p.would_refuse_by_code.unknown });
+  }
+  return rows;
+}
+
+const CODE_LABEL: Record<WouldRefuseCode, string> = { billing_suspended: "402 billing_suspended", plan_limit_reached: "429 plan_limit_reached" };
 
 /**
  * The chart, its legend and its table, for the org page: the last 30 days, then the last 24 hours
  * drawn closer (the same hours, wider), so a period of minutes or one busy hour can be seen.
- * `unit`: what the counts are (requests).
+ * `unit`: what the points count (requests); with metering on (an hour of the window has items) the
+ * items metered in what went upstream are drawn instead of its requests (see the module's comment).
  */
 export function activityChart(input: { points: readonly ActivityPoint[]; history: readonly ChartHistoryEntry[]; now: number; unit: string }): Html {
   const { start, end } = chartWindow(input.now);
   const series = hourlySeries(input.points, start);
+  const metered = series.some((p) => p.items !== null);
   const periods = periodsFrom(input.history, start, end);
   const closeStart = end - CLOSE_HOURS * HOUR_MS;
-  const totals = sumOf(series);
-  const lastDay = sumOf(series.slice(-CLOSE_HOURS));
-  const Unit = `${input.unit[0]!.toUpperCase()}${input.unit.slice(1)}`;
+  const lastDay = series.slice(-CLOSE_HOURS);
+  const legend = metered
+    ? [...(["accepted", "would_refuse"] as const).map((kind) => ({ kind, text: `${LABEL[kind]} (items, above the line)` })), ...(["parked", "refused"] as const).map((kind) => ({ kind, text: `${LABEL[kind]} (requests, below the line)` }))]
+    : STACK.map((kind) => ({ kind, text: LABEL[kind] }));
 
   return html`<figure class="chart">
-    ${drawing("chart-30d", series, periods, start, input.unit, "the last 30 days")}
-    ${drawing("chart-24h", series.slice(-CLOSE_HOURS), periodsFrom(input.history, closeStart, end), closeStart, input.unit, "the last 24 hours")}
+    ${drawing("chart-30d", series, periods, start, metered, "the last 30 days")}
+    ${drawing("chart-24h", lastDay, periodsFrom(input.history, closeStart, end), closeStart, metered, "the last 24 hours")}
     <figcaption>
       <ul class="legend">
-        ${STACK.map((kind) => html`<li><span class="swatch ${kind}" aria-hidden="true"></span>${LABEL[kind]}</li>`)}
+        ${legend.map(({ kind, text }) => html`<li><span class="swatch ${kind}" aria-hidden="true"></span>${text}</li>`)}
         ${PERIOD_KINDS.map((kind) => html`<li><span class="swatch period ${kind}" aria-hidden="true"></span>${PERIOD_LABEL[kind]}</li>`)}
       </ul>
+      <p class="muted">${metered
+        ? "Two units, each on its own scale. Above the line: items that went upstream, as metered. Below it: requests that did not, whose items are not known (a refusal's are never read, a parked batch's only when it is delivered)."
+        : `In ${input.unit}: no items were metered in these 30 days (metering off, or nothing metered went upstream).`}</p>
     </figcaption>
   </figure>
   <div class="scroll"><table class="chart-table">
-    <caption>${Unit}, counted by the ingest Worker</caption>
+    <caption>${metered ? "Items and requests, counted by the ingest Worker (each row names its unit)" : `${capital(input.unit)}, counted by the ingest Worker`}</caption>
     <thead><tr><th scope="col"></th><th scope="col">Last 24 hours</th><th scope="col">Last 30 days</th></tr></thead>
-    <tbody>${ACTIVITY_KINDS.map((kind) => html`<tr><th scope="row">${LABEL[kind]}</th><td>${count(lastDay[kind])}</td><td>${count(totals[kind])}</td></tr>`)}</tbody>
+    <tbody>${tableRows(series, metered).map((row) => html`<tr><th scope="row">${row.label}</th><td>${count(total(lastDay, row.values))}</td><td>${count(total(series, row.values))}</td></tr>`)}</tbody>
   </table></div>
   ${periods.length === 0
     ? html`<p class="muted">Never overdue, suspended, exempt or limited in the last 30 days.</p>`

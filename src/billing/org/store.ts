@@ -25,8 +25,8 @@ export type Transact = <T>(change: () => T) => T;
 export type StoredIngestKey = { key_id: string; key_hash: string; created_at: number };
 export const DEDUPE_WINDOW_MS = 24 * 3_600_000;
 
-/** Raised with every table change; `migrate` brings any older object up to it (see docs/storage.md). */
-const SCHEMA_VERSION = 6;
+/** Raised with every table change; `migrate` brings any older object up to it (see docs/storage.md). 7: usage_activity's would-be refusals per code and items (usage/activity.ts). */
+const SCHEMA_VERSION = 7;
 /**
  * A module's share of the object's tables: their DDL (CREATE ... IF NOT EXISTS, so it can run again)
  * and how it brings its older tables up to date. The module that reads and writes a table owns its DDL.
@@ -71,6 +71,7 @@ export class OrgStore {
     // Version 1: org, history, seen_messages, ingest_keys (here), outbox (events.ts). Version 2: dead_letters
     // (events.ts). Version 3: outbox.first_attempt_at (events.ts). Version 4: usage_seen and usage_ledger
     // (usage/ledger.ts). Version 5: usage_streams (usage/ledger.ts). Version 6: usage_activity (usage/activity.ts).
+    // Version 7: usage_activity's would-be refusals per code and items columns (usage/activity.ts, its upgrade).
     this.sql.exec(`
       CREATE TABLE IF NOT EXISTS org (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS history (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);

@@ -2,19 +2,33 @@ import type { UsageDelivery } from "../../shared/contract.ts";
 import { isoOrNull as iso } from "../../shared/iso-time.ts";
 import { ACTIVITY_KINDS, HOUR_MS, hourOf, type ActivityKind } from "../../shared/usage.ts";
 import type { WouldRefuseHours } from "../index/entry.ts";
-import { ACTIVITY_DAYS, type ActivityView } from "./activity-view.ts";
+import { ACTIVITY_DAYS, type ActivityView, type ActivityViewHour } from "./activity-view.ts";
 
 /**
  * The org's activity per hour (issue 21, the console's chart): what the ingest Worker accepted,
- * refused (402, 429), would have refused (observe mode) and parked, in requests, as its usage
- * messages carry it (shared/usage.ts `UsageActivity`). One row per hour, the last 30 days only
- * (at most 720 rows: older ones go at every fold). Folded inside recordUsage's transaction, for
- * the messages the ledger found new, so a message is counted once (the ledger's dedupe).
+ * refused (402, 429), would have refused (observe mode; also per code) and parked, in requests, and
+ * the items metering counted in what went upstream, as its usage messages carry them (shared/usage.ts
+ * `UsageActivity`). One row per hour, the last 30 days only (at most 720 rows: older ones go at every
+ * fold). Folded inside recordUsage's transaction, for the messages the ledger found new, so a message
+ * is counted once (the ledger's dedupe).
  */
 
 export const ACTIVITY_HOURS = ACTIVITY_DAYS * 24;
 
-/** The table's DDL (a `TableOwner`, created by OrgStore's migration; docs/storage.md). Version 6. */
+/** The columns version 7 added (see `upgrade`), with their DDL. */
+const V7_COLUMNS = {
+  would_refuse_billing_suspended: "INTEGER NOT NULL DEFAULT 0",
+  would_refuse_plan_limit_reached: "INTEGER NOT NULL DEFAULT 0",
+  // NULL: no message for the hour carried items (metering off then, or only refusals): not the same as 0 items metered.
+  accepted_items: "INTEGER",
+  would_refuse_items: "INTEGER",
+} as const;
+
+/**
+ * The table's DDL (a `TableOwner`, created by OrgStore's migration; docs/storage.md). Version 6 created
+ * it; version 7 added the would-be refusals per code (`would_refuse` stays their total, and also counts
+ * those of messages that name no code) and the items of the accepted and would-be-refused requests.
+ */
 export const ACTIVITY_TABLES = {
   ddl: `
     CREATE TABLE IF NOT EXISTS usage_activity (
@@ -22,13 +36,26 @@ export const ACTIVITY_TABLES = {
       accepted INTEGER NOT NULL DEFAULT 0,
       refused INTEGER NOT NULL DEFAULT 0,
       would_refuse INTEGER NOT NULL DEFAULT 0,
-      parked INTEGER NOT NULL DEFAULT 0
+      parked INTEGER NOT NULL DEFAULT 0,
+      ${Object.entries(V7_COLUMNS).map(([name, type]) => `${name} ${type}`).join(",\n      ")}
     );
   `,
+  /** A version 6 table gets version 7's columns: its rows keep their totals, with no code (the view's `unknown`) and no items. */
+  upgrade: (sql: SqlStorage) => {
+    const columns = sql.exec<{ name: string }>("PRAGMA table_info(usage_activity)").toArray().map((column) => column.name);
+    for (const [name, type] of Object.entries(V7_COLUMNS)) if (!columns.includes(name)) sql.exec(`ALTER TABLE usage_activity ADD COLUMN ${name} ${type}`);
+  },
 };
 
-/** One hour's counts, `hour` the epoch ms of its start. */
-export type ActivityRow = { hour: number } & Record<ActivityKind, number>;
+/** One hour's counts, `hour` the epoch ms of its start; items null where no message carried them. */
+export type ActivityRow = { hour: number } & Record<ActivityKind, number> & {
+    would_refuse_billing_suspended: number;
+    would_refuse_plan_limit_reached: number;
+    accepted_items: number | null;
+    would_refuse_items: number | null;
+  };
+
+const emptyRow = (hour: number): ActivityRow => ({ hour, accepted: 0, refused: 0, would_refuse: 0, parked: 0, would_refuse_billing_suspended: 0, would_refuse_plan_limit_reached: 0, accepted_items: null, would_refuse_items: null });
 
 /** The first hour kept at `now`: the window is the 720 hours ending with the current one. */
 export function activityStart(now: number): number {
@@ -38,6 +65,8 @@ export function activityStart(now: number): number {
 /**
  * The hours of these messages summed, inside the window: an hour older than it is dropped (it
  * cannot be shown), one after the current hour (a producer's clock ahead) counts in the current one.
+ * An hour's would-be refusals count in the total whether or not they name a code (a message from before
+ * the split names none); a total below its codes' sum (no producer sends one) is raised to it.
  * Pure, so the object can also hand the would-be refusals on (the console overview's list).
  */
 export function activityOf(messages: readonly UsageDelivery[], now: number): ActivityRow[] {
@@ -49,8 +78,17 @@ export function activityOf(messages: readonly UsageDelivery[], now: number): Act
       if (counted.hour < start) continue;
       const hour = Math.min(counted.hour, current);
       let row = hours.get(hour);
-      if (!row) hours.set(hour, (row = { hour, accepted: 0, refused: 0, would_refuse: 0, parked: 0 }));
-      for (const kind of ACTIVITY_KINDS) row[kind] += counted[kind] ?? 0;
+      if (!row) hours.set(hour, (row = emptyRow(hour)));
+      const codes = counted.would_refuse_codes ?? {};
+      const suspended = codes.billing_suspended ?? 0;
+      const limited = codes.plan_limit_reached ?? 0;
+      for (const kind of ACTIVITY_KINDS) row[kind] += kind === "would_refuse" ? Math.max(counted.would_refuse ?? 0, suspended + limited) : (counted[kind] ?? 0);
+      row.would_refuse_billing_suspended += suspended;
+      row.would_refuse_plan_limit_reached += limited;
+      if (counted.items) {
+        row.accepted_items = (row.accepted_items ?? 0) + (counted.items.accepted ?? 0);
+        row.would_refuse_items = (row.would_refuse_items ?? 0) + (counted.items.would_refuse ?? 0);
+      }
     }
   }
   return [...hours.values()].sort((a, b) => a.hour - b.hour);
@@ -79,15 +117,14 @@ export class ActivityLog {
     this.sql.exec("DELETE FROM usage_activity WHERE hour < ?", activityStart(now));
     const rows = activityOf(fresh, now);
     for (const row of rows) {
+      // Items: NULL + NULL stays NULL (nothing metered), anything else adds as numbers.
       this.sql.exec(
-        `INSERT INTO usage_activity (hour, accepted, refused, would_refuse, parked) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (hour) DO UPDATE SET accepted = accepted + excluded.accepted, refused = refused + excluded.refused,
-           would_refuse = would_refuse + excluded.would_refuse, parked = parked + excluded.parked`,
+        `INSERT INTO usage_activity (hour, ${ROW_COLUMNS.join(", ")}) VALUES (?, ${ROW_COLUMNS.map(() => "?").join(", ")})
+         ON CONFLICT (hour) DO UPDATE SET ${ROW_COLUMNS.map((c) =>
+           c.endsWith("_items") ? `${c} = CASE WHEN ${c} IS NULL AND excluded.${c} IS NULL THEN NULL ELSE COALESCE(${c}, 0) + COALESCE(excluded.${c}, 0) END` : `${c} = ${c} + excluded.${c}`,
+         ).join(", ")}`,
         row.hour,
-        row.accepted,
-        row.refused,
-        row.would_refuse,
-        row.parked,
+        ...ROW_COLUMNS.map((c) => row[c]),
       );
     }
     return rows;
@@ -95,7 +132,7 @@ export class ActivityLog {
 
   /** The window's hours with something counted, oldest first (rows past the window may wait for the next fold: left out). */
   points(now: number): ActivityRow[] {
-    return this.sql.exec<ActivityRow>("SELECT hour, accepted, refused, would_refuse, parked FROM usage_activity WHERE hour >= ? ORDER BY hour", activityStart(now)).toArray();
+    return this.sql.exec<ActivityRow>(`SELECT hour, ${ROW_COLUMNS.join(", ")} FROM usage_activity WHERE hour >= ? ORDER BY hour`, activityStart(now)).toArray();
   }
 
   /** The last 24 hours' would-be refusals, per hour that had some (at most 24), for the index. */
@@ -106,6 +143,17 @@ export class ActivityLog {
   }
 
   view(now: number): ActivityView {
-    return { unit: "requests", days: ACTIVITY_DAYS, hours: this.points(now).map((row) => ({ ...row, hour: iso(row.hour)! })) };
+    return { unit: "requests", days: ACTIVITY_DAYS, hours: this.points(now).map((row) => viewHour(row)) };
   }
+}
+
+/** The row's columns after `hour`, in the table's order. */
+const ROW_COLUMNS = ["accepted", "refused", "would_refuse", "parked", ...(Object.keys(V7_COLUMNS) as (keyof typeof V7_COLUMNS)[])] as const;
+
+/** A row as the admin view shows it: the would-be refusals per code (those naming none under `unknown`), the items where metered. */
+export function viewHour(row: ActivityRow): ActivityViewHour {
+  const { hour, accepted, refused, would_refuse, parked, would_refuse_billing_suspended: billing_suspended, would_refuse_plan_limit_reached: plan_limit_reached } = row;
+  const unknown = Math.max(0, would_refuse - billing_suspended - plan_limit_reached);
+  const items = row.accepted_items === null && row.would_refuse_items === null ? {} : { items: { accepted: row.accepted_items ?? 0, would_refuse: row.would_refuse_items ?? 0 } };
+  return { hour: iso(hour)!, accepted, refused, would_refuse, parked, would_refuse_by_code: { billing_suspended, plan_limit_reached, unknown }, ...items };
 }

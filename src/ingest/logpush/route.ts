@@ -11,7 +11,8 @@ import type { ParkingSettings } from "../parking/store.ts";
 import { log } from "../../shared/log.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
-import { countActivity, refusedAnswer } from "../usage/activity.ts";
+import type { WouldRefuseCode } from "../../shared/usage.ts";
+import { countActivity, countForwarded, refusedAnswer } from "../usage/activity.ts";
 import { meterAccepted } from "../usage/meter.ts";
 import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs, type LogpushContext } from "./index.ts";
 import { countLines, Segmenter, shiftLine } from "./segments.ts";
@@ -63,7 +64,7 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
     if (held.response) return held.response;
     request = held.request;
   }
-  return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId, observed: admitted.observed !== null }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId, admitted.keyId), waitUntil);
+  return convert(request, env, settings, dataset, { orgId: admitted.orgId, keyId: admitted.keyId, observed: admitted.observed }, piecesUpstream(env, settings, waitUntil, parking, admitted.orgId, admitted.keyId), waitUntil);
 }
 
 /**
@@ -175,7 +176,7 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
     };
     let response: Response;
     try {
-      response = await convert(request, env, settings, dataset, { orgId, keyId, observed: false }, pieces, waitUntil);
+      response = await convert(request, env, settings, dataset, { orgId, keyId, observed: null }, pieces, waitUntil);
     } catch (error) {
       if (error instanceof ParkStopped) return { whole: false, records: null };
       throw error;
@@ -195,7 +196,7 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
  * a forward (not a suspended org's, which is parked) is metered once every piece was accepted:
  * its records, and its bytes as received.
  */
-async function convert(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, admitted: { orgId: string; keyId: string; observed: boolean }, pieces: Pieces, waitUntil: WaitUntil): Promise<Response> {
+async function convert(request: Request, env: IngestEnv, settings: IngestSettings, dataset: string, admitted: { orgId: string; keyId: string; observed: WouldRefuseCode | null }, pieces: Pieces, waitUntil: WaitUntil): Promise<Response> {
   const route = "/v1/logpush";
   const ctx = { orgId: admitted.orgId, keyId: admitted.keyId };
   const tooLarge = (what: string, limit: number) => refuse(env, route, "json", 413, "payload_too_large", `the ${what} exceeds ${limit} bytes; lower max_upload_bytes on the Logpush job`, ctx).response;
@@ -392,8 +393,11 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
   if (result === null) return invalid("no_records", "the body holds no records");
   if (pieces.account) {
     settleForward(env, settings, { ...ctx, route, bytes: decompressed }, result);
-    if (settings.metering) meterAccepted(env, settings, waitUntil, admitted.orgId, "logpush", { items: records, bytes: compressed });
-    countActivity(env, waitUntil, admitted.orgId, result.parked ? "parked" : admitted.observed ? "would_refuse" : "accepted");
+    if (!result.parked) countForwarded(env, settings, waitUntil, admitted, "logpush", { items: () => records, bytes: compressed });
+    else {
+      if (settings.metering) meterAccepted(env, settings, waitUntil, admitted.orgId, "logpush", { items: records, bytes: compressed });
+      countActivity(env, waitUntil, admitted.orgId, "parked");
+    }
   }
   return Response.json({ status: "accepted", records });
 }

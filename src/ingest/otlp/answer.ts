@@ -6,7 +6,7 @@ import { logUpstreamTrouble, settleForward } from "../request/account.ts";
 import type { Admitted } from "../request/admit.ts";
 import type { BodyProblem } from "../request/body.ts";
 import type { ForwardResult } from "../request/forward.ts";
-import { countActivity } from "../usage/activity.ts";
+import { countActivity, countForwarded } from "../usage/activity.ts";
 import { meterAccepted, type OtlpSignal } from "../usage/meter.ts";
 import type { ParkedOnOutage } from "./park.ts";
 import type { Refusal } from "./format.ts";
@@ -27,8 +27,7 @@ export type Batch = { env: IngestEnv; settings: IngestSettings; ctx: WaitUntil; 
 export function answerForwarded(batch: Batch, result: ForwardResult, items: () => number | null | Promise<number | null>): Promise<Response> {
   const { env, settings, ctx, admitted, format, signal, context } = batch;
   if (result.outcome === "accepted") {
-    countActivity(env, ctx, admitted.orgId, admitted.observed === null ? "accepted" : "would_refuse");
-    if (settings.metering) meterAccepted(env, settings, ctx, admitted.orgId, signal, { items: items(), bytes: context.bytes });
+    countForwarded(env, settings, ctx, admitted, signal, { items, bytes: context.bytes });
   }
   return withOverdueWarning(settleForward(env, settings, context, result), admitted.verdict, format, admitted.orgId, undefined, admitted.observed === "billing_suspended");
 }

@@ -1,6 +1,8 @@
-import type { ActivityKind } from "../../shared/usage.ts";
+import type { ActivityKind, WouldRefuseCode } from "../../shared/usage.ts";
+import type { IngestSettings } from "../config.ts";
 import { batcherFor, type UsageQueue } from "./batcher.ts";
-import type { WaitUntil } from "./meter.ts";
+import { meterAccepted, type WaitUntil } from "./meter.ts";
+import type { RouteSignal } from "./route-signal.ts";
 
 /**
  * What became of a request, for the console's chart (issue 21; docs/metering.md, "Activity"): one
@@ -8,12 +10,30 @@ import type { WaitUntil } from "./meter.ts";
  * whether metering is on or off, the USAGE queue being always bound). No I/O of its own: the request
  * that opens the window holds the isolate until the flush, as metering's does.
  */
-export function countActivity(env: IngestEnv, ctx: WaitUntil, orgId: string, kind: ActivityKind, now = Date.now()): void {
+export function countActivity(env: IngestEnv, ctx: WaitUntil, orgId: string, kind: ActivityKind, code?: WouldRefuseCode, now = Date.now()): void {
   // Bound in every deployment (src/ingest/wrangler.jsonc); a test env or the bench's pass-through may lack it.
   const queue = (env as { USAGE?: UsageQueue }).USAGE;
   if (queue === undefined) return;
-  const sent = batcherFor(queue).addActivity(orgId, kind, now);
+  const sent = batcherFor(queue).addActivity(orgId, kind, now, code);
   if (sent.opened) ctx.waitUntil(sent.done);
+}
+
+/**
+ * A request the upstream took: counted `accepted`, or `would_refuse` under the code observe mode did
+ * not answer (`observed`), and, with metering on, metered; its metered items are counted in the
+ * activity's hour too (the chart's items). `items` is called only with metering on: it may start work.
+ */
+export function countForwarded(
+  env: IngestEnv,
+  settings: IngestSettings,
+  ctx: WaitUntil,
+  admitted: { orgId: string; observed: WouldRefuseCode | null },
+  signal: RouteSignal,
+  usage: { items: () => number | null | Promise<number | null>; bytes: number },
+): void {
+  const kind = admitted.observed === null ? "accepted" : "would_refuse";
+  countActivity(env, ctx, admitted.orgId, kind, admitted.observed ?? undefined);
+  if (settings.metering) meterAccepted(env, settings, ctx, admitted.orgId, signal, { items: usage.items(), bytes: usage.bytes, forwarded: kind });
 }
 
 /** A 402 or 429 refusal's org (account.ts `refuse` marks them), counted `refused`; the refusal's response, unchanged. */

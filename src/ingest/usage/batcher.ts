@@ -1,5 +1,5 @@
 import { logError } from "../../shared/log.ts";
-import { hourOf, type ActivityHour, type ActivityKind, type UsageCounts, type UsageMessage } from "../../shared/usage.ts";
+import { hourOf, type ActivityHour, type ActivityKind, type ForwardedKind, type UsageCounts, type UsageMessage, type WouldRefuseCode } from "../../shared/usage.ts";
 
 /**
  * The request path's hand-off of usage to the `tollgate-usage` queue (docs/metering.md),
@@ -19,7 +19,9 @@ import { hourOf, type ActivityHour, type ActivityKind, type UsageCounts, type Us
  *
  * Activity (issue 21) rides the same messages: what became of each request (`addActivity`), per
  * hour, sent whether metering is on or off; an org with only activity in the window gets a message
- * with empty `counts`. No extra send: still one message per org per window.
+ * with empty `counts`. A would-be refusal carries its code (`would_refuse_codes`), and metered items of
+ * the requests that went upstream are added to their hour too (`add`'s `forwarded`). No extra send:
+ * still one message per org per window.
  */
 
 export type UsageQueue = { sendBatch(messages: Iterable<{ body: UsageMessage }>): Promise<unknown> };
@@ -82,21 +84,39 @@ export class UsageBatcher {
    * until the flush; every later add of the window rides on that flush, which carries whatever is
    * pending when it runs, and needs no waitUntil of its own (one per window, not one per request).
    */
-  add(orgId: string, counts: UsageCounts, at: number): { done: Promise<void>; opened: boolean } {
+  add(orgId: string, counts: UsageCounts, at: number, forwarded?: { kind: ForwardedKind; items: number }): { done: Promise<void>; opened: boolean } {
     const entry = this.entry(orgId, at);
     for (const [signal, value] of Object.entries(counts)) entry.counts[signal] = (entry.counts[signal] ?? 0) + (value ?? 0);
+    if (forwarded) {
+      // The hour's items of what went upstream (the console's chart, metering on): present even at 0, which says "metered".
+      const hour = this.hour(entry, at);
+      hour.items ??= {};
+      hour.items[forwarded.kind] = (hour.items[forwarded.kind] ?? 0) + forwarded.items;
+    }
     return this.ride();
   }
 
-  /** Counts one request's outcome for its org in the hour holding `at`; `done` and `opened` as for `add`. */
-  addActivity(orgId: string, kind: ActivityKind, at: number): { done: Promise<void>; opened: boolean } {
-    const entry = this.entry(orgId, at);
+  /**
+   * Counts one request's outcome for its org in the hour holding `at`; `done` and `opened` as for `add`.
+   * `code`: a would-be refusal's (observe mode), counted in the hour's `would_refuse_codes` as well.
+   */
+  addActivity(orgId: string, kind: ActivityKind, at: number, code?: WouldRefuseCode): { done: Promise<void>; opened: boolean } {
+    const counts = this.hour(this.entry(orgId, at), at);
+    counts[kind] = (counts[kind] ?? 0) + 1;
+    if (kind === "would_refuse" && code !== undefined) {
+      counts.would_refuse_codes ??= {};
+      counts.would_refuse_codes[code] = (counts.would_refuse_codes[code] ?? 0) + 1;
+    }
+    return this.ride();
+  }
+
+  /** The entry's counts for the hour holding `at`. */
+  private hour(entry: Pending, at: number): ActivityHour {
     entry.activity ??= new Map();
     const hour = hourOf(at);
     let counts = entry.activity.get(hour);
     if (!counts) entry.activity.set(hour, (counts = { hour }));
-    counts[kind] = (counts[kind] ?? 0) + 1;
-    return this.ride();
+    return counts;
   }
 
   /** The org's pending entry, its window stretched to `at`. */

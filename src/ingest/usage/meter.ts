@@ -1,6 +1,6 @@
 import type { BodyFormat } from "../../shared/http-error.ts";
 import { logWarn } from "../../shared/log.ts";
-import type { UsageCounts } from "../../shared/usage.ts";
+import type { ForwardedKind, UsageCounts } from "../../shared/usage.ts";
 import type { IngestSettings } from "../config.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 import { batcherFor, type UsageQueue } from "./batcher.ts";
@@ -54,6 +54,8 @@ function guarded(counter: ItemCounter): ItemCounter {
  * Counts one accepted request for its org, off the response path: `items` may still be on its way
  * (a small gzip body decompressed for counting, a kept copy still arriving). `items` null: the
  * body's items could not be counted (its bytes still are); logged once per org per window.
+ * `forwarded`: the request went upstream as this activity kind (usage/activity.ts countForwarded), so
+ * its items are counted in the activity's hour as well, for the console's chart.
  */
 export function meterAccepted(
   env: IngestEnv,
@@ -61,15 +63,15 @@ export function meterAccepted(
   ctx: WaitUntil,
   orgId: string,
   signal: RouteSignal,
-  usage: { items: number | null | Promise<number | null>; bytes: number },
+  usage: { items: number | null | Promise<number | null>; bytes: number; forwarded?: ForwardedKind },
   now = Date.now(),
 ): void {
   if (!settings.metering) return;
   if (usage.items instanceof Promise) {
-    ctx.waitUntil(usage.items.catch(() => null).then((items) => record(env, settings, orgId, signal, { items, bytes: usage.bytes }, now)));
+    ctx.waitUntil(usage.items.catch(() => null).then((items) => record(env, settings, orgId, signal, { items, bytes: usage.bytes, forwarded: usage.forwarded }, now)));
     return;
   }
-  const flushed = record(env, settings, orgId, signal, { items: usage.items, bytes: usage.bytes }, now);
+  const flushed = record(env, settings, orgId, signal, { items: usage.items, bytes: usage.bytes, forwarded: usage.forwarded }, now);
   if (flushed) ctx.waitUntil(flushed);
 }
 
@@ -78,10 +80,12 @@ export function meterAccepted(
  * must hold the isolate for it (it opened the batcher's window), else null (nothing to count, or
  * the window's opener holds it).
  */
-function record(env: IngestEnv, settings: IngestSettings, orgId: string, signal: RouteSignal, usage: { items: number | null; bytes: number }, now: number): Promise<void> | null {
+function record(env: IngestEnv, settings: IngestSettings, orgId: string, signal: RouteSignal, usage: { items: number | null; bytes: number; forwarded?: ForwardedKind | undefined }, now: number): Promise<void> | null {
   const counts = usageCounts(settings, orgId, signal, usage, now);
-  if (counts === null) return null;
-  const sent = sendUsage(env, orgId, counts, now);
+  // The chart's items: only for a signal metering counts (an uncountable body adds 0 items, as it adds none to the ledger).
+  const forwarded = usage.forwarded !== undefined && settings.usageFeatures[signal] !== undefined ? { kind: usage.forwarded, items: usage.items ?? 0 } : undefined;
+  if (counts === null && forwarded === undefined) return null;
+  const sent = sendUsage(env, orgId, counts ?? {}, now, forwarded);
   return sent.opened ? sent.done : null;
 }
 
@@ -98,8 +102,8 @@ export function usageCounts(settings: IngestSettings, orgId: string, signal: Rou
 }
 
 /** Counts to the isolate's batcher (see UsageBatcher.add): `done` once they are on the queue (or logged lost). */
-export function sendUsage(env: IngestEnv, orgId: string, counts: UsageCounts, now: number): { done: Promise<void>; opened: boolean } {
-  return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now);
+export function sendUsage(env: IngestEnv, orgId: string, counts: UsageCounts, now: number, forwarded?: { kind: ForwardedKind; items: number }): { done: Promise<void>; opened: boolean } {
+  return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now, forwarded);
 }
 
 /** Adds `more` into `total`. */
