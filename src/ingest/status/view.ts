@@ -67,6 +67,8 @@ export function orgStatus(verdict: KnownVerdict, context: StatusContext): OrgSta
   const payUrl = verdict.state === "ok" ? null : payUrlOf(verdict.pay_url);
   const limits = limitsInForce(verdict.limits, now);
   const parked = verdict.parked ?? { batches: 0, bytes: 0, updated_at: null };
+  // `enforced` says whether the gate refuses the signals (429): under observe it lets them through, so they are not.
+  const enforced = context.enforceLimits && context.enforcement !== "observe";
   return {
     org_id: context.orgId,
     state: verdict.state,
@@ -75,7 +77,7 @@ export function orgStatus(verdict: KnownVerdict, context: StatusContext): OrgSta
     deadline: verdict.state === "overdue" ? isoOrNull(verdict.suspend_at) : null,
     suspended_at: verdict.state === "suspended" ? isoOrNull(verdict.suspended_at) : null,
     pay_url: payUrl,
-    limits: limits.map((limit) => ({ feature_id: limit.feature_id, signals: [...limit.signals], reset_at: isoOrNull(limit.reset_at), enforced: context.enforceLimits })),
+    limits: limits.map((limit) => ({ feature_id: limit.feature_id, signals: [...limit.signals], reset_at: isoOrNull(limit.reset_at), enforced })),
     upgrade_url: context.upgradeUrl,
     parked: { batches: parked.batches, bytes: parked.bytes, updated_at: isoOrNull(parked.updated_at) },
     enforcement: context.enforcement,
