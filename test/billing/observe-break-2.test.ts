@@ -40,4 +40,16 @@ describe("the chart once metering counted items in one hour of the 30 days", () 
     // "accepted 10 items in 501 requests" says the 501 requests held 10 items: 500 of them were never metered.
     expect(page).not.toMatch(/accepted 10 items in 501 requests/);
   });
+
+  it("metering switched off since: the last 24 hours' drawing never says 'No items or requests counted' over 500 accepted requests", () => {
+    // Ten days ago an hour carried items (metering on then); since yesterday USAGE_FEATURES is empty, and the last
+    // hour accepted 500 requests. The 30 days are "metered", so the last day's drawing has only items to draw: none.
+    const meteredThen: ActivityPoint = { hour: start + 480 * HOUR_MS, accepted: 2, refused: 0, would_refuse: 0, parked: 0, would_refuse_by_code: noCodes, items: { accepted: 20, would_refuse: 0 } };
+    const acceptedNow: ActivityPoint = { hour: start + 719 * HOUR_MS, accepted: 500, refused: 0, would_refuse: 0, parked: 0, would_refuse_by_code: noCodes };
+    const page = activityChart({ now, unit: "requests", points: [meteredThen, acceptedNow], history: [] }).value;
+    // The table beside it says 500 accepted requests in the last 24 hours...
+    expect(page).toContain('<th scope="row">Accepted, requests</th><td>500</td>');
+    // ...so the drawing of those 24 hours may not say nothing was counted in them.
+    expect(page).not.toContain("No items or requests counted in the last 24 hours");
+  });
 });
