@@ -238,7 +238,7 @@ describe("activityChart", () => {
     const page = activityChart({ now, unit: "requests", points: [{ hour: start + 719 * HOUR_MS, accepted: 3, refused: 1, would_refuse: 0, parked: 0 }], history: [] }).value;
     expect(page).not.toContain("band-unit");
     expect(page).not.toContain(", items");
-    expect(page).toContain("In requests: no items were metered in these 30 days");
+    expect(page).toContain("In requests: items are drawn only when the requests that went upstream were metered in every hour");
     expect(page).toContain("<caption>Requests, counted by the ingest Worker</caption>");
   });
 

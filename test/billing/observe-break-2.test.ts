@@ -47,8 +47,8 @@ describe("the chart once metering counted items in one hour of the 30 days", () 
     const meteredThen: ActivityPoint = { hour: start + 480 * HOUR_MS, accepted: 2, refused: 0, would_refuse: 0, parked: 0, would_refuse_by_code: noCodes, items: { accepted: 20, would_refuse: 0 } };
     const acceptedNow: ActivityPoint = { hour: start + 719 * HOUR_MS, accepted: 500, refused: 0, would_refuse: 0, parked: 0, would_refuse_by_code: noCodes };
     const page = activityChart({ now, unit: "requests", points: [meteredThen, acceptedNow], history: [] }).value;
-    // The table beside it says 500 accepted requests in the last 24 hours...
-    expect(page).toContain('<th scope="row">Accepted, requests</th><td>500</td>');
+    // The table beside it says 500 accepted requests in the last 24 hours (the window is in requests: not every hour was metered)...
+    expect(page).toMatch(/<th scope="row">Accepted<\/th>(<td>\d+<\/td>)?<td>500<\/td>/);
     // ...so the drawing of those 24 hours may not say nothing was counted in them.
     expect(page).not.toContain("No items or requests counted in the last 24 hours");
   });

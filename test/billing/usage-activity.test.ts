@@ -41,7 +41,7 @@ function message(id: string, hours: MessageHour[], stream?: { stream: string; se
 }
 
 /** A row of the table with nothing counted: no would-be refusal of either code, no items metered. */
-const row = (hour: number) => ({ hour, accepted: 0, refused: 0, would_refuse: 0, parked: 0, would_refuse_billing_suspended: 0, would_refuse_plan_limit_reached: 0, accepted_items: null, would_refuse_items: null });
+const row = (hour: number) => ({ hour, accepted: 0, refused: 0, would_refuse: 0, parked: 0, would_refuse_billing_suspended: 0, would_refuse_plan_limit_reached: 0, would_refuse_unknown: 0, accepted_items: null, would_refuse_items: null });
 /** An hour of the admin view with nothing counted. */
 const viewed = (hour: number) => ({ hour: new Date(hour).toISOString(), accepted: 0, refused: 0, would_refuse: 0, parked: 0, would_refuse_by_code: { billing_suspended: 0, plan_limit_reached: 0, unknown: 0 } });
 
@@ -60,7 +60,8 @@ describe("activityOf: a batch of messages per hour", () => {
     );
     expect(rows).toEqual([
       { ...row(current - HOUR_MS), accepted: 5, parked: 4 },
-      { ...row(current), refused: 1, would_refuse: 5 },
+      // Message c names no code (as an ingest Worker from before the split sends it): its would-be refusals are `unknown`.
+      { ...row(current), refused: 1, would_refuse: 5, would_refuse_unknown: 5 },
     ]);
     expect(hourOf(now) - activityStart(now)).toBe((ACTIVITY_HOURS - 1) * HOUR_MS);
   });
@@ -132,21 +133,21 @@ describe("the org's object keeps its activity", () => {
 });
 
 describe("would-be refusals per code, and the items of what went upstream (schema 7)", () => {
-  it("activityOf sums each code, keeps a message naming no code in the total, and items only where a message carried them", () => {
+  it("activityOf sums each code, counts a message naming no code under unknown, and items only where a message carried them", () => {
     const now = Date.UTC(2026, 10, 30, 12, 30);
     const current = hourOf(now);
     const rows = activityOf(
       [
         message("a", [{ hour: current, would_refuse: 3, would_refuse_codes: { billing_suspended: 2, plan_limit_reached: 1 }, accepted: 1, items: { accepted: 40, would_refuse: 25 } }]),
         message("old", [{ hour: current, would_refuse: 4 }, { hour: current - HOUR_MS, refused: 2 }]),
-        // A total below its codes (no producer sends one) is raised to their sum, never below.
-        message("odd", [{ hour: current, would_refuse: 0, would_refuse_codes: { plan_limit_reached: 2 } }]),
+        // Codes beyond the forwarded would-be refusals: requests observe mode let through that were parked in an outage.
+        message("outage", [{ hour: current, parked: 2, would_refuse: 0, would_refuse_codes: { plan_limit_reached: 2 } }]),
       ],
       now,
     );
     expect(rows).toEqual([
       { ...row(current - HOUR_MS), refused: 2 },
-      { ...row(current), accepted: 1, would_refuse: 9, would_refuse_billing_suspended: 2, would_refuse_plan_limit_reached: 3, accepted_items: 40, would_refuse_items: 25 },
+      { ...row(current), accepted: 1, parked: 2, would_refuse: 7, would_refuse_billing_suspended: 2, would_refuse_plan_limit_reached: 3, would_refuse_unknown: 4, accepted_items: 40, would_refuse_items: 25 },
     ]);
   });
 
@@ -195,11 +196,16 @@ describe("would-be refusals per code, and the items of what went upstream (schem
 describe("the console overview's would-be-refused list (the index)", () => {
   it("is due when a fold brings would-be refusals, at most once per org and hour", () => {
     const now = Date.UTC(2026, 10, 30, 12, 30);
-    const some = [{ ...row(hourOf(now)), would_refuse: 1 }];
+    const some = [{ ...row(hourOf(now)), would_refuse: 1, would_refuse_billing_suspended: 1 }];
+    // Parked in an outage though observe mode let it through: a would-be refusal all the same.
+    const parkedThrough = [{ ...row(hourOf(now)), parked: 1, would_refuse_plan_limit_reached: 1 }];
+    const beforeTheSplit = [{ ...row(hourOf(now)), would_refuse: 2, would_refuse_unknown: 2 }];
     const none = [{ ...row(hourOf(now)), accepted: 5, refused: 1, parked: 2 }];
     expect(wouldRefuseDue(some, null, now)).toBe(true);
     expect(wouldRefuseDue(some, hourOf(now) - HOUR_MS, now)).toBe(true);
     expect(wouldRefuseDue(some, hourOf(now), now)).toBe(false);
+    expect(wouldRefuseDue(parkedThrough, null, now)).toBe(true);
+    expect(wouldRefuseDue(beforeTheSplit, null, now)).toBe(true);
     expect(wouldRefuseDue(none, null, now)).toBe(false);
     expect(wouldRefuseDue([], null, now)).toBe(false);
   });

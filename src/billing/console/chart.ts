@@ -299,6 +299,16 @@ function tableRows(series: readonly SeriesPoint[], metered: boolean): { label: s
 const CODE_LABEL: Record<WouldRefuseCode, string> = { billing_suspended: "402 billing_suspended", plan_limit_reached: "429 plan_limit_reached" };
 
 /**
+ * Whether the window is drawn in items: only when every hour with requests that went upstream had their
+ * items metered. One unmetered hour (metering off then, or counted by an ingest Worker from before items
+ * were sent) and the whole window is in requests, so no hour is drawn as 0 items over requests that were
+ * simply not metered.
+ */
+export function inItems(series: readonly SeriesPoint[]): boolean {
+  return series.some((p) => p.items !== null) && series.every((p) => p.items !== null || p.accepted + p.would_refuse === 0);
+}
+
+/**
  * The chart, its legend and its table, for the org page: the last 30 days, then the last 24 hours
  * drawn closer (the same hours, wider), so a period of minutes or one busy hour can be seen.
  * `unit`: what the points count (requests); with metering on (an hour of the window has items) the
@@ -307,7 +317,7 @@ const CODE_LABEL: Record<WouldRefuseCode, string> = { billing_suspended: "402 bi
 export function activityChart(input: { points: readonly ActivityPoint[]; history: readonly ChartHistoryEntry[]; now: number; unit: string }): Html {
   const { start, end } = chartWindow(input.now);
   const series = hourlySeries(input.points, start);
-  const metered = series.some((p) => p.items !== null);
+  const metered = inItems(series);
   const periods = periodsFrom(input.history, start, end);
   const closeStart = end - CLOSE_HOURS * HOUR_MS;
   const lastDay = series.slice(-CLOSE_HOURS);
@@ -325,7 +335,7 @@ export function activityChart(input: { points: readonly ActivityPoint[]; history
       </ul>
       <p class="muted">${metered
         ? "Two units, each on its own scale. Above the line: items that went upstream, as metered. Below it: requests that did not, whose items are not known (a refusal's are never read, a parked batch's only when it is delivered)."
-        : `In ${input.unit}: no items were metered in these 30 days (metering off, or nothing metered went upstream).`}</p>
+        : `In ${input.unit}: items are drawn only when the requests that went upstream were metered in every hour, and in these 30 days some were not (metering off then, or nothing metered went upstream).`}</p>
     </figcaption>
   </figure>
   <div class="scroll"><table class="chart-table">

@@ -19,6 +19,8 @@ export const ACTIVITY_HOURS = ACTIVITY_DAYS * 24;
 const V7_COLUMNS = {
   would_refuse_billing_suspended: "INTEGER NOT NULL DEFAULT 0",
   would_refuse_plan_limit_reached: "INTEGER NOT NULL DEFAULT 0",
+  // Would-be refusals counted by a message that names no code (an ingest Worker from before the split; a version 6 row's).
+  would_refuse_unknown: "INTEGER NOT NULL DEFAULT 0",
   // NULL: no message for the hour carried items (metering off then, or only refusals): not the same as 0 items metered.
   accepted_items: "INTEGER",
   would_refuse_items: "INTEGER",
@@ -26,8 +28,11 @@ const V7_COLUMNS = {
 
 /**
  * The table's DDL (a `TableOwner`, created by OrgStore's migration; docs/storage.md). Version 6 created
- * it; version 7 added the would-be refusals per code (`would_refuse` stays their total, and also counts
- * those of messages that name no code) and the items of the accepted and would-be-refused requests.
+ * it; version 7 added the would-be refusals per code and the items of the accepted and would-be-refused
+ * requests. The kinds (`accepted`, `refused`, `would_refuse`, `parked`) say what became of each request,
+ * once each; the codes count every request observe mode let through, whatever became of it: one
+ * forwarded is also `would_refuse`, one parked in an outage also `parked` (so the codes' sum can pass
+ * `would_refuse`, and the overview's list and Analytics Engine agree).
  */
 export const ACTIVITY_TABLES = {
   ddl: `
@@ -40,10 +45,11 @@ export const ACTIVITY_TABLES = {
       ${Object.entries(V7_COLUMNS).map(([name, type]) => `${name} ${type}`).join(",\n      ")}
     );
   `,
-  /** A version 6 table gets version 7's columns: its rows keep their totals, with no code (the view's `unknown`) and no items. */
+  /** A version 6 table gets version 7's columns: its rows keep their totals, their would-be refusals under no code (`unknown`), and no items. */
   upgrade: (sql: SqlStorage) => {
     const columns = sql.exec<{ name: string }>("PRAGMA table_info(usage_activity)").toArray().map((column) => column.name);
     for (const [name, type] of Object.entries(V7_COLUMNS)) if (!columns.includes(name)) sql.exec(`ALTER TABLE usage_activity ADD COLUMN ${name} ${type}`);
+    if (!columns.includes("would_refuse_unknown")) sql.exec("UPDATE usage_activity SET would_refuse_unknown = would_refuse");
   },
 };
 
@@ -51,11 +57,12 @@ export const ACTIVITY_TABLES = {
 export type ActivityRow = { hour: number } & Record<ActivityKind, number> & {
     would_refuse_billing_suspended: number;
     would_refuse_plan_limit_reached: number;
+    would_refuse_unknown: number;
     accepted_items: number | null;
     would_refuse_items: number | null;
   };
 
-const emptyRow = (hour: number): ActivityRow => ({ hour, accepted: 0, refused: 0, would_refuse: 0, parked: 0, would_refuse_billing_suspended: 0, would_refuse_plan_limit_reached: 0, accepted_items: null, would_refuse_items: null });
+const emptyRow = (hour: number): ActivityRow => ({ hour, accepted: 0, refused: 0, would_refuse: 0, parked: 0, would_refuse_billing_suspended: 0, would_refuse_plan_limit_reached: 0, would_refuse_unknown: 0, accepted_items: null, would_refuse_items: null });
 
 /** The first hour kept at `now`: the window is the 720 hours ending with the current one. */
 export function activityStart(now: number): number {
@@ -65,8 +72,7 @@ export function activityStart(now: number): number {
 /**
  * The hours of these messages summed, inside the window: an hour older than it is dropped (it
  * cannot be shown), one after the current hour (a producer's clock ahead) counts in the current one.
- * An hour's would-be refusals count in the total whether or not they name a code (a message from before
- * the split names none); a total below its codes' sum (no producer sends one) is raised to it.
+ * A message that names no code for its would-be refusals (from before the split) counts them under `unknown`.
  * Pure, so the object can also hand the would-be refusals on (the console overview's list).
  */
 export function activityOf(messages: readonly UsageDelivery[], now: number): ActivityRow[] {
@@ -82,9 +88,10 @@ export function activityOf(messages: readonly UsageDelivery[], now: number): Act
       const codes = counted.would_refuse_codes ?? {};
       const suspended = codes.billing_suspended ?? 0;
       const limited = codes.plan_limit_reached ?? 0;
-      for (const kind of ACTIVITY_KINDS) row[kind] += kind === "would_refuse" ? Math.max(counted.would_refuse ?? 0, suspended + limited) : (counted[kind] ?? 0);
+      for (const kind of ACTIVITY_KINDS) row[kind] += counted[kind] ?? 0;
       row.would_refuse_billing_suspended += suspended;
       row.would_refuse_plan_limit_reached += limited;
+      if (counted.would_refuse_codes === undefined) row.would_refuse_unknown += counted.would_refuse ?? 0;
       if (counted.items) {
         row.accepted_items = (row.accepted_items ?? 0) + (counted.items.accepted ?? 0);
         row.would_refuse_items = (row.would_refuse_items ?? 0) + (counted.items.would_refuse ?? 0);
@@ -101,7 +108,7 @@ export function activityOf(messages: readonly UsageDelivery[], now: number): Act
  * list is exact up to the hour before the org's latest write and counts the latest hour as far as then.
  */
 export function wouldRefuseDue(folded: readonly ActivityRow[], pushedHour: number | null, now: number): boolean {
-  return folded.some((row) => row.would_refuse > 0) && (pushedHour === null || pushedHour < hourOf(now));
+  return folded.some((row) => wouldRefusals(row) > 0) && (pushedHour === null || pushedHour < hourOf(now));
 }
 
 /** The `usage_activity` table. Synchronous, so callers compose it inside `transact`. */
@@ -138,7 +145,10 @@ export class ActivityLog {
   /** The last 24 hours' would-be refusals, per hour that had some (at most 24), for the index. */
   wouldRefuseHours(now: number): WouldRefuseHours {
     return this.sql
-      .exec<{ hour: number; requests: number }>("SELECT hour, would_refuse AS requests FROM usage_activity WHERE hour >= ? AND would_refuse > 0 ORDER BY hour", hourOf(now) - 23 * HOUR_MS)
+      .exec<{ hour: number; requests: number }>(
+        `SELECT hour, ${WOULD_REFUSALS} AS requests FROM usage_activity WHERE hour >= ? AND ${WOULD_REFUSALS} > 0 ORDER BY hour`,
+        hourOf(now) - 23 * HOUR_MS,
+      )
       .toArray();
   }
 
@@ -150,10 +160,13 @@ export class ActivityLog {
 /** The row's columns after `hour`, in the table's order. */
 const ROW_COLUMNS = ["accepted", "refused", "would_refuse", "parked", ...(Object.keys(V7_COLUMNS) as (keyof typeof V7_COLUMNS)[])] as const;
 
+/** Every request observe mode let through in the hour, whatever became of it: its codes, and those counted under none. */
+const wouldRefusals = (row: ActivityRow): number => row.would_refuse_billing_suspended + row.would_refuse_plan_limit_reached + row.would_refuse_unknown;
+const WOULD_REFUSALS = "(would_refuse_billing_suspended + would_refuse_plan_limit_reached + would_refuse_unknown)";
+
 /** A row as the admin view shows it: the would-be refusals per code (those naming none under `unknown`), the items where metered. */
 export function viewHour(row: ActivityRow): ActivityViewHour {
-  const { hour, accepted, refused, would_refuse, parked, would_refuse_billing_suspended: billing_suspended, would_refuse_plan_limit_reached: plan_limit_reached } = row;
-  const unknown = Math.max(0, would_refuse - billing_suspended - plan_limit_reached);
+  const { hour, accepted, refused, would_refuse, parked, would_refuse_billing_suspended: billing_suspended, would_refuse_plan_limit_reached: plan_limit_reached, would_refuse_unknown: unknown } = row;
   const items = row.accepted_items === null && row.would_refuse_items === null ? {} : { items: { accepted: row.accepted_items ?? 0, would_refuse: row.would_refuse_items ?? 0 } };
   return { hour: iso(hour)!, accepted, refused, would_refuse, parked, would_refuse_by_code: { billing_suspended, plan_limit_reached, unknown }, ...items };
 }

@@ -396,7 +396,7 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
     if (!result.parked) countForwarded(env, settings, waitUntil, admitted, "logpush", { items: () => records, bytes: compressed });
     else {
       if (settings.metering) meterAccepted(env, settings, waitUntil, admitted.orgId, "logpush", { items: records, bytes: compressed });
-      countActivity(env, waitUntil, admitted.orgId, "parked");
+      countActivity(env, waitUntil, admitted.orgId, "parked", admitted.observed ?? undefined);
     }
   }
   return Response.json({ status: "accepted", records });

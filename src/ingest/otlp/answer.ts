@@ -41,7 +41,7 @@ export function answerParked(batch: Batch, result: ForwardResult, parked: Parked
   logUpstreamTrouble(context, result, true);
   const accepted = settleForward(env, settings, { ...context, bytes: parked.bytes }, { ...result, response: emptyExportResponse(format), outcome: "accepted", code: null, failure: null, parked: true });
   meterAccepted(env, settings, ctx, admitted.orgId, signal, parked);
-  countActivity(env, ctx, admitted.orgId, "parked");
+  countActivity(env, ctx, admitted.orgId, "parked", admitted.observed ?? undefined);
   return withOverdueWarning(accepted, admitted.verdict, format, admitted.orgId, undefined, admitted.observed === "billing_suspended");
 }
 

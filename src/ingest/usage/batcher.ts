@@ -103,7 +103,9 @@ export class UsageBatcher {
   addActivity(orgId: string, kind: ActivityKind, at: number, code?: WouldRefuseCode): { done: Promise<void>; opened: boolean } {
     const counts = this.hour(this.entry(orgId, at), at);
     counts[kind] = (counts[kind] ?? 0) + 1;
-    if (kind === "would_refuse" && code !== undefined) {
+    // The code of every request observe mode let through, whatever became of it (forwarded: `would_refuse`;
+    // parked in an outage: `parked`): the org's tally per code, as Analytics Engine's.
+    if (code !== undefined) {
       counts.would_refuse_codes ??= {};
       counts.would_refuse_codes[code] = (counts.would_refuse_codes[code] ?? 0) + 1;
     }
