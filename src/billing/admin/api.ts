@@ -5,7 +5,7 @@ import { log, logError, logWarn } from "../../shared/log.ts";
 import { decodePathSegment, ORG_ID_RULE, orgIdFromPath } from "../../shared/storage-keys.ts";
 import { bearerToken } from "../../shared/bearer.ts";
 import { timingSafeEqualStrings } from "./constant-time.ts";
-import { duplicateOrgs, EnforcementBody, ListQuery, MAX_BATCH_BODY_BYTES, MintBatchBody, OverrideBody } from "./requests.ts";
+import { DeadLetterQuery, duplicateOrgs, EnforcementBody, ListQuery, MAX_BATCH_BODY_BYTES, MintBatchBody, OverrideBody } from "./requests.ts";
 import { mintKeys } from "./mint-batch.ts";
 import { adminToken, ConfigError, ingestKeyPepper } from "../config.ts";
 import { MAX_ACTIVE_KEYS } from "../org/store.ts";
@@ -96,6 +96,14 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
   .all("/orgs/:orgId/*", withOrg)
   .all("/orgs/:orgId", withOrg)
   .get("/orgs/:orgId", async ({ orgId }, env) => answer(await orgBilling(env, orgId).view()))
+  .get("/orgs/:orgId/dead-letters", async (request, env) => {
+    const query = DeadLetterQuery.safeParse(Object.fromEntries(new URL(request.url).searchParams));
+    if (!query.success) {
+      const issue = query.error.issues[0];
+      return refuse(400, "invalid_request", `${issue?.path.join(".") || "query"}: ${issue?.message ?? "invalid"}`);
+    }
+    return answer(await orgBilling(env, request.orgId).deadLetters({ cursor: query.data.cursor ?? null, limit: query.data.limit }));
+  })
   .post("/orgs/:orgId/resync", async ({ orgId }, env) => {
     log({ event: "admin_resync", org_id: orgId });
     return answer(await orgBilling(env, orgId).resync());

@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { IndexCursor } from "../index/entry.ts";
 import { OrgId } from "../../shared/storage-keys.ts";
+import { DEAD_LETTER_LIMIT } from "../org/events.ts";
+import { ORG_VIEW_DEAD_LETTERS } from "../org/view.ts";
 
 /** `POST /admin/orgs/{orgId}/override`. `until` is an ISO time in the future. */
 export const OverrideBody = z.object({
@@ -51,3 +53,16 @@ export function duplicateOrgs(orgs: readonly string[]): string[] {
   for (const org of orgs) (seen.has(org) ? repeated : seen).add(org);
   return [...repeated];
 }
+
+/**
+ * `GET /admin/orgs/{orgId}/dead-letters?cursor=&limit=`: `cursor` is a `next_cursor` the API answered (the seq
+ * to continue below); at most DEAD_LETTER_LIMIT per page, since no org keeps more.
+ */
+export const DeadLetterQuery = z.object({
+  cursor: z
+    .string()
+    .regex(/^[1-9][0-9]{0,14}$/, "cursor must be a next_cursor this API answered")
+    .transform(Number)
+    .optional(),
+  limit: z.coerce.number().int().min(1).max(DEAD_LETTER_LIMIT).default(ORG_VIEW_DEAD_LETTERS),
+});
