@@ -4,7 +4,7 @@ import type { OrgView } from "../../src/billing/org/view.ts";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import type { OrgStatus } from "../../src/ingest/status/answer.ts";
 import type { DeadLetterPageView, IndexEntryView } from "../../src/billing/org/view.ts";
-import type { MintBatchResult } from "../../src/billing/admin/mint-batch.ts";
+import type { MintBatchResult } from "../../src/billing/admin/mint-answer.ts";
 import { formatDeadLetter, formatIndexEntry, formatOrg, formatStatus, formatSweep, formatSweepProgress } from "./format.ts";
 import { readOrgsFile } from "./orgs-file.ts";
 

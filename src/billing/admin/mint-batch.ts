@@ -2,6 +2,7 @@ import { log, logWarn } from "../../shared/log.ts";
 import { MAX_ACTIVE_KEYS } from "../org/store.ts";
 import { orgBilling } from "../org/object.ts";
 import { mapBounded } from "./bounded.ts";
+import type { MintBatchResult, MintedKey, MintFailure } from "./mint-answer.ts";
 
 /**
  * The batch mint (`POST /admin/ingest-keys:batch`, docs/admin-api.md): one new key per org, each minted by
@@ -11,14 +12,6 @@ import { mapBounded } from "./bounded.ts";
 
 /** Object calls in flight at once: enough to overlap the objects' KV writes, few enough to spare the Worker's connections. */
 export const MINT_CONCURRENCY = 16;
-
-export type MintedKey = { org_id: string; key_id: string; key: string; created_at: string };
-/**
- * `too_many_keys`: final until a key of the org is revoked. `unavailable`: the org's object could not be
- * reached or failed; retryable (send those orgs again: the others already have their new key).
- */
-export type MintFailure = { org_id: string; error: "too_many_keys" | "unavailable"; message: string };
-export type MintBatchResult = { keys: MintedKey[]; failed: MintFailure[] };
 
 /** Failures named in the batch's log line: enough to find the pattern, bounded however large the batch. */
 const LOGGED_FAILURES = 10;
