@@ -31,6 +31,8 @@ const router = Router<Request & { params: Record<string, string> }, [BillingEnv,
   .all("/admin/reconcile/*", redirectSignedInBrowser, adminRouter.fetch)
   .all("/admin/orgs", redirectSignedInBrowser, adminRouter.fetch)
   .all("/admin/orgs/*", redirectSignedInBrowser, adminRouter.fetch)
+  // `POST /admin/ingest-keys:batch` (the admin router takes only that suffix; the console has no page here).
+  .all("/admin/ingest-keys*", adminRouter.fetch)
   .all("/admin", consoleRouter.fetch)
   .all("/admin/*", consoleRouter.fetch)
   .all("*", () => refuse(404, "not_found", "no such route"));

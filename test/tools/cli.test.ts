@@ -1,6 +1,9 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { DEFAULT_POLICY, NO_USAGE } from "../../src/billing/config.ts";
@@ -395,5 +398,156 @@ describe("tollgate enforcement", () => {
     const result = await run(["enforcement", "org_cli", "default", "--note", "x", "--url", admin.url, "--token", TOKEN]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("answered 400 invalid_request: note: a note is required");
+  });
+});
+
+/** A stand-in admin API answering by route (`answer`), recording each request with its JSON body. */
+async function routedAdmin(answer: (method: string, path: string, body: unknown) => { status: number; body: unknown }) {
+  const calls: { method: string; path: string; body: unknown }[] = [];
+  const server: Server = createServer((request, response) => {
+    let text = "";
+    request.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
+    request.on("end", () => {
+      const body = text === "" ? null : JSON.parse(text);
+      calls.push({ method: request.method!, path: request.url!, body });
+      const reply = answer(request.method!, request.url!, body);
+      response.writeHead(reply.status, { "content-type": "application/json" }).end(JSON.stringify(reply.body));
+    });
+  });
+  const { url } = await listen(server);
+  servers.push(server);
+  return { url, calls };
+}
+
+function orgsFile(lines: string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), "tollgate-cli-"));
+  const file = join(dir, "orgs.txt");
+  writeFileSync(file, `${lines.join("\n")}\n`);
+  return file;
+}
+
+const keyOf = (org: string) => `tg_ik_${org.padEnd(43, "x").slice(0, 43)}`;
+/** The batch endpoint's answer: a key for every org, except `full` ones (too_many_keys), 207 then. */
+function batchAnswer(orgs: string[], full: Set<string> = new Set()) {
+  const keys = orgs.filter((org) => !full.has(org)).map((org) => ({ org_id: org, key_id: `ik_${org}`, key: keyOf(org), created_at: new Date(T0).toISOString() }));
+  const failed = orgs.filter((org) => full.has(org)).map((org) => ({ org_id: org, error: "too_many_keys", message: `org ${org} already has 20 active ingest keys: revoke one first` }));
+  return { status: failed.length === 0 ? 201 : 207, body: { keys, failed } };
+}
+
+describe("tollgate mint-keys", () => {
+  it("reads the ids from a file and mints through the batch endpoint in chunks of 1,000, printing org,key lines in the file's order", async () => {
+    const orgs = Array.from({ length: 2_500 }, (_, i) => `org_${i}`);
+    const admin = await routedAdmin((_method, _path, body) => batchAnswer((body as { orgs: string[] }).orgs));
+    const file = orgsFile(["# one org id a line; blank lines and # comments are skipped", ...orgs.slice(0, 10), "", ...orgs.slice(10)]);
+    const result = await run(["mint-keys", "--orgs-file", file, "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(admin.calls.map((c) => `${c.method} ${c.path}`)).toEqual(Array(3).fill("POST /admin/ingest-keys:batch"));
+    expect(admin.calls.map((c) => (c.body as { orgs: string[] }).orgs)).toEqual([orgs.slice(0, 1_000), orgs.slice(1_000, 2_000), orgs.slice(2_000)]);
+    expect(result.stdout.trim().split("\n")).toEqual(orgs.map((org) => `${org},${keyOf(org)}`));
+    expect(result.stderr).toContain("minted 2500 keys for 2500 orgs");
+  });
+
+  it("an org the API could not mint for is named on stderr with its error; the rest are minted and it exits 1", async () => {
+    const orgs = Array.from({ length: 1_200 }, (_, i) => `org_${i}`);
+    const admin = await routedAdmin((_method, _path, body) => batchAnswer((body as { orgs: string[] }).orgs, new Set(["org_3", "org_1100"])));
+    const result = await run(["mint-keys", "--orgs-file", orgsFile(orgs), "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(1);
+    expect(admin.calls).toHaveLength(2);
+    expect(result.stdout.trim().split("\n")).toHaveLength(1_198);
+    expect(result.stdout).not.toContain("org_3,");
+    expect(result.stderr).toContain("org_3: too_many_keys: org org_3 already has 20 active ingest keys: revoke one first");
+    expect(result.stderr).toContain("org_1100: too_many_keys");
+    expect(result.stderr).toContain("minted 1198 keys for 1200 orgs; 2 failed");
+  });
+
+  it("stops at a chunk the API refused, saying which orgs got no key, and exits 1", async () => {
+    const orgs = Array.from({ length: 2_500 }, (_, i) => `org_${i}`);
+    let chunk = 0;
+    const admin = await routedAdmin((_method, _path, body) => (chunk++ === 1 ? { status: 503, body: { error: "not_configured", message: "INGEST_KEY_PEPPER is not set" } } : batchAnswer((body as { orgs: string[] }).orgs)));
+    const result = await run(["mint-keys", "--orgs-file", orgsFile(orgs), "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(1);
+    expect(admin.calls).toHaveLength(2);
+    expect(result.stdout.trim().split("\n")).toHaveLength(1_000);
+    expect(result.stderr).toContain("answered 503 not_configured: INGEST_KEY_PEPPER is not set");
+    expect(result.stderr).toContain("1500 orgs got no key, from org_1000 (line 1001) on");
+  });
+
+  it("refuses a file with an invalid or repeated id before calling anything", async () => {
+    const admin = await routedAdmin(() => batchAnswer([]));
+    const invalid = await run(["mint-keys", "--orgs-file", orgsFile(["org_a", "bad id!"]), "--url", admin.url, "--token", TOKEN]);
+    expect(invalid.code).toBe(1);
+    expect(invalid.stderr).toContain('line 2: "bad id!" is not an org id');
+    const repeated = await run(["mint-keys", "--orgs-file", orgsFile(["org_a", "org_b", "org_a"]), "--url", admin.url, "--token", TOKEN]);
+    expect(repeated.code).toBe(1);
+    expect(repeated.stderr).toContain("line 3: org_a is named twice (first on line 1)");
+    const missing = await run(["mint-keys", "--orgs-file", "/nonexistent/orgs.txt", "--url", admin.url, "--token", TOKEN]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("cannot read /nonexistent/orgs.txt");
+    expect(admin.calls).toEqual([]);
+  });
+});
+
+describe("list commands page with the API's cursor", () => {
+  const entry = (org: string) => ({ org_id: org, reason: "in_grace_period", state: "overdue", since: new Date(T0).toISOString(), version: 3, suspend_at: new Date(T0 + 86_400_000).toISOString(), suspended_at: null, pay_url: null, limits: [] });
+  /** Three pages of the index: a, b | c, d | e. */
+  function indexPages(_method: string, path: string) {
+    const cursor = new URL(path, "http://x").searchParams.get("cursor");
+    const pages: Record<string, { orgs: string[]; next: string | null }> = { none: { orgs: ["org_a", "org_b"], next: "2" }, "2": { orgs: ["org_c", "org_d"], next: "4" }, "4": { orgs: ["org_e"], next: null } };
+    const page = pages[cursor ?? "none"]!;
+    return { status: 200, body: { orgs: page.orgs.map(entry), next_cursor: page.next } };
+  }
+
+  it("orgs --state prints one page and the cursor to the next", async () => {
+    const admin = await routedAdmin(indexPages);
+    const result = await run(["orgs", "--state", "overdue", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(admin.calls.map((c) => c.path)).toEqual(["/admin/orgs?state=overdue&limit=50"]);
+    expect(result.stdout).toMatch(/^org_a\s+overdue\s+in_grace_period\s+deadline 2026-03-02T12:00:00.000Z$/m);
+    expect(result.stdout).toContain("more: --cursor 2 (or --all)");
+    const next = await run(["orgs", "--state", "overdue", "--cursor", "2", "--limit", "2", "--url", admin.url, "--token", TOKEN]);
+    expect(admin.calls.at(-1)!.path).toBe("/admin/orgs?state=overdue&limit=2&cursor=2");
+    expect(next.stdout).toContain("org_c");
+  });
+
+  it("orgs --all follows next_cursor to the end, one page at a time", async () => {
+    const admin = await routedAdmin(indexPages);
+    const result = await run(["orgs", "--state", "overdue", "--all", "--url", admin.url, "--token", TOKEN]);
+    expect(result.code).toBe(0);
+    expect(admin.calls.map((c) => c.path)).toEqual(["/admin/orgs?state=overdue&limit=200", "/admin/orgs?state=overdue&limit=200&cursor=2", "/admin/orgs?state=overdue&limit=200&cursor=4"]);
+    expect(result.stdout.match(/^org_\w/gm)).toEqual(["org_a", "org_b", "org_c", "org_d", "org_e"]);
+    expect(result.stdout).not.toContain("more:");
+  });
+
+  it("orgs --json --all prints one JSON line per org; a missing or unknown --state is refused", async () => {
+    const admin = await routedAdmin(indexPages);
+    const json = await run(["orgs", "--state", "overdue", "--all", "--json", "--url", admin.url, "--token", TOKEN]);
+    expect(json.stdout.trim().split("\n").map((line) => JSON.parse(line).org_id)).toEqual(["org_a", "org_b", "org_c", "org_d", "org_e"]);
+    const unknown = await run(["orgs", "--state", "late", "--url", admin.url, "--token", TOKEN]);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain("overdue, suspended or ok");
+    expect(admin.calls).toHaveLength(3);
+  });
+
+  it("dead-letters <org> --all follows next_cursor; without it, one page and the cursor", async () => {
+    const letter = (n: number) => ({ event: { id: `evt_${n}`, type: "org.overdue" }, attempts: 12, error: "receiver answered 500", at: new Date(T0 + n).toISOString() });
+    const admin = await routedAdmin((_method, path) => {
+      const cursor = new URL(path, "http://x").searchParams.get("cursor");
+      return cursor === null ? { status: 200, body: { dead_letters: [letter(3), letter(2)], count: 3, next_cursor: "2" } } : { status: 200, body: { dead_letters: [letter(1)], count: 3, next_cursor: null } };
+    });
+    const all = await run(["dead-letters", "org cli", "--all", "--url", admin.url, "--token", TOKEN]);
+    expect(all.code).toBe(0);
+    expect(admin.calls.map((c) => c.path)).toEqual(["/admin/orgs/org%20cli/dead-letters?limit=100", "/admin/orgs/org%20cli/dead-letters?limit=100&cursor=2"]);
+    expect(all.stdout.match(/evt_\d/g)).toEqual(["evt_3", "evt_2", "evt_1"]);
+    const one = await run(["dead-letters", "org cli", "--url", admin.url, "--token", TOKEN]);
+    expect(one.stdout).toContain("2 of 3 shown; more: --cursor 2 (or --all)");
+  });
+
+  it("the org view says when it shows only the newest dead letters, and how to see the rest", () => {
+    const record = newOrgRecord("org_cli", T0);
+    const event = { id: "evt_45", type: "org.overdue" as const, org_id: "org_cli", enforcement: "enforce" as const, state: "overdue" as const, previous_state: "ok" as const, reason: "in_grace_period" as const, deadline: null, suspended_at: null, pay_url: null, at: new Date(T0).toISOString() };
+    const view = { ...orgView(record, [], [{ event, attempts: 40, error: "receiver answered 500", at: T0 }], T0, DEFAULT_POLICY, null, undefined, undefined, { count: 45, next: 44 }), enforcement_mode: "enforce" as const, usage: usageView(record, [], NO_USAGE, T0) };
+    expect(formatOrg(view, T0)).toContain("newest 1 of 45: `tollgate dead-letters org_cli --all` lists them all");
+    const all = { ...orgView(record, [], [{ event, attempts: 40, error: "receiver answered 500", at: T0 }], T0, DEFAULT_POLICY), enforcement_mode: "enforce" as const, usage: usageView(record, [], NO_USAGE, T0) };
+    expect(formatOrg(all, T0)).not.toContain("tollgate dead-letters");
   });
 });

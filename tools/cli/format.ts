@@ -1,5 +1,5 @@
 import { AFTER_EXEMPTION, DISAGREEMENT_LABELS, disagreementLabel, exemptionInForce, NO_END_EXEMPTION, utcMinute } from "../../src/billing/console/words.ts";
-import type { OrgView } from "../../src/billing/org/view.ts";
+import type { IndexEntryView, OrgView } from "../../src/billing/org/view.ts";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import type { OrgStatus } from "../../src/ingest/status/answer.ts";
 import { formatDuration } from "../../src/shared/duration.ts";
@@ -93,11 +93,22 @@ export function formatOrg(org: OrgView, now = Date.now()): string {
   }
   if (org.dead_letters.length > 0) {
     lines.push("", "Undelivered events (given up after 3 days; the receiver never got them):");
-    for (const letter of org.dead_letters) {
-      lines.push(`  ${letter.at}  ${letter.event.type} ${letter.event.id} after ${letter.attempts} attempts: ${letter.error}`);
-    }
+    for (const letter of org.dead_letters) lines.push(`  ${formatDeadLetter(letter)}`);
+    // The view carries the newest page only (issue 23).
+    if (org.dead_letters_count > org.dead_letters.length) lines.push(`  (newest ${org.dead_letters.length} of ${org.dead_letters_count}: \`tollgate dead-letters ${org.org_id} --all\` lists them all)`);
   }
   return lines.join("\n");
+}
+
+/** One undelivered event, as `org` and `dead-letters` list them. */
+export function formatDeadLetter(letter: Pick<OrgView["dead_letters"][number], "at" | "attempts" | "error"> & { event: { type: string; id: string } }): string {
+  return `${letter.at}  ${letter.event.type} ${letter.event.id} after ${letter.attempts} attempts: ${letter.error}`;
+}
+
+/** One org of an index page (`tollgate orgs`): its state, reason and the date that matters for it. */
+export function formatIndexEntry(entry: IndexEntryView): string {
+  const when = entry.state === "suspended" ? `suspended ${entry.suspended_at ?? "—"}` : entry.suspend_at ? `deadline ${entry.suspend_at}` : "";
+  return [entry.org_id, entry.state, entry.reason, when].filter(Boolean).join("  ");
 }
 
 function handedOver(sweep: SweepView): string {

@@ -3,7 +3,10 @@ import { Webhook } from "standardwebhooks";
 import type { OrgView } from "../../src/billing/org/view.ts";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import type { OrgStatus } from "../../src/ingest/status/answer.ts";
-import { formatOrg, formatStatus, formatSweep, formatSweepProgress } from "./format.ts";
+import type { DeadLetterPageView, IndexEntryView } from "../../src/billing/org/view.ts";
+import type { MintBatchResult } from "../../src/billing/admin/mint-answer.ts";
+import { formatDeadLetter, formatIndexEntry, formatOrg, formatStatus, formatSweep, formatSweepProgress } from "./format.ts";
+import { readOrgsFile } from "./orgs-file.ts";
 
 /** `npm run tollgate -- <command>`: the admin API for operators and demos. */
 class CliError extends Error {
@@ -183,6 +186,113 @@ adminCommand(program, "reconcile")
     if (shown.status === "failed" || shown.status === "held") process.exitCode = 1;
   });
 
+/** Orgs per batch call: the API's MAX_BATCH_ORGS (src/billing/admin/requests.ts). */
+const MINT_CHUNK = 1_000;
+
+adminCommand(program, "mint-keys")
+  .description("mint one ingest key for each org in a file (one id a line; blank lines and # comments skipped), 1,000 orgs a call; prints org,key lines (each key shown once)")
+  .requiredOption("--orgs-file <file>", "the org ids, one a line")
+  .action(async (options: { orgsFile: string }) => {
+    const orgs = readOrgsFile(options.orgsFile, (message) => new CliError(message));
+    let minted = 0;
+    let failed = 0;
+    for (let start = 0; start < orgs.length; start += MINT_CHUNK) {
+      const chunk = orgs.slice(start, start + MINT_CHUNK);
+      let answer: MintBatchResult;
+      try {
+        answer = await call<MintBatchResult>("POST", "/ingest-keys:batch", { orgs: chunk.map((org) => org.id) });
+      } catch (error) {
+        if (!(error instanceof CliError)) throw error;
+        const first = chunk[0]!;
+        const unsure = error.status === undefined || error.status >= 500 ? " (a lost answer or a 5xx may still have minted some of that call's keys, unseen: `tollgate keys list` shows them, `keys revoke` removes them)" : "";
+        throw new CliError(`${error.message}
+${orgs.length - start} orgs got no key, from ${first.id} (line ${first.line}) on${unsure}; the keys above were minted`, error.status);
+      }
+      // Printed as each call answers: the keys are never all held at once, and a later failure loses none.
+      for (const key of answer.keys) console.log(globals().json ? JSON.stringify(key) : `${key.org_id},${key.key}`);
+      for (const failure of answer.failed) console.error(`${failure.org_id}: ${failure.error}: ${failure.message}`);
+      minted += answer.keys.length;
+      failed += answer.failed.length;
+    }
+    console.error(`minted ${minted} keys for ${orgs.length} orgs${failed > 0 ? `; ${failed} failed (named above)` : ""}`);
+    if (failed > 0) process.exitCode = 1;
+  });
+
+/** A positive whole number up to `max`, for --limit. */
+function limitOption(max: number) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`a whole number from 1 to ${max}`);
+    return n;
+  };
+}
+
+/**
+ * Shows a list a page at a time: one page (and the cursor to the next), or with `all` every page in turn,
+ * each printed before the next is asked for, so no list is ever held whole. With --json, one JSON line per item.
+ */
+async function showPages<T>(options: { cursor?: string; all?: boolean }, fetchPage: (cursor: string | undefined) => Promise<{ items: T[]; next: string | null; count?: number }>, line: (item: T) => string): Promise<void> {
+  let cursor = options.cursor;
+  let shown = 0;
+  for (;;) {
+    const page = await fetchPage(cursor);
+    for (const item of page.items) console.log(globals().json ? JSON.stringify(item) : line(item));
+    shown += page.items.length;
+    if (page.next === null) return;
+    if (!options.all) {
+      const of = page.count === undefined ? "" : `${shown} of ${page.count} shown; `;
+      const hint = `${of}more: --cursor ${page.next} (or --all)`;
+      if (globals().json) console.error(hint);
+      else console.log(hint);
+      return;
+    }
+    cursor = page.next;
+  }
+}
+
+const STATES = ["overdue", "suspended", "ok"];
+adminCommand(program, "orgs")
+  .description("the orgs in a billing state, from the index, a page at a time; --all follows the cursor to the end")
+  .addOption(
+    new Option("--state <state>", "overdue | suspended | ok").makeOptionMandatory().argParser((value) => {
+      if (!STATES.includes(value)) throw new InvalidArgumentError("use overdue, suspended or ok");
+      return value;
+    }),
+  )
+  .option("--limit <n>", "orgs per page (at most 200; default 50, 200 with --all)", limitOption(200))
+  .option("--cursor <cursor>", "the page after this one (the previous page's cursor)")
+  .option("--all", "every page, one after another")
+  .action(async (options: { state: string; limit?: number; cursor?: string; all?: boolean }) => {
+    const limit = options.limit ?? (options.all ? 200 : 50);
+    await showPages(
+      options,
+      async (cursor) => {
+        const query = new URLSearchParams({ state: options.state, limit: String(limit), ...(cursor === undefined ? {} : { cursor }) });
+        const page = await call<{ orgs: IndexEntryView[]; next_cursor: string | null }>("GET", `/orgs?${query}`);
+        return { items: page.orgs, next: page.next_cursor };
+      },
+      formatIndexEntry,
+    );
+  });
+
+adminCommand(program, "dead-letters <orgId>")
+  .description("an org's undelivered events (newest first), a page at a time; --all follows the cursor to the end")
+  .option("--limit <n>", "letters per page (at most 100; default 20, 100 with --all)", limitOption(100))
+  .option("--cursor <cursor>", "the page after this one (the previous page's cursor)")
+  .option("--all", "every page, one after another")
+  .action(async (orgId: string, options: { limit?: number; cursor?: string; all?: boolean }) => {
+    const limit = options.limit ?? (options.all ? 100 : 20);
+    await showPages(
+      options,
+      async (cursor) => {
+        const query = new URLSearchParams({ limit: String(limit), ...(cursor === undefined ? {} : { cursor }) });
+        const page = await call<DeadLetterPageView>("GET", `/orgs/${encodeURIComponent(orgId)}/dead-letters?${query}`);
+        return { items: page.dead_letters, next: page.next_cursor, count: page.count };
+      },
+      formatDeadLetter,
+    );
+  });
+
 const keys = program.command("keys").description("ingest keys");
 adminCommand(keys, "create <orgId>")
   .description("mint an ingest key (shown once)")
@@ -191,6 +301,7 @@ adminCommand(keys, "create <orgId>")
     print(key, () => `key id: ${key.key_id}\nkey:    ${key.key}\n(store it now: it is not shown again)`);
   });
 adminCommand(keys, "list <orgId>")
+  .description("the org's active keys: at most 20 (MAX_ACTIVE_KEYS), so one answer, no paging")
   .action(async (orgId: string) => {
     const listed = await call<{ keys: { key_id: string; created_at: string }[] }>("GET", `/orgs/${encodeURIComponent(orgId)}/ingest-keys`);
     print(listed, () => (listed.keys.length === 0 ? "no active keys" : listed.keys.map((k) => `${k.key_id}  created ${k.created_at}`).join("\n")));

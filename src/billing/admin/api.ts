@@ -5,7 +5,8 @@ import { log, logError, logWarn } from "../../shared/log.ts";
 import { decodePathSegment, ORG_ID_RULE, orgIdFromPath } from "../../shared/storage-keys.ts";
 import { bearerToken } from "../../shared/bearer.ts";
 import { timingSafeEqualStrings } from "./constant-time.ts";
-import { EnforcementBody, ListQuery, OverrideBody } from "./requests.ts";
+import { DeadLetterQuery, duplicateOrgs, EnforcementBody, ListQuery, MAX_BATCH_BODY_BYTES, MintBatchBody, OverrideBody } from "./requests.ts";
+import { mintKeys } from "./mint-batch.ts";
 import { adminToken, ConfigError, ingestKeyPepper } from "../config.ts";
 import { MAX_ACTIVE_KEYS } from "../org/store.ts";
 import { orgIndex } from "../index/object.ts";
@@ -79,9 +80,30 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
     const sweep = await reconciler(env).status();
     return sweep === null ? refuse(404, "no_sweep", "no reconciliation sweep has run yet: POST /admin/reconcile starts one") : answer(sweep);
   })
+  // `POST /admin/ingest-keys:batch`. itty-router reads `:name` as a parameter even mid-segment, so this
+  // pattern matches `/ingest-keys` followed by anything up to the next slash, `:batch` included; the
+  // handler takes only that suffix (colon plain or percent-encoded) and leaves the rest to the 404.
+  .post("/ingest-keys:suffix", async (request, env) => {
+    if (decodePathSegment(request.params.suffix) !== ":batch") return undefined;
+    const body = await parseJsonBody(request, MintBatchBody, MAX_BATCH_BODY_BYTES);
+    if (!body.ok) return body;
+    const repeated = duplicateOrgs(body.value.orgs);
+    if (repeated.length > 0) return refuse(400, "duplicate_org", `each org may be named once per batch (one key each); named more than once: ${repeated.slice(0, 10).join(", ")}${repeated.length > 10 ? ` and ${repeated.length - 10} more` : ""}`);
+    const result = await mintKeys(env, body.value.orgs, ingestKeyPepper(env));
+    // Multi-status when any org failed: what was minted is in `keys` all the same (no transaction spans objects).
+    return answer(result, result.failed.length === 0 ? 201 : 207);
+  })
   .all("/orgs/:orgId/*", withOrg)
   .all("/orgs/:orgId", withOrg)
   .get("/orgs/:orgId", async ({ orgId }, env) => answer(await orgBilling(env, orgId).view()))
+  .get("/orgs/:orgId/dead-letters", async (request, env) => {
+    const query = DeadLetterQuery.safeParse(Object.fromEntries(new URL(request.url).searchParams));
+    if (!query.success) {
+      const issue = query.error.issues[0];
+      return refuse(400, "invalid_request", `${issue?.path.join(".") || "query"}: ${issue?.message ?? "invalid"}`);
+    }
+    return answer(await orgBilling(env, request.orgId).deadLetters({ cursor: query.data.cursor ?? null, limit: query.data.limit }));
+  })
   .post("/orgs/:orgId/resync", async ({ orgId }, env) => {
     log({ event: "admin_resync", org_id: orgId });
     return answer(await orgBilling(env, orgId).resync());

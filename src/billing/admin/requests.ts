@@ -1,5 +1,8 @@
 import { z } from "zod";
 import { IndexCursor } from "../index/entry.ts";
+import { OrgId } from "../../shared/storage-keys.ts";
+import { DEAD_LETTER_LIMIT } from "../org/events.ts";
+import { ORG_VIEW_DEAD_LETTERS } from "../org/view.ts";
 
 /** `POST /admin/orgs/{orgId}/override`. `until` is an ISO time in the future. */
 export const OverrideBody = z.object({
@@ -27,4 +30,39 @@ export const ListQuery = z.object({
   state: z.enum(["overdue", "suspended", "ok"]),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: IndexCursor.optional(),
+});
+
+/** Orgs per `POST /admin/ingest-keys:batch`: one object call each, so a request stays well within a Worker's subrequests. */
+export const MAX_BATCH_ORGS = 1_000;
+/** The batch body's cap: 1,000 ids of 128 characters, quoted and separated, are about 131 KB. */
+export const MAX_BATCH_BODY_BYTES = 256 * 1024;
+
+/**
+ * `POST /admin/ingest-keys:batch`: one new key for each org named. Duplicates are found after the schema
+ * (`duplicateOrgs`), so they get their own error code: a list naming an org twice is refused whole.
+ */
+export const MintBatchBody = z.strictObject({
+  orgs: z.array(OrgId).min(1, "name at least one org").max(MAX_BATCH_ORGS, `at most ${MAX_BATCH_ORGS} orgs per call: split the list`),
+});
+export type MintBatchBody = z.infer<typeof MintBatchBody>;
+
+/** The org ids named more than once, each once, in the order first repeated. */
+export function duplicateOrgs(orgs: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const repeated = new Set<string>();
+  for (const org of orgs) (seen.has(org) ? repeated : seen).add(org);
+  return [...repeated];
+}
+
+/**
+ * `GET /admin/orgs/{orgId}/dead-letters?cursor=&limit=`: `cursor` is a `next_cursor` the API answered (the seq
+ * to continue below); at most DEAD_LETTER_LIMIT per page, since no org keeps more.
+ */
+export const DeadLetterQuery = z.object({
+  cursor: z
+    .string()
+    .regex(/^[1-9][0-9]{0,14}$/, "cursor must be a next_cursor this API answered")
+    .transform(Number)
+    .optional(),
+  limit: z.coerce.number().int().min(1).max(DEAD_LETTER_LIMIT).default(ORG_VIEW_DEAD_LETTERS),
 });

@@ -283,12 +283,29 @@ export class Outbox {
     });
   }
 
-  /** Newest first: the events given up, for the admin view. */
-  deadLetters(): DeadLetter[] {
-    return this.sql
-      .exec<{ event: string; attempts: number; error: string; at: number }>("SELECT event, attempts, error, at FROM dead_letters ORDER BY seq DESC")
-      .toArray()
-      .map((row) => ({ ...row, event: NotifyEvent.parse(JSON.parse(row.event)) }));
+  /**
+   * A page of the events given up, newest first: those set aside before `before` (a seq; null: the newest),
+   * at most `limit`, and the seq to ask for the next page with (null after the oldest). Keyset on seq, so
+   * letters set aside between two pages never shift the next one.
+   */
+  deadLetterPage(before: number | null, limit: number): { letters: DeadLetter[]; next: number | null } {
+    const rows = this.sql
+      .exec<{ seq: number; event: string; attempts: number; error: string; at: number }>(
+        "SELECT seq, event, attempts, error, at FROM dead_letters WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+        before ?? Number.MAX_SAFE_INTEGER,
+        limit + 1,
+      )
+      .toArray();
+    const shown = rows.slice(0, limit);
+    return {
+      letters: shown.map(({ seq: _seq, ...row }) => ({ ...row, event: NotifyEvent.parse(JSON.parse(row.event)) })),
+      next: rows.length > limit ? shown[shown.length - 1]!.seq : null,
+    };
+  }
+
+  /** How many events are set aside (at most DEAD_LETTER_LIMIT). */
+  deadLetterCount(): number {
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM dead_letters").one().n;
   }
 
   private enqueue(event: NotifyEvent, now: number): void {

@@ -11,7 +11,7 @@ import { autumnSettings, ConfigError, ConfigReports, DEFAULT_POLICY, enforcement
 import { EVENT_TABLES, modeOf, notifySettings, Outbox, type NotifySettings } from "./events.ts";
 import { AWAITING_AUTUMN_CAP_MS, decide, earliest, limitChanges, limitDisagreements, limitsFrom, mirrorPending, newOrgRecord, nextAlarmAt, nextFollowUp, nextSyncAt, retryDelay, type OrgRecord, type Source } from "./record.ts";
 import { MAX_ACTIVE_KEYS, mirrorEntryOf, OrgStore, Publisher, sameProjection, type Transact } from "./store.ts";
-import { orgView, type OrgView } from "./view.ts";
+import { deadLetterPageView, ORG_VIEW_DEAD_LETTERS, orgView, type DeadLetterPageView, type OrgView } from "./view.ts";
 import { addParking, parkedFiguresDiffer, parkedPublicationAt, waitingBytes } from "./parking.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
@@ -107,11 +107,19 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
   private viewWith(settings: Settings): OrgView {
     const record = this.load();
     const now = Date.now();
+    // The newest page only: the rest through deadLetters() (GET /admin/orgs/{id}/dead-letters).
+    const deadLetters = this.outbox.deadLetterPage(null, ORG_VIEW_DEAD_LETTERS);
     return {
-      ...orgView(record, this.store.history(), this.outbox.deadLetters(), now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking(), this.activity.view(now)),
+      ...orgView(record, this.store.history(), deadLetters.letters, now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking(), this.activity.view(now), { count: this.outbox.deadLetterCount(), next: deadLetters.next }),
       usage: usageView(record, this.usage.rows(), settings.usage, now),
       enforcement_mode: modeOf(record, settings.enforcement),
     };
+  }
+
+  /** A page of the org's dead letters, newest first, below `cursor` (a seq; null: from the newest). Reads only. */
+  async deadLetters(query: { cursor: number | null; limit: number }): Promise<DeadLetterPageView> {
+    const page = this.outbox.deadLetterPage(query.cursor, query.limit);
+    return deadLetterPageView(page.letters, this.outbox.deadLetterCount(), page.next);
   }
 
   /**

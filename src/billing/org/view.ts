@@ -31,6 +31,24 @@ function historyView(entry: HistoryEntry) {
   };
 }
 
+/** Dead letters the org's view shows (the newest); `GET /admin/orgs/{id}/dead-letters` pages through the rest. */
+export const ORG_VIEW_DEAD_LETTERS = 20;
+
+function deadLetterView(letter: DeadLetter) {
+  return { ...letter, at: iso(letter.at) };
+}
+
+/** A dead-letter cursor is the seq to continue below, as a string: opaque to clients, checked by the admin API (requests.ts). */
+function deadLetterCursor(next: number | null): string | null {
+  return next === null ? null : String(next);
+}
+
+/** `GET /admin/orgs/{id}/dead-letters`: a page, the count and the cursor to the next page (null after the oldest). */
+export function deadLetterPageView(letters: DeadLetter[], count: number, next: number | null) {
+  return { dead_letters: letters.map(deadLetterView), count, next_cursor: deadLetterCursor(next) };
+}
+export type DeadLetterPageView = ReturnType<typeof deadLetterPageView>;
+
 /** The admin API's JSON for one org: times as ISO strings, history and dead letters newest first. */
 export function orgView(
   record: OrgRecord,
@@ -43,6 +61,8 @@ export function orgView(
   parking: ParkingProgress = NO_PARKING,
   /** The last 30 days' requests per hour (usage/activity.ts): the console's chart. */
   activity: ActivityView = NO_ACTIVITY,
+  /** Dead letters in all and the cursor past `deadLetters` (the newest page); by default `deadLetters` is all of them. */
+  deadLetterPaging: { count: number; next: number | null } = { count: deadLetters.length, next: null },
 ) {
   const exemptionEnd = record.override?.action === "exempt" ? record.override.until : null;
   const terms = record.anchor === null ? null : deadlineTerms({ anchor: record.anchor, notice_from: record.notice_from ?? record.noticed_at ?? record.anchor, exemption_end: exemptionEnd }, settings);
@@ -81,7 +101,10 @@ export function orgView(
     version: record.version,
     mirror: { version: record.mirror.version, in_sync: !mirrorPending(record) },
     history: history.map(historyView),
-    dead_letters: deadLetters.map((letter) => ({ ...letter, at: iso(letter.at) })),
+    /** The newest ORG_VIEW_DEAD_LETTERS; the rest from `GET .../dead-letters?cursor=` with `dead_letters_next_cursor`. */
+    dead_letters: deadLetters.map(deadLetterView),
+    dead_letters_count: deadLetterPaging.count,
+    dead_letters_next_cursor: deadLetterCursor(deadLetterPaging.next),
     /** Batches kept while suspended or while the upstream was down, and what became of them (README, "Parking"). */
     parking: parkingView(parking),
     /** What became of the org's requests per hour, the last 30 days (docs/metering.md, "Activity"); only hours with something counted. */
