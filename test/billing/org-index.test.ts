@@ -22,12 +22,12 @@ async function list(query: string): Promise<Page> {
 /** Every page of a state, for the orgs this test made. */
 async function all(state: string, mine: Set<string>): Promise<Page["orgs"]> {
   const found: Page["orgs"] = [];
-  let cursor: string | null = "0";
-  while (cursor !== null) {
-    const page: Page = await list(`state=${state}&limit=2&cursor=${cursor}`);
+  let cursor: string | null = null;
+  do {
+    const page: Page = await list(`state=${state}&limit=2${cursor === null ? "" : `&cursor=${cursor}`}`);
     found.push(...page.orgs.filter((o) => mine.has(o.org_id)));
     cursor = page.next_cursor;
-  }
+  } while (cursor !== null);
   return found;
 }
 

@@ -1,0 +1,142 @@
+import { decodeCursor, encodeCursor, type ListedState } from "./cursor.ts";
+import { type IndexCursor, type IndexEntry, OVERVIEW_LISTED, WOULD_REFUSE_SHOWN, type WouldRefuseHours, type WouldRefuseOrg } from "./entry.ts";
+import type { HeldEntry, KeyedEntry, OrgIndex, OverviewPart } from "./object.ts";
+import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "./shard.ts";
+
+export type Overview = {
+  counts: Record<string, number>;
+  due_soon: IndexEntry[];
+  recently_suspended: IndexEntry[];
+  recently_restored: IndexEntry[];
+  would_refuse: WouldRefuseOrg[];
+};
+
+/** The index as its callers use it: one org's writes go to its shard; reads fan out to every shard and merge. */
+export type OrgIndexClient = {
+  upsert(entry: IndexEntry): Promise<void>;
+  recordWouldRefuse(orgId: string, hours: WouldRefuseHours): Promise<{ ok: boolean }>;
+  heldAmong(ids: string[]): Promise<HeldEntry[]>;
+  notOkAmong(ids: string[]): Promise<Pick<IndexEntry, "org_id" | "state" | "reason">[]>;
+  notOk(): Promise<Pick<IndexEntry, "org_id" | "state" | "reason" | "since">[]>;
+  restrictedCount(): Promise<number>;
+  list(query: { state: ListedState; cursor: IndexCursor | null; limit: number }): Promise<{ orgs: IndexEntry[]; next_cursor: IndexCursor | null }>;
+  overview(now: number, horizonMs: number): Promise<Overview>;
+};
+
+type Stub = DurableObjectStub<OrgIndex>;
+
+/**
+ * Whether this isolate has heard the old single "index" object say it is drained. Until then every read also
+ * asks it (its rows are not all in the shards yet) and nudges its drain; afterwards it is never called again.
+ * Nothing writes to it once drained, so the answer cannot go stale.
+ */
+let legacyDrained = false;
+
+/** Tests only: forget the answer above (a test file that writes rows into the old object first). */
+export function forgetLegacyDrained(): void {
+  legacyDrained = false;
+}
+
+/** Sort and dedupe for merged answers: rows from a shard win over the old object's row of the same org (the shard's is the newer). */
+function preferShards<T extends { org_id: string }>(fromShards: T[][], fromLegacy: T[] | null): T[] {
+  const merged = fromShards.flat();
+  if (fromLegacy === null) return merged;
+  const seen = new Set(merged.map((row) => row.org_id));
+  return [...merged, ...fromLegacy.filter((row) => !seen.has(row.org_id))];
+}
+
+function byKey(a: KeyedEntry, b: KeyedEntry): number {
+  return a.sort_key - b.sort_key || (a.org_id < b.org_id ? -1 : a.org_id > b.org_id ? 1 : 0);
+}
+
+function unkeyed({ sort_key: _key, ...entry }: KeyedEntry): IndexEntry {
+  return entry;
+}
+
+/** The sharded index (shard.ts): `orgIndex(env)` for every caller, as the single object's stub was. */
+export function orgIndex(env: { ORG_INDEX?: DurableObjectNamespace<OrgIndex> }): OrgIndexClient {
+  const namespace = env.ORG_INDEX;
+  if (!namespace) {
+    throw new Error("The ORG_INDEX Durable Object binding is missing: did you forget to add it (class OrgIndex, migration v2) to your wrangler.jsonc?");
+  }
+  const shard = (name: string): Stub => namespace.getByName(name);
+
+  /** The old object, while it may still hold rows (null once it said it is drained); asking also restarts its drain. */
+  async function legacy(): Promise<Stub | null> {
+    if (legacyDrained) return null;
+    const stub = shard(LEGACY_INDEX_NAME);
+    if ((await stub.drainStatus()).drained) {
+      legacyDrained = true;
+      return null;
+    }
+    return stub;
+  }
+
+  /** `ask` of every shard, and of the old object while it is not drained (null otherwise), in parallel. */
+  async function fanOut<T>(ask: (stub: Stub) => Promise<T>): Promise<{ shards: T[]; legacy: T | null }> {
+    const [shards, old] = await Promise.all([Promise.all(SHARD_NAMES.map((name) => ask(shard(name)))), legacy().then((stub) => (stub ? ask(stub) : null))]);
+    return { shards, legacy: old };
+  }
+
+  /** Ids partitioned by shard, each shard asked only its share (and the old object all of them, while it holds rows). */
+  async function amongIds<T extends { org_id: string }>(ids: string[], ask: (stub: Stub, ids: string[]) => Promise<T[]>): Promise<T[]> {
+    const parts = [...partitionByShard(ids)];
+    const [shards, old] = await Promise.all([
+      Promise.all(parts.map(([number, part]) => ask(shard(shardName(number)), part))),
+      ids.length === 0 ? null : legacy().then((stub) => (stub ? ask(stub, ids) : null)),
+    ]);
+    return preferShards(shards, old);
+  }
+
+  return {
+    // One org's writes: one call, to its shard.
+    upsert: async (entry) => shard(shardNameOf(entry.org_id)).upsert(entry),
+    recordWouldRefuse: async (orgId, hours) => shard(shardNameOf(orgId)).recordWouldRefuse(orgId, hours),
+
+    heldAmong: (ids) => amongIds(ids, (stub, part) => stub.heldAmong(part) as Promise<HeldEntry[]>),
+    notOkAmong: (ids) => amongIds(ids, (stub, part) => stub.notOkAmong(part) as Promise<Pick<IndexEntry, "org_id" | "state" | "reason">[]>),
+
+    async notOk() {
+      const answers = await fanOut((stub) => stub.notOk() as Promise<Pick<IndexEntry, "org_id" | "state" | "reason" | "since">[]>);
+      return preferShards(answers.shards, answers.legacy).sort((a, b) => (a.org_id < b.org_id ? -1 : a.org_id > b.org_id ? 1 : 0));
+    },
+
+    // While the old object still holds rows an org moved since may be counted twice there and in its shard: for minutes after the deploy, at most.
+    async restrictedCount() {
+      const answers = await fanOut((stub) => stub.restrictedCount());
+      return [...answers.shards, answers.legacy ?? 0].reduce((sum, n) => sum + n, 0);
+    },
+
+    async list({ state, cursor, limit }) {
+      // A cursor of another state's list (made by the index, but for another page) starts this list from its first page.
+      const position = cursor === null ? null : decodeCursor(cursor);
+      const after = position !== null && position.state === state ? { key: position.key, orgId: position.orgId } : null;
+      // One row more than the page from each shard: any row past the page means there is a next one.
+      const answers = await fanOut((stub) => stub.page({ state, after, limit: limit + 1 }) as Promise<KeyedEntry[]>);
+      const rows = preferShards(answers.shards, answers.legacy).sort(byKey);
+      const shown = rows.slice(0, limit);
+      const last = shown.at(-1);
+      const next_cursor = rows.length > limit && last ? encodeCursor({ state, key: last.sort_key, orgId: last.org_id }) : null;
+      return { orgs: shown.map(unkeyed), next_cursor };
+    },
+
+    async overview(now, horizonMs) {
+      const answers = await fanOut((stub) => stub.overview(now, horizonMs) as Promise<OverviewPart>);
+      const parts = [...answers.shards, ...(answers.legacy ? [answers.legacy] : [])];
+      const counts: Record<string, number> = { overdue: 0, suspended: 0, ok: 0 };
+      for (const part of parts) for (const [state, n] of Object.entries(part.counts)) counts[state] = (counts[state] ?? 0) + n;
+      const merged = (pick: (part: OverviewPart) => KeyedEntry[]) =>
+        preferShards(answers.shards.map(pick), answers.legacy ? pick(answers.legacy) : null).sort(byKey).slice(0, OVERVIEW_LISTED).map(unkeyed);
+      return {
+        counts,
+        due_soon: merged((part) => part.due_soon),
+        recently_suspended: merged((part) => part.recently_suspended),
+        recently_restored: merged((part) => part.recently_restored),
+        // Each org's refusals live in its one shard, so each shard's top 50 hold the overall top 50.
+        would_refuse: preferShards(answers.shards.map((part) => part.would_refuse), answers.legacy?.would_refuse ?? null)
+          .sort((a, b) => b.requests - a.requests || (a.org_id < b.org_id ? -1 : a.org_id > b.org_id ? 1 : 0))
+          .slice(0, WOULD_REFUSE_SHOWN),
+      };
+    },
+  };
+}
