@@ -76,24 +76,10 @@ export class OrgIndex extends DurableObject<BillingEnv> {
   constructor(ctx: DurableObjectState, env: BillingEnv) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.legacy = ctx.id.name === LEGACY_INDEX_NAME;
-    this.sql.exec(`
-      CREATE TABLE IF NOT EXISTS orgs (
-        org_id TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT NOT NULL, since INTEGER NOT NULL,
-        version INTEGER NOT NULL, suspend_at INTEGER, suspended_at INTEGER
-      );
-      CREATE TABLE IF NOT EXISTS org_limits (org_id TEXT PRIMARY KEY, features TEXT NOT NULL, version INTEGER NOT NULL, at INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS would_refuse (org_id TEXT NOT NULL, hour INTEGER NOT NULL, requests INTEGER NOT NULL, PRIMARY KEY (org_id, hour));
-      CREATE TABLE IF NOT EXISTS index_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS recent_writes (org_id TEXT PRIMARY KEY, entry TEXT NOT NULL, version INTEGER NOT NULL, at INTEGER NOT NULL);
-    `);
-    // The old single object's table predates the sort key: added in place (a virtual column costs no storage).
-    const hasSortKey = this.sql.exec("SELECT 1 FROM pragma_table_xinfo('orgs') WHERE name = 'sort_key'").toArray().length > 0;
-    if (!hasSortKey) this.sql.exec(`ALTER TABLE orgs ADD COLUMN sort_key INTEGER GENERATED ALWAYS AS (${SORT_KEY_SQL}) VIRTUAL`);
-    this.sql.exec(`
-      DROP INDEX IF EXISTS orgs_by_state;
-      CREATE INDEX IF NOT EXISTS orgs_by_sort ON orgs (state, sort_key, org_id);
-    `);
+    ensureSchema(this.sql);
+    // An object woken by its alarm may not know its name: the name it was first reached by is kept.
+    if (ctx.id.name !== undefined && this.meta("name") === null) this.setMeta("name", ctx.id.name);
+    this.legacy = (ctx.id.name ?? this.meta("name")) === LEGACY_INDEX_NAME;
     this.legacyDone = this.meta("legacy_done") !== null;
   }
 
@@ -257,6 +243,20 @@ export class OrgIndex extends DurableObject<BillingEnv> {
     };
   }
 
+  /**
+   * The orgs among `ids` this shard holds anything of (a row, a limit, a write since the deploy): while the old
+   * single object drains, its row of such an org is older than what the shard knows, and readers drop it.
+   */
+  async holding(ids: string[]): Promise<string[]> {
+    return this.sql
+      .exec<{ org_id: string }>(
+        `SELECT value AS org_id FROM json_each(?) WHERE value IN (SELECT org_id FROM orgs) OR value IN (SELECT org_id FROM org_limits) OR value IN (SELECT org_id FROM recent_writes)`,
+        JSON.stringify(ids),
+      )
+      .toArray()
+      .map((row) => row.org_id);
+  }
+
   /** The shard's SQLite size in bytes and its rows (the scale bench sums them over the shards). */
   async storageStats(): Promise<{ database_bytes: number; orgs: number }> {
     return { database_bytes: this.sql.databaseSize, orgs: this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM orgs").one().n };
@@ -353,6 +353,30 @@ export class OrgIndex extends DurableObject<BillingEnv> {
     log({ event: "index_legacy_handed_over", orgs: ids.length, left: this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM orgs").one().n });
     return ids.length;
   }
+}
+
+/**
+ * The index's tables, created or brought up to date in place: the single object from before the sharding has
+ * `orgs` without the sort key and with its old index `orgs_by_state` (it lists, while it drains, as a shard does).
+ */
+export function ensureSchema(sql: SqlStorage): void {
+  sql.exec(`
+    CREATE TABLE IF NOT EXISTS orgs (
+      org_id TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT NOT NULL, since INTEGER NOT NULL,
+      version INTEGER NOT NULL, suspend_at INTEGER, suspended_at INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS org_limits (org_id TEXT PRIMARY KEY, features TEXT NOT NULL, version INTEGER NOT NULL, at INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS would_refuse (org_id TEXT NOT NULL, hour INTEGER NOT NULL, requests INTEGER NOT NULL, PRIMARY KEY (org_id, hour));
+    CREATE TABLE IF NOT EXISTS index_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS recent_writes (org_id TEXT PRIMARY KEY, entry TEXT NOT NULL, version INTEGER NOT NULL, at INTEGER NOT NULL);
+  `);
+  // A virtual column: computed when read, so adding it rewrites no row and costs no storage (the index on it does).
+  const hasSortKey = sql.exec("SELECT 1 FROM pragma_table_xinfo('orgs') WHERE name = 'sort_key'").toArray().length > 0;
+  if (!hasSortKey) sql.exec(`ALTER TABLE orgs ADD COLUMN sort_key INTEGER GENERATED ALWAYS AS (${SORT_KEY_SQL}) VIRTUAL`);
+  sql.exec(`
+    DROP INDEX IF EXISTS orgs_by_state;
+    CREATE INDEX IF NOT EXISTS orgs_by_sort ON orgs (state, sort_key, org_id);
+  `);
 }
 
 function keyed(row: Row): KeyedEntry {

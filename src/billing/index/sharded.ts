@@ -72,19 +72,35 @@ export function orgIndex(env: { ORG_INDEX?: DurableObjectNamespace<OrgIndex> }):
     return stub;
   }
 
-  /** `ask` of every shard, and of the old object while it is not drained (null otherwise), in parallel. */
-  async function fanOut<T>(ask: (stub: Stub) => Promise<T>): Promise<{ shards: T[]; legacy: T | null }> {
-    const [shards, old] = await Promise.all([Promise.all(SHARD_NAMES.map((name) => ask(shard(name)))), legacy().then((stub) => (stub ? ask(stub) : null))]);
-    return { shards, legacy: old };
+  /*
+   * While the old object drains, it is asked first, then its rows are checked against their shards, then the
+   * shards are asked. Its drain deletes an org's rows only after the shard holds them, so a row missing from its
+   * answer is already in the shard when the shard is asked (asked at once, a row moved in between could be in
+   * neither answer). A row of an org its shard holds anything of (moved already, or written since the deploy)
+   * is older than the shard's, and dropped: an org restored since the deploy is not listed as overdue from there.
+   */
+
+  /** `rows` of the old object whose orgs no shard has newer word of. */
+  async function stillOld<T extends { org_id: string }>(rows: T[]): Promise<T[]> {
+    if (rows.length === 0) return rows;
+    const parts = [...partitionByShard([...new Set(rows.map((row) => row.org_id))])];
+    const held = new Set((await Promise.all(parts.map(([number, part]) => shard(shardName(number)).holding(part)))).flat());
+    return rows.filter((row) => !held.has(row.org_id));
   }
 
-  /** Ids partitioned by shard, each shard asked only its share (and the old object all of them, while it holds rows). */
+  /** `ask` of every shard in parallel, after the old object while it is not drained (null otherwise), its answer checked by `check`. */
+  async function fanOut<T>(ask: (stub: Stub) => Promise<T>, check: (old: T) => Promise<T>): Promise<{ shards: T[]; legacy: T | null }> {
+    const stub = await legacy();
+    const old = stub ? await check(await ask(stub)) : null;
+    return { shards: await Promise.all(SHARD_NAMES.map((name) => ask(shard(name)))), legacy: old };
+  }
+
+  /** Ids partitioned by shard, each shard asked only its share (after the old object, asked all of them, while it holds rows). */
   async function amongIds<T extends { org_id: string }>(ids: string[], ask: (stub: Stub, ids: string[]) => Promise<T[]>): Promise<T[]> {
-    const parts = [...partitionByShard(ids)];
-    const [shards, old] = await Promise.all([
-      Promise.all(parts.map(([number, part]) => ask(shard(shardName(number)), part))),
-      ids.length === 0 ? null : legacy().then((stub) => (stub ? ask(stub, ids) : null)),
-    ]);
+    if (ids.length === 0) return [];
+    const stub = await legacy();
+    const old = stub ? await stillOld(await ask(stub, ids)) : null;
+    const shards = await Promise.all([...partitionByShard(ids)].map(([number, part]) => ask(shard(shardName(number)), part)));
     return preferShards(shards, old);
   }
 
@@ -97,13 +113,13 @@ export function orgIndex(env: { ORG_INDEX?: DurableObjectNamespace<OrgIndex> }):
     notOkAmong: (ids) => amongIds(ids, (stub, part) => stub.notOkAmong(part) as Promise<Pick<IndexEntry, "org_id" | "state" | "reason">[]>),
 
     async notOk() {
-      const answers = await fanOut((stub) => stub.notOk() as Promise<Pick<IndexEntry, "org_id" | "state" | "reason" | "since">[]>);
+      const answers = await fanOut((stub) => stub.notOk() as Promise<Pick<IndexEntry, "org_id" | "state" | "reason" | "since">[]>, stillOld);
       return preferShards(answers.shards, answers.legacy).sort((a, b) => (a.org_id < b.org_id ? -1 : a.org_id > b.org_id ? 1 : 0));
     },
 
     // While the old object still holds rows an org moved since may be counted twice there and in its shard: for minutes after the deploy, at most.
     async restrictedCount() {
-      const answers = await fanOut((stub) => stub.restrictedCount());
+      const answers = await fanOut((stub) => stub.restrictedCount(), async (n) => n);
       return [...answers.shards, answers.legacy ?? 0].reduce((sum, n) => sum + n, 0);
     },
 
@@ -111,17 +127,46 @@ export function orgIndex(env: { ORG_INDEX?: DurableObjectNamespace<OrgIndex> }):
       // A cursor of another state's list (made by the index, but for another page) starts this list from its first page.
       const position = cursor === null ? null : decodeCursor(cursor);
       const after = position !== null && position.state === state ? { key: position.key, orgId: position.orgId } : null;
-      // One row more than the page from each shard: any row past the page means there is a next one.
-      const answers = await fanOut((stub) => stub.page({ state, after, limit: limit + 1 }) as Promise<KeyedEntry[]>);
-      const rows = preferShards(answers.shards, answers.legacy).sort(byKey);
+      // One row more than the page from each source: any row past the page means there is a next one.
+      const ask = (stub: Stub) => stub.page({ state, after, limit: limit + 1 }) as Promise<KeyedEntry[]>;
+      const stub = await legacy();
+      let old: KeyedEntry[] | null = null;
+      // The old object's answer, once its superseded rows are dropped, shows all its rows only up to its last
+      // one: past that, it has rows it did not send. This page stops there (shorter, perhaps) and goes on from there.
+      let bound: KeyedEntry | null = null;
+      if (stub) {
+        const raw = await ask(stub);
+        if (raw.length > limit) bound = raw.at(-1)!;
+        old = await stillOld(raw);
+      }
+      const shards = await Promise.all(SHARD_NAMES.map((name) => ask(shard(name))));
+      let rows = preferShards(shards, old).sort(byKey);
+      let more = rows.length > limit;
+      if (bound !== null) {
+        const last = bound;
+        rows = rows.filter((row) => byKey(row, last) <= 0);
+        more = true;
+      }
       const shown = rows.slice(0, limit);
-      const last = shown.at(-1);
-      const next_cursor = rows.length > limit && last ? encodeCursor({ state, key: last.sort_key, orgId: last.org_id }) : null;
+      const end = shown.at(-1) ?? bound;
+      const next_cursor = more && end ? encodeCursor({ state, key: end.sort_key, orgId: end.org_id }) : null;
       return { orgs: shown.map(unkeyed), next_cursor };
     },
 
     async overview(now, horizonMs) {
-      const answers = await fanOut((stub) => stub.overview(now, horizonMs) as Promise<OverviewPart>);
+      // The old object's counts are taken as they are (an org moved meanwhile may be counted twice, for minutes after the deploy); its lists are checked.
+      const answers = await fanOut(
+        (stub) => stub.overview(now, horizonMs) as Promise<OverviewPart>,
+        async (old) => {
+          const [due_soon, recently_suspended, recently_restored, would_refuse] = await Promise.all([
+            stillOld(old.due_soon),
+            stillOld(old.recently_suspended),
+            stillOld(old.recently_restored),
+            stillOld(old.would_refuse),
+          ]);
+          return { counts: old.counts, due_soon, recently_suspended, recently_restored, would_refuse };
+        },
+      );
       const parts = [...answers.shards, ...(answers.legacy ? [answers.legacy] : [])];
       const counts: Record<string, number> = { overdue: 0, suspended: 0, ok: 0 };
       for (const part of parts) for (const [state, n] of Object.entries(part.counts)) counts[state] = (counts[state] ?? 0) + n;
