@@ -170,6 +170,24 @@ describe("the sharded index", () => {
     }
   });
 
+  it("drops restored orgs 30 days after they were restored, at the shard's next write", async () => {
+    const now = Date.now();
+    const old = "restored_long_ago";
+    const recent = "restored_lately";
+    // Both in one shard, so its next write is what drops the old one.
+    const shardOfOld = shardNameOf(old);
+    const neighbour = Array.from({ length: 200 }, (_, i) => `neighbour_${i}`).find((id) => shardNameOf(id) === shardOfOld)!;
+    const sameShardRecent = [recent, ...Array.from({ length: 200 }, (_, i) => `${recent}_${i}`)].find((id) => shardNameOf(id) === shardOfOld)!;
+    for (const [org, since] of [[old, now - 30 * 24 * HOUR - HOUR], [sameShardRecent, now - 29 * 24 * HOUR]] as const) {
+      await index.upsert(indexEntry(org, "overdue"));
+      await index.upsert(indexEntry(org, "ok", { since, version: 2 }));
+    }
+    await index.upsert(indexEntry(neighbour, "overdue"));
+    const held = await orgIdsIn(shardOfOld);
+    expect(held).not.toContain(old);
+    expect(held).toContain(sameShardRecent);
+  });
+
   it("reads each list with an index: no table scan, no sort", async () => {
     await index.upsert(indexEntry("planned", "overdue"));
     const plans = await runInDurableObject(env.ORG_INDEX.getByName(shardNameOf("planned")), (_instance, state) =>
