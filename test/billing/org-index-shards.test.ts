@@ -243,10 +243,13 @@ describe("cursors", () => {
       expect(response.status).toBe(200);
       const text = await response.text();
       expect(text).toContain(order[0]);
+      expect(text).not.toContain("First page");
     }
     // Its own next page link pages on.
     const paged = await (await console(first.next_cursor)).text();
     expect(paged).not.toContain(`>${order[0]}<`);
+    expect(paged).toContain(`${order[3]}<`);
+    expect(paged).toContain('<a href="/admin/list/overdue">First page</a>');
     // A cursor of another state's list starts this list from its first page.
     const suspendedCursor = encodeCursor({ state: "suspended", key: 0, orgId: "zzz" });
     expect((await index.list({ state: "overdue", cursor: suspendedCursor, limit: 2 })).orgs.map((o) => o.org_id)).toEqual(order.slice(0, 2));
