@@ -37,7 +37,7 @@ export function forgetLegacyDrained(): void {
   legacyDrained = false;
 }
 
-/** Sort and dedupe for merged answers: rows from a shard win over the old object's row of the same org (the shard's is the newer). */
+/** Answers merged: rows from a shard win over the old object's row of the same org (the shard's is the newer). */
 function preferShards<T extends { org_id: string }>(fromShards: T[][], fromLegacy: T[] | null): T[] {
   const merged = fromShards.flat();
   if (fromLegacy === null) return merged;
