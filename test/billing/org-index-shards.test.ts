@@ -207,6 +207,11 @@ describe("the sharded index", () => {
       expect(plan).toContain("USING INDEX orgs_by_sort");
       expect(plan).not.toContain("TEMP B-TREE");
     }
+    // The sweep's every-not-ok read returns the whole set, in id order: read in that order, never sorted.
+    const notOkPlan = await runInDurableObject(env.ORG_INDEX.getByName(shardNameOf("planned")), (_instance, state) =>
+      state.storage.sql.exec<{ detail: string }>("EXPLAIN QUERY PLAN SELECT org_id, state, reason, since FROM orgs WHERE state != 'ok' ORDER BY org_id").toArray().map((row) => row.detail).join("; "),
+    );
+    expect(notOkPlan).not.toContain("TEMP B-TREE");
   });
 });
 
