@@ -3,6 +3,7 @@ import { log, logWarn } from "../../shared/log.ts";
 import { HOUR_MS, hourOf } from "../../shared/usage.ts";
 import { LAST_KEY, type ListedState } from "./cursor.ts";
 import { IndexEntry, OVERVIEW_LISTED, WOULD_REFUSE_SHOWN, WouldRefuseHours, type WouldRefuseOrg } from "./entry.ts";
+import type { HandedOrg, HeldEntry, IndexShard, KeyedEntry, OverviewPart } from "./shard-api.ts";
 import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "./shard.ts";
 
 export { orgIndex, type OrgIndexClient } from "./sharded.ts";
@@ -26,29 +27,8 @@ const DRAIN_RETRY_MS = 10_000;
 const SORT_KEY_SQL = `CASE state WHEN 'overdue' THEN IFNULL(suspend_at, ${LAST_KEY}) WHEN 'suspended' THEN IFNULL(-suspended_at, ${LAST_KEY}) ELSE -since END`;
 
 type Row = Omit<IndexEntry, "state" | "reason" | "limits"> & { state: string; reason: string; sort_key: number };
-/** An entry with the key it is listed by, so the fan-out can merge shards' rows in the same order. */
-export type KeyedEntry = IndexEntry & { sort_key: number };
-
-/** What the sweep compares with Autumn: an org's state, and the features it holds a plan limit on. */
-export type HeldEntry = Pick<IndexEntry, "org_id" | "state" | "reason" | "since" | "limits">;
+export type { HandedOrg, HeldEntry, KeyedEntry, OverviewPart } from "./shard-api.ts";
 const HeldRow = IndexEntry.pick({ org_id: true, state: true, reason: true, since: true, limits: true });
-
-/** One shard's (or the old single object's) share of the console overview. */
-export type OverviewPart = {
-  counts: Record<string, number>;
-  due_soon: KeyedEntry[];
-  recently_suspended: KeyedEntry[];
-  recently_restored: KeyedEntry[];
-  would_refuse: WouldRefuseOrg[];
-};
-
-/** One org's rows as the single "index" object hands them to its shard (`absorb`), or a bench seeds them. */
-export type HandedOrg = {
-  org_id: string;
-  org: Omit<IndexEntry, "org_id" | "limits" | "pay_url"> | null;
-  limits: { features: string[]; version: number; at: number } | null;
-  would_refuse: { hour: number; requests: number }[];
-};
 
 /**
  * Durable Objects cannot be listed, so every org that ever left `ok` is registered in the index by
@@ -66,7 +46,7 @@ export type HandedOrg = {
  * in every read; in batches the move is bounded per run, restartable after a failure (absorbing is
  * idempotent), and readers include the old object only until it says it is drained (sharded.ts).
  */
-export class OrgIndex extends DurableObject<BillingEnv> {
+export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard {
   private readonly sql: SqlStorage;
   /** The pre-sharding single object, being (or done being) drained into the shards. */
   private readonly legacy: boolean;

@@ -1,6 +1,6 @@
 import { decodeCursor, encodeCursor, type ListedState } from "./cursor.ts";
 import { type IndexCursor, type IndexEntry, OVERVIEW_LISTED, WOULD_REFUSE_SHOWN, type WouldRefuseHours, type WouldRefuseOrg } from "./entry.ts";
-import type { HeldEntry, KeyedEntry, OrgIndex, OverviewPart } from "./object.ts";
+import type { HeldEntry, IndexShard, KeyedEntry, OverviewPart } from "./shard-api.ts";
 import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "./shard.ts";
 
 export type Overview = {
@@ -23,7 +23,8 @@ export type OrgIndexClient = {
   overview(now: number, horizonMs: number): Promise<Overview>;
 };
 
-type Stub = DurableObjectStub<OrgIndex>;
+/** A shard's stub, as the client calls it (a Durable Object stub answers each method with a promise of its result). */
+type Stub = IndexShard;
 
 /**
  * Whether this isolate has heard the old single "index" object say it is drained. Until then every read also
@@ -54,12 +55,13 @@ function unkeyed({ sort_key: _key, ...entry }: KeyedEntry): IndexEntry {
 }
 
 /** The sharded index (shard.ts): `orgIndex(env)` for every caller, as the single object's stub was. */
-export function orgIndex(env: { ORG_INDEX?: DurableObjectNamespace<OrgIndex> }): OrgIndexClient {
+export function orgIndex(env: { ORG_INDEX?: { getByName(name: string): unknown } }): OrgIndexClient {
   const namespace = env.ORG_INDEX;
   if (!namespace) {
     throw new Error("The ORG_INDEX Durable Object binding is missing: did you forget to add it (class OrgIndex, migration v2) to your wrangler.jsonc?");
   }
-  const shard = (name: string): Stub => namespace.getByName(name);
+  // The binding's stub of an OrgIndex, which implements IndexShard (object.ts).
+  const shard = (name: string): Stub => namespace.getByName(name) as Stub;
 
   /** The old object, while it may still hold rows (null once it said it is drained); asking also restarts its drain. */
   async function legacy(): Promise<Stub | null> {
@@ -109,11 +111,11 @@ export function orgIndex(env: { ORG_INDEX?: DurableObjectNamespace<OrgIndex> }):
     upsert: async (entry) => shard(shardNameOf(entry.org_id)).upsert(entry),
     recordWouldRefuse: async (orgId, hours) => shard(shardNameOf(orgId)).recordWouldRefuse(orgId, hours),
 
-    heldAmong: (ids) => amongIds(ids, (stub, part) => stub.heldAmong(part) as Promise<HeldEntry[]>),
-    notOkAmong: (ids) => amongIds(ids, (stub, part) => stub.notOkAmong(part) as Promise<Pick<IndexEntry, "org_id" | "state" | "reason">[]>),
+    heldAmong: (ids) => amongIds(ids, (stub, part) => stub.heldAmong(part)),
+    notOkAmong: (ids) => amongIds(ids, (stub, part) => stub.notOkAmong(part)),
 
     async notOk() {
-      const answers = await fanOut((stub) => stub.notOk() as Promise<Pick<IndexEntry, "org_id" | "state" | "reason" | "since">[]>, stillOld);
+      const answers = await fanOut((stub) => stub.notOk(), stillOld);
       return preferShards(answers.shards, answers.legacy).sort((a, b) => (a.org_id < b.org_id ? -1 : a.org_id > b.org_id ? 1 : 0));
     },
 
@@ -128,7 +130,7 @@ export function orgIndex(env: { ORG_INDEX?: DurableObjectNamespace<OrgIndex> }):
       const position = cursor === null ? null : decodeCursor(cursor);
       const after = position !== null && position.state === state ? { key: position.key, orgId: position.orgId } : null;
       // One row more than the page from each source: any row past the page means there is a next one.
-      const ask = (stub: Stub) => stub.page({ state, after, limit: limit + 1 }) as Promise<KeyedEntry[]>;
+      const ask = (stub: Stub) => stub.page({ state, after, limit: limit + 1 });
       const stub = await legacy();
       let old: KeyedEntry[] | null = null;
       // The old object's answer, once its superseded rows are dropped, shows all its rows only up to its last
@@ -156,7 +158,7 @@ export function orgIndex(env: { ORG_INDEX?: DurableObjectNamespace<OrgIndex> }):
     async overview(now, horizonMs) {
       // The old object's counts are taken as they are (an org moved meanwhile may be counted twice, for minutes after the deploy); its lists are checked.
       const answers = await fanOut(
-        (stub) => stub.overview(now, horizonMs) as Promise<OverviewPart>,
+        (stub) => stub.overview(now, horizonMs),
         async (old) => {
           const [due_soon, recently_suspended, recently_restored, would_refuse] = await Promise.all([
             stillOld(old.due_soon),
