@@ -106,7 +106,7 @@ describe("GET /admin/orgs?state=...", () => {
     const spy = await runInDurableObject(orgStub(org), (instance) => {
       const namespace = (instance as unknown as { env: BillingEnv }).env.ORG_INDEX;
       // The namespace's own method (an earlier test's spy may still sit on the instance).
-      const getByName = (name: string) => (Object.getPrototypeOf(namespace) as DurableObjectNamespace).getByName.call(namespace, name);
+      const getByName = (name: string) => (Object.getPrototypeOf(namespace) as typeof namespace).getByName.call(namespace, name);
       return vi.spyOn(namespace, "getByName").mockImplementation((name) => {
         const stub = getByName(name);
         return new Proxy(stub, { get: (target, property) => (property === "upsert" && writes.push(name), Reflect.get(target, property)) });
