@@ -7,6 +7,7 @@ import type { HandedOrg, HeldEntry, IndexShard, KeyedEntry, OverviewPart } from 
 import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "./shard.ts";
 
 export { orgIndex, type OrgIndexClient } from "./sharded.ts";
+export type { HandedOrg, HeldEntry, KeyedEntry, OverviewPart } from "./shard-api.ts";
 
 /** Would-be refusals are kept this long per org and hour: the overview sums the last 24 h. */
 const WOULD_REFUSE_RETENTION_MS = 48 * HOUR_MS;
@@ -27,7 +28,6 @@ const DRAIN_RETRY_MS = 10_000;
 const SORT_KEY_SQL = `CASE state WHEN 'overdue' THEN IFNULL(suspend_at, ${LAST_KEY}) WHEN 'suspended' THEN IFNULL(-suspended_at, ${LAST_KEY}) ELSE -since END`;
 
 type Row = Omit<IndexEntry, "state" | "reason" | "limits"> & { state: string; reason: string; sort_key: number };
-export type { HandedOrg, HeldEntry, KeyedEntry, OverviewPart } from "./shard-api.ts";
 const HeldRow = IndexEntry.pick({ org_id: true, state: true, reason: true, since: true, limits: true });
 
 /**
@@ -40,7 +40,7 @@ const HeldRow = IndexEntry.pick({ org_id: true, state: true, reason: true, since
  * This class is one shard of the index (shard.ts: `index/16/00` to `index/16/15`, an org's shard by a hash
  * of its id; sharded.ts fans reads out). The object named "index" is the index as it was before sharding:
  * on an existing deployment it holds every row, so when first reached after the deploy it hands them to
- * their shards, DRAIN_BATCH orgs per alarm run, and empties (`drain`). Why this way rather than reading the
+ * their shards, DRAIN_BATCH orgs per alarm run, and empties (`alarm`, `drainBatch`). Why this way rather than reading the
  * old object forever or copying in one call: a copy in one request would have to move every row at once (a
  * hundred thousand rows is well past what one request should carry), reading it forever keeps the one object
  * in every read; in batches the move is bounded per run, restartable after a failure (absorbing is
