@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { autumn } from "../support/autumn.ts";
 import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, mirrorOf, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
+import { shardNameOf } from "../../src/billing/index/shard.ts";
 
 const clock = fakeClock();
 
@@ -22,12 +23,12 @@ async function list(query: string): Promise<Page> {
 /** Every page of a state, for the orgs this test made. */
 async function all(state: string, mine: Set<string>): Promise<Page["orgs"]> {
   const found: Page["orgs"] = [];
-  let cursor: string | null = "0";
-  while (cursor !== null) {
-    const page: Page = await list(`state=${state}&limit=2&cursor=${cursor}`);
+  let cursor: string | null = null;
+  do {
+    const page: Page = await list(`state=${state}&limit=2${cursor === null ? "" : `&cursor=${cursor}`}`);
     found.push(...page.orgs.filter((o) => mine.has(o.org_id)));
     cursor = page.next_cursor;
-  }
+  } while (cursor !== null);
   return found;
 }
 
@@ -94,6 +95,29 @@ describe("GET /admin/orgs?state=...", () => {
     expect(await all("overdue", new Set([org]))).toHaveLength(0);
     clock.set((await alarmOf(org))!);
     await runDurableObjectAlarm(orgStub(org));
+    expect(await all("overdue", new Set([org]))).toHaveLength(1);
+  });
+
+  it("costs a publication one call to the index: to the org's shard", async () => {
+    const org = uniqueOrg("idx_one_call");
+    await autumn.createCustomer(org);
+    // Index writes made anywhere in the runtime (the namespace is shared; a sweep may read the index meanwhile).
+    const writes: string[] = [];
+    const spy = await runInDurableObject(orgStub(org), (instance) => {
+      const namespace = (instance as unknown as { env: BillingEnv }).env.ORG_INDEX;
+      // The namespace's own method (an earlier test's spy may still sit on the instance).
+      const getByName = (name: string) => (Object.getPrototypeOf(namespace) as typeof namespace).getByName.call(namespace, name);
+      return vi.spyOn(namespace, "getByName").mockImplementation((name) => {
+        const stub = getByName(name);
+        return new Proxy(stub, { get: (target, property) => (property === "upsert" && writes.push(name), Reflect.get(target, property)) });
+      });
+    });
+    try {
+      await deliver((await autumn.pastDue(org, clock.now)).webhook);
+      expect(writes).toEqual([shardNameOf(org)]);
+    } finally {
+      spy.mockRestore();
+    }
     expect(await all("overdue", new Set([org]))).toHaveLength(1);
   });
 

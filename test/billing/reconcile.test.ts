@@ -1,6 +1,7 @@
 import { createExecutionContext, createScheduledController, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
+import { partitionByShard, SHARD_NAMES, shardName } from "../../src/billing/index/shard.ts";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import worker from "../../src/billing/worker.ts";
 import { autumn } from "../support/autumn.ts";
@@ -175,16 +176,20 @@ describe("the reconciliation sweep", () => {
 
   it("keeps tens of thousands of pending hand-overs in rows, not in the sweep's one document", { timeout: 120_000 }, async () => {
     const count = 45_000;
-    await runInDurableObject(env.ORG_INDEX.getByName("index"), (_instance, state) => {
-      state.storage.transactionSync(() => {
-        for (let i = 0; i < count; i++) {
-          state.storage.sql.exec(
-            "INSERT INTO orgs (org_id, state, reason, since, version, suspend_at, suspended_at) VALUES (?, 'suspended', 'grace_elapsed_never_paid', 0, 1, NULL, 0)",
-            `bulk_missing_org_${String(i).padStart(6, "0")}`,
-          );
-        }
+    // Each org's row in its shard of the index (src/billing/index/shard.ts).
+    const bulk = Array.from({ length: count }, (_, i) => `bulk_missing_org_${String(i).padStart(6, "0")}`);
+    for (const [shard, ids] of partitionByShard(bulk)) {
+      await runInDurableObject(env.ORG_INDEX.getByName(shardName(shard)), (_instance, state) => {
+        state.storage.transactionSync(() => {
+          for (const id of ids) {
+            state.storage.sql.exec(
+              "INSERT INTO orgs (org_id, state, reason, since, version, suspend_at, suspended_at) VALUES (?, 'suspended', 'grace_elapsed_never_paid', 0, 1, NULL, 0)",
+              id,
+            );
+          }
+        });
       });
-    });
+    }
     try {
       const held = await reconcileNow();
       expect(held.status).toBe("held");
@@ -195,7 +200,9 @@ describe("the reconciliation sweep", () => {
       const docSize = await runInDurableObject(sweeper(), (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT MAX(LENGTH(doc)) AS n FROM sweeps").one().n);
       expect(docSize).toBeLessThan(20_000);
     } finally {
-      await runInDurableObject(env.ORG_INDEX.getByName("index"), (_instance, state) => void state.storage.sql.exec("DELETE FROM orgs WHERE org_id LIKE 'bulk_missing_org_%'").toArray());
+      for (const name of SHARD_NAMES) {
+        await runInDurableObject(env.ORG_INDEX.getByName(name), (_instance, state) => void state.storage.sql.exec("DELETE FROM orgs WHERE org_id LIKE 'bulk_missing_org_%'").toArray());
+      }
       await reconcileNow(); // discards the held sweep; nothing is missing any more
     }
   });

@@ -228,7 +228,8 @@ export function overviewPage(overview: Overview, reasons: Record<string, string>
   );
 }
 
-export function listPage(state: "ok" | "overdue" | "suspended", orgs: IndexEntryView[], nextCursor: string | null, now: number): Html {
+/** `paged`: a page after the first (reached by a cursor), which links back to the first. */
+export function listPage(state: "ok" | "overdue" | "suspended", orgs: IndexEntryView[], nextCursor: string | null, now: number, paged = false): Html {
   const title = { ok: "Restored in the last 30 days", overdue: "Overdue", suspended: "Suspended" }[state];
   return layout(
     title,
@@ -245,7 +246,9 @@ export function listPage(state: "ok" | "overdue" | "suspended", orgs: IndexEntry
           ],
           "Nothing here.",
         )}
-        ${nextCursor ? html`<p><a href="/admin/list/${state}?cursor=${nextCursor}">Next page</a></p>` : ""}
+        ${nextCursor || paged
+          ? html`<p>${paged ? html`<a href="/admin/list/${state}">First page</a>` : ""}${paged && nextCursor ? " · " : ""}${nextCursor ? html`<a href="/admin/list/${state}?cursor=${nextCursor}">Next page</a>` : ""}</p>`
+          : ""}
       </section>`,
   );
 }

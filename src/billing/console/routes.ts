@@ -126,7 +126,7 @@ export const consoleRouter = Router<ConsoleRequest, [BillingEnv, ExecutionContex
     // The admin API's cursor rule (IndexCursor); anything else shows the first page.
     const cursor = IndexCursor.safeParse(new URL(request.url).searchParams.get("cursor"));
     const list = await orgIndex(env).list({ state, cursor: cursor.success ? cursor.data : null, limit: 50 });
-    return page(200, listPage(state, list.orgs.map(indexEntryView), list.next_cursor, Date.now()));
+    return page(200, listPage(state, list.orgs.map(indexEntryView), list.next_cursor, Date.now(), cursor.success));
   })
   .get("/org", (request) => {
     const id = new URL(request.url).searchParams.get("id")?.trim() ?? "";
