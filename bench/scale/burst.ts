@@ -14,7 +14,7 @@ import { http, logger, pool } from "./support/stack.ts";
 const ORGS = Number(process.env.SCALE_BURST_ORGS ?? 2_000);
 const PER_ORG = 10;
 const CONCURRENCY = Number(process.env.SCALE_BURST_CONCURRENCY ?? 64);
-const BASE_PORT = Number(process.env.SCALE_BURST_PORT ?? 32_787);
+const BASE_PORT = Number(process.env.SCALE_BURST_PORT ?? 30_287);
 const DAY = 86_400_000;
 
 const SITUATIONS = ["paying", "in_grace", "never_paid", "lapsed", "recovers"] as const;
@@ -41,11 +41,12 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 export async function run(): Promise<Record<string, number | string>> {
   const log = logger("burst");
   const { settings, persistDir } = benchSetup(BASE_PORT, "scale-burst");
-  log("bundling the Workers and starting the runtime ...");
-  const stack = await startBenchRuntime(settings, persistDir);
   let peakWorkerd = 0;
   const sampler = setInterval(() => (peakWorkerd = Math.max(peakWorkerd, workerdRssMib())), 500);
+  let stack: Awaited<ReturnType<typeof startBenchRuntime>> | null = null;
   try {
+    log("bundling the Workers and starting the runtime ...");
+    stack = await startBenchRuntime(settings, persistDir);
     const { admin, control, webhook } = http(settings, stack.billingUrl, stack.autumnUrl);
     const now = Date.now();
     const orgs = Array.from({ length: ORGS }, (_, i) => ({ id: `burst-${String(i).padStart(5, "0")}`, situation: SITUATIONS[i % SITUATIONS.length]! }));
@@ -131,7 +132,7 @@ export async function run(): Promise<Record<string, number | string>> {
     return figures;
   } finally {
     clearInterval(sampler);
-    await stack.stop();
+    await stack?.stop();
   }
 }
 
