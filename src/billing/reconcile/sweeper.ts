@@ -200,8 +200,10 @@ export class Reconciler extends DurableObject<BillingEnv> {
     } catch (error) {
       return this.retryPage(sweep, new PageFailure(`the index could not be read: ${String(error)}`), Date.now());
     }
-    const listed = new Set(this.sql.exec<{ org_id: string }>("SELECT org_id FROM sweep_listed").toArray().map((row) => row.org_id));
-    const known = new Set(this.sql.exec<{ org_id: string }>("SELECT org_id FROM known_missing").toArray().map((row) => row.org_id));
+    // Looked up row by row (primary keys), not loaded: both tables grow with the orgs held not ok (M).
+    const inTable = (table: "sweep_listed" | "known_missing") => ({ has: (orgId: string) => this.sql.exec(`SELECT 1 FROM ${table} WHERE org_id = ?`, orgId).toArray().length > 0 });
+    const listed = inTable("sweep_listed");
+    const known = inTable("known_missing");
     const missing = missingFromListing(notOk, listed, sweep.started_at);
     // An org already missing at the last sweep that acted was handed over then, and its object kept its state
     // (Autumn does not know the customer): only newly missing orgs are handed over and weighed, or every sweep
