@@ -70,6 +70,7 @@ export async function run(): Promise<Record<string, number | string>> {
     const outcomes: Record<string, number> = { processed: 0, duplicate: 0, failed: 0 };
     const failures: string[] = [];
     let burstMs = 0;
+    const halfS: number[] = [];
     const send = async (deliveries: { org: string; messageId: string }[]) => {
       const started = performance.now();
       await pool(deliveries, CONCURRENCY, async ({ org, messageId }) => {
@@ -81,6 +82,7 @@ export async function run(): Promise<Record<string, number | string>> {
         if (outcome === "failed" && failures.length < 3) failures.push(`${org}: ${answer}`);
       });
       burstMs += performance.now() - started;
+      halfS.push((performance.now() - started) / 1000);
     };
     log(`first half: ${halves[0]!.length.toLocaleString("en")} webhooks, ${CONCURRENCY} at a time ...`);
     await send(halves[0]!);
@@ -116,6 +118,8 @@ export async function run(): Promise<Record<string, number | string>> {
       concurrency: CONCURRENCY,
       burst_s: burstMs / 1000,
       webhooks_per_s: total / (burstMs / 1000),
+      first_half_s: halfS[0] ?? 0,
+      second_half_s: halfS[1] ?? 0,
       p50_ms: percentile(latencies, 50),
       p99_ms: percentile(latencies, 99),
       processed: outcomes.processed ?? 0,
