@@ -13,8 +13,8 @@ import { benchSetup, runLoadGenerator, startBenchRuntime } from "./runtime.ts";
 
 // `npm run bench -- --scale`: the scale scenarios only (bench/scale/run.ts, issue 23), none of the default run's.
 if (process.argv.includes("--scale")) {
-  const { onlyArgument, runScale } = await import("./scale/run.ts");
-  process.exit((await runScale(onlyArgument(process.argv))) ? 0 : 1);
+  const { main } = await import("./scale/run.ts");
+  process.exit(await main(process.argv));
 }
 
 /**

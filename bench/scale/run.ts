@@ -20,6 +20,8 @@ type ScaleResults = { machine: Record<string, string | number>; scenarios: Recor
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const RESULTS = join(REPO_ROOT, "bench", "results");
+/** Where the scenarios are and where the results go (tests point both at a temporary folder). */
+export type ScaleDirs = { scenarios: string; results: string };
 const log = (message: string) => console.log(`[scale ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
 /** The scenario files, by name, in name order. */
@@ -90,11 +92,11 @@ export function markdown(results: ScaleResults): string {
 }
 
 /** Runs the scenarios (all, or those named), writes the results, and answers whether every one ran without error. */
-export async function runScale(only: string[] | null = null): Promise<boolean> {
-  const files = scenarioFiles();
+export async function runScale(only: string[] | null = null, dirs: ScaleDirs = { scenarios: HERE, results: RESULTS }): Promise<boolean> {
+  const files = scenarioFiles(dirs.scenarios);
   const unknown = (only ?? []).filter((name) => !files.some((file) => file.name === name));
-  if (unknown.length > 0) throw new Error(`--only: no scenario ${unknown.join(", ")} (there are ${files.map((file) => file.name).join(", ")})`);
-  const path = join(RESULTS, "scale.json");
+  if (unknown.length > 0) throw new UsageError(`--only: no scenario ${unknown.join(", ")} (there are ${files.map((file) => file.name).join(", ")})`);
+  const path = join(dirs.results, "scale.json");
   const previous = only !== null && existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as ScaleResults).scenarios : {};
   const scenarios: Record<string, ScenarioResult> = { ...previous };
   let allOk = true;
@@ -108,10 +110,10 @@ export async function runScale(only: string[] | null = null): Promise<boolean> {
     allOk &&= result.error === null;
     log(`${file.name}: ${result.error === null ? `done in ${format(result.wall_s)} s` : `FAILED: ${result.error}`}`);
     // Written after each scenario: a long run that is stopped keeps what it measured.
-    write({ machine: machine(), scenarios });
+    write(dirs.results, { machine: machine(), scenarios });
   }
   const results = { machine: machine(), scenarios };
-  write(results);
+  write(dirs.results, results);
   console.log(`\n${markdown(results)}\nWritten to bench/results/scale.json and scale.md.`);
   return allOk;
 }
@@ -120,24 +122,38 @@ function machine() {
   return { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version, date: new Date().toISOString() };
 }
 
-function write(results: ScaleResults): void {
-  mkdirSync(RESULTS, { recursive: true });
+function write(dir: string, results: ScaleResults): void {
+  mkdirSync(dir, { recursive: true });
   const ordered = { ...results, scenarios: Object.fromEntries(Object.entries(results.scenarios).sort(([a], [b]) => a.localeCompare(b))) };
-  writeFileSync(join(RESULTS, "scale.json"), `${JSON.stringify(ordered, null, 2)}\n`);
-  writeFileSync(join(RESULTS, "scale.md"), markdown(ordered));
+  writeFileSync(join(dir, "scale.json"), `${JSON.stringify(ordered, null, 2)}\n`);
+  writeFileSync(join(dir, "scale.md"), markdown(ordered));
 }
+
+/** A mistake in the command line: printed as a sentence, not a stack. */
+export class UsageError extends Error {}
 
 /** The names after `--only`, or null. */
 export function onlyArgument(argv: string[]): string[] | null {
   const at = argv.indexOf("--only");
   if (at === -1) return null;
   const names = (argv[at + 1] ?? "").split(",").filter(Boolean);
-  if (names.length === 0) throw new Error("--only takes a comma-separated list of scale scenarios");
+  if (names.length === 0) throw new UsageError("--only takes a comma-separated list of scale scenarios");
   return names;
+}
+
+/** `node bench/scale/run.ts [--only a,b]` and `npm run bench -- --scale`: exit 0 when every scenario ran, 1 when one failed, 2 on a usage mistake. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    return (await runScale(onlyArgument(argv))) ? 0 : 1;
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(error.message);
+    return 2;
+  }
 }
 
 if (process.argv[1] === SELF) {
   const at = process.argv.indexOf("--child");
   if (at !== -1) await child(process.argv[at + 1]!);
-  else process.exitCode = (await runScale(onlyArgument(process.argv))) ? 0 : 1;
+  else process.exitCode = await main(process.argv);
 }
