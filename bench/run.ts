@@ -11,6 +11,12 @@ import type { OpCounts } from "./counted-ingest/ops.ts";
 import { workerdCpuSeconds, workerdRssMib } from "./proc.ts";
 import { benchSetup, runLoadGenerator, startBenchRuntime } from "./runtime.ts";
 
+// `npm run bench -- --scale`: the scale scenarios only (bench/scale/run.ts, issue 23), none of the default run's.
+if (process.argv.includes("--scale")) {
+  const { main } = await import("./scale/run.ts");
+  process.exit(await main(process.argv));
+}
+
 /**
  * `npm run bench`: every scenario in one run against the local stack (see runtime.ts), so
  * they share the machine's conditions; results are reported as ratios to the

@@ -81,6 +81,9 @@ import { listen } from "../listen.ts";
  *   GET | DELETE /_control/faults
  *   GET | DELETE /_control/calls                    the last 10,000 /v1 calls
  *   GET | DELETE /_control/stats                    /v1 calls counted per path and status, never bounded
+ *   GET | DELETE /_control/stats/customers          /v1 calls naming a customer (body `customer_id`), per customer and
+ *                                                   path, since the last clear (of these or of /stats): which customers
+ *                                                   a walk of a million read one by one, past the call log's 10,000
  * Every customer change answers `{customer, webhook}`: the signed `billing.updated` (or
  * `invoice.finalized`) message Autumn would send (Svix headers, exact raw body), delivered to
  * `webhook.url` unless the URL is null or the request has `?deliver=0` (or `?deliver=false`):
@@ -114,7 +117,8 @@ const MAX_BODY_BYTES = 1 << 20;
 const MAX_CALLS = 10_000;
 /** Autumn's default per-org maximum page size for customers.list and invoices.list (PAGINATION_CONFIGS); the schema allows 5000. */
 const MAX_PAGE = 1000;
-const MAX_SEED = 100_000;
+/** A million: the scale bench sweeps that many customers (bench/scale/sweep.ts); about 0.9 KB each here. */
+const MAX_SEED = 1_000_000;
 
 const FaultInput = z.object({
   /** out_of_range: applied as usual, answered 200 with its numbers out of range (negative balances, times past year 275760, 2^53+). */
@@ -381,6 +385,8 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
   const draws = new WeakMap<Fault, () => number>();
   let calls: Call[] = [];
   let stats: Stats = { since: now(), total: 0, paths: {} };
+  /** Per customer named in a /v1 call's body: calls per path (only customers called are kept). */
+  let customerCalls = new Map<string, Record<string, number>>();
   let webhooks: WebhookRecord[] = [];
   /** Idempotency keys claimed (header key as sent, body key as `track:<key>`) → when they expire. */
   const idempotencyKeys = new Map<string, number>();
@@ -630,6 +636,7 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
       faults = [];
       calls = [];
       stats = { since: now(), total: 0, paths: {} };
+      customerCalls = new Map();
       webhooks = [];
       idempotencyKeys.clear();
       usage.clear(now());
@@ -653,7 +660,11 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
     }
     if (path === "/stats") {
       if (method === "GET") return reply(200, stats);
-      if (method === "DELETE") return (stats = { since: now(), total: 0, paths: {} }), reply(200, stats);
+      if (method === "DELETE") return (stats = { since: now(), total: 0, paths: {} }), (customerCalls = new Map()), reply(200, stats);
+    }
+    if (path === "/stats/customers") {
+      if (method === "GET") return reply(200, { customers: Object.fromEntries(customerCalls) });
+      if (method === "DELETE") return (customerCalls = new Map()), reply(200, { customers: {} });
     }
     if (path === "/seed" && method === "POST") {
       const input = validate(SeedBody, body());
@@ -780,6 +791,12 @@ export async function startAutumnStandIn(options: AutumnStandInOptions): Promise
     if (isApi) {
       const json = parseJson(rawBody);
       calls.push({ path, body: json.ok ? json.value : rawBody, status: answer.status, at: receivedAt, ...(fault ? { fault } : {}) });
+      const customerId = json.ok ? (json.value as { customer_id?: unknown } | null)?.customer_id : undefined;
+      if (typeof customerId === "string") {
+        const byPath = customerCalls.get(customerId) ?? {};
+        byPath[path] = (byPath[path] ?? 0) + 1;
+        customerCalls.set(customerId, byPath);
+      }
       if (calls.length > MAX_CALLS) calls.splice(0, calls.length - MAX_CALLS);
       const counted = (stats.paths[path] ??= { total: 0, status: {}, faults: 0 });
       counted.total += 1;

@@ -75,7 +75,7 @@ export function disagreements(
  * their state when the sweep started (`since <= startedAt`) count: one that turned overdue after the
  * sweep passed its page was never absent from Autumn, only read before it changed.
  */
-export function missingFromListing(notOk: Held[], listed: ReadonlySet<string>, startedAt = Infinity): HandOver[] {
+export function missingFromListing(notOk: Held[], listed: Pick<ReadonlySet<string>, "has">, startedAt = Infinity): HandOver[] {
   return notOk
     .filter((held) => !listed.has(held.org_id) && !settledBySupport(held) && (held.since ?? -Infinity) <= startedAt)
     .map((held) => ({ org_id: held.org_id, kind: "missing_from_autumn" }));

@@ -45,7 +45,10 @@ export const SweepRecord = z.object({
   /** Objects that could not be reached; the next sweep finds the same disagreement again. */
   hand_over_failures: z.number().int(),
   autumn_calls: z.number().int(),
+  /** Org objects asked (one per hand-over). */
   object_calls: z.number().int(),
+  /** Index calls: one per page (which listed orgs it holds) and two after the last (not-ok orgs, restricted count): docs/scale.md's formula. */
+  index_calls: z.number().int().default(0),
   /** Consecutive failures of the current page, for backoff. */
   attempts: z.number().int(),
   next_at: z.number().nullable(),
@@ -81,6 +84,7 @@ export function newSweep(id: string, trigger: SweepRecord["trigger"], now: numbe
     hand_over_failures: 0,
     autumn_calls: 0,
     object_calls: 0,
+    index_calls: 0,
     attempts: 0,
     next_at: now,
     errors: [],

@@ -147,12 +147,14 @@ export class Reconciler extends DurableObject<BillingEnv> {
     const called = { ...sweep, autumn_calls: sweep.autumn_calls + 1 };
     if (!result.ok) return this.retryPage(called, new PageFailure(result.failure.message, result.failure.retryAfterMs), now);
     const { customers, unreadable } = readCustomers(result.value.list);
+    // Counted when asked, answered or not: the formula is about calls made.
+    const asked = { ...called, index_calls: called.index_calls + 1 };
     let held: Map<string, Held>;
     try {
       const ids = customers.flatMap((customer) => (customer.id === null ? [] : [customer.id]));
       held = new Map((await orgIndex(this.env).heldAmong(ids)).map((entry) => [entry.org_id, entry]));
     } catch (error) {
-      return this.retryPage(called, new PageFailure(`the index could not be read: ${String(error)}`), now);
+      return this.retryPage(asked, new PageFailure(`the index could not be read: ${String(error)}`), now);
     }
     const handOvers = disagreements(customers, held, metered);
     // Listed orgs that are (or will be, once handed over) not ok: the last step must not take them for missing.
@@ -162,8 +164,8 @@ export class Reconciler extends DurableObject<BillingEnv> {
     });
     const page = sweep.pages + 1;
     const next: SweepRecord = {
-      ...withErrors(called, unreadable.slice(0, 3).map((message) => ({ at: now, page, message, org_id: null }))),
-      error_count: called.error_count + unreadable.length,
+      ...withErrors(asked, unreadable.slice(0, 3).map((message) => ({ at: now, page, message, org_id: null }))),
+      error_count: asked.error_count + unreadable.length,
       pages: page,
       customers_seen: sweep.customers_seen + result.value.list.length,
       cursor: result.value.next_cursor ?? "",
@@ -193,12 +195,15 @@ export class Reconciler extends DurableObject<BillingEnv> {
     }
     try {
       const index = orgIndex(this.env);
+      sweep = { ...sweep, index_calls: sweep.index_calls + 2 };
       [notOk, restricted] = await Promise.all([index.notOk(), index.restrictedCount()]);
     } catch (error) {
       return this.retryPage(sweep, new PageFailure(`the index could not be read: ${String(error)}`), Date.now());
     }
-    const listed = new Set(this.sql.exec<{ org_id: string }>("SELECT org_id FROM sweep_listed").toArray().map((row) => row.org_id));
-    const known = new Set(this.sql.exec<{ org_id: string }>("SELECT org_id FROM known_missing").toArray().map((row) => row.org_id));
+    // Looked up row by row (primary keys), not loaded: both tables grow with the orgs held not ok (M).
+    const inTable = (table: "sweep_listed" | "known_missing") => ({ has: (orgId: string) => this.sql.exec(`SELECT 1 FROM ${table} WHERE org_id = ?`, orgId).toArray().length > 0 });
+    const listed = inTable("sweep_listed");
+    const known = inTable("known_missing");
     const missing = missingFromListing(notOk, listed, sweep.started_at);
     // An org already missing at the last sweep that acted was handed over then, and its object kept its state
     // (Autumn does not know the customer): only newly missing orgs are handed over and weighed, or every sweep
@@ -279,7 +284,7 @@ export class Reconciler extends DurableObject<BillingEnv> {
   }
 
   private counts(sweep: SweepRecord) {
-    return { sweep_id: sweep.id, pages: sweep.pages, customers_seen: sweep.customers_seen, orgs_handed_over: sweep.orgs_handed_over, autumn_calls: sweep.autumn_calls, object_calls: sweep.object_calls, errors: sweep.error_count };
+    return { sweep_id: sweep.id, pages: sweep.pages, customers_seen: sweep.customers_seen, orgs_handed_over: sweep.orgs_handed_over, autumn_calls: sweep.autumn_calls, object_calls: sweep.object_calls, index_calls: sweep.index_calls, errors: sweep.error_count };
   }
 
   /** The current sweep's view, with the count of its pending rows (a past sweep's rows are gone). */
