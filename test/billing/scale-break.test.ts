@@ -66,3 +66,40 @@ describe("the 30-day cleanup of restored orgs across shards", () => {
     expect(await walk("ok", 10)).toEqual([busy]);
   });
 });
+
+describe("an org that changes state while a list is walked page by page", () => {
+  /** `n` overdue orgs with deadlines an hour apart from `now` + 1 h, spread over the shards. */
+  async function overdueOrgs(prefix: string, n: number, now: number): Promise<string[]> {
+    const ids = Array.from({ length: n }, (_, i) => `${prefix}_${String(i).padStart(2, "0")}`);
+    await Promise.all(ids.map((id, i) => index.upsert(indexEntry(id, "overdue", { since: now, suspend_at: now + (i + 1) * HOUR, version: 1 }))));
+    return ids;
+  }
+
+  it("overdue -> suspended -> ok between pages: listed at most once in each walk, and in the ok list afterwards", async () => {
+    const now = Date.now();
+    const ids = await overdueOrgs("mover", 12, now);
+    const mover = ids[1]!;
+    const step = async (page: number) => {
+      if (page === 1) await index.upsert(indexEntry(mover, "suspended", { since: now + 1, suspended_at: now + 1, version: 2 }));
+      if (page === 2) await index.upsert(indexEntry(mover, "ok", { since: now + 2, version: 3 }));
+    };
+    const overdue = await walk("overdue", 4, step);
+    expect(overdue.filter((id) => id === mover)).toHaveLength(1);
+    expect(new Set(overdue).size).toBe(overdue.length);
+    expect(await walk("ok", 4)).toEqual([mover]);
+  });
+
+  it("an overdue org on the first page, restored and overdue again with a later deadline, is not listed twice in one walk", async () => {
+    // cursor.ts: rows changed between pages "neither shift nor repeat". An org that paid and then missed
+    // another invoice is overdue again with a new, later deadline: past the cursor, so the walk meets it again.
+    const now = Date.now();
+    const ids = await overdueOrgs("again", 12, now);
+    const again = ids[0]!;
+    const overdue = await walk("overdue", 4, async (page) => {
+      if (page !== 1) return;
+      await index.upsert(indexEntry(again, "ok", { since: now + 1, version: 2 }));
+      await index.upsert(indexEntry(again, "overdue", { since: now + 2, suspend_at: now + 20 * HOUR, version: 3 }));
+    });
+    expect(overdue.filter((id) => id === again)).toHaveLength(1);
+  });
+});
