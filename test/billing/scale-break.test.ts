@@ -103,3 +103,49 @@ describe("an org that changes state while a list is walked page by page", () => 
     expect(overdue.filter((id) => id === again)).toHaveLength(1);
   });
 });
+
+describe("cursors GET /admin/orgs did not make", () => {
+  /** base64url of any JSON text, as encodeCursor writes it (whether or not the index would make it). */
+  function forge(json: string): string {
+    let binary = "";
+    for (const byte of new TextEncoder().encode(json)) binary += String.fromCharCode(byte);
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  it.each([
+    ["a key past the largest", forge('{"s":"overdue","k":9007199254740992,"o":"x"}')],
+    ["a key of 1e308", forge('{"s":"overdue","k":1e308,"o":"x"}')],
+    ["a fractional key", forge('{"s":"overdue","k":1.5,"o":"x"}')],
+    ["a key as a string", forge('{"s":"overdue","k":"1","o":"x"}')],
+    ["an unknown state", forge('{"s":"gone","k":1,"o":"x"}')],
+    ["an empty org id", forge('{"s":"overdue","k":1,"o":""}')],
+    ["an extra field", forge('{"s":"overdue","k":1,"o":"x","z":1}')],
+    ["fields in another order", forge('{"k":1,"s":"overdue","o":"x"}')],
+    ["padding", `${encodeCursor({ state: "overdue", key: 1, orgId: "x" })}==`],
+    ["standard base64", encodeCursor({ state: "overdue", key: 1, orgId: "x>>?" }).replace(/-/g, "+").replace(/_/g, "/")],
+    ["not JSON", forge("{s:overdue}")],
+    ["invalid UTF-8", btoa("\xff\xfe\xfd").replace(/=+$/, "")],
+    ["far too long", "A".repeat(601)],
+  ])("refuses %s with 400 invalid_request", async (_what, cursor) => {
+    const response = await admin(`/orgs?state=overdue&cursor=${encodeURIComponent(cursor)}`);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: "invalid_request" });
+  });
+
+  it.each([
+    ["the largest key", { state: "overdue", key: Number.MAX_SAFE_INTEGER, orgId: "zzz" }],
+    ["the smallest key", { state: "suspended", key: -Number.MAX_SAFE_INTEGER, orgId: "a" }],
+    ["an org id with a NUL and quotes", { state: "ok", key: 0, orgId: "a\u0000'\"); DROP TABLE orgs; --" }],
+    ["an org id with a lone surrogate", { state: "overdue", key: 5, orgId: "\ud800x" }],
+    ["an org id of 256 characters", { state: "overdue", key: 5, orgId: "o".repeat(256) }],
+  ] as const)("a well-formed cursor with %s is a page (200), never a 5xx", async (_what, position) => {
+    const now = Date.now();
+    await index.upsert(indexEntry("cursor_probe", "overdue", { since: now, suspend_at: now + HOUR }));
+    const cursor = encodeCursor(position);
+    const response = await admin(`/orgs?state=${position.state}&cursor=${encodeURIComponent(cursor)}`);
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { orgs: unknown[]; next_cursor: string | null };
+    expect(Array.isArray(body.orgs)).toBe(true);
+  });
+
+});
