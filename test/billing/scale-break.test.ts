@@ -1,10 +1,12 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { encodeCursor } from "../../src/billing/index/cursor.ts";
-import { orgIndex } from "../../src/billing/index/object.ts";
-import { shardOf } from "../../src/billing/index/shard.ts";
+import { DRAIN_BATCH, orgIndex } from "../../src/billing/index/object.ts";
+import { forgetLegacyDrained } from "../../src/billing/index/sharded.ts";
+import { LEGACY_INDEX_NAME, SHARD_NAMES, shardOf } from "../../src/billing/index/shard.ts";
 import { admin } from "../support/billing.ts";
-import { drainLegacyIndex, emptyIndex, indexEntry } from "../support/org-index.ts";
+import { drainLegacyIndex, emptyIndex, indexEntry, orgIdsIn } from "../support/org-index.ts";
 
 /**
  * Issue 23's breaker: the sharded index, its cursors and the batch mint where they meet the other features.
@@ -148,4 +150,76 @@ describe("cursors GET /admin/orgs did not make", () => {
     expect(Array.isArray(body.orgs)).toBe(true);
   });
 
+});
+
+describe("the old single object drained while the index is written and read", () => {
+  it("an org restored mid-drain (its old row not yet handed over) never comes back as suspended; its would-be refusals and the sweep's reads stay right", { timeout: 60_000 }, async () => {
+    forgetLegacyDrained();
+    const now = Date.now();
+    const hour = Math.floor(now / HOUR) * HOUR;
+    const legacy = env.ORG_INDEX.getByName(LEGACY_INDEX_NAME);
+    // More rows than one drain run hands over; the org that races sorts last, so it is still in the old object after the first run.
+    const n = DRAIN_BATCH + 200;
+    await runInDurableObject(legacy, (_instance, state) => {
+      const sql = state.storage.sql;
+      sql.exec("DELETE FROM index_meta WHERE key = 'drained'");
+      state.storage.transactionSync(() => {
+        for (let i = 0; i < n; i++) sql.exec("INSERT INTO orgs (org_id, state, reason, since, version, suspend_at, suspended_at) VALUES (?, 'suspended', 'grace_elapsed_never_paid', ?, 2, NULL, ?)", `d_${String(i).padStart(5, "0")}`, now - DAY, now - DAY + i);
+        sql.exec("INSERT INTO orgs (org_id, state, reason, since, version, suspend_at, suspended_at) VALUES ('zz_racer', 'suspended', 'grace_elapsed_never_paid', ?, 4, NULL, ?)", now - DAY, now - HOUR);
+        sql.exec("INSERT INTO org_limits (org_id, features, version, at) VALUES ('zz_racer', '[\"spans\"]', 4, ?)", now - DAY);
+        sql.exec("INSERT INTO would_refuse (org_id, hour, requests) VALUES ('zz_racer', ?, 7)", hour);
+      });
+    });
+    for (const name of SHARD_NAMES) {
+      await runInDurableObject(env.ORG_INDEX.getByName(name), (instance, state) => {
+        state.storage.sql.exec("DELETE FROM index_meta WHERE key = 'legacy_done'");
+        (instance as unknown as { legacyDone: boolean }).legacyDone = false;
+      });
+    }
+    expect((await legacy.drainStatus()).drained).toBe(false);
+    await runDurableObjectAlarm(legacy);
+    expect(await orgIdsIn(LEGACY_INDEX_NAME)).toContain("zz_racer");
+
+    // Restored (limit lifted too) while its old row waits; observe mode records more would-be refusals of the same hour.
+    await index.upsert(indexEntry("zz_racer", "ok", { since: now, version: 5, limits: [] }));
+    await index.recordWouldRefuse("zz_racer", [{ hour, requests: 9 }]);
+
+    // The sweep's reads, and the lists, while the old row is still there.
+    expect(await index.heldAmong(["zz_racer", "d_00000"])).toEqual([{ org_id: "d_00000", state: "suspended", reason: "grace_elapsed_never_paid", since: now - DAY, limits: [] }]);
+    expect((await index.notOk()).map((o) => o.org_id)).not.toContain("zz_racer");
+    expect((await index.list({ state: "suspended", cursor: null, limit: 200 })).orgs.map((o) => o.org_id)).not.toContain("zz_racer");
+    expect((await index.overview(now, HOUR)).would_refuse.filter((o) => o.org_id === "zz_racer")).toEqual([{ org_id: "zz_racer", requests: 9, last_hour: hour }]);
+
+    await drainLegacyIndex();
+    expect(await orgIdsIn(LEGACY_INDEX_NAME)).toEqual([]);
+    expect(await index.heldAmong(["zz_racer"])).toEqual([]);
+    expect((await index.list({ state: "ok", cursor: null, limit: 10 })).orgs.map((o) => [o.org_id, o.version])).toEqual([["zz_racer", 5]]);
+    expect(await index.restrictedCount()).toBe(n);
+    const overview = await index.overview(now, HOUR);
+    expect(overview.counts).toEqual({ overdue: 0, suspended: n, ok: 1 });
+    expect(overview.would_refuse).toEqual([{ org_id: "zz_racer", requests: 9, last_hour: hour }]);
+  });
+});
+
+describe("the sweep's heldAmong and restrictedCount with plan limits across shards", () => {
+  it("counts each restricted org once: not ok, ok with a limit, not ok with a limit; a lifted limit no more", async () => {
+    const now = Date.now();
+    const ids = Array.from({ length: 40 }, (_, i) => `lim_${i}`);
+    expect(new Set(ids.map(shardOf)).size).toBeGreaterThan(8);
+    const kinds = ids.map((_, i) => i % 4);
+    await Promise.all(
+      ids.map((id, i) => {
+        switch (kinds[i]) {
+          case 0: return index.upsert(indexEntry(id, "overdue", { since: now, suspend_at: now + HOUR }));
+          case 1: return index.upsert(indexEntry(id, "ok", { limits: ["spans"] }));
+          case 2: return index.upsert(indexEntry(id, "suspended", { since: now, suspended_at: now, limits: ["bytes", "spans"] }));
+          default: return index.upsert(indexEntry(id, "ok", { limits: ["spans"] })).then(() => index.upsert(indexEntry(id, "ok", { version: 2, limits: [] })));
+        }
+      }),
+    );
+    expect(await index.restrictedCount()).toBe(30);
+    const held = await index.heldAmong([...ids, "lim_never"]);
+    expect(held.map((h) => h.org_id).sort()).toEqual(ids.filter((_, i) => kinds[i] !== 3).sort());
+    for (const h of held) expect(h.limits).toEqual(kinds[ids.indexOf(h.org_id)] === 0 ? [] : kinds[ids.indexOf(h.org_id)] === 1 ? ["spans"] : ["bytes", "spans"]);
+  });
 });
