@@ -5,7 +5,10 @@ import { encodeCursor } from "../../src/billing/index/cursor.ts";
 import { DRAIN_BATCH, orgIndex } from "../../src/billing/index/object.ts";
 import { forgetLegacyDrained } from "../../src/billing/index/sharded.ts";
 import { LEGACY_INDEX_NAME, SHARD_NAMES, shardOf } from "../../src/billing/index/shard.ts";
-import { admin } from "../support/billing.ts";
+import { hashIngestKey, IngestKeyRecord } from "../../src/shared/ingest-key.ts";
+import { ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
+import { admin, uniqueOrg } from "../support/billing.ts";
+import { TEST_INGEST_KEY_PEPPER } from "../support/secrets.ts";
 import { drainLegacyIndex, emptyIndex, indexEntry, orgIdsIn } from "../support/org-index.ts";
 
 /**
@@ -221,5 +224,41 @@ describe("the sweep's heldAmong and restrictedCount with plan limits across shar
     const held = await index.heldAmong([...ids, "lim_never"]);
     expect(held.map((h) => h.org_id).sort()).toEqual(ids.filter((_, i) => kinds[i] !== 3).sort());
     for (const h of held) expect(h.limits).toEqual(kinds[ids.indexOf(h.org_id)] === 0 ? [] : kinds[ids.indexOf(h.org_id)] === 1 ? ["spans"] : ["bytes", "spans"]);
+  });
+});
+
+describe("the batch mint where it meets keys, revocations and suspensions", () => {
+  type BatchAnswer = { keys: { org_id: string; key_id: string; key: string }[]; failed: { org_id: string; error: string }[] };
+  const batch = (body: string) => admin("/ingest-keys:batch", { method: "POST", headers: { "content-type": "application/json" }, body });
+  const keyRecord = async (key: string) => IngestKeyRecord.parse(await env.INGEST_KEYS.get(ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, key)), "json"));
+
+  it.each(["[]", '["org_a"]', "null", "42", '"org_a"', '{"orgs":[1,2]}', '{"orgs":null}', '{"orgs":[""]}'])("refuses the body %s with 400 invalid_request, never a 5xx", async (body) => {
+    const response = await batch(body);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: "invalid_request" });
+  });
+
+  it("an org at 20 keys with one revoked gets its 20th again from the batch; the revoked key's entry is gone", async () => {
+    const org = uniqueOrg("bfull");
+    const minted: { key_id: string; key: string }[] = [];
+    for (let i = 0; i < 20; i++) minted.push((await (await admin(`/orgs/${org}/ingest-keys`, { method: "POST" })).json()) as { key_id: string; key: string });
+    expect(JSON.parse(await (await batch(JSON.stringify({ orgs: [org] }))).text()).failed).toEqual([expect.objectContaining({ org_id: org, error: "too_many_keys" })]);
+    expect((await admin(`/orgs/${org}/ingest-keys/${minted[3]!.key_id}`, { method: "DELETE" })).status).toBe(200);
+    const response = await batch(JSON.stringify({ orgs: [org] }));
+    expect(response.status).toBe(201);
+    const body = (await response.json()) as BatchAnswer;
+    expect(body.keys).toHaveLength(1);
+    expect(await keyRecord(body.keys[0]!.key)).toMatchObject({ org_id: org, key_id: body.keys[0]!.key_id });
+    expect(await env.INGEST_KEYS.get(ingestKeyHashKey(await hashIngestKey(TEST_INGEST_KEY_PEPPER, minted[3]!.key)))).toBeNull();
+    // Full again.
+    expect(((await (await batch(JSON.stringify({ orgs: [org] }))).json()) as BatchAnswer).failed.map((f) => f.error)).toEqual(["too_many_keys"]);
+  });
+
+  it("a key the batch mints for a suspended org carries the suspended verdict the ingest Worker enforces", async () => {
+    const org = uniqueOrg("bsusp");
+    const suspended = await admin(`/orgs/${org}/override`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ action: "suspend", note: "breaker: suspended before the batch" }) });
+    expect(suspended.status).toBe(200);
+    const body = (await (await batch(JSON.stringify({ orgs: [org] }))).json()) as BatchAnswer;
+    expect(await keyRecord(body.keys[0]!.key)).toMatchObject({ org_id: org, verdict: { state: "suspended" } });
   });
 });
