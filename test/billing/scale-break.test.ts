@@ -107,6 +107,25 @@ describe("an org that changes state while a list is walked page by page", () => 
     });
     expect(overdue.filter((id) => id === again)).toHaveLength(1);
   });
+
+  it("an org in the ok list before and after the walk, which went overdue -> suspended -> ok between pages, is listed by the walk", async () => {
+    // Restored ten days ago, so on a later page of the newest-first ok list; restored again between pages 1 and 2,
+    // its new since puts it before the cursor: the walk never lists it although it is in the list throughout.
+    const now = Date.now();
+    const ids = Array.from({ length: 12 }, (_, i) => `okw_${String(i).padStart(2, "0")}`);
+    for (const [i, id] of ids.entries()) {
+      await index.upsert(indexEntry(id, "overdue", { since: now - 20 * DAY, suspend_at: now, version: 1 }));
+      await index.upsert(indexEntry(id, "ok", { since: now - (i + 1) * DAY, version: 2 }));
+    }
+    const mover = ids[9]!;
+    const ok = await walk("ok", 4, async (page) => {
+      if (page !== 1) return;
+      await index.upsert(indexEntry(mover, "overdue", { since: now + 1, suspend_at: now + DAY, version: 3 }));
+      await index.upsert(indexEntry(mover, "suspended", { since: now + 2, suspended_at: now + 2, version: 4 }));
+      await index.upsert(indexEntry(mover, "ok", { since: now + 3, version: 5 }));
+    });
+    expect(ok.filter((id) => id === mover)).toHaveLength(1);
+  });
 });
 
 describe("cursors GET /admin/orgs did not make", () => {
