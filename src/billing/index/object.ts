@@ -98,6 +98,15 @@ export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard {
       );
       this.sql.exec("DELETE FROM recent_writes WHERE at < ?", Date.now() - RESTORED_RETENTION_MS);
     }
+    this.dropExpired();
+  }
+
+  /**
+   * Restored orgs past RESTORED_RETENTION_MS, and emptied limits as old, dropped. Run at every write and before
+   * every read that lists ok orgs: a shard takes only its own orgs' writes, so one with no write for 30 days
+   * would otherwise keep listing (and counting) orgs restored long ago.
+   */
+  private dropExpired(): void {
     // An ok org's sort key is its since, negated: the index finds the expired ones without reading the others.
     this.sql.exec("DELETE FROM orgs WHERE state = 'ok' AND sort_key > ?", -(Date.now() - RESTORED_RETENTION_MS));
     this.sql.exec("DELETE FROM org_limits WHERE features = '[]' AND at < ?", Date.now() - RESTORED_RETENTION_MS);
@@ -152,6 +161,7 @@ export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard {
 
   /** Up to `limit` orgs in a state after `after` (exclusive; null: from the first), in list order: `orgs_by_sort` serves it. */
   async page(query: { state: ListedState; after: { key: number; orgId: string } | null; limit: number }): Promise<KeyedEntry[]> {
+    if (query.state === "ok") this.dropExpired();
     const rows =
       query.after === null
         ? this.sql.exec<Row>("SELECT * FROM orgs WHERE state = ? ORDER BY sort_key, org_id LIMIT ?", query.state, query.limit)
@@ -203,6 +213,7 @@ export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard {
 
   /** This shard's share of what the console's overview shows: its counts, and the first rows of each list (sharded.ts merges them). */
   async overview(now: number, horizonMs: number): Promise<OverviewPart> {
+    this.dropExpired();
     const counts: Record<string, number> = { overdue: 0, suspended: 0, ok: 0 };
     for (const row of this.sql.exec<{ state: string; n: number }>("SELECT state, COUNT(*) AS n FROM orgs GROUP BY state")) counts[row.state] = row.n;
     const select = (where: string, ...params: (string | number)[]) =>
