@@ -4,7 +4,9 @@ import { z } from "zod";
  * The index's page cursor: where the last page ended, as the state listed and the last row's sort key
  * (`sort_key`, then `org_id`, the order every list is read in). Each shard reads its rows after that key
  * through an index, so a page costs the same at the thousandth page as at the first (no OFFSET), and rows
- * added or removed between pages neither shift nor repeat the others.
+ * added or removed between pages neither shift nor repeat the others. No snapshot is kept: an org whose own
+ * place moves while a walk is under way (overdue again with a later deadline, restored again) may be met
+ * twice or not at all by that walk (docs/admin-api.md, "Paging"; test/billing/scale-break.test.ts).
  *
  * Outside it is opaque: base64url of a small JSON object. A cursor is accepted only if it decodes to exactly
  * that object and encodes back to the same text, so a hand-made or altered cursor is refused where it
