@@ -39,12 +39,53 @@ function fakesPerRuntime(): (inject: Inject) => FakeUrls & { TEST_FAKES: string 
     return { ...set, TEST_FAKES: JSON.stringify(set) };
   };
 }
-const billingFakes = fakesPerRuntime();
 const modelFakes = fakesPerRuntime();
 // Several runtimes and the fakes share two cores, so a CPU-bound test (a 5 MiB Logpush batch parked in pieces:
 // 2.5 s alone) can take four times as long as alone; 5 s, Vitest's default, failed it once in a full run.
 const CPU_SHARED_TIMEOUT_MS = 30_000;
 const workerdSetup = ["./test/support/runtime-fakes.ts", "./test/support/fresh-storage.ts"];
+
+/**
+ * The billing Worker (root wrangler.jsonc) in workerd. `billing` is in `npm test`; `billing-e2e`, the same setting
+ * for its slowest checks at scale, in `npm run test:e2e`.
+ */
+function billingProject(name: string, include: string[]) {
+  const runtimeFakes = fakesPerRuntime();
+  return {
+    plugins: [
+      depsWithoutBrokenSourceMaps(),
+      cloudflareTest(({ inject }) => {
+        const fakes = runtimeFakes(inject);
+        return {
+          wrangler: { configPath: "./wrangler.jsonc" },
+          miniflare: {
+            bindings: {
+              ...secrets,
+              ...knobs,
+              TEST_FAKES: fakes.TEST_FAKES,
+              AUTUMN_API_URL: fakes.autumnUrl,
+              AUTUMN_TIMEOUT: "1s",
+              NOTIFY_URL: `${fakes.receiverUrl}/tollgate-events`,
+              NOTIFY_SECRET: TEST_NOTIFY_SECRET,
+              // Metering on for the billing tests (the ledger and plan limits); reports gather 10 s of usage.
+              USAGE_FEATURES: "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes",
+              USAGE_REPORT_INTERVAL: "10s",
+            },
+          },
+        };
+      }),
+    ],
+    test: {
+      name,
+      include,
+      globalSetup: ["./test/support/global-setup.ts"],
+      // One workerd for many files, each starting on empty storage (test/support/fresh-storage.ts).
+      isolate: false,
+      setupFiles: workerdSetup,
+      testTimeout: CPU_SHARED_TIMEOUT_MS,
+    },
+  };
+}
 
 /**
  * The ingest Worker composed with the OrgBilling class (test/ingest/wrangler.jsonc). `ingest` is in `npm test`;
@@ -88,40 +129,7 @@ export default defineConfig({
     maxWorkers: FAKE_SETS,
     sequence: { sequencer: ModelAndToolsFirst },
     projects: [
-      {
-        plugins: [
-          depsWithoutBrokenSourceMaps(),
-          cloudflareTest(({ inject }) => {
-            const fakes = billingFakes(inject);
-            return {
-              wrangler: { configPath: "./wrangler.jsonc" },
-              miniflare: {
-                bindings: {
-                  ...secrets,
-                  ...knobs,
-                  TEST_FAKES: fakes.TEST_FAKES,
-                  AUTUMN_API_URL: fakes.autumnUrl,
-                  AUTUMN_TIMEOUT: "1s",
-                  NOTIFY_URL: `${fakes.receiverUrl}/tollgate-events`,
-                  NOTIFY_SECRET: TEST_NOTIFY_SECRET,
-                  // Metering on for the billing tests (the ledger and plan limits); reports gather 10 s of usage.
-                  USAGE_FEATURES: "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes",
-                  USAGE_REPORT_INTERVAL: "10s",
-                },
-              },
-            };
-          }),
-        ],
-        test: {
-          name: "billing",
-          include: ["test/billing/**/*.test.ts"],
-          globalSetup: ["./test/support/global-setup.ts"],
-          // One workerd for many files, each starting on empty storage (test/support/fresh-storage.ts).
-          isolate: false,
-          setupFiles: workerdSetup,
-          testTimeout: CPU_SHARED_TIMEOUT_MS,
-        },
-      },
+      billingProject("billing", ["test/billing/**/*.test.ts"]),
       ingestProject("ingest", ["test/ingest/**/*.test.ts"]),
       {
         // The model of the whole org (test/model): billing and ingest Workers, every object, R2 and queues in one
@@ -157,6 +165,7 @@ export default defineConfig({
         test: { name: "tools", environment: "node", include: ["test/tools/**/*.test.ts"], testTimeout: CPU_SHARED_TIMEOUT_MS },
       },
       ingestProject("ingest-e2e", ["test/ingest-e2e/**/*.test.ts"]),
+      billingProject("billing-e2e", ["test/billing-e2e/**/*.test.ts"]),
       {
         // `npm run test:e2e`: the whole local stack (both Workers under wrangler dev) with real clients.
         test: {

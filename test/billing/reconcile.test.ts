@@ -1,41 +1,23 @@
 import { createExecutionContext, createScheduledController, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
-import { partitionByShard, SHARD_NAMES, shardName } from "../../src/billing/index/shard.ts";
 import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import worker from "../../src/billing/worker.ts";
 import { autumn } from "../support/autumn.ts";
 import { admin, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, mirrorOf, orgState, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
+import { deleteSweeperAlarm, driveSweep, reconcileNow, sweeper } from "../support/sweep.ts";
 
 const clock = fakeClock();
 
 const DAY = 86_400_000;
 const GRACE = 3 * DAY;
 
-const sweeper = () => env.RECONCILER.getByName("sweeper");
-
 afterEach(async () => {
   await autumn.clearFaults();
   await deleteAllAlarms();
-  await runInDurableObject(sweeper(), (_instance, state) => state.storage.deleteAlarm());
+  await deleteSweeperAlarm();
 });
-
-/** Runs the sweeper's alarm (one page, or one retry) until the sweep is no longer running. */
-async function driveSweep(limit = 100): Promise<SweepView> {
-  for (let i = 0; i < limit; i++) {
-    const status = (await sweeper().status())!;
-    if (status.status !== "running") return status;
-    await runDurableObjectAlarm(sweeper());
-  }
-  throw new Error(`the sweep was still running after ${limit} alarm runs`);
-}
-
-async function reconcileNow(): Promise<SweepView> {
-  const response = await admin("/reconcile", { method: "POST" });
-  expect(response.status).toBe(202);
-  return driveSweep();
-}
 
 describe("the reconciliation sweep", () => {
   it("finds a past-due org whose webhook was lost, and leaves agreeing orgs alone", async () => {
@@ -172,39 +154,6 @@ describe("the reconciliation sweep", () => {
     expect((await admin(`/reconcile/${again.id}/confirm`, { method: "POST" })).status).toBe(202);
     expect(await driveSweep()).toMatchObject({ status: "finished", orgs_handed_over: { missing_from_autumn: 7 } });
     for (const org of orgs) expect(await orgState(org)).toMatchObject({ state: "overdue", autumn_customer_unknown: true });
-  });
-
-  it("keeps tens of thousands of pending hand-overs in rows, not in the sweep's one document", { timeout: 120_000 }, async () => {
-    const count = 45_000;
-    // Each org's row in its shard of the index (src/billing/index/shard.ts).
-    const bulk = Array.from({ length: count }, (_, i) => `bulk_missing_org_${String(i).padStart(6, "0")}`);
-    for (const [shard, ids] of partitionByShard(bulk)) {
-      await runInDurableObject(env.ORG_INDEX.getByName(shardName(shard)), (_instance, state) => {
-        state.storage.transactionSync(() => {
-          for (const id of ids) {
-            state.storage.sql.exec(
-              "INSERT INTO orgs (org_id, state, reason, since, version, suspend_at, suspended_at) VALUES (?, 'suspended', 'grace_elapsed_never_paid', 0, 1, NULL, 0)",
-              id,
-            );
-          }
-        });
-      });
-    }
-    try {
-      const held = await reconcileNow();
-      expect(held.status).toBe("held");
-      expect(held.pending_hand_overs).toBeGreaterThanOrEqual(count);
-      expect(held.would_restore.missing_from_autumn).toBeGreaterThanOrEqual(count);
-      expect(held.would_restore_sample.length).toBe(20);
-      // The sweep's document stays small (SQLite refuses a row over 2 MB): the hand-overs are rows.
-      const docSize = await runInDurableObject(sweeper(), (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT MAX(LENGTH(doc)) AS n FROM sweeps").one().n);
-      expect(docSize).toBeLessThan(20_000);
-    } finally {
-      for (const name of SHARD_NAMES) {
-        await runInDurableObject(env.ORG_INDEX.getByName(name), (_instance, state) => void state.storage.sql.exec("DELETE FROM orgs WHERE org_id LIKE 'bulk_missing_org_%'").toArray());
-      }
-      await reconcileNow(); // discards the held sweep; nothing is missing any more
-    }
   });
 
   it("lifts a plan limit whose upgrade webhook was lost", async () => {

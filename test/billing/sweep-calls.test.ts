@@ -1,11 +1,9 @@
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
-import type { SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import { PAGE_SIZE } from "../../src/billing/reconcile/sweeper.ts";
 import { autumn } from "../support/autumn.ts";
-import { admin, deleteAllAlarms, deliver, orgState, uniqueOrg } from "../support/billing.ts";
+import { deleteAllAlarms, deliver, orgState, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
+import { deleteSweeperAlarm, reconcileNow } from "../support/sweep.ts";
 
 /**
  * The sweep's cost formula (docs/scale.md, Reconciler), counted: a sweep over C customers of which D
@@ -15,22 +13,10 @@ import { fakeClock } from "../support/clock.ts";
  * same formula at a million customers.
  */
 const clock = fakeClock();
-const sweeper = () => env.RECONCILER.getByName("sweeper");
-
 afterEach(async () => {
   await deleteAllAlarms();
-  await runInDurableObject(sweeper(), (_instance, state) => state.storage.deleteAlarm());
+  await deleteSweeperAlarm();
 });
-
-async function reconcileNow(): Promise<SweepView> {
-  expect((await admin("/reconcile", { method: "POST" })).status).toBe(202);
-  for (let i = 0; i < 500; i++) {
-    const status = (await sweeper().status())!;
-    if (status.status !== "running") return status;
-    await runDurableObjectAlarm(sweeper());
-  }
-  throw new Error("the sweep was still running after 500 alarm runs");
-}
 
 describe("what one sweep costs", () => {
   it("one list call and one index call a page, two index calls after, and one object call and one fresh read per disagreeing org only", { timeout: 120_000 }, async () => {
@@ -47,7 +33,7 @@ describe("what one sweep costs", () => {
     expect(agreeing).toHaveLength(2_475);
     const callsBefore = (await autumn.calls()).length;
 
-    const sweep = await reconcileNow();
+    const sweep = await reconcileNow(500);
     expect(sweep).toMatchObject({ status: "finished", error_count: 0 });
     // Pages: every page full but the last.
     expect(sweep.customers_seen).toBeGreaterThanOrEqual(2_500);
