@@ -46,76 +46,44 @@ const CPU_SHARED_TIMEOUT_MS = 30_000;
 const workerdSetup = ["./test/support/runtime-fakes.ts", "./test/support/fresh-storage.ts"];
 
 /**
- * The billing Worker (root wrangler.jsonc) in workerd. `billing` is in `npm test`; `billing-e2e`, the same setting
- * for its slowest checks at scale, in `npm run test:e2e`.
+ * A project of one Worker in workerd: its files share the project's runtimes (isolate: false), each file starting
+ * on emptied storage (test/support/fresh-storage.ts), each runtime with its own set of fakes.
  */
-function billingProject(name: string, include: string[]) {
+function workerdProject(name: string, include: string[], configPath: string, bindings: (fakes: FakeUrls) => Record<string, string>) {
   const runtimeFakes = fakesPerRuntime();
   return {
     plugins: [
       depsWithoutBrokenSourceMaps(),
       cloudflareTest(({ inject }) => {
         const fakes = runtimeFakes(inject);
-        return {
-          wrangler: { configPath: "./wrangler.jsonc" },
-          miniflare: {
-            bindings: {
-              ...secrets,
-              ...knobs,
-              TEST_FAKES: fakes.TEST_FAKES,
-              AUTUMN_API_URL: fakes.autumnUrl,
-              AUTUMN_TIMEOUT: "1s",
-              NOTIFY_URL: `${fakes.receiverUrl}/tollgate-events`,
-              NOTIFY_SECRET: TEST_NOTIFY_SECRET,
-              // Metering on for the billing tests (the ledger and plan limits); reports gather 10 s of usage.
-              USAGE_FEATURES: "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes",
-              USAGE_REPORT_INTERVAL: "10s",
-            },
-          },
-        };
+        return { wrangler: { configPath }, miniflare: { bindings: { ...secrets, ...knobs, TEST_FAKES: fakes.TEST_FAKES, ...bindings(fakes) } } };
       }),
     ],
-    test: {
-      name,
-      include,
-      globalSetup: ["./test/support/global-setup.ts"],
-      // One workerd for many files, each starting on empty storage (test/support/fresh-storage.ts).
-      isolate: false,
-      setupFiles: workerdSetup,
-      testTimeout: CPU_SHARED_TIMEOUT_MS,
-    },
+    test: { name, include, globalSetup: ["./test/support/global-setup.ts"], isolate: false, setupFiles: workerdSetup, testTimeout: CPU_SHARED_TIMEOUT_MS },
   };
 }
+
+/**
+ * The billing Worker (root wrangler.jsonc). `billing` is in `npm test`; `billing-e2e`, the same setting for its
+ * slowest checks at scale, in `npm run test:e2e`.
+ */
+const billingProject = (name: string, include: string[]) =>
+  workerdProject(name, include, "./wrangler.jsonc", (fakes) => ({
+    AUTUMN_API_URL: fakes.autumnUrl,
+    AUTUMN_TIMEOUT: "1s",
+    NOTIFY_URL: `${fakes.receiverUrl}/tollgate-events`,
+    NOTIFY_SECRET: TEST_NOTIFY_SECRET,
+    // Metering on for the billing tests (the ledger and plan limits); reports gather 10 s of usage.
+    USAGE_FEATURES: "traces=spans logs=log_records metrics=data_points logpush=log_records bytes=ingest_bytes",
+    USAGE_REPORT_INTERVAL: "10s",
+  }));
 
 /**
  * The ingest Worker composed with the OrgBilling class (test/ingest/wrangler.jsonc). `ingest` is in `npm test`;
  * `ingest-e2e`, the same setting for its slowest end-to-end checks, in `npm run test:e2e`.
  */
-function ingestProject(name: string, include: string[]) {
-  const fakes = fakesPerRuntime();
-  return {
-    plugins: [
-      depsWithoutBrokenSourceMaps(),
-      cloudflareTest(({ inject }) => {
-        const set = fakes(inject);
-        return {
-          wrangler: { configPath: "./test/ingest/wrangler.jsonc" },
-          miniflare: {
-            bindings: { ...secrets, ...knobs, TEST_FAKES: set.TEST_FAKES, AUTUMN_API_URL: set.autumnUrl, UPSTREAM_OTLP_URL: set.sinkUrl },
-          },
-        };
-      }),
-    ],
-    test: {
-      name,
-      include,
-      globalSetup: ["./test/support/global-setup.ts"],
-      isolate: false,
-      setupFiles: workerdSetup,
-      testTimeout: CPU_SHARED_TIMEOUT_MS,
-    },
-  };
-}
+const ingestProject = (name: string, include: string[]) =>
+  workerdProject(name, include, "./test/ingest/wrangler.jsonc", (fakes) => ({ AUTUMN_API_URL: fakes.autumnUrl, UPSTREAM_OTLP_URL: fakes.sinkUrl }));
 
 export default defineConfig({
   test: {
