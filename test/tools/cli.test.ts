@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -419,8 +419,15 @@ async function routedAdmin(answer: (method: string, path: string, body: unknown)
   return { url, calls };
 }
 
+/** Temporary folders of the orgs files, removed after each test. */
+const folders: string[] = [];
+afterEach(() => {
+  for (const dir of folders.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
 function orgsFile(lines: string[]): string {
   const dir = mkdtempSync(join(tmpdir(), "tollgate-cli-"));
+  folders.push(dir);
   const file = join(dir, "orgs.txt");
   writeFileSync(file, `${lines.join("\n")}\n`);
   return file;
