@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { mapBounded } from "../../src/billing/admin/bounded.ts";
+import { mapBounded } from "../../src/shared/fan-out.ts";
 import { MAX_BATCH_ORGS } from "../../src/billing/admin/requests.ts";
 import { hashIngestKey, IngestKeyRecord } from "../../src/shared/ingest-key.ts";
 import { ingestKeyHashKey } from "../../src/shared/storage-keys.ts";

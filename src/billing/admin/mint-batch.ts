@@ -1,7 +1,7 @@
 import { log, logWarn } from "../../shared/log.ts";
 import { MAX_ACTIVE_KEYS } from "../org/store.ts";
 import { orgBilling } from "../org/object.ts";
-import { mapBounded } from "./bounded.ts";
+import { mapBounded } from "../../shared/fan-out.ts";
 import type { MintBatchResult, MintedKey, MintFailure } from "./mint-answer.ts";
 
 /**

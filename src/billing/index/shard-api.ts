@@ -7,14 +7,16 @@ export type KeyedEntry = IndexEntry & { sort_key: number };
 /** What the sweep compares with Autumn: an org's state, and the features it holds a plan limit on. */
 export type HeldEntry = Pick<IndexEntry, "org_id" | "state" | "reason" | "since" | "limits">;
 
-/** One shard's (or the old single object's) share of the console overview. */
-export type OverviewPart = {
+/** The console overview, its lists of `E`: each shard's share (`OverviewPart`) and, merged, the index's (`Overview`). */
+export type OverviewOf<E> = {
   counts: Record<string, number>;
-  due_soon: KeyedEntry[];
-  recently_suspended: KeyedEntry[];
-  recently_restored: KeyedEntry[];
+  due_soon: E[];
+  recently_suspended: E[];
+  recently_restored: E[];
   would_refuse: WouldRefuseOrg[];
 };
+/** One shard's (or the old single object's) share of the console overview, its rows with their sort keys for the merge. */
+export type OverviewPart = OverviewOf<KeyedEntry>;
 
 /** One org's rows as the single "index" object hands them to its shard (`absorb`), or a bench seeds them. */
 export type HandedOrg = {

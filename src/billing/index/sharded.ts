@@ -1,15 +1,9 @@
 import { decodeCursor, encodeCursor, type ListedState } from "./cursor.ts";
-import { type IndexCursor, type IndexEntry, OVERVIEW_LISTED, WOULD_REFUSE_SHOWN, type WouldRefuseHours, type WouldRefuseOrg } from "./entry.ts";
-import type { HeldEntry, IndexShard, KeyedEntry, OverviewPart } from "./shard-api.ts";
+import { type IndexCursor, type IndexEntry, OVERVIEW_LISTED, WOULD_REFUSE_SHOWN, type WouldRefuseHours } from "./entry.ts";
+import type { HeldEntry, IndexShard, KeyedEntry, OverviewOf, OverviewPart } from "./shard-api.ts";
 import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "./shard.ts";
 
-export type Overview = {
-  counts: Record<string, number>;
-  due_soon: IndexEntry[];
-  recently_suspended: IndexEntry[];
-  recently_restored: IndexEntry[];
-  would_refuse: WouldRefuseOrg[];
-};
+export type Overview = OverviewOf<IndexEntry>;
 
 /** The index as its callers use it: one org's writes go to its shard; reads fan out to every shard and merge. */
 export type OrgIndexClient = {
@@ -23,8 +17,6 @@ export type OrgIndexClient = {
   overview(now: number, horizonMs: number): Promise<Overview>;
 };
 
-/** A shard's stub, as the client calls it (a Durable Object stub answers each method with a promise of its result). */
-type Stub = IndexShard;
 
 /**
  * Whether this isolate has heard the old single "index" object say it is drained. Until then every read also
@@ -46,8 +38,13 @@ function preferShards<T extends { org_id: string }>(fromShards: T[][], fromLegac
   return [...merged, ...fromLegacy.filter((row) => !seen.has(row.org_id))];
 }
 
+/** Org ids in code-unit order, as SQLite's BINARY collation orders them within a shard. */
+function byOrgId(a: { org_id: string }, b: { org_id: string }): number {
+  return a.org_id < b.org_id ? -1 : a.org_id > b.org_id ? 1 : 0;
+}
+
 function byKey(a: KeyedEntry, b: KeyedEntry): number {
-  return a.sort_key - b.sort_key || (a.org_id < b.org_id ? -1 : a.org_id > b.org_id ? 1 : 0);
+  return a.sort_key - b.sort_key || byOrgId(a, b);
 }
 
 function unkeyed({ sort_key: _key, ...entry }: KeyedEntry): IndexEntry {
@@ -61,10 +58,10 @@ export function orgIndex(env: { ORG_INDEX?: { getByName(name: string): unknown }
     throw new Error("The ORG_INDEX Durable Object binding is missing: did you forget to add it (class OrgIndex, migration v2) to your wrangler.jsonc?");
   }
   // The binding's stub of an OrgIndex, which implements IndexShard (object.ts).
-  const shard = (name: string): Stub => namespace.getByName(name) as Stub;
+  const shard = (name: string): IndexShard => namespace.getByName(name) as IndexShard;
 
   /** The old object, while it may still hold rows (null once it said it is drained); asking also restarts its drain. */
-  async function legacy(): Promise<Stub | null> {
+  async function legacy(): Promise<IndexShard | null> {
     if (legacyDrained) return null;
     const stub = shard(LEGACY_INDEX_NAME);
     if ((await stub.drainStatus()).drained) {
@@ -91,14 +88,14 @@ export function orgIndex(env: { ORG_INDEX?: { getByName(name: string): unknown }
   }
 
   /** `ask` of every shard in parallel, after the old object while it is not drained (null otherwise), its answer checked by `check`. */
-  async function fanOut<T>(ask: (stub: Stub) => Promise<T>, check: (old: T) => Promise<T>): Promise<{ shards: T[]; legacy: T | null }> {
+  async function fanOut<T>(ask: (stub: IndexShard) => Promise<T>, check: (old: T) => Promise<T>): Promise<{ shards: T[]; legacy: T | null }> {
     const stub = await legacy();
     const old = stub ? await check(await ask(stub)) : null;
     return { shards: await Promise.all(SHARD_NAMES.map((name) => ask(shard(name)))), legacy: old };
   }
 
   /** Ids partitioned by shard, each shard asked only its share (after the old object, asked all of them, while it holds rows). */
-  async function amongIds<T extends { org_id: string }>(ids: string[], ask: (stub: Stub, ids: string[]) => Promise<T[]>): Promise<T[]> {
+  async function amongIds<T extends { org_id: string }>(ids: string[], ask: (stub: IndexShard, ids: string[]) => Promise<T[]>): Promise<T[]> {
     if (ids.length === 0) return [];
     const stub = await legacy();
     const old = stub ? await stillOld(await ask(stub, ids)) : null;
@@ -116,7 +113,7 @@ export function orgIndex(env: { ORG_INDEX?: { getByName(name: string): unknown }
 
     async notOk() {
       const answers = await fanOut((stub) => stub.notOk(), stillOld);
-      return preferShards(answers.shards, answers.legacy).sort((a, b) => (a.org_id < b.org_id ? -1 : a.org_id > b.org_id ? 1 : 0));
+      return preferShards(answers.shards, answers.legacy).sort(byOrgId);
     },
 
     // While the old object still holds rows an org moved since may be counted twice there and in its shard: for minutes after the deploy, at most.
@@ -130,7 +127,7 @@ export function orgIndex(env: { ORG_INDEX?: { getByName(name: string): unknown }
       const position = cursor === null ? null : decodeCursor(cursor);
       const after = position !== null && position.state === state ? { key: position.key, orgId: position.orgId } : null;
       // One row more than the page from each source: any row past the page means there is a next one.
-      const ask = (stub: Stub) => stub.page({ state, after, limit: limit + 1 });
+      const ask = (stub: IndexShard) => stub.page({ state, after, limit: limit + 1 });
       const stub = await legacy();
       let old: KeyedEntry[] | null = null;
       // The old object's answer, once its superseded rows are dropped, shows all its rows only up to its last
@@ -181,7 +178,7 @@ export function orgIndex(env: { ORG_INDEX?: { getByName(name: string): unknown }
         recently_restored: merged((part) => part.recently_restored),
         // Each org's refusals live in its one shard, so each shard's top 50 hold the overall top 50.
         would_refuse: preferShards(answers.shards.map((part) => part.would_refuse), answers.legacy?.would_refuse ?? null)
-          .sort((a, b) => b.requests - a.requests || (a.org_id < b.org_id ? -1 : a.org_id > b.org_id ? 1 : 0))
+          .sort((a, b) => b.requests - a.requests || byOrgId(a, b))
           .slice(0, WOULD_REFUSE_SHOWN),
       };
     },

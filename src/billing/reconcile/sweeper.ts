@@ -7,7 +7,7 @@ import { orgBilling } from "../org/object.ts";
 import { retryDelay } from "../org/record.ts";
 import { meteredFeatures } from "../autumn/answers.ts";
 import { disagreements, HandOver, missingFromListing, readCustomers, RESTORING, type Held } from "./compare.ts";
-import { fanOut } from "./fan-out.ts";
+import { fanOut } from "../../shared/fan-out.ts";
 import { newSweep, SAMPLE_LIMIT, SweepRecord, sweepView, withErrors, type SweepView } from "./sweep-record.ts";
 
 /** customers.list pages of the maximum the budget allows: 20,000 customers are 20 Autumn calls. */

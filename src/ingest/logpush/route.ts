@@ -12,8 +12,7 @@ import { log } from "../../shared/log.ts";
 import { DECISION_LOG_WINDOW_MS, logThrottle } from "../log-throttle.ts";
 import { suspendedResponse } from "../customer/pay-link.ts";
 import type { WouldRefuseCode } from "../../shared/usage.ts";
-import { countActivity, countForwarded, refusedAnswer } from "../usage/activity.ts";
-import { meterAccepted } from "../usage/meter.ts";
+import { countActivity, countForwarded, countParked, refusedAnswer } from "../usage/activity.ts";
 import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs, type LogpushContext } from "./index.ts";
 import { countLines, Segmenter, shiftLine } from "./segments.ts";
 
@@ -393,11 +392,8 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
   if (result === null) return invalid("no_records", "the body holds no records");
   if (pieces.account) {
     settleForward(env, settings, { ...ctx, route, bytes: decompressed }, result);
-    if (!result.parked) countForwarded(env, settings, waitUntil, admitted, "logpush", { items: () => records, bytes: compressed });
-    else {
-      if (settings.metering) meterAccepted(env, settings, waitUntil, admitted.orgId, "logpush", { items: records, bytes: compressed });
-      countActivity(env, waitUntil, admitted.orgId, "parked", admitted.observed ?? undefined);
-    }
+    if (result.parked) countParked(env, settings, waitUntil, admitted, "logpush", { items: records, bytes: compressed });
+    else countForwarded(env, settings, waitUntil, admitted, "logpush", { items: () => records, bytes: compressed });
   }
   return Response.json({ status: "accepted", records });
 }

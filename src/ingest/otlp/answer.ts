@@ -6,8 +6,8 @@ import { logUpstreamTrouble, settleForward } from "../request/account.ts";
 import type { Admitted } from "../request/admit.ts";
 import type { BodyProblem } from "../request/body.ts";
 import type { ForwardResult } from "../request/forward.ts";
-import { countActivity, countForwarded } from "../usage/activity.ts";
-import { meterAccepted, type OtlpSignal } from "../usage/meter.ts";
+import { countForwarded, countParked } from "../usage/activity.ts";
+import type { OtlpSignal } from "../usage/meter.ts";
 import type { ParkedOnOutage } from "./park.ts";
 import type { Refusal } from "./format.ts";
 
@@ -40,8 +40,7 @@ export function answerParked(batch: Batch, result: ForwardResult, parked: Parked
   const { env, settings, ctx, admitted, format, signal, context } = batch;
   logUpstreamTrouble(context, result, true);
   const accepted = settleForward(env, settings, { ...context, bytes: parked.bytes }, { ...result, response: emptyExportResponse(format), outcome: "accepted", code: null, failure: null, parked: true });
-  meterAccepted(env, settings, ctx, admitted.orgId, signal, parked);
-  countActivity(env, ctx, admitted.orgId, "parked", admitted.observed ?? undefined);
+  countParked(env, settings, ctx, admitted, signal, parked);
   return withOverdueWarning(accepted, admitted.verdict, format, admitted.orgId, undefined, admitted.observed === "billing_suspended");
 }
 

@@ -36,6 +36,22 @@ export function countForwarded(
   if (settings.metering) meterAccepted(env, settings, ctx, admitted.orgId, signal, { items: usage.items(), bytes: usage.bytes, forwarded: kind });
 }
 
+/**
+ * A request parked instead of going upstream (an outage's batch, answered 2xx): counted `parked`, with the code
+ * observe mode did not answer if any (a would-be refusal whatever became of it), and metered (its client got a 2xx).
+ */
+export function countParked(
+  env: IngestEnv,
+  settings: IngestSettings,
+  ctx: WaitUntil,
+  admitted: { orgId: string; observed: WouldRefuseCode | null },
+  signal: RouteSignal,
+  usage: { items: number | null | Promise<number | null>; bytes: number },
+): void {
+  meterAccepted(env, settings, ctx, admitted.orgId, signal, usage);
+  countActivity(env, ctx, admitted.orgId, "parked", admitted.observed ?? undefined);
+}
+
 /** A 402 or 429 refusal's org (account.ts `refuse` marks them), counted `refused`; the refusal's response, unchanged. */
 export function refusedAnswer(env: IngestEnv, ctx: WaitUntil, refused: { response: Response; billingOrgId?: string }): Response {
   if (refused.billingOrgId !== undefined) countActivity(env, ctx, refused.billingOrgId, "refused");
