@@ -1,3 +1,4 @@
+import type { z } from "zod";
 import { Router, type IRequest } from "itty-router";
 import { answer, refuse, type Refusal } from "../../shared/result.ts";
 import { parseJsonBody } from "../../shared/json-body.ts";
@@ -46,15 +47,20 @@ function withOrg(request: IRequest): Refusal | undefined {
   return undefined;
 }
 
+/** A request's query string against its schema; the first problem is a 400 naming the parameter (and `hint`). */
+function parseQuery<S extends z.ZodType>(request: IRequest, schema: S, hint = ""): { ok: true; value: z.infer<S> } | Refusal {
+  const parsed = schema.safeParse(Object.fromEntries(new URL(request.url).searchParams));
+  if (parsed.success) return { ok: true, value: parsed.data };
+  const issue = parsed.error.issues[0];
+  return refuse(400, "invalid_request", `${issue?.path.join(".") || "query"}: ${issue?.message ?? "invalid"}${hint}`);
+}
+
 export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>({ base: "/admin" })
   .all("*", authorize)
   .get("/orgs", async (request, env) => {
-    const query = ListQuery.safeParse(Object.fromEntries(new URL(request.url).searchParams));
-    if (!query.success) {
-      const issue = query.error.issues[0];
-      return refuse(400, "invalid_request", `${issue?.path.join(".") || "query"}: ${issue?.message ?? "invalid"} (state must be overdue, suspended or ok)`);
-    }
-    const page = await orgIndex(env).list({ state: query.data.state, cursor: query.data.cursor ?? null, limit: query.data.limit });
+    const query = parseQuery(request, ListQuery, " (state must be overdue, suspended or ok)");
+    if (!query.ok) return query;
+    const page = await orgIndex(env).list({ state: query.value.state, cursor: query.value.cursor ?? null, limit: query.value.limit });
     return answer({ orgs: page.orgs.map(indexEntryView), next_cursor: page.next_cursor });
   })
   // The reconciliation sweep: start one now (or get the one already running), or read the current or last one.
@@ -97,12 +103,9 @@ export const adminRouter = Router<AdminRequest, [BillingEnv, ExecutionContext]>(
   .all("/orgs/:orgId", withOrg)
   .get("/orgs/:orgId", async ({ orgId }, env) => answer(await orgBilling(env, orgId).view()))
   .get("/orgs/:orgId/dead-letters", async (request, env) => {
-    const query = DeadLetterQuery.safeParse(Object.fromEntries(new URL(request.url).searchParams));
-    if (!query.success) {
-      const issue = query.error.issues[0];
-      return refuse(400, "invalid_request", `${issue?.path.join(".") || "query"}: ${issue?.message ?? "invalid"}`);
-    }
-    return answer(await orgBilling(env, request.orgId).deadLetters({ cursor: query.data.cursor ?? null, limit: query.data.limit }));
+    const query = parseQuery(request, DeadLetterQuery);
+    if (!query.ok) return query;
+    return answer(await orgBilling(env, request.orgId).deadLetters({ cursor: query.value.cursor ?? null, limit: query.value.limit }));
   })
   .post("/orgs/:orgId/resync", async ({ orgId }, env) => {
     log({ event: "admin_resync", org_id: orgId });
