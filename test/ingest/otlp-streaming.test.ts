@@ -92,7 +92,7 @@ describe("streaming OTLP bodies upstream", () => {
   });
 
   it("an upstream slow to answer a streamed body still times out: 503, retryable", async () => {
-    await sink.fault({ mode: "slow", delay_ms: 1_500, tenant: org });
+    await sink.fault({ mode: "slow", delay_ms: 5_000, tenant: org });
     const response = await post(chunked(await gzip(randomBytes(64 * 1024)), 16 * 1024), {}, "1s");
     expect(response.status).toBe(503);
     expect(response.headers.get("retry-after")).toBe("2");
