@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config";
 import type { FakeUrls } from "./test/support/fake-urls.ts";
 import { FAKE_SETS } from "./test/support/global-setup.ts";
 import { dropWranglerSecretNotices, dropWorkerdFaultReports, depsWithoutBrokenSourceMaps } from "./test/support/quiet-config.ts";
-import { poolSocketsUncompressed, runtimeStorageInMemory } from "./test/support/runtime-cost.ts";
+import { PREBUNDLED_DEPS, poolSocketsUncompressed, runtimeStorageInMemory } from "./test/support/runtime-cost.ts";
 import { ModelAndToolsFirst } from "./test/support/sequencer.ts";
 import { TEST_ADMIN_TOKEN, TEST_AUTUMN_SECRET_KEY, TEST_INGEST_KEY_PEPPER, TEST_NOTIFY_SECRET, TEST_WEBHOOK_SECRET } from "./test/support/secrets.ts";
 
@@ -59,7 +59,7 @@ function workerdProject(name: string, include: string[], configPath: string, bin
         return { wrangler: { configPath }, miniflare: { bindings: { ...secrets, ...knobs, TEST_FAKES: fakes.TEST_FAKES, ...bindings(fakes) } } };
       }),
     ],
-    test: { name, include, globalSetup: ["./test/support/global-setup.ts"], isolate: false, setupFiles: workerdSetup, testTimeout: CPU_SHARED_TIMEOUT_MS },
+    test: { name, include, deps: PREBUNDLED_DEPS, globalSetup: ["./test/support/global-setup.ts"], isolate: false, setupFiles: workerdSetup, testTimeout: CPU_SHARED_TIMEOUT_MS },
   };
 }
 
@@ -125,7 +125,7 @@ export default defineConfig({
             };
           }),
         ],
-        test: { name: "model", include: ["test/model/**/*.test.ts"], globalSetup: ["./test/support/global-setup.ts"], setupFiles: ["./test/support/runtime-fakes.ts"], testTimeout: 600_000 },
+        test: { name: "model", include: ["test/model/**/*.test.ts"], deps: PREBUNDLED_DEPS, globalSetup: ["./test/support/global-setup.ts"], setupFiles: ["./test/support/runtime-fakes.ts"], testTimeout: 600_000 },
       },
       {
         // Node tests of the tools, beside the workerd runtimes on the same two cores: the stand-in's bulk seeding and long

@@ -39,3 +39,30 @@ export function runtimeStorageInMemory(): void {
     // No /dev/shm (macOS, Windows): the default temporary directory.
   }
 }
+
+/**
+ * The packages the workerd test files import, each pre-bundled into one module by Vite's dependency optimizer.
+ * The pool loads every module a runtime imports through the Vitest process (resolved, transformed, sent over
+ * its socket), once per runtime, and `npm test` starts about a dozen runtimes; unbundled, zod and the
+ * OpenTelemetry SDK were 430 of an ingest runtime's 715 modules (287 bundled). In an A/B pair of full runs
+ * on this machine (beside other work) the bundles saved 22 s of CPU: 215 → 193 s. They
+ * are cached under node_modules/.vite; a fresh clone builds them once, at the start of its first run.
+ */
+export const PREBUNDLED_DEPS = {
+  optimizer: {
+    ssr: {
+      enabled: true,
+      include: [
+        "zod",
+        "fast-check",
+        "@opentelemetry/api",
+        "@opentelemetry/otlp-transformer",
+        "@opentelemetry/resources",
+        "@opentelemetry/sdk-logs",
+        "@opentelemetry/sdk-metrics",
+        "@opentelemetry/sdk-trace",
+        "@opentelemetry/resources > @opentelemetry/semantic-conventions",
+      ],
+    },
+  },
+};
