@@ -1,6 +1,7 @@
 import { listDurableObjectIds, reset, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll } from "vitest";
+import { emptiedByReset } from "./emptied-objects.ts";
 
 /**
  * Setup file of the workerd projects, which run their test files one after another in a shared runtime
@@ -11,9 +12,12 @@ import { beforeAll } from "vitest";
 beforeAll(async () => {
   const bindings = Object.values(env as unknown as Record<string, unknown>);
   // Alarms outlive reset(): one left by an earlier file would wake a deleted object, with no storage and no name.
+  // Waking every object also lets reset() reach it: it empties only running objects, and one idle for 10 s is not.
+  emptiedByReset.clear();
   for (const namespace of bindings.filter(isDurableObjectNamespace)) {
     for (const id of await listDurableObjectIds(namespace)) {
       await runInDurableObject(namespace.get(id), (_instance, state) => state.storage.deleteAlarm());
+      emptiedByReset.add(id.toString());
     }
   }
   await reset();
