@@ -13,6 +13,7 @@ import { orgView } from "../../src/billing/org/view.ts";
 import { newSweep, sweepView, type SweepRecord, type SweepView } from "../../src/billing/reconcile/sweep-record.ts";
 import { listen } from "../../tools/listen.ts";
 import { formatOrg, formatStatus, formatSweep, formatSweepProgress } from "../../tools/cli/format.ts";
+import { runCli } from "../../tools/cli/program.ts";
 import type { OrgStatus } from "../../src/ingest/status/answer.ts";
 
 const CLI = fileURLToPath(new URL("../../tools/cli/tollgate.ts", import.meta.url));
@@ -45,7 +46,21 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
 });
 
-async function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+type Result = { code: number | null; stdout: string; stderr: string };
+
+/**
+ * The CLI run in this process (runCli), with an environment of its own: no admin token or ingest key
+ * unless the test gives one, and nothing of this process's. A spawned Node costs about 0.3 s of CPU per call.
+ */
+async function run(args: string[], env: Record<string, string> = {}): Promise<Result> {
+  let stdout = "";
+  let stderr = "";
+  const code = await runCli(args, { env: { TOLLGATE_ADMIN_TOKEN: "", ADMIN_TOKEN: "", TOLLGATE_INGEST_KEY: "", ...env }, out: (text) => (stdout += text), err: (text) => (stderr += text) });
+  return { code, stdout, stderr };
+}
+
+/** The real executable (tools/cli/tollgate.ts) in its own Node, for the tests that hold its wiring: exit code, stdout, stderr. */
+async function spawnCli(args: string[], env: Record<string, string> = {}): Promise<Result> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TOLLGATE_ADMIN_TOKEN: "", ADMIN_TOKEN: "", TOLLGATE_INGEST_KEY: "", ...env } });
   let stdout = "";
   let stderr = "";
@@ -58,8 +73,8 @@ async function run(args: string[], env: Record<string, string> = {}): Promise<{ 
 const handedOver = { unknown_past_due: 2, no_longer_past_due: 1, missing_from_autumn: 0, limit_reached: 0, limit_lifted: 0 };
 
 describe("tollgate reconcile", () => {
-  it("--help lists the command and its options", async () => {
-    const top = await run(["--help"]);
+  it("--help lists the command and its options (the executable)", async () => {
+    const top = await spawnCli(["--help"]);
     expect(top.code).toBe(0);
     expect(top.stdout).toMatch(/reconcile \[options\]\s+start a reconciliation sweep/);
     const own = await run(["reconcile", "--help"]);
@@ -161,11 +176,22 @@ describe("tollgate reconcile", () => {
     expect(result.stdout).toContain("No reconciliation sweep has run yet");
   });
 
-  it("names the admin API's error and exits 1", async () => {
+  it("names the admin API's error and exits 1 (the executable)", async () => {
     const admin = await fakeAdmin({ post: { status: 401, body: { error: "unauthorized", message: "wrong admin token" } }, gets: [] });
-    const result = await run(["reconcile", "--url", admin.url, "--token", "wrong"]);
+    const result = await spawnCli(["reconcile", "--url", admin.url, "--token", "wrong"]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("POST /reconcile answered 401 unauthorized: wrong admin token");
+  });
+
+  it("--url and --token may come from TOLLGATE_URL and TOLLGATE_ADMIN_TOKEN (the command line wins), as the help says", async () => {
+    const admin = await fakeAdmin({ gets: [{ status: 200, body: sweep() }] });
+    const env = { TOLLGATE_URL: admin.url, TOLLGATE_ADMIN_TOKEN: TOKEN };
+    expect((await run(["reconcile", "--status"], env)).code).toBe(0);
+    expect((await run(["reconcile", "--status", "--token", "from-cli"], env)).code).toBe(0);
+    expect(admin.calls.map((c) => c.authorization)).toEqual([`Bearer ${TOKEN}`, "Bearer from-cli"]);
+    const help = await run(["reconcile", "--help"]);
+    expect(help.stdout).toMatch(/--url <url>\s+billing Worker URL \(default: "http:\/\/127\.0\.0\.1:8787",\s+env: TOLLGATE_URL\)/);
+    expect(help.stdout).toContain("admin token (ADMIN_TOKEN) (env: TOLLGATE_ADMIN_TOKEN)");
   });
 
   it("refuses a non-positive --interval", async () => {
