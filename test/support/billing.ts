@@ -4,7 +4,7 @@ import { Webhook } from "standardwebhooks";
 import type { OrgView } from "../../src/billing/org/view.ts";
 import { MirrorEntry } from "../../src/shared/billing-state.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
-import { emptiedByReset } from "./emptied-objects.ts";
+import { emptiedByReset, listedStub } from "./listed-objects.ts";
 import { TEST_ADMIN_TOKEN, TEST_WEBHOOK_SECRET } from "./secrets.ts";
 
 export const BILLING = "http://billing.test";
@@ -66,12 +66,12 @@ export function alarmOf(orgId: string): Promise<number | null> {
 
 /**
  * Alarms survive between tests and ignore storage isolation: delete every one a test left behind.
- * The objects the file's reset emptied are skipped: reaching one by its listed id would start it nameless (emptied-objects.ts).
+ * Each object is reached by its name (listed-objects.ts); the ones the file's reset emptied are skipped.
  */
 export async function deleteAllAlarms(): Promise<void> {
   for (const id of await listDurableObjectIds(env.ORG_BILLING)) {
     if (emptiedByReset.has(id.toString())) continue;
-    await runInDurableObject(env.ORG_BILLING.get(id), (_instance, state) => state.storage.deleteAlarm());
+    await runInDurableObject(listedStub(env.ORG_BILLING, id), (_instance, state) => state.storage.deleteAlarm());
   }
 }
 

@@ -1,7 +1,7 @@
 import { listDurableObjectIds, reset, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll } from "vitest";
-import { emptiedByReset } from "./emptied-objects.ts";
+import { emptiedByReset, listedStub, rememberNames } from "./listed-objects.ts";
 
 /**
  * Setup file of the workerd projects, which run their test files one after another in a shared runtime
@@ -15,8 +15,9 @@ beforeAll(async () => {
   // Waking every object also lets reset() reach it: it empties only running objects, and one idle for 10 s is not.
   emptiedByReset.clear();
   for (const namespace of bindings.filter(isDurableObjectNamespace)) {
+    rememberNames(namespace);
     for (const id of await listDurableObjectIds(namespace)) {
-      await runInDurableObject(namespace.get(id), (_instance, state) => state.storage.deleteAlarm());
+      await runInDurableObject(listedStub(namespace, id), (_instance, state) => state.storage.deleteAlarm());
       emptiedByReset.add(id.toString());
     }
   }
