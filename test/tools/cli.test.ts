@@ -503,6 +503,8 @@ describe("tollgate mint-keys", () => {
     expect(result.stdout.trim().split("\n")).toHaveLength(1_000);
     expect(result.stderr).toContain("answered 503 not_configured: INGEST_KEY_PEPPER is not set");
     expect(result.stderr).toContain("1500 orgs got no key, from org_1000 (line 1001) on");
+    // The second line of the message starts at its line's start, as before runCli (the refactor indented it by two spaces).
+    expect(result.stderr).toMatch(/^1500 orgs got no key, from org_1000 \(line 1001\) on \(a lost answer or a 5xx/m);
   });
 
   it("refuses a file with an invalid or repeated id before calling anything", async () => {
@@ -582,5 +584,61 @@ describe("list commands page with the API's cursor", () => {
     expect(formatOrg(view, T0)).toContain("newest 1 of 45: `tollgate dead-letters org_cli --all` lists them all");
     const all = { ...orgView(record, [], [{ event, attempts: 40, error: "receiver answered 500", at: T0 }], T0, DEFAULT_POLICY), enforcement_mode: "enforce" as const, usage: usageView(record, [], NO_USAGE, T0) };
     expect(formatOrg(all, T0)).not.toContain("tollgate dead-letters");
+  });
+});
+
+/** The executable with its stdout (or stderr) closed by the reader before it writes, as `tollgate ... | head -1` or `| grep -q` do: its exit code and what it wrote to the other stream. */
+async function spawnCliReaderGone(args: string[], gone: "stdout" | "stderr"): Promise<{ code: number | null; other: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TOLLGATE_ADMIN_TOKEN: "", ADMIN_TOKEN: "", TOLLGATE_INGEST_KEY: "" } });
+  child[gone].destroy();
+  let other = "";
+  child[gone === "stdout" ? "stderr" : "stdout"].setEncoding("utf8").on("data", (chunk: string) => (other += chunk));
+  const [code] = (await once(child, "exit")) as [number | null];
+  return { code, other };
+}
+
+describe("the executable's output to a reader that stops early", () => {
+  it("an answer or the help piped to `head -1` ends the run as before runCli (console.log ignored EPIPE): exit 0, no stack trace", async () => {
+    const admin = await routedAdmin(() => ({ status: 200, body: { org_id: "org_pipe", state: "ok" } }));
+    const answer = await spawnCliReaderGone(["org", "org_pipe", "--json", "--url", admin.url, "--token", TOKEN], "stdout");
+    expect(answer.other).toBe("");
+    expect(answer.code).toBe(0);
+    const help = await spawnCliReaderGone(["--help"], "stdout");
+    expect(help.other).toBe("");
+    expect(help.code).toBe(0);
+  });
+
+  it("an error to a closed stderr still exits 1, with nothing on stdout", async () => {
+    const unknown = await spawnCliReaderGone(["frobnicate"], "stderr");
+    expect(unknown.other).toBe("");
+    expect(unknown.code).toBe(1);
+  });
+});
+
+describe("tollgate webhook send", () => {
+  const SECRET = "whsec_dG9sbGdhdGUtY2xpLXRlc3Qtd2ViaG9vay1zZWNyZXQ=";
+  async function endpoint(status: number, body: string, type: string) {
+    const server = createServer((_request, response) => response.writeHead(status, { "content-type": type }).end(body));
+    const { url } = await listen(server);
+    servers.push(server);
+    return url;
+  }
+
+  it("an endpoint that accepts with a body that is not JSON: the answer is printed as text, no stack trace, exit 0", async () => {
+    const url = await endpoint(200, "ok thanks", "text/plain");
+    const human = await run(["webhook", "send", "--customer", "org_hook", "--url", url, "--secret", SECRET]);
+    expect(human.stderr).toBe("");
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/^sent billing\.updated msg_[0-9a-f]{32} → 200 ok thanks\n$/);
+    const json = await run(["webhook", "send", "--customer", "org_hook", "--url", url, "--secret", SECRET, "--json"]);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ status: 200, answer: "ok thanks" });
+  });
+
+  it("a JSON answer is kept as JSON with --json", async () => {
+    const url = await endpoint(200, '{"received":true}', "application/json");
+    const json = await run(["webhook", "send", "--customer", "org_hook", "--url", url, "--secret", SECRET, "--json"]);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ status: 200, answer: { received: true } });
   });
 });

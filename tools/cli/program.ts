@@ -297,8 +297,7 @@ function addMintKeys(run: Run, program: Command): void {
           if (!(error instanceof CliError)) throw error;
           const first = chunk[0]!;
           const unsure = error.status === undefined || error.status >= 500 ? " (a lost answer or a 5xx may still have minted some of that call's keys, unseen: `tollgate keys list` shows them, `keys revoke` removes them)" : "";
-          throw new CliError(`${error.message}
-  ${orgs.length - start} orgs got no key, from ${first.id} (line ${first.line}) on${unsure}; the keys above were minted`, error.status);
+          throw new CliError(`${error.message}\n${orgs.length - start} orgs got no key, from ${first.id} (line ${first.line}) on${unsure}; the keys above were minted`, error.status);
         }
         // Printed as each call answers: the keys are never all held at once, and a later failure loses none.
         for (const key of answer.keys) run.out(run.globals.json ? JSON.stringify(key) : `${key.org_id},${key.key}`);
@@ -429,6 +428,15 @@ function addStatus(run: Run, program: Command): void {
     });
 }
 
+/** An endpoint's answer as JSON, or its text when it is not JSON (an endpoint may accept with a plain "ok"). */
+function parseOrText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
 function addWebhook(run: Run, program: Command): void {
   program
     .command("webhook")
@@ -461,6 +469,6 @@ function addWebhook(run: Run, program: Command): void {
       });
       const answer = await response.text();
       if (!response.ok) throw new CliError(`the endpoint answered ${response.status}: ${answer}`);
-      run.print({ message_id: id, status: response.status, answer: JSON.parse(answer) }, () => `sent ${options.type} ${id} → ${response.status} ${answer}`);
+      run.print({ message_id: id, status: response.status, answer: parseOrText(answer) }, () => `sent ${options.type} ${id} → ${response.status} ${answer}`);
     });
 }
