@@ -154,12 +154,7 @@ async function request<T>(target: string, init: RequestInit, route: string, unre
     throw new CliError(`${unreachable}: ${(error as Error).message} (${hint})`);
   }
   const text = await response.text();
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = text;
-  }
+  const parsed = parseOrText(text);
   if (!response.ok) {
     const err = parsed as { error?: string; message?: string };
     throw new CliError(`${route} answered ${response.status}${err.error ? ` ${err.error}` : ""}: ${err.message ?? text}`, response.status);
