@@ -53,7 +53,7 @@ export async function handleOtlp(request: Request, env: IngestEnv, settings: Ing
     timeoutMs: settings.upstreamTimeoutMs,
     format,
     signal: body.signal,
-    bodyMoved: body.moved,
+    onBodyProgress: body.onProgress,
     unavailableRetryAfter: parking ? PARKING_UNAVAILABLE_RETRY_AFTER : UNAVAILABLE_RETRY_AFTER,
   });
   // A body refused mid-stream failed the upload itself: the client hears why, not "unreachable".

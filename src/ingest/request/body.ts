@@ -22,8 +22,8 @@ export type OutgoingBody = {
   body: BodyInit;
   /** Aborts the upstream request when the body fails a check mid-stream (so the upstream never sees a complete request). */
   signal?: AbortSignal;
-  /** A streamed body only: when it last moved (ms since the epoch); the upstream's timeout counts from it. */
-  moved?: () => number;
+  /** A streamed body only: registers the one listener called each time a chunk passes and at its end; the upstream's timeout restarts on it. */
+  onProgress?: (listener: () => void) => void;
   /** The body's verdict when it is known: every byte passed the checks, or a problem; `unread` when the upstream answered without reading it all. */
   settled(): { ok: true; bytes: number } | ({ ok: false } & BodyProblem) | { ok: true; bytes: number; unread: true };
   /**
@@ -177,7 +177,7 @@ function declaredLength(headers: Headers): number | null {
 /** The body piped through a counting (and, for gzip, inflating) stage; see `outgoingBody`. */
 function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits: BodyLimits, counter: ItemCounter | null): OutgoingBody {
   let bytes = 0;
-  let moved = Date.now();
+  let progress = (): void => {};
   let verdict: ReturnType<OutgoingBody["settled"]> | null = null;
   let problem: BodyProblem | null = null;
   const abort = new AbortController();
@@ -202,7 +202,7 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
   const check = new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
       if (problem) return fail(problem);
-      moved = Date.now();
+      progress();
       bytes += chunk.byteLength;
       if (bytes > limits.maxBodyBytes) return fail({ problem: "too_large", limit: limits.maxBodyBytes });
       if (inflate) {
@@ -226,7 +226,7 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
         }
       }
       if (problem) return fail(problem);
-      moved = Date.now();
+      progress();
       verdict = { ok: true, bytes };
     },
   });
@@ -234,7 +234,9 @@ function checkedStream(source: ReadableStream<Uint8Array>, gzip: boolean, limits
   return {
     body,
     signal: abort.signal,
-    moved: () => moved,
+    onProgress: (listener) => {
+      progress = listener;
+    },
     // The verdict is ok only once every byte (and, for gzip, every decompressed byte) has passed, counter included.
     ...(counter ? { items: () => (verdict?.ok === true && !("unread" in verdict) ? counter.finish() : null) } : {}),
     settled: () => {

@@ -27,8 +27,8 @@ export type Forward = {
   format: BodyFormat;
   /** Aborts the request from our side (a streamed body that failed its checks). */
   signal?: AbortSignal;
-  /** When a streamed body last moved (ms since the epoch): the timeout then counts from it. */
-  bodyMoved?: () => number;
+  /** A streamed body's progress (see OutgoingBody.onProgress): the timeout then counts from its latest chunk. */
+  onBodyProgress?: (listener: () => void) => void;
   /** Retry-After of a 503 upstream_unavailable; UNAVAILABLE_RETRY_AFTER unless given. */
   unavailableRetryAfter?: string;
 };
@@ -86,8 +86,8 @@ export async function forward(request: Forward): Promise<ForwardResult> {
   if (request.contentEncoding) headers["content-encoding"] = request.contentEncoding;
   let upstream: Response;
   try {
-    const timeout = silenceTimeout(request.timeoutMs, request.bodyMoved);
-    upstream = await fetch(request.url, { method: "POST", headers, body: request.body, redirect: "manual", signal: request.signal ? AbortSignal.any([timeout, request.signal]) : timeout });
+    const signal = request.onBodyProgress || request.signal ? silenceSignal(request.timeoutMs, request.onBodyProgress, request.signal) : AbortSignal.timeout(request.timeoutMs);
+    upstream = await fetch(request.url, { method: "POST", headers, body: request.body, redirect: "manual", signal });
   } catch (error) {
     const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
     const failure = timedOut ? `no answer within ${request.timeoutMs} ms` : `unreachable: ${error instanceof Error ? error.message : String(error)}`;
@@ -137,15 +137,22 @@ export async function forward(request: Forward): Promise<ForwardResult> {
  * uploads on a loaded machine took longer than the timeout as a whole), while an upstream that
  * stops reading, or is slow to answer once it has everything, still times out.
  */
-function silenceTimeout(ms: number, bodyMoved?: () => number): AbortSignal {
-  if (!bodyMoved) return AbortSignal.timeout(ms);
+function silenceSignal(ms: number, onBodyProgress?: (listener: () => void) => void, bodyFailed?: AbortSignal): AbortSignal {
+  // One controller, strongly held by its timer and listeners, rather than AbortSignal.any over a
+  // timeout signal; and a timer re-armed per chunk rather than clock readings compared (issue 22:
+  // twice in CI an upstream slow to answer was never timed out; neither could be reproduced).
   const controller = new AbortController();
-  const check = () => {
-    const quiet = Date.now() - bodyMoved();
-    if (quiet >= ms) controller.abort(new DOMException(`no progress within ${ms} ms`, "TimeoutError"));
-    else setTimeout(check, ms - quiet);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    if (!controller.signal.aborted) timer = setTimeout(() => controller.abort(new DOMException(`no progress within ${ms} ms`, "TimeoutError")), ms);
   };
-  setTimeout(check, ms);
+  arm();
+  onBodyProgress?.(arm);
+  bodyFailed?.addEventListener("abort", () => {
+    clearTimeout(timer);
+    controller.abort(bodyFailed.reason);
+  }, { once: true });
   return controller.signal;
 }
 
