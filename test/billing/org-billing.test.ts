@@ -147,7 +147,8 @@ describe("Autumn faults never cause a wrong transition", () => {
     ["429 with Retry-After", { mode: "http_429" as const, retry_after: 120 }],
     ["invalid JSON", { mode: "invalid_json" as const }],
     ["an unknown 404", { mode: "http_404_unknown_code" as const }],
-    ["a timeout", { mode: "slow" as const, delay_ms: 1_500 }],
+    // Far past AUTUMN_TIMEOUT (1 s), so a runtime starved of CPU on a loaded machine still sees its timer fire first.
+    ["a timeout", { mode: "slow" as const, delay_ms: 10_000 }],
   ])("%s at the deadline keeps the org overdue and retries through the alarm", async (_name, fault) => {
     const org = await overdueOrg();
     const deadline = clock.now + GRACE;

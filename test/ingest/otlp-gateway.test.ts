@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import { bodyOf, freshOrgPerTest, gzip, ingest, ingestWithEnv, sha256Hex, sink } from "../support/ingest.ts";
+import { bodyOf, freshOrgPerTest, gzip, ingest, ingestWithEnv, sha256Hex, sink, SLOW_UPSTREAM_MS } from "../support/ingest.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 
@@ -205,7 +205,7 @@ describe("upstream trouble is retryable, so nothing accepted is lost", () => {
 
   it("a timeout → 503", async () => {
     // The test projects give the Worker 10 s (a loaded machine once took over a second to answer); this one is about the timeout.
-    await sink.fault({ mode: "slow", delay_ms: 5_000, tenant: org });
+    await sink.fault({ mode: "slow", delay_ms: SLOW_UPSTREAM_MS, tenant: org });
     const response = await ingestWithEnv({ ...env, UPSTREAM_TIMEOUT: "1s" }, "/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] });
     expect(response.status).toBe(503);
   });

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { bodyOf, freshOrgPerTest, gzip, ingestWithEnv, sha256Hex, sink } from "../support/ingest.ts";
+import { bodyOf, freshOrgPerTest, gzip, ingestWithEnv, sha256Hex, sink, SLOW_UPSTREAM_MS } from "../support/ingest.ts";
 
 // Issue 11: OTLP bodies stream to the upstream; the checks run on the way.
 const MAX_BODY = 1024 * 1024; // test/ingest/wrangler.jsonc
@@ -92,7 +92,7 @@ describe("streaming OTLP bodies upstream", () => {
   });
 
   it("an upstream slow to answer a streamed body still times out: 503, retryable", async () => {
-    await sink.fault({ mode: "slow", delay_ms: 5_000, tenant: org });
+    await sink.fault({ mode: "slow", delay_ms: SLOW_UPSTREAM_MS, tenant: org });
     const response = await post(chunked(await gzip(randomBytes(64 * 1024)), 16 * 1024), {}, "1s");
     expect(response.status).toBe(503);
     expect(response.headers.get("retry-after")).toBe("2");

@@ -72,6 +72,13 @@ async function sinkControl<T>(method: string, path: string, body?: unknown): Pro
   return (await response.json()) as T;
 }
 
+/**
+ * A `slow` sink fault for the timeout tests: far past the 1 s UPSTREAM_TIMEOUT they set, because a runtime starved
+ * of CPU on a loaded machine runs its overdue timer and the sink's answer in the same turn, and twice in CI (the sink
+ * at 1.5 s, then at 5 s) the answer came first. It never holds a test up: the Worker gives up at 1 s.
+ */
+export const SLOW_UPSTREAM_MS = 20_000;
+
 export const sink = {
   requests: async (tenant: string) => (await sinkControl<{ requests: SinkRecord[] }>("GET", `/requests?tenant=${encodeURIComponent(tenant)}`)).requests,
   fault: (fault: { mode: "status" | "slow" | "reset" | "partial"; status?: number; retry_after?: number; delay_ms?: number; count?: number; tenant?: string; rejected?: number; message?: string }) =>
