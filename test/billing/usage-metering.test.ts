@@ -67,8 +67,8 @@ describe("usage metering: ledger and reports to Autumn", () => {
   it("a report that timed out after Autumn applied it is retried with the same key, refused as a duplicate, and counted once", async () => {
     const org = await customer("usage_timeout");
     await orgStub(org).recordUsage([message({ traces: 40 })]);
-    // AUTUMN_TIMEOUT is 1 s in the tests: Autumn applies the track, then answers too late.
-    await autumn.fault({ mode: "timeout_after_apply", delay_ms: 1_500, paths: ["/v1/balances.track"], customer_id: org });
+    // AUTUMN_TIMEOUT is 1 s in the tests: Autumn applies the track, then answers far too late (a starved runtime still times out first).
+    await autumn.fault({ mode: "timeout_after_apply", delay_ms: 10_000, paths: ["/v1/balances.track"], customer_id: org });
     await report(org);
     expect((await autumn.usageOf(org)).spans).toMatchObject({ value: 40, calls: 1 });
     const stuck = await feature(org, "spans");

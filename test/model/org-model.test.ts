@@ -294,7 +294,8 @@ async function apply(m: Model, s: Step): Promise<void> {
       m.outages.at(-1)!.to = m.now;
       return;
     case "autumnFault":
-      await autumn.fault({ mode: s.mode, count: s.count, delay_ms: 1_500, retry_after: 1 });
+      // Slow answers come far past AUTUMN_TIMEOUT (1 s), so a runtime starved of CPU on a loaded machine still times out first.
+      await autumn.fault({ mode: s.mode, count: s.count, delay_ms: 10_000, retry_after: 1 });
       return;
     case "deliverHeld": {
       if (m.held.length === 0) return;
