@@ -140,7 +140,7 @@ async function postBatch(url: string, body: Uint8Array, headers: Record<string, 
 }
 
 /** `workerd_cpu_ms`: workerd's CPU time over the measured run (all its threads and Workers, read from /proc; warm-up excluded). */
-type Scenario = { name: string; rps: number; p50_ms: number; p99_ms: number; requests: number; errors: number; unexpected_status: number; statuses: Record<string, number>; workerd_cpu_ms: number };
+type Scenario = { name: string; rps: number; p50_ms: number; p99_ms: number; requests: number; errors: number; unexpected_status: number; statuses: Record<string, number>; workerd_cpu_ms: number; rounds_rps?: number[] };
 
 /** One measured run of the load generator (load.ts, in a child process), with its statuses checked. */
 async function load(name: string, url: string, options: { method?: "GET" | "POST"; headers: Record<string, string>; body: Uint8Array; expect: number; keys?: string[]; connections?: number; duration?: number; warmup?: number }): Promise<Scenario> {
@@ -322,9 +322,21 @@ function percentile(sorted: number[], p: number): number {
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+/**
+ * A ratio of two interleaved scenarios: the median of their per-round ratios, each round against the reference
+ * round run beside it. The VM's speed drifts between rounds (the pass-through hop alone measured 1,498 to 2,765
+ * req/s on different days, and moved within a run), and a ratio of the two medians let rounds from different
+ * phases meet; paired, each ratio sees one phase. A scenario run once (no rounds) falls back to the medians' ratio.
+ */
+const pairedRatio = (scenario: Pick<Scenario, "rps" | "rounds_rps">, reference: Pick<Scenario, "rps" | "rounds_rps">): number => {
+  const a = scenario.rounds_rps;
+  const b = reference.rounds_rps;
+  return a && b && a.length === b.length ? median(a.map((rps, i) => rps / b[i]!)) : scenario.rps / reference.rps;
+};
 const summarize = (name: string, runs: Scenario[]): Scenario => ({
   name,
   rps: median(runs.map((r) => r.rps)),
+  rounds_rps: runs.map((r) => r.rps),
   p50_ms: median(runs.map((r) => r.p50_ms)),
   p99_ms: median(runs.map((r) => r.p99_ms)),
   requests: runs.reduce((sum, r) => sum + r.requests, 0),
@@ -521,7 +533,7 @@ try {
     const payingScenario = scenarios.find((s) => s.name === steadyNames.paying)!;
     metering = {
       name: "2m. usage metering on, against scenario 2 (off), same run",
-      ratio: meteredScenario.rps / payingScenario.rps,
+      ratio: pairedRatio(meteredScenario, payingScenario),
       accepted_requests: meteredAccepted,
       spans_expected: meteredAccepted * spansPerBatch,
       spans_in_autumn: reportedSpans,
@@ -560,8 +572,8 @@ try {
       /** MAX_DECOMPRESSED_BYTES=0, metering off: the gzip body is forwarded without being inflated (issue 20). */
       uninflated: { ...uninflated, mib_per_s: median(largeRuns.uninflated.map((r) => r.rps)) * mib, ratio_to_passthrough: 0 },
     };
-    largeBodies.ratio_to_passthrough = largeBodies.ingest.mib_per_s / largeBodies.passthrough.mib_per_s;
-    largeBodies.uninflated.ratio_to_passthrough = largeBodies.uninflated.mib_per_s / largeBodies.passthrough.mib_per_s;
+    largeBodies.ratio_to_passthrough = pairedRatio(ingest, passthrough);
+    largeBodies.uninflated.ratio_to_passthrough = pairedRatio(uninflated, passthrough);
     setCpu("8", largeBodies.name, cpuCost(ingest.requests, largeOtlp.byteLength, ingest.workerd_cpu_ms, "the timed runs"));
     setCpu("8-passthrough", `${largeBodies.name}, pass-through Worker`, cpuCost(passthrough.requests, largeOtlp.byteLength, passthrough.workerd_cpu_ms, "the timed runs"));
     setCpu("8u", `${largeBodies.name}, bomb check and metering off`, cpuCost(uninflated.requests, largeOtlp.byteLength, uninflated.workerd_cpu_ms, "the timed runs"));
@@ -632,9 +644,9 @@ try {
       connections: collectorConnections,
       duration_s: COLLECTOR_DURATION_S,
       passthrough,
-      metering_off: { ...off, ratio_to_passthrough: off.mib_per_s / passthrough.mib_per_s },
-      metering_on: { ...on, ratio_to_passthrough: on.mib_per_s / passthrough.mib_per_s },
-      metering_on_vs_off: on.mib_per_s / off.mib_per_s,
+      metering_off: { ...off, ratio_to_passthrough: pairedRatio(off, passthrough) },
+      metering_on: { ...on, ratio_to_passthrough: pairedRatio(on, passthrough) },
+      metering_on_vs_off: pairedRatio(on, off),
       accepted_requests: accepted,
       spans_expected: accepted * collector.spans,
       spans_in_autumn: inAutumn,
@@ -808,8 +820,8 @@ try {
   const hop = scenarios.find((s) => s.name === steadyNames.hop);
   const withRatios = scenarios.map((s) => ({
     ...s,
-    rps_ratio: ceiling ? s.rps / ceiling.rps : null,
-    rps_ratio_to_hop: hop ? s.rps / hop.rps : null,
+    rps_ratio: ceiling ? pairedRatio(s, ceiling) : null,
+    rps_ratio_to_hop: hop ? pairedRatio(s, hop) : null,
     p50_added_ms: ceiling ? s.p50_ms - ceiling.p50_ms : null,
     cpu_ms_per_request: costs[scenarioKeys[s.name]!]?.cpu?.cpu_ms_per_request ?? null,
   }));
@@ -837,7 +849,7 @@ try {
 
   const f = (n: number | null | undefined, digits = 1) => (n === null || n === undefined ? "—" : n.toFixed(digits));
   const lines: string[] = [
-    `Measured ${machine.date.slice(0, 10)} on ${machine.cores} × ${machine.cpu}, ${machine.memory_gib} GiB, Node ${machine.node}; ${CONNECTIONS} connections, ${ROUNDS} interleaved rounds of ${DURATION_S} s per scenario (medians), a ${body.byteLength}-byte gzipped protobuf batch of 20 spans; the Workers bundled as for deploy and run in one local workerd (Miniflare), the load generator, the sink and workerd sharing the machine. The whole bench took ${f(benchSeconds / 60, 1)} minutes.`,
+    `Measured ${machine.date.slice(0, 10)} on ${machine.cores} × ${machine.cpu}, ${machine.memory_gib} GiB, Node ${machine.node}; ${CONNECTIONS} connections, ${ROUNDS} interleaved rounds of ${DURATION_S} s per scenario (medians; each ratio the median of its per-round ratios, every round against the reference round beside it), a ${body.byteLength}-byte gzipped protobuf batch of 20 spans; the Workers bundled as for deploy and run in one local workerd (Miniflare), the load generator, the sink and workerd sharing the machine. The whole bench took ${f(benchSeconds / 60, 1)} minutes.`,
   ];
   if (withRatios.length > 0 || burst) {
     lines.push(
