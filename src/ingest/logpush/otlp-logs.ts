@@ -28,7 +28,7 @@ export type ExportLogsServiceRequestJson = {
   }[];
 };
 
-type TimeField = { name: string; unit?: TimeUnit };
+export type TimeField = { name: string; unit?: TimeUnit };
 
 /**
  * Where each dataset keeps its event time, in order of preference. Fields ending in `Ms` are
@@ -69,13 +69,13 @@ const GENERIC_TIME_FIELDS: TimeField[] = [
 const RENAMED_TIME_FIELDS: TimeField[] = [{ name: "timestamp" }, { name: "@timestamp" }, { name: "time" }];
 
 /** The configured time field first (a name ending in `Ms` is milliseconds, like Cloudflare's), then the dataset's, then common renamed ones. */
-function timeFields(dataset: string, configured: string | null): TimeField[] {
+export function timeFields(dataset: string, configured: string | null): TimeField[] {
   const known = [...(TIME_FIELDS[dataset] ?? GENERIC_TIME_FIELDS), ...RENAMED_TIME_FIELDS];
   return configured === null ? known : [{ name: configured, ...(configured.endsWith("Ms") ? { unit: "ms" as const } : {}) }, ...known];
 }
 
 /** The record's event time and the field it came from. A zero time is a placeholder ("not set"), not 1970. */
-function eventTime(record: LogpushRecord, fields: readonly TimeField[]): { ns: bigint; field: string } | null {
+export function eventTime(record: LogpushRecord, fields: readonly TimeField[]): { ns: bigint; field: string } | null {
   for (const { name, unit } of fields) {
     const ns = parseTimestamp(record[name], unit);
     if (ns !== null && ns > 0n) return { ns, field: name };
@@ -89,7 +89,7 @@ const INFO = { severityNumber: 9, severityText: "INFO" } as const;
 const INFO2 = { severityNumber: 10, severityText: "INFO2" } as const;
 const WARN = { severityNumber: 13, severityText: "WARN" } as const;
 const ERROR = { severityNumber: 17, severityText: "ERROR" } as const;
-type Severity = { severityNumber: number; severityText?: string };
+export type Severity = { severityNumber: number; severityText?: string };
 const UNSPECIFIED: Severity = { severityNumber: 0 };
 
 function httpStatusSeverity(status: unknown): Severity {
@@ -111,7 +111,7 @@ function outcomeSeverity(outcome: unknown): Severity {
   return WARN;
 }
 
-function severityOf(dataset: string, record: LogpushRecord): Severity {
+export function severityOf(dataset: string, record: LogpushRecord): Severity {
   if (dataset === "http_requests") return httpStatusSeverity(record.EdgeResponseStatus);
   if (dataset === "workers_trace_events") return outcomeSeverity(record.Outcome);
   return UNSPECIFIED;
@@ -131,7 +131,7 @@ function path(record: LogpushRecord, ...keys: string[]): unknown {
   return value;
 }
 
-const joinPresent = (...parts: string[]): string => parts.filter((part) => part !== "").join(" ");
+const joinPresent = (a: string, b: string): string => (a === "" ? b : b === "" ? a : `${a} ${b}`);
 /** `"{head} -> {result}"`, dropping what is missing; the dataset name stands in for a missing head. "" when both are missing. */
 function arrow(dataset: string, head: string, result: string): string {
   if (result === "") return head;
@@ -173,9 +173,26 @@ function genericBody(dataset: string, r: LogpushRecord, timeField: string | null
   return `${name}: ${pairs.join(" ")}`;
 }
 
-function bodyOf(dataset: string, record: LogpushRecord, timeField: string | null): string {
+export function bodyOf(dataset: string, record: LogpushRecord, timeField: string | null): string {
   const body = dataset === "http_requests" ? httpRequestBody(record) : dataset === "workers_trace_events" ? workersTraceBody(record) : "";
   return body !== "" ? body : genericBody(dataset, record, timeField);
+}
+
+/** The top-level fields severityOf and the dataset's own body read (beside the time fields and SUMMARY_FIELDS). */
+const DATASET_FIELDS: Record<string, string[]> = {
+  http_requests: ["EdgeResponseStatus", "ClientRequestMethod", "ClientRequestHost", "ClientRequestURI"],
+  workers_trace_events: ["Outcome", "ScriptName", "EventType"],
+};
+
+/**
+ * Every field eventTime, severityOf and bodyOf read of a record with no object inside
+ * (flat-records.ts hands them only these): the time fields, the severity and body fields, and the
+ * first `leading` fields holding a non-empty scalar, which a generic body may summarise
+ * (SUMMARY_LIMIT of them, one more in case one is the time field it leaves out). A null field
+ * reads as an absent one everywhere in them.
+ */
+export function headFields(dataset: string, fields: readonly TimeField[]): { names: Set<string>; leading: number } {
+  return { names: new Set([...fields.map((field) => field.name), ...(DATASET_FIELDS[dataset] ?? []), ...SUMMARY_FIELDS]), leading: SUMMARY_LIMIT + 1 };
 }
 
 /** An OTLP AnyValue: strings, safe integers and bigints (as decimal strings), other numbers as doubles, booleans; objects and arrays as their JSON text. */

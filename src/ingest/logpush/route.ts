@@ -14,13 +14,21 @@ import { suspendedResponse } from "../customer/pay-link.ts";
 import type { WouldRefuseCode } from "../../shared/usage.ts";
 import { countActivity, countForwarded, countParked, refusedAnswer } from "../usage/activity.ts";
 import { isValidationBody, parseLogpushBody, readLogpushOptions, toOtlpLogs, type LogpushContext } from "./index.ts";
+import { FlatRecords } from "./flat-records.ts";
 import { countLines, Segmenter, shiftLine } from "./segments.ts";
+import { Utf8Builder } from "./utf8-builder.ts";
 
 const DATASET = /^[a-z0-9_]{1,64}$/;
 
-/** Decompressed text parsed and converted at a time (about 1 MiB): what bounds the parsed records held. */
-export const SEGMENT_CHARS = 1 << 20;
-/** OTLP JSON sent upstream per request: the batch is forwarded in pieces of about this size. */
+/**
+ * Decompressed text parsed and converted at a time (about 64 KiB): what bounds the parsed records
+ * held. Under V8's large-object size (128 KiB), so a segment is young garbage, collected by the
+ * next scavenge; a 1 MiB one lived in large-object space until a full collection (issue 20).
+ */
+export const SEGMENT_CHARS = 64 * 1024;
+/** Decompressed bytes decoded to text at a time: the decoded strings too stay young (see SEGMENT_CHARS). */
+const DECODE_BYTES = 32 * 1024;
+/** OTLP JSON bytes sent upstream per request: the batch is forwarded in pieces of about this size. */
 export const UPSTREAM_BATCH_BYTES = 4 * 1024 * 1024;
 /**
  * Compressed bytes inflated at a time: deflate expands at most about 1,032 to 1, so one slice's
@@ -38,8 +46,9 @@ type Stop = { stop: Response };
  * request is answered 200 once the key and billing state pass.
  *
  * In bounded memory (issue 11): the body streams through decompression and UTF-8 decoding, is cut
- * into segments of whole records (about 1 MiB), each parsed and converted on its own, and the
- * OTLP JSON goes upstream in requests of about 4 MiB. Nothing is sent before the first 4 MiB of
+ * into segments of whole records (about 64 KiB), each converted on its own (flat NDJSON records
+ * straight to OTLP JSON, flat-records.ts; anything else parsed first), and the OTLP JSON, written
+ * as UTF-8 bytes, goes upstream in requests of about 4 MiB. Nothing is sent before the first 4 MiB of
  * OTLP JSON is built, so a small unreadable body is never forwarded. A failure after a piece went
  * upstream: an upstream failure is a retryable 503 (the job resends the whole batch, so the
  * upstream may see its first part twice); an unreadable record or the decompressed cap is still
@@ -69,8 +78,9 @@ export async function handleLogpush(request: Request, env: IngestEnv, settings: 
 /**
  * Where the OTLP JSON pieces of a batch go, and whether the batch's outcome is accounted for as a
  * forward. `share`: the piece's records and the batch's bytes received since the previous piece.
+ * `body` is a view of a buffer written again once `send` has settled: used by then, never kept.
  */
-type Pieces = { send(body: string, share: { records: number; bytes: number }): Promise<ForwardResult>; account: boolean };
+type Pieces = { send(body: Uint8Array, share: { records: number; bytes: number }): Promise<ForwardResult>; account: boolean };
 
 /** The upstream; with parking on, an outage parks the failed piece and every later one of the batch (the job hears 200). */
 function piecesUpstream(env: IngestEnv, settings: IngestSettings, waitUntil: WaitUntil, parking: ParkingSettings | null, orgId: string, keyId: string): Pieces {
@@ -80,7 +90,7 @@ function piecesUpstream(env: IngestEnv, settings: IngestSettings, waitUntil: Wai
   return {
     account: true,
     async send(body) {
-      if (parkingRest && parking && (await parkBatch(env, waitUntil, parking, orgId, target, new TextEncoder().encode(body), "upstream_unavailable"))) return parked();
+      if (parkingRest && parking && (await parkBatch(env, waitUntil, parking, orgId, target, body, "upstream_unavailable"))) return parked();
       const result = await forward({
         url: `${settings.upstreamUrl}/v1/logs`,
         body,
@@ -91,8 +101,8 @@ function piecesUpstream(env: IngestEnv, settings: IngestSettings, waitUntil: Wai
         format: "json",
         unavailableRetryAfter: parking ? PARKING_UNAVAILABLE_RETRY_AFTER : UNAVAILABLE_RETRY_AFTER,
       });
-      if (parking && isOutage(result) && (await parkBatch(env, waitUntil, parking, orgId, target, new TextEncoder().encode(body), "upstream_unavailable"))) {
-        logUpstreamTrouble({ orgId, keyId, route: "/v1/logpush", bytes: body.length }, result, true);
+      if (parking && isOutage(result) && (await parkBatch(env, waitUntil, parking, orgId, target, body, "upstream_unavailable"))) {
+        logUpstreamTrouble({ orgId, keyId, route: "/v1/logpush", bytes: body.byteLength }, result, true);
         parkingRest = true;
         return parked();
       }
@@ -167,7 +177,7 @@ async function parkRefused(request: Request, env: IngestEnv, settings: IngestSet
       async send(body, share) {
         // Metered when delivered (after payment): the piece's records and share of the bytes as received.
         const usage = { signal: "logpush" as const, items: share.records, bytes: share.bytes };
-        const piece = await parkBatchAt(env, waitUntil, parking, orgId, { ...target, usage }, new TextEncoder().encode(body), "suspended");
+        const piece = await parkBatchAt(env, waitUntil, parking, orgId, { ...target, usage }, body, "suspended");
         if (piece === null) throw new ParkStopped();
         parked.push(piece);
         return { response: new Response(null), upstreamStatus: null, outcome: "accepted", code: null, failure: null, parked: true };
@@ -211,11 +221,19 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
     return refuse(env, route, "json", 415, "unsupported_encoding", "Content-Encoding must be gzip or absent", ctx).response;
   }
 
-  // Upstream requests: each one ExportLogsServiceRequest, the records' JSON spliced into one envelope.
+  // Upstream requests: each one ExportLogsServiceRequest, the records' JSON written as UTF-8 into one envelope.
   const context: LogpushContext = { dataset, orgId: admitted.orgId, observedAtNs: BigInt(Date.now()) * 1_000_000n, timeField: options.timeField };
   const [envelopeStart, envelopeEnd] = JSON.stringify(toOtlpLogs([], context)).split('"logRecords":[]');
-  const pending: string[] = [];
-  let pendingBytes = 0;
+  const envelopeHead = new TextEncoder().encode(`${envelopeStart}"logRecords":[`);
+  const envelopeTail = new TextEncoder().encode(`]${envelopeEnd}`);
+  const flat = options.format === "json" ? new FlatRecords(context) : null;
+  // Two buffers in turn, each grown to a piece and the segment that takes it past
+  // UPSTREAM_BATCH_BYTES, so no buffer is allocated per piece. workerd sends a byte body without
+  // copying it: the piece in flight is never written to, as send settles it (answered, or parked)
+  // before the next piece is sent and its buffer reused.
+  let piece = new Utf8Builder(64 * 1024);
+  let spare = new Utf8Builder(64 * 1024);
+  piece.raw(envelopeHead);
   let pendingRecords = 0;
   let sharedBytes = 0;
   let records = 0;
@@ -234,7 +252,7 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
   };
   /** A stop found while a piece was in flight: that piece's failure, if it failed, came first. */
   const stopWith = async (stop: Stop): Promise<Response> => ((await settle()) ?? stop).stop;
-  const deliver = async (body: string, share: { records: number; bytes: number }): Promise<Stop | null> => {
+  const deliver = async (body: Uint8Array, share: { records: number; bytes: number }): Promise<Stop | null> => {
     last = await pieces.send(body, share);
     if (last.outcome === "accepted") {
       delivered++;
@@ -253,12 +271,14 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
   const send = async (): Promise<Stop | null> => {
     const previous = await settle();
     if (previous) return previous;
-    if (pending.length === 0) return null;
-    const body = `${envelopeStart}"logRecords":[${pending.join(",")}]${envelopeEnd}`;
+    if (pendingRecords === 0) return null;
+    piece.raw(envelopeTail);
+    const body = piece.view();
+    [piece, spare] = [spare, piece];
+    piece.length = 0;
+    piece.raw(envelopeHead);
     const share = { records: pendingRecords, bytes: compressed - sharedBytes };
     sharedBytes = compressed;
-    pending.length = 0;
-    pendingBytes = 0;
     pendingRecords = 0;
     const flight = deliver(body, share);
     // Its failure (a parking error included) surfaces when it is settled; never unhandled meanwhile.
@@ -286,16 +306,18 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
       }
     }
     lineOffset += countLines(segment);
-    const parsed = parseLogpushBody(text, options);
-    if (!parsed.ok) return { stop: invalid(parsed.code, shiftLine(parsed.message, offset)) };
-    records += parsed.records.length;
-    pendingRecords += parsed.records.length;
-    const json = JSON.stringify(toOtlpLogs(parsed.records, context).resourceLogs[0]!.scopeLogs[0]!.logRecords);
-    if (json.length > 2) {
-      pending.push(json.slice(1, -1));
-      pendingBytes += json.length;
+    if (pendingRecords > 0) piece.byte(0x2c); // ,
+    // Flat NDJSON records straight to OTLP JSON; anything else parsed into records and converted.
+    let count = flat === null ? null : flat.write(text, piece);
+    if (count === null) {
+      const parsed = parseLogpushBody(text, options);
+      if (!parsed.ok) return { stop: invalid(parsed.code, shiftLine(parsed.message, offset)) };
+      piece.text(JSON.stringify(toOtlpLogs(parsed.records, context).resourceLogs[0]!.scopeLogs[0]!.logRecords).slice(1, -1));
+      count = parsed.records.length;
     }
-    return pendingBytes >= UPSTREAM_BATCH_BYTES ? send() : null;
+    records += count;
+    pendingRecords += count;
+    return piece.length >= UPSTREAM_BATCH_BYTES ? send() : null;
   };
 
   // The body: counted, inflated when gzip (declared, or by its magic bytes), decoded, cut.
@@ -313,15 +335,17 @@ async function convert(request: Request, env: IngestEnv, settings: IngestSetting
   const decode = async (chunk: Uint8Array): Promise<Stop | null> => {
     decompressed += chunk.byteLength;
     if (settings.maxDecompressedBytes > 0 && decompressed > settings.maxDecompressedBytes) throw new BodyError("decompressed");
-    let text: string;
-    try {
-      text = decoder.decode(chunk, { stream: true });
-    } catch {
-      throw new BodyError("utf8");
-    }
-    for (const segment of segmenter.push(text)) {
-      const stop = await take(segment, false);
-      if (stop) return stop;
+    for (let at = 0; at < chunk.byteLength; at += DECODE_BYTES) {
+      let text: string;
+      try {
+        text = decoder.decode(chunk.subarray(at, at + DECODE_BYTES), { stream: true });
+      } catch {
+        throw new BodyError("utf8");
+      }
+      for (const segment of segmenter.push(text)) {
+        const stop = await take(segment, false);
+        if (stop) return stop;
+      }
     }
     return null;
   };
