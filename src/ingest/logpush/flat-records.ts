@@ -106,6 +106,8 @@ export class FlatRecords {
       const head: LogpushRecord = {};
       let leading = 0;
       let keys: Key[] | null = null;
+      /** The tokens of `keys`: a key given twice is found in one lookup, not a scan of the record's keys (quadratic for thousands). */
+      let tokens: Set<string> | null = null;
       let k = 0;
       i = skipSpace(text, i + 1);
       if (text.charCodeAt(i) === CLOSE_BRACE) i++;
@@ -120,8 +122,10 @@ export class FlatRecords {
             if (end === -1) return null;
             key = this.keyOf(text.slice(i, end));
             keys ??= this.schema.slice(0, k);
-            if (key.name === "__proto__" || isDigit(key.name.charCodeAt(0)) || keys.some((other) => other.token === key.token)) return null;
+            tokens ??= new Set(keys.map((other) => other.token));
+            if (key.name === "__proto__" || isDigit(key.name.charCodeAt(0)) || tokens.has(key.token)) return null;
             keys.push(key);
+            tokens.add(key.token);
           }
           k++;
           i += key.codes.length;
