@@ -140,7 +140,8 @@ export async function forward(request: Forward): Promise<ForwardResult> {
 function silenceSignal(ms: number, onBodyProgress?: (listener: () => void) => void, bodyFailed?: AbortSignal): AbortSignal {
   // One controller, strongly held by its timer and listeners, rather than AbortSignal.any over a
   // timeout signal; and a timer re-armed per chunk rather than clock readings compared (issue 22:
-  // twice in CI an upstream slow to answer was never timed out; neither could be reproduced).
+  // twice in CI, and once here in a full test run, the earlier code never timed out an upstream
+  // slow to answer a streamed body; this code passed the same run).
   const controller = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const arm = () => {
