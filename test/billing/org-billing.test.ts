@@ -2,7 +2,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
-import { autumn } from "../support/autumn.ts";
+import { autumn, SLOW_AUTUMN_MS } from "../support/autumn.ts";
 import type { OrgBilling } from "../../src/billing/org/object.ts";
 import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, MIN_NOTICE_MS, mirrorOf, orgState, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
@@ -147,8 +147,7 @@ describe("Autumn faults never cause a wrong transition", () => {
     ["429 with Retry-After", { mode: "http_429" as const, retry_after: 120 }],
     ["invalid JSON", { mode: "invalid_json" as const }],
     ["an unknown 404", { mode: "http_404_unknown_code" as const }],
-    // Far past AUTUMN_TIMEOUT (1 s), so a runtime starved of CPU on a loaded machine still sees its timer fire first.
-    ["a timeout", { mode: "slow" as const, delay_ms: 10_000 }],
+    ["a timeout", { mode: "slow" as const, delay_ms: SLOW_AUTUMN_MS }],
   ])("%s at the deadline keeps the org overdue and retries through the alarm", async (_name, fault) => {
     const org = await overdueOrg();
     const deadline = clock.now + GRACE;

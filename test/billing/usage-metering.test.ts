@@ -5,7 +5,7 @@ import { ACTIVITY_TABLES } from "../../src/billing/usage/activity.ts";
 import { EVENT_TABLES } from "../../src/billing/org/events.ts";
 import { UsageReporter } from "../../src/billing/usage/reporter.ts";
 import { afterEach, describe, expect, it } from "vitest";
-import { autumn } from "../support/autumn.ts";
+import { autumn, SLOW_AUTUMN_MS } from "../support/autumn.ts";
 import { deleteAllAlarms, deliver, mirrorOf, orgState, orgStub, signWebhook, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 import { receiver } from "../support/notify.ts";
@@ -68,7 +68,7 @@ describe("usage metering: ledger and reports to Autumn", () => {
     const org = await customer("usage_timeout");
     await orgStub(org).recordUsage([message({ traces: 40 })]);
     // AUTUMN_TIMEOUT is 1 s in the tests: Autumn applies the track, then answers far too late (a starved runtime still times out first).
-    await autumn.fault({ mode: "timeout_after_apply", delay_ms: 10_000, paths: ["/v1/balances.track"], customer_id: org });
+    await autumn.fault({ mode: "timeout_after_apply", delay_ms: SLOW_AUTUMN_MS, paths: ["/v1/balances.track"], customer_id: org });
     await report(org);
     expect((await autumn.usageOf(org)).spans).toMatchObject({ value: 40, calls: 1 });
     const stuck = await feature(org, "spans");

@@ -5,7 +5,7 @@ import { afterEach, expect, it, vi } from "vitest";
 import type { OrgView } from "../../src/billing/org/view.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
-import { autumn, type Fault, type StandInWebhook } from "../support/autumn.ts";
+import { autumn, SLOW_AUTUMN_MS, type Fault, type StandInWebhook } from "../support/autumn.ts";
 import {
   alarmOf,
   billing,
@@ -294,8 +294,7 @@ async function apply(m: Model, s: Step): Promise<void> {
       m.outages.at(-1)!.to = m.now;
       return;
     case "autumnFault":
-      // Slow answers come far past AUTUMN_TIMEOUT (1 s), so a runtime starved of CPU on a loaded machine still times out first.
-      await autumn.fault({ mode: s.mode, count: s.count, delay_ms: 10_000, retry_after: 1 });
+      await autumn.fault({ mode: s.mode, count: s.count, delay_ms: SLOW_AUTUMN_MS, retry_after: 1 });
       return;
     case "deliverHeld": {
       if (m.held.length === 0) return;

@@ -222,3 +222,10 @@ declare module "vitest" {
 }
 
 export const autumn = autumnControls(() => fakeUrl("autumnUrl"));
+
+/**
+ * delay_ms of a late Autumn answer (slow, timeout, timeout_after_apply) in the tests: far past their 1 s AUTUMN_TIMEOUT,
+ * so a runtime starved of CPU on a loaded machine still times out first (as SLOW_UPSTREAM_MS for the upstream sink).
+ * It never holds a test up: the client gives up at 1 s.
+ */
+export const SLOW_AUTUMN_MS = 10_000;

@@ -25,6 +25,7 @@
  * first by for-in), `__proto__`, any text that is not valid JSON, no record with a non-null field.
  * So the fast path never accepts what the general path refuses.
  */
+import { endOfString } from "./json-text.ts";
 import { bodyOf, eventTime, headFields, severityOf, timeFields, type LogpushContext, type Severity, type TimeField } from "./otlp-logs.ts";
 import type { LogpushRecord } from "./records.ts";
 import { Utf8Builder } from "./utf8-builder.ts";
@@ -144,7 +145,7 @@ export class FlatRecords {
             let end = copyPlainString(text, i, attributes);
             if (end !== -1) value = wanted ? text.slice(i + 1, end - 1) : "";
             else {
-              end = stringEnd(text, i);
+              end = endOfString(text, i);
               if (end === -1) return null;
               try {
                 value = JSON.parse(text.slice(i, end)) as string;
@@ -347,17 +348,6 @@ function copyPlainString(text: string, start: number, out: Utf8Builder): number 
   bytes[at++] = CLOSE_BRACE;
   out.length = at;
   return close + 1;
-}
-
-/** The end (exclusive) of the string token at `start`, escapes skipped; -1 when it never ends. JSON.parse then judges it. */
-function stringEnd(text: string, start: number): number {
-  const n = text.length;
-  for (let j = start + 1; j < n; j++) {
-    const c = text.charCodeAt(j);
-    if (c === QUOTE) return j + 1;
-    if (c === BACKSLASH) j++;
-  }
-  return -1;
 }
 
 /** The end (exclusive) of a JSON number literal at `start` (`-? (0 | [1-9]\d*) (\.\d+)? ([eE][+-]?\d+)?`), or -1. */
