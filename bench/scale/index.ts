@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { sessionCookie } from "../../src/billing/console/session.ts";
 import type { HandedOrg } from "../../src/billing/index/object.ts";
-import { SHARD_NAMES, shardNameOf } from "../../src/billing/index/shard.ts";
+import { SHARD_NAMES, shardNameOf } from "../../src/shared/index-shard.ts";
 import { REPO_ROOT, WRANGLER_BIN } from "../../tools/paths.ts";
 import { benchSetup } from "../runtime.ts";
 import { workerdRssMib } from "../proc.ts";

@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, expect, it, vi } from "vitest";
 import { ensureSchema, DRAIN_BATCH, orgIndex } from "../../src/billing/index/object.ts";
 import { forgetLegacyDrained } from "../../src/billing/index/sharded.ts";
-import { LEGACY_INDEX_NAME, SHARD_NAMES, shardNameOf } from "../../src/billing/index/shard.ts";
+import { LEGACY_INDEX_NAME, SHARD_NAMES, shardNameOf } from "../../src/shared/index-shard.ts";
 import { drainLegacyIndex, emptyIndex, indexEntry, orgIdsIn } from "../support/org-index.ts";
 
 /**

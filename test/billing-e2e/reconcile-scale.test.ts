@@ -1,7 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
-import { partitionByShard, SHARD_NAMES, shardName } from "../../src/billing/index/shard.ts";
+import { partitionByShard, SHARD_NAMES, shardName } from "../../src/shared/index-shard.ts";
 import { deleteAllAlarms } from "../support/billing.ts";
 import { deleteSweeperAlarm, reconcileNow, sweeper } from "../support/sweep.ts";
 
@@ -17,7 +17,7 @@ afterEach(async () => {
 describe("the reconciliation sweep at scale", () => {
   it("keeps tens of thousands of pending hand-overs in rows, not in the sweep's one document", { timeout: 120_000 }, async () => {
     const count = 45_000;
-    // Each org's row in its shard of the index (src/billing/index/shard.ts).
+    // Each org's row in its shard of the index (src/shared/index-shard.ts).
     const bulk = Array.from({ length: count }, (_, i) => `bulk_missing_org_${String(i).padStart(6, "0")}`);
     for (const [shard, ids] of partitionByShard(bulk)) {
       await runInDurableObject(env.ORG_INDEX.getByName(shardName(shard)), (_instance, state) => {

@@ -5,7 +5,7 @@ import { sessionCookie } from "../../src/billing/console/session.ts";
 import { encodeCursor } from "../../src/billing/index/cursor.ts";
 import type { IndexEntry } from "../../src/billing/index/entry.ts";
 import { orgIndex } from "../../src/billing/index/object.ts";
-import { hashOrgId, SHARD_NAMES, shardNameOf, shardOf } from "../../src/billing/index/shard.ts";
+import { hashOrgId, SHARD_NAMES, shardNameOf, shardOf } from "../../src/shared/index-shard.ts";
 import { admin, BILLING } from "../support/billing.ts";
 import { drainLegacyIndex, emptyIndex, indexEntry, orgIdsIn } from "../support/org-index.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { autumn } from "../support/autumn.ts";
 import { admin, alarmOf, deleteAllAlarms, deliver, deliverNow, mirrorOf, orgStub, sitOutMinimumNotice, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
-import { shardNameOf } from "../../src/billing/index/shard.ts";
+import { shardNameOf } from "../../src/shared/index-shard.ts";
 
 const clock = fakeClock();
 

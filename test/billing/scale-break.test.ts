@@ -4,7 +4,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { encodeCursor } from "../../src/billing/index/cursor.ts";
 import { DRAIN_BATCH, orgIndex } from "../../src/billing/index/object.ts";
 import { forgetLegacyDrained } from "../../src/billing/index/sharded.ts";
-import { LEGACY_INDEX_NAME, SHARD_NAMES, shardOf } from "../../src/billing/index/shard.ts";
+import { LEGACY_INDEX_NAME, SHARD_NAMES, shardOf } from "../../src/shared/index-shard.ts";
 import { hashIngestKey, IngestKeyRecord } from "../../src/shared/ingest-key.ts";
 import { ingestKeyHashKey } from "../../src/shared/storage-keys.ts";
 import { admin, uniqueOrg } from "../support/billing.ts";

@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, expect, it, vi } from "vitest";
-import { SHARD_NAMES } from "../../src/billing/index/shard.ts";
+import { SHARD_NAMES } from "../../src/shared/index-shard.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { autumn } from "../support/autumn.ts";
 import { alarmOf, billing, deliverWebhook, drainUsage, ingest, isolateQueue, orgStub, tracesBody, upstream, usageQueue } from "./harness.ts";
@@ -31,7 +31,7 @@ async function storageCounts(org: string): Promise<Record<string, number>> {
   const kv = async (ns: KVNamespace) => (await ns.list()).keys.length;
   const r2 = (await env.PARKING.list()).objects.length;
   const object = Object.fromEntries(Object.entries(await rowsOf(orgStub(org))).map(([t, n]) => [`org_billing.${t}`, n]));
-  // The index is sharded (src/billing/index/shard.ts): each table's rows summed over the shards.
+  // The index is sharded (src/shared/index-shard.ts): each table's rows summed over the shards.
   const index: Record<string, number> = {};
   for (const name of SHARD_NAMES) for (const [t, n] of Object.entries(await rowsOf(env.ORG_INDEX.getByName(name)))) index[`org_index.${t}`] = (index[`org_index.${t}`] ?? 0) + n;
   return { ...object, ...index, "kv.BILLING_STATE": await kv(env.BILLING_STATE), "kv.INGEST_KEYS": await kv(env.INGEST_KEYS), "r2.PARKING": r2 };

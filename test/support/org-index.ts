@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { IndexEntry } from "../../src/billing/index/entry.ts";
-import { LEGACY_INDEX_NAME, SHARD_NAMES } from "../../src/billing/index/shard.ts";
+import { LEGACY_INDEX_NAME, SHARD_NAMES } from "../../src/shared/index-shard.ts";
 
 /** An index entry as an org's object publishes it: version 1 unless told. */
 export function indexEntry(org_id: string, state: IndexEntry["state"], fields: Partial<IndexEntry> = {}): IndexEntry {

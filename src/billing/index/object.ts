@@ -4,7 +4,7 @@ import { HOUR_MS, hourOf } from "../../shared/usage.ts";
 import { LAST_KEY, type ListedState } from "./cursor.ts";
 import { IndexEntry, OVERVIEW_LISTED, WOULD_REFUSE_SHOWN, WouldRefuseHours, type WouldRefuseOrg } from "./entry.ts";
 import type { HandedOrg, HeldEntry, IndexShard, KeyedEntry, OverviewPart } from "./shard-api.ts";
-import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "./shard.ts";
+import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "../../shared/index-shard.ts";
 
 export { orgIndex, type OrgIndexClient } from "./sharded.ts";
 export type { HandedOrg, HeldEntry, KeyedEntry, OverviewPart } from "./shard-api.ts";
@@ -37,7 +37,7 @@ const HeldRow = IndexEntry.pick({ org_id: true, state: true, reason: true, since
  * org that never left ok is never listed as restored). Versions make every write idempotent and
  * order-proof.
  *
- * This class is one shard of the index (shard.ts: `index/16/00` to `index/16/15`, an org's shard by a hash
+ * This class is one shard of the index (shared/index-shard.ts: `index/16/00` to `index/16/15`, an org's shard by a hash
  * of its id; sharded.ts fans reads out). The object named "index" is the index as it was before sharding:
  * on an existing deployment it holds every row, so when first reached after the deploy it hands them to
  * their shards, DRAIN_BATCH orgs per alarm run, and empties (`alarm`, `drainBatch`). Why this way rather than reading the

@@ -1,7 +1,7 @@
 import { decodeCursor, encodeCursor, type ListedState } from "./cursor.ts";
 import { type IndexCursor, type IndexEntry, OVERVIEW_LISTED, WOULD_REFUSE_SHOWN, type WouldRefuseHours } from "./entry.ts";
 import type { HeldEntry, IndexShard, KeyedEntry, OverviewOf, OverviewPart } from "./shard-api.ts";
-import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "./shard.ts";
+import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "../../shared/index-shard.ts";
 
 export type Overview = OverviewOf<IndexEntry>;
 
@@ -51,7 +51,7 @@ function unkeyed({ sort_key: _key, ...entry }: KeyedEntry): IndexEntry {
   return entry;
 }
 
-/** The sharded index (shard.ts): `orgIndex(env)` for every caller, as the single object's stub was. */
+/** The sharded index (shared/index-shard.ts): `orgIndex(env)` for every caller, as the single object's stub was. */
 export function orgIndex(env: { ORG_INDEX?: { getByName(name: string): unknown } }): OrgIndexClient {
   const namespace = env.ORG_INDEX;
   if (!namespace) {
