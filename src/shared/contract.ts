@@ -1,10 +1,11 @@
 import { z } from "zod";
 import type { MirrorEntry } from "./billing-state.ts";
-import { UsageActivity, UsageCounts, UsageSeq, UsageStream } from "./usage.ts";
+import { shardName } from "./index-shard.ts";
+import { OrgActivity, ACTIVITY_ORGS_PER_MESSAGE, UsageActivity, UsageCounts, UsageSeq, UsageStream } from "./usage.ts";
 
 /**
  * What the two Workers say to each other over RPC: the ingest Worker calls four methods of the
- * org's `OrgBilling` object (in the billing Worker's script) and nothing else. Both sides import
+ * org's `OrgBilling` object and one of the index shard `OrgIndex` (both in the billing Worker's script), and nothing else. Both sides import
  * these declarations, so a change to one side's shape fails the other side's type check; the
  * object checks every argument again with the schemas below (it trusts no caller).
  */
@@ -75,4 +76,26 @@ export interface OrgBillingRpc {
  */
 export function orgBillingRpc(namespace: { getByName(name: string): unknown }, orgId: string): OrgBillingRpc {
   return namespace.getByName(orgId) as OrgBillingRpc;
+}
+
+/**
+ * One shard's part of one activity message as the consumer hands it to `recordActivity` (shared/usage.ts
+ * `ActivityMessage`): `stream` and `seq` are its id, numbered per stream and shard, which the shard dedupes by.
+ */
+export const ActivityDelivery = z.object({ stream: UsageStream, seq: UsageSeq, orgs: z.array(OrgActivity).min(1).max(ACTIVITY_ORGS_PER_MESSAGE) });
+export type ActivityDelivery = z.infer<typeof ActivityDelivery>;
+/** One call carries at most this many (a queue batch is at most 100 messages, each with at most one part per shard). */
+export const ActivityDeliveries = z.array(ActivityDelivery).max(1_000);
+
+/** `recordActivity`'s answer: refused (the consumer retries the messages) or folded, with how many parts were new. */
+export type RecordActivityAnswer = { ok: true; recorded: number; duplicates: number } | { ok: false; error: string };
+
+/** The part of `OrgIndex` (one shard of the index) the ingest Worker may call. */
+export interface ActivityShardRpc {
+  recordActivity(deliveries: ActivityDelivery[]): Promise<RecordActivityAnswer>;
+}
+
+/** An index shard as the ingest Worker's usage consumer reaches it (its `ORG_INDEX` binding names a class of another script). */
+export function activityShardRpc(namespace: { getByName(name: string): unknown }, shard: number): ActivityShardRpc {
+  return namespace.getByName(shardName(shard)) as ActivityShardRpc;
 }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { INDEX_SHARDS } from "./index-shard.ts";
 import { ConfigError, optionalSetting, type EnvVars } from "./settings.ts";
 
 /**
@@ -119,8 +120,8 @@ export function hourOf(at: number): number {
 }
 
 /**
- * One message on the `tollgate-usage` queue: what one ingest isolate accepted for one org
- * over a short window. `stream` and `seq` are the batch's id, the same on every retried send
+ * One message on the `tollgate-usage` queue: what one ingest isolate metered for one org
+ * over a short window (sent only where metering counted something: activity goes in `ActivityMessage`). `stream` and `seq` are the batch's id, the same on every retried send
  * (a send may fail after the queue took it), which the org's object deduplicates by. Messages
  * sent before they existed have neither; the object then falls back to the queue's message id.
  */
@@ -129,16 +130,49 @@ export const UsageMessage = z
     org_id: z.string().min(1),
     stream: UsageStream.optional(),
     seq: UsageSeq.optional(),
-    /** Empty when metering is off (or counted nothing): the message then carries only `activity`. */
+    /** Empty only in a message from an older ingest Worker, which then carries only `activity`. */
     counts: UsageCounts,
     /** The window's first and last request counted, epoch ms (for the ledger and logs). */
     first_at: z.number(),
     last_at: z.number(),
-    /** Absent from messages sent before activity existed (issue 21). */
+    /**
+     * Sent only by ingest Workers from before activity had messages of its own (`ActivityMessage`); the
+     * org's object still folds it (src/billing/usage/activity.ts), so nothing on the queue at the deploy is lost.
+     */
     activity: UsageActivity.optional(),
   })
   .refine((message) => (message.stream === undefined) === (message.seq === undefined), { message: "stream and seq go together" });
 export type UsageMessage = z.infer<typeof UsageMessage>;
+
+/**
+ * Activity travels apart from usage (issue 20: a usage message per org made every org active in a window
+ * one queue message and one org object woken by the consumer, the cold-keys bench 0.08x the runtime hop):
+ * one `ActivityMessage` per flush window carries every org's hours, split into parts by the org's index
+ * shard (shared/index-shard.ts), and the consumer hands each part to that shard, which keeps the hours
+ * (src/billing/index/activity.ts). A part's `seq` is numbered per stream and shard (1, 2, 3, …), so each
+ * shard sees an unbroken sequence per isolate and folds a retried or redelivered part once (streams.ts).
+ */
+export const ACTIVITY_ORGS_PER_MESSAGE = 100;
+
+/** One org's hours in an activity part. */
+export const OrgActivity = z.object({ org_id: z.string().min(1).max(256), hours: z.array(ActivityHour).min(1).max(MAX_ACTIVITY_HOURS) });
+export type OrgActivity = z.infer<typeof OrgActivity>;
+
+/** One shard's share of an activity message: the orgs of that shard, under the stream's next number for the shard. */
+export const ActivityPart = z.object({
+  shard: z.number().int().nonnegative().max(INDEX_SHARDS - 1),
+  seq: UsageSeq,
+  orgs: z.array(OrgActivity).min(1).max(ACTIVITY_ORGS_PER_MESSAGE),
+});
+export type ActivityPart = z.infer<typeof ActivityPart>;
+
+/** One message on the `tollgate-usage` queue carrying an isolate's activity for a window (at most ACTIVITY_ORGS_PER_MESSAGE orgs). */
+export const ActivityMessage = z.object({
+  kind: z.literal("activity"),
+  stream: UsageStream,
+  parts: z.array(ActivityPart).min(1).max(INDEX_SHARDS),
+});
+export type ActivityMessage = z.infer<typeof ActivityMessage>;
 
 /**
  * A feature the org has used up, as the org's object mirrors it to the edge: refused (with
