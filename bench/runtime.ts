@@ -108,12 +108,14 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
   const meteredPort = ingestPort + 5;
   const uninflatedPort = ingestPort + 6;
   const objects = { className: "OrgBilling", scriptName: "tollgate-billing", useSQLite: true };
+  // The ingest Worker's Durable Object bindings as src/ingest/wrangler.jsonc declares them: the org's object, and the index shards the usage consumer hands activity to.
+  const ingestObjects = { ORG_BILLING: objects, ORG_INDEX: { className: "OrgIndex", scriptName: "tollgate-billing", useSQLite: true } };
   // Past the inspector's port (basePort + 9, bench/profile.ts).
   const countedPorts = { off: ingestPort + 9, metered: ingestPort + 10, parking: ingestPort + 11 };
   const countedWorkers = options.counted
     ? (() => {
         const harness = built("counted-ingest", "bench/counted-ingest/wrangler.jsonc");
-        const base = { ...harness, compatibilityDate: "2026-11-01", compatibilityFlags: ["nodejs_compat"], durableObjects: { ORG_BILLING: objects }, kvNamespaces: kv };
+        const base = { ...harness, compatibilityDate: "2026-11-01", compatibilityFlags: ["nodejs_compat"], durableObjects: ingestObjects, kvNamespaces: kv };
         return [
           // Metering off, but the usage queue bound as deployed: the activity counts (issue 21) still go on it.
           { name: "tollgate-ingest-counted", ...base, bindings: ingestBindings, queueProducers: { USAGE: { queueName: "tollgate-usage-counted" } }, unsafeDirectSockets: [{ host: "127.0.0.1", port: countedPorts.off }] },
@@ -156,7 +158,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
           unsafeDirectSockets: [{ host: "127.0.0.1", port: ingestPort }],
           compatibilityDate: "2026-11-01",
           compatibilityFlags: ["nodejs_compat"],
-          durableObjects: { ORG_BILLING: objects },
+          durableObjects: ingestObjects,
           kvNamespaces: kv,
           bindings: ingestBindings,
           // As deployed: metering off, the usage queue still bound, so each flush window's activity counts (issue 21,
@@ -171,7 +173,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
           unsafeDirectSockets: [{ host: "127.0.0.1", port: meteredPort }],
           compatibilityDate: "2026-11-01",
           compatibilityFlags: ["nodejs_compat"],
-          durableObjects: { ORG_BILLING: objects },
+          durableObjects: ingestObjects,
           kvNamespaces: kv,
           bindings: { ...ingestBindings, USAGE_FEATURES: BENCH_USAGE_FEATURES },
           queueProducers: { USAGE: { queueName: "tollgate-usage" } },
@@ -185,7 +187,7 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
           unsafeDirectSockets: [{ host: "127.0.0.1", port: uninflatedPort }],
           compatibilityDate: "2026-11-01",
           compatibilityFlags: ["nodejs_compat"],
-          durableObjects: { ORG_BILLING: objects },
+          durableObjects: ingestObjects,
           kvNamespaces: kv,
           bindings: { ...ingestBindings, MAX_DECOMPRESSED_BYTES: "0" },
         },

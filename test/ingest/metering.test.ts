@@ -2,7 +2,8 @@ import { gunzipSync } from "node:zlib";
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { UsageMessage } from "../../src/shared/usage.ts";
+import type { ActivityMessage, UsageMessage } from "../../src/shared/usage.ts";
+import type { QueuedMessage } from "../../src/ingest/usage/batcher.ts";
 import { ingestSettings } from "../../src/ingest/config.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
@@ -14,18 +15,23 @@ import { gzip, INGEST, ingestWithEnv, mintKey, override, sink } from "../support
 import { ALL } from "../support/parking.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 
-/** A USAGE queue that records what it is sent. */
+/** A USAGE queue that records what it is sent: usage messages in `sent` (activity messages, the chart's, in `activity`: test/ingest/activity.test.ts). */
 function recordingQueue() {
   const sent: UsageMessage[] = [];
+  const activity: ActivityMessage[] = [];
   let calls = 0;
   return {
     sent,
+    activity,
     get calls() {
       return calls;
     },
-    sendBatch: async (messages: Iterable<{ body: UsageMessage }>) => {
+    sendBatch: async (messages: Iterable<{ body: QueuedMessage }>) => {
       calls++;
-      for (const message of messages) sent.push(message.body);
+      for (const { body } of messages) {
+        if ("kind" in body) activity.push(body);
+        else sent.push(body);
+      }
     },
   };
 }
@@ -47,7 +53,7 @@ async function metered(path: string, init: RequestInit & { key?: string }, extra
   // Decoded rather than .text(): an upstream answer passed through may be protobuf, and workerd warns on .text() of one.
   const text = new TextDecoder().decode(await response.arrayBuffer());
   await waitOnExecutionContext(ctx);
-  return { response, text, sent: queue.sent, calls: queue.calls };
+  return { response, text, sent: queue.sent, activity: queue.activity, calls: queue.calls };
 }
 
 let org: string;
@@ -94,7 +100,7 @@ describe("usage metering: accepted data is counted per org and handed to the que
     expect(response.status).toBe(200);
     expect(calls).toBe(1);
     expect(sent).toEqual([
-      { org_id: org, stream: expect.stringMatching(/^[a-f0-9]{32}$/), seq: 1, counts: { traces: 1, bytes: body.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number), activity: { unit: "requests", hours: [{ hour: expect.any(Number), accepted: 1, items: { accepted: 1 } }] } },
+      { org_id: org, stream: expect.stringMatching(/^[a-f0-9]{32}$/), seq: 1, counts: { traces: 1, bytes: body.byteLength }, first_at: expect.any(Number), last_at: expect.any(Number) },
     ]);
   });
 
@@ -165,7 +171,8 @@ describe("usage metering: accepted data is counted per org and handed to the que
     const traces = await metered("/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] }, extra);
     expect(traces.sent.map((m) => m.counts)).toEqual([{ traces: 1 }]);
     const logs = await metered("/v1/logs", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/logs"] }, extra);
-    expect(logs.sent.map((m) => m.counts)).toEqual([{}]); // only the chart's activity goes
+    expect(logs.sent).toEqual([]); // only the chart's activity goes
+    expect(logs.activity).toHaveLength(1);
     const bytesOnly = await metered("/v1/logs", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/logs"] }, { USAGE_FEATURES: "bytes=ingest_bytes" });
     expect(bytesOnly.sent.map((m) => m.counts)).toEqual([{ bytes: new TextEncoder().encode(OTLP_JSON["/v1/logs"]).byteLength }]);
   });
@@ -209,23 +216,23 @@ describe("usage metering: refused data is never counted", () => {
     }
   });
 
-  // Its message carries only the chart's activity (refused or parked, test/ingest/activity.test.ts): no usage counts.
+  // Only the chart's activity goes (refused or parked, test/ingest/activity.test.ts): no usage message.
   it("a suspended org's 402 (parked or not) is not counted at acceptance", async () => {
     await override(org, "suspend");
     const plain = await metered("/v1/traces", { key, headers: json, body: OTLP_JSON["/v1/traces"] });
     expect(plain.response.status).toBe(402);
-    expect(plain.sent.map((m) => m.counts)).toEqual([{}]);
+    expect(plain.sent).toEqual([]);
     const parking = { PARKING: (env as unknown as { PARKING_TEST: R2Bucket }).PARKING_TEST, DELIVERIES: { send: async () => {} } };
     const parked = await metered("/v1/traces", { key, headers: json, body: OTLP_JSON["/v1/traces"] }, parking);
     expect(parked.response.status).toBe(402);
-    expect(parked.sent.map((m) => m.counts)).toEqual([{}]);
+    expect(parked.sent).toEqual([]);
     // Another org: a second park of the same org within 10 s holds the test for its trailing report.
     const other = uniqueOrg("meter-lp");
     const otherKey = (await mintKey(other)).key;
     await override(other, "suspend");
     const logpush = await metered("/v1/logpush/http_requests", { key: otherKey, body: '{"EdgeStartTimestamp":1700000000}\n' }, parking);
     expect(logpush.response.status).toBe(402);
-    expect(logpush.sent.map((m) => m.counts)).toEqual([{}]);
+    expect(logpush.sent).toEqual([]);
   });
 
   it("a Logpush batch the backend fails after part of it went upstream is not counted (the job resends all of it)", async () => {
@@ -240,14 +247,15 @@ describe("usage metering: refused data is never counted", () => {
 });
 
 describe("usage metering off", () => {
-  // The message still goes, for the chart's activity alone (issue 21; test/ingest/activity.test.ts).
+  // Only the chart's activity goes (issue 21; test/ingest/activity.test.ts).
   it("with USAGE_FEATURES empty: no counter, no usage counts sent", async () => {
     const offEnv = { ...env, USAGE_FEATURES: "" } as unknown as IngestEnv;
     expect(ingestSettings(offEnv).metering).toBe(false);
     expect(counterFor(ingestSettings(offEnv), "traces", "protobuf")).toBeNull();
     const off = await metered("/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] }, { USAGE_FEATURES: "" });
     expect(off.response.status).toBe(200);
-    expect(off.sent.map((m) => m.counts)).toEqual([{}]);
+    expect(off.sent).toEqual([]);
+    expect(off.activity).toHaveLength(1);
     const onEnv = { ...env, USAGE_FEATURES: "logs=log_records" } as unknown as IngestEnv;
     expect(counterFor(ingestSettings(onEnv), "traces", "protobuf")).toBeNull(); // an unmapped signal is not counted either
     expect(counterFor(ingestSettings(onEnv), "logs", "protobuf")).not.toBeNull();

@@ -2,12 +2,12 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { MirrorEntry } from "../../src/shared/billing-state.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
-import type { ActivityHour, FeatureLimit, UsageMessage } from "../../src/shared/usage.ts";
+import type { ActivityHour, ActivityMessage, FeatureLimit } from "../../src/shared/usage.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { ingestWithEnv, keyWithVerdict, mintKey, override, sink } from "../support/ingest.ts";
-import { ALL, parkingBucket, recordingQueue, send } from "../support/parking.ts";
+import { ALL, orgActivity, parkingBucket, recordingQueue, send } from "../support/parking.ts";
 import { statusOf } from "../support/status.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
 
@@ -25,9 +25,9 @@ function recordingDataset() {
   return { points, writeDataPoint: (point: AnalyticsEngineDataPoint = {}) => void points.push(point) };
 }
 
-const hours = (messages: UsageMessage[]): ActivityHour[] => messages.flatMap((m) => m.activity?.hours ?? []);
-/** The would-be refusals per code summed over the messages' hours: what the org's object will count per code. */
-function objectCodes(messages: UsageMessage[]): Record<string, number> {
+const hours = (messages: ActivityMessage[]): ActivityHour[] => orgActivity(messages).flatMap((org) => org.hours);
+/** The would-be refusals per code summed over the activity messages' hours: what the org's activity will count per code. */
+function objectCodes(messages: ActivityMessage[]): Record<string, number> {
   const sum: Record<string, number> = {};
   for (const hour of hours(messages)) for (const [code, n] of Object.entries(hour.would_refuse_codes ?? {})) sum[code] = (sum[code] ?? 0) + (n ?? 0);
   return sum;
@@ -66,7 +66,7 @@ describe("observe mode meets an upstream outage: the would-be refusal's count", 
     const { status } = await send(observing, "/v1/traces", key, traces, true);
     expect(status).toBe(200);
     expect(analyticsCodes(dataset.points)).toEqual({ billing_suspended: 1 });
-    expect(objectCodes(queue.sent)).toEqual(analyticsCodes(dataset.points));
+    expect(objectCodes(queue.activity)).toEqual(analyticsCodes(dataset.points));
   });
 
   it("the same through Logpush: a parked upload of an observed suspended org is a would-be refusal under its code", async () => {
@@ -80,7 +80,7 @@ describe("observe mode meets an upstream outage: the would-be refusal's count", 
     const { status } = await send(observing, "/v1/logpush/http_requests", key, { body: '{"EdgeStartTimestamp":1700000000}\n' }, true);
     expect(status).toBe(200);
     expect(analyticsCodes(dataset.points)).toEqual({ billing_suspended: 1 });
-    expect(objectCodes(queue.sent)).toEqual(analyticsCodes(dataset.points));
+    expect(objectCodes(queue.activity)).toEqual(analyticsCodes(dataset.points));
   });
 });
 

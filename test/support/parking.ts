@@ -1,6 +1,7 @@
 import { createExecutionContext, createMessageBatch, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import type { UsageMessage } from "../../src/shared/usage.ts";
+import type { ActivityMessage, OrgActivity, UsageMessage } from "../../src/shared/usage.ts";
+import type { QueuedMessage } from "../../src/ingest/usage/batcher.ts";
 import { handleDeliveries } from "../../src/ingest/parking/deliveries.ts";
 import { INGEST } from "./ingest.ts";
 
@@ -18,11 +19,24 @@ export const noQueue = { send: async () => {}, sendBatch: async () => {} };
 /** The ingest env with parking on (4 MiB cap, 72 h retention), deliveries dropped. */
 export const parkingEnv = (extra: Record<string, unknown> = {}) => ({ ...env, PARKING: parkingBucket, DELIVERIES: noQueue, PARK_MAX_BYTES: "4MiB", PARK_RETENTION: "72h", ...extra }) as unknown as IngestEnv;
 
-/** A USAGE queue that records the messages it is sent. */
+/** A USAGE queue that records the messages it is sent: usage messages in `sent`, activity messages in `activity`. */
 export function recordingQueue() {
   const sent: UsageMessage[] = [];
-  return { sent, sendBatch: async (messages: Iterable<{ body: UsageMessage }>) => void sent.push(...[...messages].map((m) => m.body)) };
+  const activity: ActivityMessage[] = [];
+  return {
+    sent,
+    activity,
+    sendBatch: async (messages: Iterable<{ body: QueuedMessage }>) => {
+      for (const { body } of messages) {
+        if ("kind" in body) activity.push(body);
+        else sent.push(body);
+      }
+    },
+  };
 }
+
+/** Every org's activity hours in these activity messages, in the order sent (an org twice if it was in two windows). */
+export const orgActivity = (messages: readonly ActivityMessage[]): OrgActivity[] => messages.flatMap((m) => m.parts.flatMap((part) => part.orgs));
 
 /** The counts of usage messages summed by feature. */
 export const total = (messages: UsageMessage[]) => {

@@ -1,30 +1,33 @@
 import { logError } from "../../shared/log.ts";
-import { hourOf, type ActivityHour, type ActivityKind, type ForwardedKind, type UsageCounts, type UsageMessage, type WouldRefuseCode } from "../../shared/usage.ts";
+import { INDEX_SHARDS, shardOf } from "../../shared/index-shard.ts";
+import { ACTIVITY_ORGS_PER_MESSAGE, hourOf, type ActivityHour, type ActivityKind, type ActivityMessage, type ActivityPart, type ForwardedKind, type OrgActivity, type UsageCounts, type UsageMessage, type WouldRefuseCode } from "../../shared/usage.ts";
 
 /**
  * The request path's hand-off of usage to the `tollgate-usage` queue (docs/metering.md),
  * one per isolate and queue: counts are added per org in memory and flushed at most once per
- * interval (1 s), at once when more than `maxOrgs` orgs wait, as one UsageMessage per org in
- * `sendBatch` calls of at most 100 messages. `add` returns the promise of the flush that carries
+ * interval (1 s), at once when more than `maxOrgs` orgs wait, as one UsageMessage per org metering
+ * counted for, in `sendBatch` calls of at most 100 messages, and the window's activity (below). `add` returns the promise of the flush that carries
  * those counts; the request that opened the window hands it to `ctx.waitUntil`, so the isolate stays
  * alive until the window's usage is on the queue, and no response ever waits for it.
  *
  * A failed send is retried a few times with a short backoff; if it still fails, each message's
- * org and counts are logged `usage_lost` at error level. The flush promise never rejects.
+ * org and counts are logged `usage_lost` (an activity message's orgs and hours: `activity_lost`) at error level. The flush promise never rejects.
  *
  * Each message carries its batch's own id: the isolate's random `stream` and the org's next `seq`
  * (1, 2, 3, … per org), fixed when the flush builds it. A send can throw after the queue took the
  * batch, so a retry may put the same usage on the queue twice under new queue message ids; the org's
  * object folds a stream's number once (src/billing/usage/streams.ts), so it is counted once.
  *
- * Activity (issue 21) rides the same messages: what became of each request (`addActivity`), per
- * hour, sent whether metering is on or off; an org with only activity in the window gets a message
- * with empty `counts`. A would-be refusal carries its code (`would_refuse_codes`), and metered items of
- * the requests that went upstream are added to their hour too (`add`'s `forwarded`). No extra send:
- * still one message per org per window.
+ * Activity (issue 21): what became of each request (`addActivity`), per org and hour, counted whether
+ * metering is on or off, with a would-be refusal's code and the metered items of what went upstream (`add`'s
+ * `forwarded`). It travels apart from usage, in `ActivityMessage`s (shared/usage.ts): one per flush for up
+ * to ACTIVITY_ORGS_PER_MESSAGE orgs, split into parts by the org's index shard, each part numbered per
+ * stream and shard, so the consumer makes one call per shard and no org's object is woken for it. Usage
+ * messages go only for orgs metering counted something for; with metering off a flush is one message.
  */
 
-export type UsageQueue = { sendBatch(messages: Iterable<{ body: UsageMessage }>): Promise<unknown> };
+export type QueuedMessage = UsageMessage | ActivityMessage;
+export type UsageQueue = { sendBatch(messages: Iterable<{ body: QueuedMessage }>): Promise<unknown> };
 
 export type BatcherOptions = {
   intervalMs?: number;
@@ -43,6 +46,29 @@ export const USAGE_FLUSH_INTERVAL_MS = 1_000;
 export const USAGE_MAX_ORGS = 100;
 /** Queues take at most 100 messages per sendBatch. */
 export const SEND_BATCH_MAX = 100;
+/** Queues take at most 256 KB per sendBatch: a batch is closed before its messages' JSON passes this. */
+const SEND_BATCH_BYTES = 200 * 1024;
+/** An activity message is closed at this many bytes of JSON (or ACTIVITY_ORGS_PER_MESSAGE orgs): under the queue's 128 KB a message. */
+export const ACTIVITY_MESSAGE_BYTES = 64 * 1024;
+
+/** The window's messages in as few sendBatch calls as the queue's limits allow (one, for a window of up to about 100 metered orgs). */
+function sendBatches(messages: QueuedMessage[]): QueuedMessage[][] {
+  const batches: QueuedMessage[][] = [];
+  let batch: QueuedMessage[] = [];
+  let bytes = 0;
+  for (const message of messages) {
+    const size = JSON.stringify(message).length;
+    if (batch.length > 0 && (batch.length === SEND_BATCH_MAX || bytes + size > SEND_BATCH_BYTES)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(message);
+    bytes += size;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
 export const USAGE_RETRY_DELAYS_MS = [100, 400, 1_600] as const;
 
 type Pending = { counts: Record<string, number>; first_at: number; last_at: number; activity: Map<number, ActivityHour> | null };
@@ -62,6 +88,8 @@ export class UsageBatcher {
   readonly stream: string;
   /** The last sequence number sent per org (one number per org this isolate metered: bounded by orgs). */
   private readonly seqs = new Map<string, number>();
+  /** The last activity part's number sent per index shard: each shard sees 1, 2, 3, … from this stream. */
+  private readonly shardSeqs = new Array<number>(INDEX_SHARDS).fill(0);
 
   constructor(queue: UsageQueue, options: BatcherOptions = {}) {
     this.queue = queue;
@@ -156,25 +184,55 @@ export class UsageBatcher {
     this.pending = new Map();
     this.next = null;
     this.lastFlushAt = this.now();
-    const messages = [...batch].map(([org_id, p]): { body: UsageMessage } => {
-      const seq = (this.seqs.get(org_id) ?? 0) + 1;
-      this.seqs.set(org_id, seq);
-      const body: UsageMessage = { org_id, stream: this.stream, seq, counts: p.counts, first_at: p.first_at, last_at: p.last_at };
+    const usage: UsageMessage[] = [];
+    const activity: OrgActivity[] = [];
+    for (const [org_id, p] of batch) {
+      if (Object.keys(p.counts).length > 0) {
+        const seq = (this.seqs.get(org_id) ?? 0) + 1;
+        this.seqs.set(org_id, seq);
+        usage.push({ org_id, stream: this.stream, seq, counts: p.counts, first_at: p.first_at, last_at: p.last_at });
+      }
       // A window spans an hour boundary at most once or twice: the hours stay far under MAX_ACTIVITY_HOURS.
-      if (p.activity) body.activity = { unit: "requests", hours: [...p.activity.values()].sort((a, b) => a.hour - b.hour) };
-      return { body };
-    });
-    const chunks: { body: UsageMessage }[][] = [];
-    for (let i = 0; i < messages.length; i += SEND_BATCH_MAX) chunks.push(messages.slice(i, i + SEND_BATCH_MAX));
-    await Promise.all(chunks.map((chunk) => this.send(chunk)));
+      if (p.activity) activity.push({ org_id, hours: [...p.activity.values()].sort((a, b) => a.hour - b.hour) });
+    }
+    await Promise.all(sendBatches([...this.activityMessages(activity), ...usage]).map((chunk) => this.send(chunk)));
   }
 
-  private async send(chunk: { body: UsageMessage }[]): Promise<void> {
+  /** The window's activity as messages of at most ACTIVITY_ORGS_PER_MESSAGE orgs and about ACTIVITY_MESSAGE_BYTES, each split by shard and numbered. */
+  private activityMessages(orgs: OrgActivity[]): ActivityMessage[] {
+    const groups: OrgActivity[][] = [];
+    let group: OrgActivity[] = [];
+    let bytes = 0;
+    for (const org of orgs) {
+      const size = JSON.stringify(org).length;
+      if (group.length > 0 && (group.length === ACTIVITY_ORGS_PER_MESSAGE || bytes + size > ACTIVITY_MESSAGE_BYTES)) {
+        groups.push(group);
+        group = [];
+        bytes = 0;
+      }
+      group.push(org);
+      bytes += size;
+    }
+    if (group.length > 0) groups.push(group);
+    return groups.map((members) => {
+      const byShard = new Map<number, OrgActivity[]>();
+      for (const org of members) {
+        const shard = shardOf(org.org_id);
+        const list = byShard.get(shard);
+        if (list) list.push(org);
+        else byShard.set(shard, [org]);
+      }
+      const parts = [...byShard].sort(([a], [b]) => a - b).map(([shard, list]): ActivityPart => ({ shard, seq: ++this.shardSeqs[shard]!, orgs: list }));
+      return { kind: "activity", stream: this.stream, parts };
+    });
+  }
+
+  private async send(chunk: QueuedMessage[]): Promise<void> {
     let error: unknown;
     for (let attempt = 0; attempt <= this.retryDelaysMs.length; attempt++) {
       if (attempt > 0) await this.wait(this.retryDelaysMs[attempt - 1]!);
       try {
-        await this.queue.sendBatch(chunk);
+        await this.queue.sendBatch(chunk.map((body) => ({ body })));
         return;
       } catch (caught) {
         error = caught;
@@ -182,8 +240,10 @@ export class UsageBatcher {
     }
     // Never silent: what the queue could not take is named, org by org, for the operator to report by hand.
     const reason = error instanceof Error ? error.message : String(error);
-    for (const { body } of chunk) {
-      logError({ event: "usage_lost", org_id: body.org_id, stream: body.stream, seq: body.seq, counts: body.counts, activity: body.activity, first_at: body.first_at, last_at: body.last_at, attempts: this.retryDelaysMs.length + 1, error: reason });
+    const attempts = this.retryDelaysMs.length + 1;
+    for (const body of chunk) {
+      if ("kind" in body) logError({ event: "activity_lost", stream: body.stream, parts: body.parts, attempts, error: reason });
+      else logError({ event: "usage_lost", org_id: body.org_id, stream: body.stream, seq: body.seq, counts: body.counts, first_at: body.first_at, last_at: body.last_at, attempts, error: reason });
     }
   }
 }

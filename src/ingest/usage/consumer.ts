@@ -1,7 +1,8 @@
-import { orgBillingRpc, type UsageDelivery } from "../../shared/contract.ts";
+import { activityShardRpc, orgBillingRpc, type ActivityDelivery, type UsageDelivery } from "../../shared/contract.ts";
+import { shardOf } from "../../shared/index-shard.ts";
 import { logError, logWarn } from "../../shared/log.ts";
 import { isValidOrgId } from "../../shared/storage-keys.ts";
-import { UsageMessage } from "../../shared/usage.ts";
+import { ActivityMessage, UsageMessage } from "../../shared/usage.ts";
 
 /**
  * The `tollgate-usage` consumer (docs/metering.md): each org's messages of a batch go to
@@ -10,6 +11,10 @@ import { UsageMessage } from "../../shared/usage.ts";
  * batch sent twice is counted once. A message is acked once its org's call succeeded and
  * retried with backoff otherwise (the call failed, or the object refused it); the consumer deduplicates nothing itself. A message that is not
  * a UsageMessage is acked and logged: it can never succeed, so it must not be retried forever.
+ *
+ * Activity messages (shared/usage.ts `ActivityMessage`) go to the index shards instead: the batch's parts
+ * grouped by shard, one `recordActivity` call per shard (at most 16 a batch, however many orgs), which dedupes
+ * each part by its stream and number. A message is acked once every shard it has a part for took it.
  */
 
 /** The queue's name, in src/ingest/wrangler.jsonc and the test Worker's config alike. */
@@ -24,24 +29,90 @@ export function usageRetryDelaySeconds(attempts: number): number {
 }
 
 export type UsageRunResult = { orgId: string; outcome: "recorded" | "failed"; messages: number; recorded?: number; duplicates?: number; error?: string };
+export type ActivityRunResult = { shard: number; outcome: "recorded" | "failed"; parts: number; recorded?: number; duplicates?: number; error?: string };
 
-export async function handleUsage(batch: MessageBatch<unknown>, env: IngestEnv): Promise<UsageRunResult[]> {
-  const byOrg = new Map<string, { message: Message<unknown>; body: UsageMessage }[]>();
+type Received<T> = { message: Message<unknown>; body: T };
+
+export async function handleUsage(batch: MessageBatch<unknown>, env: IngestEnv): Promise<{ usage: UsageRunResult[]; activity: ActivityRunResult[] }> {
+  const byOrg = new Map<string, Received<UsageMessage>[]>();
+  const activity: Received<ActivityMessage>[] = [];
   for (const message of batch.messages) {
-    const parsed = UsageMessage.safeParse(message.body);
-    if (!parsed.success || !isValidOrgId(parsed.data.org_id)) {
-      logWarn({ event: "usage_message_invalid", message_id: message.id, error: parsed.success ? "invalid org id" : parsed.error.message });
+    const received = readMessage(message);
+    if (received === null) {
       message.ack();
-      continue;
+    } else if ("kind" in received.body) {
+      activity.push(received as Received<ActivityMessage>);
+    } else {
+      const usage = received as Received<UsageMessage>;
+      const list = byOrg.get(usage.body.org_id) ?? [];
+      list.push(usage);
+      byOrg.set(usage.body.org_id, list);
     }
-    const list = byOrg.get(parsed.data.org_id) ?? [];
-    list.push({ message, body: parsed.data });
-    byOrg.set(parsed.data.org_id, list);
   }
-  return Promise.all([...byOrg].map(([orgId, messages]) => recordOrg(env, orgId, messages)));
+  const [usage, recorded] = await Promise.all([Promise.all([...byOrg].map(([orgId, messages]) => recordOrg(env, orgId, messages))), recordActivity(env, activity)]);
+  return { usage, activity: recorded };
 }
 
-async function recordOrg(env: IngestEnv, orgId: string, messages: { message: Message<unknown>; body: UsageMessage }[]): Promise<UsageRunResult> {
+/** The message as a usage or activity message, or null (logged) when it is neither: it can never succeed. */
+function readMessage(message: Message<unknown>): Received<UsageMessage | ActivityMessage> | null {
+  const body = message.body;
+  const isActivity = typeof body === "object" && body !== null && "kind" in body;
+  const parsed = isActivity ? ActivityMessage.safeParse(body) : UsageMessage.safeParse(body);
+  let problem = parsed.success ? null : parsed.error.message;
+  if (parsed.success) {
+    const data = parsed.data;
+    // An org the shard would refuse (a bad id, or in another shard's part) fails every retry alike.
+    if ("kind" in data) problem = data.parts.flatMap((part) => part.orgs.filter((org) => !isValidOrgId(org.org_id) || shardOf(org.org_id) !== part.shard)).length > 0 ? "an org id is invalid or in another shard's part" : null;
+    else if (!isValidOrgId(data.org_id)) problem = "invalid org id";
+  }
+  if (problem !== null || !parsed.success) {
+    logWarn({ event: "usage_message_invalid", message_id: message.id, error: problem });
+    return null;
+  }
+  return { message, body: parsed.data };
+}
+
+/** The batch's activity parts, one call per shard; each message acked once all its shards took their parts, retried otherwise. */
+async function recordActivity(env: IngestEnv, messages: Received<ActivityMessage>[]): Promise<ActivityRunResult[]> {
+  const byShard = new Map<number, { deliveries: ActivityDelivery[]; messages: Received<ActivityMessage>[] }>();
+  for (const received of messages) {
+    for (const part of received.body.parts) {
+      const entry = byShard.get(part.shard) ?? { deliveries: [], messages: [] };
+      entry.deliveries.push({ stream: received.body.stream, seq: part.seq, orgs: part.orgs });
+      entry.messages.push(received);
+      byShard.set(part.shard, entry);
+    }
+  }
+  const failed = new Map<Received<ActivityMessage>, string>();
+  const results = await Promise.all(
+    [...byShard].map(async ([shard, { deliveries, messages: touched }]): Promise<ActivityRunResult> => {
+      try {
+        const answer = await activityShardRpc(env.ORG_INDEX, shard).recordActivity(deliveries);
+        if (!answer.ok) throw new Error(`the index shard refused the activity: ${answer.error}`);
+        return { shard, outcome: "recorded", parts: deliveries.length, recorded: answer.recorded, duplicates: answer.duplicates };
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        for (const received of touched) failed.set(received, reason);
+        logWarn({ event: "activity_record_failed", shard, parts: deliveries.length, error: reason });
+        return { shard, outcome: "failed", parts: deliveries.length, error: reason };
+      }
+    }),
+  );
+  for (const received of messages) {
+    const reason = failed.get(received);
+    if (reason === undefined) {
+      received.message.ack();
+      continue;
+    }
+    const { message, body } = received;
+    // The queue drops it after this delivery: never silently (the shards that took their parts dedupe them if it comes back).
+    if (message.attempts > USAGE_MAX_RETRIES) logError({ event: "activity_lost", message_id: message.id, stream: body.stream, parts: body.parts, attempts: message.attempts, error: reason });
+    message.retry({ delaySeconds: usageRetryDelaySeconds(message.attempts) });
+  }
+  return results;
+}
+
+async function recordOrg(env: IngestEnv, orgId: string, messages: Received<UsageMessage>[]): Promise<UsageRunResult> {
   const records: UsageDelivery[] = messages.map(({ message, body }) => ({
     id: message.id,
     ...(body.stream === undefined || body.seq === undefined ? {} : { stream: body.stream, seq: body.seq }),
