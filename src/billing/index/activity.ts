@@ -59,27 +59,23 @@ export class ShardActivity {
     return this.sql.exec<ActivityRow>(`SELECT ${ACTIVITY_ROW_SQL} FROM org_activity WHERE org_id = ? AND hour >= ? ORDER BY hour`, orgId, activityStart(now)).toArray();
   }
 
-  /**
-   * The console overview's would-be-refused orgs of this shard: the last 24 hours (this hour and the 23 before it)
-   * summed per org, the most first, at most `limit`. Over both tables: `would_refuse`, which org objects still
-   * write from the activity of older ingest Workers' usage messages (object.ts `recordWouldRefuse`), and
-   * `org_activity` (the codes' sum, as the org's object sums them). A request is counted by one producer only, so
-   * never in both. `org_activity` (up to 30 days of rows) is read through `org_activity_hour` (a test checks the plan);
-   * `would_refuse` keeps 48 hours and is read whole, as before.
-   */
+  /** The console overview's would-be-refused orgs of this shard (`WOULD_REFUSED_SQL`), at most `limit`. */
   wouldRefused(now: number, limit: number): WouldRefuseOrg[] {
     const since = hourOf(now) - 23 * HOUR_MS;
-    return this.sql
-      .exec<WouldRefuseOrg>(
-        `SELECT org_id, SUM(requests) AS requests, MAX(hour) AS last_hour FROM (
-           SELECT org_id, hour, requests FROM would_refuse WHERE hour >= ?
-           UNION ALL
-           SELECT org_id, hour, ${WOULD_REFUSALS} AS requests FROM org_activity WHERE hour >= ? AND ${WOULD_REFUSALS} > 0
-         ) GROUP BY org_id ORDER BY requests DESC, org_id LIMIT ?`,
-        since,
-        since,
-        limit,
-      )
-      .toArray();
+    return this.sql.exec<WouldRefuseOrg>(WOULD_REFUSED_SQL, since, since, limit).toArray();
   }
 }
+
+/**
+ * The last 24 hours' would-be refusals (parameters: the first hour, twice, and the limit) summed per org, the most
+ * first. Over both tables: `would_refuse`, which org objects still write from the activity of older ingest Workers'
+ * usage messages (object.ts `recordWouldRefuse`), and `org_activity` (the codes' sum, as the org's object sums
+ * them; its hours without any left out, so an org with none is not listed). A request is counted by one producer
+ * only, so never in both. `org_activity` (up to 30 days of rows) is read through `org_activity_hour` (a test checks
+ * the plan); `would_refuse` keeps 48 hours and is read whole, as before.
+ */
+export const WOULD_REFUSED_SQL = `SELECT org_id, SUM(requests) AS requests, MAX(hour) AS last_hour FROM (
+    SELECT org_id, hour, requests FROM would_refuse WHERE hour >= ?
+    UNION ALL
+    SELECT org_id, hour, ${WOULD_REFUSALS} AS requests FROM org_activity WHERE hour >= ? AND ${WOULD_REFUSALS} > 0
+  ) GROUP BY org_id ORDER BY requests DESC, org_id LIMIT ?`;
