@@ -48,7 +48,13 @@ export class ShardActivity {
       const fresh = deliveries.filter((delivery) => marks.admit(delivery.stream, delivery.seq));
       marks.save();
       const byOrg = new Map<string, ActivityHour[][]>();
-      for (const { orgs } of fresh) for (const { org_id, hours } of orgs) byOrg.set(org_id, [...(byOrg.get(org_id) ?? []), hours]);
+      for (const { orgs } of fresh) {
+        for (const { org_id, hours } of orgs) {
+          const lists = byOrg.get(org_id);
+          if (lists) lists.push(hours);
+          else byOrg.set(org_id, [hours]);
+        }
+      }
       for (const [orgId, lists] of byOrg) addActivity(this.sql, { table: "org_activity", orgId }, activityOf(lists, now));
       return { recorded: fresh.length, duplicates: deliveries.length - fresh.length, abandoned: marks.abandoned };
     });

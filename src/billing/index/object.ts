@@ -201,7 +201,8 @@ export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard, A
   /**
    * An org's would-be refusals (observe mode, issue 21) per hour, as its object counts them: each hour's
    * total so far; an hour's total only grows, so the larger stays (a repeated or late write is harmless). The org's object writes
-   * at most once an hour (usage/activity.ts `wouldRefusePush`); rows past 48 h go at every write.
+   * at most once an hour (usage/activity.ts `wouldRefuseDue`); rows past 48 h go at every write. Only for activity from ingest
+   * Workers from before issue 20 (newer ones send it to `recordActivity`): the overview reads both (activity.ts `WOULD_REFUSED_SQL`).
    */
   async recordWouldRefuse(orgId: string, hours: WouldRefuseHours): Promise<{ ok: boolean }> {
     if (this.legacy) return this.env.ORG_INDEX.getByName(shardNameOf(orgId)).recordWouldRefuse(orgId, hours);

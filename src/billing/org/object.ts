@@ -160,7 +160,8 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     return this.pass(async (settings) => {
       if (settings.usageProblem !== null) return { ok: false as const, error: `usage is not recorded until the configuration is fixed: ${settings.usageProblem.message}` };
       const now = Date.now();
-      // The activity of the messages the ledger found new, in the same transaction: each message's once.
+      // The activity of the messages the ledger found new, in the same transaction: each message's once. Only messages from
+      // ingest Workers from before issue 20 carry activity (newer ones send it to the index shards): this table ages out after them.
       const result = this.transact(() => {
         const folded = this.usage.fold(parsed.data, settings.usage.features, now);
         return { ...folded, activity: this.activity.fold(folded.fresh, now) };
