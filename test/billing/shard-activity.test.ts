@@ -1,5 +1,5 @@
 import { runInDurableObject } from "cloudflare:test";
-import { env, exports } from "cloudflare:workers";
+import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { WOULD_REFUSED_SQL } from "../../src/billing/index/activity.ts";
 import { orgIndex } from "../../src/billing/index/object.ts";
@@ -8,9 +8,9 @@ import { USAGE_STREAM_WINDOW_MS } from "../../src/billing/usage/stream-marks.ts"
 import type { ActivityDelivery } from "../../src/shared/contract.ts";
 import { LEGACY_INDEX_NAME, shardNameOf } from "../../src/shared/index-shard.ts";
 import { HOUR_MS, hourOf, type ActivityHour } from "../../src/shared/usage.ts";
-import { BILLING, deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
-import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
+import { consolePage } from "../support/console-page.ts";
 
 /**
  * Issue 20: the ingest Worker sends activity in messages of its own, one part per index shard, and the consumer hands
@@ -242,14 +242,7 @@ describe("the org's view merges its own activity with its shard's", () => {
     expect(view).toMatchObject({ org_id: org, activity: { incomplete: true, hours: [{ ...viewed(hoursAgo(1)), accepted: 6 }] } });
     expect(view.activity.hours).toHaveLength(1);
     expect(lines).toMatchObject([{ org_id: org, error: "shard overloaded", level: "warn" }]);
-    const login = await exports.default.fetch(`${BILLING}/admin/login`, {
-      method: "POST",
-      redirect: "manual",
-      headers: { "content-type": "application/x-www-form-urlencoded", origin: BILLING },
-      body: new URLSearchParams({ token: TEST_ADMIN_TOKEN }).toString(),
-    });
-    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
-    const page = await (await exports.default.fetch(`${BILLING}/admin/org/${org}`, { headers: { cookie } })).text();
+    const page = await consolePage(`/admin/org/${org}`);
     const chart = page.slice(page.indexOf('<section class="card" id="activity">'), page.indexOf("<h2>Timeline</h2>"));
     expect(chart).toContain("Part of this org's activity could not be read just now");
     // Once the shard answers again, the view is whole.

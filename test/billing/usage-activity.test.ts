@@ -1,5 +1,5 @@
 import { runInDurableObject } from "cloudflare:test";
-import { env, exports } from "cloudflare:workers";
+import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { ACTIVITY_TABLES, activityOf, activityStart, ACTIVITY_HOURS, wouldRefuseDue } from "../../src/billing/usage/activity.ts";
 import { orgIndex } from "../../src/billing/index/object.ts";
@@ -9,8 +9,8 @@ import { USAGE_TABLES } from "../../src/billing/usage/ledger.ts";
 import type { OrgBilling } from "../../src/billing/org/object.ts";
 import type { UsageDelivery } from "../../src/shared/contract.ts";
 import { HOUR_MS, hourOf } from "../../src/shared/usage.ts";
-import { BILLING, deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
-import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
+import { deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { consolePage } from "../support/console-page.ts";
 
 /**
  * Issue 21: the org's object keeps the ingest Worker's activity counts per hour for the console's
@@ -20,18 +20,6 @@ import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 afterEach(deleteAllAlarms);
 
 const hoursAgo = (n: number, now = Date.now()) => hourOf(now) - n * HOUR_MS;
-
-/** A console page, signed in. */
-async function consolePage(path: string): Promise<string> {
-  const login = await exports.default.fetch(`${BILLING}/admin/login`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", origin: BILLING },
-    body: new URLSearchParams({ token: TEST_ADMIN_TOKEN }).toString(),
-  });
-  const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
-  return (await exports.default.fetch(`${BILLING}${path}`, { headers: { cookie } })).text();
-}
 
 type MessageHour = NonNullable<UsageDelivery["activity"]>["hours"][number];
 
