@@ -1,5 +1,5 @@
 import { runInDurableObject } from "cloudflare:test";
-import { env, exports } from "cloudflare:workers";
+import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { ACTIVITY_TABLES, activityOf, activityStart, ACTIVITY_HOURS, wouldRefuseDue } from "../../src/billing/usage/activity.ts";
 import { orgIndex } from "../../src/billing/index/object.ts";
@@ -9,8 +9,8 @@ import { USAGE_TABLES } from "../../src/billing/usage/ledger.ts";
 import type { OrgBilling } from "../../src/billing/org/object.ts";
 import type { UsageDelivery } from "../../src/shared/contract.ts";
 import { HOUR_MS, hourOf } from "../../src/shared/usage.ts";
-import { BILLING, deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
-import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
+import { deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { consolePage } from "../support/console-page.ts";
 
 /**
  * Issue 21: the org's object keeps the ingest Worker's activity counts per hour for the console's
@@ -20,18 +20,6 @@ import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 afterEach(deleteAllAlarms);
 
 const hoursAgo = (n: number, now = Date.now()) => hourOf(now) - n * HOUR_MS;
-
-/** A console page, signed in. */
-async function consolePage(path: string): Promise<string> {
-  const login = await exports.default.fetch(`${BILLING}/admin/login`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", origin: BILLING },
-    body: new URLSearchParams({ token: TEST_ADMIN_TOKEN }).toString(),
-  });
-  const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
-  return (await exports.default.fetch(`${BILLING}${path}`, { headers: { cookie } })).text();
-}
 
 type MessageHour = NonNullable<UsageDelivery["activity"]>["hours"][number];
 
@@ -45,16 +33,17 @@ const row = (hour: number) => ({ hour, accepted: 0, refused: 0, would_refuse: 0,
 /** An hour of the admin view with nothing counted. */
 const viewed = (hour: number) => ({ hour: new Date(hour).toISOString(), accepted: 0, refused: 0, would_refuse: 0, parked: 0, would_refuse_by_code: { billing_suspended: 0, plan_limit_reached: 0, unknown: 0 } });
 
-describe("activityOf: a batch of messages per hour", () => {
+describe("activityOf: the hours of a batch of messages (or of an activity part's orgs) per hour", () => {
   it("sums the same hour across messages, drops hours before the window, counts a future hour in the current one", () => {
     const now = Date.UTC(2026, 10, 30, 12, 30);
     const current = hourOf(now);
     const rows = activityOf(
       [
-        message("a", [{ hour: current - HOUR_MS, accepted: 2 }, { hour: current, refused: 1 }]),
-        message("b", [{ hour: current - HOUR_MS, accepted: 3, parked: 4 }, { hour: activityStart(now) - HOUR_MS, accepted: 100 }]),
-        message("c", [{ hour: current + HOUR_MS, would_refuse: 5 }]),
-        { id: "old", counts: { traces: 1 }, first_at: now, last_at: now },
+        [{ hour: current - HOUR_MS, accepted: 2 }, { hour: current, refused: 1 }],
+        [{ hour: current - HOUR_MS, accepted: 3, parked: 4 }, { hour: activityStart(now) - HOUR_MS, accepted: 100 }],
+        [{ hour: current + HOUR_MS, would_refuse: 5 }],
+        // A usage message carrying no activity.
+        [],
       ],
       now,
     );
@@ -138,10 +127,10 @@ describe("would-be refusals per code, and the items of what went upstream (schem
     const current = hourOf(now);
     const rows = activityOf(
       [
-        message("a", [{ hour: current, would_refuse: 3, would_refuse_codes: { billing_suspended: 2, plan_limit_reached: 1 }, accepted: 1, items: { accepted: 40, would_refuse: 25 } }]),
-        message("old", [{ hour: current, would_refuse: 4 }, { hour: current - HOUR_MS, refused: 2 }]),
+        [{ hour: current, would_refuse: 3, would_refuse_codes: { billing_suspended: 2, plan_limit_reached: 1 }, accepted: 1, items: { accepted: 40, would_refuse: 25 } }],
+        [{ hour: current, would_refuse: 4 }, { hour: current - HOUR_MS, refused: 2 }],
         // Codes beyond the forwarded would-be refusals: requests observe mode let through that were parked in an outage.
-        message("outage", [{ hour: current, parked: 2, would_refuse: 0, would_refuse_codes: { plan_limit_reached: 2 } }]),
+        [{ hour: current, parked: 2, would_refuse: 0, would_refuse_codes: { plan_limit_reached: 2 } }],
       ],
       now,
     );

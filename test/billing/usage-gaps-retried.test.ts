@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { MAX_STREAM_GAPS } from "../../src/billing/usage/ledger.ts";
+import { MAX_STREAM_GAPS } from "../../src/billing/usage/stream-marks.ts";
 import { usageRetryDelaySeconds } from "../../src/ingest/usage/consumer.ts";
 import { autumn } from "../support/autumn.ts";
 import { deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";

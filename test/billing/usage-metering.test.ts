@@ -1,6 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { OrgStore } from "../../src/billing/org/store.ts";
-import { MAX_STREAM_GAPS, USAGE_STREAM_WINDOW_MS, USAGE_TABLES, UsageLedger } from "../../src/billing/usage/ledger.ts";
+import { USAGE_TABLES, UsageLedger } from "../../src/billing/usage/ledger.ts";
+import { MAX_STREAM_GAPS, USAGE_STREAM_WINDOW_MS } from "../../src/billing/usage/stream-marks.ts";
 import { ACTIVITY_TABLES } from "../../src/billing/usage/activity.ts";
 import { EVENT_TABLES } from "../../src/billing/org/events.ts";
 import { UsageReporter } from "../../src/billing/usage/reporter.ts";

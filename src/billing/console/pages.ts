@@ -446,6 +446,7 @@ export function orgPage(org: OrgView, keys: { key_id: string; created_at: string
         <h2>The last 30 days</h2>
         <p class="muted">What became of this org's ${org.activity.unit} each hour, as the ingest Worker counted them, with the periods it was overdue, suspended, exempt or limited shaded behind.</p>
         ${activityChart({ points: org.activity.hours.map((h) => ({ ...h, hour: Date.parse(h.hour) })), history: org.history, now, unit: org.activity.unit })}
+        ${org.activity.incomplete ? html`<p class="error" data-activity-incomplete>Part of this org's activity could not be read just now (its index shard did not answer): the chart shows less than was counted. Reload to try again.</p>` : ""}
       </section>
       <section class="card">
         <h2>Timeline</h2>

@@ -1,8 +1,11 @@
 import { DurableObject } from "cloudflare:workers";
-import { log, logWarn } from "../../shared/log.ts";
-import { HOUR_MS, hourOf } from "../../shared/usage.ts";
+import { ActivityDeliveries, type ActivityDelivery, type ActivityShardRpc, type RecordActivityAnswer } from "../../shared/contract.ts";
+import { log, logError, logWarn } from "../../shared/log.ts";
+import { HOUR_MS } from "../../shared/usage.ts";
+import type { ActivityRow } from "../usage/activity.ts";
+import { SHARD_ACTIVITY_DDL, ShardActivity } from "./activity.ts";
 import { LAST_KEY, type ListedState } from "./cursor.ts";
-import { IndexEntry, OVERVIEW_LISTED, WOULD_REFUSE_SHOWN, WouldRefuseHours, type WouldRefuseOrg } from "./entry.ts";
+import { IndexEntry, OVERVIEW_LISTED, WOULD_REFUSE_SHOWN, WouldRefuseHours } from "./entry.ts";
 import type { HandedOrg, HeldEntry, IndexShard, KeyedEntry, OverviewPart } from "./shard-api.ts";
 import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "../../shared/index-shard.ts";
 
@@ -46,12 +49,16 @@ const HeldRow = IndexEntry.pick({ org_id: true, state: true, reason: true, since
  * in every read; in batches the move is bounded per run, restartable after a failure (absorbing is
  * idempotent), and readers include the old object only until it says it is drained (sharded.ts).
  */
-export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard {
+export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard, ActivityShardRpc {
   private readonly sql: SqlStorage;
+  /** The name this object was reached by: a shard's (`index/16/03`) or the old single object's. */
+  private readonly name: string | null;
   /** The pre-sharding single object, being (or done being) drained into the shards. */
   private readonly legacy: boolean;
   /** A shard: whether the old single object is drained (until then it remembers its latest writes, `recent_writes`). */
   private legacyDone: boolean;
+  /** The shard's activity (activity.ts): the chart's counts per org and hour, since issue 20. */
+  private readonly activity: ShardActivity;
 
   constructor(ctx: DurableObjectState, env: BillingEnv) {
     super(ctx, env);
@@ -59,8 +66,10 @@ export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard {
     ensureSchema(this.sql);
     // An object woken by its alarm may not know its name: the name it was first reached by is kept.
     if (ctx.id.name !== undefined && this.meta("name") === null) this.setMeta("name", ctx.id.name);
-    this.legacy = (ctx.id.name ?? this.meta("name")) === LEGACY_INDEX_NAME;
+    this.name = ctx.id.name ?? this.meta("name");
+    this.legacy = this.name === LEGACY_INDEX_NAME;
     this.legacyDone = this.meta("legacy_done") !== null;
+    this.activity = new ShardActivity(ctx.storage);
   }
 
   private meta(key: string): string | null {
@@ -192,7 +201,8 @@ export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard {
   /**
    * An org's would-be refusals (observe mode, issue 21) per hour, as its object counts them: each hour's
    * total so far; an hour's total only grows, so the larger stays (a repeated or late write is harmless). The org's object writes
-   * at most once an hour (usage/activity.ts `wouldRefusePush`); rows past 48 h go at every write.
+   * at most once an hour (usage/activity.ts `wouldRefuseDue`); rows past 48 h go at every write. Only for activity from ingest
+   * Workers from before issue 20 (newer ones send it to `recordActivity`): the overview reads both (activity.ts `WOULD_REFUSED_SQL`).
    */
   async recordWouldRefuse(orgId: string, hours: WouldRefuseHours): Promise<{ ok: boolean }> {
     if (this.legacy) return this.env.ORG_INDEX.getByName(shardNameOf(orgId)).recordWouldRefuse(orgId, hours);
@@ -211,6 +221,42 @@ export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard {
     );
   }
 
+  /**
+   * One call of the ingest Worker's usage consumer (shared/contract.ts `ActivityShardRpc`): this shard's parts of
+   * activity messages, each folded once (activity.ts). Refused whole (`ok: false`, nothing stored; the consumer has
+   * the messages delivered again) when malformed, when a part names an org of another shard (stored here, its
+   * rows would never be read: the view asks the org's shard), or when sent to the old single object.
+   */
+  async recordActivity(deliveries: ActivityDelivery[]): Promise<RecordActivityAnswer> {
+    const parsed = ActivityDeliveries.safeParse(deliveries);
+    if (!parsed.success) {
+      logWarn({ event: "activity_refused", shard: this.name, error: parsed.error.message });
+      return { ok: false, error: `malformed activity deliveries: ${parsed.error.issues[0]?.message ?? ""}` };
+    }
+    // On the old single object every org is misplaced: no org's shard is "index".
+    const misplaced = parsed.data.flatMap((delivery) => delivery.orgs).find((org) => shardNameOf(org.org_id) !== this.name);
+    if (misplaced) {
+      const error = this.legacy
+        ? `the old single "${LEGACY_INDEX_NAME}" object keeps no activity: send each part to its shard`
+        : `org ${misplaced.org_id} belongs to shard ${shardNameOf(misplaced.org_id)}, not ${this.name}`;
+      // A producer's bug, not a passing fault: retried, it is refused again until the queue gives the messages up (max_retries).
+      logError({ event: "activity_refused", shard: this.name, error });
+      return { ok: false, error };
+    }
+    const result = this.activity.record(parsed.data, Date.now());
+    log({ event: "activity_recorded", shard: this.name, parts: parsed.data.length, recorded: result.recorded, duplicates: result.duplicates });
+    if (result.abandoned.length > 0) {
+      // Activity may be lost if a part from these ever arrives: never silent (bounded: the first 10 named).
+      logError({ event: "activity_gaps_abandoned", shard: this.name, gaps: result.abandoned.length, first: result.abandoned.slice(0, 10), message: "a stream had more gaps than the shard keeps; parts from the oldest are now taken for duplicates" });
+    }
+    return { ok: true, recorded: result.recorded, duplicates: result.duplicates };
+  }
+
+  /** The org's activity kept here, the window's hours oldest first (the org's view merges it with its own rows). */
+  async activityOf(orgId: string, now: number): Promise<ActivityRow[]> {
+    return this.activity.rows(orgId, now);
+  }
+
   /** This shard's share of what the console's overview shows: its counts, and the first rows of each list (sharded.ts merges them). */
   async overview(now: number, horizonMs: number): Promise<OverviewPart> {
     this.dropExpired();
@@ -224,14 +270,7 @@ export class OrgIndex extends DurableObject<BillingEnv> implements IndexShard {
       due_soon: select("state = 'overdue' AND sort_key <= ?", now + horizonMs),
       recently_suspended: select("state = 'suspended'"),
       recently_restored: select("state = 'ok'"),
-      // The last 24 hours: this hour and the 23 before it.
-      would_refuse: this.sql
-        .exec<WouldRefuseOrg>(
-          "SELECT org_id, SUM(requests) AS requests, MAX(hour) AS last_hour FROM would_refuse WHERE hour >= ? GROUP BY org_id ORDER BY requests DESC, org_id LIMIT ?",
-          hourOf(now) - 23 * HOUR_MS,
-          WOULD_REFUSE_SHOWN,
-        )
-        .toArray(),
+      would_refuse: this.activity.wouldRefused(now, WOULD_REFUSE_SHOWN),
     };
   }
 
@@ -361,6 +400,7 @@ export function ensureSchema(sql: SqlStorage): void {
     CREATE TABLE IF NOT EXISTS would_refuse (org_id TEXT NOT NULL, hour INTEGER NOT NULL, requests INTEGER NOT NULL, PRIMARY KEY (org_id, hour));
     CREATE TABLE IF NOT EXISTS index_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS recent_writes (org_id TEXT PRIMARY KEY, entry TEXT NOT NULL, version INTEGER NOT NULL, at INTEGER NOT NULL);
+    ${SHARD_ACTIVITY_DDL}
   `);
   // A virtual column: computed when read, so adding it rewrites no row and costs no storage (the index on it does).
   const hasSortKey = sql.exec("SELECT 1 FROM pragma_table_xinfo('orgs') WHERE name = 'sort_key'").toArray().length > 0;

@@ -1,3 +1,5 @@
+import type { ActivityDelivery, RecordActivityAnswer } from "../../shared/contract.ts";
+import type { ActivityRow } from "../usage/activity.ts";
 import type { ListedState } from "./cursor.ts";
 import type { IndexEntry, WouldRefuseHours, WouldRefuseOrg } from "./entry.ts";
 
@@ -33,6 +35,8 @@ export type HandedOrg = {
 export interface IndexShard {
   upsert(entry: IndexEntry): Promise<void>;
   recordWouldRefuse(orgId: string, hours: WouldRefuseHours): Promise<{ ok: boolean }>;
+  recordActivity(deliveries: ActivityDelivery[]): Promise<RecordActivityAnswer>;
+  activityOf(orgId: string, now: number): Promise<ActivityRow[]>;
   heldAmong(ids: string[]): Promise<HeldEntry[]>;
   restrictedCount(): Promise<number>;
   page(query: { state: ListedState; after: { key: number; orgId: string } | null; limit: number }): Promise<KeyedEntry[]>;

@@ -1,6 +1,7 @@
 import { decodeCursor, encodeCursor, type ListedState } from "./cursor.ts";
 import { type IndexCursor, type IndexEntry, OVERVIEW_LISTED, WOULD_REFUSE_SHOWN, type WouldRefuseHours } from "./entry.ts";
 import type { HeldEntry, IndexShard, KeyedEntry, OverviewOf, OverviewPart } from "./shard-api.ts";
+import type { ActivityRow } from "../usage/activity.ts";
 import { LEGACY_INDEX_NAME, partitionByShard, SHARD_NAMES, shardName, shardNameOf } from "../../shared/index-shard.ts";
 
 export type Overview = OverviewOf<IndexEntry>;
@@ -9,6 +10,8 @@ export type Overview = OverviewOf<IndexEntry>;
 export type OrgIndexClient = {
   upsert(entry: IndexEntry): Promise<void>;
   recordWouldRefuse(orgId: string, hours: WouldRefuseHours): Promise<{ ok: boolean }>;
+  /** The org's activity kept by its shard (index/activity.ts), the window's hours at `now`, oldest first. */
+  activityOf(orgId: string, now: number): Promise<ActivityRow[]>;
   heldAmong(ids: string[]): Promise<HeldEntry[]>;
   notOkAmong(ids: string[]): Promise<Pick<IndexEntry, "org_id" | "state" | "reason">[]>;
   notOk(): Promise<Pick<IndexEntry, "org_id" | "state" | "reason" | "since">[]>;
@@ -104,9 +107,11 @@ export function orgIndex(env: { ORG_INDEX?: { getByName(name: string): unknown }
   }
 
   return {
-    // One org's writes: one call, to its shard.
+    // One org's writes, and its activity: one call, to its shard.
     upsert: async (entry) => shard(shardNameOf(entry.org_id)).upsert(entry),
     recordWouldRefuse: async (orgId, hours) => shard(shardNameOf(orgId)).recordWouldRefuse(orgId, hours),
+    // The old single object never held activity: no fallback to it while it drains.
+    activityOf: async (orgId, now) => shard(shardNameOf(orgId)).activityOf(orgId, now),
 
     heldAmong: (ids) => amongIds(ids, (stub, part) => stub.heldAmong(part)),
     notOkAmong: (ids) => amongIds(ids, (stub, part) => stub.notOkAmong(part)),

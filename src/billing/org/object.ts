@@ -15,12 +15,13 @@ import { deadLetterPageView, ORG_VIEW_DEAD_LETTERS, orgView, type DeadLetterPage
 import { addParking, parkedFiguresDiffer, parkedPublicationAt, waitingBytes } from "./parking.ts";
 import type { Disagreement } from "../reconcile/compare.ts";
 import { USAGE_TABLES, UsageLedger } from "../usage/ledger.ts";
-import { ACTIVITY_TABLES, ActivityLog, wouldRefuseDue } from "../usage/activity.ts";
+import { ACTIVITY_TABLES, ActivityLog, activityView, mergeActivity, wouldRefuseDue, type ActivityRow } from "../usage/activity.ts";
 import { hourOf } from "../../shared/usage.ts";
 import { orgIndex } from "../index/object.ts";
 import { meteredBalances } from "../autumn/answers.ts";
 import { UsageReporter } from "../usage/reporter.ts";
 import { usageView } from "../usage/usage-view.ts";
+import { NO_ACTIVITY } from "../usage/activity-view.ts";
 
 /** The webhook is recorded before its Autumn read starts; should that read never land (a failure, an eviction), this alarm reads again. */
 const WEBHOOK_SAFETY_NET_MS = 30_000;
@@ -104,16 +105,38 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     return this.viewWith(this.settings());
   }
 
-  private viewWith(settings: Settings): OrgView {
-    const record = this.load();
+  /**
+   * The view, its activity the object's own rows merged with its index shard's (one RPC, started first so it runs
+   * while the storage is read; the storage reads come before the await, so the view is of one moment). A failed
+   * shard read leaves the object's rows, marked `incomplete`: the rest of the view is whole.
+   */
+  private async viewWith(settings: Settings): Promise<OrgView> {
     const now = Date.now();
+    const shardRows = this.shardActivity(now);
+    const record = this.load();
     // The newest page only: the rest through deadLetters() (GET /admin/orgs/{id}/dead-letters).
     const deadLetters = this.outbox.deadLetterPage(null, ORG_VIEW_DEAD_LETTERS);
-    return {
-      ...orgView(record, this.store.history(), deadLetters.letters, now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking(), this.activity.view(now), { count: this.outbox.deadLetterCount(), next: deadLetters.next }),
+    const ownActivity = this.activity.points(now);
+    const view: OrgView = {
+      ...orgView(record, this.store.history(), deadLetters.letters, now, settings.policy, earliest(this.outbox.dueAt(record, settings.notify), this.usage.dueAt(settings.usage.reportIntervalMs)), this.store.parking(), NO_ACTIVITY, { count: this.outbox.deadLetterCount(), next: deadLetters.next }),
       usage: usageView(record, this.usage.rows(), settings.usage, now),
       enforcement_mode: modeOf(record, settings.enforcement),
     };
+    const shard = await shardRows;
+    return { ...view, activity: activityView(mergeActivity(ownActivity, shard ?? []), shard === null) };
+  }
+
+  /**
+   * The org's activity kept by its index shard (since issue 20 the ingest Worker sends it there: index/activity.ts),
+   * or null when it could not be read (logged). Never rejects, so the view can start it before its storage reads.
+   */
+  private async shardActivity(now: number): Promise<ActivityRow[] | null> {
+    try {
+      return await orgIndex(this.env).activityOf(this.orgId, now);
+    } catch (error) {
+      logWarn({ event: "activity_read_failed", org_id: this.ctx.id.name ?? null, error: error instanceof Error ? error.message : String(error) });
+      return null;
+    }
   }
 
   /** A page of the org's dead letters, newest first, below `cursor` (a seq; null: from the newest). Reads only. */
@@ -137,7 +160,8 @@ export class OrgBilling extends DurableObject<BillingEnv> implements OrgBillingR
     return this.pass(async (settings) => {
       if (settings.usageProblem !== null) return { ok: false as const, error: `usage is not recorded until the configuration is fixed: ${settings.usageProblem.message}` };
       const now = Date.now();
-      // The activity of the messages the ledger found new, in the same transaction: each message's once.
+      // The activity of the messages the ledger found new, in the same transaction: each message's once. Only messages from
+      // ingest Workers from before issue 20 carry activity (newer ones send it to the index shards): this table ages out after them.
       const result = this.transact(() => {
         const folded = this.usage.fold(parsed.data, settings.usage.features, now);
         return { ...folded, activity: this.activity.fold(folded.fresh, now) };

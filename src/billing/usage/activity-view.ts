@@ -20,6 +20,10 @@ export type WouldRefuseByCode = Record<WouldRefuseCode | "unknown", number>;
  */
 export type ActivityViewHour = { hour: string } & Record<ActivityKind, number> & { would_refuse_by_code: WouldRefuseByCode; items?: { accepted: number; would_refuse: number } };
 
-/** Hours as ISO strings, only those with something counted, oldest first; counts in `unit`. */
-export type ActivityView = { unit: "requests"; days: number; hours: ActivityViewHour[] };
+/**
+ * Hours as ISO strings, only those with something counted, oldest first; counts in `unit`. `incomplete`: the
+ * org's index shard, which keeps its activity since issue 20, could not be read just now, so `hours` holds only
+ * what the org's own object kept (from older ingest Workers): the console says so under its chart.
+ */
+export type ActivityView = { unit: "requests"; days: number; hours: ActivityViewHour[]; incomplete?: boolean };
 export const NO_ACTIVITY: ActivityView = { unit: "requests", days: ACTIVITY_DAYS, hours: [] };

@@ -2,31 +2,19 @@ import type { UsageDelivery } from "../../shared/contract.ts";
 import type { UsageFeatures } from "../../shared/usage.ts";
 import { SIGNALS } from "../../shared/usage.ts";
 import type { LedgerRow } from "./ledger-row.ts";
-import { admit, owedGaps, type Gap, type StreamMark } from "./streams.ts";
+import { QUEUE_RETENTION_MS, StreamMarks, type AbandonedGap } from "./stream-marks.ts";
 
 export type { LedgerRow } from "./ledger-row.ts";
 
 /**
  * Queue message ids of batches sent before streams existed (no `stream`/`seq`) are remembered this long:
- * at least the usage queue's message retention (4 days by default), so any redelivery of one is recognised.
+ * at least the usage queue's message retention, so any redelivery of one is recognised.
  * Only such messages still on the queue at the upgrade use `usage_seen`; it empties within this window.
  */
-export const USAGE_DEDUPE_WINDOW_MS = 4 * 86_400_000;
-
-/**
- * How long a stream's gaps are owed and a silent stream's row is kept: the queue's retention (at most 4 days)
- * plus an hour for the producer's retried sends (seconds) and the queue's own slack.
- */
-export const USAGE_STREAM_WINDOW_MS = USAGE_DEDUPE_WINDOW_MS + 3_600_000;
+export const USAGE_DEDUPE_WINDOW_MS = QUEUE_RETENTION_MS;
 
 /** usage_seen rows recorded for messages that have a stream (during the v5 deploy) carry this prefix before the queue id. */
 export const STREAM_ID_PREFIX = "stream:";
-
-/**
- * Gap entries one stream keeps at most (about 40 bytes each, at most ~700 once coalesced): past this neighbouring gaps
- * are coalesced into ranges with a bitmap of what they still owe (streams.ts), so the row stays under ~200 KB.
- */
-export const MAX_STREAM_GAPS = 256;
 
 /**
  * The ledger's tables (a `TableOwner`, checked where OrgStore takes it: no import back up into org/),
@@ -64,7 +52,7 @@ export const USAGE_TABLES = {
 export type FrozenReport = { feature_id: string; value: number; key: string; attempts: number; first_at: number | null };
 
 /** `fresh`: the messages folded now (not duplicates), for what else folds once per message (activity.ts). */
-export type FoldResult = { recorded: number; duplicates: number; unmapped: number; abandoned: { stream: string; from: number; to: number }[]; fresh: UsageDelivery[] };
+export type FoldResult = { recorded: number; duplicates: number; unmapped: number; abandoned: AbandonedGap[]; fresh: UsageDelivery[] };
 
 /**
  * The org's usage ledger in its SQLite storage (tables `usage_streams`, `usage_seen` and `usage_ledger`: `USAGE_TABLES`,
@@ -83,17 +71,14 @@ export class UsageLedger {
    * Signals USAGE_FEATURES does not map are left out (`unmapped`): the ingest Worker counted them
    * under another configuration, and there is no feature to report them under.
    *
-   * A stream's row goes once nothing of it was folded for USAGE_STREAM_WINDOW_MS. That is exact: a batch
-   * numbered at or below its mark was sent before the last fold, so the queue has dropped it by then; a
-   * batch seen later starts a new row that owes every lower number (only those above the old mark can come).
+   * A stream's row goes once nothing of it was folded for USAGE_STREAM_WINDOW_MS (stream-marks.ts says why that is exact).
    */
   fold(messages: UsageDelivery[], features: UsageFeatures, now: number): FoldResult {
     this.sql.exec("DELETE FROM usage_seen WHERE at < ?", now - USAGE_DEDUPE_WINDOW_MS);
-    this.sql.exec("DELETE FROM usage_streams WHERE at < ?", now - USAGE_STREAM_WINDOW_MS);
-    const marks = new Map<string, StreamMark | null>();
-    const result: FoldResult = { recorded: 0, duplicates: 0, unmapped: 0, abandoned: [], fresh: [] };
+    const marks = new StreamMarks(this.sql, "usage_streams", now);
+    const result: FoldResult = { recorded: 0, duplicates: 0, unmapped: 0, abandoned: marks.abandoned, fresh: [] };
     for (const message of messages) {
-      if (!this.admit(message, marks, now, result)) {
+      if (!this.admit(message, marks, now)) {
         result.duplicates++;
         continue;
       }
@@ -119,32 +104,19 @@ export class UsageLedger {
         );
       }
     }
-    for (const [stream, mark] of marks) {
-      if (mark === null) continue;
-      this.sql.exec(
-        "INSERT INTO usage_streams (stream, high, gaps, at) VALUES (?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE SET high = excluded.high, gaps = excluded.gaps, at = excluded.at",
-        stream,
-        mark.high,
-        JSON.stringify(mark.gaps),
-        now,
-      );
-    }
+    marks.save();
     return result;
   }
 
   /** Whether the message is new; records it as seen (in `marks`, written back by `fold`, or in usage_seen). */
-  private admit(message: UsageDelivery, marks: Map<string, StreamMark | null>, now: number, result: FoldResult): boolean {
+  private admit(message: UsageDelivery, marks: StreamMarks, now: number): boolean {
     if (message.stream === undefined || message.seq === undefined) {
       // Also under STREAM_ID_PREFIX: the same queue message folded with its stream by a new consumer during the deploy.
       if (this.sql.exec("SELECT 1 FROM usage_seen WHERE id IN (?, ?)", message.id, STREAM_ID_PREFIX + message.id).toArray().length > 0) return false;
       this.sql.exec("INSERT INTO usage_seen (id, at) VALUES (?, ?)", message.id, now);
       return true;
     }
-    if (!marks.has(message.stream)) marks.set(message.stream, this.mark(message.stream, now));
-    const admitted = admit(marks.get(message.stream)!, message.seq, now, MAX_STREAM_GAPS);
-    marks.set(message.stream, admitted.mark);
-    for (const [from, to] of admitted.abandoned) result.abandoned.push({ stream: message.stream, from, to });
-    if (!admitted.fresh) return false;
+    if (!marks.admit(message.stream, message.seq)) return false;
     // Across the v5 deploy a consumer from before streams hands a queue message over without its stream/seq (folded by
     // id in usage_seen), and once that ack is lost a new consumer may be handed it again with them (issue 18). While
     // usage_seen holds a row from such a consumer (the days after the deploy), a stream message is checked by queue id
@@ -160,13 +132,6 @@ export class UsageLedger {
   /** Whether a message without a stream was folded within the window (usage_seen is pruned at the start of every fold). */
   private legacyIdsInUse(): boolean {
     return this.sql.exec("SELECT 1 FROM usage_seen WHERE id NOT LIKE ? LIMIT 1", `${STREAM_ID_PREFIX}%`).toArray().length > 0;
-  }
-
-  /** A stream's stored mark with only the gaps still owed, or null for a stream not (or no longer) known. */
-  private mark(stream: string, now: number): StreamMark | null {
-    const row = this.sql.exec<{ high: number; gaps: string }>("SELECT high, gaps FROM usage_streams WHERE stream = ?", stream).toArray()[0];
-    if (!row) return null;
-    return { high: row.high, gaps: owedGaps(JSON.parse(row.gaps) as Gap[], now, USAGE_STREAM_WINDOW_MS) };
   }
 
   /**

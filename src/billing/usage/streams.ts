@@ -8,7 +8,7 @@
  *
  * Why the gaps can be given up after the window: a batch in a gap was sent before the batch that opened the gap,
  * so before the gap was noticed; the queue drops any message older than its retention, so once the window (at
- * least the retention) has passed since the gap was noticed, nothing can fill it. Pure: the ledger does the I/O.
+ * least the retention) has passed since the gap was noticed, nothing can fill it. Pure: stream-marks.ts does the I/O (for the ledger, and for the index shards' activity).
  *
  * Why gaps are coalesced, never given up, past the cap: a gap's batches may be waiting out the consumer's own
  * retry backoff (up to an hour a retry, issue 18): they are still on the queue, so taking them for duplicates
@@ -30,7 +30,7 @@ export const MAX_GAP_SPAN = 4_096;
 /**
  * Whether batch `seq` of a stream is new, and the stream's mark after it. A stream never seen starts at 0,
  * so batches 1..seq-1 are owed (a new isolate's first batches may arrive after later ones, and a stream whose
- * row expired can only still send numbers above its old mark: see UsageLedger.fold). Past `maxGaps` neighbouring
+ * row expired can only still send numbers above its old mark: see stream-marks.ts). Past `maxGaps` neighbouring
  * gaps are coalesced; only if no two neighbours span MAX_GAP_SPAN numbers or fewer (over a million numbers owed
  * across the window, far beyond one batch a second) is the oldest given up (`abandoned`).
  */
