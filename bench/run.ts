@@ -27,6 +27,8 @@ const DURATION_S = Number(process.env.BENCH_DURATION ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const DISTINCT_ORGS = Number(process.env.BENCH_ORGS ?? 10_000);
+/** Each cold-keys round (3 s by default): short enough that three rounds' requests stay within the distinct orgs (see coldRound). */
+const COLD_DURATION_S = Number(process.env.BENCH_COLD_DURATION ?? Math.min(DURATION_S, 3));
 const BASE_PORT = Number(process.env.BENCH_BASE_PORT ?? 28787);
 /**
  * `npm run bench -- --only collector,ops`: only these sections (and the setup they need), for
@@ -149,7 +151,7 @@ async function load(name: string, url: string, options: { method?: "GET" | "POST
   const statuses = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, s]) => [code, s?.count ?? 0])) as Record<string, number>;
   const unexpected = Object.entries(statuses).reduce((sum, [code, count]) => sum + (Number(code) === options.expect ? 0 : count), 0);
   const scenario = { name, rps: result.requests.average, p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests: result.requests.total, errors: result.errors + result.timeouts, unexpected_status: unexpected, statuses, workerd_cpu_ms: (result.workerdCpuS ?? 0) * 1000 };
-  log(`${name}: ${scenario.rps.toFixed(0)} req/s, p50 ${scenario.p50_ms} ms, p99 ${scenario.p99_ms} ms, errors ${scenario.errors}, unexpected ${unexpected}`);
+  log(`${name}: ${scenario.rps.toFixed(0)} req/s, p50 ${scenario.p50_ms} ms, p99 ${scenario.p99_ms} ms, errors ${scenario.errors}, unexpected ${unexpected}${unexpected > 0 ? ` (statuses ${JSON.stringify(statuses)})` : ""}`);
   return scenario;
 }
 
@@ -346,6 +348,13 @@ const summarize = (name: string, runs: Scenario[]): Scenario => ({
   workerd_cpu_ms: runs.reduce((sum, r) => sum + r.workerd_cpu_ms, 0),
 });
 
+/** The runs' status counts added up (a summary's `statuses` are otherwise left empty). */
+const mergeStatuses = (runs: Scenario[]): Record<string, number> => {
+  const merged: Record<string, number> = {};
+  for (const run of runs) for (const [code, count] of Object.entries(run.statuses)) merged[code] = (merged[code] ?? 0) + count;
+  return merged;
+};
+
 /**
  * What one request costs in workerd CPU: the CPU workerd used over the measured runs (from /proc,
  * all its threads: the Worker, the objects and queue consumers it calls, and Miniflare's local KV,
@@ -496,11 +505,23 @@ try {
     suspended: { headers: { ...otlpHeaders, authorization: `Bearer ${suspendedKey}` }, body, expect: 402 },
     status: { method: "GET" as const, headers: { authorization: `Bearer ${payingKey}` }, body: new Uint8Array(0), expect: 200 },
   };
+  /**
+   * One round of the cold-keys scenario: COLD_DURATION_S on its own third of the minted keys, so no key is met
+   * twice across rounds. The load generator cycles through its keys: a round that served more requests than it
+   * had keys met some of them warm, which would flatter the figure, so that is refused rather than reported.
+   */
+  const coldRound = async (round: number): Promise<Scenario> => {
+    const share = Math.floor(manyKeys.length / ROUNDS);
+    const keys = manyKeys.slice(round * share, (round + 1) * share);
+    const run = await load(`${steadyNames.cold} (round ${round + 1})`, `${stack.ingestUrl}/v1/traces`, { ...steadyOptions.cold, keys, duration: COLD_DURATION_S });
+    if (run.requests > keys.length) throw new Error(`cold keys, round ${round + 1}: ${run.requests} requests on ${keys.length} keys met some warm; raise BENCH_ORGS`);
+    return run;
+  };
   /** Per scenario key: its CPU cost, and (ops section) its operations per request. */
   const costs: Record<string, { name: string; cpu: CpuCost | null; ops: OpsPerRequest | null }> = {};
   const setCpu = (key: string, name: string, cpu: CpuCost) => (costs[key] = { name, cpu, ops: costs[key]?.ops ?? null });
 
-  // Scenarios 1, 1b, 2, 2m, 4 and 2s run in interleaved rounds so that drift in the machine's
+  // Scenarios 1, 1b, 2, 2m, 3, 4 and 2s run in interleaved rounds so that drift in the machine's
   // conditions falls on all of them alike; each figure is the median of its rounds.
   // One warm-up per target, in its first round, as the Collector scenario's: the isolates stay warm across
   // rounds, and a 2 s warm-up before each of the 18 later rounds kept the bench over 5 minutes (324–337 s).
@@ -517,12 +538,15 @@ try {
       { name: steadyNames.status, url: `${stack.ingestUrl}/v1/status`, options: steadyOptions.status },
     ];
     const rounds: Scenario[][] = steady.map(() => []);
+    const coldRuns: Scenario[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       for (const [i, scenario] of steady.entries()) rounds[i]!.push(await load(`${scenario.name} (round ${round + 1})`, scenario.url, { ...scenario.options, warmup: warmupFor(round) }));
+      // Cold keys interleaved too, each round on keys no round has used (coldRound), so each is paired with the hop's round beside it.
+      if (selected("cold")) coldRuns.push(await coldRound(round));
     }
     const [sinkRuns, hopRuns, payingRuns, meteredRuns, suspendedRuns, statusRuns] = rounds;
     scenarios = [summarize(steady[0]!.name, sinkRuns!), summarize(steady[1]!.name, hopRuns!), summarize(steady[2]!.name, payingRuns!), summarize(steady[3]!.name, meteredRuns!)];
-    if (selected("cold")) scenarios.push(await load(steadyNames.cold, `${stack.ingestUrl}/v1/traces`, steadyOptions.cold));
+    if (selected("cold")) scenarios.push({ ...summarize(steadyNames.cold, coldRuns), statuses: mergeStatuses(coldRuns) });
     scenarios.push(summarize(steady[4]!.name, suspendedRuns!));
     scenarios.push(summarize(steady[5]!.name, statusRuns!));
 
@@ -541,7 +565,9 @@ try {
     };
     log(`${metering.name}: ${metering.ratio.toFixed(2)}×; spans in Autumn ${reportedSpans} of ${metering.spans_expected} (${metering.exact ? "exact" : "NOT exact"})`);
   } else if (selected("cold")) {
-    scenarios.push(await load(steadyNames.cold, `${stack.ingestUrl}/v1/traces`, steadyOptions.cold));
+    const coldRuns: Scenario[] = [];
+    for (let round = 0; round < ROUNDS; round++) coldRuns.push(await coldRound(round));
+    scenarios.push({ ...summarize(steadyNames.cold, coldRuns), statuses: mergeStatuses(coldRuns) });
   }
   const scenarioKeys: Record<string, string> = { [steadyNames.sink]: "1", [steadyNames.hop]: "1b", [steadyNames.paying]: "2", [steadyNames.metered]: "2m", [steadyNames.cold]: "3", [steadyNames.suspended]: "4", [steadyNames.status]: "2s" };
   for (const s of scenarios) setCpu(scenarioKeys[s.name]!, s.name, cpuCost(s.requests, body.byteLength, s.workerd_cpu_ms, "the timed runs"));
@@ -849,7 +875,7 @@ try {
 
   const f = (n: number | null | undefined, digits = 1) => (n === null || n === undefined ? "—" : n.toFixed(digits));
   const lines: string[] = [
-    `Measured ${machine.date.slice(0, 10)} on ${machine.cores} × ${machine.cpu}, ${machine.memory_gib} GiB, Node ${machine.node}; ${CONNECTIONS} connections, ${ROUNDS} interleaved rounds of ${DURATION_S} s per scenario (medians; each ratio the median of its per-round ratios, every round against the reference round beside it), a ${body.byteLength}-byte gzipped protobuf batch of 20 spans; the Workers bundled as for deploy and run in one local workerd (Miniflare), the load generator, the sink and workerd sharing the machine. The whole bench took ${f(benchSeconds / 60, 1)} minutes.`,
+    `Measured ${machine.date.slice(0, 10)} on ${machine.cores} × ${machine.cpu}, ${machine.memory_gib} GiB, Node ${machine.node}; ${CONNECTIONS} connections, ${ROUNDS} interleaved rounds of ${DURATION_S} s per scenario (${COLD_DURATION_S} s for cold keys, each round on its own ${Math.floor(DISTINCT_ORGS / ROUNDS).toLocaleString("en")} keys; medians; each ratio the median of its per-round ratios, every round against the reference round beside it), a ${body.byteLength}-byte gzipped protobuf batch of 20 spans; the Workers bundled as for deploy and run in one local workerd (Miniflare), the load generator, the sink and workerd sharing the machine. The whole bench took ${f(benchSeconds / 60, 1)} minutes.`,
   ];
   if (withRatios.length > 0 || burst) {
     lines.push(
