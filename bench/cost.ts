@@ -41,7 +41,7 @@ export const SCHEDULE = {
   resync_interval_h: 6, // RESYNC_INTERVAL: an org not ok is re-read this often
   limit_resync_interval_min: 10, // LIMIT_RESYNC_INTERVAL: while a plan limit is in force
   usage_report_interval_s: 30, // USAGE_REPORT_INTERVAL: an org's object reports usage at most this often
-  usage_flush_interval_s: 1, // each isolate sends at most one usage message per org a second
+  usage_flush_interval_s: 1, // each isolate sends at most one usage message per org, and one activity message for all its orgs, a second
   park_retention_h: 72, // PARK_RETENTION
 };
 
@@ -117,6 +117,7 @@ function fixedCosts(): string[] {
     ["an org with a plan limit in force", `one alarm every ${s.limit_resync_interval_min} min: ${limitAlarms.toLocaleString("en")} DO requests`, limitAlarms * doReq],
     ["a state change (a few a month at most)", "one KV write for the mirror entry and one per ingest key (the verdict rides in each key's entry): 3 writes for an org with 2 keys", 3 * kvWrite],
     ["metering on, an org sending all month", `its object reports to Autumn at most every ${s.usage_report_interval_s} s: ${reportAlarms.toLocaleString("en")} alarm runs (DO requests)`, reportAlarms * doReq],
+    ["activity (the console's chart, metering on or off), per isolate that serves the org all month", `at most one activity message a second, shared by up to 100 orgs, and one index-shard DO request per consumer batch: ${usageMessages.toLocaleString("en")} messages × 3 queue operations and as many DO requests for an org alone in its isolate, a hundredth of that for one of 100`, usageMessages * 3 * queueOp + usageMessages * doReq],
     ["metering on, per isolate that serves the org all month", `at most one usage message a second: ${usageMessages.toLocaleString("en")} messages × 3 queue operations, and one DO request per org per consumer batch (at most as many)`, usageMessages * 3 * queueOp + usageMessages * doReq],
   ];
   return [

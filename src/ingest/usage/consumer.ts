@@ -55,21 +55,21 @@ export async function handleUsage(batch: MessageBatch<unknown>, env: IngestEnv):
 
 /** The message as a usage or activity message, or null (logged) when it is neither: it can never succeed. */
 function readMessage(message: Message<unknown>): Received<UsageMessage | ActivityMessage> | null {
-  const body = message.body;
-  const isActivity = typeof body === "object" && body !== null && "kind" in body;
-  const parsed = isActivity ? ActivityMessage.safeParse(body) : UsageMessage.safeParse(body);
-  let problem = parsed.success ? null : parsed.error.message;
-  if (parsed.success) {
-    const data = parsed.data;
-    // An org the shard would refuse (a bad id, or in another shard's part) fails every retry alike.
-    if ("kind" in data) problem = data.parts.flatMap((part) => part.orgs.filter((org) => !isValidOrgId(org.org_id) || shardOf(org.org_id) !== part.shard)).length > 0 ? "an org id is invalid or in another shard's part" : null;
-    else if (!isValidOrgId(data.org_id)) problem = "invalid org id";
-  }
-  if (problem !== null || !parsed.success) {
-    logWarn({ event: "usage_message_invalid", message_id: message.id, error: problem });
+  const problem = (error: string) => {
+    logWarn({ event: "usage_message_invalid", message_id: message.id, error });
     return null;
+  };
+  const body = message.body;
+  if (typeof body === "object" && body !== null && "kind" in body) {
+    const parsed = ActivityMessage.safeParse(body);
+    if (!parsed.success) return problem(parsed.error.message);
+    // An org the shard would refuse (a bad id, or in another shard's part) would fail every retry alike.
+    const misplaced = parsed.data.parts.some((part) => part.orgs.some((org) => !isValidOrgId(org.org_id) || shardOf(org.org_id) !== part.shard));
+    return misplaced ? problem("an org id is invalid or in another shard's part") : { message, body: parsed.data };
   }
-  return { message, body: parsed.data };
+  const parsed = UsageMessage.safeParse(body);
+  if (!parsed.success) return problem(parsed.error.message);
+  return isValidOrgId(parsed.data.org_id) ? { message, body: parsed.data } : problem("invalid org id");
 }
 
 /** The batch's activity parts, one call per shard; each message acked once all its shards took their parts, retried otherwise. */
