@@ -167,11 +167,16 @@ export const ActivityPart = z.object({
 export type ActivityPart = z.infer<typeof ActivityPart>;
 
 /** One message on the `tollgate-usage` queue carrying an isolate's activity for a window (at most ACTIVITY_ORGS_PER_MESSAGE orgs). */
-export const ActivityMessage = z.object({
-  kind: z.literal("activity"),
-  stream: UsageStream,
-  parts: z.array(ActivityPart).min(1).max(INDEX_SHARDS),
-});
+export const ActivityMessage = z
+  .object({
+    kind: z.literal("activity"),
+    stream: UsageStream,
+    parts: z.array(ActivityPart).min(1).max(INDEX_SHARDS),
+  })
+  // One part per shard, as the producer splits them: so a shard's call carries at most one delivery per message of the
+  // batch (contract.ts `ActivityDeliveries` bounds it), and one message with many parts for a shard cannot get the
+  // whole call refused and every other message of the batch with a part for that shard retried with it.
+  .refine((message) => new Set(message.parts.map((part) => part.shard)).size === message.parts.length, { message: "one part per shard" });
 export type ActivityMessage = z.infer<typeof ActivityMessage>;
 
 /**

@@ -99,14 +99,20 @@ export function alarmOf(stub: DurableObjectStub): Promise<number | null> {
   return runInDurableObject(stub, (_instance, state) => state.storage.getAlarm());
 }
 
-/** Every usage message recorded so far, through the consumer's code; `redeliver` hands the first one over a second time. */
+/**
+ * Every usage message recorded so far, through the consumer's code; `redeliver` hands the first usage message and the
+ * first activity message over a second time (each flush sends its activity message first: redelivering only the first
+ * message would never redeliver usage, and the Autumn totals would not test the ledger's dedupe).
+ */
 export async function drainUsage(redeliver = false): Promise<void> {
   const messages = usageQueue.take();
   if (messages.length === 0) return;
   const batch = createMessageBatch("tollgate-usage", messages.map((m) => ({ id: m.id, timestamp: new Date(), attempts: 1, body: m.body })));
   await handleUsage(batch, ingestEnv());
   if (redeliver) {
-    const again = createMessageBatch("tollgate-usage", [{ id: messages[0]!.id, timestamp: new Date(), attempts: 2, body: messages[0]!.body }]);
+    const isActivity = (m: { body: unknown }) => typeof m.body === "object" && m.body !== null && "kind" in m.body;
+    const firsts = [messages.find((m) => !isActivity(m)), messages.find(isActivity)].filter((m) => m !== undefined);
+    const again = createMessageBatch("tollgate-usage", firsts.map((m) => ({ id: m.id, timestamp: new Date(), attempts: 2, body: m.body })));
     await handleUsage(again, ingestEnv());
   }
 }

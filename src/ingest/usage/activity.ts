@@ -6,8 +6,8 @@ import type { RouteSignal } from "./route-signal.ts";
 
 /**
  * What became of a request, for the console's chart (issue 21; docs/metering.md, "Activity"): one
- * count in the isolate's batcher, which sends it with the org's usage message of the window (sent
- * whether metering is on or off, the USAGE queue being always bound). No I/O of its own: the request
+ * count in the isolate's batcher, which sends it in the window's activity message (one for up to 100 orgs, parts by
+ * index shard; sent whether metering is on or off, the USAGE queue being always bound). No I/O of its own: the request
  * that opens the window holds the isolate until the flush, as metering's does.
  */
 export function countActivity(env: IngestEnv, ctx: WaitUntil, orgId: string, kind: ActivityKind, code?: WouldRefuseCode, now = Date.now()): void {
