@@ -1,11 +1,10 @@
-import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import worker from "../../src/ingest/worker.ts";
 import { UsageBatcher, type QueuedMessage as QueuedMessageBody } from "../../src/ingest/usage/batcher.ts";
 import { INDEX_SHARDS, shardName, shardOf } from "../../src/shared/index-shard.ts";
 import type { ActivityMessage, UsageMessage } from "../../src/shared/usage.ts";
 import { uniqueOrg } from "../support/billing.ts";
+import { consumeUsage, queueMessage, shardActivityOf } from "../support/usage-queue.ts";
 
 /**
  * Breaker's tests for issue 20 (activity on its own messages, folded by the index shards): exactness of the
@@ -14,16 +13,8 @@ import { uniqueOrg } from "../support/billing.ts";
  */
 
 const HOUR = 3_600_000;
-const message = (id: string, body: unknown, attempts = 1) => ({ id, timestamp: new Date(), attempts, body });
 
-async function consume(messages: { id: string; timestamp: Date; attempts: number; body: unknown }[], workerEnv: IngestEnv = env as unknown as IngestEnv) {
-  const batch = createMessageBatch("tollgate-usage", messages);
-  const ctx = createExecutionContext();
-  await worker.queue!(batch as never, workerEnv, ctx);
-  return getQueueResult(batch, ctx);
-}
 
-const rowsOf = (org: string) => env.ORG_INDEX.getByName(shardName(shardOf(org))).activityOf(org, Date.now());
 
 /** A batcher whose sendBatch takes the batch and then throws on its first call (the queue took it, the caller saw an error). */
 function flakyQueue() {
@@ -70,15 +61,15 @@ describe("activity under redelivery, retried sends and partial failures", () => 
       ...env,
       ORG_INDEX: { getByName: (name: string) => (name === failingShard ? { recordActivity: async () => Promise.reject(new Error("down")) } : env.ORG_INDEX.getByName(name)) },
     } as unknown as IngestEnv;
-    const deliveries = activity.map((body, i) => message(`m${i}`, body)).reverse();
-    const first = await consume(deliveries, failing);
+    const deliveries = activity.map((body, i) => queueMessage(`m${i}`, body)).reverse();
+    const first = await consumeUsage(deliveries, failing);
     expect(first.retryMessages.length).toBeGreaterThan(0);
     // Redelivered (each retried one, and every acked one too: a lost ack), then again, in another order.
-    await consume(deliveries.map((d) => ({ ...d, attempts: 2 })));
-    await consume(deliveries.slice().reverse().map((d) => ({ ...d, attempts: 3 })));
+    await consumeUsage(deliveries.map((d) => ({ ...d, attempts: 2 })));
+    await consumeUsage(deliveries.slice().reverse().map((d) => ({ ...d, attempts: 3 })));
     for (const org of orgs) {
       const want = expected.get(org)!;
-      const rows = (await rowsOf(org)).map((row) => ({ hour: row.hour, accepted: row.accepted, would_refuse: row.would_refuse, plan: row.would_refuse_plan_limit_reached }));
+      const rows = (await shardActivityOf(org)).map((row) => ({ hour: row.hour, accepted: row.accepted, would_refuse: row.would_refuse, plan: row.would_refuse_plan_limit_reached }));
       const wanted = [{ hour: hour - HOUR, accepted: want.before, would_refuse: 0, plan: 0 }];
       // The hour 5 ms past the boundary is the current hour (or, a clock ahead, counted in it).
       if (want.after > 0) wanted.push({ hour, accepted: 0, would_refuse: want.after, plan: want.codes });
@@ -99,8 +90,8 @@ describe("activity under redelivery, retried sends and partial failures", () => 
       activity: { unit: "requests", hours: [{ hour, accepted: 2, would_refuse: 1, would_refuse_codes: { billing_suspended: 1 } }] },
     };
     const fresh: ActivityMessage = { kind: "activity", stream: "new_isolate", parts: [{ shard: shardOf(org), seq: 1, orgs: [{ org_id: org, hours: [{ hour, accepted: 3, would_refuse: 4, would_refuse_codes: { billing_suspended: 4 } }] }] }] };
-    await consume([message("x1", old), message("x2", fresh), message("x3", fresh)]);
-    await consume([message("x2", fresh, 2), message("x1", old, 2)]);
+    await consumeUsage([queueMessage("x1", old), queueMessage("x2", fresh), queueMessage("x3", fresh)]);
+    await consumeUsage([queueMessage("x2", fresh, 2), queueMessage("x1", old, 2)]);
     const view = await env.ORG_BILLING.getByName(org).view();
     expect(view.activity.incomplete).toBeUndefined();
     expect(view.activity.hours.map((h) => [h.accepted, h.would_refuse, h.would_refuse_by_code.billing_suspended])).toEqual([[5, 5, 5]]);
@@ -120,10 +111,10 @@ describe("hostile or malformed activity messages", () => {
     });
     const legit: ActivityMessage = { kind: "activity", stream: "legit", parts: [{ shard, seq: 1, orgs: [{ org_id: org, hours: [{ hour, refused: 1 }] }] }] };
     const warn = vi.spyOn(console, "warn");
-    const result = await consume([message("legit", legit), ...Array.from({ length: 99 }, (_, i) => message(`h${i}`, hostile(i)))]);
+    const result = await consumeUsage([queueMessage("legit", legit), ...Array.from({ length: 99 }, (_, i) => queueMessage(`h${i}`, hostile(i)))]);
     warn.mockRestore();
     expect(result.retryMessages).toEqual([]);
     expect(result.explicitAcks).toContain("legit");
-    expect((await rowsOf(org)).map((row) => [row.accepted, row.refused])).toEqual([[0, 1]]);
+    expect((await shardActivityOf(org)).map((row) => [row.accepted, row.refused])).toEqual([[0, 1]]);
   });
 });

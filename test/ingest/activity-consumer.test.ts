@@ -1,11 +1,10 @@
-import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import worker from "../../src/ingest/worker.ts";
 import { shardName, shardOf } from "../../src/shared/index-shard.ts";
 import { UsageBatcher } from "../../src/ingest/usage/batcher.ts";
 import type { ActivityMessage, UsageMessage } from "../../src/shared/usage.ts";
 import { uniqueOrg } from "../support/billing.ts";
+import { consumeUsage, queueMessage, shardActivityOf } from "../support/usage-queue.ts";
 import { recordingQueue } from "../support/parking.ts";
 
 /**
@@ -15,7 +14,6 @@ import { recordingQueue } from "../support/parking.ts";
  */
 
 const HOUR = 3_600_000;
-const message = (id: string, body: unknown, attempts = 1) => ({ id, timestamp: new Date(), attempts, body });
 
 /** Orgs in `count` different shards, each the first of its shard. */
 function orgsInShards(count: number, label: string): string[] {
@@ -39,15 +37,8 @@ async function activityMessages(outcomes: [org: string, kind: "accepted" | "refu
   return { messages: queue.activity, usage: queue.sent };
 }
 
-async function consume(messages: { id: string; timestamp: Date; attempts: number; body: unknown }[], workerEnv: IngestEnv = env as unknown as IngestEnv) {
-  const batch = createMessageBatch("tollgate-usage", messages);
-  const ctx = createExecutionContext();
-  await worker.queue!(batch as never, workerEnv, ctx);
-  return getQueueResult(batch, ctx);
-}
 
-const rowsOf = (org: string) => env.ORG_INDEX.getByName(shardName(shardOf(org))).activityOf(org, Date.now());
-const counted = async (org: string) => (await rowsOf(org)).map((row) => ({ hour: row.hour, accepted: row.accepted, refused: row.refused, parked: row.parked }));
+const counted = async (org: string) => (await shardActivityOf(org)).map((row) => ({ hour: row.hour, accepted: row.accepted, refused: row.refused, parked: row.parked }));
 
 describe("the usage consumer's activity", () => {
   it("hands each shard its parts in one call, acks every message, and the org's shard keeps its hours", async () => {
@@ -57,7 +48,7 @@ describe("the usage consumer's activity", () => {
     expect(usage).toEqual([]);
     expect(messages).toHaveLength(1);
     const call = vi.spyOn(env.ORG_BILLING, "getByName");
-    const result = await consume([message("a1", messages[0])]);
+    const result = await consumeUsage([queueMessage("a1", messages[0])]);
     expect(result.explicitAcks).toEqual(["a1"]);
     expect(result.retryMessages).toEqual([]);
     // No org's object was asked anything: activity goes to the shards only.
@@ -72,9 +63,9 @@ describe("the usage consumer's activity", () => {
     const [org] = orgsInShards(1, "actd-");
     const hour = Math.floor(Date.now() / HOUR) * HOUR;
     const { messages } = await activityMessages([[org!, "accepted", hour]]);
-    await consume([message("d1", messages[0])]);
+    await consumeUsage([queueMessage("d1", messages[0])]);
     // Redelivered, and put on the queue a second time under another id (a send that threw after the queue took it).
-    expect((await consume([message("d1", messages[0], 2), message("d2", messages[0])])).explicitAcks.sort()).toEqual(["d1", "d2"]);
+    expect((await consumeUsage([queueMessage("d1", messages[0], 2), queueMessage("d2", messages[0])])).explicitAcks.sort()).toEqual(["d1", "d2"]);
     expect(await counted(org!)).toEqual([{ hour, accepted: 1, refused: 0, parked: 0 }]);
   });
 
@@ -89,7 +80,7 @@ describe("the usage consumer's activity", () => {
       ORG_INDEX: { getByName: (name: string) => (name === downShard ? { recordActivity: async () => Promise.reject(new Error("shard overloaded")) } : env.ORG_INDEX.getByName(name)) },
     } as unknown as IngestEnv;
     const warn = vi.spyOn(console, "warn");
-    const first = await consume([message("f1", both.messages[0], 2), message("f2", onlyUp.messages[0])], failing);
+    const first = await consumeUsage([queueMessage("f1", both.messages[0], 2), queueMessage("f2", onlyUp.messages[0])], failing);
     expect(first.explicitAcks).toEqual(["f2"]);
     expect(first.retryMessages).toEqual([{ msgId: "f1" }]);
     expect(warn.mock.calls.map(([line]) => (line as { event?: string }).event)).toContain("activity_record_failed");
@@ -97,7 +88,7 @@ describe("the usage consumer's activity", () => {
     expect(await counted(up!)).toEqual([{ hour, accepted: 1, refused: 1, parked: 0 }]);
     expect(await counted(down!)).toEqual([]);
     // Redelivered once the shard is back: the part its first delivery landed is a duplicate, the other is new.
-    expect((await consume([message("f1", both.messages[0], 3)])).explicitAcks).toEqual(["f1"]);
+    expect((await consumeUsage([queueMessage("f1", both.messages[0], 3)])).explicitAcks).toEqual(["f1"]);
     expect(await counted(up!)).toEqual([{ hour, accepted: 1, refused: 1, parked: 0 }]);
     expect(await counted(down!)).toEqual([{ hour, accepted: 1, refused: 0, parked: 0 }]);
   });
@@ -109,11 +100,11 @@ describe("the usage consumer's activity", () => {
     const badId = { kind: "activity", stream: "s1", parts: [{ shard: shardOf("bad id!"), seq: 1, orgs: [{ org_id: "bad id!", hours }] }] };
     const malformed = { kind: "activity", stream: "s1", parts: [] };
     const warn = vi.spyOn(console, "warn");
-    const result = await consume([message("i1", misplaced), message("i2", badId), message("i3", malformed)]);
+    const result = await consumeUsage([queueMessage("i1", misplaced), queueMessage("i2", badId), queueMessage("i3", malformed)]);
     expect(result.explicitAcks.sort()).toEqual(["i1", "i2", "i3"]);
     expect(warn.mock.calls.map(([line]) => (line as { event?: string }).event).filter((e) => e === "usage_message_invalid")).toHaveLength(3);
     warn.mockRestore();
-    expect(await rowsOf(a!)).toEqual([]);
+    expect(await shardActivityOf(a!)).toEqual([]);
   });
 
   it("a usage message from an older ingest Worker, carrying its activity, still goes to the org's object, and the org's view sums both homes", async () => {
@@ -121,7 +112,7 @@ describe("the usage consumer's activity", () => {
     const hour = Math.floor(Date.now() / HOUR) * HOUR;
     const old: UsageMessage = { org_id: org, stream: "old_iso", seq: 1, counts: {}, first_at: hour, last_at: hour, activity: { unit: "requests", hours: [{ hour, accepted: 2 }] } };
     const { messages } = await activityMessages([[org, "accepted", hour]]);
-    expect((await consume([message("o1", old), message("o2", messages[0])])).explicitAcks.sort()).toEqual(["o1", "o2"]);
+    expect((await consumeUsage([queueMessage("o1", old), queueMessage("o2", messages[0])])).explicitAcks.sort()).toEqual(["o1", "o2"]);
     const view = await env.ORG_BILLING.getByName(org).view();
     expect(view.activity.hours.map((h) => [h.hour, h.accepted])).toEqual([[new Date(hour).toISOString(), 3]]);
   });

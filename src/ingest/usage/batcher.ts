@@ -51,24 +51,25 @@ const SEND_BATCH_BYTES = 200 * 1024;
 /** An activity message is closed at this many bytes of JSON (or ACTIVITY_ORGS_PER_MESSAGE orgs): under the queue's 128 KB a message. */
 export const ACTIVITY_MESSAGE_BYTES = 64 * 1024;
 
-/** The window's messages in as few sendBatch calls as the queue's limits allow (one, for a window of up to about 100 metered orgs). */
-function sendBatches(messages: QueuedMessage[]): QueuedMessage[][] {
-  const batches: QueuedMessage[][] = [];
-  let batch: QueuedMessage[] = [];
+/** `items` in order, in groups of at most `maxCount` and, past its first item, about `maxBytes` of JSON each. */
+function bounded<T>(items: readonly T[], maxCount: number, maxBytes: number): T[][] {
+  const groups: T[][] = [];
+  let group: T[] = [];
   let bytes = 0;
-  for (const message of messages) {
-    const size = JSON.stringify(message).length;
-    if (batch.length > 0 && (batch.length === SEND_BATCH_MAX || bytes + size > SEND_BATCH_BYTES)) {
-      batches.push(batch);
-      batch = [];
+  for (const item of items) {
+    const size = JSON.stringify(item).length;
+    if (group.length > 0 && (group.length === maxCount || bytes + size > maxBytes)) {
+      groups.push(group);
+      group = [];
       bytes = 0;
     }
-    batch.push(message);
+    group.push(item);
     bytes += size;
   }
-  if (batch.length > 0) batches.push(batch);
-  return batches;
+  if (group.length > 0) groups.push(group);
+  return groups;
 }
+
 export const USAGE_RETRY_DELAYS_MS = [100, 400, 1_600] as const;
 
 type Pending = { counts: Record<string, number>; first_at: number; last_at: number; activity: Map<number, ActivityHour> | null };
@@ -195,25 +196,14 @@ export class UsageBatcher {
       // A window spans an hour boundary at most once or twice: the hours stay far under MAX_ACTIVITY_HOURS.
       if (p.activity) activity.push({ org_id, hours: [...p.activity.values()].sort((a, b) => a.hour - b.hour) });
     }
-    await Promise.all(sendBatches([...this.activityMessages(activity), ...usage]).map((chunk) => this.send(chunk)));
+    // As few sendBatch calls as the queue's limits allow: one, for a window of up to about 100 metered orgs.
+    const messages: QueuedMessage[] = [...this.activityMessages(activity), ...usage];
+    await Promise.all(bounded(messages, SEND_BATCH_MAX, SEND_BATCH_BYTES).map((chunk) => this.send(chunk)));
   }
 
   /** The window's activity as messages of at most ACTIVITY_ORGS_PER_MESSAGE orgs and about ACTIVITY_MESSAGE_BYTES, each split by shard and numbered. */
   private activityMessages(orgs: OrgActivity[]): ActivityMessage[] {
-    const groups: OrgActivity[][] = [];
-    let group: OrgActivity[] = [];
-    let bytes = 0;
-    for (const org of orgs) {
-      const size = JSON.stringify(org).length;
-      if (group.length > 0 && (group.length === ACTIVITY_ORGS_PER_MESSAGE || bytes + size > ACTIVITY_MESSAGE_BYTES)) {
-        groups.push(group);
-        group = [];
-        bytes = 0;
-      }
-      group.push(org);
-      bytes += size;
-    }
-    if (group.length > 0) groups.push(group);
+    const groups = bounded(orgs, ACTIVITY_ORGS_PER_MESSAGE, ACTIVITY_MESSAGE_BYTES);
     return groups.map((members) => {
       const byShard = new Map<number, OrgActivity[]>();
       for (const org of members) {
