@@ -52,8 +52,8 @@ export async function runLoadGenerator(workDir: string, spec: LoadSpec): Promise
 
 /**
  * `counted`: the counting harness (bench/counted-ingest) as three more Workers, each on its own
- * socket and with its own isolate (so its caches start cold): metering off, metering on (its own
- * copy of the usage queue, consumed by itself, so the consumer's object calls are counted too), and
+ * socket and with its own isolate (so its caches start cold): metering off and metering on (each with
+ * its own copy of the usage queue, consumed by itself, so the consumer's object calls are counted too), and
  * parking on (an R2 bucket and the deliveries queue bound, as src/ingest/wrangler.jsonc deploys it).
  */
 export type CountedUrls = { off: string; metered: string; parking: string };
@@ -117,8 +117,16 @@ export async function startBenchRuntime(settings: LocalSettings, workDir: string
         const harness = built("counted-ingest", "bench/counted-ingest/wrangler.jsonc");
         const base = { ...harness, compatibilityDate: "2026-11-01", compatibilityFlags: ["nodejs_compat"], durableObjects: ingestObjects, kvNamespaces: kv };
         return [
-          // Metering off, but the usage queue bound as deployed: the activity counts (issue 21) still go on it.
-          { name: "tollgate-ingest-counted", ...base, bindings: ingestBindings, queueProducers: { USAGE: { queueName: "tollgate-usage-counted" } }, unsafeDirectSockets: [{ host: "127.0.0.1", port: countedPorts.off }] },
+          // Metering off, but the usage queue bound as deployed: the activity counts (issue 21) still go on it, and its own
+          // consumer (as deployed) hands them to the index shards, so those calls are counted with the requests that caused them.
+          {
+            name: "tollgate-ingest-counted",
+            ...base,
+            bindings: ingestBindings,
+            queueProducers: { USAGE: { queueName: "tollgate-usage-counted-off" } },
+            queueConsumers: { "tollgate-usage-counted-off": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 100 } },
+            unsafeDirectSockets: [{ host: "127.0.0.1", port: countedPorts.off }],
+          },
           {
             name: "tollgate-ingest-counted-metered",
             ...base,

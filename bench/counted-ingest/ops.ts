@@ -46,10 +46,11 @@ function counted<T extends object>(target: T, onCall: (method: string, args: unk
     get(real, property) {
       const value = Reflect.get(real, property, real) as unknown;
       if (typeof value !== "function" || typeof property !== "string") return value;
-      if (methods !== null && !methods.has(property)) return (value as (...a: unknown[]) => unknown).bind(real);
+      // Reflect.apply, never value.apply or .bind: on an RPC stub those are property reads, so `apply` would be called as a remote method.
+      if (methods !== null && !methods.has(property)) return (...args: unknown[]) => Reflect.apply(value as (...a: unknown[]) => unknown, real, args);
       return (...args: unknown[]) => {
         onCall(property, args);
-        const result = (value as (...a: unknown[]) => unknown).apply(real, args);
+        const result = Reflect.apply(value as (...a: unknown[]) => unknown, real, args);
         return wrapResult ? wrapResult(property, result) : result;
       };
     },
