@@ -54,7 +54,7 @@ const LARGE_DURATION_S = Number(process.env.BENCH_LARGE_DURATION ?? Math.min(DUR
 /** Seconds per round of the Collector-sized scenario (10): at tens of requests a second, 3 s is plenty per round. */
 const COLLECTOR_DURATION_S = Number(process.env.BENCH_COLLECTOR_DURATION ?? Math.min(DURATION_S, 3));
 /** Seconds of load per scenario in the counting pass (ops). */
-const OPS_DURATION_S = Number(process.env.BENCH_OPS_DURATION ?? 2);
+const OPS_DURATION_S = Number(process.env.BENCH_OPS_DURATION ?? 1.5);
 /** The reconciliation sweep (issue 9): customers in Autumn, how many past due, how many of those Tollgate knows beforehand. */
 const SWEEP_CUSTOMERS = 20_000;
 const SWEEP_PAST_DUE = 300;
@@ -807,8 +807,8 @@ try {
     const opsKeys = { paying: await mint(opsOrgs.paying), metered: await mint(opsOrgs.metered), suspended: await mint(opsOrgs.suspended) };
     if (!(await admin("POST", `/orgs/${opsOrgs.suspended}/override`, { action: "suspend", note: "benchmark: counting the 402 path" })).ok) throw new Error("could not suspend");
     const bearer = (key: string) => ({ ...otlpHeaders, authorization: `Bearer ${key}` });
-    // The metering-off harness's consumer takes a batch within its 1 s batch timeout: its index-shard calls land before the counts are read.
-    const OFF_DRAIN_MS = 1_500;
+    // The metering-off harness's consumer takes a batch within its 1 s batch timeout (as deployed): its index-shard calls land before the counts are read.
+    const OFF_DRAIN_MS = 1_300;
     await countLoad("2", steadyNames.paying, counted.off, "/v1/traces", { headers: bearer(opsKeys.paying), body, expect: 200 }, OFF_DRAIN_MS);
     await countLoad("2m", steadyNames.metered, counted.metered, "/v1/traces", { headers: bearer(opsKeys.metered), body, expect: 200 }, 3_000);
     // The keys the timed scenario 3 used: this isolate has never seen them, so its caches are cold as that scenario's were.
