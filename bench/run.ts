@@ -335,6 +335,12 @@ const pairedRatio = (scenario: Pick<Scenario, "rps" | "rounds_rps">, reference: 
   const b = reference.rounds_rps;
   return a && b && a.length === b.length ? median(a.map((rps, i) => rps / b[i]!)) : scenario.rps / reference.rps;
 };
+/** The runs' status counts added up. */
+const mergeStatuses = (runs: Scenario[]): Record<string, number> => {
+  const merged: Record<string, number> = {};
+  for (const run of runs) for (const [code, count] of Object.entries(run.statuses)) merged[code] = (merged[code] ?? 0) + count;
+  return merged;
+};
 const summarize = (name: string, runs: Scenario[]): Scenario => ({
   name,
   rps: median(runs.map((r) => r.rps)),
@@ -344,16 +350,9 @@ const summarize = (name: string, runs: Scenario[]): Scenario => ({
   requests: runs.reduce((sum, r) => sum + r.requests, 0),
   errors: runs.reduce((sum, r) => sum + r.errors, 0),
   unexpected_status: runs.reduce((sum, r) => sum + r.unexpected_status, 0),
-  statuses: {},
+  statuses: mergeStatuses(runs),
   workerd_cpu_ms: runs.reduce((sum, r) => sum + r.workerd_cpu_ms, 0),
 });
-
-/** The runs' status counts added up (a summary's `statuses` are otherwise left empty). */
-const mergeStatuses = (runs: Scenario[]): Record<string, number> => {
-  const merged: Record<string, number> = {};
-  for (const run of runs) for (const [code, count] of Object.entries(run.statuses)) merged[code] = (merged[code] ?? 0) + count;
-  return merged;
-};
 
 /**
  * What one request costs in workerd CPU: the CPU workerd used over the measured runs (from /proc,
@@ -546,7 +545,7 @@ try {
     }
     const [sinkRuns, hopRuns, payingRuns, meteredRuns, suspendedRuns, statusRuns] = rounds;
     scenarios = [summarize(steady[0]!.name, sinkRuns!), summarize(steady[1]!.name, hopRuns!), summarize(steady[2]!.name, payingRuns!), summarize(steady[3]!.name, meteredRuns!)];
-    if (selected("cold")) scenarios.push({ ...summarize(steadyNames.cold, coldRuns), statuses: mergeStatuses(coldRuns) });
+    if (selected("cold")) scenarios.push(summarize(steadyNames.cold, coldRuns));
     scenarios.push(summarize(steady[4]!.name, suspendedRuns!));
     scenarios.push(summarize(steady[5]!.name, statusRuns!));
 
@@ -567,7 +566,7 @@ try {
   } else if (selected("cold")) {
     const coldRuns: Scenario[] = [];
     for (let round = 0; round < ROUNDS; round++) coldRuns.push(await coldRound(round));
-    scenarios.push({ ...summarize(steadyNames.cold, coldRuns), statuses: mergeStatuses(coldRuns) });
+    scenarios.push(summarize(steadyNames.cold, coldRuns));
   }
   const scenarioKeys: Record<string, string> = { [steadyNames.sink]: "1", [steadyNames.hop]: "1b", [steadyNames.paying]: "2", [steadyNames.metered]: "2m", [steadyNames.cold]: "3", [steadyNames.suspended]: "4", [steadyNames.status]: "2s" };
   for (const s of scenarios) setCpu(scenarioKeys[s.name]!, s.name, cpuCost(s.requests, body.byteLength, s.workerd_cpu_ms, "the timed runs"));
@@ -885,7 +884,7 @@ try {
       "",
       "| scenario | req/s | × ceiling | × runtime hop | p50 ms | p99 ms | added p50 ms | workerd CPU ms/request | errors | unexpected status |",
       "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-      ...withRatios.map((s) => `| ${s.name} | ${f(s.rps, 0)} | ${f(s.rps_ratio, 2)} | ${f(s.rps_ratio_to_hop, 2)} | ${s.p50_ms} | ${s.p99_ms} | ${f(s.p50_added_ms, 1)} | ${f(s.cpu_ms_per_request, 3)} | ${s.errors} | ${s.unexpected_status} |`),
+      ...withRatios.map((s) => `| ${s.name} | ${f(s.rps, 0)} | ${f(s.rps_ratio, 2)} | ${f(s.rps_ratio_to_hop, 2)} | ${s.p50_ms} | ${s.p99_ms} | ${f(s.p50_added_ms, 1)} | ${f(s.cpu_ms_per_request, 3)} | ${s.errors} | ${s.unexpected_status}${s.unexpected_status > 0 ? ` (statuses ${Object.entries(s.statuses).map(([code, n]) => `${code}: ${n}`).join(", ")})` : ""} |`),
     );
     if (burst) lines.push(`| ${burst.name} | ${f(burst.rps, 0)} | — | — | ${f(burst.p50_ms)} | ${f(burst.p99_ms)} | — | — | ${burst.errors} | — |`);
   }
