@@ -67,7 +67,7 @@ export default {
       ? router.fetch(request, env, ctx)
       : errorResponse(400, "invalid_path", `the request path has malformed percent-encoding; ${ROUTES_HINT}`),
   /**
-   * Two queues: tollgate-usage (usage counts to each org's object, docs/metering.md) and
+   * Two queues: tollgate-usage (usage counts to each org's object, activity to the index shards; docs/metering.md) and
    * tollgate-deliveries (parked batches go upstream, docs/customers.md, "Parking"; nothing happens without PARKING).
    */
   queue: async (batch, env, _ctx) => {
