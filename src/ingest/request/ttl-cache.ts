@@ -16,6 +16,12 @@ export class TtlCache<V> {
     return entry !== undefined && entry.expires > now ? entry.value : undefined;
   }
 
+  /** The value if it has not expired, or expired at most `graceMs` before `now`. */
+  recent(key: string, now: number, graceMs: number): V | undefined {
+    const entry = this.entries.get(key);
+    return entry !== undefined && entry.expires + graceMs > now ? entry.value : undefined;
+  }
+
   peek(key: string): V | undefined {
     return this.entries.get(key)?.value;
   }

@@ -5,7 +5,7 @@ import { ACTIVITY_ORGS_PER_MESSAGE, hourOf, type ActivityHour, type ActivityKind
 /**
  * The request path's hand-off of usage to the `tollgate-usage` queue (docs/metering.md),
  * one per isolate and queue: counts are added per org in memory and flushed at most once per
- * interval (1 s), at once when more than `maxOrgs` orgs wait, as one UsageMessage per org metering
+ * interval (1 s), at once (by the request that filled it) when `maxOrgs` orgs wait, as one UsageMessage per org metering
  * counted for, in `sendBatch` calls of at most 100 messages, and the window's activity (below). `add` returns the promise of the flush that carries
  * those counts; the request that opened the window hands it to `ctx.waitUntil`, so the isolate stays
  * alive until the window's usage is on the queue, and no response ever waits for it.
@@ -82,8 +82,8 @@ export class UsageBatcher {
   private readonly wait: (ms: number) => Promise<void>;
   private readonly now: () => number;
   private pending = new Map<string, Pending>();
-  /** The flush that will carry what is pending now, and the way to start it early. */
-  private next: { done: Promise<void>; start: () => void } | null = null;
+  /** The window's flush, on a timer its opener's request holds (waitUntil); null when no window is open. */
+  private next: Promise<void> | null = null;
   private lastFlushAt = -Infinity;
   /** Random per isolate: sequence numbers restart with every isolate, so they need a stream of their own. */
   readonly stream: string;
@@ -163,27 +163,32 @@ export class UsageBatcher {
     return created;
   }
 
-  /** The flush that will carry what was just added (scheduled now if none is). */
+  /**
+   * The flush that will carry what was just added: the window's (scheduled now if none is), or, when this add
+   * filled it (`maxOrgs`), a flush of its own, sent at once and held by this request. Never a flush another request
+   * started early: Workers runs I/O in the context of the request that starts it, and cancels it when that request
+   * ends, so every flush is started and held (waitUntil) by the same request.
+   */
   private ride(): { done: Promise<void>; opened: boolean } {
+    if (this.pending.size >= this.maxOrgs) return { done: this.flush(), opened: true };
     const opened = this.next === null;
     const next = (this.next ??= this.schedule());
-    if (this.pending.size >= this.maxOrgs) next.start();
-    return { done: next.done, opened };
+    return { done: next, opened };
   }
 
-  /** The next flush: when the interval since the last one has passed (a timer of 0 lets concurrent requests ride along). */
-  private schedule(): { done: Promise<void>; start: () => void } {
-    let start!: () => void;
-    const started = new Promise<void>((resolve) => (start = resolve));
+  /** The window's flush: when the interval since the last one has passed (a timer of 0 lets concurrent requests ride along). */
+  private schedule(): Promise<void> {
     const delay = Math.max(0, this.lastFlushAt + this.intervalMs - this.now());
-    const done = Promise.race([this.wait(delay), started]).then(() => this.flush());
-    return { done, start };
+    return this.wait(delay).then(() => {
+      this.next = null;
+      return this.flush();
+    });
   }
 
+  /** Sends what is pending (nothing, when a full window was sent early). */
   private async flush(): Promise<void> {
     const batch = this.pending;
     this.pending = new Map();
-    this.next = null;
     this.lastFlushAt = this.now();
     const usage: UsageMessage[] = [];
     const activity: OrgActivity[] = [];
