@@ -15,7 +15,8 @@ export type SignatureFailure = {
 };
 export type SignedMessage = { id: string; timestamp: number };
 
-const keyCache = new Map<string, Promise<CryptoKey>>();
+/** The imported key per secret: the key, never the promise of it (see hashIngestKey in shared/ingest-key.ts for why). */
+const keyCache = new Map<string, CryptoKey>();
 
 function decodeBase64(text: string): Uint8Array | null {
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return null;
@@ -37,14 +38,12 @@ export function isSigningSecret(secret: string): boolean {
 }
 
 /** `whsec_<base64>`: the decoded bytes are the HMAC-SHA256 key. Imported once per isolate. */
-export function importSigningSecret(secret: string, variable = "AUTUMN_WEBHOOK_SECRET"): Promise<CryptoKey> {
+export async function importSigningSecret(secret: string, variable = "AUTUMN_WEBHOOK_SECRET"): Promise<CryptoKey> {
   let key = keyCache.get(secret);
   if (!key) {
     const bytes = secretBytes(secret);
-    if (bytes === null) {
-      return Promise.reject(new ConfigError(variable, `${variable} must hold whsec_<base64> secrets separated by spaces`));
-    }
-    key = crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+    if (bytes === null) throw new ConfigError(variable, `${variable} must hold whsec_<base64> secrets separated by spaces`);
+    key = await crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
     keyCache.set(secret, key);
   }
   return key;

@@ -33,16 +33,21 @@ export function generateIngestKey(): { key: string; keyId: string } {
   return { key: `${INGEST_KEY_PREFIX}${base64url(secret)}`, keyId: `ik_${[...id].map((b) => b.toString(16).padStart(2, "0")).join("")}` };
 }
 
-const peppers = new Map<string, Promise<CryptoKey>>();
+/**
+ * The imported key per pepper: the key, never the promise of it. A request that awaited another request's pending
+ * import would run on in that request's context (Workers), its I/O and its response made there; an isolate's first
+ * concurrent requests each import instead.
+ */
+const peppers = new Map<string, CryptoKey>();
 
 /** HMAC-SHA256(key) under the pepper, base64url: the only form in which keys are stored. */
 export async function hashIngestKey(pepper: string, key: string): Promise<string> {
   let hmac = peppers.get(pepper);
   if (!hmac) {
-    hmac = crypto.subtle.importKey("raw", new TextEncoder().encode(pepper), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    hmac = await crypto.subtle.importKey("raw", new TextEncoder().encode(pepper), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
     peppers.set(pepper, hmac);
   }
-  const mac = await crypto.subtle.sign("HMAC", await hmac, new TextEncoder().encode(key));
+  const mac = await crypto.subtle.sign("HMAC", hmac, new TextEncoder().encode(key));
   return base64url(new Uint8Array(mac));
 }
 

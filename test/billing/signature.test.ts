@@ -216,3 +216,19 @@ describe("signature cost: one HMAC per configured secret, however many entries",
     expect(hmacs()).toBe(0);
   });
 });
+
+describe("the signing secret's key", () => {
+  it("is cached as the key, never as a promise another request would await: an isolate's first concurrent webhooks each import it", async () => {
+    const imports = vi.spyOn(crypto.subtle, "importKey");
+    try {
+      const secret = `whsec_${btoa(crypto.randomUUID())}`;
+      const [a, b] = await Promise.all([importSigningSecret(secret), importSigningSecret(secret)]);
+      expect(a.algorithm).toEqual(b.algorithm);
+      expect(imports).toHaveBeenCalledTimes(2);
+      await importSigningSecret(secret);
+      expect(imports).toHaveBeenCalledTimes(2);
+    } finally {
+      imports.mockRestore();
+    }
+  });
+});

@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { GATE_TIMINGS } from "../../src/ingest/request/gate.ts";
 import { hashIngestKey } from "../../src/shared/ingest-key.ts";
@@ -79,5 +79,21 @@ describe("authentication on the ingest path", () => {
     clock.set(clock.now + GATE_TIMINGS.keyTtlMs);
     expect((await send({ key })).status).toBe(401);
     expect(await (await billingAdmin(`/orgs/${org}/ingest-keys`)).json()).toEqual({ keys: [] });
+  });
+});
+
+describe("the pepper's HMAC key", () => {
+  it("is cached as the key, never as a promise another request would await: an isolate's first concurrent requests each import it", async () => {
+    const imports = vi.spyOn(crypto.subtle, "importKey");
+    try {
+      const pepper = `pepper-${crypto.randomUUID()}`;
+      const [a, b] = await Promise.all([hashIngestKey(pepper, "tg_ik_one"), hashIngestKey(pepper, "tg_ik_one")]);
+      expect(a).toBe(b);
+      expect(imports).toHaveBeenCalledTimes(2);
+      await hashIngestKey(pepper, "tg_ik_two");
+      expect(imports).toHaveBeenCalledTimes(2);
+    } finally {
+      imports.mockRestore();
+    }
   });
 });
