@@ -16,7 +16,8 @@ import { OTLP_JSON } from "./fixtures/otlp.ts";
 
 /**
  * A second engineer's attempt to break 8d4f1a9 (the gate's stale-while-refresh and the batcher's early flush of a full
- * window) where it meets suspension and payment, fail-open, status and metering. A failing test here is a finding.
+ * window) where it meets suspension and payment, fail-open, status and metering. The four defects it found are fixed;
+ * their tests say so.
  */
 
 const T = 1_800_000_000_000;
@@ -103,7 +104,7 @@ describe("stale-while-refresh meets suspension and payment", () => {
   });
 
   /**
-   * FINDING: lookups for one org may now run side by side (nothing known, a stale entry too old, a re-read past
+   * Found by a breaker (fixed): lookups for one org may now run side by side (nothing known, a stale entry too old, a re-read past
    * refreshMs), and the last one to finish wins, not the last one to start. A slow re-ask that began before the payment
    * lands after a later lookup has already confirmed it, and puts the old suspension back: the isolate, which had let
    * the org through, refuses it again (402) while the next lookup runs. Under the single flight no two lookups of an
@@ -247,7 +248,7 @@ describe("stale-while-refresh at its boundaries", () => {
 
 describe("the refreshing map", () => {
   /**
-   * FINDING (minor): a re-read whose request is cancelled never settles, so its `refreshing` entry is never deleted
+   * Found by a breaker (fixed): a re-read whose request is cancelled never settles, so its `refreshing` entry is never deleted
    * (the doc comment says "bounded by the requests in flight"); only a later completed lookup of the same org clears
    * it. Orgs that are not seen again leave theirs for the isolate's life, beyond the gate's capacity.
    */
@@ -290,7 +291,7 @@ function deferredQueue() {
 
 describe("the batcher's early flush of a full window", () => {
   /**
-   * FINDING: `add` promises `done` "resolves once they are on the queue (or logged lost)". An add that rode the
+   * Found by a breaker (fixed): `add` promises `done` "resolves once they are on the queue (or logged lost)". An add that rode the
    * window's timer has its counts carried by the early flush of the add that filled the window, yet its `done` is the
    * timer's flush, which finds nothing and resolves at once, while the early flush's send is still under way (or
    * retrying). The delivery consumer (parking/deliveries.ts) awaits exactly this `done` before it acks its message.
@@ -444,7 +445,7 @@ describe("through the Worker: payment while the object's re-ask hangs", () => {
   });
 
   /**
-   * FINDING (pre-existing, widened by the stale window): docs/ingest-api.md says status `source` is `unconfirmed` when "a
+   * Found by a breaker (fixed; older than the stale window, which widened it): docs/ingest-api.md says status `source` is `unconfirmed` when "a
    * mirrored suspension the object could not confirm" stands. The gate caches that refusal as a plain verdict, so the
    * next status read (for failOpenTtlMs, and staleWhileRefreshMs more during a re-ask) says `memory`, as if confirmed.
    */

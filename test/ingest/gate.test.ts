@@ -106,9 +106,9 @@ describe("the ingest gate", () => {
     expect(await gate.verdict("org_b", sources, T)).toEqual({ suspended: true, suspended_at: T, state: "suspended", suspend_at: null, pay_url: null, limits: [], since: T, enforcement: null, source: "unconfirmed" });
     expect(events).toEqual([{ org_id: "org_b", dependency: "object", error: expect.stringContaining("down"), last_verdict: "none", decision: "refuse" }]);
 
-    // Held briefly instead of hammering an object that is down or overloaded.
+    // Held briefly instead of hammering an object that is down or overloaded, and still said to be unconfirmed.
     const calls = { ...state.calls };
-    expect(await gate.verdict("org_b", sources, T + GATE_TIMINGS.failOpenTtlMs - 1)).toMatchObject({ suspended: true, source: "memory" });
+    expect(await gate.verdict("org_b", sources, T + GATE_TIMINGS.failOpenTtlMs - 1)).toEqual({ suspended: true, suspended_at: T, state: "suspended", suspend_at: null, pay_url: null, limits: [], since: T, enforcement: null, source: "unconfirmed" });
     expect(state.calls).toEqual(calls);
 
     // Once the object answers again, it decides.

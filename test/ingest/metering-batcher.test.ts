@@ -89,6 +89,27 @@ describe("the usage batcher", () => {
     await Promise.all([second, third]);
   });
 
+  it("an add that must wait for its counts (a queue consumer's) sends them at once in its own flush, never through a window another request opened", async () => {
+    const time = manualTime();
+    const queue = deferredQueue();
+    const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now });
+    const rider = batcher.add("org_a", { traces: 1 }, time.now);
+    expect(rider.opened).toBe(true);
+    const own = batcher.add("org_b", { logs: 2 }, time.now, undefined, true);
+    expect(own.opened).toBe(true);
+    expect(own.done).not.toBe(rider.done);
+    await settle();
+    // Sent now, with everything pending (the other request's counts too), without waiting for the window's timer.
+    expect(queue.calls).toHaveLength(1);
+    expect(queue.calls[0]!.messages.map((m) => ("org_id" in m ? m.org_id : "activity"))).toEqual(["org_a", "org_b"]);
+    queue.calls[0]!.resolve();
+    await own.done;
+    // The window's timer still fires; the rider's done covers the send that carried its counts.
+    time.fire();
+    await rider.done;
+    expect(queue.calls).toHaveLength(1);
+  });
+
   it("flushes at once when 100 orgs wait, in sendBatch calls of at most 100 messages", async () => {
     const time = manualTime();
     const queue = deferredQueue();

@@ -5,7 +5,7 @@ import type { UsageCounts } from "../../shared/usage.ts";
 import { ingestSettings, type IngestSettings } from "../config.ts";
 import { gunzipBounded } from "../gzip.ts";
 import { countItems } from "../usage/count-items.ts";
-import { addCounts, sendUsage, usageCounts } from "../usage/meter.ts";
+import { addCounts, sendUsageNow, usageCounts } from "../usage/meter.ts";
 import { signalOfRoute } from "../usage/route-signal.ts";
 import { countedOf, DeliveryMessage, DIGEST_PREFIX, orgOfKey, orgPrefix, ParkedMetadata, parkingSettings, PARKED_PREFIX, PARKED_TOTAL_KEY, receivedAtOfKey, type ParkingEnv, type ParkingSettings } from "./store.ts";
 
@@ -77,8 +77,8 @@ export async function handleDeliveries(batch: MessageBatch<unknown>, env: Delive
       const result = parking ? await deliverOrg(env, parking, orgId, now) : ({ ...emptyRun(orgId), outcome: "off" } as RunResult);
       const attempts = Math.max(...messages.map((m) => m.attempts));
       // What was delivered (a failed run included) goes on the usage queue before the message is
-      // acked or retried (a failed send is retried, then logged usage_lost).
-      if (result.usage) await sendUsage(env, orgId, result.usage, now()).done;
+      // acked or retried (a failed send is retried, then logged usage_lost), in a send of this run's own.
+      if (result.usage) await sendUsageNow(env, orgId, result.usage, now());
       if (result.outcome === "failed") {
         const delaySeconds = deliveryBackoffSeconds(attempts);
         // One message carries the retry; the others are the same work.

@@ -99,20 +99,23 @@ const ZERO_COUNTERS: GateCounters = { keyLookups: 0, mirrorReads: 0, carriedVerd
 type Held = Omit<Verdict, "source" | "last_known">;
 /**
  * What the verdicts cache holds: a verdict, or a fail-open acceptance (`failed_open`) that keeps what was
- * known before the failure, so a warm read says `fail_open` (never a confident `memory`) while it is held.
+ * known before the failure, so a warm read says `fail_open` (never a confident `memory`) while it is held; a
+ * suspension the object could not confirm is marked `unconfirmed` for the same reason.
  */
-type Cached = Held & { failed_open?: { last_known: Held | undefined } };
+type Cached = Held & { failed_open?: { last_known: Held | undefined }; unconfirmed?: true };
 
-/** A cached verdict as the gate answers it from memory. */
+/** A cached verdict as the gate answers it from memory: a refusal the object could not confirm still says so. */
 function fromMemory(entry: Cached): Verdict {
-  const { failed_open: failedOpen, ...held } = entry;
-  if (!failedOpen) return { ...held, source: "memory" };
+  const { failed_open: failedOpen, unconfirmed, ...held } = entry;
+  if (!failedOpen) return { ...held, source: unconfirmed ? "unconfirmed" : "memory" };
   return failedOpen.last_known ? { ...held, source: "fail_open", last_known: failedOpen.last_known } : { ...held, source: "fail_open" };
 }
 
 /** What the isolate really knew of an org: a fail-open acceptance stands for what was known before it. */
 function knownOf(entry: Cached | undefined): Held | undefined {
-  return entry?.failed_open ? entry.failed_open.last_known : entry;
+  if (entry === undefined) return undefined;
+  const { failed_open: failedOpen, unconfirmed: _, ...held } = entry;
+  return failedOpen ? failedOpen.last_known : held;
 }
 
 const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [], enforcement: null };
@@ -140,13 +143,15 @@ export class IngestGate {
   readonly counters: GateCounters = { ...ZERO_COUNTERS };
   private readonly keys: TtlCache<IngestKeyRecord | null>;
   private readonly verdicts: TtlCache<Cached>;
-  /** The re-reads under way, by org: when each began (never a promise: see `verdict`). Bounded by the requests in flight. */
+  /** The re-reads under way, by org: when each began (never a promise: see `verdict`). Bounded by the gate's capacity and the requests in flight. */
   private readonly refreshing = new Map<string, { began: number }>();
   private readonly onDependencyFailure: (event: DependencyFailure) => void;
+  private readonly capacity: number;
 
   constructor(options: { capacity?: number; onDependencyFailure?: (event: DependencyFailure) => void } = {}) {
-    this.keys = new TtlCache(options.capacity ?? 50_000);
-    this.verdicts = new TtlCache(options.capacity ?? 50_000);
+    this.capacity = options.capacity ?? 50_000;
+    this.keys = new TtlCache(this.capacity);
+    this.verdicts = new TtlCache(this.capacity);
     this.onDependencyFailure = options.onDependencyFailure ?? (() => {});
   }
 
@@ -195,6 +200,8 @@ export class IngestGate {
     }
     const mine = { began: now };
     this.refreshing.set(orgId, mine);
+    // A re-read whose request was cancelled never ends: past refreshMs it stands for nobody, and goes.
+    if (this.refreshing.size > this.capacity) for (const [org, refresh] of this.refreshing) if (now - refresh.began >= GATE_TIMINGS.refreshMs) this.refreshing.delete(org);
     try {
       return await this.lookup(orgId, sources, now, carried);
     } finally {
@@ -216,12 +223,12 @@ export class IngestGate {
         // else (a paying org, or nothing known) is accepted without bothering the object.
         const last = this.verdicts.peek(orgId);
         if (!last?.suspended) return this.degraded(orgId, "kv", error, now, null);
-        return this.confirm(orgId, sources, now, last, "kv_and_object");
+        return this.confirm(orgId, sources, now, knownOf(last)!, "kv_and_object");
       }
     }
     const held = heldOf(mirror);
     if (!held.suspended) {
-      this.verdicts.set(orgId, held, now + GATE_TIMINGS.stateTtlMs);
+      this.verdicts.set(orgId, held, now + GATE_TIMINGS.stateTtlMs, now);
       return { ...held, source: "mirror" };
     }
     return this.confirm(orgId, sources, now, held, "object");
@@ -237,7 +244,7 @@ export class IngestGate {
       return this.degraded(orgId, dependency, error, now, seen);
     }
     const verdict = heldOf(truth);
-    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs));
+    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), now);
     return { ...verdict, source: "object" };
   }
 
@@ -251,8 +258,8 @@ export class IngestGate {
     if (held) this.counters.unconfirmedRefusals++;
     else this.counters.failOpens++;
     // Accepting (OK) is the decision; what was known before stays beside it for the customer's status.
-    const entry: Cached = held ?? { ...OK, failed_open: { last_known: last } };
-    this.verdicts.set(orgId, entry, now + GATE_TIMINGS.failOpenTtlMs);
+    const entry: Cached = held ? { ...held, unconfirmed: true } : { ...OK, failed_open: { last_known: last } };
+    this.verdicts.set(orgId, entry, now + GATE_TIMINGS.failOpenTtlMs, now);
     this.onDependencyFailure({
       org_id: orgId,
       dependency,

@@ -3,7 +3,7 @@
  * `peek` (the last value seen, for failing open) until capacity evicts the oldest.
  */
 export class TtlCache<V> {
-  private readonly entries = new Map<string, { value: V; expires: number }>();
+  private readonly entries = new Map<string, { value: V; expires: number; stamp: number }>();
 
   private readonly capacity: number;
 
@@ -26,10 +26,17 @@ export class TtlCache<V> {
     return this.entries.get(key)?.value;
   }
 
-  set(key: string, value: V, expires: number): void {
+  /**
+   * `stamp`: when what `value` says was read. A value read before the one held is not stored (false): a slow lookup
+   * that began first must not put back what a later one already replaced.
+   */
+  set(key: string, value: V, expires: number, stamp = 0): boolean {
+    const held = this.entries.get(key);
+    if (held !== undefined && held.stamp > stamp) return false;
     this.entries.delete(key);
-    this.entries.set(key, { value, expires });
+    this.entries.set(key, { value, expires, stamp });
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
+    return true;
   }
 
   clear(): void {

@@ -84,6 +84,11 @@ export class UsageBatcher {
   private pending = new Map<string, Pending>();
   /** The window's flush, on a timer its opener's request holds (waitUntil); null when no window is open. */
   private next: Promise<void> | null = null;
+  /**
+   * Flushes sent before the window's timer (a full window, or an add that sends at once) while it was open: they may
+   * carry counts of adds that were handed the window's promise, so that promise settles only once they have too.
+   */
+  private early: Promise<void>[] = [];
   private lastFlushAt = -Infinity;
   /** Random per isolate: sequence numbers restart with every isolate, so they need a stream of their own. */
   readonly stream: string;
@@ -113,7 +118,7 @@ export class UsageBatcher {
    * until the flush; every later add of the window rides on that flush, which carries whatever is
    * pending when it runs, and needs no waitUntil of its own (one per window, not one per request).
    */
-  add(orgId: string, counts: UsageCounts, at: number, forwarded?: { kind: ForwardedKind; items: number }): { done: Promise<void>; opened: boolean } {
+  add(orgId: string, counts: UsageCounts, at: number, forwarded?: { kind: ForwardedKind; items: number }, sendNow = false): { done: Promise<void>; opened: boolean } {
     const entry = this.entry(orgId, at);
     for (const [signal, value] of Object.entries(counts)) entry.counts[signal] = (entry.counts[signal] ?? 0) + (value ?? 0);
     if (forwarded) {
@@ -122,7 +127,7 @@ export class UsageBatcher {
       hour.items ??= {};
       hour.items[forwarded.kind] = (hour.items[forwarded.kind] ?? 0) + forwarded.items;
     }
-    return this.ride();
+    return this.ride(sendNow);
   }
 
   /**
@@ -165,23 +170,34 @@ export class UsageBatcher {
 
   /**
    * The flush that will carry what was just added: the window's (scheduled now if none is), or, when this add
-   * filled it (`maxOrgs`), a flush of its own, sent at once and held by this request. Never a flush another request
-   * started early: Workers runs I/O in the context of the request that starts it, and cancels it when that request
-   * ends, so every flush is started and held (waitUntil) by the same request.
+   * filled it (`maxOrgs`) or must wait for its counts (`sendNow`: a queue consumer), a flush of its own, sent at once
+   * and held by this caller. Never a flush another request started early: Workers runs I/O in the context of the
+   * request that starts it, and cancels it when that request ends, so every flush is started and held (waitUntil)
+   * by the same request, and no caller awaits I/O another request started.
    */
-  private ride(): { done: Promise<void>; opened: boolean } {
-    if (this.pending.size >= this.maxOrgs) return { done: this.flush(), opened: true };
+  private ride(sendNow = false): { done: Promise<void>; opened: boolean } {
+    if (sendNow || this.pending.size >= this.maxOrgs) {
+      const done = this.flush();
+      if (this.next !== null) this.early.push(done);
+      return { done, opened: true };
+    }
     const opened = this.next === null;
     const next = (this.next ??= this.schedule());
     return { done: next, opened };
   }
 
-  /** The window's flush: when the interval since the last one has passed (a timer of 0 lets concurrent requests ride along). */
+  /**
+   * The window's flush: when the interval since the last one has passed (a timer of 0 lets concurrent requests ride
+   * along). It also waits for the window's early flushes, started and held by other requests: it only settles after
+   * them, and does no I/O of its own after them.
+   */
   private schedule(): Promise<void> {
     const delay = Math.max(0, this.lastFlushAt + this.intervalMs - this.now());
-    return this.wait(delay).then(() => {
+    return this.wait(delay).then(async () => {
       this.next = null;
-      return this.flush();
+      const early = this.early;
+      this.early = [];
+      await Promise.all([this.flush(), ...early]);
     });
   }
 

@@ -106,6 +106,11 @@ export function sendUsage(env: IngestEnv, orgId: string, counts: UsageCounts, no
   return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now, forwarded);
 }
 
+/** For a caller that waits for its counts before going on (the delivery consumer): sent at once, in its own flush (see UsageBatcher.ride). */
+export function sendUsageNow(env: IngestEnv, orgId: string, counts: UsageCounts, now: number): Promise<void> {
+  return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now, undefined, true).done;
+}
+
 /** Adds `more` into `total`. */
 export function addCounts(total: UsageCounts, more: UsageCounts): void {
   for (const [signal, value] of Object.entries(more) as [keyof UsageCounts, number][]) total[signal] = (total[signal] ?? 0) + value;
