@@ -173,7 +173,8 @@ export class UsageBatcher {
    * filled it (`maxOrgs`) or must wait for its counts (`sendNow`: a queue consumer), a flush of its own, sent at once
    * and held by this caller. Never a flush another request started early: Workers runs I/O in the context of the
    * request that starts it, and cancels it when that request ends, so every flush is started and held (waitUntil)
-   * by the same request, and no caller awaits I/O another request started.
+   * by the same request, and no caller does I/O after awaiting another request's (the window's promise waits for
+   * early flushes only to settle after them).
    */
   private ride(sendNow = false): { done: Promise<void>; opened: boolean } {
     if (sendNow || this.pending.size >= this.maxOrgs) {
