@@ -1,17 +1,18 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { GATE_TIMINGS, IngestGate, type DependencyFailure, type GateSources } from "../../src/ingest/request/gate.ts";
+import { GATE_TIMINGS, IngestGate, type DependencyFailure } from "../../src/ingest/request/gate.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { UsageBatcher, type QueuedMessage } from "../../src/ingest/usage/batcher.ts";
-import type { MirrorEntry } from "../../src/shared/billing-state.ts";
 import type { UsageMessage } from "../../src/shared/usage.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 import { ingestWithEnv, mintKey, override, sink } from "../support/ingest.ts";
 import { ALL, deliver, parkingEnv, recordingQueue, total } from "../support/parking.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
+import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
+import { deferredQueue, manualTime, settle } from "../support/batcher-fakes.ts";
 
 function tracesJson(n: number): string {
   const spans = Array.from({ length: n }, (_, i) => ({ traceId: "5b8efff798038103d269b633813fc60c", spanId: i.toString(16).padStart(16, "0"), name: `op-${i}-${Math.random()}`, kind: 2, startTimeUnixNano: "1544712660000000000", endTimeUnixNano: "1544712661000000000" }));
@@ -28,45 +29,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const T = 1_800_000_000_000;
-const { failOpenTtlMs } = GATE_TIMINGS;
-const entry = (state: MirrorEntry["state"], extra: Partial<MirrorEntry> = {}): MirrorEntry => ({ state, since: T, version: 1, suspend_at: null, suspended_at: state === "suspended" ? T : null, pay_url: null, limits: [], enforcement: null, ...extra });
-
-/** In-memory sources; a held call takes its answer when it is made and hands it back only when released (a slow read or RPC). */
-function heldSources() {
-  const state = { mirror: new Map<string, MirrorEntry>(), object: new Map<string, MirrorEntry>(), kvDown: false, objectDown: false, holdKv: false, holdObject: false };
-  const held: { what: "kv" | "object"; release: () => void }[] = [];
-  const hold = <V>(what: "kv" | "object", holding: boolean, answer: () => V): Promise<V> => {
-    let result: { ok: true; value: V } | { ok: false; error: unknown };
-    try {
-      result = { ok: true, value: answer() };
-    } catch (error) {
-      result = { ok: false, error };
-    }
-    const settle = () => (result.ok ? result.value : Promise.reject(result.error));
-    if (!holding) return Promise.resolve().then(settle);
-    return new Promise<void>((resolve) => held.push({ what, release: resolve })).then(settle) as Promise<V>;
-  };
-  const sources: GateSources = {
-    hashKey: async (key) => `h(${key})`,
-    lookupKey: async () => null,
-    readMirror: (orgId) =>
-      hold("kv", state.holdKv, () => {
-        if (state.kvDown) throw new Error("kv down");
-        return state.mirror.get(orgId) ?? null;
-      }),
-    askObject: (orgId) =>
-      hold("object", state.holdObject, () => {
-        if (state.objectDown) throw new Error("object down");
-        return state.object.get(orgId) ?? entry("ok");
-      }),
-  };
-  return { state, sources, held };
-}
-
-const turns = async () => {
-  for (let turn = 0; turn < 30; turn++) await Promise.resolve();
-};
+const { failOpenTtlMs, stateTtlMs } = GATE_TIMINGS;
 
 // ---- the gate: the stamp rule against failed lookups ----
 
@@ -78,7 +41,7 @@ describe("the stamp rule: a failed lookup's entry against an answer the object g
    * acceptance outranks the object's answer. While KV stays down, every later lookup peeks that fail-open entry
    * ("not suspended"), never puts the org to its object, and accepts again: a suspended org the isolate has just
    * refused is let through for the whole KV outage. docs/ingest-api.md: "When KV cannot be reached, an org this
-   * isolate last saw suspended is put to its object". Before 6ff89e6 the later-landing confirmation replaced it.
+   * isolate last saw suspended is put to its object". Before 6ff89e6 the later-landing confirmation replaced it. Fixed: a failed lookup's entry is never firm.
    */
   it("a suspension the object confirmed is not lost to a fail-open acceptance stamped later: while KV stays down the org is put to its object and refused", async () => {
     const events: DependencyFailure[] = [];
@@ -93,6 +56,7 @@ describe("the stamp rule: a failed lookup's entry against an answer the object g
     state.kvDown = true; // KV fails from here on
     // Documented: nothing known, KV down: accepted (fail open).
     expect(await gate.verdict("org_s", sources, T + 1)).toMatchObject({ suspended: false, source: "fail_open" });
+    state.holdObject = false;
     held[0]!.release();
     expect(await confirming).toMatchObject({ suspended: true, source: "object" }); // this isolate refused the org: 402
     // KV still down, the object up: the org this isolate last saw suspended is put to its object.
@@ -124,9 +88,10 @@ describe("the stamp rule: a failed lookup's entry against an answer the object g
     expect(await gate.verdict("org_p", sources, T + 1)).toMatchObject({ suspended: true, source: "unconfirmed" });
     held[0]!.release();
     expect(await hearing).toMatchObject({ suspended: false, source: "object" }); // the object: paid
-    // Past the unconfirmed refusal's hold, KV and the object both down: the org this isolate last heard paying is accepted.
+    // The object's answer is held now (accepted from memory); past it, KV and the object both down: the org this isolate last heard paying is accepted.
+    expect(await gate.verdict("org_p", sources, T + 1 + failOpenTtlMs)).toMatchObject({ suspended: false, source: "memory" });
     state.kvDown = true;
-    expect(await gate.verdict("org_p", sources, T + 1 + failOpenTtlMs)).toMatchObject({ suspended: false, source: "fail_open" });
+    expect(await gate.verdict("org_p", sources, T + stateTtlMs)).toMatchObject({ suspended: false, source: "fail_open" });
   });
 
   it("(holds) with equal stamps (Workers' clock stands still between I/O, so a burst shares one now), the confirmation landing after the fail-open replaces it", async () => {
@@ -224,28 +189,6 @@ describe("through the Worker: a KV blip while the object confirms a suspension",
 
 // ---- the batcher ----
 
-function manualTime(start = 1_000_000) {
-  const timers: { ms: number; fire: () => void }[] = [];
-  return {
-    now: start,
-    timers,
-    wait: (ms: number) => new Promise<void>((resolve) => timers.push({ ms, fire: resolve })),
-    fire() {
-      const timer = timers.shift();
-      if (!timer) throw new Error("no timer pending");
-      timer.fire();
-      return timer.ms;
-    },
-  };
-}
-const settle = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
-function deferredQueue() {
-  const calls: { messages: QueuedMessage[]; resolve: () => void; reject: (error: Error) => void }[] = [];
-  return {
-    calls,
-    sendBatch: (messages: Iterable<{ body: QueuedMessage }>) => new Promise<void>((resolve, reject) => calls.push({ messages: [...messages].map((m) => structuredClone(m.body)), resolve, reject })),
-  };
-}
 const tracked = (done: Promise<void>) => {
   const state = { settled: false, rejected: false };
   done.then(

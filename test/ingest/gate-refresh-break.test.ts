@@ -1,10 +1,9 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { GATE_TIMINGS, IngestGate, type DependencyFailure, type GateSources } from "../../src/ingest/request/gate.ts";
+import { GATE_TIMINGS, IngestGate, type DependencyFailure } from "../../src/ingest/request/gate.ts";
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
-import { UsageBatcher, type QueuedMessage } from "../../src/ingest/usage/batcher.ts";
-import type { MirrorEntry } from "../../src/shared/billing-state.ts";
+import { UsageBatcher } from "../../src/ingest/usage/batcher.ts";
 import type { ActivityMessage, UsageMessage } from "../../src/shared/usage.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import type { OrgStatus } from "../../src/ingest/status/answer.ts";
@@ -13,6 +12,8 @@ import { fakeClock } from "../support/clock.ts";
 import { ingestWithEnv, mintKey, override } from "../support/ingest.ts";
 import { status } from "../support/status.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
+import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
+import { deferredQueue, manualTime, settle } from "../support/batcher-fakes.ts";
 
 /**
  * A second engineer's attempt to break 8d4f1a9 (the gate's stale-while-refresh and the batcher's early flush of a full
@@ -20,48 +21,7 @@ import { OTLP_JSON } from "./fixtures/otlp.ts";
  * their tests say so.
  */
 
-const T = 1_800_000_000_000;
 const { confirmTtlMs, stateTtlMs, failOpenTtlMs, staleWhileRefreshMs } = GATE_TIMINGS;
-const entry = (state: MirrorEntry["state"], extra: Partial<MirrorEntry> = {}): MirrorEntry => ({ state, since: T, version: 1, suspend_at: null, suspended_at: state === "suspended" ? T : null, pay_url: null, limits: [], enforcement: null, ...extra });
-
-/**
- * In-memory sources. Each source can be held: a held call takes its answer when it is made (what the object or KV said
- * then) and hands it back only when released, as a slow RPC or read would.
- */
-function heldSources() {
-  const state = { mirror: new Map<string, MirrorEntry>(), object: new Map<string, MirrorEntry>(), kvDown: false, objectDown: false, holdKv: false, holdObject: false };
-  const held: { what: "kv" | "object"; release: () => void }[] = [];
-  const hold = <V>(what: "kv" | "object", holding: boolean, answer: () => V): Promise<V> => {
-    let result: { ok: true; value: V } | { ok: false; error: unknown };
-    try {
-      result = { ok: true, value: answer() };
-    } catch (error) {
-      result = { ok: false, error };
-    }
-    const settle = () => (result.ok ? result.value : Promise.reject(result.error));
-    if (!holding) return Promise.resolve().then(settle);
-    return new Promise<void>((resolve) => held.push({ what, release: resolve })).then(settle) as Promise<V>;
-  };
-  const sources: GateSources = {
-    hashKey: async (key) => `h(${key})`,
-    lookupKey: async () => null,
-    readMirror: (orgId) =>
-      hold("kv", state.holdKv, () => {
-        if (state.kvDown) throw new Error("kv down");
-        return state.mirror.get(orgId) ?? null;
-      }),
-    askObject: (orgId) =>
-      hold("object", state.holdObject, () => {
-        if (state.objectDown) throw new Error("object down");
-        return state.object.get(orgId) ?? entry("ok");
-      }),
-  };
-  return { state, sources, held };
-}
-
-const turns = async () => {
-  for (let turn = 0; turn < 30; turn++) await Promise.resolve();
-};
 
 describe("stale-while-refresh meets suspension and payment", () => {
   it("a payment during a hanging re-ask: the stale suspension is served only within staleWhileRefreshMs of its expiry, then each request asks for itself and is let through", async () => {
@@ -265,29 +225,6 @@ describe("the refreshing map", () => {
 });
 
 // ---- the batcher ----
-
-function manualTime(start = 1_000_000) {
-  const timers: { ms: number; fire: () => void }[] = [];
-  return {
-    now: start,
-    timers,
-    wait: (ms: number) => new Promise<void>((resolve) => timers.push({ ms, fire: resolve })),
-    fire() {
-      const timer = timers.shift();
-      if (!timer) throw new Error("no timer pending");
-      timer.fire();
-      return timer.ms;
-    },
-  };
-}
-const settle = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
-function deferredQueue() {
-  const calls: { messages: QueuedMessage[]; resolve: () => void; reject: (error: Error) => void }[] = [];
-  return {
-    calls,
-    sendBatch: (messages: Iterable<{ body: QueuedMessage }>) => new Promise<void>((resolve, reject) => calls.push({ messages: [...messages].map((m) => structuredClone(m.body)), resolve, reject })),
-  };
-}
 
 describe("the batcher's early flush of a full window", () => {
   /**

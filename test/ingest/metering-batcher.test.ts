@@ -6,45 +6,16 @@ import worker from "../../src/ingest/worker.ts";
 import { UsageBatcher } from "../../src/ingest/usage/batcher.ts";
 import type { UsageDelivery } from "../../src/shared/contract.ts";
 import { usageRetryDelaySeconds, USAGE_MAX_RETRIES } from "../../src/ingest/usage/consumer.ts";
+import { deferredQueue, manualTime, settle } from "../support/batcher-fakes.ts";
 
 afterEach(() => {
   vi.restoreAllMocks();
 });
 
-/** Timers the test releases by hand, and a clock it sets: no real waiting. */
-function manualTime(start = 1_000_000) {
-  const timers: { ms: number; fire: () => void }[] = [];
-  const time = {
-    now: start,
-    timers,
-    wait: (ms: number) => new Promise<void>((resolve) => timers.push({ ms, fire: resolve })),
-    /** Fires the oldest pending timer. */
-    fire() {
-      const timer = timers.shift();
-      if (!timer) throw new Error("no timer pending");
-      timer.fire();
-      return timer.ms;
-    },
-  };
-  return time;
-}
-
-/** Lets every pending promise callback run. */
-const settle = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
-
-function deferredQueue() {
-  const calls: { messages: UsageMessage[]; resolve: () => void; reject: (error: Error) => void }[] = [];
-  return {
-    calls,
-    sendBatch: (messages: Iterable<{ body: UsageMessage }>) =>
-      new Promise<void>((resolve, reject) => calls.push({ messages: [...messages].map((m) => m.body), resolve, reject })),
-  };
-}
-
 describe("the usage batcher", () => {
   it("aggregates per org until the flush; every add's promise settles only once the send carrying it has; only the window's first add must hold the isolate", async () => {
     const time = manualTime();
-    const queue = deferredQueue();
+    const queue = deferredQueue<UsageMessage>();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now });
     let settled = 0;
     const added = [batcher.add("org_a", { traces: 3, bytes: 100 }, 1_000), batcher.add("org_b", { logs: 2 }, 1_001), batcher.add("org_a", { traces: 4, bytes: 50, logs: 1 }, 999)];
@@ -68,7 +39,7 @@ describe("the usage batcher", () => {
 
   it("flushes at most once per interval: counts arriving meanwhile wait for the next flush, together", async () => {
     const time = manualTime();
-    const queue = deferredQueue();
+    const queue = deferredQueue<UsageMessage>();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now });
     const first = batcher.add("org_a", { traces: 1 }, time.now).done;
     time.fire();
@@ -91,7 +62,7 @@ describe("the usage batcher", () => {
 
   it("an add that must wait for its counts (a queue consumer's) sends them at once in its own flush, never through a window another request opened", async () => {
     const time = manualTime();
-    const queue = deferredQueue();
+    const queue = deferredQueue<UsageMessage>();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now });
     const rider = batcher.add("org_a", { traces: 1 }, time.now);
     expect(rider.opened).toBe(true);
@@ -112,7 +83,7 @@ describe("the usage batcher", () => {
 
   it("flushes at once when 100 orgs wait, in sendBatch calls of at most 100 messages", async () => {
     const time = manualTime();
-    const queue = deferredQueue();
+    const queue = deferredQueue<UsageMessage>();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now });
     const first = batcher.add("org_0", { bytes: 1 }, time.now).done;
     time.fire();
@@ -148,7 +119,7 @@ describe("the usage batcher", () => {
   it("a failing send is retried with a short backoff, then each org's counts are logged usage_lost; the promise still resolves", async () => {
     const error = vi.spyOn(console, "error");
     const time = manualTime();
-    const queue = deferredQueue();
+    const queue = deferredQueue<UsageMessage>();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now, retryDelaysMs: [100, 400] });
     const add = batcher.add("org_lost", { traces: 9, bytes: 900 }, time.now).done;
     time.fire();
@@ -171,7 +142,7 @@ describe("the usage batcher", () => {
   it("a send that succeeds on a retry loses nothing and logs nothing", async () => {
     const error = vi.spyOn(console, "error");
     const time = manualTime();
-    const queue = deferredQueue();
+    const queue = deferredQueue<UsageMessage>();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now, retryDelaysMs: [100] });
     const add = batcher.add("org_retry", { logs: 1 }, time.now).done;
     time.fire();
@@ -189,7 +160,7 @@ describe("the usage batcher", () => {
   it("each batch carries an id minted in the isolate (stream and per-org sequence): the same on every retry of a send, the next number on the next flush", async () => {
     // Defect 7: a send can throw after the queue took the batch; its retry must be recognisable as the same batch.
     const time = manualTime();
-    const queue = deferredQueue();
+    const queue = deferredQueue<UsageMessage>();
     const batcher = new UsageBatcher(queue, { wait: time.wait, now: () => time.now, retryDelaysMs: [100] });
     const first = batcher.add("org_a", { traces: 1 }, time.now).done;
     batcher.add("org_b", { traces: 2 }, time.now);

@@ -228,7 +228,7 @@ export class IngestGate {
     }
     const held = heldOf(mirror);
     if (!held.suspended) {
-      this.verdicts.set(orgId, held, now + GATE_TIMINGS.stateTtlMs, now);
+      this.verdicts.set(orgId, held, now + GATE_TIMINGS.stateTtlMs, { at: now, firm: true });
       return { ...held, source: "mirror" };
     }
     return this.confirm(orgId, sources, now, held, "object");
@@ -244,7 +244,7 @@ export class IngestGate {
       return this.degraded(orgId, dependency, error, now, seen);
     }
     const verdict = heldOf(truth);
-    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), now);
+    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), { at: now, firm: true });
     return { ...verdict, source: "object" };
   }
 
@@ -258,8 +258,9 @@ export class IngestGate {
     if (held) this.counters.unconfirmedRefusals++;
     else this.counters.failOpens++;
     // Accepting (OK) is the decision; what was known before stays beside it for the customer's status.
+    // Not firm: a real answer from a lookup that began earlier (the object confirming, say) still replaces it.
     const entry: Cached = held ? { ...held, unconfirmed: true } : { ...OK, failed_open: { last_known: last } };
-    this.verdicts.set(orgId, entry, now + GATE_TIMINGS.failOpenTtlMs, now);
+    this.verdicts.set(orgId, entry, now + GATE_TIMINGS.failOpenTtlMs, { at: now, firm: false });
     this.onDependencyFailure({
       org_id: orgId,
       dependency,

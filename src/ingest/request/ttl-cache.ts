@@ -27,14 +27,15 @@ export class TtlCache<V> {
   }
 
   /**
-   * `stamp`: when what `value` says was read. A value read before the one held is not stored (false): a slow lookup
-   * that began first must not put back what a later one already replaced.
+   * `read.at`: when what `value` says was read. A value read before the one held is not stored (false): a slow lookup
+   * that began first must not put back what a later one already replaced. `read.firm` false (a stand-in for an answer
+   * that could not be had) never holds off another value, whenever that one was read.
    */
-  set(key: string, value: V, expires: number, stamp = 0): boolean {
+  set(key: string, value: V, expires: number, read: { at: number; firm: boolean } = { at: 0, firm: false }): boolean {
     const held = this.entries.get(key);
-    if (held !== undefined && held.stamp > stamp) return false;
+    if (held !== undefined && held.stamp > read.at) return false;
     this.entries.delete(key);
-    this.entries.set(key, { value, expires, stamp });
+    this.entries.set(key, { value, expires, stamp: read.firm ? read.at : 0 });
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
     return true;
   }
