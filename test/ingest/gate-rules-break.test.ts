@@ -14,14 +14,13 @@ import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
 /**
  * A third breaker on the gate's final verdict-cache rules (82c9862, ede26ae): the stamp rule (`{ at, firm }`, a failed
  * lookup's decision stored with stamp 0), the fail-open and unconfirmed decisions made from `peek`, equal `now`s, late
- * answers, capacity, and the key cache against revocation. Tests marked (defect) fail on the code they were written
+ * answers, capacity, and the key cache against revocation. Tests marked (fixed) fail on the code they were written
  * against (b5fcb27); (holds) tests pin what held.
  *
- * The root of the first three defects: a failed lookup's entry is stored with stamp 0, so it forgets the stamp of the
- * real answer it replaced, and any older real answer landing after it is stored. Tried in a scratch run (not
- * committed): a non-firm write that keeps the held entry's stamp makes the two stamp-rule defects and the Worker test
- * pass, and every (holds) test still passes. The equal-now and key-cache defects need something else (a tie-break,
- * e.g. on the entries' per-org `version`; stamps for the key cache).
+ * The root of the first three defects was a failed lookup's entry stored with stamp 0: it forgot the read of the real
+ * answer it replaced, so any older real answer landing after it was stored. Fixed: a stand-in keeps the read it
+ * replaces (TtlCache.set); real answers that began at the same moment are ordered by the entries' per-org `version`;
+ * the key cache is stamped too.
  */
 
 const { confirmTtlMs, stateTtlMs, failOpenTtlMs, staleWhileRefreshMs, keyTtlMs } = GATE_TIMINGS;
@@ -55,7 +54,7 @@ describe("the stamp rule across a failed lookup (stamp 0)", () => {
    * real answer never replaces a newer real answer") and the documented fail-open ("KV down and last seen ok:
    * accept") both break; the failure event says last_verdict "suspended".
    */
-  it("(defect) a paid org: a slow suspension that began before the payment lands after a fail-open and is refused through the rest of a KV + object outage", async () => {
+  it("(fixed) a paid org: a slow suspension that began before the payment lands after a fail-open and is refused through the rest of a KV + object outage", async () => {
     const events: DependencyFailure[] = [];
     const gate = new IngestGate({ onDependencyFailure: (e) => events.push(e) });
     const { state, sources, held } = heldSources();
@@ -90,7 +89,7 @@ describe("the stamp rule across a failed lookup (stamp 0)", () => {
    * (source "memory"), then, KV still down, peeks "ok" and fails open with last_known ok for the whole outage: a
    * suspension this isolate saw confirmed is let through, outside the documented fail-open.
    */
-  it("(defect) a suspended org: a slow mirror ok that began before the suspension lands after an unconfirmed refusal, and the org is let through the rest of a KV + object outage", async () => {
+  it("(fixed) a suspended org: a slow mirror ok that began before the suspension lands after an unconfirmed refusal, and the org is let through the rest of a KV + object outage", async () => {
     const events: DependencyFailure[] = [];
     const gate = new IngestGate({ onDependencyFailure: (e) => events.push(e) });
     const { state, sources, held } = heldSources();
@@ -163,7 +162,7 @@ describe("equal now values (a burst shares one now)", () => {
    * org it was last told had paid, for the whole outage. With equal stamps the last to land wins; the entries'
    * `version` (monotonic per org) would tell which is newer, and the gate never looks at it.
    */
-  it("(defect) the object's ok and an older suspension with the same now: the older one, landing last, is kept and refuses a paid org through a KV + object outage", async () => {
+  it("(fixed) the object's ok and an older suspension with the same now: the older one, landing last, is kept and refuses a paid org through a KV + object outage", async () => {
     const gate = new IngestGate();
     const { state, sources, held } = heldSources();
     state.mirror.set("org_e", entry("suspended")); // the mirror lags the payment throughout
@@ -271,7 +270,7 @@ describe("the key cache (stamp 0 always) against revocation", () => {
    * The late record (stamp 0 always replaces) overwrites the null, and a KV outage then serves it from `peek` for as
    * long as the outage lasts, far past the minute the revocation is promised in.
    */
-  it("(defect) a revoked key this isolate saw revoked comes back for a whole KV outage after an older lookup lands", async () => {
+  it("(fixed) a revoked key this isolate saw revoked comes back for a whole KV outage after an older lookup lands", async () => {
     const gate = new IngestGate();
     const { keys, sources } = keyedSources();
     keys.records.set("h(k)", record);
@@ -355,7 +354,7 @@ describe("through the Worker: a paid org through a KV + object outage", () => {
     expect(check()).toBe(true);
   };
 
-  it("(defect) a 402 whose object answer was slow, landing after a fail-open, refuses (402) an org this isolate had let through as paid, for the rest of the outage", async () => {
+  it("(fixed) a 402 whose object answer was slow, landing after a fail-open, refuses (402) an org this isolate had let through as paid, for the rest of the outage", async () => {
     const org = uniqueOrg("grb_paid");
     const { key } = await mintKey(org);
     await override(org, "suspend");

@@ -176,7 +176,8 @@ export class IngestGate {
       const last = this.keys.peek(key);
       return last ? { ok: true, org_id: last.org_id, key_id: last.key_id } : { ok: false, code: "auth_unavailable" };
     }
-    this.keys.set(key, record, now + (record ? GATE_TIMINGS.keyTtlMs : GATE_TIMINGS.unknownKeyTtlMs));
+    // Stamped as the verdicts are: a record read before a revocation this isolate already saw does not come back.
+    this.keys.set(key, record, now + (record ? GATE_TIMINGS.keyTtlMs : GATE_TIMINGS.unknownKeyTtlMs), { at: now, firm: true });
     if (!record) return { ok: false, code: "unknown_ingest_key" };
     return record.verdict ? { ok: true, org_id: record.org_id, key_id: record.key_id, verdict: record.verdict } : { ok: true, org_id: record.org_id, key_id: record.key_id };
   }
@@ -228,7 +229,7 @@ export class IngestGate {
     }
     const held = heldOf(mirror);
     if (!held.suspended) {
-      this.verdicts.set(orgId, held, now + GATE_TIMINGS.stateTtlMs, { at: now, firm: true });
+      this.verdicts.set(orgId, held, now + GATE_TIMINGS.stateTtlMs, { at: now, firm: true, version: mirror?.version ?? 0 });
       return { ...held, source: "mirror" };
     }
     return this.confirm(orgId, sources, now, held, "object");
@@ -244,7 +245,7 @@ export class IngestGate {
       return this.degraded(orgId, dependency, error, now, seen);
     }
     const verdict = heldOf(truth);
-    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), { at: now, firm: true });
+    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), { at: now, firm: true, version: truth.version });
     return { ...verdict, source: "object" };
   }
 
@@ -258,7 +259,7 @@ export class IngestGate {
     if (held) this.counters.unconfirmedRefusals++;
     else this.counters.failOpens++;
     // Accepting (OK) is the decision; what was known before stays beside it for the customer's status.
-    // Not firm: a real answer from a lookup that began earlier (the object confirming, say) still replaces it.
+    // Not firm: a real answer read after the one this replaces (the object confirming, say) still replaces it.
     const entry: Cached = held ? { ...held, unconfirmed: true } : { ...OK, failed_open: { last_known: last } };
     this.verdicts.set(orgId, entry, now + GATE_TIMINGS.failOpenTtlMs, { at: now, firm: false });
     this.onDependencyFailure({

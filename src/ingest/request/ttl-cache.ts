@@ -2,8 +2,15 @@
  * A bounded isolate-memory cache. Entries expire for `get` but stay readable through
  * `peek` (the last value seen, for failing open) until capacity evicts the oldest.
  */
+/**
+ * When what a value says was read: `at`, when its lookup began, then `version` (the mirror entry's, which its org's
+ * object raises with every change) between real answers whose lookups began at the same moment. `firm` false: a
+ * stand-in for an answer that could not be had (a failed lookup's decision).
+ */
+export type Read = { at: number; firm: boolean; version?: number };
+
 export class TtlCache<V> {
-  private readonly entries = new Map<string, { value: V; expires: number; stamp: number }>();
+  private readonly entries = new Map<string, { value: V; expires: number; at: number; version: number }>();
 
   private readonly capacity: number;
 
@@ -27,15 +34,17 @@ export class TtlCache<V> {
   }
 
   /**
-   * `read.at`: when what `value` says was read. A value read before the one held is not stored (false): a slow lookup
-   * that began first must not put back what a later one already replaced. `read.firm` false (a stand-in for an answer
-   * that could not be had) never holds off another value, whenever that one was read.
+   * A value read before the one held is not stored (false): a slow lookup that began first must not put back what a
+   * later one already replaced. A stand-in (`firm` false) takes the place of what it replaces but keeps its read, so
+   * it never holds off a real answer read after that one, and never lets one read before it back in.
    */
-  set(key: string, value: V, expires: number, read: { at: number; firm: boolean } = { at: 0, firm: false }): boolean {
+  set(key: string, value: V, expires: number, read: Read = { at: 0, firm: false }): boolean {
     const held = this.entries.get(key);
-    if (held !== undefined && held.stamp > read.at) return false;
+    const version = read.version ?? 0;
+    if (held !== undefined && (held.at > read.at || (read.firm && held.at === read.at && held.version > version))) return false;
+    const kept = read.firm ? { at: read.at, version } : { at: held?.at ?? 0, version: held?.version ?? 0 };
     this.entries.delete(key);
-    this.entries.set(key, { value, expires, stamp: read.firm ? read.at : 0 });
+    this.entries.set(key, { value, expires, ...kept });
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
     return true;
   }
