@@ -5,10 +5,12 @@ import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
 
 /**
  * A fourth breaker on the gate's read ordering (8117fd5): `at` first, `version` only between firm answers with equal
- * `at`. Tests marked (finding) fail on 8117fd5; (holds) pin what held. The findings share one root: the per-org
+ * `at`. Tests marked (fixed) fail on 8117fd5; (holds) pin what held. The findings share one root: the per-org
  * version is consulted only as a tie-break, so a KV read that lags what this isolate already heard (an older version)
  * is trusted whenever its lookup began later, and the key cache (no version at all) keeps whichever equal-`at`
- * answer lands last.
+ * answer lands last. Fixed: verdicts are ordered by version first (a read that lags what the isolate heard never
+ * replaces it, and a lookup whose KV read lags uses the newer answer the isolate holds); equal-`at` key answers
+ * order a revocation over a record.
  */
 
 const { confirmTtlMs, stateTtlMs, failOpenTtlMs, keyTtlMs } = GATE_TIMINGS;
@@ -29,7 +31,7 @@ function keyedSources() {
 }
 
 describe("a KV read older (lower version) than what the isolate heard, begun later", () => {
-  it("(finding) overlapping: the object's suspension (v5) lands after a later-begun lagging mirror ok (v4) and is refused; the stale ok is then held and answered from memory for stateTtlMs", async () => {
+  it("(fixed) overlapping: the object's suspension (v5) lands after a later-begun lagging mirror ok (v4) and is refused; the stale ok is then held and answered from memory for stateTtlMs", async () => {
     const gate = new IngestGate();
     const { state, sources, held } = heldSources();
     state.mirror.set(ORG, entry("suspended", { version: 5 }));
@@ -46,7 +48,7 @@ describe("a KV read older (lower version) than what the isolate heard, begun lat
     expect((await gate.verdict(ORG, sources, T + 2)).suspended).toBe(true);
   });
 
-  it("(finding) carried: after the object confirmed a suspension (v5), a cold key's stale carried ok (v4) is cached; KV then goes down and the org is failed open for the whole outage while its object (up) says suspended", async () => {
+  it("(fixed) carried: after the object confirmed a suspension (v5), a cold key's stale carried ok (v4) is cached; KV then goes down and the org is failed open for the whole outage while its object (up) says suspended", async () => {
     const events: DependencyFailure[] = [];
     const g = new IngestGate({ onDependencyFailure: (e) => events.push(e) });
     const { state, sources } = heldSources();
@@ -59,10 +61,11 @@ describe("a KV read older (lower version) than what the isolate heard, begun lat
     for (const at of [T + confirmTtlMs + stateTtlMs, T + 10 * 60_000]) {
       expect((await g.verdict(ORG, sources, at)).suspended).toBe(true);
     }
-    expect(events[0]?.last_verdict).toBe("suspended");
+    // With KV down, the suspension this isolate saw was put to the object, which answered: nothing was decided without it.
+    expect(events).toEqual([]);
   });
 
-  it("(finding) a paid org: the object said ok (v5) over a lagging mirror suspension (v4); the object goes down while the edge still lags, and the org is refused (unconfirmed) though the isolate heard the payment", async () => {
+  it("(fixed) a paid org: the object said ok (v5) over a lagging mirror suspension (v4); the object goes down while the edge still lags, and the org is refused (unconfirmed) though the isolate heard the payment", async () => {
     const events: DependencyFailure[] = [];
     const gate = new IngestGate({ onDependencyFailure: (e) => events.push(e) });
     const { state, sources } = heldSources();
@@ -74,7 +77,8 @@ describe("a KV read older (lower version) than what the isolate heard, begun lat
     for (const at of [T + stateTtlMs, T + stateTtlMs + failOpenTtlMs]) {
       expect((await gate.verdict(ORG, sources, at)).suspended).toBe(false);
     }
-    expect(events[0]).toMatchObject({ last_verdict: "ok" });
+    // The lagging mirror's suspension is older than the payment the isolate heard: the object is never needed for it.
+    expect(events).toEqual([]);
   });
 
   it("(holds) equal at: a never-mirrored org's null (v0) landing after the object's suspension (v1) does not replace it", async () => {
@@ -88,7 +92,8 @@ describe("a KV read older (lower version) than what the isolate heard, begun lat
     state.object.set(ORG, entry("suspended", { version: 1 }));
     expect(await gate.verdict(ORG, sources, T)).toMatchObject({ suspended: true, source: "object" });
     held[0]!.release();
-    expect((await a).suspended).toBe(false);
+    // Its own answer too is the newer truth the isolate heard meanwhile, not its stale read.
+    expect((await a).suspended).toBe(true);
     expect(await gate.verdict(ORG, sources, T + 1)).toMatchObject({ suspended: true, source: "memory" });
   });
 
@@ -111,7 +116,7 @@ describe("a KV read older (lower version) than what the isolate heard, begun lat
 describe("the key cache: equal at (a burst shares one now)", () => {
   const record: IngestKeyRecord = { org_id: ORG, key_id: "ik_1", created_at: T };
 
-  it("(finding) a revocation this isolate saw (null) is undone by a stale record from the same burst landing after it; through a KV outage the revoked key is accepted", async () => {
+  it("(fixed) a revocation this isolate saw (null) is undone by a stale record from the same burst landing after it; through a KV outage the revoked key is accepted", async () => {
     const gate = new IngestGate();
     const { keys, sources } = keyedSources();
     keys.records.set("h(k)", record);

@@ -1,7 +1,7 @@
 import type { EnforcementMode, MirrorEntry, OrgState } from "../../shared/billing-state.ts";
 import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
 import type { FeatureLimit } from "../../shared/usage.ts";
-import { TtlCache } from "./ttl-cache.ts";
+import { TtlCache, type Supersedes } from "./ttl-cache.ts";
 
 /** Where the gate looks things up; injected so the same gate runs against KV/DO or in-memory fakes. */
 export type GateSources = {
@@ -118,6 +118,15 @@ function knownOf(entry: Cached | undefined): Held | undefined {
   return failedOpen ? failedOpen.last_known : held;
 }
 
+/**
+ * Verdicts: the newer truth wins. `rank` is the mirror entry's version (the org's object raises it with every change;
+ * 0 for an org never mirrored), so a KV read that lags what this isolate already heard never replaces it, whenever its
+ * lookup began; between equal versions the later begun. A stand-in that replaced nothing real yields to any answer.
+ */
+const NEWER_TRUTH: Supersedes = (incoming, held) => !held.firm || (incoming.rank ?? 0) > (held.rank ?? 0) || ((incoming.rank ?? 0) === (held.rank ?? 0) && incoming.at >= held.at);
+/** Keys: the later begun; between answers begun at the same moment a revocation (rank 1: no record) wins over a record. */
+const REVOCATION_WINS: Supersedes = (incoming, held) => !held.firm || incoming.at > held.at || (incoming.at === held.at && (incoming.rank ?? 0) >= (held.rank ?? 0));
+
 const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [], enforcement: null };
 
 /** The verdict a mirror entry (or the object's answer) gives; null (never mirrored) is ok. */
@@ -150,8 +159,8 @@ export class IngestGate {
 
   constructor(options: { capacity?: number; onDependencyFailure?: (event: DependencyFailure) => void } = {}) {
     this.capacity = options.capacity ?? 50_000;
-    this.keys = new TtlCache(this.capacity);
-    this.verdicts = new TtlCache(this.capacity);
+    this.keys = new TtlCache(this.capacity, REVOCATION_WINS);
+    this.verdicts = new TtlCache(this.capacity, NEWER_TRUTH);
     this.onDependencyFailure = options.onDependencyFailure ?? (() => {});
   }
 
@@ -177,7 +186,7 @@ export class IngestGate {
       return last ? { ok: true, org_id: last.org_id, key_id: last.key_id } : { ok: false, code: "auth_unavailable" };
     }
     // Stamped as the verdicts are: a record read before a revocation this isolate already saw does not come back.
-    this.keys.set(key, record, now + (record ? GATE_TIMINGS.keyTtlMs : GATE_TIMINGS.unknownKeyTtlMs), { at: now, firm: true });
+    this.keys.set(key, record, now + (record ? GATE_TIMINGS.keyTtlMs : GATE_TIMINGS.unknownKeyTtlMs), { at: now, firm: true, rank: record ? 0 : 1 });
     if (!record) return { ok: false, code: "unknown_ingest_key" };
     return record.verdict ? { ok: true, org_id: record.org_id, key_id: record.key_id, verdict: record.verdict } : { ok: true, org_id: record.org_id, key_id: record.key_id };
   }
@@ -227,10 +236,14 @@ export class IngestGate {
         return this.confirm(orgId, sources, now, knownOf(last)!, "kv_and_object");
       }
     }
-    const held = heldOf(mirror);
+    // KV can lag what this isolate already heard (the object's answer, a newer version): then that answer stands.
+    const known = this.verdicts.firm(orgId);
+    const version = mirror?.version ?? 0;
+    const newer = known !== undefined && (known.read.rank ?? 0) > version ? knownOf(known.value)! : null;
+    const held = newer ?? heldOf(mirror);
     if (!held.suspended) {
-      this.verdicts.set(orgId, held, now + GATE_TIMINGS.stateTtlMs, { at: now, firm: true, version: mirror?.version ?? 0 });
-      return { ...held, source: "mirror" };
+      this.verdicts.set(orgId, held, now + GATE_TIMINGS.stateTtlMs, { at: now, firm: true, rank: newer ? known!.read.rank : version });
+      return { ...held, source: newer ? "memory" : "mirror" };
     }
     return this.confirm(orgId, sources, now, held, "object");
   }
@@ -245,7 +258,7 @@ export class IngestGate {
       return this.degraded(orgId, dependency, error, now, seen);
     }
     const verdict = heldOf(truth);
-    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), { at: now, firm: true, version: truth.version });
+    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), { at: now, firm: true, rank: truth.version });
     return { ...verdict, source: "object" };
   }
 

@@ -1,21 +1,34 @@
 /**
+ * What a value says, and when it was read: `at`, when its lookup began (Workers' clock stands still between I/O, so a
+ * burst of requests shares one), and `rank`, how its owner orders answers besides (the gate: a mirror entry's
+ * version). `firm` false: a stand-in for an answer that could not be had (a failed lookup's decision).
+ */
+export type Read = { at: number; firm: boolean; rank?: number };
+
+/** Whether an incoming firm read supersedes the one held (the default: the later begun, the last to land on a tie). */
+export type Supersedes = (incoming: Read, held: Read) => boolean;
+
+const LATER_BEGUN: Supersedes = (incoming, held) => !held.firm || incoming.at >= held.at;
+const NO_READ: Read = { at: 0, firm: false };
+
+/**
  * A bounded isolate-memory cache. Entries expire for `get` but stay readable through
  * `peek` (the last value seen, for failing open) until capacity evicts the oldest.
+ *
+ * A value is not stored (`set` answers false) when the read held supersedes it: a slow lookup that began first must
+ * not put back what a later one already replaced. A stand-in takes the place of what it replaces but keeps that
+ * one's read, so it never holds off a real answer newer than that one, and never lets an older one back in; a stand-in
+ * begun before the held read is not stored.
  */
-/**
- * When what a value says was read: `at`, when its lookup began, then `version` (the mirror entry's, which its org's
- * object raises with every change) between real answers whose lookups began at the same moment. `firm` false: a
- * stand-in for an answer that could not be had (a failed lookup's decision).
- */
-export type Read = { at: number; firm: boolean; version?: number };
-
 export class TtlCache<V> {
-  private readonly entries = new Map<string, { value: V; expires: number; at: number; version: number }>();
+  private readonly entries = new Map<string, { value: V; expires: number; read: Read; standIn: boolean }>();
 
   private readonly capacity: number;
+  private readonly supersedes: Supersedes;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, supersedes: Supersedes = LATER_BEGUN) {
     this.capacity = capacity;
+    this.supersedes = supersedes;
   }
 
   get(key: string, now: number): V | undefined {
@@ -33,18 +46,17 @@ export class TtlCache<V> {
     return this.entries.get(key)?.value;
   }
 
-  /**
-   * A value read before the one held is not stored (false): a slow lookup that began first must not put back what a
-   * later one already replaced. A stand-in (`firm` false) takes the place of what it replaces but keeps its read, so
-   * it never holds off a real answer read after that one, and never lets one read before it back in.
-   */
-  set(key: string, value: V, expires: number, read: Read = { at: 0, firm: false }): boolean {
+  /** The value held, if it is a real answer (not a stand-in), with its read. */
+  firm(key: string): { value: V; read: Read } | undefined {
+    const entry = this.entries.get(key);
+    return entry !== undefined && !entry.standIn ? { value: entry.value, read: entry.read } : undefined;
+  }
+
+  set(key: string, value: V, expires: number, read: Read = NO_READ): boolean {
     const held = this.entries.get(key);
-    const version = read.version ?? 0;
-    if (held !== undefined && (held.at > read.at || (read.firm && held.at === read.at && held.version > version))) return false;
-    const kept = read.firm ? { at: read.at, version } : { at: held?.at ?? 0, version: held?.version ?? 0 };
+    if (held !== undefined && (read.firm ? !this.supersedes(read, held.read) : read.at < held.read.at)) return false;
     this.entries.delete(key);
-    this.entries.set(key, { value, expires, ...kept });
+    this.entries.set(key, { value, expires, read: read.firm || held === undefined ? read : held.read, standIn: !read.firm });
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
     return true;
   }
