@@ -236,26 +236,32 @@ export class IngestGate {
         return this.confirm(orgId, sources, now, knownOf(last)!, "kv_and_object");
       }
     }
-    // KV can lag what this isolate already heard (the object's answer, a newer version): then that answer stands.
-    const known = this.verdicts.firm(orgId);
+    // KV can lag what this isolate already heard from the object (a newer version). A suspension, KV's or the newer
+    // answer's, always goes to the object; the newer answer only stands in for a lagging mirror when the object cannot answer.
     const version = mirror?.version ?? 0;
+    const known = this.verdicts.known(orgId);
     const newer = known !== undefined && (known.read.rank ?? 0) > version ? knownOf(known.value)! : null;
-    const held = newer ?? heldOf(mirror);
+    const held = heldOf(mirror);
     if (!held.suspended) {
-      this.verdicts.set(orgId, held, now + GATE_TIMINGS.stateTtlMs, { at: now, firm: true, rank: newer ? known!.read.rank : version });
-      return { ...held, source: newer ? "memory" : "mirror" };
+      if (newer?.suspended) return this.confirm(orgId, sources, now, newer, "object");
+      // Both say not suspended: the newer answer is kept (its version), so the lagging read is not re-read per request.
+      this.verdicts.set(orgId, newer ?? held, now + GATE_TIMINGS.stateTtlMs, { at: now, firm: true, rank: newer ? known!.read.rank : version });
+      return { ...(newer ?? held), source: newer ? "memory" : "mirror" };
     }
-    return this.confirm(orgId, sources, now, held, "object");
+    return this.confirm(orgId, sources, now, held, "object", newer);
   }
 
-  /** Asks the object about a suspension; when it cannot answer, the suspension (`seen`) stands. */
-  private async confirm(orgId: string, sources: GateSources, now: number, seen: Held, dependency: DependencyFailure["dependency"]): Promise<Verdict> {
+  /**
+   * Asks the object about a suspension; when it cannot answer, the suspension (`seen`) stands, unless `newer` (a real
+   * answer this isolate heard, newer than the mirror entry that said suspended) says the org is not suspended.
+   */
+  private async confirm(orgId: string, sources: GateSources, now: number, seen: Held, dependency: DependencyFailure["dependency"], newer: Held | null = null): Promise<Verdict> {
     let truth: MirrorEntry;
     try {
       this.counters.objectCalls++;
       truth = await sources.askObject(orgId);
     } catch (error) {
-      return this.degraded(orgId, dependency, error, now, seen);
+      return this.degraded(orgId, dependency, error, now, newer && !newer.suspended ? null : seen);
     }
     const verdict = heldOf(truth);
     this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), { at: now, firm: true, rank: truth.version });

@@ -21,7 +21,8 @@ const NO_READ: Read = { at: 0, firm: false };
  * begun before the held read is not stored.
  */
 export class TtlCache<V> {
-  private readonly entries = new Map<string, { value: V; expires: number; read: Read; standIn: boolean }>();
+  /** `real`: the newest real answer held for the key: the value itself, or, for a stand-in, the one it replaced. */
+  private readonly entries = new Map<string, { value: V; expires: number; read: Read; real: { value: V; read: Read } | undefined }>();
 
   private readonly capacity: number;
   private readonly supersedes: Supersedes;
@@ -46,17 +47,16 @@ export class TtlCache<V> {
     return this.entries.get(key)?.value;
   }
 
-  /** The value held, if it is a real answer (not a stand-in), with its read. */
-  firm(key: string): { value: V; read: Read } | undefined {
-    const entry = this.entries.get(key);
-    return entry !== undefined && !entry.standIn ? { value: entry.value, read: entry.read } : undefined;
+  /** The newest real answer held for the key, with its read, whether or not a stand-in has taken its place since. */
+  known(key: string): { value: V; read: Read } | undefined {
+    return this.entries.get(key)?.real;
   }
 
   set(key: string, value: V, expires: number, read: Read = NO_READ): boolean {
     const held = this.entries.get(key);
     if (held !== undefined && (read.firm ? !this.supersedes(read, held.read) : read.at < held.read.at)) return false;
     this.entries.delete(key);
-    this.entries.set(key, { value, expires, read: read.firm || held === undefined ? read : held.read, standIn: !read.firm });
+    this.entries.set(key, read.firm ? { value, expires, read, real: { value, read } } : { value, expires, read: held?.read ?? read, real: held?.real });
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
     return true;
   }
