@@ -11,7 +11,7 @@ import { fakeClock } from "../support/clock.ts";
 import { ingestWithEnv, mintKey, override, sink } from "../support/ingest.ts";
 import { ALL, deliver, parkingEnv, recordingQueue, total } from "../support/parking.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
-import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
+import { entry, heldSources, T, turns, until } from "../support/gate-fakes.ts";
 import { deferredQueue, manualTime, settle } from "../support/batcher-fakes.ts";
 
 function tracesJson(n: number): string {
@@ -137,10 +137,6 @@ describe("through the Worker: a KV blip while the object confirms a suspension",
   afterEach(deleteAllAlarms);
 
   const TRACES = { headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] };
-  const until = async (check: () => boolean) => {
-    for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
-    expect(check()).toBe(true);
-  };
 
   it("a suspended org this isolate refused (402 from its object) is refused again while KV is down, not let through for the outage", async () => {
     const org = uniqueOrg("xrb_kv");

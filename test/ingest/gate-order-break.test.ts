@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { GATE_TIMINGS, IngestGate, type DependencyFailure, type GateSources } from "../../src/ingest/request/gate.ts";
+import { GATE_TIMINGS, IngestGate, type DependencyFailure } from "../../src/ingest/request/gate.ts";
 import type { IngestKeyRecord } from "../../src/shared/ingest-key.ts";
-import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
+import { entry, heldSources, keyedSources, T, turns } from "../support/gate-fakes.ts";
 
 /**
  * A fourth breaker on the gate's read ordering (8117fd5): `at` first, `version` only between firm answers with equal
@@ -16,19 +16,6 @@ import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
 const { confirmTtlMs, stateTtlMs, failOpenTtlMs, keyTtlMs } = GATE_TIMINGS;
 const ORG = "org_o";
 
-function keyedSources() {
-  const base = heldSources();
-  const keys = { records: new Map<string, IngestKeyRecord>(), down: false, hold: false, held: [] as (() => void)[] };
-  const sources: GateSources = {
-    ...base.sources,
-    lookupKey: (hash) => {
-      const answer = keys.down ? Promise.reject(new Error("kv down")) : Promise.resolve(keys.records.get(hash) ?? null);
-      if (!keys.hold) return answer;
-      return new Promise<void>((resolve) => keys.held.push(resolve)).then(() => answer);
-    },
-  };
-  return { ...base, keys, sources };
-}
 
 describe("a KV read older (lower version) than what the isolate heard, begun later", () => {
   it("(fixed) overlapping: the object's suspension (v5) lands after a later-begun lagging mirror ok (v4) and is refused; the stale ok is then held and answered from memory for stateTtlMs", async () => {

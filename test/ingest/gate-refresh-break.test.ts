@@ -12,7 +12,7 @@ import { fakeClock } from "../support/clock.ts";
 import { ingestWithEnv, mintKey, override } from "../support/ingest.ts";
 import { status } from "../support/status.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
-import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
+import { entry, heldSources, T, turns, until } from "../support/gate-fakes.ts";
 import { deferredQueue, manualTime, settle } from "../support/batcher-fakes.ts";
 
 /**
@@ -349,10 +349,6 @@ describe("through the Worker: payment while the object's re-ask hangs", () => {
     return { control, workerEnv };
   }
   const TRACES = { headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] };
-  const until = async (check: () => boolean) => {
-    for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
-    expect(check()).toBe(true);
-  };
 
   it("exports: 402 from the stale suspension for at most staleWhileRefreshMs past its confirmation's expiry, then 200; the status meanwhile says suspended from memory", async () => {
     const org = uniqueOrg("gbrk_pay");

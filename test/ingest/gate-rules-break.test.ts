@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { GATE_TIMINGS, IngestGate, type DependencyFailure, type GateSources } from "../../src/ingest/request/gate.ts";
+import { GATE_TIMINGS, IngestGate, type DependencyFailure } from "../../src/ingest/request/gate.ts";
 import { gate as isolateGate } from "../../src/ingest/request/isolate.ts";
 import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import type { IngestKeyRecord } from "../../src/shared/ingest-key.ts";
@@ -9,7 +9,7 @@ import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 import { ingestWithEnv, mintKey, override } from "../support/ingest.ts";
 import { OTLP_JSON } from "./fixtures/otlp.ts";
-import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
+import { entry, heldSources, keyedSources, T, turns, until } from "../support/gate-fakes.ts";
 
 /**
  * A third breaker on the gate's final verdict-cache rules (82c9862, ede26ae): the stamp rule (`{ at, firm }`, a failed
@@ -25,21 +25,6 @@ import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
 
 const { confirmTtlMs, stateTtlMs, failOpenTtlMs, staleWhileRefreshMs, keyTtlMs } = GATE_TIMINGS;
 
-/** heldSources with a key store that can be held and taken down too (gate-fakes' lookupKey always answers null). */
-function keyedSources() {
-  const base = heldSources();
-  const keys = { records: new Map<string, IngestKeyRecord>(), down: false, hold: false, held: [] as (() => void)[] };
-  const sources: GateSources = {
-    ...base.sources,
-    lookupKey: (hash) => {
-      // The answer is taken when the read is made (what KV said then), handed back when released.
-      const answer = keys.down ? Promise.reject(new Error("kv down")) : Promise.resolve(keys.records.get(hash) ?? null);
-      if (!keys.hold) return answer;
-      return new Promise<void>((resolve) => keys.held.push(resolve)).then(() => answer);
-    },
-  };
-  return { ...base, keys, sources };
-}
 
 // ---- the stamp rule: a failed lookup's stamp 0 forgets what a newer real answer said ----
 
@@ -350,10 +335,6 @@ describe("through the Worker: a paid org through a KV + object outage", () => {
   afterEach(deleteAllAlarms);
 
   const TRACES = { headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] };
-  const until = async (check: () => boolean) => {
-    for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
-    expect(check()).toBe(true);
-  };
 
   it("(fixed) a 402 whose object answer was slow, landing after a fail-open, refuses (402) an org this isolate had let through as paid, for the rest of the outage", async () => {
     const org = uniqueOrg("grb_paid");

@@ -1,4 +1,6 @@
+import { expect } from "vitest";
 import type { GateSources } from "../../src/ingest/request/gate.ts";
+import type { IngestKeyRecord } from "../../src/shared/ingest-key.ts";
 import type { MirrorEntry } from "../../src/shared/billing-state.ts";
 
 /** What the gate's break tests share (test/ingest/gate-refresh-break.test.ts, cross-request-break.test.ts): a mirror entry, sources that can be held, and a few promise turns. */
@@ -46,3 +48,25 @@ export function heldSources() {
 export const turns = async () => {
   for (let turn = 0; turn < 30; turn++) await Promise.resolve();
 };
+
+/** heldSources with a key store that can be held and taken down too (heldSources' lookupKey always answers null). */
+export function keyedSources() {
+  const base = heldSources();
+  const keys = { records: new Map<string, IngestKeyRecord>(), down: false, hold: false, held: [] as (() => void)[] };
+  const sources: GateSources = {
+    ...base.sources,
+    lookupKey: (hash) => {
+      // The answer is taken when the read is made (what KV said then), handed back when released.
+      const answer = keys.down ? Promise.reject(new Error("kv down")) : Promise.resolve(keys.records.get(hash) ?? null);
+      if (!keys.hold) return answer;
+      return new Promise<void>((resolve) => keys.held.push(resolve)).then(() => answer);
+    },
+  };
+  return { ...base, keys, sources };
+}
+
+/** Waits (5 ms at a time, about a second at most) until `check` holds, and fails the test if it never does. */
+export async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
+  expect(check()).toBe(true);
+}
