@@ -304,22 +304,18 @@ describe("capacity eviction against stamps and refreshing", () => {
   it("(holds) pruning dead re-reads past capacity leaves a live re-read standing: its org is still answered stale, not looked up again", async () => {
     const gate = new IngestGate({ capacity: 2 });
     const { state, sources, held } = heldSources();
-    state.mirror.set("a", entry("suspended"));
-    state.object.set("a", entry("suspended"));
+    state.mirror.set("a", entry("ok"));
     await gate.verdict("a", sources, T);
-    state.holdObject = true;
-    void gate.verdict("a", sources, T + confirmTtlMs); // the live re-read
-    await turns();
-    state.holdObject = false;
     state.holdKv = true;
+    void gate.verdict("a", sources, T + stateTtlMs); // the live re-read
     for (let i = 0; i < 5; i++) void gate.verdict(`dead_${i}`, sources, T - 3_000); // re-reads that never end
     await turns();
     state.holdKv = false;
-    await gate.verdict("c", sources, T + confirmTtlMs + 1); // prunes
+    await gate.verdict("c", sources, T + stateTtlMs + 1); // prunes
     expect((gate as unknown as { refreshing: Map<string, unknown> }).refreshing.size).toBeLessThanOrEqual(2);
-    const calls = gate.counters.objectCalls;
-    expect(await gate.verdict("a", sources, T + confirmTtlMs + 2)).toMatchObject({ suspended: true, source: "memory" });
-    expect(gate.counters.objectCalls).toBe(calls);
+    const reads = gate.counters.mirrorReads;
+    expect(await gate.verdict("a", sources, T + stateTtlMs + 2)).toMatchObject({ suspended: false, source: "memory" });
+    expect(gate.counters.mirrorReads).toBe(reads);
     held.splice(0).forEach((h) => h.release());
   });
 });

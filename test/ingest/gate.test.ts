@@ -157,22 +157,45 @@ describe("the ingest gate", () => {
     return all;
   };
 
-  it("while one request re-asks the object about an expired suspension, the others answer from it at once: one object call, and no request awaits another's (issue 10, item 4)", async () => {
+  it("while one request re-reads a paying org's expired verdict, the others answer from it at once: one KV read, and no request awaits another's (issue 10, item 4)", async () => {
+    const gate = new IngestGate();
+    const { state, sources } = memorySources();
+    state.mirror.set("org_a", entry("ok"));
+    expect(await gate.verdict("org_a", sources, T)).toMatchObject({ suspended: false, source: "mirror" });
+    let release!: () => void;
+    const read = sources.readMirror;
+    sources.readMirror = async (orgId) => {
+      await new Promise<void>((resolve) => (release = resolve));
+      return read(orgId);
+    };
+    const at = T + GATE_TIMINGS.stateTtlMs;
+    const refresh = gate.verdict("org_a", sources, at);
+    const others = Array.from({ length: 63 }, () => gate.verdict("org_a", sources, at));
+    expect(await settledAlone(others)).toBe(true);
+    expect(await Promise.all(others)).toEqual(Array(63).fill(expect.objectContaining({ suspended: false, source: "memory" })));
+    release();
+    expect(await refresh).toMatchObject({ suspended: false, source: "mirror" });
+    expect(state.calls).toEqual({ kv: 2, object: 0 });
+  });
+
+  it("while one request re-asks the object about an expired suspension, the others wait for its answer on timers of their own (a 402 is final for exporters): one object call, and a payment it hears reaches them all", async () => {
     const gate = new IngestGate();
     const { state, sources } = memorySources();
     state.mirror.set("org_b", entry("suspended"));
     state.object.set("org_b", entry("suspended"));
     expect(await gate.verdict("org_b", sources, T)).toMatchObject({ suspended: true, source: "object" });
     const object = slowObject(sources);
+    state.object.set("org_b", entry("ok")); // paid: the object knows before KV does
 
     const at = T + GATE_TIMINGS.confirmTtlMs;
     const refresh = gate.verdict("org_b", sources, at);
     const others = Array.from({ length: 63 }, () => gate.verdict("org_b", sources, at));
-    expect(await settledAlone(others)).toBe(true);
-    expect(await Promise.all(others)).toEqual(Array(63).fill(expect.objectContaining({ suspended: true, source: "memory" })));
+    expect(await settledAlone(others)).toBe(false);
+    await new Promise((resolve) => setTimeout(resolve, 20));
     expect(object.waiting()).toBe(1);
     object.release();
-    expect(await refresh).toMatchObject({ suspended: true, source: "object" });
+    expect(await refresh).toMatchObject({ suspended: false, source: "object" });
+    expect(await Promise.all(others)).toEqual(Array(63).fill(expect.objectContaining({ suspended: false, source: "memory" })));
     expect(state.calls).toEqual({ kv: 2, object: 2 });
   });
 

@@ -31,12 +31,17 @@ export const GATE_TIMINGS = {
   failOpenTtlMs: 2_000,
   /**
    * While one request re-reads an org's expired verdict, the isolate's other requests for the org answer from
-   * that verdict, if it expired at most this long ago (see IngestGate.verdict).
+   * that verdict, if it accepts and expired at most this long ago (see IngestGate.verdict).
    */
   staleWhileRefreshMs: 1_000,
   /** A re-read under way longer than this (its request cancelled, say) no longer stands in for the others: they read for themselves. */
   refreshMs: 2_000,
+  /** How long a request meeting another's re-read of a suspension waits for its answer before it reads for itself. */
+  refreshWaitMs: 250,
 };
+
+/** How often a request waiting for another's re-read of a suspension looks for its answer. */
+const REFRESH_POLL_MS = 5;
 
 export type Verdict = {
   suspended: boolean;
@@ -200,13 +205,20 @@ export class IngestGate {
     const cached = this.verdicts.get(orgId, now);
     if (cached) return fromMemory(cached);
     // A flood from one org costs one re-read per expiry, not one per request: while a request re-reads the
-    // verdict, the others answer from the one it replaces (if that expired within staleWhileRefreshMs). They never
-    // await the re-read itself: Workers runs whatever awaits another request's I/O in that request's context, and a
-    // response made there fails ("Cannot perform I/O on behalf of a different request"; the bench saw 500s).
+    // verdict, the others answer from the one it replaces (if that expired within staleWhileRefreshMs), or, for a
+    // suspension, wait for the re-read's answer. They never await the re-read itself: Workers runs whatever awaits
+    // another request's I/O in that request's context, and a response made there fails ("Cannot perform I/O on
+    // behalf of a different request"; the bench saw 500s).
     const refresh = this.refreshing.get(orgId);
     if (refresh !== undefined && now - refresh.began < GATE_TIMINGS.refreshMs) {
       const previous = this.verdicts.recent(orgId, now, GATE_TIMINGS.staleWhileRefreshMs);
-      if (previous !== undefined) return fromMemory(previous);
+      // Accepting meanwhile never hurts a payer. A refusal is final for exporters, so an expired suspension is not
+      // answered again: the request waits, on timers of its own, for the re-read's answer (a payment it hears).
+      if (previous !== undefined && !previous.suspended) return fromMemory(previous);
+      if (previous !== undefined) {
+        const fresh = await this.refreshed(orgId, refresh, now);
+        if (fresh !== undefined) return fromMemory(fresh);
+      }
     }
     const mine = { began: now };
     this.refreshing.set(orgId, mine);
@@ -217,6 +229,20 @@ export class IngestGate {
     } finally {
       if (this.refreshing.get(orgId) === mine) this.refreshing.delete(orgId);
     }
+  }
+
+  /**
+   * The answer of the re-read under way (`refresh`), polled from the cache every REFRESH_POLL_MS on this request's own
+   * timers; undefined once that re-read ended without one, or after refreshWaitMs (it hangs, its request cancelled, say).
+   */
+  private async refreshed(orgId: string, refresh: { began: number }, now: number): Promise<Cached | undefined> {
+    for (let waited = 0; waited < GATE_TIMINGS.refreshWaitMs; waited += REFRESH_POLL_MS) {
+      await new Promise((resolve) => setTimeout(resolve, REFRESH_POLL_MS));
+      const fresh = this.verdicts.get(orgId, now);
+      if (fresh !== undefined) return fresh;
+      if (this.refreshing.get(orgId) !== refresh) return undefined;
+    }
+    return undefined;
   }
 
   private async lookup(orgId: string, sources: GateSources, now: number, carried: MirrorEntry | undefined): Promise<Verdict> {
