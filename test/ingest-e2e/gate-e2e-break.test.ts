@@ -15,7 +15,7 @@ import { deleteAllAlarms, mirrorOf, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 import { billingAdmin, ingest, ingestWithEnv, keyWithVerdict, mintKey, override } from "../support/ingest.ts";
 import { statusOf } from "../support/status.ts";
-import { OTLP_JSON } from "./fixtures/otlp.ts";
+import { OTLP_JSON } from "../ingest/fixtures/otlp.ts";
 
 const clock = fakeClock();
 
