@@ -13,7 +13,7 @@ import { logThrottle } from "../../src/ingest/log-throttle.ts";
 import { billingStateKey } from "../../src/shared/storage-keys.ts";
 import { deleteAllAlarms, mirrorOf, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
-import { billingAdmin, ingest, ingestWithEnv, keyWithVerdict, mintKey, override } from "../support/ingest.ts";
+import { billingAdmin, ingest, ingestWithEnv, keyWithVerdict, mintKey, outageEnv, override } from "../support/ingest.ts";
 import { statusOf } from "../support/status.ts";
 import { OTLP_JSON } from "../ingest/fixtures/otlp.ts";
 
@@ -30,15 +30,7 @@ const send = (key: string) => ingest("/v1/traces", { key, headers: { "content-ty
 const flood = async (key: string, n = 24) => (await Promise.all(Array.from({ length: n }, () => send(key)))).map((r) => r.status);
 
 type Outage = { kv?: boolean; object?: boolean };
-function brokenEnv(parts: Outage) {
-  const fail = () => Promise.reject(new Error("simulated outage"));
-  return {
-    ...env,
-    BILLING_STATE: parts.kv ? { get: fail } : env.BILLING_STATE,
-    ORG_BILLING: parts.object ? { getByName: () => ({ verdict: fail }) } : env.ORG_BILLING,
-  };
-}
-const sendWith = (parts: Outage, key: string) => ingestWithEnv(brokenEnv(parts), "/v1/traces", { key, headers: { "content-type": "application/json" }, body });
+const sendWith = (parts: Outage, key: string) => ingestWithEnv(outageEnv(parts), "/v1/traces", { key, headers: { "content-type": "application/json" }, body });
 
 async function quietly<T>(run: () => Promise<T>): Promise<T> {
   const spy = vi.spyOn(console, "warn").mockImplementation(() => {});

@@ -5,7 +5,7 @@ import { billingStateKey, ingestKeyHashKey } from "../../src/shared/storage-keys
 import { gate } from "../../src/ingest/request/isolate.ts";
 import { GATE_TIMINGS } from "../../src/ingest/request/gate.ts";
 import { deleteAllAlarms, uniqueOrg } from "../support/billing.ts";
-import { ingest, ingestWithEnv, mintKey, override, sink } from "../support/ingest.ts";
+import { ingest, ingestWithEnv, mintKey, outageEnv, override, sink } from "../support/ingest.ts";
 import { decodeRpcStatus } from "../support/rpc-status-decode.ts";
 import { OTLP_JSON, OTLP_PROTOBUF } from "./fixtures/otlp.ts";
 import { fakeClock } from "../support/clock.ts";
@@ -142,16 +142,7 @@ describe("a flood from one suspended org (issue 10, item 4)", () => {
 
 describe("when a dependency is down", () => {
   type Outage = { kv: boolean; object: boolean };
-  function brokenEnv(parts: Outage) {
-    const fail = () => Promise.reject(new Error("simulated outage"));
-    return {
-      ...env,
-      BILLING_STATE: parts.kv ? { get: fail } : env.BILLING_STATE,
-      ORG_BILLING: parts.object ? { getByName: () => ({ verdict: fail }) } : env.ORG_BILLING,
-    };
-  }
-
-  const sendWith = (parts: Outage, key: string) => ingestWithEnv(brokenEnv(parts), "/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] });
+  const sendWith = (parts: Outage, key: string) => ingestWithEnv(outageEnv(parts), "/v1/traces", { key, headers: { "content-type": "application/json" }, body: OTLP_JSON["/v1/traces"] });
 
   async function warnings<T>(run: () => Promise<T>): Promise<{ result: T; lines: unknown[] }> {
     const lines: unknown[] = [];

@@ -156,3 +156,13 @@ export async function keyWithVerdict(org: string, verdict: Record<string, unknow
   await env.INGEST_KEYS.put(hashKey, JSON.stringify(verdict === null ? record : { ...record, verdict }));
   return key;
 }
+
+/** The test env with KV's mirror reads, the org's object, or both failing (a dependency down), for `ingestWithEnv`. */
+export function outageEnv(parts: { kv?: boolean; object?: boolean }) {
+  const fail = () => Promise.reject(new Error("simulated outage"));
+  return {
+    ...env,
+    BILLING_STATE: parts.kv ? { get: fail } : env.BILLING_STATE,
+    ORG_BILLING: parts.object ? { getByName: () => ({ verdict: fail }) } : env.ORG_BILLING,
+  };
+}

@@ -126,11 +126,11 @@ function knownOf(entry: Cached | undefined): Held | undefined {
 /**
  * Verdicts: the newer truth wins. `rank` is the mirror entry's version (the org's object raises it with every change;
  * 0 for an org never mirrored), so a KV read that lags what this isolate already heard never replaces it, whenever its
- * lookup began; between equal versions the later begun. A stand-in that replaced nothing real yields to any answer.
+ * lookup began; between equal versions the later begun.
  */
-const NEWER_TRUTH: Supersedes = (incoming, held) => !held.firm || (incoming.rank ?? 0) > (held.rank ?? 0) || ((incoming.rank ?? 0) === (held.rank ?? 0) && incoming.at >= held.at);
+const NEWER_TRUTH: Supersedes = (incoming, held) => (incoming.rank ?? 0) > (held.rank ?? 0) || ((incoming.rank ?? 0) === (held.rank ?? 0) && incoming.at >= held.at);
 /** Keys: the later begun; between answers begun at the same moment a revocation (rank 1: no record) wins over a record. */
-const REVOCATION_WINS: Supersedes = (incoming, held) => !held.firm || incoming.at > held.at || (incoming.at === held.at && (incoming.rank ?? 0) >= (held.rank ?? 0));
+const REVOCATION_WINS: Supersedes = (incoming, held) => incoming.at > held.at || (incoming.at === held.at && (incoming.rank ?? 0) >= (held.rank ?? 0));
 
 const OK: Held = { suspended: false, suspended_at: null, state: "ok", suspend_at: null, pay_url: null, limits: [], enforcement: null };
 
@@ -223,7 +223,7 @@ export class IngestGate {
     const mine = { began: now };
     this.refreshing.set(orgId, mine);
     // A re-read whose request was cancelled never ends: past refreshMs it stands for nobody, and goes.
-    if (this.refreshing.size > this.capacity) for (const [org, refresh] of this.refreshing) if (now - refresh.began >= GATE_TIMINGS.refreshMs) this.refreshing.delete(org);
+    if (this.refreshing.size > this.capacity) for (const [org, other] of this.refreshing) if (now - other.began >= GATE_TIMINGS.refreshMs) this.refreshing.delete(org);
     try {
       return await this.lookup(orgId, sources, now, carried);
     } finally {
@@ -266,15 +266,16 @@ export class IngestGate {
     // answer's, always goes to the object; the newer answer only stands in for a lagging mirror when the object cannot answer.
     const version = mirror?.version ?? 0;
     const known = this.verdicts.known(orgId);
-    const newer = known !== undefined && (known.read.rank ?? 0) > version ? knownOf(known.value)! : null;
+    const newer = known !== undefined && (known.read.rank ?? 0) > version ? { held: knownOf(known.value)!, rank: known.read.rank } : null;
     const held = heldOf(mirror);
     if (!held.suspended) {
-      if (newer?.suspended) return this.confirm(orgId, sources, now, newer, "object");
+      if (newer?.held.suspended) return this.confirm(orgId, sources, now, newer.held, "object");
       // Both say not suspended: the newer answer is kept (its version), so the lagging read is not re-read per request.
-      this.verdicts.set(orgId, newer ?? held, now + GATE_TIMINGS.stateTtlMs, { at: now, firm: true, rank: newer ? known!.read.rank : version });
-      return { ...(newer ?? held), source: newer ? "memory" : "mirror" };
+      const answer = newer?.held ?? held;
+      this.verdicts.set(orgId, answer, now + GATE_TIMINGS.stateTtlMs, { at: now, firm: true, rank: newer?.rank ?? version });
+      return { ...answer, source: newer ? "memory" : "mirror" };
     }
-    return this.confirm(orgId, sources, now, held, "object", newer);
+    return this.confirm(orgId, sources, now, held, "object", newer?.held ?? null);
   }
 
   /**

@@ -5,10 +5,9 @@
  */
 export type Read = { at: number; firm: boolean; rank?: number };
 
-/** Whether an incoming firm read supersedes the one held (the default: the later begun, the last to land on a tie). */
+/** Whether an incoming real answer's read supersedes the real answer's read held (each cache orders its own answers). */
 export type Supersedes = (incoming: Read, held: Read) => boolean;
 
-const LATER_BEGUN: Supersedes = (incoming, held) => !held.firm || incoming.at >= held.at;
 const NO_READ: Read = { at: 0, firm: false };
 
 /**
@@ -27,7 +26,7 @@ export class TtlCache<V> {
   private readonly capacity: number;
   private readonly supersedes: Supersedes;
 
-  constructor(capacity: number, supersedes: Supersedes = LATER_BEGUN) {
+  constructor(capacity: number, supersedes: Supersedes) {
     this.capacity = capacity;
     this.supersedes = supersedes;
   }
@@ -54,7 +53,8 @@ export class TtlCache<V> {
 
   set(key: string, value: V, expires: number, read: Read = NO_READ): boolean {
     const held = this.entries.get(key);
-    if (held !== undefined && (read.firm ? !this.supersedes(read, held.read) : read.at < held.read.at)) return false;
+    // A stand-in that replaced nothing real (its own read is not firm) yields to any real answer.
+    if (held !== undefined && (read.firm ? held.read.firm && !this.supersedes(read, held.read) : read.at < held.read.at)) return false;
     this.entries.delete(key);
     this.entries.set(key, read.firm ? { value, expires, read, real: { value, read } } : { value, expires, read: held?.read ?? read, real: held?.real });
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);

@@ -102,7 +102,7 @@ export function usageCounts(settings: IngestSettings, orgId: string, signal: Rou
 }
 
 /** Counts to the isolate's batcher (see UsageBatcher.add): `done` once they are on the queue (or logged lost). */
-export function sendUsage(env: IngestEnv, orgId: string, counts: UsageCounts, now: number, forwarded?: { kind: ForwardedKind; items: number }): { done: Promise<void>; opened: boolean } {
+function sendUsage(env: IngestEnv, orgId: string, counts: UsageCounts, now: number, forwarded?: { kind: ForwardedKind; items: number }): { done: Promise<void>; opened: boolean } {
   return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now, forwarded);
 }
 
