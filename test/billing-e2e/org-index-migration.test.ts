@@ -5,6 +5,7 @@ import { ensureSchema, DRAIN_BATCH, orgIndex } from "../../src/billing/index/obj
 import { forgetLegacyDrained } from "../../src/billing/index/sharded.ts";
 import { LEGACY_INDEX_NAME, SHARD_NAMES, shardNameOf } from "../../src/shared/index-shard.ts";
 import { drainLegacyIndex, emptyIndex, indexEntry, orgIdsIn } from "../support/org-index.ts";
+import { countedNamespace } from "../support/billing.ts";
 
 /**
  * An existing deployment: the index was one object named "index" before it was sharded. Its rows are written
@@ -115,10 +116,9 @@ it("hands every row of the old single object to its shard, in batches, while rea
     const kept = await runInDurableObject(env.ORG_INDEX.getByName(name), (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM recent_writes").one().n);
     expect(kept).toBe(0);
   }
-  const calls = vi.spyOn(env.ORG_INDEX, "getByName");
-  await index.overview(now, HOUR);
+  const { env: counted, calls } = countedNamespace("ORG_INDEX");
+  await orgIndex(counted).overview(now, HOUR);
   expect(calls.mock.calls.map(([name]) => name)).not.toContain(LEGACY_INDEX_NAME);
-  calls.mockRestore();
 });
 
 it("answers the sweep from the old object too until it is drained, and the drain then moves nothing twice", async () => {

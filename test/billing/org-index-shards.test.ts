@@ -6,7 +6,7 @@ import { encodeCursor } from "../../src/billing/index/cursor.ts";
 import type { IndexEntry } from "../../src/billing/index/entry.ts";
 import { orgIndex } from "../../src/billing/index/object.ts";
 import { hashOrgId, SHARD_NAMES, shardNameOf, shardOf } from "../../src/shared/index-shard.ts";
-import { admin, BILLING } from "../support/billing.ts";
+import { admin, BILLING, countedNamespace } from "../support/billing.ts";
 import { drainLegacyIndex, emptyIndex, indexEntry, orgIdsIn } from "../support/org-index.ts";
 import { TEST_ADMIN_TOKEN } from "../support/secrets.ts";
 
@@ -153,17 +153,18 @@ describe("the sharded index", () => {
   });
 
   it("costs one call to the org's shard per write, one per shard concerned for ids, one per shard for a fan-out", async () => {
-    const calls = vi.spyOn(env.ORG_INDEX, "getByName");
-    await index.upsert(indexEntry("counted_org", "overdue"));
+    const { env: counted, calls } = countedNamespace("ORG_INDEX");
+    const countedIndex = orgIndex(counted);
+    await countedIndex.upsert(indexEntry("counted_org", "overdue"));
     expect(calls.mock.calls).toEqual([[shardNameOf("counted_org")]]);
     calls.mockClear();
-    await index.recordWouldRefuse("counted_org", [{ hour: Math.floor(Date.now() / HOUR) * HOUR, requests: 3 }]);
+    await countedIndex.recordWouldRefuse("counted_org", [{ hour: Math.floor(Date.now() / HOUR) * HOUR, requests: 3 }]);
     expect(calls.mock.calls).toEqual([[shardNameOf("counted_org")]]);
     calls.mockClear();
     const ids = Array.from({ length: 40 }, (_, i) => `counted_${i}`);
-    await index.heldAmong(ids);
+    await countedIndex.heldAmong(ids);
     expect(calls.mock.calls.map(([name]) => name).sort()).toEqual([...new Set(ids.map(shardNameOf))].sort());
-    for (const read of [() => index.overview(Date.now(), HOUR), () => index.list({ state: "overdue", cursor: null, limit: 50 }), () => index.notOk(), () => index.restrictedCount()]) {
+    for (const read of [() => countedIndex.overview(Date.now(), HOUR), () => countedIndex.list({ state: "overdue", cursor: null, limit: 50 }), () => countedIndex.notOk(), () => countedIndex.restrictedCount()]) {
       calls.mockClear();
       await read();
       expect(calls.mock.calls.map(([name]) => name).sort()).toEqual([...SHARD_NAMES].sort());

@@ -8,7 +8,7 @@ import { USAGE_STREAM_WINDOW_MS } from "../../src/billing/usage/stream-marks.ts"
 import type { ActivityDelivery } from "../../src/shared/contract.ts";
 import { LEGACY_INDEX_NAME, shardNameOf } from "../../src/shared/index-shard.ts";
 import { HOUR_MS, hourOf, type ActivityHour } from "../../src/shared/usage.ts";
-import { deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
+import { countedNamespace, deleteAllAlarms, orgState, orgStub, uniqueOrg } from "../support/billing.ts";
 import { fakeClock } from "../support/clock.ts";
 import { consolePage } from "../support/console-page.ts";
 
@@ -169,8 +169,8 @@ describe("an index shard records activity parts", () => {
 
   it("the sharded client's activityOf costs one call, to the org's shard", async () => {
     const org = uniqueOrg("act_one_call");
-    const calls = vi.spyOn(env.ORG_INDEX, "getByName");
-    await orgIndex(env).activityOf(org, Date.now());
+    const { env: counted, calls } = countedNamespace("ORG_INDEX");
+    await orgIndex(counted).activityOf(org, Date.now());
     expect(calls.mock.calls).toEqual([[shardNameOf(org)]]);
   });
 });

@@ -3,7 +3,7 @@ import { describe, expect, it, vi } from "vitest";
 import { shardName, shardOf } from "../../src/shared/index-shard.ts";
 import { UsageBatcher } from "../../src/ingest/usage/batcher.ts";
 import type { ActivityMessage, UsageMessage } from "../../src/shared/usage.ts";
-import { uniqueOrg } from "../support/billing.ts";
+import { countedNamespace, uniqueOrg } from "../support/billing.ts";
 import { consumeUsage, queueMessage, shardActivityOf } from "../support/usage-queue.ts";
 import { recordingQueue } from "../support/parking.ts";
 
@@ -47,13 +47,12 @@ describe("the usage consumer's activity", () => {
     const { messages, usage } = await activityMessages([[a!, "accepted", hour], [a!, "accepted", hour + 1], [b!, "refused", hour], [c!, "parked", hour - HOUR]]);
     expect(usage).toEqual([]);
     expect(messages).toHaveLength(1);
-    const call = vi.spyOn(env.ORG_BILLING, "getByName");
-    const result = await consumeUsage([queueMessage("a1", messages[0])]);
+    const { env: countedEnv, calls: call } = countedNamespace("ORG_BILLING");
+    const result = await consumeUsage([queueMessage("a1", messages[0])], countedEnv as never);
     expect(result.explicitAcks).toEqual(["a1"]);
     expect(result.retryMessages).toEqual([]);
     // No org's object was asked anything: activity goes to the shards only.
     expect(call).not.toHaveBeenCalled();
-    call.mockRestore();
     expect(await counted(a!)).toEqual([{ hour, accepted: 2, refused: 0, parked: 0 }]);
     expect(await counted(b!)).toEqual([{ hour, accepted: 0, refused: 1, parked: 0 }]);
     expect(await counted(c!)).toEqual([{ hour: hour - HOUR, accepted: 0, refused: 0, parked: 1 }]);

@@ -1,4 +1,5 @@
 import { listDurableObjectIds, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { vi } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import type { OrgView } from "../../src/billing/org/view.ts";
@@ -91,4 +92,13 @@ export async function sitOutMinimumNotice(orgId: string, clock: { now: number; s
 export async function mirrorOf(orgId: string): Promise<MirrorEntry | null> {
   const raw = await env.BILLING_STATE.get(billingStateKey(orgId));
   return raw === null ? null : MirrorEntry.parse(JSON.parse(raw));
+}
+
+/**
+ * An env whose namespace's `getByName` is a spy of its own. Counting calls on the runtime's shared `env` also counts
+ * background work that other files' requests and objects left running (the runtimes are shared: isolate: false).
+ */
+export function countedNamespace<K extends "ORG_BILLING" | "ORG_INDEX">(binding: K) {
+  const calls = vi.fn((name: string) => env[binding].getByName(name));
+  return { env: { ...env, [binding]: { getByName: calls } } as unknown as typeof env, calls };
 }
