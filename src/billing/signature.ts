@@ -37,7 +37,7 @@ export function isSigningSecret(secret: string): boolean {
   return secretBytes(secret) !== null;
 }
 
-/** `whsec_<base64>`: the decoded bytes are the HMAC-SHA256 key. Imported once per isolate. */
+/** `whsec_<base64>`: the decoded bytes are the HMAC-SHA256 key. The imported key is kept for the isolate (concurrent first callers each import it). */
 export async function importSigningSecret(secret: string, variable = "AUTUMN_WEBHOOK_SECRET"): Promise<CryptoKey> {
   let key = keyCache.get(secret);
   if (!key) {

@@ -19,7 +19,7 @@ import { entry, heldSources, keyedSources, T, turns, until } from "../support/ga
  *
  * The root of the first three defects was a failed lookup's entry stored with stamp 0: it forgot the read of the real
  * answer it replaced, so any older real answer landing after it was stored. Fixed: a stand-in keeps the read it
- * replaces (TtlCache.set); real answers that began at the same moment are ordered by the entries' per-org `version`;
+ * replaces (TtlCache.standIn); real answers that began at the same moment are ordered by the entries' per-org `version`;
  * the key cache is stamped too.
  */
 

@@ -1,7 +1,7 @@
 import type { EnforcementMode, MirrorEntry, OrgState } from "../../shared/billing-state.ts";
 import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
 import type { FeatureLimit } from "../../shared/usage.ts";
-import { TtlCache, type Supersedes } from "./ttl-cache.ts";
+import { TtlCache, type Answer, type Supersedes } from "./ttl-cache.ts";
 
 /** Where the gate looks things up; injected so the same gate runs against KV/DO or in-memory fakes. */
 export type GateSources = {
@@ -204,7 +204,7 @@ export class IngestGate {
   async verdict(orgId: string, sources: GateSources, now: number, carried?: MirrorEntry): Promise<Verdict> {
     const cached = this.verdicts.get(orgId, now);
     if (cached) return fromMemory(cached);
-    // A flood from one org costs one re-read per expiry, not one per request: while a request re-reads the
+    // A steady flood from one org costs one re-read per expiry, not one per request: while a request re-reads the
     // verdict, the others answer from the one it replaces (if that expired within staleWhileRefreshMs), or, for a
     // suspension, wait for the re-read's answer. They never await the re-read itself: Workers runs whatever awaits
     // another request's I/O in that request's context, and a response made there fails ("Cannot perform I/O on
@@ -258,7 +258,7 @@ export class IngestGate {
         // No mirror: a suspension this isolate saw is put to the object, the truth; anything
         // else (a paying org, or nothing known) is accepted without bothering the object.
         const last = this.verdicts.peek(orgId);
-        if (!last?.suspended) return this.degraded(orgId, "kv", error, now, null);
+        if (!last?.suspended) return this.degraded(orgId, "kv", error, now, null, this.verdicts.known(orgId));
         return this.confirm(orgId, sources, now, knownOf(last)!, "kv_and_object");
       }
     }
@@ -284,11 +284,13 @@ export class IngestGate {
    */
   private async confirm(orgId: string, sources: GateSources, now: number, seen: Held, dependency: DependencyFailure["dependency"], newer: Held | null = null): Promise<Verdict> {
     let truth: MirrorEntry;
+    // What `seen` and `newer` were taken from: if another lookup's answer lands while this one waits, it is the newer.
+    const basis = this.verdicts.known(orgId);
     try {
       this.counters.objectCalls++;
       truth = await sources.askObject(orgId);
     } catch (error) {
-      return this.degraded(orgId, dependency, error, now, newer && !newer.suspended ? null : seen);
+      return this.degraded(orgId, dependency, error, now, newer && !newer.suspended ? null : seen, basis);
     }
     const verdict = heldOf(truth);
     this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), { at: now, firm: true, rank: truth.version });
@@ -298,16 +300,17 @@ export class IngestGate {
   /**
    * A lookup failed. `held` is the suspension that stands (refuse), or null to accept: a
    * dependency's outage must never cut off an org that nothing says is suspended. The answer
-   * is held briefly instead of hammering a dependency that is down or overloaded.
+   * is held briefly instead of hammering a dependency that is down or overloaded. `basis`: the real answer the decision
+   * was taken from; when another lookup's answer landed since, that answer is newer than the decision, and answers.
    */
-  private degraded(orgId: string, dependency: DependencyFailure["dependency"], error: unknown, now: number, held: Held | null): Verdict {
+  private degraded(orgId: string, dependency: DependencyFailure["dependency"], error: unknown, now: number, held: Held | null, basis: Answer<Cached> | undefined): Verdict {
     const last = knownOf(this.verdicts.peek(orgId));
-    if (held) this.counters.unconfirmedRefusals++;
-    else this.counters.failOpens++;
     // Accepting (OK) is the decision; what was known before stays beside it for the customer's status.
     // Not firm: a real answer read after the one this replaces (the object confirming, say) still replaces it.
     const entry: Cached = held ? { ...held, unconfirmed: true } : { ...OK, failed_open: { last_known: last } };
-    this.verdicts.set(orgId, entry, now + GATE_TIMINGS.failOpenTtlMs, { at: now, firm: false });
+    if (!this.verdicts.standIn(orgId, entry, now + GATE_TIMINGS.failOpenTtlMs, now, basis)) return fromMemory(this.verdicts.peek(orgId)!);
+    if (held) this.counters.unconfirmedRefusals++;
+    else this.counters.failOpens++;
     this.onDependencyFailure({
       org_id: orgId,
       dependency,

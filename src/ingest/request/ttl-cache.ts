@@ -5,23 +5,25 @@
  */
 export type Read = { at: number; firm: boolean; rank?: number };
 
+/** A real answer, with its read. */
+export type Answer<V> = { value: V; read: Read };
+
+type Entry<V> = { value: V; expires: number; read: Read; real: Answer<V> | undefined };
+
 /** Whether an incoming real answer's read supersedes the real answer's read held (each cache orders its own answers). */
 export type Supersedes = (incoming: Read, held: Read) => boolean;
-
-const NO_READ: Read = { at: 0, firm: false };
 
 /**
  * A bounded isolate-memory cache. Entries expire for `get` but stay readable through
  * `peek` (the last value seen, for failing open) until capacity evicts the oldest.
  *
- * A value is not stored (`set` answers false) when the read held supersedes it: a slow lookup that began first must
- * not put back what a later one already replaced. A stand-in takes the place of what it replaces but keeps that
- * one's read, so it never holds off a real answer newer than that one, and never lets an older one back in; a stand-in
- * begun before the held read is not stored.
+ * A real answer is not stored when the read held supersedes it: a slow lookup that began first
+ * must not put back what a later one already replaced. A stand-in (`standIn`) takes the place of what it replaces but
+ * keeps that one's read, so it never holds off a real answer newer than that one, and never lets an older one back in.
  */
 export class TtlCache<V> {
   /** `real`: the newest real answer held for the key: the value itself, or, for a stand-in, the one it replaced. */
-  private readonly entries = new Map<string, { value: V; expires: number; read: Read; real: { value: V; read: Read } | undefined }>();
+  private readonly entries = new Map<string, Entry<V>>();
 
   private readonly capacity: number;
   private readonly supersedes: Supersedes;
@@ -47,18 +49,34 @@ export class TtlCache<V> {
   }
 
   /** The newest real answer held for the key, with its read, whether or not a stand-in has taken its place since. */
-  known(key: string): { value: V; read: Read } | undefined {
+  known(key: string): Answer<V> | undefined {
     return this.entries.get(key)?.real;
   }
 
-  set(key: string, value: V, expires: number, read: Read = NO_READ): boolean {
+  /** A real answer, read as `read` says (`firm`). */
+  set(key: string, value: V, expires: number, read: Read): void {
     const held = this.entries.get(key);
     // A stand-in that replaced nothing real (its own read is not firm) yields to any real answer.
-    if (held !== undefined && (read.firm ? held.read.firm && !this.supersedes(read, held.read) : read.at < held.read.at)) return false;
-    this.entries.delete(key);
-    this.entries.set(key, read.firm ? { value, expires, read, real: { value, read } } : { value, expires, read: held?.read ?? read, real: held?.real });
-    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
+    if (held !== undefined && held.read.firm && !this.supersedes(read, held.read)) return;
+    this.store(key, { value, expires, read, real: { value, read } });
+  }
+
+  /**
+   * A stand-in decided at `at` from `basis`, the real answer held (`known`) when its lookup last waited on a source.
+   * Not stored when a real answer landed since (another lookup's, newer than what the decision knew), nor over an entry
+   * whose read began after `at`.
+   */
+  standIn(key: string, value: V, expires: number, at: number, basis: Answer<V> | undefined): boolean {
+    const held = this.entries.get(key);
+    if (held !== undefined && (held.real !== basis || at < held.read.at)) return false;
+    this.store(key, { value, expires, read: held?.read ?? { at, firm: false }, real: held?.real });
     return true;
+  }
+
+  private store(key: string, entry: Entry<V>): void {
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
   }
 
   clear(): void {

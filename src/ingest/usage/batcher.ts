@@ -31,7 +31,7 @@ export type UsageQueue = { sendBatch(messages: Iterable<{ body: QueuedMessage }>
 
 export type BatcherOptions = {
   intervalMs?: number;
-  /** Past this many orgs waiting, the flush runs at once (a full sendBatch). */
+  /** At this many orgs waiting, the add that brought the last one sends them at once (a full sendBatch). */
   maxOrgs?: number;
   /** Waits before each retry of a failed send. */
   retryDelaysMs?: readonly number[];
@@ -114,9 +114,9 @@ export class UsageBatcher {
 
   /**
    * Adds one acceptance's counts for an org. `done` resolves once they are on the queue (or logged
-   * lost). `opened`: this add opened the window, so its request must hold the isolate (`waitUntil(done)`)
-   * until the flush; every later add of the window rides on that flush, which carries whatever is
-   * pending when it runs, and needs no waitUntil of its own (one per window, not one per request).
+   * lost). `opened`: this add opened the window, or started a flush of its own (see `ride`), so its request must
+   * hold the isolate (`waitUntil(done)`) until that flush; every later add of the window rides on the window's flush,
+   * which carries whatever is pending when it runs, and needs no waitUntil of its own (one per window, not one per request).
    */
   add(orgId: string, counts: UsageCounts, at: number, forwarded?: { kind: ForwardedKind; items: number }, sendNow = false): { done: Promise<void>; opened: boolean } {
     const entry = this.entry(orgId, at);
