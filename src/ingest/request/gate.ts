@@ -1,7 +1,7 @@
 import type { EnforcementMode, MirrorEntry, OrgState } from "../../shared/billing-state.ts";
 import type { IngestKeyRecord } from "../../shared/ingest-key.ts";
 import type { FeatureLimit } from "../../shared/usage.ts";
-import { TtlCache, type Answer, type Supersedes } from "./ttl-cache.ts";
+import { TtlCache, type Supersedes } from "./ttl-cache.ts";
 
 /** Where the gate looks things up; injected so the same gate runs against KV/DO or in-memory fakes. */
 export type GateSources = {
@@ -108,6 +108,8 @@ type Held = Omit<Verdict, "source" | "last_known">;
  * suspension the object could not confirm is marked `unconfirmed` for the same reason.
  */
 type Cached = Held & { failed_open?: { last_known: Held | undefined }; unconfirmed?: true };
+/** A verdict and the version of the mirror entry or answer it came from. */
+type Ranked = { held: Held; rank: number };
 
 /** A cached verdict as the gate answers it from memory: a refusal the object could not confirm still says so. */
 function fromMemory(entry: Cached): Verdict {
@@ -191,7 +193,7 @@ export class IngestGate {
       return last ? { ok: true, org_id: last.org_id, key_id: last.key_id } : { ok: false, code: "auth_unavailable" };
     }
     // Stamped as the verdicts are: a record read before a revocation this isolate already saw does not come back.
-    this.keys.set(key, record, now + (record ? GATE_TIMINGS.keyTtlMs : GATE_TIMINGS.unknownKeyTtlMs), { at: now, firm: true, rank: record ? 0 : 1 });
+    this.keys.set(key, record, now + (record ? GATE_TIMINGS.keyTtlMs : GATE_TIMINGS.unknownKeyTtlMs), { at: now, rank: record ? 0 : 1 });
     if (!record) return { ok: false, code: "unknown_ingest_key" };
     return record.verdict ? { ok: true, org_id: record.org_id, key_id: record.key_id, verdict: record.verdict } : { ok: true, org_id: record.org_id, key_id: record.key_id };
   }
@@ -255,60 +257,63 @@ export class IngestGate {
         this.counters.mirrorReads++;
         mirror = await sources.readMirror(orgId);
       } catch (error) {
+        // Another lookup answered or decided while this read failed: that answer stands (a failing object is not asked again).
+        const fresh = this.verdicts.get(orgId, now);
+        if (fresh !== undefined) return fromMemory(fresh);
         // No mirror: a suspension this isolate saw is put to the object, the truth; anything
         // else (a paying org, or nothing known) is accepted without bothering the object.
         const last = this.verdicts.peek(orgId);
-        if (!last?.suspended) return this.degraded(orgId, "kv", error, now, null, this.verdicts.known(orgId));
-        return this.confirm(orgId, sources, now, knownOf(last)!, "kv_and_object");
+        const lastRank = this.verdicts.readOf(orgId)?.rank ?? 0;
+        if (!last?.suspended) return this.degraded(orgId, "kv", error, now, { held: null, rank: lastRank });
+        return this.confirm(orgId, sources, now, { held: knownOf(last)!, rank: lastRank }, "kv_and_object");
       }
     }
     // KV can lag what this isolate already heard from the object (a newer version). A suspension, KV's or the newer
     // answer's, always goes to the object; the newer answer only stands in for a lagging mirror when the object cannot answer.
     const version = mirror?.version ?? 0;
     const known = this.verdicts.known(orgId);
-    const newer = known !== undefined && (known.read.rank ?? 0) > version ? { held: knownOf(known.value)!, rank: known.read.rank } : null;
+    const newer = known !== undefined && (known.read.rank ?? 0) > version ? { held: knownOf(known.value)!, rank: known.read.rank ?? 0 } : null;
     const held = heldOf(mirror);
     if (!held.suspended) {
-      if (newer?.held.suspended) return this.confirm(orgId, sources, now, newer.held, "object");
+      if (newer?.held.suspended) return this.confirm(orgId, sources, now, newer, "object");
       // Both say not suspended: the newer answer is kept (its version), so the lagging read is not re-read per request.
       const answer = newer?.held ?? held;
-      this.verdicts.set(orgId, answer, now + GATE_TIMINGS.stateTtlMs, { at: now, firm: true, rank: newer?.rank ?? version });
+      this.verdicts.set(orgId, answer, now + GATE_TIMINGS.stateTtlMs, { at: now, rank: newer?.rank ?? version });
       return { ...answer, source: newer ? "memory" : "mirror" };
     }
-    return this.confirm(orgId, sources, now, held, "object", newer?.held ?? null);
+    return this.confirm(orgId, sources, now, { held, rank: version }, "object", newer);
   }
 
   /**
    * Asks the object about a suspension; when it cannot answer, the suspension (`seen`) stands, unless `newer` (a real
    * answer this isolate heard, newer than the mirror entry that said suspended) says the org is not suspended.
    */
-  private async confirm(orgId: string, sources: GateSources, now: number, seen: Held, dependency: DependencyFailure["dependency"], newer: Held | null = null): Promise<Verdict> {
+  private async confirm(orgId: string, sources: GateSources, now: number, seen: Ranked, dependency: DependencyFailure["dependency"], newer: Ranked | null = null): Promise<Verdict> {
     let truth: MirrorEntry;
-    // What `seen` and `newer` were taken from: if another lookup's answer lands while this one waits, it is the newer.
-    const basis = this.verdicts.known(orgId);
     try {
       this.counters.objectCalls++;
       truth = await sources.askObject(orgId);
     } catch (error) {
-      return this.degraded(orgId, dependency, error, now, newer && !newer.suspended ? null : seen, basis);
+      // The newer answer decides when there is one: its suspension stands, or it accepts.
+      return this.degraded(orgId, dependency, error, now, newer === null ? seen : newer.held.suspended ? newer : { held: null, rank: newer.rank });
     }
     const verdict = heldOf(truth);
-    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), { at: now, firm: true, rank: truth.version });
+    this.verdicts.set(orgId, verdict, now + (verdict.suspended ? GATE_TIMINGS.confirmTtlMs : GATE_TIMINGS.stateTtlMs), { at: now, rank: truth.version });
     return { ...verdict, source: "object" };
   }
 
   /**
-   * A lookup failed. `held` is the suspension that stands (refuse), or null to accept: a
-   * dependency's outage must never cut off an org that nothing says is suspended. The answer
-   * is held briefly instead of hammering a dependency that is down or overloaded. `basis`: the real answer the decision
-   * was taken from; when another lookup's answer landed since, that answer is newer than the decision, and answers.
+   * A lookup failed. `decision.held` is the suspension that stands (refuse), or null to accept: a dependency's outage
+   * must never cut off an org that nothing says is suspended; `decision.rank`, the version of what it was decided from.
+   * The answer is held briefly instead of hammering a dependency that is down or overloaded. An answer held that is
+   * newer than what the decision knew (another lookup's, landed while this one waited) answers instead.
    */
-  private degraded(orgId: string, dependency: DependencyFailure["dependency"], error: unknown, now: number, held: Held | null, basis: Answer<Cached> | undefined): Verdict {
+  private degraded(orgId: string, dependency: DependencyFailure["dependency"], error: unknown, now: number, decision: { held: Held | null; rank: number }): Verdict {
+    const { held } = decision;
     const last = knownOf(this.verdicts.peek(orgId));
     // Accepting (OK) is the decision; what was known before stays beside it for the customer's status.
-    // Not firm: a real answer read after the one this replaces (the object confirming, say) still replaces it.
     const entry: Cached = held ? { ...held, unconfirmed: true } : { ...OK, failed_open: { last_known: last } };
-    if (!this.verdicts.standIn(orgId, entry, now + GATE_TIMINGS.failOpenTtlMs, now, basis)) return fromMemory(this.verdicts.peek(orgId)!);
+    if (!this.verdicts.standIn(orgId, entry, now + GATE_TIMINGS.failOpenTtlMs, { at: now, rank: decision.rank })) return fromMemory(this.verdicts.peek(orgId)!);
     if (held) this.counters.unconfirmedRefusals++;
     else this.counters.failOpens++;
     this.onDependencyFailure({

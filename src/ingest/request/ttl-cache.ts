@@ -1,25 +1,26 @@
 /**
- * What a value says, and when it was read: `at`, when its lookup began (Workers' clock stands still between I/O, so a
+ * What a value says, and when it was read: `at`, when its request began (Workers' clock stands still between I/O, so a
  * burst of requests shares one), and `rank`, how its owner orders answers besides (the gate: a mirror entry's
- * version). `firm` false: a stand-in for an answer that could not be had (a failed lookup's decision).
+ * version). For a stand-in (a failed lookup's decision): when its lookup began, and the rank of what it knew.
  */
-export type Read = { at: number; firm: boolean; rank?: number };
+export type Read = { at: number; rank?: number };
 
 /** A real answer, with its read. */
-export type Answer<V> = { value: V; read: Read };
+type Answer<V> = { value: V; read: Read };
 
-type Entry<V> = { value: V; expires: number; read: Read; real: Answer<V> | undefined };
+/** `standIn`: the value is a decision made without an answer, and `read` says what it was made from. */
+type Entry<V> = { value: V; expires: number; read: Read; real: Answer<V> | undefined; standIn: boolean };
 
-/** Whether an incoming real answer's read supersedes the real answer's read held (each cache orders its own answers). */
+/** Whether an incoming read supersedes the read held (each cache orders its own answers). */
 export type Supersedes = (incoming: Read, held: Read) => boolean;
 
 /**
  * A bounded isolate-memory cache. Entries expire for `get` but stay readable through
  * `peek` (the last value seen, for failing open) until capacity evicts the oldest.
  *
- * A real answer is not stored when the read held supersedes it: a slow lookup that began first
- * must not put back what a later one already replaced. A stand-in (`standIn`) takes the place of what it replaces but
- * keeps that one's read, so it never holds off a real answer newer than that one, and never lets an older one back in.
+ * Answers and stand-ins (`standIn`) are stored in the order `supersedes` gives their reads, whenever they land: a slow
+ * lookup that began first must not put back what a later one already replaced, and a decision made without an answer
+ * never replaces one newer than what it was decided from. A stand-in keeps the newest real answer beside it (`known`).
  */
 export class TtlCache<V> {
   /** `real`: the newest real answer held for the key: the value itself, or, for a stand-in, the one it replaced. */
@@ -53,24 +54,27 @@ export class TtlCache<V> {
     return this.entries.get(key)?.real;
   }
 
-  /** A real answer, read as `read` says (`firm`). */
+  /** A real answer. Over a stand-in it needs only be as new as what the decision knew, whenever its lookup began. */
   set(key: string, value: V, expires: number, read: Read): void {
     const held = this.entries.get(key);
-    // A stand-in that replaced nothing real (its own read is not firm) yields to any real answer.
-    if (held !== undefined && held.read.firm && !this.supersedes(read, held.read)) return;
-    this.store(key, { value, expires, read, real: { value, read } });
+    if (held !== undefined && !this.supersedes(read, held.standIn ? { ...held.read, at: -Infinity } : held.read)) return;
+    this.store(key, { value, expires, read, real: { value, read }, standIn: false });
   }
 
   /**
-   * A stand-in decided at `at` from `basis`, the real answer held (`known`) when its lookup last waited on a source.
-   * Not stored when a real answer landed since (another lookup's, newer than what the decision knew), nor over an entry
-   * whose read began after `at`.
+   * A stand-in for an answer that could not be had, read as what it was decided from; false when what is held is as new
+   * (an answer read as new as what the decision knew is worth more than the decision).
    */
-  standIn(key: string, value: V, expires: number, at: number, basis: Answer<V> | undefined): boolean {
+  standIn(key: string, value: V, expires: number, decided: Read): boolean {
     const held = this.entries.get(key);
-    if (held !== undefined && (held.real !== basis || at < held.read.at)) return false;
-    this.store(key, { value, expires, read: held?.read ?? { at, firm: false }, real: held?.real });
+    if (held !== undefined && this.supersedes(held.read, decided)) return false;
+    this.store(key, { value, expires, read: decided, real: held?.real, standIn: true });
     return true;
+  }
+
+  /** The read of the entry held: a real answer's, or what a stand-in was decided from. */
+  readOf(key: string): Read | undefined {
+    return this.entries.get(key)?.read;
   }
 
   private store(key: string, entry: Entry<V>): void {
