@@ -77,7 +77,7 @@ describe("the stamp rule: a failed lookup's entry against an answer the object g
     const gate = new IngestGate();
     const { state, sources, held } = heldSources();
     state.mirror.set("org_p", entry("suspended")); // stale: the org has paid
-    state.object.set("org_p", entry("ok"));
+    state.object.set("org_p", entry("ok", { version: 2 })); // the payment raised the object's version
     state.holdObject = true;
     const hearing = gate.verdict("org_p", sources, T); // the object says ok; slow to come back
     await turns();

@@ -4,8 +4,8 @@ import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
 
 /**
  * A review of the gate (2026-12-03): a failed lookup's decision (a stand-in) was stored over a real answer that another
- * lookup, running at the same time, had brought in while the failed one waited on the object. A stand-in is decided from
- * what the isolate knew when its object call began; an answer that landed since is newer than that decision.
+ * lookup, running at the same time, had brought in while the failed one waited on the object. A stand-in is now ordered
+ * by what its decision knew (the version, when its lookup began); a newer answer that landed meanwhile wins.
  */
 
 const { failOpenTtlMs } = GATE_TIMINGS;

@@ -5,7 +5,8 @@ import { entry, heldSources, T, turns } from "../support/gate-fakes.ts";
 /**
  * A third breaker on the stand-in ordering (b63d15b): stand-ins ordered by the version their decision knew, then when
  * their lookup began; a real answer replaces a stand-in when its rank >= the stand-in's decided rank, whatever its at.
- * (holds): the promise held. (finding): the test asserts the promise and fails on b63d15b.
+ * (holds): the promise held. (fixed): the test asserts the promise and failed on b63d15b, where a real answer of the
+ * stand-in's version replaced it whenever its lookup began; now a stand-in and a real answer are ordered alike.
  */
 
 const { stateTtlMs, confirmTtlMs, failOpenTtlMs, staleWhileRefreshMs, refreshMs } = GATE_TIMINGS;
@@ -81,7 +82,7 @@ describe("a slow real answer that lands already expired", () => {
    * "whatever its at", but it expires at T + confirmTtlMs, already past. C (T + 2600) finds nothing held and asks the
    * failing object again, inside B's failOpenTtlMs. Between real answers A's (begun earlier) would not have replaced B's.
    */
-  it("(finding) replaces a fresh stand-in with an expired entry: the failing object is asked again within failOpenTtlMs", async () => {
+  it("(fixed) a slow answer of the stand-in's version no longer replaces a fresh stand-in with an expired entry", async () => {
     const events: DependencyFailure[] = [];
     const gate = new IngestGate({ onDependencyFailure: (e) => events.push(e) });
     const { state, sources, held } = heldSources();
@@ -182,7 +183,7 @@ describe("legacy entries (version 0)", () => {
    * over a stand-in it needs only rank >= 0 "whatever its at", so the older ok replaces the newer suspension; between
    * real answers it would not have (T < T + 1).
    */
-  it("(finding, legacy only) an older ok read (v0) landing after a later unconfirmed v0 suspension replaces it: accepted for stateTtlMs", async () => {
+  it("(fixed, legacy entries only) an older ok read (v0) landing after a later unconfirmed v0 suspension no longer replaces it", async () => {
     const gate = new IngestGate();
     const { state, sources, held } = heldSources();
     state.mirror.set(ORG, entry("ok", { version: 0 }));

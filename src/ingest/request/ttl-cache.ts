@@ -8,8 +8,8 @@ export type Read = { at: number; rank?: number };
 /** A real answer, with its read. */
 type Answer<V> = { value: V; read: Read };
 
-/** `standIn`: the value is a decision made without an answer, and `read` says what it was made from. */
-type Entry<V> = { value: V; expires: number; read: Read; real: Answer<V> | undefined; standIn: boolean };
+/** For a stand-in, `read` says what its decision was made from. */
+type Entry<V> = { value: V; expires: number; read: Read; real: Answer<V> | undefined };
 
 /** Whether an incoming read supersedes the read held (each cache orders its own answers). */
 export type Supersedes = (incoming: Read, held: Read) => boolean;
@@ -54,11 +54,11 @@ export class TtlCache<V> {
     return this.entries.get(key)?.real;
   }
 
-  /** A real answer. Over a stand-in it needs only be as new as what the decision knew, whenever its lookup began. */
+  /** A real answer. */
   set(key: string, value: V, expires: number, read: Read): void {
     const held = this.entries.get(key);
-    if (held !== undefined && !this.supersedes(read, held.standIn ? { ...held.read, at: -Infinity } : held.read)) return;
-    this.store(key, { value, expires, read, real: { value, read }, standIn: false });
+    if (held !== undefined && !this.supersedes(read, held.read)) return;
+    this.store(key, { value, expires, read, real: { value, read } });
   }
 
   /**
@@ -68,7 +68,7 @@ export class TtlCache<V> {
   standIn(key: string, value: V, expires: number, decided: Read): boolean {
     const held = this.entries.get(key);
     if (held !== undefined && this.supersedes(held.read, decided)) return false;
-    this.store(key, { value, expires, read: decided, real: held?.real, standIn: true });
+    this.store(key, { value, expires, read: decided, real: held?.real });
     return true;
   }
 
