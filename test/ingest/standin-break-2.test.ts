@@ -196,7 +196,6 @@ describe("the KV-down path and the hammering bound", () => {
     expect({ objectCalls: gate.counters.objectCalls, unconfirmedRefusals: gate.counters.unconfirmedRefusals }).toEqual({ objectCalls: 1, unconfirmedRefusals: 1 });
   });
 
-  /** The object call that fails takes longer than failOpenTtlMs (an overloaded object timing out): the stand-in is stored already expired. */
   it("(holds) a refused stand-in stores nothing: once the real answer that refused it expires, one request asks the object and its decision is held for failOpenTtlMs", async () => {
     const gate = new IngestGate();
     const { state, sources, held } = heldSources();

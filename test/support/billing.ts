@@ -1,6 +1,6 @@
 import { listDurableObjectIds, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { vi } from "vitest";
 import { env, exports } from "cloudflare:workers";
+import { vi } from "vitest";
 import { Webhook } from "standardwebhooks";
 import type { OrgView } from "../../src/billing/org/view.ts";
 import { MirrorEntry } from "../../src/shared/billing-state.ts";

@@ -3,7 +3,7 @@ import type { GateSources } from "../../src/ingest/request/gate.ts";
 import type { IngestKeyRecord } from "../../src/shared/ingest-key.ts";
 import type { MirrorEntry } from "../../src/shared/billing-state.ts";
 
-/** What the gate's break tests share (test/ingest/gate-refresh-break.test.ts, cross-request-break.test.ts): a mirror entry, sources that can be held, and a few promise turns. */
+/** What the gate's break tests share (test/ingest/gate-*-break.test.ts, cross-request-break.test.ts, standin-break-*.test.ts): a mirror entry, sources that can be held, and a few promise turns. */
 
 export const T = 1_800_000_000_000;
 

@@ -102,13 +102,13 @@ export function usageCounts(settings: IngestSettings, orgId: string, signal: Rou
 }
 
 /** Counts to the isolate's batcher (see UsageBatcher.add): `done` once they are on the queue (or logged lost). */
-function sendUsage(env: IngestEnv, orgId: string, counts: UsageCounts, now: number, forwarded?: { kind: ForwardedKind; items: number }): { done: Promise<void>; opened: boolean } {
-  return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now, forwarded);
+function sendUsage(env: IngestEnv, orgId: string, counts: UsageCounts, now: number, forwarded?: { kind: ForwardedKind; items: number }, sendNow = false): { done: Promise<void>; opened: boolean } {
+  return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now, forwarded, sendNow);
 }
 
 /** For a caller that waits for its counts before going on (the delivery consumer): sent at once, in its own flush (see UsageBatcher.ride). */
 export function sendUsageNow(env: IngestEnv, orgId: string, counts: UsageCounts, now: number): Promise<void> {
-  return batcherFor((env as { USAGE: UsageQueue }).USAGE).add(orgId, counts, now, undefined, true).done;
+  return sendUsage(env, orgId, counts, now, undefined, true).done;
 }
 
 /** Adds `more` into `total`. */
